@@ -1,0 +1,3 @@
+"""subclassbench: how much subclass structure do an encoder's layers keep?"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from subclassbench.cli import main
+
+main()

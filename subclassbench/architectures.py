@@ -1,0 +1,219 @@
+"""Reference architectures of the ``builtin:`` encoder source.
+
+Each builtin model exposes ``forward_features(x)`` (the final embedding, before
+the classifier) and ``feature_layers()``: the ordered module names whose
+outputs are scored, from the input side to the output side. Parameter names
+of the CIFAR ResNets match the widely used pretrained files (see
+``../shared/weights/README.md``) so those load without renaming.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ArchInfo:
+    """A builtin architecture: its constructor and the preprocessing it expects."""
+
+    name: str
+    build: Callable[..., nn.Module]
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    description: str
+
+
+ARCHITECTURES: dict[str, ArchInfo] = {}
+
+
+def register(name: str, input_size: tuple[int, int, int], mean: tuple[float, ...], std: tuple[float, ...],
+             description: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        ARCHITECTURES[name] = ArchInfo(name, build, input_size, mean, std, description)
+        return build
+
+    return wrap
+
+
+class FeatureModel(nn.Module):
+    """Base class: a classifier whose embedding and layers subclassbench can read."""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def feature_layers(self) -> list[str]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+# --------------------------------------------------------------------------- digits
+
+
+class DigitsMLP(FeatureModel):
+    def __init__(self, num_classes: int = 5, in_features: int = 64, width: int = 128) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Sequential(nn.Linear(in_features, width), nn.ReLU())
+        self.fc2 = nn.Sequential(nn.Linear(width, width), nn.ReLU())
+        self.fc3 = nn.Sequential(nn.Linear(width, width // 2), nn.ReLU())
+        self.head = nn.Linear(width // 2, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc3(self.fc2(self.fc1(self.flatten(x))))
+
+    def feature_layers(self) -> list[str]:
+        return ["fc1", "fc2", "fc3"]
+
+
+class DigitsCNN(FeatureModel):
+    """A small CNN for 1×8×8 digits: stem, two conv blocks, a dense embedding."""
+
+    def __init__(self, num_classes: int = 5, in_chans: int = 1, width: int = 32) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.block1 = nn.Sequential(
+            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2)
+        )
+        self.block2 = nn.Sequential(
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU()
+        )
+        self.embedding = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 16, 64), nn.ReLU())
+        self.head = nn.Linear(64, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding(self.block2(self.block1(self.stem(x))))
+
+    def feature_layers(self) -> list[str]:
+        return ["stem", "block1", "block2"]
+
+
+register("digits_mlp", (1, 8, 8), (0.0,), (1.0,), "3-layer MLP for 8x8 digits")(DigitsMLP)
+register("digits_cnn", (1, 8, 8), (0.0,), (1.0,), "3-conv CNN with a dense embedding for 8x8 digits")(DigitsCNN)
+
+
+class VectorMLP(FeatureModel):
+    """A randomly initialised MLP over flat vectors (synthetic tasks)."""
+
+    def __init__(self, num_classes: int = 5, in_features: int = 32, width: int = 64, depth: int = 3) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        dims = [in_features] + [width] * depth
+        self.layers = nn.ModuleList(nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in zip(dims, dims[1:]))
+        self.head = nn.Linear(width, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(x)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def feature_layers(self) -> list[str]:
+        return [f"layers.{i}" for i in range(len(self.layers) - 1)]
+
+
+class Identity(FeatureModel):
+    """The input itself as the only layer: a pixel/feature-space baseline."""
+
+    def __init__(self, num_classes: int = 5, **_: Any) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.head = nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.flatten(x)
+
+    def feature_layers(self) -> list[str]:
+        return []
+
+
+# Vector models take the task's flattened input size; preprocessing leaves it as is.
+register("mlp", (0, 0, 0), (0.0,), (1.0,), "random MLP over flat inputs (synthetic tasks)")(VectorMLP)
+register("identity", (0, 0, 0), (0.0,), (1.0,), "no network: scores the input itself")(Identity)
+
+
+# --------------------------------------------------------------------------- CIFAR ResNets
+
+
+class BasicBlock(nn.Module):
+    """He et al. (2016) CIFAR basic block with the parameter-free option-A shortcut."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.pad = planes // 4 if (stride != 1 or in_planes != planes) else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x
+        if self.pad:
+            shortcut = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        return F.relu(out + shortcut)
+
+
+class CifarResNet(FeatureModel):
+    def __init__(self, depth: int = 20, num_classes: int = 10, in_chans: int = 3) -> None:
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError("CIFAR ResNet depth must be 6n + 2")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_chans, 16, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.stem = nn.ReLU()  # named so the stem output has a hookable module
+        planes = 16
+        stages = []
+        for width, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for i in range(n):
+                blocks.append(BasicBlock(planes, width, stride if i == 0 else 1))
+                planes = width
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        self.linear = nn.Linear(64, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(module.weight)
+
+    @property
+    def head(self) -> nn.Module:  # type: ignore[override]
+        return self.linear
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return x.mean(dim=(2, 3))
+
+    def feature_layers(self) -> list[str]:
+        names = ["stem"]
+        for s, stage in enumerate((self.layer1, self.layer2, self.layer3), start=1):
+            names.extend(f"layer{s}.{i}" for i in range(len(stage)))
+        return names
+
+
+def _cifar_resnet(depth: int) -> Callable[..., nn.Module]:
+    def build(num_classes: int = 10, in_chans: int = 3, **_: Any) -> nn.Module:
+        return CifarResNet(depth, num_classes, in_chans)
+
+    return build
+
+
+for _depth in (20, 32, 44, 56):
+    register(
+        f"cifar_resnet{_depth}", (3, 32, 32), IMAGENET_MEAN, IMAGENET_STD,
+        f"CIFAR ResNet-{_depth} (He et al. 2016, option-A shortcuts)",
+    )(_cifar_resnet(_depth))

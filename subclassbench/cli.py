@@ -1,0 +1,180 @@
+"""Command line: ``subclassbench evaluate | tasks | encoders | layers``.
+
+User errors (:class:`SubclassbenchError`) become one line on stderr and exit
+code 2; nothing is written when a command fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from subclassbench.errors import SubclassbenchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    help="Score every layer of an encoder for subclass clusterability (protocol v1).",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+)
+tasks_app = typer.Typer(help="List tasks, or show one resolved task.", invoke_without_command=True)
+app.add_typer(tasks_app, name="tasks")
+
+
+def user_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SubclassbenchError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _split_layers(layers: list[str] | None) -> list[str] | None:
+    if not layers:
+        return None
+    return [name.strip() for item in layers for name in item.split(",") if name.strip()]
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Annotated[str, typer.Option(help="Encoder spec: builtin:ARCH[.TAG], timm:NAME, open_clip:ARCH[@TAG].")] = (
+        "builtin:digits_cnn.digits5_coarse"
+    ),
+    task: Annotated[str, typer.Option(help="Task name (see `subclassbench tasks`) or task file path.")] = "digits-5",
+    weights: Annotated[str | None, typer.Option(help="Weights file: .safetensors or a torch checkpoint.")] = None,
+    data: Annotated[str | None, typer.Option(help="Data for image tasks: .npz, image folder or saved HF dataset.")] = None,
+    layers: Annotated[list[str] | None, typer.Option(help="Layers to score (comma-separated or repeated).")] = None,
+    split: Annotated[str | None, typer.Option(help="Split to score (default: the task's evaluation split).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Result JSON path (default: results/<model>/<task>.json).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    random_init: Annotated[bool, typer.Option("--random-init", help="timm/open_clip: skip pretrained weights.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+) -> None:
+    """Score every layer of MODEL on TASK and write a schema-checked result JSON."""
+    from subclassbench.evaluate import EvaluationRequest, default_output_path
+    from subclassbench.evaluate import evaluate as run
+    from subclassbench.results import format_table, write_result
+
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SubclassbenchError(f"device '{device}' is not available here; use --device cpu")
+    request = EvaluationRequest(
+        model=model, task=task, weights=weights, data=data, layers=_split_layers(layers), split=split,
+        batch_size=batch_size, device=device, pretrained=not random_init, progress=not quiet,
+    )
+    result = run(request)
+    path = write_result(result, out or default_output_path(result))
+    if not quiet:
+        summary = result["summary"]
+        typer.echo(f"{result['encoder']['spec']} on {result['task']['name']} ({result['task']['n_samples']} samples, "
+                   f"protocol v{result['protocol']['version']})")
+        typer.echo(format_table(result))
+        typer.echo(
+            f"best layer: {summary['best_layer']} (AMI {summary['best_ami']:.3f}); last layer "
+            f"{summary['last_layer']}: AMI {summary['last_ami']:.3f}, fine-label recovery "
+            f"{summary['last_fine_acc']:.3f}"
+        )
+    typer.echo(f"wrote {path}")
+
+
+@tasks_app.callback()
+@user_errors
+def tasks(ctx: typer.Context) -> None:
+    """List the shipped tasks."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tabulate import tabulate
+
+    from subclassbench.tasks import list_tasks, load_task
+
+    rows = []
+    for name in list_tasks():
+        task = load_task(name)
+        rows.append([name, task.version, task.data["source"], len(task.superclasses), task.n_subclasses,
+                     task.description.split(". ")[0][:70]])
+    typer.echo(tabulate(rows, headers=["task", "version", "source", "superclasses", "subclasses", "description"]))
+
+
+@tasks_app.command("show")
+@user_errors
+def tasks_show(
+    name: Annotated[str, typer.Argument(help="Task name or task file path.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the resolved task as JSON.")] = False,
+    data: Annotated[str | None, typer.Option(help="Data path, to include content hashes in the fingerprint.")] = None,
+) -> None:
+    """Show a resolved task: hierarchy, splits and fingerprint."""
+    from subclassbench.tasks import load_task
+
+    task = load_task(name)
+    split = None
+    if not task.needs_data_path or data is not None:
+        split = task.load_split(data_path=data)
+    summary = task.summary(split)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    typer.echo(f"{task.name} v{task.version}  fingerprint {summary['fingerprint']}"
+               + ("" if split else " (definition only: pass --data to hash the images)"))
+    typer.echo(task.description)
+    for sup in summary["superclasses"]:
+        members = ", ".join(f"{n} ({i})" for n, i in zip(sup["subclass_names"], sup["subclasses"]))
+        typer.echo(f"  {sup['id']}: {sup['name']}  ←  {members}")
+    typer.echo("splits: " + ", ".join(f"{k}={v}" for k, v in summary["splits"].items()))
+
+
+@app.command()
+@user_errors
+def encoders() -> None:
+    """List builtin encoders (with packaged weights tags) and the other sources."""
+    from subclassbench.architectures import ARCHITECTURES
+    from subclassbench.encoders import packaged_tags
+
+    for arch, info in ARCHITECTURES.items():
+        tags = packaged_tags(arch)
+        tag_text = f"  [weights: {', '.join(tags)}]" if tags else ""
+        typer.echo(f"builtin:{arch:<16} {info.description}{tag_text}")
+    typer.echo("timm:<model>[.<tag>]       any timm model (pretrained weights local/online, or --weights)")
+    typer.echo("open_clip:<arch>[@<tag>]   any OpenCLIP image tower")
+
+
+@app.command()
+@user_errors
+def layers(
+    model: Annotated[str, typer.Argument(help="Encoder spec.")],
+    weights: Annotated[str | None, typer.Option()] = None,
+    random_init: Annotated[bool, typer.Option("--random-init")] = False,
+) -> None:
+    """List the layers of MODEL that `evaluate --layers` accepts, input side first."""
+    from subclassbench.encoders import load_encoder
+
+    encoder = load_encoder(model, weights=weights, sample_shape=(3, 32, 32), pretrained=not random_init)
+    for name in encoder.layer_names:
+        typer.echo(name)
+
+
+def main() -> None:
+    try:
+        app()
+    except SubclassbenchError as exc:  # raised outside a command body (e.g. in a callback)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

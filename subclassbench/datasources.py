@@ -1,0 +1,357 @@
+"""Data sources: where a task's samples come from.
+
+Every source yields an :class:`ImageSet`: ids, integer labels (the dataset's
+own label ids) and a ``load(index)`` that returns a float tensor in [0, 1]
+(``B×C×H×W`` for images, ``B×D`` for vectors) at the dataset's native size.
+Resizing and normalisation belong to the encoder (see ``preprocessing.py``).
+
+Sources: scikit-learn digits (ships with scikit-learn: the offline default),
+a generated hierarchical Gaussian mixture, and image-classification data from
+an ``.npz`` file, an image-folder tree, a saved or hub Hugging Face dataset.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from subclassbench.errors import SubclassbenchError
+from subclassbench.hashing import sha256_bytes, sha256_file
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class ImageSet:
+    """A labelled set of samples that loads batches on demand."""
+
+    ids: list[str]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def load(self, index: np.ndarray) -> torch.Tensor:
+        raise NotImplementedError
+
+    def content_hashes(self) -> list[str]:
+        raise NotImplementedError
+
+    def subset(self, index: np.ndarray) -> ImageSet:
+        raise NotImplementedError
+
+
+@dataclass
+class ArrayImageSet(ImageSet):
+    """Samples held in memory as one array (uint8 images, or float vectors).
+
+    ``scale`` maps stored values to [0, 1]: 1/255 for uint8 pixels, 1/16 for
+    scikit-learn digits, 1 for synthetic vectors. ``channels_last`` marks
+    ``N×H×W×C`` storage (the npz / PIL convention).
+    """
+
+    array: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+    scale: float = 1.0
+    channels_last: bool = True
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        shape = self.array.shape[1:]
+        if len(shape) == 3 and self.channels_last:
+            return (shape[2], shape[0], shape[1])
+        if len(shape) == 2:  # grayscale H×W
+            return (1, *shape)
+        return tuple(shape)
+
+    def load(self, index: np.ndarray) -> torch.Tensor:
+        batch = torch.from_numpy(np.ascontiguousarray(self.array[index])).float()
+        if self.scale != 1.0:
+            batch.mul_(self.scale)
+        if batch.ndim == 4 and self.channels_last:
+            batch = batch.permute(0, 3, 1, 2)
+        elif batch.ndim == 3:
+            batch = batch.unsqueeze(1)
+        return batch.contiguous()
+
+    def content_hashes(self) -> list[str]:
+        return [sha256_bytes(np.ascontiguousarray(row).tobytes()) for row in self.array]
+
+    def subset(self, index: np.ndarray) -> ArrayImageSet:
+        return ArrayImageSet(
+            array=self.array[index],
+            labels=self.labels[index],
+            ids=[self.ids[i] for i in index],
+            scale=self.scale,
+            channels_last=self.channels_last,
+        )
+
+
+@dataclass
+class FileImageSet(ImageSet):
+    """Encoded image files decoded lazily, batch by batch (image folders, ImageNet)."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    ids: list[str]
+    image_shape: tuple[int, int, int]
+    _hashes: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return self.image_shape
+
+    def load(self, index: np.ndarray) -> torch.Tensor:
+        from PIL import Image
+
+        channels, height, width = self.image_shape
+        out = torch.empty((len(index), channels, height, width), dtype=torch.float32)
+        for row, i in enumerate(index):
+            path = self.paths[i]
+            try:
+                with Image.open(path) as img:
+                    img = img.convert("RGB" if channels == 3 else "L")
+                    if img.size != (width, height):
+                        img = img.resize((width, height), Image.BILINEAR)
+                    pixels = np.asarray(img, dtype=np.uint8)
+            except (OSError, ValueError) as exc:
+                raise SubclassbenchError(
+                    f"cannot decode image {path}: {exc}; remove or replace the corrupt file"
+                ) from None
+            tensor = torch.from_numpy(pixels.copy()).float().div_(255.0)
+            out[row] = tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor.unsqueeze(0)
+        return out
+
+    def content_hashes(self) -> list[str]:
+        if self._hashes is None:
+            self._hashes = [sha256_file(p) for p in self.paths]
+        return self._hashes
+
+    def subset(self, index: np.ndarray) -> FileImageSet:
+        hashes = None if self._hashes is None else [self._hashes[i] for i in index]
+        return FileImageSet(
+            paths=[self.paths[i] for i in index],
+            labels=self.labels[index],
+            ids=[self.ids[i] for i in index],
+            image_shape=self.image_shape,
+            _hashes=hashes,
+        )
+
+
+# --------------------------------------------------------------------------- digits
+
+
+def load_sklearn_digits() -> ArrayImageSet:
+    """scikit-learn's 1,797 8×8 digits; pixel values 0..16, ids are row indices."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images.astype(np.uint8)  # integers 0..16 stored as float64
+    return ArrayImageSet(
+        array=images,
+        labels=digits.target.astype(np.int64),
+        ids=[str(i) for i in range(len(images))],
+        scale=1.0 / 16.0,
+        channels_last=False,
+    )
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+def generate_synthetic_hierarchy(params: dict[str, Any]) -> tuple[ArrayImageSet, np.ndarray]:
+    """A hierarchical Gaussian mixture (the simplified setting of Yang et al. 2023).
+
+    Superclass centres are drawn with scale ``superclass_separation``; each
+    subclass centre is its superclass centre plus an offset of norm-scale
+    ``subclass_separation``; samples add isotropic unit-variance noise. Returns
+    the samples (labels are global subclass ids ``0..S·K-1``) and the split
+    name of every sample (``train`` or ``test``).
+    """
+    n_super = int(params["superclasses"])
+    n_sub = int(params["subclasses_per_superclass"])
+    dim = int(params["dim"])
+    n_train = int(params["train_per_subclass"])
+    n_test = int(params["test_per_subclass"])
+    rng = np.random.RandomState(int(params["seed"]))
+    # Offsets are scaled by 1/sqrt(dim) so separation reads as a distance.
+    super_centres = rng.randn(n_super, dim) * float(params["superclass_separation"]) / np.sqrt(dim)
+    sub_offsets = rng.randn(n_super, n_sub, dim) * float(params["subclass_separation"]) / np.sqrt(dim)
+    noise = float(params.get("noise", 1.0)) / np.sqrt(dim)
+    samples, labels, splits, ids = [], [], [], []
+    for s in range(n_super):
+        for k in range(n_sub):
+            centre = super_centres[s] + sub_offsets[s, k]
+            label = s * n_sub + k
+            for split, count in (("train", n_train), ("test", n_test)):
+                points = centre + rng.randn(count, dim) * noise
+                samples.append(points)
+                labels.extend([label] * count)
+                splits.extend([split] * count)
+                ids.extend(f"{split}/{label}/{i}" for i in range(count))
+    array = np.concatenate(samples).astype(np.float32)
+    images = ArrayImageSet(
+        array=array, labels=np.asarray(labels, dtype=np.int64), ids=ids, channels_last=False
+    )
+    return images, np.asarray(splits)
+
+
+# --------------------------------------------------------------------------- image classification
+
+
+def _no_data_message(task_name: str, config: dict[str, Any]) -> str:
+    hub = config.get("hf_dataset", {}).get("path")
+    hub_hint = f", or run online to fetch the Hugging Face dataset '{hub}'" if hub else ""
+    return (
+        f"task '{task_name}' needs its images: pass --data PATH to an .npz file with 'images' "
+        f"(N×H×W×3 uint8) and 'labels', a folder of such files named *_<split>.npz, an "
+        f"image-folder tree (<split>/<class name>/<image>), or a dataset saved with "
+        f"datasets.save_to_disk{hub_hint}"
+    )
+
+
+def load_image_classification(
+    task_name: str, config: dict[str, Any], source_split: str, data_path: str | Path | None
+) -> ImageSet:
+    """Resolve ``--data`` (or the hub) into the images of one source split."""
+    if data_path is None:
+        return _load_hf_hub(task_name, config, source_split)
+    path = Path(data_path).expanduser()
+    if not path.exists():
+        raise SubclassbenchError(
+            f"data path {path} does not exist; " + _no_data_message(task_name, config)
+        )
+    if path.is_file():
+        if path.suffix != ".npz":
+            raise SubclassbenchError(
+                f"unsupported data file {path}: " + _no_data_message(task_name, config)
+            )
+        return _load_npz(path, source_split, config)
+    npz = sorted(path.glob(f"*{source_split}.npz"))
+    if npz:
+        return _load_npz(npz[0], source_split, config)
+    if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+        return _load_hf_disk(path, config, source_split)
+    if (path / source_split).is_dir():
+        return _load_image_folder(path / source_split, config, source_split)
+    if any(p.is_dir() for p in path.iterdir()):
+        return _load_image_folder(path, config, source_split)
+    raise SubclassbenchError(
+        f"found no '{source_split}' data under {path}; " + _no_data_message(task_name, config)
+    )
+
+
+def _check_images(images: np.ndarray, where: str, config: dict[str, Any]) -> None:
+    expected = tuple(config["image_shape"])  # C, H, W
+    if images.ndim != 4 or images.dtype != np.uint8 or images.shape[3] != expected[0]:
+        raise SubclassbenchError(
+            f"{where}: 'images' must be N×H×W×{expected[0]} uint8, got "
+            f"{images.dtype} {tuple(images.shape)}; convert the file to that layout"
+        )
+
+
+def _load_npz(path: Path, source_split: str, config: dict[str, Any]) -> ArrayImageSet:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "images" not in data or "labels" not in data:
+                raise SubclassbenchError(
+                    f"{path} must hold arrays 'images' and 'labels' (has {sorted(data.files)}); "
+                    "re-save it with np.savez(path, images=..., labels=...)"
+                )
+            images = data["images"]
+            labels = data["labels"].astype(np.int64)
+            files = data["source_files"] if "source_files" in data else None
+    except (OSError, ValueError) as exc:
+        raise SubclassbenchError(f"cannot read {path}: {exc}; check the file is a valid .npz") from None
+    _check_images(images, str(path), config)
+    if len(labels) != len(images):
+        raise SubclassbenchError(f"{path}: {len(images)} images but {len(labels)} labels; fix the file")
+    ids = [str(f) for f in files] if files is not None else [f"{source_split}/{i:06d}" for i in range(len(images))]
+    return ArrayImageSet(array=images, labels=labels, ids=ids, scale=1.0 / 255.0)
+
+
+def _load_image_folder(root: Path, config: dict[str, Any], source_split: str) -> FileImageSet:
+    """``root/<class name>/<image>``; class names map to label ids via the task."""
+    names = list(config.get("class_names", []))
+    paths: list[Path] = []
+    labels: list[int] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if folder.name in names:
+            label = names.index(folder.name)
+        elif folder.name.isdigit():
+            label = int(folder.name)
+        else:
+            raise SubclassbenchError(
+                f"image folder {folder} is not a class of this task (expected one of "
+                f"{', '.join(names)} or a numeric label); rename or remove it"
+            )
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        paths.extend(files)
+        labels.extend([label] * len(files))
+    if not paths:
+        raise SubclassbenchError(f"no images found under {root}; expected <class name>/<image> files")
+    ids = [str(p.relative_to(root.parent)) for p in paths]
+    return FileImageSet(
+        paths=paths,
+        labels=np.asarray(labels, dtype=np.int64),
+        ids=ids,
+        image_shape=tuple(config["image_shape"]),
+    )
+
+
+def _hf_to_arrays(dataset: Any, config: dict[str, Any], source_split: str) -> ArrayImageSet:
+    hf = config.get("hf_dataset", {})
+    image_col = hf.get("image_column", "img")
+    label_col = hf.get("label_column", "label")
+    missing = [c for c in (image_col, label_col) if c not in dataset.column_names]
+    if missing:
+        raise SubclassbenchError(
+            f"Hugging Face dataset lacks columns {missing} (has {dataset.column_names}); "
+            "set data.hf_dataset.image_column/label_column in the task file"
+        )
+    channels = config["image_shape"][0]
+    mode = "RGB" if channels == 3 else "L"
+    images = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in dataset[image_col]])
+    if images.ndim == 3:
+        images = images[..., None]
+    labels = np.asarray(dataset[label_col], dtype=np.int64)
+    _check_images(images, "Hugging Face dataset", config)
+    ids = [f"{source_split}/{i:06d}" for i in range(len(images))]
+    return ArrayImageSet(array=images, labels=labels, ids=ids, scale=1.0 / 255.0)
+
+
+def _load_hf_disk(path: Path, config: dict[str, Any], source_split: str) -> ArrayImageSet:
+    import datasets
+
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        if source_split not in loaded:
+            raise SubclassbenchError(
+                f"saved dataset {path} has splits {list(loaded)} but not '{source_split}'; save that split"
+            )
+        loaded = loaded[source_split]
+    return _hf_to_arrays(loaded, config, source_split)
+
+
+def _load_hf_hub(task_name: str, config: dict[str, Any], source_split: str) -> ArrayImageSet:
+    hub = config.get("hf_dataset")
+    if not hub or os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        raise SubclassbenchError(_no_data_message(task_name, config))
+    try:
+        import datasets
+
+        dataset = datasets.load_dataset(hub["path"], split=source_split)
+    except Exception as exc:  # the hub raises many types when offline
+        first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise SubclassbenchError(f"{first}; " + _no_data_message(task_name, config)) from None
+    return _hf_to_arrays(dataset, config, source_split)
+

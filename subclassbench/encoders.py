@@ -1,0 +1,412 @@
+"""Encoder registry: ``source:name`` specs → a model, its preprocessing and its layers.
+
+Sources:
+
+* ``builtin:<arch>[.<tag>]`` — reference architectures (``architectures.py``);
+  a tag names weights packaged with subclassbench (``subclassbench/weights``).
+* ``timm:<model>[.<pretrained tag>]`` — any timm model; pretrained weights from
+  the local cache, the hub when online, or ``--weights FILE``.
+* ``open_clip:<arch>[@<pretrained tag>]`` — an OpenCLIP image tower.
+
+Every encoder exposes an ordered list of layers, input side first, ending with
+``embedding`` (the representation fed to the classifier head). Intermediate
+layers are captured by forward hooks, so one forward pass yields all of them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from subclassbench import architectures
+from subclassbench.errors import SubclassbenchError, closest
+from subclassbench.hashing import sha256_file
+from subclassbench.preprocessing import Preprocessing
+
+SOURCES = ("builtin", "timm", "open_clip")
+EMBEDDING = "embedding"
+
+# Block-level modules, tried in order; the first pattern that matches any module wins.
+BLOCK_PATTERNS = (
+    r"layer\d+\.\d+",  # torchvision/timm ResNets, OpenCLIP ModifiedResNet
+    r"stages\.\d+\.blocks\.\d+",  # ConvNeXt, many timm hierarchical nets
+    r"transformer\.resblocks\.\d+",  # OpenCLIP ViT
+    r"blocks\.\d+\.\d+",  # EfficientNet / MobileNet stages of blocks
+    r"blocks\.\d+",  # timm ViT, DeiT, MLP-Mixer
+    r"stages\.\d+",
+    r"features\.\d+",
+)
+STEM_CANDIDATES = ("stem", "patch_embed", "maxpool", "act1", "conv1", "conv_stem")
+
+
+@dataclass
+class Encoder:
+    """A frozen model plus everything needed to read its layers reproducibly."""
+
+    spec: str
+    source: str
+    arch: str
+    tag: str | None
+    model: nn.Module
+    embed: Callable[[torch.Tensor], torch.Tensor]
+    layer_modules: dict[str, nn.Module]
+    preprocessing: Preprocessing
+    prefix_tokens: int = 0
+    weights: dict[str, Any] | None = None
+    pretrained: bool = False
+    card: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [*self.layer_modules, EMBEDDING]
+
+    def select_layers(self, requested: list[str] | None) -> list[str]:
+        """Validate ``--layers``; keep encoder order so depth stays meaningful."""
+        valid = self.layer_names
+        if not requested:
+            return valid
+        unknown = [name for name in requested if name not in valid]
+        if unknown:
+            raise SubclassbenchError(
+                f"unknown layer '{unknown[0]}' for {self.spec}; valid layers: {', '.join(valid)}"
+            )
+        return [name for name in valid if name in set(requested)]
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "source": self.source,
+            "arch": self.arch,
+            "tag": self.tag,
+            "pretrained": self.pretrained,
+            "weights": self.weights,
+            "n_params": sum(p.numel() for p in self.model.parameters()),
+            "preprocessing": self.preprocessing.to_dict(),
+            "prefix_tokens": self.prefix_tokens,
+            "layers": self.layer_names,
+        }
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    source: str
+    name: str
+    tag: str | None
+
+    @classmethod
+    def parse(cls, spec: str) -> EncoderSpec:
+        if ":" not in spec:
+            raise SubclassbenchError(
+                f"model spec '{spec}' needs a source prefix: one of {', '.join(s + ':' for s in SOURCES)} "
+                "(e.g. builtin:cifar_resnet20, timm:resnet18, open_clip:ViT-B-32)"
+            )
+        source, _, rest = spec.partition(":")
+        if source not in SOURCES:
+            raise SubclassbenchError(f"unknown model source '{source}' in '{spec}'; use one of {', '.join(SOURCES)}")
+        if source == "open_clip":
+            name, _, tag = rest.partition("@")
+        else:
+            name, _, tag = rest.partition(".")
+        if not name:
+            raise SubclassbenchError(f"model spec '{spec}' has no model name after '{source}:'")
+        return cls(source, name, tag or None)
+
+
+def load_encoder(
+    spec: str,
+    weights: str | Path | None = None,
+    sample_shape: tuple[int, ...] | None = None,
+    num_classes: int = 10,
+    pretrained: bool = True,
+) -> Encoder:
+    """Build an encoder from a spec; ``sample_shape`` is the task's native C×H×W (or D)."""
+    parsed = EncoderSpec.parse(spec)
+    if parsed.source == "builtin":
+        encoder = _load_builtin(parsed, weights, sample_shape, num_classes)
+    elif parsed.source == "timm":
+        encoder = _load_timm(parsed, weights, pretrained)
+    else:
+        encoder = _load_open_clip(parsed, weights, pretrained)
+    encoder.model.eval()
+    return encoder
+
+
+# --------------------------------------------------------------------------- weights files
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read safetensors or a torch checkpoint (``weights_only=True``); strip DataParallel prefixes."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SubclassbenchError(f"weights file {path} not found; check the --weights path")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise SubclassbenchError(f"{path} is not a valid safetensors file ({exc}); re-export the weights") from None
+        fmt = "safetensors"
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for foreign or unsafe files
+            first = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+            raise SubclassbenchError(
+                f"cannot read weights file {path} as safetensors or as a torch checkpoint loadable with "
+                f"weights_only=True ({first}); convert it to .safetensors"
+            ) from None
+        fmt = "torch"
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SubclassbenchError(f"{path} holds no state dict of tensors; save model.state_dict() instead")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state, {"path": str(path), "sha256": sha256_file(path), "format": fmt}
+
+
+def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], where: str, spec: str) -> None:
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        shape = re.search(r"size mismatch for ([^:]+)", str(exc))
+        detail = f"size mismatch for {shape.group(1)}" if shape else "incompatible tensors"
+        raise SubclassbenchError(f"weights {where} do not fit {spec} ({detail}); check --model matches the file") from None
+    # Old checkpoints predate BatchNorm's num_batches_tracked buffer; it is safe to lack.
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        raise SubclassbenchError(f"weights {where} do not fit {spec}: {', '.join(parts)}; check --model matches the file")
+
+
+# --------------------------------------------------------------------------- builtin
+
+
+def packaged_weights_dir() -> Path:
+    return Path(str(resources.files("subclassbench").joinpath("weights")))
+
+
+def packaged_tags(arch: str) -> list[str]:
+    folder = packaged_weights_dir()
+    return sorted(p.name[len(arch) + 1 : -len(".safetensors")] for p in folder.glob(f"{arch}.*.safetensors"))
+
+
+def list_builtin() -> list[str]:
+    names = []
+    for arch in architectures.ARCHITECTURES:
+        names.append(f"builtin:{arch}")
+        names.extend(f"builtin:{arch}.{tag}" for tag in packaged_tags(arch))
+    return names
+
+
+def _build_arch(info: architectures.ArchInfo, **kwargs: Any) -> nn.Module:
+    accepted = inspect.signature(info.build).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return info.build(**kwargs)
+    return info.build(**{k: v for k, v in kwargs.items() if k in accepted})
+
+
+def _head_name(model: nn.Module) -> str:
+    head = model.head  # type: ignore[attr-defined]
+    return next(name for name, module in model.named_modules() if module is head)
+
+
+def _load_builtin(
+    parsed: EncoderSpec, weights: str | Path | None, sample_shape: tuple[int, ...] | None, num_classes: int
+) -> Encoder:
+    info = architectures.ARCHITECTURES.get(parsed.name)
+    if info is None:
+        raise SubclassbenchError(
+            f"unknown builtin architecture '{parsed.name}'; valid: {closest(parsed.name, list(architectures.ARCHITECTURES))}"
+        )
+    card = None
+    if parsed.tag and weights is None:
+        weights = packaged_weights_dir() / f"{parsed.name}.{parsed.tag}.safetensors"
+        if not weights.exists():
+            tags = packaged_tags(parsed.name)
+            raise SubclassbenchError(
+                f"builtin:{parsed.name} has no packaged weights '{parsed.tag}'; "
+                f"available: {', '.join(tags) or 'none'} (or pass --weights FILE)"
+            )
+        card = json.loads(weights.with_suffix(".json").read_text())
+
+    vector_model = info.input_size == (0, 0, 0)
+    in_features = 1
+    for dim in sample_shape or (64,):
+        in_features *= dim
+    kwargs = {"num_classes": num_classes, "in_features": in_features, "in_chans": info.input_size[0] or 1}
+    state = meta = None
+    if weights is not None:
+        state, meta = read_state_dict(weights)
+        model = _build_arch(info, **kwargs)
+        head_weight = state.get(f"{_head_name(model)}.weight")
+        if head_weight is not None and head_weight.shape[0] != num_classes:
+            model = _build_arch(info, **{**kwargs, "num_classes": head_weight.shape[0]})
+        apply_state_dict(model, state, meta["path"], f"builtin:{parsed.name}")
+        if card and card.get("weights_sha256") and card["weights_sha256"] != meta["sha256"]:
+            raise SubclassbenchError(
+                f"packaged weights {meta['path']} fail their sha256 check; reinstall subclassbench"
+            )
+    else:
+        torch.manual_seed(0)  # random-init encoders are reproducible baselines
+        model = _build_arch(info, **kwargs)
+    modules = dict(model.named_modules())
+    layers = {name: modules[name] for name in model.feature_layers()}  # type: ignore[operator]
+    if vector_model:
+        preprocessing = Preprocessing(input_size=None)
+    else:
+        preprocessing = Preprocessing(input_size=info.input_size, mean=info.mean, std=info.std)
+    return Encoder(
+        spec=f"builtin:{parsed.name}" + (f".{parsed.tag}" if parsed.tag else ""),
+        source="builtin",
+        arch=parsed.name,
+        tag=parsed.tag,
+        model=model,
+        embed=model.forward_features,  # type: ignore[arg-type]
+        layer_modules=layers,
+        preprocessing=preprocessing,
+        weights=meta,
+        pretrained=weights is not None,
+        card=card,
+    )
+
+
+# --------------------------------------------------------------------------- timm / open_clip
+
+
+def discover_layers(root: nn.Module) -> dict[str, nn.Module]:
+    """Stem plus every block, found by name, in registration (= forward) order."""
+    modules = dict(root.named_modules())
+    layers: dict[str, nn.Module] = {}
+    for name in STEM_CANDIDATES:
+        if name in modules:
+            layers["stem"] = modules[name]
+            break
+    for pattern in BLOCK_PATTERNS:
+        regex = re.compile(pattern + "$")
+        blocks = [name for name in modules if regex.fullmatch(name)]
+        if blocks:
+            layers.update((name, modules[name]) for name in blocks)
+            break
+    return layers
+
+
+def _load_timm(parsed: EncoderSpec, weights: str | Path | None, pretrained: bool) -> Encoder:
+    import timm
+    from timm.data import resolve_data_config
+
+    name = parsed.name + (f".{parsed.tag}" if parsed.tag else "")
+    if not timm.is_model(parsed.name):
+        raise SubclassbenchError(
+            f"unknown timm model '{parsed.name}'; close matches: {closest(parsed.name, timm.list_models())}"
+        )
+    meta = None
+    kwargs: dict[str, Any] = {}
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise SubclassbenchError(f"weights file {path} not found; check the --weights path")
+        meta = {"path": str(path), "sha256": sha256_file(path), "format": path.suffix.lstrip(".")}
+        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+        pretrained = True
+    try:
+        model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except SubclassbenchError:
+        raise
+    except Exception as exc:  # hub errors, missing files, mismatched checkpoints
+        first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise SubclassbenchError(
+            f"cannot load timm:{name} weights ({first}); pass --weights FILE, or --random-init for an untrained model"
+        ) from None
+    cfg = resolve_data_config({}, model=model)
+    preprocessing = Preprocessing(
+        input_size=tuple(cfg["input_size"]),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        interpolation=cfg.get("interpolation", "bilinear"),
+        crop_pct=float(cfg.get("crop_pct", 1.0)),
+    )
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        return model.forward_head(model.forward_features(x), pre_logits=True)
+
+    return Encoder(
+        spec=f"timm:{name}",
+        source="timm",
+        arch=parsed.name,
+        tag=parsed.tag,
+        model=model,
+        embed=embed,
+        layer_modules=discover_layers(model),
+        preprocessing=preprocessing,
+        prefix_tokens=int(getattr(model, "num_prefix_tokens", 0)),
+        weights=meta,
+        pretrained=pretrained,
+    )
+
+
+def _load_open_clip(parsed: EncoderSpec, weights: str | Path | None, pretrained: bool) -> Encoder:
+    import open_clip
+
+    if parsed.name not in open_clip.list_models():
+        raise SubclassbenchError(
+            f"unknown open_clip architecture '{parsed.name}'; close matches: {closest(parsed.name, open_clip.list_models())}"
+        )
+    meta = None
+    source: str | None = parsed.tag if pretrained else None
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise SubclassbenchError(f"weights file {path} not found; check the --weights path")
+        meta = {"path": str(path), "sha256": sha256_file(path), "format": path.suffix.lstrip(".")}
+        source = str(path)
+    try:
+        model = open_clip.create_model(parsed.name, pretrained=source)
+    except Exception as exc:
+        first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise SubclassbenchError(
+            f"cannot load open_clip:{parsed.name} weights ({first}); pass --weights FILE or drop the @tag"
+        ) from None
+    visual = model.visual
+    cfg = getattr(visual, "preprocess_cfg", {}) or {}
+    size = visual.image_size if isinstance(visual.image_size, tuple | list) else (visual.image_size,) * 2
+    preprocessing = Preprocessing(
+        input_size=(3, int(size[0]), int(size[1])),
+        mean=tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)),
+        std=tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD)),
+        interpolation=cfg.get("interpolation", "bicubic"),
+    )
+    prefix = 0 if getattr(visual, "class_embedding", None) is None else 1
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        return model.encode_image(x)
+
+    return Encoder(
+        spec=f"open_clip:{parsed.name}" + (f"@{parsed.tag}" if parsed.tag else ""),
+        source="open_clip",
+        arch=parsed.name,
+        tag=parsed.tag,
+        model=visual,
+        embed=embed,
+        layer_modules=discover_layers(visual),
+        preprocessing=preprocessing,
+        prefix_tokens=prefix,
+        weights=meta,
+        pretrained=source is not None,
+    )

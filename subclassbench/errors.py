@@ -1,0 +1,26 @@
+"""User-facing errors.
+
+Anything the user can fix (unknown model, missing data, bad hash …) raises
+:class:`SubclassbenchError` with a one-line message that names the fix. The CLI
+prints it without a traceback and exits non-zero; everything else is a bug.
+"""
+
+from __future__ import annotations
+
+
+class SubclassbenchError(Exception):
+    """An error caused by user input, with a one-line message naming the fix."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+def closest(name: str, options: list[str], limit: int = 12) -> str:
+    """Format the valid choices for an error message, nearest matches first."""
+    import difflib
+
+    near = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
+    rest = [o for o in options if o not in near]
+    shown = near + rest[: max(0, limit - len(near))]
+    more = f" … (+{len(options) - len(shown)} more)" if len(options) > len(shown) else ""
+    return ", ".join(shown) + more
