@@ -126,7 +126,7 @@ name: synthetic-hier
 version: 1
 description: >
   A seeded hierarchical Gaussian mixture: 4 superclass centres, 3 subclass
-  offsets each, unit-variance noise. subclass_separation controls how far
+  offsets each, noise of std 1 per coordinate. subclass_separation controls how far
   subclasses lie apart (the simplified setting of Yang et al. 2023). Samples
   are 32-d vectors; use builtin:identity or builtin:mlp.
 citation: >
@@ -141,7 +141,7 @@ data:
     train_per_subclass: 100
     test_per_subclass: 100
     superclass_separation: 12.0
-    subclass_separation: 4.0
+    subclass_separation: 3.0
     noise: 1.0
     seed: 0
 {hierarchy_yaml(groups, names)}

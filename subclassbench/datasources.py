@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from subclassbench.errors import SubclassbenchError
+from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.hashing import sha256_bytes, sha256_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -173,7 +173,7 @@ def generate_synthetic_hierarchy(params: dict[str, Any]) -> tuple[ArrayImageSet,
 
     Superclass centres are drawn with scale ``superclass_separation``; each
     subclass centre is its superclass centre plus an offset of norm-scale
-    ``subclass_separation``; samples add isotropic unit-variance noise. Returns
+    ``subclass_separation``; samples add isotropic noise of std ``noise`` per coordinate. Returns
     the samples (labels are global subclass ids ``0..S·K-1``) and the split
     name of every sample (``train`` or ``test``).
     """
@@ -183,10 +183,11 @@ def generate_synthetic_hierarchy(params: dict[str, Any]) -> tuple[ArrayImageSet,
     n_train = int(params["train_per_subclass"])
     n_test = int(params["test_per_subclass"])
     rng = np.random.RandomState(int(params["seed"]))
-    # Offsets are scaled by 1/sqrt(dim) so separation reads as a distance.
+    # Centres are scaled by 1/sqrt(dim) so a separation reads as a distance between
+    # centres, while noise is unit variance per coordinate (std 1 along any direction).
     super_centres = rng.randn(n_super, dim) * float(params["superclass_separation"]) / np.sqrt(dim)
     sub_offsets = rng.randn(n_super, n_sub, dim) * float(params["subclass_separation"]) / np.sqrt(dim)
-    noise = float(params.get("noise", 1.0)) / np.sqrt(dim)
+    noise = float(params.get("noise", 1.0))
     samples, labels, splits, ids = [], [], [], []
     for s in range(n_super):
         for k in range(n_sub):
@@ -284,16 +285,18 @@ def _load_image_folder(root: Path, config: dict[str, Any], source_split: str) ->
     names = list(config.get("class_names", []))
     paths: list[Path] = []
     labels: list[int] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    folders = []
+    for folder in (p for p in root.iterdir() if p.is_dir()):
         if folder.name in names:
-            label = names.index(folder.name)
+            folders.append((names.index(folder.name), folder))
         elif folder.name.isdigit():
-            label = int(folder.name)
+            folders.append((int(folder.name), folder))
         else:
             raise SubclassbenchError(
                 f"image folder {folder} is not a class of this task (expected one of "
                 f"{', '.join(names)} or a numeric label); rename or remove it"
             )
+    for label, folder in sorted(folders):  # label order, so every layout lists samples alike
         files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         paths.extend(files)
         labels.extend([label] * len(files))
@@ -351,7 +354,7 @@ def _load_hf_hub(task_name: str, config: dict[str, Any], source_split: str) -> A
 
         dataset = datasets.load_dataset(hub["path"], split=source_split)
     except Exception as exc:  # the hub raises many types when offline
-        first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        first = first_line(exc, 120)
         raise SubclassbenchError(f"{first}; " + _no_data_message(task_name, config)) from None
     return _hf_to_arrays(dataset, config, source_split)
 

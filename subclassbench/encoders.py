@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from subclassbench import architectures
-from subclassbench.errors import SubclassbenchError, closest
+from subclassbench.errors import SubclassbenchError, closest, first_line
 from subclassbench.hashing import sha256_file
 from subclassbench.preprocessing import Preprocessing
 
@@ -161,7 +161,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for foreign or unsafe files
-            first = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+            first = first_line(exc, 100)
             raise SubclassbenchError(
                 f"cannot read weights file {path} as safetensors or as a torch checkpoint loadable with "
                 f"weights_only=True ({first}); convert it to .safetensors"
@@ -330,7 +330,7 @@ def _load_timm(parsed: EncoderSpec, weights: str | Path | None, pretrained: bool
     except SubclassbenchError:
         raise
     except Exception as exc:  # hub errors, missing files, mismatched checkpoints
-        first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        first = first_line(exc, 120)
         raise SubclassbenchError(
             f"cannot load timm:{name} weights ({first}); pass --weights FILE, or --random-init for an untrained model"
         ) from None
@@ -379,7 +379,7 @@ def _load_open_clip(parsed: EncoderSpec, weights: str | Path | None, pretrained:
     try:
         model = open_clip.create_model(parsed.name, pretrained=source)
     except Exception as exc:
-        first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        first = first_line(exc, 120)
         raise SubclassbenchError(
             f"cannot load open_clip:{parsed.name} weights ({first}); pass --weights FILE or drop the @tag"
         ) from None

@@ -24,3 +24,9 @@ def closest(name: str, options: list[str], limit: int = 12) -> str:
     shown = near + rest[: max(0, limit - len(near))]
     more = f" … (+{len(options) - len(shown)} more)" if len(options) > len(shown) else ""
     return ", ".join(shown) + more
+
+
+def first_line(exc: BaseException, limit: int = 120) -> str:
+    """The first line of a third-party exception, for embedding in our message."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:limit].rstrip(" .")

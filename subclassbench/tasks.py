@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from subclassbench import datasources
-from subclassbench.errors import SubclassbenchError, closest
+from subclassbench.errors import SubclassbenchError, closest, first_line
 from subclassbench.hashing import sha256_json, sha256_text
 
 TASK_SUFFIXES = (".yaml", ".yml", ".json")
@@ -308,7 +308,7 @@ def read_task_file(path: Path) -> dict[str, Any]:
         text = path.read_text()
         raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (OSError, yaml.YAMLError, json.JSONDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise SubclassbenchError(f"cannot parse task file {path}: {first}") from None
     return raw
 

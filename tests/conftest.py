@@ -1,0 +1,84 @@
+"""Shared fixtures. Core tests need neither the network nor ../shared."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+# Fail fast instead of waiting on the hub (it would hang ~30 s offline).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+CLASS_NAMES = ["cat", "dog", "car", "truck"]
+
+
+@pytest.fixture
+def tiny_image_task(tmp_path: Path) -> Path:
+    """An image_classification task over 4 classes in 2 superclasses (animals, vehicles)."""
+    raw = {
+        "name": "tiny-images",
+        "version": 1,
+        "description": "Four generated classes in two superclasses.",
+        "citation": "Generated in the test suite.",
+        "data": {"source": "image_classification", "image_shape": [3, 16, 16], "class_names": CLASS_NAMES},
+        "hierarchy": {
+            "superclasses": [
+                {"id": 0, "name": "animal", "subclasses": [{"id": 0, "name": "cat"}, {"id": 1, "name": "dog"}]},
+                {"id": 1, "name": "vehicle", "subclasses": [{"id": 2, "name": "car"}, {"id": 3, "name": "truck"}]},
+            ]
+        },
+        "evaluation_split": "test",
+        "splits": {"test": {"source_split": "test", "select": "all", "expected_count": 40}},
+    }
+    path = tmp_path / "tiny-images.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def make_images(n_per_class: int = 10, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Class-dependent colour blobs, so the classes really differ."""
+    rng = np.random.RandomState(seed)
+    images, labels = [], []
+    for label in range(len(CLASS_NAMES)):
+        base = np.zeros((size, size, 3))
+        base[..., label % 3] = 0.3 + 0.2 * label
+        for _ in range(n_per_class):
+            img = base + rng.rand(size, size, 3) * 0.3
+            images.append((np.clip(img, 0, 1) * 255).astype(np.uint8))
+            labels.append(label)
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+@pytest.fixture
+def tiny_npz(tmp_path: Path) -> Path:
+    images, labels = make_images()
+    path = tmp_path / "tiny_test.npz"
+    np.savez(path, images=images, labels=labels)
+    return path
+
+
+@pytest.fixture
+def tiny_image_folder(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    images, labels = make_images()
+    root = tmp_path / "folder"
+    for i, (img, label) in enumerate(zip(images, labels)):
+        target = root / "test" / CLASS_NAMES[label]
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(target / f"{i:04d}.png")
+    return root
+
+
+def without_run(result: dict) -> dict:
+    """A result minus its run metadata (time, durations, memory)."""
+    return {k: v for k, v in result.items() if k != "run"}
+
+
+requires_shared = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="optional: ../shared not present")

@@ -1,0 +1,182 @@
+"""Encoder registry: specs, layers, preprocessing and weights files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from subclassbench.encoders import EncoderSpec, list_builtin, load_encoder, packaged_weights_dir
+from subclassbench.errors import SubclassbenchError
+from subclassbench.hashing import sha256_file
+
+
+def save_shared_style_checkpoint(model: torch.nn.Module, path) -> None:
+    """The format of the pretrained CIFAR ResNets: DataParallel keys, no num_batches_tracked."""
+    state = {f"module.{k}": v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save({"state_dict": state, "best_prec1": 90.0}, path)
+
+
+@pytest.mark.parametrize(
+    ("spec", "parsed"),
+    [
+        ("builtin:cifar_resnet20", ("builtin", "cifar_resnet20", None)),
+        ("builtin:digits_cnn.digits5_coarse", ("builtin", "digits_cnn", "digits5_coarse")),
+        ("timm:vit_tiny_patch16_224.augreg_in21k", ("timm", "vit_tiny_patch16_224", "augreg_in21k")),
+        ("open_clip:ViT-B-32@laion2b_s34b_b79k", ("open_clip", "ViT-B-32", "laion2b_s34b_b79k")),
+    ],
+)
+def test_spec_parsing(spec, parsed):
+    p = EncoderSpec.parse(spec)
+    assert (p.source, p.name, p.tag) == parsed
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("resnet20", "needs a source prefix"),
+        ("keras:resnet", "unknown model source 'keras'"),
+        ("builtin:cifar_resnet21", "unknown builtin architecture 'cifar_resnet21'.*cifar_resnet20"),
+        ("builtin:digits_cnn.nope", "no packaged weights 'nope'.*digits5_coarse"),
+        ("timm:resnet_nonexistent", "unknown timm model"),
+        ("open_clip:ViT-Z-99", "unknown open_clip architecture"),
+    ],
+)
+def test_bad_specs(spec, message):
+    with pytest.raises(SubclassbenchError, match=message):
+        load_encoder(spec, pretrained=False)
+
+
+@pytest.mark.parametrize(("depth", "blocks"), [(20, 3), (56, 9)])
+def test_cifar_resnet_layers(depth, blocks):
+    encoder = load_encoder(f"builtin:cifar_resnet{depth}")
+    assert encoder.layer_names[0] == "stem" and encoder.layer_names[-1] == "embedding"
+    assert len(encoder.layer_names) == 3 * blocks + 2
+
+
+@pytest.mark.parametrize(("depth", "params"), [(20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018)])
+def test_cifar_resnet_parameter_count_matches_reference(depth, params):
+    # The published counts of He et al.'s CIFAR ResNets with a 10-way head (option-A shortcuts).
+    encoder = load_encoder(f"builtin:cifar_resnet{depth}", num_classes=10)
+    assert sum(p.numel() for p in encoder.model.parameters()) == params
+
+
+def test_loads_shared_style_checkpoint(tmp_path):
+    torch.manual_seed(1)
+    source = load_encoder("builtin:cifar_resnet20", num_classes=10).model
+    path = tmp_path / "resnet20.th"
+    save_shared_style_checkpoint(source, path)
+    encoder = load_encoder("builtin:cifar_resnet20", weights=path, num_classes=5)
+    for key, value in source.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(encoder.model.state_dict()[key], value), key
+    assert encoder.weights == {"path": str(path), "sha256": sha256_file(path), "format": "torch"}
+    assert encoder.model.linear.out_features == 10  # head size follows the file, not the task
+
+
+def test_wrong_architecture_for_weights(tmp_path):
+    path = tmp_path / "resnet32.th"
+    save_shared_style_checkpoint(load_encoder("builtin:cifar_resnet32").model, path)
+    with pytest.raises(SubclassbenchError, match="do not fit builtin:cifar_resnet20: .*unexpected keys"):
+        load_encoder("builtin:cifar_resnet20", weights=path)
+
+
+def test_garbage_and_missing_weights(tmp_path):
+    garbage = tmp_path / "w.pt"
+    garbage.write_bytes(b"\x00not a checkpoint")
+    with pytest.raises(SubclassbenchError, match="cannot read weights file"):
+        load_encoder("builtin:cifar_resnet20", weights=garbage)
+    bad_st = tmp_path / "w.safetensors"
+    bad_st.write_bytes(b"garbage")
+    with pytest.raises(SubclassbenchError, match="not a valid safetensors file"):
+        load_encoder("builtin:cifar_resnet20", weights=bad_st)
+    with pytest.raises(SubclassbenchError, match="not found"):
+        load_encoder("builtin:cifar_resnet20", weights=tmp_path / "absent.safetensors")
+
+
+def test_safetensors_round_trip(tmp_path):
+    from safetensors.torch import save_file
+
+    model = load_encoder("builtin:digits_mlp", sample_shape=(1, 8, 8)).model
+    path = tmp_path / "mlp.safetensors"
+    save_file(model.state_dict(), str(path))
+    encoder = load_encoder("builtin:digits_mlp", weights=path, sample_shape=(1, 8, 8))
+    assert encoder.weights["format"] == "safetensors"
+    assert encoder.pretrained
+
+
+def test_packaged_reference_weights_match_their_card():
+    for spec in list_builtin():
+        if "." not in spec:
+            continue
+        arch_tag = spec.removeprefix("builtin:")
+        card = json.loads((packaged_weights_dir() / f"{arch_tag}.json").read_text())
+        assert sha256_file(packaged_weights_dir() / f"{arch_tag}.safetensors") == card["weights_sha256"]
+        encoder = load_encoder(spec, sample_shape=(1, 8, 8))
+        assert encoder.weights["sha256"] == card["weights_sha256"]
+        assert card["labels"] in {"coarse", "fine"} and card["final_test_acc"] > 0.9
+
+
+def test_unknown_layer_lists_valid_layers():
+    encoder = load_encoder("builtin:cifar_resnet20")
+    with pytest.raises(SubclassbenchError, match="unknown layer 'layer4.0'.*valid layers: stem, layer1.0"):
+        encoder.select_layers(["layer4.0"])
+    assert encoder.select_layers(["embedding", "stem"]) == ["stem", "embedding"]  # encoder order
+
+
+def test_preprocessing_adapts_digits_to_cifar_models():
+    encoder = load_encoder("builtin:cifar_resnet20")
+    x = torch.rand(2, 1, 8, 8)
+    y = encoder.preprocessing(x)
+    assert y.shape == (2, 3, 32, 32)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert torch.allclose(encoder.preprocessing(torch.full((1, 3, 32, 32), 0.5)), (0.5 - mean) / std)
+
+
+def test_timm_cnn_layers_and_preprocessing():
+    encoder = load_encoder("timm:resnet18", pretrained=False)
+    assert encoder.layer_names == ["stem"] + [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)] + ["embedding"]
+    assert encoder.preprocessing.input_size == (3, 224, 224)
+    assert encoder.preprocessing.crop_pct == pytest.approx(0.95)
+
+
+def test_timm_vit_layers_exclude_class_token():
+    encoder = load_encoder("timm:vit_tiny_patch16_224", pretrained=False)
+    assert encoder.layer_names == ["stem"] + [f"blocks.{i}" for i in range(12)] + ["embedding"]
+    assert encoder.prefix_tokens == 1
+
+
+def test_timm_pretrained_offline_is_a_clear_error():
+    with pytest.raises(SubclassbenchError, match="pass --weights FILE, or --random-init"):
+        load_encoder("timm:resnet18", pretrained=True)
+
+
+def test_timm_local_weights_file(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    model = timm.create_model("resnet18", pretrained=False)
+    path = tmp_path / "resnet18.safetensors"
+    save_file(model.state_dict(), str(path))
+    encoder = load_encoder("timm:resnet18", weights=path)
+    assert torch.equal(encoder.model.fc.weight, model.fc.weight)
+    assert encoder.weights["sha256"] == sha256_file(path)
+
+
+def test_open_clip_layers():
+    encoder = load_encoder("open_clip:ViT-B-32", pretrained=False)
+    assert encoder.layer_names[0] == "stem" and encoder.layer_names[-1] == "embedding"
+    assert encoder.layer_names[1:-1] == [f"transformer.resblocks.{i}" for i in range(12)]
+    assert encoder.prefix_tokens == 1
+    assert encoder.preprocessing.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
+
+
+def test_random_init_is_reproducible():
+    a = load_encoder("builtin:cifar_resnet20").model.state_dict()
+    b = load_encoder("builtin:cifar_resnet20").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert np.isfinite(a["conv1.weight"].numpy()).all()
