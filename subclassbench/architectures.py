@@ -9,6 +9,7 @@ of the CIFAR ResNets match the widely used pretrained files (see
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +37,9 @@ class ArchInfo:
 ARCHITECTURES: dict[str, ArchInfo] = {}
 
 
-def register(name: str, input_size: tuple[int, int, int], mean: tuple[float, ...], std: tuple[float, ...],
-             description: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register(
+    name: str, input_size: tuple[int, int, int], mean: tuple[float, ...], std: tuple[float, ...], description: str
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         ARCHITECTURES[name] = ArchInfo(name, build, input_size, mean, std, description)
         return build
@@ -82,7 +84,9 @@ class DigitsCNN(FeatureModel):
 
     def __init__(self, num_classes: int = 5, in_chans: int = 1, width: int = 32) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
         self.block1 = nn.Sequential(
             nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2)
         )
@@ -110,7 +114,7 @@ class VectorMLP(FeatureModel):
         super().__init__()
         self.flatten = nn.Flatten()
         dims = [in_features] + [width] * depth
-        self.layers = nn.ModuleList(nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in zip(dims, dims[1:]))
+        self.layers = nn.ModuleList(nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in itertools.pairwise(dims))
         self.head = nn.Linear(width, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -214,6 +218,9 @@ def _cifar_resnet(depth: int) -> Callable[..., nn.Module]:
 
 for _depth in (20, 32, 44, 56):
     register(
-        f"cifar_resnet{_depth}", (3, 32, 32), IMAGENET_MEAN, IMAGENET_STD,
+        f"cifar_resnet{_depth}",
+        (3, 32, 32),
+        IMAGENET_MEAN,
+        IMAGENET_STD,
         f"CIFAR ResNet-{_depth} (He et al. 2016, option-A shortcuts)",
     )(_cifar_resnet(_depth))

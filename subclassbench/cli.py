@@ -55,13 +55,17 @@ def evaluate(
     ),
     task: Annotated[str, typer.Option(help="Task name (see `subclassbench tasks`) or task file path.")] = "digits-5",
     weights: Annotated[str | None, typer.Option(help="Weights file: .safetensors or a torch checkpoint.")] = None,
-    data: Annotated[str | None, typer.Option(help="Data for image tasks: .npz, image folder or saved HF dataset.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Data for image tasks: .npz, image folder or saved HF dataset.")
+    ] = None,
     layers: Annotated[list[str] | None, typer.Option(help="Layers to score (comma-separated or repeated).")] = None,
     split: Annotated[str | None, typer.Option(help="Split to score (default: the task's evaluation split).")] = None,
     out: Annotated[Path | None, typer.Option(help="Result JSON path (default: results/<model>/<task>.json).")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
     device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
-    random_init: Annotated[bool, typer.Option("--random-init", help="timm/open_clip: skip pretrained weights.")] = False,
+    random_init: Annotated[
+        bool, typer.Option("--random-init", help="timm/open_clip: skip pretrained weights.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ) -> None:
     """Score every layer of MODEL on TASK and write a schema-checked result JSON."""
@@ -75,15 +79,25 @@ def evaluate(
         if not torch.cuda.is_available():
             raise SubclassbenchError(f"device '{device}' is not available here; use --device cpu")
     request = EvaluationRequest(
-        model=model, task=task, weights=weights, data=data, layers=_split_layers(layers), split=split,
-        batch_size=batch_size, device=device, pretrained=not random_init, progress=not quiet,
+        model=model,
+        task=task,
+        weights=weights,
+        data=data,
+        layers=_split_layers(layers),
+        split=split,
+        batch_size=batch_size,
+        device=device,
+        pretrained=not random_init,
+        progress=not quiet,
     )
     result = run(request)
     path = write_result(result, out or default_output_path(result))
     if not quiet:
         summary = result["summary"]
-        typer.echo(f"{result['encoder']['spec']} on {result['task']['name']} ({result['task']['n_samples']} samples, "
-                   f"protocol v{result['protocol']['version']})")
+        typer.echo(
+            f"{result['encoder']['spec']} on {result['task']['name']} ({result['task']['n_samples']} samples, "
+            f"protocol v{result['protocol']['version']})"
+        )
         typer.echo(format_table(result))
         typer.echo(
             f"best layer: {summary['best_layer']} (AMI {summary['best_ami']:.3f}); last layer "
@@ -106,8 +120,16 @@ def tasks(ctx: typer.Context) -> None:
     rows = []
     for name in list_tasks():
         task = load_task(name)
-        rows.append([name, task.version, task.data["source"], len(task.superclasses), task.n_subclasses,
-                     task.description.split(". ")[0][:70]])
+        rows.append(
+            [
+                name,
+                task.version,
+                task.data["source"],
+                len(task.superclasses),
+                task.n_subclasses,
+                task.description.split(". ")[0][:70],
+            ]
+        )
     typer.echo(tabulate(rows, headers=["task", "version", "source", "superclasses", "subclasses", "description"]))
 
 
@@ -129,11 +151,13 @@ def tasks_show(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    typer.echo(f"{task.name} v{task.version}  fingerprint {summary['fingerprint']}"
-               + ("" if split else " (definition only: pass --data to hash the images)"))
+    typer.echo(
+        f"{task.name} v{task.version}  fingerprint {summary['fingerprint']}"
+        + ("" if split else " (definition only: pass --data to hash the images)")
+    )
     typer.echo(task.description)
     for sup in summary["superclasses"]:
-        members = ", ".join(f"{n} ({i})" for n, i in zip(sup["subclass_names"], sup["subclasses"]))
+        members = ", ".join(f"{n} ({i})" for n, i in zip(sup["subclass_names"], sup["subclasses"], strict=False))
         typer.echo(f"  {sup['id']}: {sup['name']}  ←  {members}")
     typer.echo("splits: " + ", ".join(f"{k}={v}" for k, v in summary["splits"].items()))
 

@@ -21,8 +21,14 @@ def kmeans_faiss(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: int
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     km = faiss.Kmeans(
-        x.shape[1], k, niter=max_iter, nredo=n_init, seed=seed, verbose=False,
-        max_points_per_centroid=len(x) + 1, min_points_per_centroid=1,
+        x.shape[1],
+        k,
+        niter=max_iter,
+        nredo=n_init,
+        seed=seed,
+        verbose=False,
+        max_points_per_centroid=len(x) + 1,
+        min_points_per_centroid=1,
     )
     km.train(x)
     _, labels = km.index.search(x, 1)
@@ -33,8 +39,9 @@ def kmeans_sklearn(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: i
     """scikit-learn's Lloyd k-means at the same settings (benchmark reference)."""
     from sklearn.cluster import KMeans
 
-    km = KMeans(n_clusters=k, init="random", n_init=n_init, max_iter=max_iter, tol=0.0, random_state=seed,
-                algorithm="lloyd")
+    km = KMeans(
+        n_clusters=k, init="random", n_init=n_init, max_iter=max_iter, tol=0.0, random_state=seed, algorithm="lloyd"
+    )
     return km.fit_predict(x).astype(np.int64)
 
 

@@ -200,9 +200,7 @@ def generate_synthetic_hierarchy(params: dict[str, Any]) -> tuple[ArrayImageSet,
                 splits.extend([split] * count)
                 ids.extend(f"{split}/{label}/{i}" for i in range(count))
     array = np.concatenate(samples).astype(np.float32)
-    images = ArrayImageSet(
-        array=array, labels=np.asarray(labels, dtype=np.int64), ids=ids, channels_last=False
-    )
+    images = ArrayImageSet(array=array, labels=np.asarray(labels, dtype=np.int64), ids=ids, channels_last=False)
     return images, np.asarray(splits)
 
 
@@ -228,14 +226,10 @@ def load_image_classification(
         return _load_hf_hub(task_name, config, source_split)
     path = Path(data_path).expanduser()
     if not path.exists():
-        raise SubclassbenchError(
-            f"data path {path} does not exist; " + _no_data_message(task_name, config)
-        )
+        raise SubclassbenchError(f"data path {path} does not exist; " + _no_data_message(task_name, config))
     if path.is_file():
         if path.suffix != ".npz":
-            raise SubclassbenchError(
-                f"unsupported data file {path}: " + _no_data_message(task_name, config)
-            )
+            raise SubclassbenchError(f"unsupported data file {path}: " + _no_data_message(task_name, config))
         return _load_npz(path, source_split, config)
     npz = sorted(path.glob(f"*{source_split}.npz"))
     if npz:
@@ -246,9 +240,7 @@ def load_image_classification(
         return _load_image_folder(path / source_split, config, source_split)
     if any(p.is_dir() for p in path.iterdir()):
         return _load_image_folder(path, config, source_split)
-    raise SubclassbenchError(
-        f"found no '{source_split}' data under {path}; " + _no_data_message(task_name, config)
-    )
+    raise SubclassbenchError(f"found no '{source_split}' data under {path}; " + _no_data_message(task_name, config))
 
 
 def _check_images(images: np.ndarray, where: str, config: dict[str, Any]) -> None:
@@ -357,4 +349,3 @@ def _load_hf_hub(task_name: str, config: dict[str, Any], source_split: str) -> A
         first = first_line(exc, 120)
         raise SubclassbenchError(f"{first}; " + _no_data_message(task_name, config)) from None
     return _hf_to_arrays(dataset, config, source_split)
-

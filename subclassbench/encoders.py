@@ -76,9 +76,7 @@ class Encoder:
             return valid
         unknown = [name for name in requested if name not in valid]
         if unknown:
-            raise SubclassbenchError(
-                f"unknown layer '{unknown[0]}' for {self.spec}; valid layers: {', '.join(valid)}"
-            )
+            raise SubclassbenchError(f"unknown layer '{unknown[0]}' for {self.spec}; valid layers: {', '.join(valid)}")
         return [name for name in valid if name in set(requested)]
 
     def info(self) -> dict[str, Any]:
@@ -183,7 +181,9 @@ def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], where: st
     except RuntimeError as exc:
         shape = re.search(r"size mismatch for ([^:]+)", str(exc))
         detail = f"size mismatch for {shape.group(1)}" if shape else "incompatible tensors"
-        raise SubclassbenchError(f"weights {where} do not fit {spec} ({detail}); check --model matches the file") from None
+        raise SubclassbenchError(
+            f"weights {where} do not fit {spec} ({detail}); check --model matches the file"
+        ) from None
     # Old checkpoints predate BatchNorm's num_batches_tracked buffer; it is safe to lack.
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
@@ -192,7 +192,9 @@ def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], where: st
             parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-        raise SubclassbenchError(f"weights {where} do not fit {spec}: {', '.join(parts)}; check --model matches the file")
+        raise SubclassbenchError(
+            f"weights {where} do not fit {spec}: {', '.join(parts)}; check --model matches the file"
+        )
 
 
 # --------------------------------------------------------------------------- builtin
@@ -233,7 +235,8 @@ def _load_builtin(
     info = architectures.ARCHITECTURES.get(parsed.name)
     if info is None:
         raise SubclassbenchError(
-            f"unknown builtin architecture '{parsed.name}'; valid: {closest(parsed.name, list(architectures.ARCHITECTURES))}"
+            f"unknown builtin architecture '{parsed.name}'; "
+            f"valid: {closest(parsed.name, list(architectures.ARCHITECTURES))}"
         )
     card = None
     if parsed.tag and weights is None:
@@ -366,7 +369,8 @@ def _load_open_clip(parsed: EncoderSpec, weights: str | Path | None, pretrained:
 
     if parsed.name not in open_clip.list_models():
         raise SubclassbenchError(
-            f"unknown open_clip architecture '{parsed.name}'; close matches: {closest(parsed.name, open_clip.list_models())}"
+            f"unknown open_clip architecture '{parsed.name}'; "
+            f"close matches: {closest(parsed.name, open_clip.list_models())}"
         )
     meta = None
     source: str | None = parsed.tag if pretrained else None

@@ -78,15 +78,13 @@ def score_clusterability(features: np.ndarray, split: SplitData) -> dict[str, An
         scores = cluster_scores(truth, pred)
         matched = matched_count(truth, pred)
         matched_total += matched
-        entry: dict[str, Any] = {"superclass": sup.id, "name": sup.name, "n": int(len(rows)), "k": k, **scores}
+        entry: dict[str, Any] = {"superclass": sup.id, "name": sup.name, "n": len(rows), "k": k, **scores}
         if len(rows) <= params["secondary"]["max_points"]:
             ward_pred = ward(x[rows], k)
             ward_scores.append(cluster_scores(truth, ward_pred))
             ward_matched_total += matched_count(truth, ward_pred)
         per_superclass.append(entry)
-    result: dict[str, Any] = {
-        key: float(np.mean([e[key] for e in per_superclass])) for key in params["metrics"]
-    }
+    result: dict[str, Any] = {key: float(np.mean([e[key] for e in per_superclass])) for key in params["metrics"]}
     result["fine_acc"] = matched_total / len(split)
     if len(ward_scores) == len(per_superclass):
         result["ward"] = {key: float(np.mean([w[key] for w in ward_scores])) for key in params["metrics"]}

@@ -72,9 +72,19 @@ def format_table(result: dict[str, Any]) -> str:
     for layer in result["layers"]:
         c = layer["clusterability"]
         ward_ami = c["ward"]["ami"] if c["ward"] else None
-        rows.append([
-            layer["name"] + (" *" if layer["name"] == best else ""), layer["depth"], layer["dim"],
-            c["ami"], c["ari"], c["nmi"], c["purity"], c["matched_acc"], c["fine_acc"], ward_ami,
-        ])
+        rows.append(
+            [
+                layer["name"] + (" *" if layer["name"] == best else ""),
+                layer["depth"],
+                layer["dim"],
+                c["ami"],
+                c["ari"],
+                c["nmi"],
+                c["purity"],
+                c["matched_acc"],
+                c["fine_acc"],
+                ward_ami,
+            ]
+        )
     headers = ["layer", "depth", "dim", "AMI", "ARI", "NMI", "purity", "matched", "fine acc", "Ward AMI"]
     return tabulate(rows, headers=headers, floatfmt=".3f", missingval="-")

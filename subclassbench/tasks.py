@@ -83,7 +83,7 @@ class SplitData:
     @cached_property
     def manifest_digest(self) -> str:
         """sha256 over (id, label, content hash) of every sample, in order."""
-        rows = zip(self.images.ids, self.images.labels.tolist(), self.images.content_hashes())
+        rows = zip(self.images.ids, self.images.labels.tolist(), self.images.content_hashes(), strict=False)
         return sha256_text("\n".join(f"{i}\t{label}\t{h}" for i, label, h in rows))
 
     @property
@@ -157,11 +157,7 @@ class Task:
     @cached_property
     def label_to_position(self) -> dict[Any, tuple[int, int]]:
         """Dataset label id → (superclass index, subclass index within it)."""
-        return {
-            sub.id: (s, k)
-            for s, sup in enumerate(self.superclasses)
-            for k, sub in enumerate(sup.subclasses)
-        }
+        return {sub.id: (s, k) for s, sup in enumerate(self.superclasses) for k, sub in enumerate(sup.subclasses)}
 
     @property
     def n_subclasses(self) -> int:

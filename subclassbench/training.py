@@ -47,7 +47,9 @@ def _accuracy(model: nn.Module, preprocess: Any, split: SplitData, targets: np.n
     return float((pred == targets).mean())
 
 
-def train_classifier(task: Task, arch: str, labels: str = "coarse", recipe: Recipe = Recipe()) -> tuple[nn.Module, dict[str, Any]]:
+def train_classifier(
+    task: Task, arch: str, labels: str = "coarse", recipe: Recipe = Recipe()
+) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``builtin:<arch>`` on the task's train split; evaluate on its test split each epoch."""
     torch.manual_seed(recipe.seed)
     train = task.load_split("train")
@@ -62,8 +64,9 @@ def train_classifier(task: Task, arch: str, labels: str = "coarse", recipe: Reci
     y_train = torch.from_numpy(_targets(train, labels))
     y_test = _targets(test, labels)
     x_train = encoder.preprocessing(train.images.load(np.arange(len(train))))
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs)
     generator = torch.Generator().manual_seed(recipe.seed)
     loss_fn = nn.CrossEntropyLoss()
@@ -80,12 +83,14 @@ def train_classifier(task: Task, arch: str, labels: str = "coarse", recipe: Reci
             optimizer.step()
             total += loss.item() * len(idx)
         scheduler.step()
-        history.append({
-            "epoch": epoch + 1,
-            "loss": round(total / len(order), 6),
-            "train_acc": round(_accuracy(model, encoder.preprocessing, train, y_train.numpy()), 6),
-            "test_acc": round(_accuracy(model, encoder.preprocessing, test, y_test), 6),
-        })
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": round(total / len(order), 6),
+                "train_acc": round(_accuracy(model, encoder.preprocessing, train, y_train.numpy()), 6),
+                "test_acc": round(_accuracy(model, encoder.preprocessing, test, y_test), 6),
+            }
+        )
     model.eval()
     card = {
         "arch": arch,

@@ -69,7 +69,7 @@ def tiny_image_folder(tmp_path: Path) -> Path:
 
     images, labels = make_images()
     root = tmp_path / "folder"
-    for i, (img, label) in enumerate(zip(images, labels)):
+    for i, (img, label) in enumerate(zip(images, labels, strict=False)):
         target = root / "test" / CLASS_NAMES[label]
         target.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(target / f"{i:04d}.png")

@@ -44,8 +44,18 @@ def test_evaluate_prints_the_per_layer_table(tmp_path):
 
 def test_evaluate_on_image_folder_task(tmp_path, tiny_image_task, tiny_image_folder):
     out = tmp_path / "tiny.json"
-    result = run("evaluate", "--model", "builtin:cifar_resnet20", "--task", str(tiny_image_task),
-                 "--data", str(tiny_image_folder), "--out", str(out), "--quiet")
+    result = run(
+        "evaluate",
+        "--model",
+        "builtin:cifar_resnet20",
+        "--task",
+        str(tiny_image_task),
+        "--data",
+        str(tiny_image_folder),
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     data = read_result(out)
     assert data["task"]["n_samples"] == 40 and len(data["layers"]) == 11
@@ -60,7 +70,10 @@ def test_evaluate_on_image_folder_task(tmp_path, tiny_image_task, tiny_image_fol
         (["--layers", "block9"], "unknown layer 'block9'"),
         (["--task", "cifar10-5", "--model", "builtin:cifar_resnet20"], "needs its images: pass --data PATH"),
         (["--task", "cifar10-5", "--data", "/nonexistent/cifar.npz"], "does not exist"),
-        (["--model", "builtin:cifar_resnet20", "--weights", "/nonexistent.th"], "weights file /nonexistent.th not found"),
+        (
+            ["--model", "builtin:cifar_resnet20", "--weights", "/nonexistent.th"],
+            "weights file /nonexistent.th not found",
+        ),
         (["--model", "builtin:digits_mlp", "--weights", "WRONG"], "do not fit builtin:digits_mlp"),
         (["--split", "holdout"], "has no split 'holdout'"),
     ],
@@ -69,8 +82,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     if "WRONG" in args:  # the digits CNN's weights offered to the MLP
         from subclassbench.encoders import packaged_weights_dir
 
-        args = [str(packaged_weights_dir() / "digits_cnn.digits5_coarse.safetensors") if a == "WRONG" else a
-                for a in args]
+        args = [
+            str(packaged_weights_dir() / "digits_cnn.digits5_coarse.safetensors") if a == "WRONG" else a for a in args
+        ]
     out = tmp_path / "result.json"
     result = run("evaluate", *args, "--out", str(out), "--quiet")
     assert result.exit_code == 2
@@ -84,7 +98,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
 def test_console_script_exit_code_and_stderr(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "subclassbench", "evaluate", "--task", "nope", "--out", str(tmp_path / "x.json")],
-        capture_output=True, text=True, cwd=REPO,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown task 'nope'")
@@ -101,7 +117,10 @@ def test_tasks_list_and_show():
     data = json.loads(shown.output)
     assert data["name"] == "cifar10-5-semantic" and len(data["fingerprint"]) == 64
     assert data["superclasses"][4] == {
-        "name": "ship/truck", "id": 4, "subclasses": [8, 9], "subclass_names": ["ship", "truck"]
+        "name": "ship/truck",
+        "id": 4,
+        "subclasses": [8, 9],
+        "subclass_names": ["ship", "truck"],
     }
     assert data["data_hashed"] is False
     digits = json.loads(run("tasks", "show", "digits-5", "--json").output)

@@ -79,7 +79,7 @@ def test_loads_shared_style_checkpoint(tmp_path):
 def test_wrong_architecture_for_weights(tmp_path):
     path = tmp_path / "resnet32.th"
     save_shared_style_checkpoint(load_encoder("builtin:cifar_resnet32").model, path)
-    with pytest.raises(SubclassbenchError, match="do not fit builtin:cifar_resnet20: .*unexpected keys"):
+    with pytest.raises(SubclassbenchError, match=r"do not fit builtin:cifar_resnet20: .*unexpected keys"):
         load_encoder("builtin:cifar_resnet20", weights=path)
 
 
@@ -121,7 +121,7 @@ def test_packaged_reference_weights_match_their_card():
 
 def test_unknown_layer_lists_valid_layers():
     encoder = load_encoder("builtin:cifar_resnet20")
-    with pytest.raises(SubclassbenchError, match="unknown layer 'layer4.0'.*valid layers: stem, layer1.0"):
+    with pytest.raises(SubclassbenchError, match=r"unknown layer 'layer4.0'.*valid layers: stem, layer1.0"):
         encoder.select_layers(["layer4.0"])
     assert encoder.select_layers(["embedding", "stem"]) == ["stem", "embedding"]  # encoder order
 

@@ -33,7 +33,7 @@ def test_batch_size_does_not_change_features(digits):
     encoder = load_encoder("builtin:digits_cnn.digits5_coarse", sample_shape=(1, 8, 8))
     a = extract_features(encoder, digits, batch_size=7, progress=False)
     b = extract_features(encoder, digits, batch_size=540, progress=False)
-    for fa, fb in zip(a, b):
+    for fa, fb in zip(a, b, strict=False):
         np.testing.assert_allclose(fa.features, fb.features, rtol=1e-5, atol=1e-6)
 
 

@@ -30,8 +30,8 @@ def _brute_force_matched(true: np.ndarray, pred: np.ndarray) -> int:
     classes, clusters = np.unique(true), np.unique(pred)
     best = 0
     for perm in itertools.permutations(classes, len(clusters)) if len(classes) >= len(clusters) else []:
-        mapping = dict(zip(clusters, perm))
-        best = max(best, int(sum(mapping[p] == t for t, p in zip(true, pred))))
+        mapping = dict(zip(clusters, perm, strict=False))
+        best = max(best, int(sum(mapping[p] == t for t, p in zip(true, pred, strict=False))))
     return best
 
 

@@ -38,7 +38,7 @@ def test_hierarchies():
     assert [[c.id for c in s.subclasses] for s in semantic.superclasses] == [[2 * c, 2 * c + 1] for c in range(5)]
     assert semantic.superclasses[0].name == "airplane/automobile"
     digits = load_task("digits-5")
-    assert [s.name for s in digits.superclasses][0] == "zero/five"
+    assert next(s.name for s in digits.superclasses) == "zero/five"
 
 
 def test_digits_splits_are_the_recorded_stratified_split():
@@ -49,7 +49,7 @@ def test_digits_splits_are_the_recorded_stratified_split():
     digits = load_digits()
     index = np.arange(1797)
     rest, test = train_test_split(index, test_size=0.3, stratify=digits.target, random_state=0)
-    train, val = train_test_split(rest, test_size=1 / 7, stratify=digits.target[rest], random_state=0)
+    _train, val = train_test_split(rest, test_size=1 / 7, stratify=digits.target[rest], random_state=0)
     assert ids["test"] == sorted(test.tolist())
     assert ids["val"] == sorted(val.tolist())
     counts = np.bincount(digits.target[ids["test"]], minlength=10)
@@ -103,7 +103,7 @@ def test_invalid_task_files(mutate, message):
 
 
 def test_unknown_task_lists_valid_ones():
-    with pytest.raises(SubclassbenchError, match="unknown task 'digits5'.*digits-5"):
+    with pytest.raises(SubclassbenchError, match=r"unknown task 'digits5'.*digits-5"):
         load_task("digits5")
 
 
@@ -199,7 +199,10 @@ def test_summary_json_shape():
     json.dumps(summary)
     assert {"name", "version", "fingerprint", "superclasses"} <= set(summary)
     assert summary["superclasses"][0] == {
-        "name": "zero/five", "id": 0, "subclasses": [0, 5], "subclass_names": ["zero", "five"]
+        "name": "zero/five",
+        "id": 0,
+        "subclasses": [0, 5],
+        "subclass_names": ["zero", "five"],
     }
 
 
