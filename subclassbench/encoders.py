@@ -141,11 +141,22 @@ def load_encoder(
 # --------------------------------------------------------------------------- weights files
 
 
-def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read safetensors or a torch checkpoint (``weights_only=True``); strip DataParallel prefixes."""
-    path = Path(path).expanduser()
+def _weights_meta(weights: str | Path | None) -> dict[str, Any] | None:
+    """Path, sha256 and format of a weights file (recorded in results), or None."""
+    if weights is None:
+        return None
+    path = Path(weights).expanduser()
     if not path.is_file():
         raise SubclassbenchError(f"weights file {path} not found; check the --weights path")
+    fmt = "safetensors" if path.suffix == ".safetensors" else "torch"
+    return {"path": str(path), "sha256": sha256_file(path), "format": fmt}
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read safetensors or a torch checkpoint (``weights_only=True``); strip DataParallel prefixes."""
+    meta = _weights_meta(path)
+    assert meta is not None
+    path = Path(meta["path"])
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -154,7 +165,6 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             state = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise SubclassbenchError(f"{path} is not a valid safetensors file ({exc}); re-export the weights") from None
-        fmt = "safetensors"
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -164,7 +174,6 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
                 f"cannot read weights file {path} as safetensors or as a torch checkpoint loadable with "
                 f"weights_only=True ({first}); convert it to .safetensors"
             ) from None
-        fmt = "torch"
         for key in ("state_dict", "model", "model_state_dict"):
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]
@@ -172,7 +181,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SubclassbenchError(f"{path} holds no state dict of tensors; save model.state_dict() instead")
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    return state, {"path": str(path), "sha256": sha256_file(path), "format": fmt}
+    return state, meta
 
 
 def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], where: str, spec: str) -> None:
@@ -254,18 +263,21 @@ def _load_builtin(
     for dim in sample_shape or (64,):
         in_features *= dim
     kwargs = {"num_classes": num_classes, "in_features": in_features, "in_chans": info.input_size[0] or 1}
-    state = meta = None
+    meta = None
     if weights is not None:
         state, meta = read_state_dict(weights)
+        if card is not None:
+            if card.get("weights_sha256") != meta["sha256"]:
+                raise SubclassbenchError(
+                    f"packaged weights {meta['path']} fail their sha256 check; reinstall subclassbench"
+                )
+            # A machine-independent name keeps results from different installs identical.
+            meta["path"] = f"package:subclassbench/weights/{Path(meta['path']).name}"
         model = _build_arch(info, **kwargs)
         head_weight = state.get(f"{_head_name(model)}.weight")
         if head_weight is not None and head_weight.shape[0] != num_classes:
             model = _build_arch(info, **{**kwargs, "num_classes": head_weight.shape[0]})
         apply_state_dict(model, state, meta["path"], f"builtin:{parsed.name}")
-        if card and card.get("weights_sha256") and card["weights_sha256"] != meta["sha256"]:
-            raise SubclassbenchError(
-                f"packaged weights {meta['path']} fail their sha256 check; reinstall subclassbench"
-            )
     else:
         torch.manual_seed(0)  # random-init encoders are reproducible baselines
         model = _build_arch(info, **kwargs)
@@ -319,19 +331,13 @@ def _load_timm(parsed: EncoderSpec, weights: str | Path | None, pretrained: bool
         raise SubclassbenchError(
             f"unknown timm model '{parsed.name}'; close matches: {closest(parsed.name, timm.list_models())}"
         )
-    meta = None
+    meta = _weights_meta(weights)
     kwargs: dict[str, Any] = {}
-    if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise SubclassbenchError(f"weights file {path} not found; check the --weights path")
-        meta = {"path": str(path), "sha256": sha256_file(path), "format": path.suffix.lstrip(".")}
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+    if meta is not None:
+        kwargs["pretrained_cfg_overlay"] = {"file": meta["path"]}
         pretrained = True
     try:
         model = timm.create_model(name, pretrained=pretrained, **kwargs)
-    except SubclassbenchError:
-        raise
     except Exception as exc:  # hub errors, missing files, mismatched checkpoints
         first = first_line(exc, 120)
         raise SubclassbenchError(
@@ -372,14 +378,8 @@ def _load_open_clip(parsed: EncoderSpec, weights: str | Path | None, pretrained:
             f"unknown open_clip architecture '{parsed.name}'; "
             f"close matches: {closest(parsed.name, open_clip.list_models())}"
         )
-    meta = None
-    source: str | None = parsed.tag if pretrained else None
-    if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise SubclassbenchError(f"weights file {path} not found; check the --weights path")
-        meta = {"path": str(path), "sha256": sha256_file(path), "format": path.suffix.lstrip(".")}
-        source = str(path)
+    meta = _weights_meta(weights)
+    source: str | None = meta["path"] if meta else (parsed.tag if pretrained else None)
     try:
         model = open_clip.create_model(parsed.name, pretrained=source)
     except Exception as exc:

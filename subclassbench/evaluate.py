@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from subclassbench import __version__
-from subclassbench.encoders import load_encoder
+from subclassbench.encoders import EncoderSpec, load_encoder
 from subclassbench.features import extract_features
 from subclassbench.protocol import PROTOCOL_V1, PROTOCOL_VERSION, protocol_fingerprint, score_layers, summarize
 from subclassbench.results import SCHEMA_VERSION
@@ -72,6 +72,7 @@ def _peak_memory_mb() -> float:
 def evaluate(request: EvaluationRequest) -> dict[str, Any]:
     """Run protocol v1 and return the result document (not yet written)."""
     started = time.perf_counter()
+    EncoderSpec.parse(request.model)  # a malformed spec fails before any data is read
     task = load_task(request.task)
     split = task.load_split(request.split, request.data)
     encoder = load_encoder(
@@ -85,7 +86,7 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
     loaded = time.perf_counter()
     features = extract_features(encoder, split.images, layers, request.batch_size, request.device, request.progress)
     extracted = time.perf_counter()
-    scored = score_layers(features, split)
+    scored = score_layers(features, split, request.progress)
     done = time.perf_counter()
     return {
         "schema_version": SCHEMA_VERSION,

@@ -95,7 +95,9 @@ def score_clusterability(features: np.ndarray, split: SplitData) -> dict[str, An
     return result
 
 
-def score_layers(layers: list[LayerFeatures], split: SplitData) -> list[dict[str, Any]]:
+def score_layers(layers: list[LayerFeatures], split: SplitData, progress: bool = False) -> list[dict[str, Any]]:
+    from tqdm.auto import tqdm
+
     return [
         {
             "name": layer.name,
@@ -104,7 +106,7 @@ def score_layers(layers: list[LayerFeatures], split: SplitData) -> list[dict[str
             "pooling": layer.pooling,
             "clusterability": score_clusterability(layer.features, split),
         }
-        for layer in layers
+        for layer in tqdm(layers, desc="score layers", unit="layer", disable=not progress or None, leave=False)
     ]
 
 

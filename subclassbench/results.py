@@ -10,31 +10,20 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from subclassbench.errors import SubclassbenchError
+from subclassbench.schemas import first_error
 
 SCHEMA_VERSION = "1.0"
 
 
-@cache
-def result_schema() -> dict[str, Any]:
-    return json.loads(resources.files("subclassbench.schemas").joinpath("result.schema.json").read_text())
-
-
 def validate_result(result: Any, where: str = "result") -> None:
     """Raise a one-line error for the first schema violation."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(result_schema())
-    errors = sorted(validator.iter_errors(result), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        at = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise SubclassbenchError(f"{where}: does not match result schema {SCHEMA_VERSION} at {at}: {err.message[:200]}")
+    problem = first_error(result, "result")
+    if problem:
+        raise SubclassbenchError(f"{where}: does not match result schema {SCHEMA_VERSION} {problem}")
 
 
 def write_result(result: dict[str, Any], path: str | Path) -> Path:

@@ -18,8 +18,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from functools import cache, cached_property
-from importlib import resources
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import yaml
 from subclassbench import datasources
 from subclassbench.errors import SubclassbenchError, closest, first_line
 from subclassbench.hashing import sha256_json, sha256_text
+from subclassbench.schemas import first_error
 
 TASK_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -280,23 +280,12 @@ def _split_size(spec: dict[str, Any]) -> int | None:
 # --------------------------------------------------------------------------- loading
 
 
-@cache
-def _task_schema() -> dict[str, Any]:
-    text = resources.files("subclassbench.schemas").joinpath("task.schema.json").read_text()
-    return json.loads(text)
-
-
 def _validate_schema(raw: Any, where: str) -> None:
-    import jsonschema
-
     if not isinstance(raw, dict):
         raise SubclassbenchError(f"{where}: a task file must be a mapping of fields")
-    validator = jsonschema.Draft202012Validator(_task_schema())
-    errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        at = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise SubclassbenchError(f"{where}: invalid task file at {at}: {err.message[:200]}")
+    problem = first_error(raw, "task")
+    if problem:
+        raise SubclassbenchError(f"{where}: invalid task file {problem}")
 
 
 def read_task_file(path: Path) -> dict[str, Any]:

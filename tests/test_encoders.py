@@ -180,3 +180,22 @@ def test_random_init_is_reproducible():
     b = load_encoder("builtin:cifar_resnet20").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert np.isfinite(a["conv1.weight"].numpy()).all()
+
+
+def test_tampered_packaged_weights_fail_their_hash(tmp_path, monkeypatch):
+    import shutil
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(packaged_weights_dir() / f"digits_cnn.digits5_coarse{suffix}", tmp_path)
+    card_path = tmp_path / "digits_cnn.digits5_coarse.json"
+    card = json.loads(card_path.read_text())
+    card["weights_sha256"] = "0" * 64
+    card_path.write_text(json.dumps(card))
+    monkeypatch.setattr("subclassbench.encoders.packaged_weights_dir", lambda: tmp_path)
+    with pytest.raises(SubclassbenchError, match="fail their sha256 check"):
+        load_encoder("builtin:digits_cnn.digits5_coarse", sample_shape=(1, 8, 8))
+
+
+def test_packaged_weights_path_is_machine_independent():
+    encoder = load_encoder("builtin:digits_cnn.digits5_coarse", sample_shape=(1, 8, 8))
+    assert encoder.weights["path"] == "package:subclassbench/weights/digits_cnn.digits5_coarse.safetensors"
