@@ -42,6 +42,25 @@ def hierarchy_yaml(groups: list[tuple[str, list[int]]], names: list[str]) -> str
     return "\n".join(lines)
 
 
+def transfer_yaml(groups: list[tuple[str, list[int]]]) -> str:
+    """Source = the first subclass of every superclass, target = the rest (subpopulation shift)."""
+    source = [members[0] for _, members in groups]
+    target = [m for _, members in groups for m in members[1:]]
+    return f"""\
+transfer:
+  description: >
+    Subpopulation shift: the in-distribution probe sees only the source
+    subclass of each superclass; the out-of-distribution split holds the
+    other subclasses under the same superclass labels.
+  id_train_split: train
+  id_test_split: test
+  ood_split: test
+  source: {flow(source)}
+  target: {flow(target)}
+  refit: target_fine
+"""
+
+
 def digits_task() -> str:
     digits = load_digits()
     index = np.arange(len(digits.target))
@@ -65,7 +84,7 @@ data:
   source: sklearn_digits
   image_shape: [1, 8, 8]
 {hierarchy_yaml(groups, DIGIT_NAMES)}
-evaluation_split: test
+{transfer_yaml(groups)}evaluation_split: test
 splits:
 """
     body = []
@@ -102,7 +121,7 @@ data:
   class_names: [{", ".join(CIFAR_NAMES)}]
   hf_dataset: {{path: uoft-cs/cifar10, image_column: img, label_column: label}}
 {hierarchy_yaml(groups, CIFAR_NAMES)}
-evaluation_split: test
+{transfer_yaml(groups)}evaluation_split: test
 splits:
   train:
     source_split: train
@@ -145,7 +164,7 @@ data:
     noise: 1.0
     seed: 0
 {hierarchy_yaml(groups, names)}
-evaluation_split: test
+{transfer_yaml(groups)}evaluation_split: test
 splits:
   train:
     source_split: train

@@ -41,10 +41,11 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _split_layers(layers: list[str] | None) -> list[str] | None:
-    if not layers:
+def _split_list(values: list[str] | None) -> list[str] | None:
+    """Comma-separated or repeated option values as one list."""
+    if not values:
         return None
-    return [name.strip() for item in layers for name in item.split(",") if name.strip()]
+    return [name.strip() for item in values for name in item.split(",") if name.strip()]
 
 
 @app.command()
@@ -56,7 +57,8 @@ def evaluate(
     task: Annotated[str, typer.Option(help="Task name (see `subclassbench tasks`) or task file path.")] = "digits-5",
     weights: Annotated[str | None, typer.Option(help="Weights file: .safetensors or a torch checkpoint.")] = None,
     data: Annotated[
-        str | None, typer.Option(help="Data for image tasks: .npz, image folder or saved HF dataset.")
+        str | None,
+        typer.Option(help="Image data: .npz, a folder of *_<split>.npz, an image-folder tree or a saved HF dataset."),
     ] = None,
     layers: Annotated[list[str] | None, typer.Option(help="Layers to score (comma-separated or repeated).")] = None,
     split: Annotated[str | None, typer.Option(help="Split to score (default: the task's evaluation split).")] = None,
@@ -66,12 +68,15 @@ def evaluate(
     random_init: Annotated[
         bool, typer.Option("--random-init", help="timm/open_clip: skip pretrained weights.")
     ] = False,
+    metrics: Annotated[
+        list[str] | None, typer.Option(help="clusterability and/or transfer (default: all the task supports).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ) -> None:
     """Score every layer of MODEL on TASK and write a schema-checked result JSON."""
     from subclassbench.evaluate import EvaluationRequest, default_output_path
     from subclassbench.evaluate import evaluate as run
-    from subclassbench.results import format_table, write_result
+    from subclassbench.results import format_summary, format_table, write_result
 
     if device.startswith("cuda"):
         import torch
@@ -83,27 +88,24 @@ def evaluate(
         task=task,
         weights=weights,
         data=data,
-        layers=_split_layers(layers),
+        layers=_split_list(layers),
         split=split,
         batch_size=batch_size,
         device=device,
         pretrained=not random_init,
         progress=not quiet,
+        metrics=_split_list(metrics),
     )
     result = run(request)
     path = write_result(result, out or default_output_path(result))
     if not quiet:
-        summary = result["summary"]
         typer.echo(
             f"{result['encoder']['spec']} on {result['task']['name']} ({result['task']['n_samples']} samples, "
             f"protocol v{result['protocol']['version']})"
         )
         typer.echo(format_table(result))
-        typer.echo(
-            f"best layer: {summary['best_layer']} (AMI {summary['best_ami']:.3f}); last layer "
-            f"{summary['last_layer']}: AMI {summary['last_ami']:.3f}, fine-label recovery "
-            f"{summary['last_fine_acc']:.3f}"
-        )
+        for line in format_summary(result):
+            typer.echo(line)
     typer.echo(f"wrote {path}")
 
 

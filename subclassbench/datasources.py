@@ -219,9 +219,19 @@ def _no_data_message(task_name: str, config: dict[str, Any]) -> str:
 
 
 def load_image_classification(
-    task_name: str, config: dict[str, Any], source_split: str, data_path: str | Path | None
+    task_name: str,
+    config: dict[str, Any],
+    source_split: str,
+    data_path: str | Path | None,
+    primary: bool = True,
 ) -> ImageSet:
-    """Resolve ``--data`` (or the hub) into the images of one source split."""
+    """Resolve ``--data`` (or the hub) into the images of one source split.
+
+    A single file or a flat image folder holds one split: it serves the
+    primary (evaluated) split, and another split only when its name ends with
+    that split's name (``cifar10_train.npz``), so test images are never
+    silently reused as training images.
+    """
     if data_path is None:
         return _load_hf_hub(task_name, config, source_split)
     path = Path(data_path).expanduser()
@@ -230,6 +240,8 @@ def load_image_classification(
     if path.is_file():
         if path.suffix != ".npz":
             raise SubclassbenchError(f"unsupported data file {path}: " + _no_data_message(task_name, config))
+        if not primary and not path.stem.endswith(source_split):
+            raise SubclassbenchError(_one_split_message(path, source_split))
         return _load_npz(path, source_split, config)
     npz = sorted(path.glob(f"*{source_split}.npz"))
     if npz:
@@ -239,8 +251,17 @@ def load_image_classification(
     if (path / source_split).is_dir():
         return _load_image_folder(path / source_split, config, source_split)
     if any(p.is_dir() for p in path.iterdir()):
+        if not primary:
+            raise SubclassbenchError(_one_split_message(path, source_split))
         return _load_image_folder(path, config, source_split)
     raise SubclassbenchError(f"found no '{source_split}' data under {path}; " + _no_data_message(task_name, config))
+
+
+def _one_split_message(path: Path, source_split: str) -> str:
+    return (
+        f"{path} holds a single split, so it cannot also serve the '{source_split}' split; pass a folder "
+        f"with *_{source_split}.npz (or {source_split}/<class>/<image>) beside the other splits"
+    )
 
 
 def _check_images(images: np.ndarray, where: str, config: dict[str, Any]) -> None:

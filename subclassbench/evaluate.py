@@ -21,13 +21,16 @@ import torch
 
 from subclassbench import __version__
 from subclassbench.encoders import EncoderSpec, load_encoder
+from subclassbench.errors import SubclassbenchError
 from subclassbench.features import extract_features
 from subclassbench.protocol import PROTOCOL_V1, PROTOCOL_VERSION, protocol_fingerprint, score_layers, summarize
 from subclassbench.results import SCHEMA_VERSION
-from subclassbench.tasks import load_task
+from subclassbench.tasks import SplitData, Task, load_task
+from subclassbench.transfer import TransferPlan, score_transfer, summarize_transfer
 
 DEFAULT_MODEL = "builtin:digits_cnn.digits5_coarse"
 DEFAULT_TASK = "digits-5"
+METRICS = ("clusterability", "transfer")
 
 
 @dataclass
@@ -42,6 +45,7 @@ class EvaluationRequest:
     device: str = "cpu"
     pretrained: bool = True
     progress: bool = True
+    metrics: list[str] | None = None  # None: every family the task supports
 
 
 def _version(dist: str) -> str | None:
@@ -69,45 +73,110 @@ def _peak_memory_mb() -> float:
     return round(peak_kb / (1024 * 1024) if sys.platform == "darwin" else peak_kb / 1024, 1)
 
 
+def resolve_metrics(task: Task, requested: list[str] | None) -> list[str]:
+    """``None`` means every metric family the task supports; explicit names are validated."""
+    if requested is None:
+        return ["clusterability"] + (["transfer"] if task.transfer is not None else [])
+    unknown = [m for m in requested if m not in METRICS]
+    if unknown or not requested:
+        raise SubclassbenchError(f"unknown metric '{(unknown or [''])[0]}'; choose from {', '.join(METRICS)}")
+    if "transfer" in requested and task.transfer is None:
+        raise SubclassbenchError(
+            f"task '{task.name}' defines no transfer splits; use --metrics clusterability or add a transfer block"
+        )
+    return [m for m in METRICS if m in requested]
+
+
+def _load_splits(task: Task, request: EvaluationRequest, metrics: list[str], notes: list[str]) -> dict[str, SplitData]:
+    """The evaluation split, plus the transfer splits when transfer runs (else dropped with a note)."""
+    evaluation = task.load_split(request.split, request.data)
+    splits = {evaluation.split: evaluation}
+    if "transfer" not in metrics:
+        return splits
+    try:
+        for name in TransferPlan.splits_needed(task):
+            if name not in splits:
+                splits[name] = task.load_split(name, request.data, primary=False)
+    except SubclassbenchError as exc:
+        if request.metrics is not None:  # asked for explicitly: its absence is an error
+            raise SubclassbenchError(f"transfer needs the task's train split: {exc}") from None
+        metrics.remove("transfer")
+        notes.append(f"transfer skipped (needs the train split; pass --data with every split): {exc}")
+        splits = {evaluation.split: evaluation}
+    return splits
+
+
 def evaluate(request: EvaluationRequest) -> dict[str, Any]:
     """Run protocol v1 and return the result document (not yet written)."""
     started = time.perf_counter()
     EncoderSpec.parse(request.model)  # a malformed spec fails before any data is read
     task = load_task(request.task)
-    split = task.load_split(request.split, request.data)
+    metrics = resolve_metrics(task, request.metrics)
+    notes: list[str] = []
+    splits = _load_splits(task, request, metrics, notes)
+    evaluation = next(iter(splits.values()))
     encoder = load_encoder(
         request.model,
         weights=request.weights,
-        sample_shape=split.images.sample_shape,
+        sample_shape=evaluation.images.sample_shape,
         num_classes=len(task.superclasses),
         pretrained=request.pretrained,
     )
     layers = encoder.select_layers(request.layers)
     loaded = time.perf_counter()
-    features = extract_features(encoder, split.images, layers, request.batch_size, request.device, request.progress)
+    features = {
+        name: extract_features(encoder, data.images, layers, request.batch_size, request.device, request.progress)
+        for name, data in splits.items()
+    }
     extracted = time.perf_counter()
-    scored = score_layers(features, split, request.progress)
+    first = features[evaluation.split]
+    per_layer: list[dict[str, Any]] = [
+        {"name": f.name, "depth": f.depth, "dim": int(f.features.shape[1]), "pooling": f.pooling} for f in first
+    ]
+    summary: dict[str, Any] = {}
+    if "clusterability" in metrics:
+        for entry, scores in zip(per_layer, score_layers(first, evaluation, request.progress), strict=True):
+            entry["clusterability"] = scores
+        summary.update(summarize(per_layer))
+    if "transfer" in metrics:
+        plan = TransferPlan.from_task(task, splits)
+        for entry, scores in zip(per_layer, score_transfer(features, plan, progress=request.progress), strict=True):
+            entry["transfer"] = scores
+        detail = summarize_transfer(layers, [e["transfer"] for e in per_layer], plan)
+        summary.update(
+            ood_retained=detail["ood_retained"],
+            tunnel_start=detail["tunnel_start"],
+            pearson_id_ood=detail["pearson_id_ood"],
+            transfer=detail,
+        )
     done = time.perf_counter()
     return {
         "schema_version": SCHEMA_VERSION,
         "protocol": {"version": PROTOCOL_VERSION, "fingerprint": protocol_fingerprint(), "params": PROTOCOL_V1},
+        "metrics": metrics,
+        "notes": notes,
         "task": {
             "name": task.name,
             "version": task.version,
-            "fingerprint": split.fingerprint,
+            "fingerprint": evaluation.fingerprint,
             "definition_fingerprint": task.definition_fingerprint,
-            "manifest_sha256": split.manifest_digest,
-            "split": split.split,
-            "n_samples": len(split),
+            "manifest_sha256": evaluation.manifest_digest,
+            "split": evaluation.split,
+            "n_samples": len(evaluation),
             "n_superclasses": len(task.superclasses),
             "n_subclasses": task.n_subclasses,
-            "data_source": split.source,
+            "data_source": evaluation.source,
+            "splits": {name: {"n_samples": len(d), "manifest_sha256": d.manifest_digest} for name, d in splits.items()},
         },
         "encoder": encoder.info(),
         "environment": environment(),
-        "seeds": {"kmeans": PROTOCOL_V1["clusterability"]["seed"], "torch_init": 0},
-        "layers": scored,
-        "summary": summarize(scored),
+        "seeds": {
+            "kmeans": PROTOCOL_V1["clusterability"]["seed"],
+            "probe": PROTOCOL_V1["transfer"]["probe"]["seed"],
+            "torch_init": 0,
+        },
+        "layers": per_layer,
+        "summary": summary,
         "run": {
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "timing_s": {

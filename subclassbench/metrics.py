@@ -41,3 +41,51 @@ def cluster_scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> dict[str
         "purity": purity(labels_true, labels_pred),
         "matched_acc": matched_accuracy(labels_true, labels_pred),
     }
+
+
+# --------------------------------------------------------------------------- transfer and rank
+
+
+def numerical_rank(x: np.ndarray, rel_tol: float = 1e-3) -> int:
+    """Number of singular values above ``rel_tol`` × the largest (uncentred matrix)."""
+    s = np.linalg.svd(np.asarray(x, dtype=np.float64), compute_uv=False)
+    if s.size == 0 or s[0] == 0:
+        return 0
+    return int((s > rel_tol * s[0]).sum())
+
+
+def effective_rank(x: np.ndarray) -> float:
+    """Roy & Vetterli (2007): exp of the entropy of the normalised singular values."""
+    s = np.linalg.svd(np.asarray(x, dtype=np.float64), compute_uv=False)
+    total = s.sum()
+    if total == 0:
+        return 0.0
+    p = s[s > 0] / total
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def ood_retained(ood_acc: list[float]) -> tuple[float, int]:
+    """% OOD performance retained (Harun et al. 2024) and the tunnel start.
+
+    The tunnel starts at the layer with the best OOD accuracy (the shallowest
+    of ties); r = 100 · a_last / a_best, where the last scored layer is the one
+    before the classifier head. r = 100 when the best layer is the last one.
+    """
+    acc = np.asarray(ood_acc, dtype=np.float64)
+    best = int(np.argmax(acc))
+    if best == len(acc) - 1 or acc[best] == 0:
+        return 100.0, best
+    return float(100.0 * acc[-1] / acc[best]), best
+
+
+def pearson(a: list[float], b: list[float]) -> float | None:
+    """Pearson correlation of two curves; None when undefined (fewer than 2 points or a flat curve)."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def alignment(acc_id: float, acc_ood: float, chance_id: float, chance_ood: float) -> float:
+    """ID/OOD alignment A = (α_id − c_id)(α_ood − c_ood): positive when both beat chance."""
+    return float((acc_id - chance_id) * (acc_ood - chance_ood))

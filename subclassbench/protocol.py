@@ -1,4 +1,4 @@
-"""The frozen evaluation protocol, version 1 (clusterability part).
+"""The frozen evaluation protocol, version 1: clusterability and transfer.
 
 Every parameter lives in :data:`PROTOCOL_V1` and is hashed into the protocol
 fingerprint that each result records; changing any of them is a new protocol
@@ -16,7 +16,9 @@ from subclassbench.errors import SubclassbenchError
 from subclassbench.features import LayerFeatures
 from subclassbench.hashing import sha256_json
 from subclassbench.metrics import cluster_scores, matched_count
+from subclassbench.probes import ProbeRecipe
 from subclassbench.tasks import SplitData
+from subclassbench.transfer import RANK_MAX_ROWS, RANK_REL_TOL
 
 PROTOCOL_VERSION = "1"
 
@@ -51,6 +53,21 @@ PROTOCOL_V1: dict[str, Any] = {
         "primary_metric": "ami",
         "secondary": {"method": "ward", "backend": "sklearn.cluster.AgglomerativeClustering", "max_points": 10000},
         "best_layer": "argmax of mean AMI over layers (ties: shallowest)",
+    },
+    "transfer": {
+        "probe": ProbeRecipe().to_dict(),
+        "probe_features": "standardised with the probe training set's per-unit mean and std",
+        "id": "superclass labels; fit on the source subclasses of id_train_split, scored on those of id_test_split",
+        "ood_shift": "the ID probe, unchanged, scored on the target subclasses of ood_split (superclass labels)",
+        "ood_refit": "a probe fit on the target subclasses' own labels in id_train_split, scored on ood_split",
+        "ood_retained": "100 · a_last / a_best over the OOD curve (Harun et al. 2024); 100 when the last layer is best",
+        "tunnel_start": "layer of best OOD accuracy (ties: shallowest)",
+        "headline_ood": "ood_refit when the task defines it, else ood_shift",
+        "pearson_id_ood": "Pearson correlation of the ID and OOD accuracy curves over layers",
+        "alignment": "(acc_id - chance_id) * (acc_ood - chance_ood), chance = 1 / number of classes",
+        "numerical_rank": {"rel_tol": RANK_REL_TOL, "matrix": "uncentred ID-train features"},
+        "effective_rank": "Roy & Vetterli (2007): exp(entropy of normalised singular values), same matrix",
+        "rank_max_rows": RANK_MAX_ROWS,
     },
 }
 
@@ -96,18 +113,11 @@ def score_clusterability(features: np.ndarray, split: SplitData) -> dict[str, An
 
 
 def score_layers(layers: list[LayerFeatures], split: SplitData, progress: bool = False) -> list[dict[str, Any]]:
+    """Clusterability of every layer, in layer order."""
     from tqdm.auto import tqdm
 
-    return [
-        {
-            "name": layer.name,
-            "depth": layer.depth,
-            "dim": int(layer.features.shape[1]),
-            "pooling": layer.pooling,
-            "clusterability": score_clusterability(layer.features, split),
-        }
-        for layer in tqdm(layers, desc="score layers", unit="layer", disable=not progress or None, leave=False)
-    ]
+    bar = tqdm(layers, desc="cluster layers", unit="layer", disable=not progress or None, leave=False)
+    return [score_clusterability(layer.features, split) for layer in bar]
 
 
 def summarize(layers: list[dict[str, Any]]) -> dict[str, Any]:

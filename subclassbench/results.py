@@ -53,27 +53,42 @@ def read_result(path: str | Path) -> dict[str, Any]:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """Per-layer table: depth, width and the clusterability scores."""
+    """Per-layer table: depth, width, clusterability and (when run) transfer scores."""
     from tabulate import tabulate
 
-    best = result["summary"]["best_layer"]
+    best = result["summary"].get("best_layer")
+    headers = ["layer", "depth", "dim"]
+    if "clusterability" in result["metrics"]:
+        headers += ["AMI", "ARI", "NMI", "purity", "fine acc", "Ward AMI"]
+    if "transfer" in result["metrics"]:
+        headers += ["ID acc", "OOD shift", "OOD refit", "rank", "eff. rank"]
     rows = []
     for layer in result["layers"]:
-        c = layer["clusterability"]
-        ward_ami = c["ward"]["ami"] if c["ward"] else None
-        rows.append(
-            [
-                layer["name"] + (" *" if layer["name"] == best else ""),
-                layer["depth"],
-                layer["dim"],
-                c["ami"],
-                c["ari"],
-                c["nmi"],
-                c["purity"],
-                c["matched_acc"],
-                c["fine_acc"],
-                ward_ami,
-            ]
-        )
-    headers = ["layer", "depth", "dim", "AMI", "ARI", "NMI", "purity", "matched", "fine acc", "Ward AMI"]
+        row = [layer["name"] + (" *" if layer["name"] == best else ""), layer["depth"], layer["dim"]]
+        if "clusterability" in layer:
+            c = layer["clusterability"]
+            row += [c["ami"], c["ari"], c["nmi"], c["purity"], c["fine_acc"], c["ward"]["ami"] if c["ward"] else None]
+        if "transfer" in layer:
+            t = layer["transfer"]
+            row += [t["id_acc"], t["ood_shift_acc"], t["ood_refit_acc"], t["numerical_rank"], t["effective_rank"]]
+        rows.append(row)
     return tabulate(rows, headers=headers, floatfmt=".3f", missingval="-")
+
+
+def format_summary(result: dict[str, Any]) -> list[str]:
+    """Headline lines printed under the table."""
+    summary, lines = result["summary"], []
+    if "best_layer" in summary:
+        lines.append(
+            f"clusterability: best layer {summary['best_layer']} (AMI {summary['best_ami']:.3f}); "
+            f"last layer {summary['last_layer']}: AMI {summary['last_ami']:.3f}, "
+            f"fine-label recovery {summary['last_fine_acc']:.3f}"
+        )
+    if "transfer" in summary:
+        t = summary["transfer"]
+        rho = "n/a" if t["pearson_id_ood"] is None else f"{t['pearson_id_ood']:.3f}"
+        lines.append(
+            f"transfer ({t['ood_basis'].replace('_', ' ')}): {t['ood_retained']:.1f}% OOD performance retained at "
+            f"{t['penultimate_layer']}, tunnel start {t['tunnel_start']}, Pearson(ID, OOD) {rho}"
+        )
+    return lines + [f"note: {note}" for note in result.get("notes", [])]

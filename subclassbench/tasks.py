@@ -15,6 +15,7 @@ computes the task fingerprint:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -61,6 +62,25 @@ class Superclass:
     subclasses: tuple[Subclass, ...]
 
 
+@dataclass(frozen=True)
+class TransferSpec:
+    """Which subclasses are in distribution (source) and which are held out (target).
+
+    The in-distribution probe learns superclass labels on source subclasses of
+    ``id_train_split`` and is scored on the source subclasses of ``id_test_split``
+    and, unchanged, on the target subclasses of ``ood_split`` (subpopulation
+    shift). ``refit: target_fine`` adds a probe fit on the target subclasses'
+    own labels (train → ``ood_split``).
+    """
+
+    id_train_split: str
+    id_test_split: str
+    ood_split: str
+    source: tuple[Any, ...]
+    target: tuple[Any, ...]
+    refit: str = "target_fine"
+
+
 @dataclass
 class SplitData:
     """One split resolved to samples, with superclass and subclass labels.
@@ -101,6 +121,7 @@ class Task:
     superclasses: tuple[Superclass, ...]
     splits: dict[str, dict[str, Any]]
     evaluation_split: str
+    transfer: TransferSpec | None = None
     path: Path | None = field(default=None, compare=False)
 
     # ----------------------------------------------------------------- construction
@@ -126,6 +147,7 @@ class Task:
             superclasses=supers,
             splits=raw["splits"],
             evaluation_split=raw.get("evaluation_split", "test"),
+            transfer=_transfer_spec(raw.get("transfer")),
             path=path,
         )
         task._check_consistency(where)
@@ -152,6 +174,26 @@ class Task:
                 if same_source and explicit[a] & explicit[b]:
                     raise SubclassbenchError(f"{where}: splits '{a}' and '{b}' share ids; splits must be disjoint")
 
+        if self.transfer is not None:
+            self._check_transfer(self.transfer, where)
+
+    def _check_transfer(self, spec: TransferSpec, where: str) -> None:
+        for split in (spec.id_train_split, spec.id_test_split, spec.ood_split):
+            if split not in self.splits:
+                raise SubclassbenchError(f"{where}: transfer split '{split}' is not among splits {list(self.splits)}")
+        overlap = set(spec.source) & set(spec.target)
+        if overlap:
+            raise SubclassbenchError(f"{where}: transfer source and target share subclasses {sorted(overlap, key=str)}")
+        for sup in self.superclasses:
+            ids = {c.id for c in sup.subclasses}
+            if not ids & set(spec.source) or not ids & set(spec.target):
+                raise SubclassbenchError(
+                    f"{where}: superclass '{sup.name}' needs at least one source and one target subclass for transfer"
+                )
+        unknown = [i for i in (*spec.source, *spec.target) if i not in self.label_to_position]
+        if unknown:
+            raise SubclassbenchError(f"{where}: transfer names subclasses outside the hierarchy: {unknown[:3]}")
+
     # ----------------------------------------------------------------- hierarchy
 
     @cached_property
@@ -177,6 +219,7 @@ class Task:
             ],
             "splits": self.splits,
             "evaluation_split": self.evaluation_split,
+            "transfer": None if self.transfer is None else dataclasses.asdict(self.transfer),
         }
 
     @cached_property
@@ -194,16 +237,20 @@ class Task:
             "description": self.description,
             "splits": {k: _split_size(v) for k, v in self.splits.items()},
             "evaluation_split": self.evaluation_split,
-            "superclasses": [
-                {
-                    "name": s.name,
-                    "id": s.id,
-                    "subclasses": [c.id for c in s.subclasses],
-                    "subclass_names": [c.name for c in s.subclasses],
-                }
-                for s in self.superclasses
-            ],
+            "superclasses": [self._superclass_summary(s) for s in self.superclasses],
         }
+
+    def _superclass_summary(self, sup: Superclass) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": sup.name,
+            "id": sup.id,
+            "subclasses": [c.id for c in sup.subclasses],
+            "subclass_names": [c.name for c in sup.subclasses],
+        }
+        if self.transfer is not None:
+            out["source"] = [c.id for c in sup.subclasses if c.id in self.transfer.source]
+            out["target"] = [c.id for c in sup.subclasses if c.id in self.transfer.target]
+        return out
 
     # ----------------------------------------------------------------- data
 
@@ -211,8 +258,14 @@ class Task:
     def needs_data_path(self) -> bool:
         return self.data["source"] == "image_classification"
 
-    def load_split(self, split: str | None = None, data_path: str | Path | None = None) -> SplitData:
-        """Resolve a split into samples whose labels lie in the hierarchy."""
+    def load_split(
+        self, split: str | None = None, data_path: str | Path | None = None, primary: bool = True
+    ) -> SplitData:
+        """Resolve a split into samples whose labels lie in the hierarchy.
+
+        ``primary`` marks the split being evaluated; a single-split ``data_path``
+        serves only that one (see ``datasources.load_image_classification``).
+        """
         split = split or self.evaluation_split
         if split not in self.splits:
             raise SubclassbenchError(f"task '{self.name}' has no split '{split}'; choose one of {list(self.splits)}")
@@ -227,7 +280,7 @@ class Task:
             images = images.subset(np.flatnonzero(membership == source_split))
             origin = "generated"
         elif kind == "image_classification":
-            images = datasources.load_image_classification(self.name, self.data, source_split, data_path)
+            images = datasources.load_image_classification(self.name, self.data, source_split, data_path, primary)
             origin = str(data_path) if data_path else f"hf:{self.data['hf_dataset']['path']}"
         else:  # guarded by the schema; kept for readers adding a source
             raise SubclassbenchError(f"task '{self.name}': unknown data source '{kind}'")
@@ -271,6 +324,19 @@ class Task:
                 "the data is incomplete or is not this dataset"
             )
         return index
+
+
+def _transfer_spec(raw: dict[str, Any] | None) -> TransferSpec | None:
+    if raw is None:
+        return None
+    return TransferSpec(
+        id_train_split=raw["id_train_split"],
+        id_test_split=raw["id_test_split"],
+        ood_split=raw["ood_split"],
+        source=tuple(raw["source"]),
+        target=tuple(raw["target"]),
+        refit=raw.get("refit", "target_fine"),
+    )
 
 
 def _split_size(spec: dict[str, Any]) -> int | None:

@@ -121,6 +121,8 @@ def test_tasks_list_and_show():
         "id": 4,
         "subclasses": [8, 9],
         "subclass_names": ["ship", "truck"],
+        "source": [8],
+        "target": [9],
     }
     assert data["data_hashed"] is False
     digits = json.loads(run("tasks", "show", "digits-5", "--json").output)

@@ -203,6 +203,8 @@ def test_summary_json_shape():
         "id": 0,
         "subclasses": [0, 5],
         "subclass_names": ["zero", "five"],
+        "source": [0],
+        "target": [5],
     }
 
 

@@ -1,0 +1,278 @@
+"""Transfer protocol: rank metrics, tunnel summary, probes, and the evaluate integration."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import yaml
+
+from subclassbench.errors import SubclassbenchError
+from subclassbench.evaluate import EvaluationRequest, evaluate
+from subclassbench.features import LayerFeatures
+from subclassbench.metrics import alignment, effective_rank, numerical_rank, ood_retained, pearson
+from subclassbench.probes import ProbeRecipe, fit_probe
+from subclassbench.results import validate_result
+from subclassbench.tasks import Task, load_task, read_task_file, tasks_dir
+from subclassbench.transfer import ProbeSet, TransferPlan, score_transfer, summarize_transfer
+
+# ----------------------------------------------------------------------------- rank
+
+
+@pytest.mark.parametrize("rank", [1, 3, 10])
+def test_numerical_rank_of_known_rank_matrices(rank):
+    rng = np.random.RandomState(rank)
+    x = rng.randn(200, rank) @ rng.randn(rank, 32)
+    assert numerical_rank(x) == rank
+    assert numerical_rank(x + 1e-9 * rng.randn(200, 32)) == rank  # tiny noise stays below 1e-3·σ_max
+
+
+def test_effective_rank_bounds_and_exact_cases():
+    q, _ = np.linalg.qr(np.random.RandomState(0).randn(50, 50))
+    assert effective_rank(q[:, :7] * 5.0) == pytest.approx(7.0)  # 7 equal singular values → exactly 7
+    x = np.random.RandomState(1).randn(100, 20)
+    assert 1.0 <= effective_rank(x) <= numerical_rank(x) == 20
+    assert effective_rank(np.outer(np.arange(1, 11), np.ones(5))) == pytest.approx(1.0)
+    assert effective_rank(np.zeros((4, 3))) == 0.0 and numerical_rank(np.zeros((4, 3))) == 0
+
+
+# ----------------------------------------------------------------------------- tunnel summary
+
+
+def test_ood_retained():
+    assert ood_retained([0.2, 0.5, 0.9]) == (100.0, 2)  # best at the last layer: no tunnel
+    r, start = ood_retained([0.4, 0.8, 0.6, 0.4])
+    assert start == 1 and r == pytest.approx(50.0)
+    assert ood_retained([0.5, 0.8, 0.8, 0.4])[1] == 1  # ties: the shallowest layer starts the tunnel
+    assert ood_retained([0.0, 0.0]) == (100.0, 0)  # nothing to lose
+
+
+def test_pearson_and_alignment():
+    assert pearson([0.1, 0.2, 0.3], [0.2, 0.4, 0.6]) == pytest.approx(1.0)
+    assert pearson([0.1, 0.2, 0.3], [0.6, 0.4, 0.2]) == pytest.approx(-1.0)
+    assert pearson([0.5, 0.5], [0.1, 0.2]) is None and pearson([0.5], [0.1]) is None
+    assert alignment(0.2, 0.9, 0.2, 0.1) == 0.0  # ID at chance
+    assert alignment(1.0, 1.0, 0.25, 0.5) == pytest.approx(0.75 * 0.5)
+    assert alignment(0.1, 0.9, 0.2, 0.2) < 0  # below chance on one side
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+def blobs(n: int, classes: int, dim: int, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.RandomState(seed)
+    y = rng.randint(0, classes, n)
+    means = np.eye(classes, dim) * 4.0
+    return means[y] + spread * rng.randn(n, dim), y
+
+
+def test_probe_perfect_and_chance():
+    x, y = blobs(400, 4, 8, 0.1, 0)
+    xt, yt = blobs(200, 4, 8, 0.1, 1)
+    assert fit_probe(x, y, {"test": (xt, yt)}, 4)["test"].best == 1.0
+    rng = np.random.RandomState(2)
+    noise, labels = rng.randn(600, 8), rng.randint(0, 4, 600)
+    score = fit_probe(noise[:400], labels[:400], {"test": (noise[400:], labels[400:])}, 4)["test"]
+    assert abs(score.final - 0.25) < 0.12  # no signal → chance, up to sampling noise
+    assert 0.0 <= score.final <= score.best <= 1.0
+
+
+def test_probe_is_deterministic_and_scale_free():
+    x, y = blobs(300, 3, 6, 1.5, 3)
+    xt, yt = blobs(150, 3, 6, 1.5, 4)
+    a = fit_probe(x, y, {"t": (xt, yt)}, 3)["t"]
+    b = fit_probe(x, y, {"t": (xt, yt)}, 3)["t"]
+    c = fit_probe(x * 1000.0 + 5.0, y, {"t": (xt * 1000.0 + 5.0, yt)}, 3)["t"]  # standardisation removes it
+    assert a == b
+    assert c.best == pytest.approx(a.best, abs=1e-6)
+
+
+def test_probe_recipe_is_harun_et_al():
+    recipe = ProbeRecipe()
+    assert (recipe.optimizer, recipe.lr, recipe.weight_decay, recipe.batch_size, recipe.epochs) == (
+        "adamw",
+        1e-3,
+        0.0,
+        128,
+        30,
+    )
+    assert recipe.label_smoothing == 0.1 and recipe.standardize
+
+
+# ----------------------------------------------------------------------------- a built-in tunnel
+
+
+def tunnel_layers(tunnel: bool) -> tuple[dict[str, list[LayerFeatures]], TransferPlan]:
+    """ID labels live in dims 0–2, OOD labels in dims 3–5; a tunnel's deep layers drop dims 3–5."""
+    rng = np.random.RandomState(0)
+    data = {}
+    for split, n in (("train", 600), ("test", 300)):
+        y_id, y_ood = rng.randint(0, 3, n), rng.randint(0, 3, n)
+        signal = np.concatenate([np.eye(3)[y_id], np.eye(3)[y_ood]], axis=1) * 3.0
+        data[split] = (signal, y_id, y_ood, rng.randn(n, 6))
+    noise_per_layer = [3.0, 0.3, 0.3, 0.3] if tunnel else [3.0, 2.0, 1.0, 0.1]
+    features: dict[str, list[LayerFeatures]] = {}
+    for split, (signal, _, _, noise) in data.items():
+        layers = []
+        for i, level in enumerate(noise_per_layer):
+            x = signal + level * noise
+            if tunnel and i >= 2:
+                x[:, 3:] = level * noise[:, 3:]  # deep layers discard the OOD-relevant directions
+            layers.append(LayerFeatures(f"layer{i}", i / 3, "none", x.astype(np.float32)))
+        features[split] = layers
+    all_train, all_test = np.arange(600), np.arange(300)
+    plan = TransferPlan(
+        id_train=ProbeSet("train", all_train, data["train"][1]),
+        id_test=ProbeSet("test", all_test, data["test"][1]),
+        ood_shift=ProbeSet("test", all_test, data["test"][1]),
+        refit_train=ProbeSet("train", all_train, data["train"][2]),
+        refit_test=ProbeSet("test", all_test, data["test"][2]),
+        n_superclasses=3,
+        n_refit_classes=3,
+    )
+    return features, plan
+
+
+def test_built_in_tunnel_is_detected():
+    features, plan = tunnel_layers(tunnel=True)
+    per_layer = score_transfer(features, plan)
+    summary = summarize_transfer([f.name for f in features["train"]], per_layer, plan)
+    assert summary["ood_basis"] == "ood_refit"
+    assert summary["tunnel_start"] == "layer1"
+    assert summary["ood_retained"] < 60  # deep layers fall to chance (1/3) on OOD
+    assert per_layer[-1]["ood_refit_acc"] < 0.5 and per_layer[1]["ood_refit_acc"] > 0.95
+    assert all(layer["id_acc"] > 0.95 for layer in per_layer[1:])  # ID stays high through the tunnel
+
+
+def test_no_tunnel_retains_everything():
+    features, plan = tunnel_layers(tunnel=False)
+    per_layer = score_transfer(features, plan)
+    summary = summarize_transfer([f.name for f in features["train"]], per_layer, plan)
+    assert summary["ood_retained"] == 100.0
+    assert summary["tunnel_start"] == "layer3"
+    assert summary["pearson_id_ood"] > 0.5
+
+
+# ----------------------------------------------------------------------------- tasks and evaluate
+
+
+def test_shipped_transfer_splits():
+    semantic = load_task("cifar10-5-semantic").transfer
+    assert semantic.source == (0, 2, 4, 6, 8) and semantic.target == (1, 3, 5, 7, 9)
+    digits = load_task("digits-5").transfer
+    assert digits.source == (0, 1, 2, 3, 4) and digits.id_train_split == "train"
+    synthetic = load_task("synthetic-hier").transfer
+    assert len(synthetic.source) == 4 and len(synthetic.target) == 8
+
+
+def test_transfer_plan_from_digits():
+    task = load_task("digits-5")
+    splits = {name: task.load_split(name) for name in ("train", "test")}
+    plan = TransferPlan.from_task(task, splits)
+    train_digits = splits["train"].images.labels[plan.id_train.rows]
+    assert set(train_digits) == {0, 1, 2, 3, 4}
+    assert set(splits["test"].images.labels[plan.ood_shift.rows]) == {5, 6, 7, 8, 9}
+    assert np.array_equal(plan.ood_shift.labels, splits["test"].images.labels[plan.ood_shift.rows] - 5)
+    assert np.array_equal(plan.refit_test.labels, splits["test"].images.labels[plan.refit_test.rows] - 5)
+    assert len(plan.id_test.rows) + len(plan.ood_shift.rows) == len(splits["test"])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t: t["transfer"].update(target=[0, 5, 6, 7, 8, 9]), "share subclasses"),
+        (lambda t: t["transfer"].update(target=[6, 7, 8, 9]), "needs at least one source and one target"),
+        (lambda t: t["transfer"].update(ood_split="holdout"), "transfer split 'holdout'"),
+    ],
+)
+def test_invalid_transfer_blocks(mutate, message):
+    raw = copy.deepcopy(read_task_file(tasks_dir() / "digits-5.yaml"))
+    mutate(raw)
+    with pytest.raises(SubclassbenchError, match=message):
+        Task.from_dict(raw)
+
+
+def test_evaluate_runs_both_families_by_default():
+    result = evaluate(EvaluationRequest(model="builtin:mlp", task="synthetic-hier", progress=False))
+    validate_result(result)
+    assert result["metrics"] == ["clusterability", "transfer"]
+    assert all({"clusterability", "transfer"} <= set(layer) for layer in result["layers"])
+    summary = result["summary"]
+    assert 0 < summary["ood_retained"] <= 100
+    assert summary["tunnel_start"] in [layer["name"] for layer in result["layers"]]
+    assert set(result["task"]["splits"]) == {"test", "train"}
+
+
+def test_metrics_selection():
+    only = evaluate(
+        EvaluationRequest(model="builtin:identity", task="synthetic-hier", metrics=["transfer"], progress=False)
+    )
+    validate_result(only)
+    assert only["metrics"] == ["transfer"] and "clusterability" not in only["layers"][0]
+    with pytest.raises(SubclassbenchError, match="unknown metric 'speed'"):
+        evaluate(EvaluationRequest(task="digits-5", metrics=["speed"], progress=False))
+
+
+def test_transfer_needs_the_train_split(tiny_image_task, tiny_npz):
+    raw = yaml.safe_load(tiny_image_task.read_text())
+    raw["splits"]["train"] = {"source_split": "train", "select": "all"}
+    raw["transfer"] = {
+        "id_train_split": "train",
+        "id_test_split": "test",
+        "ood_split": "test",
+        "source": [0, 2],
+        "target": [1, 3],
+    }
+    tiny_image_task.write_text(yaml.safe_dump(raw))
+    request = EvaluationRequest(
+        model="builtin:cifar_resnet20", task=str(tiny_image_task), data=str(tiny_npz), progress=False
+    )
+    # tiny_npz holds one split only: by default transfer is skipped with a note …
+    result = evaluate(request)
+    assert result["metrics"] == ["clusterability"] and "transfer skipped" in result["notes"][0]
+    # … and asking for it explicitly is an error.
+    request.metrics = ["transfer"]
+    with pytest.raises(SubclassbenchError, match="transfer needs the task's train split"):
+        evaluate(request)
+
+
+def test_task_without_transfer_rejects_explicit_transfer(tiny_image_task, tiny_npz):
+    request = EvaluationRequest(task=str(tiny_image_task), data=str(tiny_npz), metrics=["transfer"], progress=False)
+    with pytest.raises(SubclassbenchError, match="defines no transfer splits"):
+        evaluate(request)
+
+
+def test_transfer_end_to_end_on_an_image_folder_of_npz_splits(tiny_image_task, tmp_path):
+    from tests.conftest import make_images
+
+    raw = yaml.safe_load(tiny_image_task.read_text())
+    raw["splits"]["train"] = {"source_split": "train", "select": "all", "expected_count": 80}
+    raw["transfer"] = {
+        "id_train_split": "train",
+        "id_test_split": "test",
+        "ood_split": "test",
+        "source": [0, 2],
+        "target": [1, 3],
+    }
+    tiny_image_task.write_text(yaml.safe_dump(raw))
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for split, n, seed in (("train", 20, 1), ("test", 10, 0)):
+        images, labels = make_images(n_per_class=n, seed=seed)
+        np.savez(folder / f"tiny_{split}.npz", images=images, labels=labels)
+    result = evaluate(
+        EvaluationRequest(model="builtin:cifar_resnet20", task=str(tiny_image_task), data=str(folder), progress=False)
+    )
+    validate_result(result)
+    assert result["metrics"] == ["clusterability", "transfer"]
+    assert result["task"]["splits"]["train"]["n_samples"] == 80
+    assert result["summary"]["transfer"]["n_id_train"] == 40 and result["summary"]["transfer"]["n_ood"] == 20
+
+
+def test_single_file_serves_only_the_evaluated_split(tiny_image_task, tiny_npz):
+    raw = yaml.safe_load(tiny_image_task.read_text())
+    raw["splits"]["train"] = {"source_split": "train", "select": "all"}
+    task = Task.from_dict(raw)
+    with pytest.raises(SubclassbenchError, match="holds a single split"):
+        task.load_split("train", tiny_npz, primary=False)
