@@ -76,7 +76,7 @@ class DigitsMLP(FeatureModel):
         return self.fc3(self.fc2(self.fc1(self.flatten(x))))
 
     def feature_layers(self) -> list[str]:
-        return ["fc1", "fc2", "fc3"]
+        return ["fc1", "fc2"]  # fc3 is the embedding
 
 
 class DigitsCNN(FeatureModel):
@@ -150,15 +150,29 @@ register("identity", (0, 0, 0), (0.0,), (1.0,), "no network: scores the input it
 # --------------------------------------------------------------------------- CIFAR ResNets
 
 
+NORMS = ("bn", "ln", "none")
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """BatchNorm, LayerNorm over (C, H, W) (GroupNorm with one group), or nothing."""
+    if kind == "bn":
+        return nn.BatchNorm2d(channels)
+    if kind == "ln":
+        return nn.GroupNorm(1, channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm '{kind}'; choose from {', '.join(NORMS)}")
+
+
 class BasicBlock(nn.Module):
     """He et al. (2016) CIFAR basic block with the parameter-free option-A shortcut."""
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, norm: str = "bn") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = make_norm(norm, planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = make_norm(norm, planes)
         self.pad = planes // 4 if (stride != 1 or in_planes != planes) else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,20 +185,22 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(FeatureModel):
-    def __init__(self, depth: int = 20, num_classes: int = 10, in_chans: int = 3) -> None:
+    """``norm`` switches BatchNorm for LayerNorm or none (parameter names stay ``bn*``)."""
+
+    def __init__(self, depth: int = 20, num_classes: int = 10, in_chans: int = 3, norm: str = "bn") -> None:
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError("CIFAR ResNet depth must be 6n + 2")
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(in_chans, 16, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
+        self.bn1 = make_norm(norm, 16)
         self.stem = nn.ReLU()  # named so the stem output has a hookable module
         planes = 16
         stages = []
         for width, stride in ((16, 1), (32, 2), (64, 2)):
             blocks = []
             for i in range(n):
-                blocks.append(BasicBlock(planes, width, stride if i == 0 else 1))
+                blocks.append(BasicBlock(planes, width, stride if i == 0 else 1, norm))
                 planes = width
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
@@ -210,8 +226,8 @@ class CifarResNet(FeatureModel):
 
 
 def _cifar_resnet(depth: int) -> Callable[..., nn.Module]:
-    def build(num_classes: int = 10, in_chans: int = 3, **_: Any) -> nn.Module:
-        return CifarResNet(depth, num_classes, in_chans)
+    def build(num_classes: int = 10, in_chans: int = 3, norm: str = "bn", **_: Any) -> nn.Module:
+        return CifarResNet(depth, num_classes, in_chans, norm)
 
     return build
 
@@ -224,3 +240,70 @@ for _depth in (20, 32, 44, 56):
         IMAGENET_STD,
         f"CIFAR ResNet-{_depth} (He et al. 2016, option-A shortcuts)",
     )(_cifar_resnet(_depth))
+
+
+# --------------------------------------------------------------------------- timm nets for small inputs
+
+
+class TimmSmall(FeatureModel):
+    """A timm network wrapped so that subclassbench can read its layers.
+
+    ``resnet18_small``: timm's ResNet-18 with a 3×3 stride-1 stem and no max
+    pool, the usual adaptation to 32 px (and 8 px) inputs. ``vit_tiny_p4``:
+    timm's ViT-Tiny with 4×4 patches (2×2 at 8 px), class token, mean-free
+    pre-logits from the class token as in timm.
+    """
+
+    def __init__(self, net: nn.Module, layers: list[str]) -> None:
+        super().__init__()
+        self.net = net
+        self._layers = layers
+        self.num_prefix_tokens = int(getattr(net, "num_prefix_tokens", 0))
+
+    @property
+    def head(self) -> nn.Module:  # type: ignore[override]
+        return self.net.get_classifier()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+
+    def feature_layers(self) -> list[str]:
+        return self._layers
+
+
+def build_resnet18_small(num_classes: int = 10, in_chans: int = 3, **_: Any) -> nn.Module:
+    import timm
+
+    net = timm.create_model("resnet18", pretrained=False, num_classes=num_classes, in_chans=in_chans)
+    net.conv1 = nn.Conv2d(in_chans, 64, 3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    layers = ["net.act1"] + [f"net.layer{s}.{b}" for s in range(1, 5) for b in range(2)]
+    return TimmSmall(net, layers)
+
+
+def build_vit_tiny_p4(num_classes: int = 10, in_chans: int = 3, img_size: int = 32, **_: Any) -> nn.Module:
+    import timm
+
+    patch = 4 if img_size >= 16 else 2
+    net = timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        img_size=img_size,
+        patch_size=patch,
+    )
+    layers = ["net.patch_embed"] + [f"net.blocks.{i}" for i in range(len(net.blocks))]
+    return TimmSmall(net, layers)
+
+
+register(
+    "resnet18_small",
+    (3, 0, 0),
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    "timm ResNet-18 with a 3x3 stride-1 stem, no max pool (32 px / 8 px inputs)",
+)(build_resnet18_small)
+register(
+    "vit_tiny_p4", (3, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "timm ViT-Tiny, 4x4 patches at 32 px (2x2 at 8 px)"
+)(build_vit_tiny_p4)

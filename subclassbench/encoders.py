@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -61,6 +62,8 @@ class Encoder:
     layer_modules: dict[str, nn.Module]
     preprocessing: Preprocessing
     prefix_tokens: int = 0
+    # The stem precedes the class token (ViT patch embeddings): pool all of its tokens.
+    no_prefix_layers: frozenset[str] = frozenset({"stem"})
     weights: dict[str, Any] | None = None
     pretrained: bool = False
     card: dict[str, Any] | None = field(default=None, repr=False)
@@ -68,6 +71,9 @@ class Encoder:
     @property
     def layer_names(self) -> list[str]:
         return [*self.layer_modules, EMBEDDING]
+
+    def prefix_for(self, layer: str) -> int:
+        return 0 if layer in self.no_prefix_layers else self.prefix_tokens
 
     def select_layers(self, requested: list[str] | None) -> list[str]:
         """Validate ``--layers``; keep encoder order so depth stays meaningful."""
@@ -238,6 +244,33 @@ def _head_name(model: nn.Module) -> str:
     return next(name for name, module in model.named_modules() if module is head)
 
 
+def resolve_trained_weights(weights: str | Path) -> tuple[Path, dict[str, Any] | None]:
+    """``--weights`` may be a weights file, a model card (``card.json``) or a ``train`` output folder."""
+    path = Path(weights).expanduser()
+    card_path = None
+    if path.is_dir():
+        card_path = path / "card.json"
+    elif path.suffix == ".json":
+        card_path = path
+    if card_path is None:
+        return path, None
+    if not card_path.is_file():
+        raise SubclassbenchError(
+            f"no model card at {card_path}; pass the weights file or a `subclassbench train` folder"
+        )
+    try:
+        card = json.loads(card_path.read_text())
+        weights_file = card_path.parent / card["weights_file"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise SubclassbenchError(f"model card {card_path} is malformed ({first_line(exc)}); re-run training") from None
+    return weights_file, card
+
+
+def _display_name(module_name: str) -> str:
+    name = module_name.removeprefix("net.")
+    return "stem" if name in ("act1", "patch_embed") else name
+
+
 def _load_builtin(
     parsed: EncoderSpec, weights: str | Path | None, sample_shape: tuple[int, ...] | None, num_classes: int
 ) -> Encoder:
@@ -247,7 +280,7 @@ def _load_builtin(
             f"unknown builtin architecture '{parsed.name}'; "
             f"valid: {closest(parsed.name, list(architectures.ARCHITECTURES))}"
         )
-    card = None
+    card, packaged = None, False
     if parsed.tag and weights is None:
         weights = packaged_weights_dir() / f"{parsed.name}.{parsed.tag}.safetensors"
         if not weights.exists():
@@ -256,37 +289,54 @@ def _load_builtin(
                 f"builtin:{parsed.name} has no packaged weights '{parsed.tag}'; "
                 f"available: {', '.join(tags) or 'none'} (or pass --weights FILE)"
             )
-        card = json.loads(weights.with_suffix(".json").read_text())
+        card, packaged = json.loads(weights.with_suffix(".json").read_text()), True
+    elif weights is not None:
+        weights, card = resolve_trained_weights(weights)
+        if card is not None and card.get("arch") != parsed.name:
+            raise SubclassbenchError(
+                f"the model card says arch '{card.get('arch')}' but --model is builtin:{parsed.name}; "
+                f"use --model builtin:{card.get('arch')}"
+            )
 
+    shape = tuple(sample_shape or (1, 8, 8))
+    in_features = int(np.prod(shape))
     vector_model = info.input_size == (0, 0, 0)
-    in_features = 1
-    for dim in sample_shape or (64,):
-        in_features *= dim
-    kwargs = {"num_classes": num_classes, "in_features": in_features, "in_chans": info.input_size[0] or 1}
+    # Size-flexible architectures (H = W = 0 in the registry) take the task's native size.
+    input_size = info.input_size
+    if not vector_model and input_size[1] == 0:
+        input_size = (input_size[0], shape[-2] if len(shape) == 3 else 32, shape[-1] if len(shape) == 3 else 32)
+    kwargs: dict[str, Any] = {
+        "num_classes": num_classes,
+        "in_features": in_features,
+        "in_chans": input_size[0] or 1,
+        "img_size": input_size[1] or 32,
+        **((card or {}).get("arch_kwargs") or {}),
+    }
     meta = None
     if weights is not None:
         state, meta = read_state_dict(weights)
-        if card is not None:
-            if card.get("weights_sha256") != meta["sha256"]:
-                raise SubclassbenchError(
-                    f"packaged weights {meta['path']} fail their sha256 check; reinstall subclassbench"
-                )
-            # A machine-independent name keeps results from different installs identical.
+        if card is not None and card.get("weights_sha256") != meta["sha256"]:
+            raise SubclassbenchError(
+                f"weights {meta['path']} fail the sha256 check of their model card; "
+                + ("reinstall subclassbench" if packaged else "re-run training or restore the file")
+            )
+        if packaged:  # a machine-independent name keeps results from different installs identical
             meta["path"] = f"package:subclassbench/weights/{Path(meta['path']).name}"
         model = _build_arch(info, **kwargs)
         head_weight = state.get(f"{_head_name(model)}.weight")
-        if head_weight is not None and head_weight.shape[0] != num_classes:
+        if head_weight is not None and head_weight.shape[0] != kwargs["num_classes"]:
             model = _build_arch(info, **{**kwargs, "num_classes": head_weight.shape[0]})
         apply_state_dict(model, state, meta["path"], f"builtin:{parsed.name}")
     else:
         torch.manual_seed(0)  # random-init encoders are reproducible baselines
         model = _build_arch(info, **kwargs)
     modules = dict(model.named_modules())
-    layers = {name: modules[name] for name in model.feature_layers()}  # type: ignore[operator]
+    # Wrapped timm nets name their modules net.*; users see timm's block names and "stem".
+    layers = {_display_name(name): modules[name] for name in model.feature_layers()}  # type: ignore[operator]
     if vector_model:
         preprocessing = Preprocessing(input_size=None)
     else:
-        preprocessing = Preprocessing(input_size=info.input_size, mean=info.mean, std=info.std)
+        preprocessing = Preprocessing(input_size=input_size, mean=info.mean, std=info.std)
     return Encoder(
         spec=f"builtin:{parsed.name}" + (f".{parsed.tag}" if parsed.tag else ""),
         source="builtin",
@@ -296,6 +346,7 @@ def _load_builtin(
         embed=model.forward_features,  # type: ignore[arg-type]
         layer_modules=layers,
         preprocessing=preprocessing,
+        prefix_tokens=int(getattr(model, "num_prefix_tokens", 0)),
         weights=meta,
         pretrained=weights is not None,
         card=card,

@@ -59,7 +59,7 @@ def extract_features(
 
     def hook_for(name: str):  # noqa: ANN202 - torch hook signature
         def hook(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
-            captured[name], pooling[name] = pool(output, encoder.prefix_tokens)
+            captured[name], pooling[name] = pool(output, encoder.prefix_for(name))
 
         return hook
 

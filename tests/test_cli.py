@@ -37,6 +37,12 @@ def test_default_evaluate_twice_is_identical(tmp_path):
 def test_evaluate_prints_the_per_layer_table(tmp_path):
     result = run("evaluate", "--out", str(tmp_path / "r.json"), "--layers", "block1,embedding")
     assert result.exit_code == 0, result.output
+    assert "ID acc" in result.output and "OOD refit" in result.output
+    assert "% OOD performance retained" in result.output
+    result = run(
+        "evaluate", "--out", str(tmp_path / "r.json"), "--layers", "block1,embedding", "--metrics", "clusterability"
+    )
+    assert result.exit_code == 0, result.output
     assert "AMI" in result.output and "fine acc" in result.output
     assert "block1" in result.output and "stem " not in result.output
     assert [layer["name"] for layer in read_result(tmp_path / "r.json")["layers"]] == ["block1", "embedding"]
@@ -76,6 +82,7 @@ def test_evaluate_on_image_folder_task(tmp_path, tiny_image_task, tiny_image_fol
         ),
         (["--model", "builtin:digits_mlp", "--weights", "WRONG"], "do not fit builtin:digits_mlp"),
         (["--split", "holdout"], "has no split 'holdout'"),
+        (["--metrics", "speed"], "unknown metric 'speed'"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):

@@ -192,7 +192,7 @@ def test_tampered_packaged_weights_fail_their_hash(tmp_path, monkeypatch):
     card["weights_sha256"] = "0" * 64
     card_path.write_text(json.dumps(card))
     monkeypatch.setattr("subclassbench.encoders.packaged_weights_dir", lambda: tmp_path)
-    with pytest.raises(SubclassbenchError, match="fail their sha256 check"):
+    with pytest.raises(SubclassbenchError, match="fail the sha256 check"):
         load_encoder("builtin:digits_cnn.digits5_coarse", sample_shape=(1, 8, 8))
 
 
