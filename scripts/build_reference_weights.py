@@ -1,27 +1,27 @@
 """Train and package the digits-5 reference encoder (the offline default model).
 
 Writes subclassbench/weights/digits_cnn.digits5_coarse.safetensors and its
-card. Deterministic for the recorded seed on a given CPU build of torch.
+card through the same trainer as `subclassbench train`. Deterministic for the
+recorded seed on a given CPU build of torch and thread count.
 """
 
 from __future__ import annotations
 
-import time
+import tempfile
 from pathlib import Path
 
 from subclassbench.tasks import load_task
-from subclassbench.training import Recipe, save_weights, train_classifier
+from subclassbench.training import Recipe, package_run, train
 
 OUT = Path(__file__).resolve().parent.parent / "subclassbench" / "weights"
+RECIPE = Recipe(epochs=30, batch_size=64, lr=0.05, nesterov=False, augment="none", seed=0)
 
 
 def main() -> None:
-    task = load_task("digits-5")
-    start = time.perf_counter()
-    model, card = train_classifier(task, "digits_cnn", labels="coarse", recipe=Recipe())
-    card["train_seconds"] = round(time.perf_counter() - start, 1)
-    card = save_weights(model, card, OUT / "digits_cnn.digits5_coarse.safetensors")
-    print(f"test acc {card['final_test_acc']:.4f}, sha256 {card['weights_sha256']}, {card['train_seconds']} s")
+    with tempfile.TemporaryDirectory() as tmp:
+        card = train(load_task("digits-5"), "digits_cnn", "coarse", Path(tmp) / "run", RECIPE, progress=False)
+        path = package_run(Path(tmp) / "run", "digits5_coarse", OUT)
+    print(f"{path.name}: test acc {card['final_test_acc']:.4f}, sha256 {card['weights_sha256']}")
 
 
 if __name__ == "__main__":

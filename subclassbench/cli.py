@@ -109,6 +109,68 @@ def evaluate(
     typer.echo(f"wrote {path}")
 
 
+@app.command()
+@user_errors
+def train(
+    task: Annotated[str, typer.Option(help="Task whose train split is used.")],
+    arch: Annotated[str, typer.Option(help="Builtin architecture (see `subclassbench encoders`).")],
+    out: Annotated[Path, typer.Option(help="Run folder: weights, card, correctness log, resume state.")],
+    labels: Annotated[str, typer.Option(help="coarse (superclass) or fine (subclass) labels.")] = "coarse",
+    epochs: Annotated[int, typer.Option(min=0, help="0 writes the seeded random initialisation.")] = 30,
+    seed: Annotated[int, typer.Option()] = 0,
+    lr: Annotated[float, typer.Option()] = 0.05,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    weight_decay: Annotated[float, typer.Option()] = 5e-4,
+    momentum: Annotated[float, typer.Option()] = 0.9,
+    augment: Annotated[str, typer.Option(help="auto, none or crop_flip.")] = "auto",
+    norm: Annotated[str | None, typer.Option(help="cifar_resnet*: bn, ln or none.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(min=0, help="Keep weights every k epochs (0: never).")] = 0,
+    data: Annotated[str | None, typer.Option(help="Image data folder holding the train and test splits.")] = None,
+    threads: Annotated[int, typer.Option(min=0, help="torch threads (0: default); recorded in the card.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run found in --out.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train a builtin architecture on TASK's superclass or subclass labels."""
+    import torch
+
+    from subclassbench.tasks import load_task
+    from subclassbench.training import Recipe
+    from subclassbench.training import train as run_training
+
+    if threads:
+        torch.set_num_threads(threads)
+    recipe = Recipe(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        augment=augment,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+    )
+    card = run_training(
+        load_task(task),
+        arch,
+        labels,
+        out,
+        recipe,
+        data=data,
+        arch_kwargs={"norm": norm} if norm else None,
+        resume=resume,
+        progress=not quiet,
+    )
+    acc = card["final_test_acc"]
+    typer.echo(
+        f"{arch} on {task} ({labels} labels, seed {seed}, {epochs} epochs): test accuracy "
+        + ("n/a" if acc is None else f"{acc:.4f}")
+        + f"; weights sha256 {card['weights_sha256'][:12]}…"
+    )
+    typer.echo(
+        f"wrote {out}/model.safetensors and {out}/card.json; evaluate with --model builtin:{arch} --weights {out}"
+    )
+
+
 @tasks_app.callback()
 @user_errors
 def tasks(ctx: typer.Context) -> None:

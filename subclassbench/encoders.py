@@ -96,6 +96,7 @@ class Encoder:
             "n_params": sum(p.numel() for p in self.model.parameters()),
             "preprocessing": self.preprocessing.to_dict(),
             "prefix_tokens": self.prefix_tokens,
+            "arch_kwargs": (self.card or {}).get("arch_kwargs") or {},
             "layers": self.layer_names,
         }
 
@@ -131,11 +132,16 @@ def load_encoder(
     sample_shape: tuple[int, ...] | None = None,
     num_classes: int = 10,
     pretrained: bool = True,
+    arch_kwargs: dict[str, Any] | None = None,
 ) -> Encoder:
-    """Build an encoder from a spec; ``sample_shape`` is the task's native C×H×W (or D)."""
+    """Build an encoder from a spec; ``sample_shape`` is the task's native C×H×W (or D).
+
+    ``arch_kwargs`` are builtin architecture switches (e.g. ``norm``); a model
+    card next to the weights supplies them too.
+    """
     parsed = EncoderSpec.parse(spec)
     if parsed.source == "builtin":
-        encoder = _load_builtin(parsed, weights, sample_shape, num_classes)
+        encoder = _load_builtin(parsed, weights, sample_shape, num_classes, arch_kwargs or {})
     elif parsed.source == "timm":
         encoder = _load_timm(parsed, weights, pretrained)
     else:
@@ -272,7 +278,11 @@ def _display_name(module_name: str) -> str:
 
 
 def _load_builtin(
-    parsed: EncoderSpec, weights: str | Path | None, sample_shape: tuple[int, ...] | None, num_classes: int
+    parsed: EncoderSpec,
+    weights: str | Path | None,
+    sample_shape: tuple[int, ...] | None,
+    num_classes: int,
+    arch_kwargs: dict[str, Any],
 ) -> Encoder:
     info = architectures.ARCHITECTURES.get(parsed.name)
     if info is None:
@@ -311,6 +321,7 @@ def _load_builtin(
         "in_chans": input_size[0] or 1,
         "img_size": input_size[1] or 32,
         **((card or {}).get("arch_kwargs") or {}),
+        **arch_kwargs,
     }
     meta = None
     if weights is not None:

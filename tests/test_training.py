@@ -1,0 +1,170 @@
+"""`subclassbench train`: cards, determinism, resume, random-init control, norm switch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from subclassbench.cli import app
+from subclassbench.encoders import load_encoder
+from subclassbench.errors import SubclassbenchError
+from subclassbench.hashing import sha256_file
+from subclassbench.tasks import load_task
+from subclassbench.training import Recipe, load_correctness, package_run, train
+
+FAST = Recipe(epochs=2, batch_size=128)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_task("digits-5")
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory, digits):
+    out = tmp_path_factory.mktemp("run") / "cnn"
+    return out, train(digits, "digits_cnn", "coarse", out, FAST, progress=False)
+
+
+def test_run_writes_a_loadable_encoder_and_a_checked_card(digits_run):
+    out, card = digits_run
+    assert card["weights_sha256"] == sha256_file(out / "model.safetensors")
+    assert json.loads((out / "card.json").read_text()) == card
+    assert card["arch"] == "digits_cnn" and card["labels"] == "coarse" and card["num_classes"] == 5
+    assert card["task_definition_fingerprint"] == load_task("digits-5").definition_fingerprint
+    assert [h["epoch"] for h in card["history"]] == [1, 2]
+    assert card["recipe"]["seed"] == 0 and card["recipe"]["epochs"] == 2
+    assert 0.5 < card["final_test_acc"] <= 1.0
+    encoder = load_encoder("builtin:digits_cnn", weights=out, sample_shape=(1, 8, 8))  # the folder works
+    assert encoder.weights["sha256"] == card["weights_sha256"]
+    assert encoder.model.head.out_features == 5
+
+
+def test_correctness_log_is_bit_packed_per_epoch(digits_run):
+    out, card = digits_run
+    correct = load_correctness(out)
+    assert correct.shape == (2, 540) and correct.dtype == bool
+    assert correct[-1].mean() == pytest.approx(card["final_test_acc"])
+    with np.load(out / "correctness.npz") as data:
+        assert data["packed"].dtype == np.uint8 and data["packed"].shape == (2, 68)  # 1 bit per sample and epoch
+        assert list(data["test_ids"]) == load_task("digits-5").load_split().images.ids
+
+
+def test_same_seed_gives_identical_weights(tmp_path, digits, digits_run):
+    _, card = digits_run
+    again = train(digits, "digits_cnn", "coarse", tmp_path / "again", FAST, progress=False)
+    assert again["weights_sha256"] == card["weights_sha256"]
+    other = train(
+        digits, "digits_cnn", "coarse", tmp_path / "other", Recipe(epochs=2, batch_size=128, seed=1), progress=False
+    )
+    assert other["weights_sha256"] != card["weights_sha256"]
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, digits, digits_run):
+    _, uninterrupted = digits_run
+    out = tmp_path / "resumed"
+    assert train(digits, "digits_cnn", "coarse", out, FAST, progress=False, stop_after_epochs=1) == {
+        "interrupted_after_epoch": 1
+    }
+    assert not (out / "model.safetensors").exists()
+    card = train(digits, "digits_cnn", "coarse", out, FAST, progress=False)
+    assert card["weights_sha256"] == uninterrupted["weights_sha256"]
+    assert [h["test_acc"] for h in card["history"]] == [h["test_acc"] for h in uninterrupted["history"]]
+
+
+def test_resume_refuses_a_different_configuration(tmp_path, digits):
+    out = tmp_path / "run"
+    train(digits, "digits_cnn", "coarse", out, FAST, progress=False, stop_after_epochs=1)
+    with pytest.raises(SubclassbenchError, match="different task, architecture, labels or recipe"):
+        train(digits, "digits_cnn", "fine", out, FAST, progress=False)
+    card = train(digits, "digits_cnn", "fine", out, FAST, progress=False, resume=False)
+    assert card["num_classes"] == 10
+
+
+def test_random_init_control(tmp_path, digits):
+    a = train(digits, "digits_cnn", "coarse", tmp_path / "a", Recipe(epochs=0), progress=False)
+    b = train(digits, "digits_cnn", "coarse", tmp_path / "b", Recipe(epochs=0, seed=1), progress=False)
+    assert a["history"] == [] and a["final_test_acc"] is None
+    assert a["weights_sha256"] != b["weights_sha256"]
+
+
+def test_synthetic_vectors_train_an_mlp(tmp_path):
+    card = train(load_task("synthetic-hier"), "mlp", "fine", tmp_path / "mlp", FAST, progress=False)
+    assert card["num_classes"] == 12 and card["augment"] == "none"
+    encoder = load_encoder("builtin:mlp", weights=tmp_path / "mlp" / "card.json", sample_shape=(32,))
+    assert encoder.model.head.out_features == 12
+
+
+def test_norm_switch_is_recorded_and_reloaded(tmp_path, digits):
+    recipe = Recipe(epochs=1, batch_size=256)
+    card = train(
+        digits, "cifar_resnet20", "coarse", tmp_path / "ln", recipe, arch_kwargs={"norm": "ln"}, progress=False
+    )
+    assert card["arch_kwargs"] == {"norm": "ln"}
+    encoder = load_encoder("builtin:cifar_resnet20", weights=tmp_path / "ln", sample_shape=(1, 8, 8))
+    assert isinstance(encoder.model.bn1, torch.nn.GroupNorm)
+    assert encoder.info()["arch_kwargs"] == {"norm": "ln"}
+    none = load_encoder("builtin:cifar_resnet20", arch_kwargs={"norm": "none"})
+    assert not any(isinstance(m, torch.nn.BatchNorm2d | torch.nn.GroupNorm) for m in none.model.modules())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"labels": "medium"}, "--labels must be one of coarse, fine"),
+        ({"arch": "digits_cnn", "arch_kwargs": {"norm": "ln"}}, "--norm does not apply to digits_cnn"),
+        ({"arch": "cifar_resnet20", "arch_kwargs": {"norm": "weird"}}, "unknown norm 'weird'"),
+        ({"arch": "alexnet"}, "unknown builtin architecture 'alexnet'"),
+    ],
+)
+def test_bad_training_requests(tmp_path, digits, kwargs, message):
+    args = {"arch": "digits_cnn", "labels": "coarse", **kwargs}
+    with pytest.raises(SubclassbenchError, match=message):
+        train(digits, out=tmp_path / "x", recipe=FAST, progress=False, **args)
+
+
+def test_wrong_card_architecture(digits_run):
+    out, _ = digits_run
+    with pytest.raises(SubclassbenchError, match="model card says arch 'digits_cnn'"):
+        load_encoder("builtin:digits_mlp", weights=out)
+
+
+def test_package_run(tmp_path, digits_run):
+    out, card = digits_run
+    path = package_run(out, "test_tag", tmp_path)
+    packaged = json.loads(path.with_suffix(".json").read_text())
+    assert packaged["weights_file"] == "digits_cnn.test_tag.safetensors"
+    assert sha256_file(path) == card["weights_sha256"] == packaged["weights_sha256"]
+
+
+def test_cli_train_then_evaluate(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    result = runner.invoke(
+        app, ["train", "--task", "digits-5", "--arch", "digits_mlp", "--epochs", "1", "--out", str(out), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "evaluate with --model builtin:digits_mlp" in result.output
+    evaluated = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            "builtin:digits_mlp",
+            "--weights",
+            str(out),
+            "--out",
+            str(tmp_path / "r.json"),
+            "--quiet",
+            "--metrics",
+            "clusterability",
+        ],
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    bad = runner.invoke(app, ["train", "--task", "digits-5", "--arch", "nope", "--out", str(tmp_path / "n")])
+    assert bad.exit_code == 2 and "unknown builtin architecture" in bad.stderr
+    assert np.isfinite(json.loads((out / "card.json").read_text())["history"][0]["loss"])
