@@ -214,9 +214,12 @@ def test_metrics_selection():
         evaluate(EvaluationRequest(task="digits-5", metrics=["speed"], progress=False))
 
 
-def test_transfer_needs_the_train_split(tiny_image_task, tiny_npz):
-    raw = yaml.safe_load(tiny_image_task.read_text())
+def add_train_split_and_transfer(task_file, expected_count: int | None = None) -> dict:
+    """Give the tiny image task a train split and a transfer block (cat, car → dog, truck)."""
+    raw = yaml.safe_load(task_file.read_text())
     raw["splits"]["train"] = {"source_split": "train", "select": "all"}
+    if expected_count:
+        raw["splits"]["train"]["expected_count"] = expected_count
     raw["transfer"] = {
         "id_train_split": "train",
         "id_test_split": "test",
@@ -224,7 +227,12 @@ def test_transfer_needs_the_train_split(tiny_image_task, tiny_npz):
         "source": [0, 2],
         "target": [1, 3],
     }
-    tiny_image_task.write_text(yaml.safe_dump(raw))
+    task_file.write_text(yaml.safe_dump(raw))
+    return raw
+
+
+def test_transfer_needs_the_train_split(tiny_image_task, tiny_npz):
+    add_train_split_and_transfer(tiny_image_task)
     request = EvaluationRequest(
         model="builtin:cifar_resnet20", task=str(tiny_image_task), data=str(tiny_npz), progress=False
     )
@@ -246,16 +254,7 @@ def test_task_without_transfer_rejects_explicit_transfer(tiny_image_task, tiny_n
 def test_transfer_end_to_end_on_an_image_folder_of_npz_splits(tiny_image_task, tmp_path):
     from tests.conftest import make_images
 
-    raw = yaml.safe_load(tiny_image_task.read_text())
-    raw["splits"]["train"] = {"source_split": "train", "select": "all", "expected_count": 80}
-    raw["transfer"] = {
-        "id_train_split": "train",
-        "id_test_split": "test",
-        "ood_split": "test",
-        "source": [0, 2],
-        "target": [1, 3],
-    }
-    tiny_image_task.write_text(yaml.safe_dump(raw))
+    add_train_split_and_transfer(tiny_image_task, expected_count=80)
     folder = tmp_path / "data"
     folder.mkdir()
     for split, n, seed in (("train", 20, 1), ("test", 10, 0)):
@@ -271,8 +270,6 @@ def test_transfer_end_to_end_on_an_image_folder_of_npz_splits(tiny_image_task, t
 
 
 def test_single_file_serves_only_the_evaluated_split(tiny_image_task, tiny_npz):
-    raw = yaml.safe_load(tiny_image_task.read_text())
-    raw["splits"]["train"] = {"source_split": "train", "select": "all"}
-    task = Task.from_dict(raw)
+    task = Task.from_dict(add_train_split_and_transfer(tiny_image_task))
     with pytest.raises(SubclassbenchError, match="holds a single split"):
         task.load_split("train", tiny_npz, primary=False)
