@@ -74,15 +74,20 @@ def evaluate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ) -> None:
     """Score every layer of MODEL on TASK and write a schema-checked result JSON."""
+    import torch
+
     from subclassbench.evaluate import EvaluationRequest, default_output_path
     from subclassbench.evaluate import evaluate as run
-    from subclassbench.results import format_summary, format_table, write_result
+    from subclassbench.results import check_output_path, format_summary, format_table, write_result
 
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise SubclassbenchError(f"device '{device}' is not available here; use --device cpu")
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError:
+        raise SubclassbenchError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from None
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise SubclassbenchError(f"device '{device}' is not available here; use --device cpu")
+    if out is not None:
+        check_output_path(out)
     request = EvaluationRequest(
         model=model,
         task=task,

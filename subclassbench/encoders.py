@@ -133,13 +133,21 @@ def load_encoder(
     num_classes: int = 10,
     pretrained: bool = True,
     arch_kwargs: dict[str, Any] | None = None,
+    init_seed: int = 0,
 ) -> Encoder:
     """Build an encoder from a spec; ``sample_shape`` is the task's native C×H×W (or D).
 
     ``arch_kwargs`` are builtin architecture switches (e.g. ``norm``); a model
-    card next to the weights supplies them too.
+    card next to the weights supplies them too. Models are built under
+    ``torch.manual_seed(init_seed)``, so random-init encoders are reproducible.
     """
     parsed = EncoderSpec.parse(spec)
+    if parsed.source != "builtin" and sample_shape is not None and len(sample_shape) != 3:
+        raise SubclassbenchError(
+            f"{spec} takes images but the task's samples are vectors of shape {tuple(sample_shape)}; "
+            "use builtin:mlp or builtin:identity"
+        )
+    torch.manual_seed(init_seed)
     if parsed.source == "builtin":
         encoder = _load_builtin(parsed, weights, sample_shape, num_classes, arch_kwargs or {})
     elif parsed.source == "timm":
@@ -309,15 +317,19 @@ def _load_builtin(
             )
 
     shape = tuple(sample_shape or (1, 8, 8))
-    in_features = int(np.prod(shape))
     vector_model = info.input_size == (0, 0, 0)
+    if not vector_model and len(shape) != 3:
+        raise SubclassbenchError(
+            f"builtin:{parsed.name} takes images but the task's samples are vectors of shape {shape}; "
+            "use builtin:mlp or builtin:identity"
+        )
     # Size-flexible architectures (H = W = 0 in the registry) take the task's native size.
     input_size = info.input_size
     if not vector_model and input_size[1] == 0:
         input_size = (input_size[0], shape[-2] if len(shape) == 3 else 32, shape[-1] if len(shape) == 3 else 32)
     kwargs: dict[str, Any] = {
         "num_classes": num_classes,
-        "in_features": in_features,
+        "in_features": int(np.prod(shape if vector_model else input_size)),
         "in_chans": input_size[0] or 1,
         "img_size": input_size[1] or 32,
         **((card or {}).get("arch_kwargs") or {}),
@@ -339,8 +351,7 @@ def _load_builtin(
             model = _build_arch(info, **{**kwargs, "num_classes": head_weight.shape[0]})
         apply_state_dict(model, state, meta["path"], f"builtin:{parsed.name}")
     else:
-        torch.manual_seed(0)  # random-init encoders are reproducible baselines
-        model = _build_arch(info, **kwargs)
+        model = _build_arch(info, **kwargs)  # seeded by load_encoder: a reproducible baseline
     modules = dict(model.named_modules())
     # Wrapped timm nets name their modules net.*; users see timm's block names and "stem".
     layers = {_display_name(name): modules[name] for name in model.feature_layers()}  # type: ignore[operator]

@@ -194,5 +194,13 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
 
 
 def default_output_path(result: dict[str, Any]) -> Path:
-    slug = result["encoder"]["spec"].replace(":", "__").replace("/", "_").replace("@", "_")
-    return Path("results") / slug / f"{result['task']['name']}.json"
+    """results/<spec>[-w<weights sha>|-random]/<task>[.<split>].json: runs of different weights never collide."""
+    encoder = result["encoder"]
+    slug = encoder["spec"].replace(":", "__").replace("/", "_").replace("@", "_")
+    if encoder["weights"] is not None and encoder["tag"] is None:
+        slug += f"-w{encoder['weights']['sha256'][:8]}"
+    elif not encoder["pretrained"]:
+        slug += "-random"
+    task = result["task"]
+    split = "" if task["split"] == "test" else f".{task['split']}"
+    return Path("results") / slug / f"{task['name']}{split}.json"

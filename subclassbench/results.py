@@ -30,17 +30,29 @@ def write_result(result: dict[str, Any], path: str | Path) -> Path:
     """Validate, then write via a temporary file and rename: never a half-written result."""
     validate_result(result)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    check_output_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise SubclassbenchError(f"cannot write {path}: {exc.strerror}; choose another --out") from None
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(result, f, indent=2, ensure_ascii=False)
+            # allow_nan=False: a NaN score is a bug, never valid JSON in a result.
+            json.dump(result, f, indent=2, ensure_ascii=False, allow_nan=False)
             f.write("\n")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_output_path(path: Path) -> None:
+    """Fail before any work when ``--out`` cannot be a result file."""
+    if path.is_dir():
+        raise SubclassbenchError(f"--out {path} is a folder; give a file path such as {path / 'result.json'}")
 
 
 def read_result(path: str | Path) -> dict[str, Any]:

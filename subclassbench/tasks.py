@@ -170,12 +170,18 @@ class Task:
         names = sorted(explicit)
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
-                same_source = self.splits[a].get("source_split") == self.splits[b].get("source_split")
+                same_source = self._source_pool(a) == self._source_pool(b)
                 if same_source and explicit[a] & explicit[b]:
                     raise SubclassbenchError(f"{where}: splits '{a}' and '{b}' share ids; splits must be disjoint")
 
         if self.transfer is not None:
             self._check_transfer(self.transfer, where)
+
+    def _source_pool(self, split: str) -> str:
+        """The set of samples a split's ids index: digits has one pool, other sources one per source split."""
+        if self.data["source"] == "sklearn_digits":
+            return "all"
+        return self.splits[split].get("source_split", split)
 
     def _check_transfer(self, spec: TransferSpec, where: str) -> None:
         for split in (spec.id_train_split, spec.id_test_split, spec.ood_split):
@@ -286,6 +292,11 @@ class Task:
             raise SubclassbenchError(f"task '{self.name}': unknown data source '{kind}'")
 
         images = images.subset(self._select(images, spec, split))
+        if len(images) == 0:
+            raise SubclassbenchError(
+                f"task '{self.name}' split '{split}' has no samples whose label is in the hierarchy; "
+                "check that the hierarchy's subclass ids are the dataset's label ids"
+            )
         positions = [self.label_to_position[label] for label in images.labels.tolist()]
         superclass = np.fromiter((p[0] for p in positions), dtype=np.int64, count=len(positions))
         subclass = np.fromiter((p[1] for p in positions), dtype=np.int64, count=len(positions))

@@ -24,6 +24,7 @@ import inspect
 import json
 import os
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -139,12 +140,12 @@ def train(
         raise SubclassbenchError(f"--labels must be one of {', '.join(LABELS)}, not '{labels}'")
     if recipe.augment not in AUGMENTS:
         raise SubclassbenchError(f"--augment must be one of {', '.join(AUGMENTS)}, not '{recipe.augment}'")
-    if recipe.epochs < 0 or recipe.batch_size < 1 or recipe.lr <= 0:
-        raise SubclassbenchError("--epochs must be ≥ 0, --batch-size ≥ 1 and --lr > 0")
+    if recipe.epochs < 0 or recipe.batch_size < 1 or recipe.lr <= 0 or recipe.momentum < 0 or recipe.weight_decay < 0:
+        raise SubclassbenchError("--epochs must be ≥ 0, --batch-size ≥ 1, --lr > 0, --momentum and --weight-decay ≥ 0")
     arch_kwargs = dict(arch_kwargs or {})
     _check_arch_kwargs(arch, arch_kwargs)
     train_split = task.load_split("train", data, primary=False)
-    test_split = task.load_split(task.evaluation_split, data)
+    test_split = task.load_split(task.evaluation_split, data, primary=False)
     n_classes = len(task.superclasses) if labels == "coarse" else task.n_subclasses
     config = {
         "arch": arch,
@@ -158,14 +159,14 @@ def train(
     }
     config_hash = sha256_json(config)
 
-    encoder = load_encoder(
-        f"builtin:{arch}", sample_shape=train_split.images.sample_shape, num_classes=n_classes, arch_kwargs=arch_kwargs
+    encoder = load_encoder(  # built under the recipe seed: it alone fixes the initialisation
+        f"builtin:{arch}",
+        sample_shape=train_split.images.sample_shape,
+        num_classes=n_classes,
+        arch_kwargs=arch_kwargs,
+        init_seed=recipe.seed,
     )
     model = encoder.model
-    torch.manual_seed(recipe.seed)
-    for module in model.modules():  # the recipe seed alone fixes the initialisation
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
     preprocess = encoder.preprocessing
     augment = recipe.resolved_augment(train_split.images.sample_shape)
     y_train = torch.from_numpy(targets(train_split, labels))
@@ -174,7 +175,7 @@ def train(
         model.parameters(),
         lr=recipe.lr,
         momentum=recipe.momentum,
-        nesterov=recipe.nesterov,
+        nesterov=recipe.nesterov and recipe.momentum > 0,  # torch rejects Nesterov without momentum
         weight_decay=recipe.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(recipe.epochs, 1))
@@ -186,6 +187,10 @@ def train(
 
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "last.pt"
+    if not (state_path.exists() and resume):  # a fresh start: no stale outputs of an earlier run survive
+        for stale in ("card.json", "model.safetensors", "correctness.npz", "last.pt"):
+            (out / stale).unlink(missing_ok=True)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     if state_path.exists() and resume:
         state = torch.load(state_path, map_location="cpu", weights_only=False)  # our own file
         if state["config_hash"] != config_hash:
@@ -313,7 +318,9 @@ def train(
         "weights_file": "model.safetensors",
         "weights_sha256": sha256_file(out / "model.safetensors"),
     }
-    (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    tmp = out / "card.json.tmp"
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, out / "card.json")  # written last and atomically: a card means a finished run
     return card
 
 
@@ -329,8 +336,6 @@ def load_correctness(run_dir: str | Path) -> np.ndarray:
 
 def package_run(run_dir: str | Path, tag: str, dest: Path) -> Path:
     """Copy a finished run into the packaged weights as ``<arch>.<tag>.safetensors`` plus card."""
-    import shutil
-
     run_dir = Path(run_dir)
     card = json.loads((run_dir / "card.json").read_text())
     name = f"{card['arch']}.{tag}"

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from subclassbench.errors import SubclassbenchError
 from subclassbench.features import LayerFeatures
 from subclassbench.metrics import alignment, effective_rank, numerical_rank, ood_retained, pearson
 from subclassbench.probes import ProbeRecipe, fit_probe
@@ -68,6 +69,11 @@ class TransferPlan:
         def probe_set(split: str, members: tuple[Any, ...], labels: str) -> ProbeSet:
             data = splits[split]
             rows = np.flatnonzero(np.isin(data.images.labels, np.asarray(members, dtype=data.images.labels.dtype)))
+            if len(rows) == 0:
+                raise SubclassbenchError(
+                    f"task '{task.name}': split '{split}' has no samples of transfer subclasses {list(members)[:4]}; "
+                    "fix the task's transfer block"
+                )
             if labels == "superclass":
                 return ProbeSet(split, rows, data.superclass[rows])
             index = {label: i for i, label in enumerate(members)}

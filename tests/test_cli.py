@@ -143,3 +143,26 @@ def test_layers_and_encoders_commands():
     assert layers.output.split() == ["stem"] + [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)] + ["embedding"]
     listing = run("encoders")
     assert "builtin:digits_cnn" in listing.output and "digits5_coarse" in listing.output
+
+
+def test_out_folder_is_refused_before_any_work(tmp_path):
+    result = run("evaluate", "--out", str(tmp_path), "--quiet")
+    assert result.exit_code == 2 and "is a folder" in result.stderr
+
+
+def test_default_paths_of_different_weights_do_not_collide(tmp_path, monkeypatch):
+    from subclassbench.evaluate import default_output_path
+
+    base = {"task": {"name": "cifar10-5", "split": "test"}}
+    a = {
+        **base,
+        "encoder": {"spec": "builtin:cifar_resnet20", "tag": None, "pretrained": True, "weights": {"sha256": "a" * 64}},
+    }
+    b = {
+        **base,
+        "encoder": {"spec": "builtin:cifar_resnet20", "tag": None, "pretrained": True, "weights": {"sha256": "b" * 64}},
+    }
+    r = {**base, "encoder": {"spec": "builtin:cifar_resnet20", "tag": None, "pretrained": False, "weights": None}}
+    paths = {default_output_path(x) for x in (a, b, r)}
+    assert len(paths) == 3
+    assert str(default_output_path(r)).endswith("builtin__cifar_resnet20-random/cifar10-5.json")

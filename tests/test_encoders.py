@@ -199,3 +199,30 @@ def test_tampered_packaged_weights_fail_their_hash(tmp_path, monkeypatch):
 def test_packaged_weights_path_is_machine_independent():
     encoder = load_encoder("builtin:digits_cnn.digits5_coarse", sample_shape=(1, 8, 8))
     assert encoder.weights["path"] == "package:subclassbench/weights/digits_cnn.digits5_coarse.safetensors"
+
+
+def test_random_init_of_hub_models_is_seeded():
+    a = load_encoder("timm:resnet18", pretrained=False).model.state_dict()
+    torch.rand(10)  # moving the global generator must not matter
+    b = load_encoder("timm:resnet18", pretrained=False).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_init_seed_controls_every_parameter_of_a_vit():
+    a = load_encoder("builtin:vit_tiny_p4", sample_shape=(3, 32, 32), init_seed=0).model
+    b = load_encoder("builtin:vit_tiny_p4", sample_shape=(3, 32, 32), init_seed=1).model
+    assert not torch.equal(a.net.cls_token, b.net.cls_token)
+    assert not torch.equal(a.net.pos_embed, b.net.pos_embed)
+
+
+def test_vector_samples_into_an_image_encoder_are_an_error():
+    with pytest.raises(SubclassbenchError, match="takes images but the task's samples are vectors"):
+        load_encoder("builtin:digits_cnn", sample_shape=(32,))
+    with pytest.raises(SubclassbenchError, match="takes images but the task's samples are vectors"):
+        load_encoder("timm:resnet18", sample_shape=(32,), pretrained=False)
+
+
+def test_image_mlp_takes_its_own_input_size():
+    encoder = load_encoder("builtin:digits_mlp", sample_shape=(3, 32, 32))
+    x = encoder.preprocessing(torch.rand(2, 3, 32, 32))  # resized to 1×8×8
+    assert encoder.model.forward_features(x).shape == (2, 64)

@@ -215,3 +215,13 @@ def test_task_name_must_match_file(tmp_path, monkeypatch):
     monkeypatch.setenv("SUBCLASSBENCH_TASKS", str(tmp_path))
     with pytest.raises(SubclassbenchError, match="must equal the file name"):
         load_task("digits-5")
+
+
+def test_split_with_no_sample_in_the_hierarchy(tmp_path, tiny_image_task, tiny_npz):
+    raw = yaml.safe_load(tiny_image_task.read_text())
+    for sup in raw["hierarchy"]["superclasses"]:
+        for sub in sup["subclasses"]:
+            sub["id"] = f"n{sub['id']:08d}"  # WNID-like ids that the npz labels never match
+    raw["splits"]["test"].pop("expected_count")
+    with pytest.raises(SubclassbenchError, match="no samples whose label is in the hierarchy"):
+        Task.from_dict(raw).load_split(data_path=tiny_npz)

@@ -168,3 +168,29 @@ def test_cli_train_then_evaluate(tmp_path):
     bad = runner.invoke(app, ["train", "--task", "digits-5", "--arch", "nope", "--out", str(tmp_path / "n")])
     assert bad.exit_code == 2 and "unknown builtin architecture" in bad.stderr
     assert np.isfinite(json.loads((out / "card.json").read_text())["history"][0]["loss"])
+
+
+def test_epochs_zero_equals_the_registry_random_init(tmp_path, digits):
+    train(digits, "digits_cnn", "coarse", tmp_path / "init", Recipe(epochs=0), progress=False)
+    trained = load_encoder("builtin:digits_cnn", weights=tmp_path / "init", sample_shape=(1, 8, 8)).model
+    registry = load_encoder("builtin:digits_cnn", sample_shape=(1, 8, 8), num_classes=5).model
+    assert all(torch.equal(v, registry.state_dict()[k]) for k, v in trained.state_dict().items())
+
+
+def test_momentum_zero_and_fresh_start_cleanup(tmp_path, digits):
+    out = tmp_path / "run"
+    train(digits, "digits_cnn", "coarse", out, Recipe(epochs=1, batch_size=256), progress=False)
+    assert (out / "card.json").exists()
+    train(
+        digits,
+        "digits_cnn",
+        "coarse",
+        out,
+        Recipe(epochs=2, batch_size=256, momentum=0.0),
+        progress=False,
+        resume=False,
+        stop_after_epochs=1,
+    )
+    assert not (out / "card.json").exists() and not (out / "model.safetensors").exists()  # no stale run survives
+    with pytest.raises(SubclassbenchError, match="--momentum and --weight-decay"):
+        train(digits, "digits_cnn", "coarse", out, Recipe(epochs=1, weight_decay=-1.0), progress=False)
