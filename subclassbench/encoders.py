@@ -40,6 +40,7 @@ EMBEDDING = "embedding"
 BLOCK_PATTERNS = (
     r"layer\d+\.\d+",  # torchvision/timm ResNets, OpenCLIP ModifiedResNet
     r"stages\.\d+\.blocks\.\d+",  # ConvNeXt, many timm hierarchical nets
+    r"layers\.\d+\.blocks\.\d+",  # Swin
     r"transformer\.resblocks\.\d+",  # OpenCLIP ViT
     r"blocks\.\d+\.\d+",  # EfficientNet / MobileNet stages of blocks
     r"blocks\.\d+",  # timm ViT, DeiT, MLP-Mixer
@@ -64,6 +65,8 @@ class Encoder:
     prefix_tokens: int = 0
     # The stem precedes the class token (ViT patch embeddings): pool all of its tokens.
     no_prefix_layers: frozenset[str] = frozenset({"stem"})
+    # Feature maps laid out B×H×W×C (timm's Swin family) rather than B×C×H×W.
+    channels_last_maps: bool = False
     weights: dict[str, Any] | None = None
     pretrained: bool = False
     card: dict[str, Any] | None = field(default=None, repr=False)
@@ -438,6 +441,7 @@ def _load_timm(parsed: EncoderSpec, weights: str | Path | None, pretrained: bool
         layer_modules=discover_layers(model),
         preprocessing=preprocessing,
         prefix_tokens=int(getattr(model, "num_prefix_tokens", 0)),
+        channels_last_maps=getattr(model, "output_fmt", "NCHW") == "NHWC",
         weights=meta,
         pretrained=pretrained,
     )

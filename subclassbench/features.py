@@ -29,12 +29,14 @@ class LayerFeatures:
     features: np.ndarray  # N × D float32
 
 
-def pool(output: torch.Tensor | tuple | list, prefix_tokens: int) -> tuple[torch.Tensor, str]:
+def pool(
+    output: torch.Tensor | tuple | list, prefix_tokens: int, channels_last: bool = False
+) -> tuple[torch.Tensor, str]:
     """Reduce one layer's output to a B×D matrix; returns it and the pooling used."""
     if isinstance(output, tuple | list):  # some blocks return (tensor, extras)
         output = output[0]
     if output.ndim == 4:
-        return output.mean(dim=(2, 3)), "global_avg_pool"
+        return output.mean(dim=(1, 2) if channels_last else (2, 3)), "global_avg_pool"
     if output.ndim == 3:
         return output[:, prefix_tokens:].mean(dim=1), f"mean_tokens_excl_{prefix_tokens}_prefix"
     if output.ndim == 2:
@@ -59,7 +61,7 @@ def extract_features(
 
     def hook_for(name: str):  # noqa: ANN202 - torch hook signature
         def hook(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
-            captured[name], pooling[name] = pool(output, encoder.prefix_for(name))
+            captured[name], pooling[name] = pool(output, encoder.prefix_for(name), encoder.channels_last_maps)
 
         return hook
 

@@ -73,3 +73,11 @@ def test_vit_features_are_pooled_tokens(digits):
     features = extract_features(encoder, subset, ["blocks.3", "embedding"], batch_size=2, progress=False)
     assert features[0].features.shape == (4, 192)
     assert features[0].pooling == "mean_tokens_excl_1_prefix"
+
+
+def test_swin_channels_last_maps_are_pooled_over_space(digits):
+    encoder = load_encoder("timm:swin_tiny_patch4_window7_224", pretrained=False)
+    assert encoder.channels_last_maps
+    assert [n for n in encoder.layer_names if n.startswith("layers.3")] == ["layers.3.blocks.0", "layers.3.blocks.1"]
+    features = extract_features(encoder, digits.subset(np.arange(2)), ["stem", "layers.3.blocks.1"], progress=False)
+    assert [f.features.shape[1] for f in features] == [96, 768]  # channel widths, not spatial sizes
