@@ -340,6 +340,10 @@ def package_run(run_dir: str | Path, tag: str, dest: Path) -> Path:
     card = json.loads((run_dir / "card.json").read_text())
     name = f"{card['arch']}.{tag}"
     shutil.copyfile(run_dir / card["weights_file"], dest / f"{name}.safetensors")
-    card = {**card, "weights_file": f"{name}.safetensors", "correctness_file": None}
+    correctness = None
+    if card.get("correctness_file") and (run_dir / card["correctness_file"]).is_file():
+        correctness = f"{name}.correctness.npz"
+        shutil.copyfile(run_dir / card["correctness_file"], dest / correctness)
+    card = {**card, "weights_file": f"{name}.safetensors", "correctness_file": correctness}
     (dest / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return dest / f"{name}.safetensors"

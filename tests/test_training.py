@@ -138,6 +138,8 @@ def test_package_run(tmp_path, digits_run):
     path = package_run(out, "test_tag", tmp_path)
     packaged = json.loads(path.with_suffix(".json").read_text())
     assert packaged["weights_file"] == "digits_cnn.test_tag.safetensors"
+    assert packaged["correctness_file"] == "digits_cnn.test_tag.correctness.npz"
+    assert load_correctness(out).shape == (2, 540)
     assert sha256_file(path) == card["weights_sha256"] == packaged["weights_sha256"]
 
 
