@@ -66,7 +66,7 @@ def extract_features(
         return hook
 
     handles = [encoder.layer_modules[n].register_forward_hook(hook_for(n)) for n in names if n != EMBEDDING]
-    model = encoder.model.to(device).eval()
+    encoder.model.to(device).eval()
     out: dict[str, np.ndarray] = {}
     n = len(images)
     try:
@@ -88,5 +88,4 @@ def extract_features(
     finally:
         for handle in handles:
             handle.remove()
-    del model
     return [LayerFeatures(name, depth[name], pooling[name], out[name]) for name in names]

@@ -46,17 +46,22 @@ def cluster_scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> dict[str
 # --------------------------------------------------------------------------- transfer and rank
 
 
-def numerical_rank(x: np.ndarray, rel_tol: float = 1e-3) -> int:
-    """Number of singular values above ``rel_tol`` × the largest (uncentred matrix)."""
-    s = np.linalg.svd(np.asarray(x, dtype=np.float64), compute_uv=False)
+def singular_values(x: np.ndarray) -> np.ndarray:
+    """Singular values of the uncentred matrix, largest first (float64)."""
+    return np.linalg.svd(np.asarray(x, dtype=np.float64), compute_uv=False)
+
+
+def numerical_rank(x: np.ndarray, rel_tol: float = 1e-3, s: np.ndarray | None = None) -> int:
+    """Number of singular values above ``rel_tol`` × the largest; ``s`` reuses precomputed ones."""
+    s = singular_values(x) if s is None else s
     if s.size == 0 or s[0] == 0:
         return 0
     return int((s > rel_tol * s[0]).sum())
 
 
-def effective_rank(x: np.ndarray) -> float:
+def effective_rank(x: np.ndarray, s: np.ndarray | None = None) -> float:
     """Roy & Vetterli (2007): exp of the entropy of the normalised singular values."""
-    s = np.linalg.svd(np.asarray(x, dtype=np.float64), compute_uv=False)
+    s = singular_values(x) if s is None else s
     total = s.sum()
     if total == 0:
         return 0.0

@@ -23,7 +23,14 @@ import numpy as np
 
 from subclassbench.errors import SubclassbenchError
 from subclassbench.features import LayerFeatures
-from subclassbench.metrics import alignment, effective_rank, numerical_rank, ood_retained, pearson
+from subclassbench.metrics import (
+    alignment,
+    effective_rank,
+    numerical_rank,
+    ood_retained,
+    pearson,
+    singular_values,
+)
 from subclassbench.probes import ProbeRecipe, fit_probe
 from subclassbench.tasks import SplitData, Task
 
@@ -100,8 +107,9 @@ def _rank_rows(n: int) -> np.ndarray:
 def score_layer_transfer(features: dict[str, np.ndarray], plan: TransferPlan, recipe: ProbeRecipe) -> dict[str, Any]:
     """Probe accuracies, alignment and ranks for one layer (``features``: split name → N × D)."""
     chance_id = 1.0 / plan.n_superclasses
+    id_features = plan.id_train.take(features)
     scores = fit_probe(
-        plan.id_train.take(features),
+        id_features,
         plan.id_train.labels,
         {
             "id": (plan.id_test.take(features), plan.id_test.labels),
@@ -130,10 +138,10 @@ def score_layer_transfer(features: dict[str, np.ndarray], plan: TransferPlan, re
         )["refit"]
         out["ood_refit_acc"], out["ood_refit_acc_final"] = refit.best, refit.final
         out["alignment_refit"] = alignment(out["id_acc"], refit.best, chance_id, 1.0 / plan.n_refit_classes)
-    id_features = plan.id_train.take(features)
-    id_features = id_features[_rank_rows(len(id_features))]
-    out["numerical_rank"] = numerical_rank(id_features, RANK_REL_TOL)
-    out["effective_rank"] = effective_rank(id_features)
+    rank_features = id_features[_rank_rows(len(id_features))]
+    s = singular_values(rank_features)  # one SVD serves both ranks
+    out["numerical_rank"] = numerical_rank(rank_features, RANK_REL_TOL, s=s)
+    out["effective_rank"] = effective_rank(rank_features, s=s)
     return out
 
 
