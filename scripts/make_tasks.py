@@ -7,6 +7,7 @@ byte (tests/test_tasks.py checks the digits split against this recipe).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from sklearn.model_selection import train_test_split
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from subclassbench.breeds import PRESETS, build_task_file  # noqa: E402
 from subclassbench.tasks import Task  # noqa: E402
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -186,9 +188,25 @@ def main() -> None:
         "cifar10-5-semantic": cifar_task("cifar10-5-semantic", pairs, "label // 2 (natural pairs)"),
         "synthetic-hier": synthetic_task(),
     }
+    hierarchy = Path(os.environ.get("SUBCLASSBENCH_BREEDS_HIERARCHY", ROOT.parent / "shared/breeds/hierarchy"))
+    if hierarchy.is_dir():
+        files.update(breeds_tasks(hierarchy))
+    else:
+        print(f"no BREEDS hierarchy at {hierarchy}: BREEDS task files left as they are")
     for name, text in files.items():
         (ROOT / "tasks" / f"{name}.yaml").write_text(text)
         print(f"wrote tasks/{name}.yaml")
+
+
+def breeds_tasks(hierarchy: Path) -> dict[str, str]:
+    """The four published BREEDS tasks and their shuffled controls, exactly as `tasks build-breeds` writes them."""
+    out = {}
+    for preset in PRESETS:
+        for shuffled in (False, True):
+            name = f"breeds-{preset}" + ("-shuffled" if shuffled else "")
+            command = f"subclassbench tasks build-breeds --preset {preset}" + (" --shuffled" if shuffled else "")
+            out[name] = build_task_file(hierarchy, name, preset, shuffled=shuffled, command=command)
+    return out
 
 
 if __name__ == "__main__":

@@ -71,6 +71,10 @@ def evaluate(
     metrics: Annotated[
         list[str] | None, typer.Option(help="clusterability and/or transfer (default: all the task supports).")
     ] = None,
+    image_preprocessing: Annotated[
+        str,
+        typer.Option(help="Decode encoded images with the task's resize/crop (task) or the encoder's own (encoder)."),
+    ] = "task",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ) -> None:
     """Score every layer of MODEL on TASK and write a schema-checked result JSON."""
@@ -100,7 +104,10 @@ def evaluate(
         pretrained=not random_init,
         progress=not quiet,
         metrics=_split_list(metrics),
+        image_preprocessing=image_preprocessing,
     )
+    if image_preprocessing not in ("task", "encoder"):
+        raise SubclassbenchError(f"unknown --image-preprocessing '{image_preprocessing}'; use task or encoder")
     result = run(request)
     path = write_result(result, out or default_output_path(result))
     if not quiet:
@@ -229,6 +236,66 @@ def tasks_show(
         members = ", ".join(f"{n} ({i})" for n, i in zip(sup["subclass_names"], sup["subclasses"], strict=False))
         typer.echo(f"  {sup['id']}: {sup['name']}  ←  {members}")
     typer.echo("splits: " + ", ".join(f"{k}={v}" for k, v in summary["splits"].items()))
+
+
+@tasks_app.command("build-breeds")
+@user_errors
+def tasks_build_breeds(
+    hierarchy: Annotated[
+        Path, typer.Option(help="Folder with dataset_class_info.json, class_hierarchy.txt and node_names.txt.")
+    ],
+    preset: Annotated[
+        str | None, typer.Option(help="A published task: living17, entity30, entity13 or nonliving26.")
+    ] = None,
+    level: Annotated[int | None, typer.Option(help="Superclass depth below the root (root = 0).")] = None,
+    subclasses: Annotated[int | None, typer.Option(help="Subclasses per superclass (even for split tasks).")] = None,
+    ancestor: Annotated[str | None, typer.Option(help="Only superclasses inside this node's subtree.")] = None,
+    split: Annotated[str, typer.Option(help="Source/target split: rand, good, bad or none.")] = "rand",
+    seed: Annotated[int, typer.Option(help="numpy RandomState seed (2 for every published task).")] = 2,
+    shuffled: Annotated[bool, typer.Option("--shuffled", help="Build the shuffled control instead.")] = False,
+    root: Annotated[str, typer.Option(help="The hierarchy's root node (level 0).")] = "n00001740",
+    name: Annotated[str | None, typer.Option(help="Task name (default: breeds-<preset>[-shuffled]).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output task file (default: ./<name>.yaml; '-' prints).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Derive a BREEDS task from the hierarchy files and write it as a frozen task file."""
+    import yaml
+
+    from subclassbench.breeds import build_task_file
+    from subclassbench.tasks import Task
+
+    if name is None:
+        if preset is None:
+            raise SubclassbenchError("pass --name for a task built without --preset")
+        name = f"breeds-{preset}" + ("-shuffled" if shuffled else "")
+    words = ["subclassbench tasks build-breeds"]
+    if preset:
+        words.append(f"--preset {preset}")
+    for flag, value in (("--level", level), ("--subclasses", subclasses), ("--ancestor", ancestor)):
+        if value is not None:
+            words.append(f"{flag} {value}")
+    if split != "rand":
+        words.append(f"--split {split}")
+    if seed != 2:
+        words.append(f"--seed {seed}")
+    if shuffled:
+        words.append("--shuffled")
+    if root != "n00001740":
+        words.append(f"--root {root}")
+    text = build_task_file(
+        hierarchy, name, preset, level, ancestor, subclasses, split, seed, shuffled, " ".join(words), root
+    )
+    Task.from_dict(yaml.safe_load(text))  # a task that would not load is never written
+    if out is not None and str(out) == "-":
+        typer.echo(text, nl=False)
+        return
+    path = out or Path(f"{name}.yaml")
+    if path.exists() and not force:
+        raise SubclassbenchError(f"{path} exists; pass --force to overwrite it or --out another path")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    typer.echo(f"wrote {path}")
 
 
 @app.command()

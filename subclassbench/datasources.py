@@ -12,6 +12,7 @@ an ``.npz`` file, an image-folder tree, a saved or hub Hugging Face dataset.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,53 @@ class ArrayImageSet(ImageSet):
         )
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How encoded images become fixed-size tensors: resize the shorter side, then centre-crop.
+
+    ``resize=None`` squashes every image straight to ``image_shape`` (small
+    datasets whose images already share one size); ImageNet uses 256 → 224.
+    """
+
+    image_shape: tuple[int, int, int]
+    resize: int | None = None
+    interpolation: str = "bilinear"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"image_shape": list(self.image_shape), "interpolation": self.interpolation}
+        if self.resize is not None:
+            out.update(resize=self.resize, center_crop=list(self.image_shape[1:]))
+        return out
+
+
+def decode_image(source: Path | bytes, decoding: Decoding, where: str) -> torch.Tensor:
+    """One encoded image → C×H×W float tensor in [0, 1]; a corrupt file is a one-line error."""
+    import io
+
+    from PIL import Image
+
+    channels, height, width = decoding.image_shape
+    method = Image.BICUBIC if decoding.interpolation == "bicubic" else Image.BILINEAR
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            img = img.convert("RGB" if channels == 3 else "L")
+            if decoding.resize is None:
+                if img.size != (width, height):
+                    img = img.resize((width, height), method)
+            else:
+                w, h = img.size
+                scale = decoding.resize / min(w, h)
+                new_w, new_h = max(width, round(w * scale)), max(height, round(h * scale))
+                img = img.resize((new_w, new_h), method)
+                left, top = (new_w - width) // 2, (new_h - height) // 2
+                img = img.crop((left, top, left + width, top + height))
+            pixels = np.asarray(img, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise SubclassbenchError(f"cannot decode image {where}: {exc}; remove or replace the corrupt file") from None
+    tensor = torch.from_numpy(pixels.copy()).float().div_(255.0)
+    return tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor.unsqueeze(0)
+
+
 @dataclass
 class FileImageSet(ImageSet):
     """Encoded image files decoded lazily, batch by batch (image folders, ImageNet)."""
@@ -105,30 +153,27 @@ class FileImageSet(ImageSet):
     ids: list[str]
     image_shape: tuple[int, int, int]
     _hashes: list[str] | None = field(default=None, repr=False)
+    resize: int | None = None
+    interpolation: str = "bilinear"
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return self.image_shape
 
-    def load(self, index: np.ndarray) -> torch.Tensor:
-        from PIL import Image
+    @property
+    def decoding(self) -> Decoding:
+        return Decoding(self.image_shape, self.resize, self.interpolation)
 
-        channels, height, width = self.image_shape
-        out = torch.empty((len(index), channels, height, width), dtype=torch.float32)
+    def with_decoding(self, decoding: Decoding) -> FileImageSet:
+        return dataclasses.replace(
+            self, image_shape=decoding.image_shape, resize=decoding.resize, interpolation=decoding.interpolation
+        )
+
+    def load(self, index: np.ndarray) -> torch.Tensor:
+        decoding = self.decoding
+        out = torch.empty((len(index), *self.image_shape), dtype=torch.float32)
         for row, i in enumerate(index):
-            path = self.paths[i]
-            try:
-                with Image.open(path) as img:
-                    img = img.convert("RGB" if channels == 3 else "L")
-                    if img.size != (width, height):
-                        img = img.resize((width, height), Image.BILINEAR)
-                    pixels = np.asarray(img, dtype=np.uint8)
-            except (OSError, ValueError) as exc:
-                raise SubclassbenchError(
-                    f"cannot decode image {path}: {exc}; remove or replace the corrupt file"
-                ) from None
-            tensor = torch.from_numpy(pixels.copy()).float().div_(255.0)
-            out[row] = tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor.unsqueeze(0)
+            out[row] = decode_image(self.paths[i], decoding, str(self.paths[i]))
         return out
 
     def content_hashes(self) -> list[str]:
@@ -144,6 +189,8 @@ class FileImageSet(ImageSet):
             ids=[self.ids[i] for i in index],
             image_shape=self.image_shape,
             _hashes=hashes,
+            resize=self.resize,
+            interpolation=self.interpolation,
         )
 
 

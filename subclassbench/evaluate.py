@@ -7,6 +7,8 @@ run and cached independently.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import platform
 import resource
 import sys
@@ -20,10 +22,19 @@ from typing import Any
 import torch
 
 from subclassbench import __version__
+from subclassbench.datasources import Decoding
 from subclassbench.encoders import EncoderSpec, load_encoder
 from subclassbench.errors import SubclassbenchError
 from subclassbench.features import extract_features
-from subclassbench.protocol import PROTOCOL_V1, PROTOCOL_VERSION, protocol_fingerprint, score_layers, summarize
+from subclassbench.preprocessing import Preprocessing
+from subclassbench.protocol import (
+    PROTOCOL_V1,
+    PROTOCOL_VERSION,
+    commit_layer,
+    protocol_fingerprint,
+    score_layers,
+    summarize,
+)
 from subclassbench.results import SCHEMA_VERSION
 from subclassbench.tasks import SplitData, Task, load_task
 from subclassbench.transfer import TransferPlan, score_transfer, summarize_transfer
@@ -46,6 +57,7 @@ class EvaluationRequest:
     pretrained: bool = True
     progress: bool = True
     metrics: list[str] | None = None  # None: every family the task supports
+    image_preprocessing: str = "task"  # "task": the task's resize/crop; "encoder": the encoder's own
 
 
 def _version(dist: str) -> str | None:
@@ -88,9 +100,19 @@ def resolve_metrics(task: Task, requested: list[str] | None) -> list[str]:
 
 
 def _load_splits(task: Task, request: EvaluationRequest, metrics: list[str], notes: list[str]) -> dict[str, SplitData]:
-    """The evaluation split, plus the transfer splits when transfer runs (else dropped with a note)."""
+    """The evaluation split, the validation split for layer commitment, and the transfer splits.
+
+    A split that cannot be loaded (e.g. ``--data`` is a single test file) drops
+    what needs it, with a note, unless that metric was asked for explicitly.
+    """
     evaluation = task.load_split(request.split, request.data)
     splits = {evaluation.split: evaluation}
+    val = task.validation_split
+    if "clusterability" in metrics and val and val != evaluation.split:
+        try:
+            splits[val] = task.load_split(val, request.data, primary=False)
+        except SubclassbenchError as exc:
+            notes.append(f"no committed layer (needs the '{val}' split; pass --data with every split): {exc}")
     if "transfer" not in metrics:
         return splits
     try:
@@ -102,8 +124,25 @@ def _load_splits(task: Task, request: EvaluationRequest, metrics: list[str], not
             raise SubclassbenchError(f"transfer needs the task's train split: {exc}") from None
         metrics.remove("transfer")
         notes.append(f"transfer skipped (needs the train split; pass --data with every split): {exc}")
-        splits = {evaluation.split: evaluation}
+        splits = {k: v for k, v in splits.items() if k in (evaluation.split, val)}
     return splits
+
+
+def _encoder_decoding(splits: dict[str, SplitData], preprocessing: Preprocessing) -> dict[str, SplitData]:
+    """Decode encoded images with the encoder's own resize and crop (timm's eval transform) instead of the task's."""
+    size = preprocessing.input_size
+    if size is None:
+        raise SubclassbenchError("--image-preprocessing encoder needs an image encoder; this one takes vectors")
+    decoding = Decoding(tuple(size), math.floor(max(size[1:]) / preprocessing.crop_pct), preprocessing.interpolation)
+    out = {}
+    for name, data in splits.items():
+        if not hasattr(data.images, "with_decoding"):
+            raise SubclassbenchError(
+                f"--image-preprocessing encoder applies to encoded images (ImageNet, image folders), not to task "
+                f"'{data.task.name}'; drop the option"
+            )
+        out[name] = dataclasses.replace(data, images=data.images.with_decoding(decoding), decoding=decoding)
+    return out
 
 
 def evaluate(request: EvaluationRequest) -> dict[str, Any]:
@@ -122,6 +161,10 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
         num_classes=len(task.superclasses),
         pretrained=request.pretrained,
     )
+    if request.image_preprocessing == "encoder":
+        splits = _encoder_decoding(splits, encoder.preprocessing)
+        evaluation = next(iter(splits.values()))
+    notes.extend(d.note for d in splits.values() if d.note)
     layers = encoder.select_layers(request.layers)
     loaded = time.perf_counter()
     features = {
@@ -138,6 +181,10 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
         for entry, scores in zip(per_layer, score_layers(first, evaluation, request.progress), strict=True):
             entry["clusterability"] = scores
         summary.update(summarize(per_layer))
+        val = task.validation_split
+        if val in features and val != evaluation.split:
+            validation = score_layers(features[val], splits[val], request.progress)
+            summary.update(commit_layer(per_layer, validation, val))
     if "transfer" in metrics:
         plan = TransferPlan.from_task(task, splits)
         for entry, scores in zip(per_layer, score_transfer(features, plan, progress=request.progress), strict=True):
@@ -166,7 +213,7 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
             "n_superclasses": len(task.superclasses),
             "n_subclasses": task.n_subclasses,
             "data_source": evaluation.source,
-            "splits": {name: {"n_samples": len(d), "manifest_sha256": d.manifest_digest} for name, d in splits.items()},
+            "splits": {name: d.record() for name, d in splits.items()},
         },
         "encoder": encoder.info(),
         "environment": environment(),

@@ -53,6 +53,10 @@ PROTOCOL_V1: dict[str, Any] = {
         "primary_metric": "ami",
         "secondary": {"method": "ward", "backend": "sklearn.cluster.AgglomerativeClustering", "max_points": 10000},
         "best_layer": "argmax of mean AMI over layers (ties: shallowest)",
+        "committed_layer": (
+            "argmax of mean AMI on the task's validation_split (ties: shallowest); the evaluation split's "
+            "scores at that layer are reported (layer chosen on validation data, reported on test)"
+        ),
     },
     "transfer": {
         "probe": ProbeRecipe().to_dict(),
@@ -118,6 +122,25 @@ def score_layers(layers: list[LayerFeatures], split: SplitData, progress: bool =
 
     bar = tqdm(layers, desc="cluster layers", unit="layer", disable=not progress or None, leave=False)
     return [score_clusterability(layer.features, split) for layer in bar]
+
+
+def commit_layer(layers: list[dict[str, Any]], validation: list[dict[str, Any]], split: str) -> dict[str, Any]:
+    """Brain-Score's layer commitment: pick the layer on validation data, report its test scores.
+
+    ``layers`` carry the evaluation split's clusterability; ``validation`` the
+    same layers scored on ``split``.
+    """
+    val_amis = [v["ami"] for v in validation]
+    chosen = int(np.argmax(val_amis))  # first of ties: the shallowest
+    best_ami = max(layer["clusterability"]["ami"] for layer in layers)
+    committed = layers[chosen]["clusterability"]
+    return {
+        "committed_layer": layers[chosen]["name"],
+        "committed_ami": committed["ami"],
+        "committed_fine_acc": committed["fine_acc"],
+        "committed_gap": best_ami - committed["ami"],
+        "selection": {"split": split, "ami": val_amis[chosen], "per_layer_ami": val_amis},
+    }
 
 
 def summarize(layers: list[dict[str, Any]]) -> dict[str, Any]:

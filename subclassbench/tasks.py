@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from subclassbench import datasources
+from subclassbench import datasources, imagenet
 from subclassbench.errors import SubclassbenchError, closest, first_line
 from subclassbench.hashing import sha256_json, sha256_text
 from subclassbench.schemas import first_error
@@ -53,6 +53,7 @@ def list_tasks() -> list[str]:
 class Subclass:
     id: int | str
     name: str
+    index: int | None = None  # the dataset's integer label when ids are names (ImageNet class index)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ class SplitData:
     superclass: np.ndarray
     subclass: np.ndarray
     source: str
+    decoding: datasources.Decoding | None = None
+    # False when a split has a canonical size (e.g. 50 ImageNet val images per class) and the data differs.
+    canonical: bool | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -110,6 +114,25 @@ class SplitData:
     def fingerprint(self) -> str:
         return sha256_text(self.task.definition_fingerprint + "\n" + self.manifest_digest)
 
+    def record(self) -> dict[str, Any]:
+        """What a result stores about this split."""
+        out: dict[str, Any] = {"n_samples": len(self), "manifest_sha256": self.manifest_digest}
+        if self.canonical is not None:
+            out["canonical"] = self.canonical
+        if self.decoding is not None:
+            out["decoding"] = self.decoding.to_dict()
+        return out
+
+    @property
+    def note(self) -> str | None:
+        if self.canonical is False:
+            expected = self.task.splits[self.split]["canonical_count"]
+            return (
+                f"split '{self.split}' has {len(self)} samples, not the canonical {expected}: "
+                "scores are not comparable with results on the full data"
+            )
+        return None
+
 
 @dataclass
 class Task:
@@ -122,6 +145,7 @@ class Task:
     splits: dict[str, dict[str, Any]]
     evaluation_split: str
     transfer: TransferSpec | None = None
+    validation_split: str | None = None  # for choosing a layer (Brain-Score's commitment); never scored
     path: Path | None = field(default=None, compare=False)
 
     # ----------------------------------------------------------------- construction
@@ -134,7 +158,10 @@ class Task:
             Superclass(
                 id=s["id"],
                 name=s["name"],
-                subclasses=tuple(Subclass(id=c["id"], name=c.get("name", str(c["id"]))) for c in s["subclasses"]),
+                subclasses=tuple(
+                    Subclass(id=c["id"], name=c.get("name", str(c["id"])), index=c.get("index"))
+                    for c in s["subclasses"]
+                ),
             )
             for s in raw["hierarchy"]["superclasses"]
         )
@@ -147,6 +174,7 @@ class Task:
             superclasses=supers,
             splits=raw["splits"],
             evaluation_split=raw.get("evaluation_split", "test"),
+            validation_split=raw.get("validation_split"),
             transfer=_transfer_spec(raw.get("transfer")),
             path=path,
         )
@@ -166,16 +194,31 @@ class Task:
             raise SubclassbenchError(
                 f"{where}: evaluation_split '{self.evaluation_split}' is not among splits {list(self.splits)}"
             )
-        explicit = {k: set(map(str, v["ids"])) for k, v in self.splits.items() if "ids" in v}
-        names = sorted(explicit)
+        names = sorted(self.splits)
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
-                same_source = self._source_pool(a) == self._source_pool(b)
-                if same_source and explicit[a] & explicit[b]:
-                    raise SubclassbenchError(f"{where}: splits '{a}' and '{b}' share ids; splits must be disjoint")
+                if self._source_pool(a) == self._source_pool(b) and self._may_overlap(a, b):
+                    raise SubclassbenchError(f"{where}: splits '{a}' and '{b}' share samples; splits must be disjoint")
 
+        if self.validation_split is not None:
+            if self.validation_split not in self.splits or self.validation_split == self.evaluation_split:
+                raise SubclassbenchError(
+                    f"{where}: validation_split '{self.validation_split}' must be a split other than the "
+                    f"evaluation split, among {list(self.splits)}"
+                )
         if self.transfer is not None:
             self._check_transfer(self.transfer, where)
+
+    def _may_overlap(self, a: str, b: str) -> bool:
+        """Whether two splits over the same source pool can share samples."""
+        sa, sb = self.splits[a], self.splits[b]
+        if "ids" in sa and "ids" in sb:
+            return bool(set(map(str, sa["ids"])) & set(map(str, sb["ids"])))
+        ra, rb = _hash_select(sa), _hash_select(sb)
+        if ra and rb and ra["salt"] == rb["salt"]:
+            (lo_a, hi_a), (lo_b, hi_b) = ra["hash_range"], rb["hash_range"]
+            return lo_a < hi_b and lo_b < hi_a
+        return True  # 'all' overlaps everything; ids vs. a hash range cannot be checked without data
 
     def _source_pool(self, split: str) -> str:
         """The set of samples a split's ids index: digits has one pool, other sources one per source split."""
@@ -220,11 +263,12 @@ class Task:
             "version": self.version,
             "data": self.data,
             "hierarchy": [
-                {"id": s.id, "name": s.name, "subclasses": [{"id": c.id, "name": c.name} for c in s.subclasses]}
+                {"id": s.id, "name": s.name, "subclasses": [_subclass_definition(c) for c in s.subclasses]}
                 for s in self.superclasses
             ],
             "splits": self.splits,
             "evaluation_split": self.evaluation_split,
+            **({"validation_split": self.validation_split} if self.validation_split else {}),
             "transfer": None if self.transfer is None else dataclasses.asdict(self.transfer),
         }
 
@@ -243,6 +287,7 @@ class Task:
             "description": self.description,
             "splits": {k: _split_size(v) for k, v in self.splits.items()},
             "evaluation_split": self.evaluation_split,
+            "validation_split": self.validation_split,
             "superclasses": [self._superclass_summary(s) for s in self.superclasses],
         }
 
@@ -262,15 +307,30 @@ class Task:
 
     @property
     def needs_data_path(self) -> bool:
-        return self.data["source"] == "image_classification"
+        return self.data["source"] in ("image_classification", "imagenet")
+
+    def decoding(self) -> datasources.Decoding | None:
+        """The task's own image decoding (ImageNet: shorter side 256, centre crop 224), if it has one."""
+        pre = self.data.get("preprocessing")
+        if pre is None:
+            return None
+        crop = int(pre["center_crop"])
+        channels = int(self.data["image_shape"][0])
+        return datasources.Decoding((channels, crop, crop), int(pre["resize"]), pre.get("interpolation", "bilinear"))
 
     def load_split(
-        self, split: str | None = None, data_path: str | Path | None = None, primary: bool = True
+        self,
+        split: str | None = None,
+        data_path: str | Path | None = None,
+        primary: bool = True,
+        decoding: datasources.Decoding | None = None,
     ) -> SplitData:
         """Resolve a split into samples whose labels lie in the hierarchy.
 
         ``primary`` marks the split being evaluated; a single-split ``data_path``
         serves only that one (see ``datasources.load_image_classification``).
+        ``decoding`` overrides the task's image decoding (e.g. the encoder's own
+        resize and crop); it changes pixels, never which samples are selected.
         """
         split = split or self.evaluation_split
         if split not in self.splits:
@@ -288,6 +348,11 @@ class Task:
         elif kind == "image_classification":
             images = datasources.load_image_classification(self.name, self.data, source_split, data_path, primary)
             origin = str(data_path) if data_path else f"hf:{self.data['hf_dataset']['path']}"
+        elif kind == "imagenet":
+            decoding = decoding or self.decoding()
+            classes = {sub.id: sub.index for sup in self.superclasses for sub in sup.subclasses}
+            images = imagenet.load_imagenet(self.name, self.data, source_split, data_path, classes, decoding)
+            origin = str(data_path) if data_path else f"hf:{self.data['hf_dataset']['path']}"
         else:  # guarded by the schema; kept for readers adding a source
             raise SubclassbenchError(f"task '{self.name}': unknown data source '{kind}'")
 
@@ -300,7 +365,17 @@ class Task:
         positions = [self.label_to_position[label] for label in images.labels.tolist()]
         superclass = np.fromiter((p[0] for p in positions), dtype=np.int64, count=len(positions))
         subclass = np.fromiter((p[1] for p in positions), dtype=np.int64, count=len(positions))
-        data = SplitData(self, split, images, superclass, subclass, origin)
+        canonical = spec.get("canonical_count")
+        data = SplitData(
+            self,
+            split,
+            images,
+            superclass,
+            subclass,
+            origin,
+            decoding=getattr(images, "decoding", None),
+            canonical=None if canonical is None else len(images) == canonical,
+        )
         expected = spec.get("manifest_sha256")
         if expected and data.manifest_digest != expected:
             raise SubclassbenchError(
@@ -328,6 +403,11 @@ class Task:
                 raise SubclassbenchError(f"task '{self.name}' split '{split}' lists samples outside the hierarchy")
             return index
         index = np.flatnonzero(in_hierarchy)
+        selector = _hash_select(spec)
+        if selector:
+            lo, hi = selector["hash_range"]
+            position = np.asarray([_hash_position(selector["salt"], images.ids[i]) for i in index])
+            index = index[(position >= lo) & (position < hi)]
         expected = spec.get("expected_count")
         if expected is not None and len(index) != expected:
             raise SubclassbenchError(
@@ -335,6 +415,23 @@ class Task:
                 "the data is incomplete or is not this dataset"
             )
         return index
+
+
+def _subclass_definition(sub: Subclass) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": sub.id, "name": sub.name}
+    if sub.index is not None:
+        out["index"] = sub.index
+    return out
+
+
+def _hash_select(spec: dict[str, Any]) -> dict[str, Any] | None:
+    select = spec.get("select")
+    return select if isinstance(select, dict) else None
+
+
+def _hash_position(salt: str, sample_id: str) -> float:
+    """A sample's fixed position in [0, 1): hash-range splits depend on ids only, not on order or layout."""
+    return int(sha256_text(f"{salt}:{sample_id}")[:15], 16) / 16**15
 
 
 def _transfer_spec(raw: dict[str, Any] | None) -> TransferSpec | None:
@@ -351,7 +448,9 @@ def _transfer_spec(raw: dict[str, Any] | None) -> TransferSpec | None:
 
 
 def _split_size(spec: dict[str, Any]) -> int | None:
-    return len(spec["ids"]) if "ids" in spec else spec.get("expected_count")
+    if "ids" in spec:
+        return len(spec["ids"])
+    return spec.get("expected_count", spec.get("canonical_count"))
 
 
 # --------------------------------------------------------------------------- loading

@@ -91,7 +91,7 @@ def test_wrong_manifest_hash_is_an_error():
         (lambda r: r["data"].update(source="ftp"), "data/source"),
         (lambda r: r["hierarchy"]["superclasses"][1]["subclasses"].append({"id": 0}), "appears in two superclasses"),
         (lambda r: r.update(evaluation_split="holdout"), "evaluation_split 'holdout'"),
-        (lambda r: r["splits"]["val"]["ids"].append(r["splits"]["train"]["ids"][0]), "share ids"),
+        (lambda r: r["splits"]["val"]["ids"].append(r["splits"]["train"]["ids"][0]), "share samples"),
         (lambda r: r["hierarchy"]["superclasses"][0]["subclasses"].pop(), "at least 2 subclasses"),
     ],
 )

@@ -1,0 +1,430 @@
+"""Derive BREEDS tasks from the BREEDS hierarchy files, and write them as frozen task files.
+
+BREEDS (Santurkar, Tsipras & Madry, ICLR 2021) groups ImageNet classes into
+superclasses at one level of a rebalanced WordNet tree. A task is fixed by:
+the superclass level, an ancestor whose subtree holds the candidates, N
+subclasses per superclass, a split rule (``rand`` / ``good`` / ``bad`` /
+``none``) and a seed (2 for every published task).
+
+This module re-implements that derivation from the three data files
+(``dataset_class_info.json``, ``class_hierarchy.txt``, ``node_names.txt``)
+so users can build BREEDS-style tasks from their own hierarchy, and adds the
+*shuffled* control of Nguyen & Kornblith (2023): the same subclasses regrouped
+into superclasses of unrelated subclasses. The shipped task files are written
+once by ``subclassbench tasks build-breeds`` and never re-derived at run time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from subclassbench.errors import SubclassbenchError
+from subclassbench.hashing import sha256_file
+
+HIERARCHY_FILES = ("dataset_class_info.json", "class_hierarchy.txt", "node_names.txt")
+ROOT = "n00001740"  # WordNet "entity"
+SPLITS = ("rand", "good", "bad", "none")
+
+
+@dataclass(frozen=True)
+class Preset:
+    level: int
+    ancestor: str | None
+    subclasses: int
+
+
+# Parameters of the four published tasks (robustness.tools.breeds_helpers.make_*).
+PRESETS: dict[str, Preset] = {
+    "entity13": Preset(level=3, ancestor=None, subclasses=20),
+    "entity30": Preset(level=4, ancestor=None, subclasses=8),
+    "living17": Preset(level=5, ancestor="n00004258", subclasses=4),
+    "nonliving26": Preset(level=5, ancestor="n00021939", subclasses=4),
+}
+
+
+class Hierarchy:
+    """The class tree, pruned to nodes above at least one dataset class."""
+
+    def __init__(
+        self,
+        classes: list[tuple[int, str, str]],
+        edges: list[tuple[str, str]],
+        names: dict[str, str],
+        root: str = ROOT,
+    ) -> None:
+        self.class_index = {wnid: index for index, wnid, _ in classes}
+        self.class_names = {wnid: name for _, wnid, name in classes}
+        self.node_names = names
+        self.root = root
+        children: dict[str, set[str]] = {}
+        for parent, child in edges:
+            children.setdefault(parent, set()).add(child)
+        parents: dict[str, set[str]] = {}
+        for parent, kids in children.items():
+            for child in kids:
+                parents.setdefault(child, set()).add(parent)
+        # Keep only edges on a path up from some dataset class (walk upwards from the leaves).
+        kept: dict[str, set[str]] = {}
+        frontier = [w for w in self.class_index if w in parents]
+        seen: set[str] = set()
+        while frontier:
+            node = frontier.pop()
+            for parent in parents.get(node, ()):
+                kept.setdefault(parent, set()).add(node)
+                if parent not in seen:
+                    seen.add(parent)
+                    frontier.append(parent)
+        self.children = {node: sorted(kids) for node, kids in kept.items()}
+        self.level = self._levels()
+
+    @classmethod
+    def from_dir(cls, folder: str | Path, root: str = ROOT) -> Hierarchy:
+        folder = Path(folder)
+        missing = [f for f in HIERARCHY_FILES if not (folder / f).is_file()]
+        if missing:
+            raise SubclassbenchError(
+                f"{folder} lacks the BREEDS hierarchy file(s) {', '.join(missing)}; point --hierarchy at the folder "
+                "holding dataset_class_info.json, class_hierarchy.txt and node_names.txt"
+            )
+        try:
+            classes = [(int(i), str(w), str(n)) for i, w, n in json.loads((folder / HIERARCHY_FILES[0]).read_text())]
+            lines = (folder / HIERARCHY_FILES[1]).read_text().splitlines()
+            edges = [_pair(line, " ") for line in lines if line.strip()]
+            names = dict(
+                _pair(line, "\t") for line in (folder / HIERARCHY_FILES[2]).read_text().splitlines() if line.strip()
+            )
+        except (ValueError, TypeError) as exc:
+            raise SubclassbenchError(f"cannot parse the BREEDS hierarchy files in {folder}: {exc}") from None
+        return cls(classes, edges, names, root)
+
+    def _levels(self) -> dict[str, int]:
+        # Longest path from the root, as BREEDS counts it (equal to depth in a tree).
+        level: dict[str, int] = {}
+        queue = deque([(self.root, 0)])
+        while queue:
+            node, depth = queue.popleft()
+            if level.get(node, -1) >= depth:
+                continue
+            level[node] = depth
+            queue.extend((child, depth + 1) for child in self.children.get(node, ()))
+        return level
+
+    def name(self, node: str) -> str:
+        return self.node_names.get(node) or self.class_names.get(node, node)
+
+    def leaves(self, node: str) -> list[str]:
+        """Dataset classes at or below ``node``, sorted; never descends past a dataset class."""
+        if node in self.class_index:
+            return [node]
+        found: set[str] = set()
+        stack = list(self.children.get(node, ()))
+        while stack:
+            child = stack.pop()
+            if child in self.class_index:
+                found.add(child)
+            else:
+                stack.extend(self.children.get(child, ()))
+        return sorted(found)
+
+    def subtree(self, ancestor: str) -> set[str]:
+        nodes, stack = set(), [ancestor]
+        while stack:
+            node = stack.pop()
+            if node not in nodes:
+                nodes.add(node)
+                stack.extend(self.children.get(node, ()))
+        return nodes
+
+    def nodes_at_level(self, level: int, ancestor: str | None = None) -> list[str]:
+        """Sorted as plain strings, so made-up ``dummyNN`` ids precede WordNet ``n…`` ids."""
+        if ancestor is not None and ancestor not in self.level:
+            raise SubclassbenchError(f"ancestor '{ancestor}' is not in the hierarchy; pass a node id from it")
+        allowed = self.subtree(ancestor) if ancestor else None
+        return sorted(n for n, d in self.level.items() if d == level and (allowed is None or n in allowed))
+
+    def splitting_node(self, superclass: str) -> str:
+        """The superclass, or the first descendant with more than one child."""
+        node = superclass
+        while len(self.children.get(node, ())) == 1:
+            node = self.children[node][0]
+        return node
+
+
+@dataclass(frozen=True)
+class BreedsSuperclass:
+    wnid: str
+    name: str
+    subclasses: tuple[str, ...]  # in drawn order; source first for split tasks
+    source: tuple[str, ...]
+    target: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BreedsTask:
+    level: int
+    ancestor: str | None
+    n_subclasses: int
+    split: str
+    seed: int
+    superclasses: tuple[BreedsSuperclass, ...]
+    shuffled: bool = False
+
+
+def derive(
+    hierarchy: Hierarchy,
+    level: int,
+    n_subclasses: int,
+    ancestor: str | None = None,
+    split: str = "rand",
+    seed: int = 2,
+) -> BreedsTask:
+    """The BREEDS derivation: candidates at ``level``, N subclasses each, split by ``split``."""
+    if split not in SPLITS:
+        raise SubclassbenchError(f"unknown BREEDS split '{split}'; choose one of {', '.join(SPLITS)}")
+    if n_subclasses < 2 or (split != "none" and n_subclasses % 2):
+        raise SubclassbenchError(f"--subclasses must be an even number ≥ 2 for a split task (got {n_subclasses})")
+    candidates = [n for n in hierarchy.nodes_at_level(level, ancestor) if len(hierarchy.leaves(n)) >= n_subclasses]
+    if not candidates:
+        raise SubclassbenchError(
+            f"no node at level {level} has {n_subclasses} classes below it; "
+            "choose a shallower level or fewer subclasses"
+        )
+    rng = np.random.RandomState(seed)  # one generator for the whole task, consumed superclass by superclass
+    half = n_subclasses // 2
+    supers = []
+    for wnid in candidates:
+        if split in ("rand", "none"):
+            pool = hierarchy.leaves(hierarchy.splitting_node(wnid))  # the superclass's classes, sorted
+            drawn = [str(w) for w in rng.choice(pool, n_subclasses, replace=False)]
+            source, target = (drawn[:half], drawn[half:]) if split == "rand" else ([], [])
+        else:
+            source, target = _structured_split(hierarchy, wnid, half, split)
+            drawn = source + target
+        supers.append(BreedsSuperclass(wnid, hierarchy.name(wnid), tuple(drawn), tuple(source), tuple(target)))
+    return BreedsTask(level, ancestor, n_subclasses, split, seed, tuple(supers))
+
+
+def _structured_split(hierarchy: Hierarchy, superclass: str, half: int, split: str) -> tuple[list[str], list[str]]:
+    """``good`` spreads each child's classes over both sides; ``bad`` keeps them on one side."""
+    node = hierarchy.splitting_node(superclass)
+    groups = [hierarchy.leaves(c) for c in hierarchy.children.get(node, [node])]
+    groups.sort(key=len, reverse=True)  # stable: equal sizes keep id order
+    source: list[str] = []
+    target: list[str] = []
+    spare: list[str] = []
+    for group in groups:
+        if split == "good":
+            if len(group) == 1:
+                take = 1 if len(source) < half else 0
+            else:
+                take = min(len(group) // 2, half - len(source))
+            target_room = half - len(target)
+            if len(source) < half:
+                source.extend(group[:take])
+            if target_room > 0:
+                target.extend(group[take : take + target_room])
+        else:
+            if len(source) <= len(target) and len(source) < half:
+                side = source
+            elif len(target) < half:
+                side = target
+            else:
+                continue
+            room = half - len(side)
+            side.extend(group[:room])
+            spare.extend(group[room:])
+    if split == "bad":
+        for side in (source, target):
+            if len(side) < half:
+                side.extend(spare[: half - len(side)])
+    if len(source) != half or len(target) != half or set(source) & set(target):
+        raise SubclassbenchError(
+            f"superclass {superclass} cannot be split '{split}' into {half}+{half} subclasses; use split 'rand'"
+        )
+    return source, target
+
+
+def shuffle_control(task: BreedsTask, seed: int = 2) -> BreedsTask:
+    """Pool the chosen subclasses in label order, shuffle them, re-chunk into groups of N.
+
+    Each new superclass then holds N unrelated subclasses (Nguyen & Kornblith
+    2023's control). Within a group the first N/2 are source, the rest target.
+    """
+    pool = [wnid for sup in task.superclasses for wnid in sup.subclasses]
+    np.random.RandomState(seed).shuffle(pool)
+    n, half = task.n_subclasses, task.n_subclasses // 2
+    groups = [tuple(pool[i : i + n]) for i in range(0, len(pool), n)]
+    split = task.split != "none"
+    supers = tuple(
+        BreedsSuperclass(
+            f"shuffled-{i:02d}",
+            f"shuffled group {i}",
+            group,
+            group[:half] if split else (),
+            group[half:] if split else (),
+        )
+        for i, group in enumerate(groups)
+    )
+    return BreedsTask(task.level, task.ancestor, n, task.split, seed, supers, shuffled=True)
+
+
+# --------------------------------------------------------------------------- task files
+
+BREEDS_CITATION = (
+    "Santurkar, S., Tsipras, D. & Madry, A. (2021). BREEDS: Benchmarks for Subpopulation Shift. ICLR 2021 "
+    "(arXiv:2008.04859). Subclass clusterability on BREEDS after Nguyen, T. & Kornblith, S. (2023), "
+    "'Probing clustering in neural network representations', arXiv:2311.07864. Images: Russakovsky et al. "
+    "(2015), ImageNet Large Scale Visual Recognition Challenge, IJCV."
+)
+# ImageNet train images held out for layer selection: a hash range of ids, so
+# the split is fixed by the ids alone, whatever the folder layout or order.
+VAL_SALT = "subclassbench-breeds-val-v1"
+VAL_FRACTION = 0.04  # ≈ 50 of ~1,300 training images per class
+
+
+def _q(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid YAML flow scalar
+
+
+def _flow(items: list[str] | tuple[str, ...]) -> str:
+    return "[" + ", ".join(items) + "]"
+
+
+def task_yaml(
+    name: str,
+    task: BreedsTask,
+    hierarchy: Hierarchy,
+    hierarchy_sha256: dict[str, str],
+    command: str,
+    description: str | None = None,
+) -> str:
+    """The frozen task file: explicit WNIDs, ImageNet class indices and splits; needs no hierarchy files."""
+    n_classes = sum(len(s.subclasses) for s in task.superclasses)
+    kind = "shuffled control of " if task.shuffled else ""
+    description = description or (
+        f"BREEDS {kind}{name.removeprefix('breeds-').removesuffix('-shuffled')}: {len(task.superclasses)} "
+        f"superclasses x {task.n_subclasses} ImageNet subclasses (level {task.level}, "
+        f"{'subtree of ' + task.ancestor if task.ancestor else 'whole tree'}, split '{task.split}', seed {task.seed})."
+        + (
+            " The same subclasses as the unshuffled task, pooled, shuffled with RandomState(2) and re-chunked,"
+            " so each superclass groups unrelated classes."
+            if task.shuffled
+            else ""
+        )
+        + " Clusterability is scored on the ImageNet validation images of every subclass (50 each); the ImageNet"
+        " training images form the train split, minus a fixed hash-selected 4% held out as 'val'."
+    )
+    lines = [
+        f"# Generated by `{command}`; do not edit by hand.",
+        f"name: {name}",
+        "version: 1",
+        "description: >",
+        *(f"  {line}" for line in _wrap(description)),
+        "citation: >",
+        *(f"  {line}" for line in _wrap(BREEDS_CITATION)),
+        "data:",
+        "  source: imagenet",
+        "  image_shape: [3, 224, 224]",
+        "  preprocessing: {resize: 256, center_crop: 224, interpolation: bilinear}",
+        "  hf_dataset: {path: ILSVRC/imagenet-1k, image_column: image, label_column: label}",
+        "  breeds:",
+        f"    level: {task.level}",
+        f"    ancestor: {task.ancestor or 'null'}",
+        f"    subclasses_per_superclass: {task.n_subclasses}",
+        f"    split: {task.split}",
+        f"    seed: {task.seed}",
+        f"    shuffled: {'true' if task.shuffled else 'false'}",
+        "    hierarchy_sha256:",
+        *(f"      {f}: {h}" for f, h in sorted(hierarchy_sha256.items())),
+        "hierarchy:",
+        "  superclasses:",
+    ]
+    for sup in task.superclasses:
+        lines += [f"    - id: {sup.wnid}", f"      name: {_q(sup.name)}", "      subclasses:"]
+        lines += [
+            f"        - {{id: {w}, name: {_q(hierarchy.class_names[w])}, index: {hierarchy.class_index[w]}}}"
+            for w in sup.subclasses
+        ]
+    if task.split != "none":
+        lines += [
+            "transfer:",
+            "  description: >",
+            "    BREEDS subpopulation shift: probes learn superclass labels on the source",
+            "    subclasses (ImageNet train) and are scored on the source and, unchanged,",
+            "    on the target subclasses (ImageNet validation).",
+            "  id_train_split: train",
+            "  id_test_split: test",
+            "  ood_split: test",
+            f"  source: {_flow([w for s in task.superclasses for w in s.source])}",
+            f"  target: {_flow([w for s in task.superclasses for w in s.target])}",
+            "  refit: target_fine",
+        ]
+    lines += [
+        "evaluation_split: test",
+        "splits:",
+        "  train:",
+        "    source_split: train",
+        f"    select: {{hash_range: [{VAL_FRACTION}, 1.0], salt: {VAL_SALT}}}",
+        "  val:",
+        "    source_split: train",
+        f"    select: {{hash_range: [0.0, {VAL_FRACTION}], salt: {VAL_SALT}}}",
+        "  test:",
+        "    source_split: val",
+        "    select: all",
+        f"    canonical_count: {50 * n_classes}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str, width: int = 100) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width) or [""]
+
+
+def build_task_file(
+    hierarchy_dir: str | Path,
+    name: str,
+    preset: str | None = None,
+    level: int | None = None,
+    ancestor: str | None = None,
+    subclasses: int | None = None,
+    split: str = "rand",
+    seed: int = 2,
+    shuffled: bool = False,
+    command: str = "subclassbench tasks build-breeds",
+    root: str = ROOT,
+) -> str:
+    """Everything ``subclassbench tasks build-breeds`` does short of writing the file."""
+    if preset is not None:
+        if preset not in PRESETS:
+            raise SubclassbenchError(f"unknown BREEDS preset '{preset}'; choose one of {', '.join(PRESETS)}")
+        p = PRESETS[preset]
+        level = p.level if level is None else level
+        ancestor = p.ancestor if ancestor is None else ancestor
+        subclasses = p.subclasses if subclasses is None else subclasses
+    if level is None or subclasses is None:
+        raise SubclassbenchError("pass --preset, or both --level and --subclasses")
+    hierarchy = Hierarchy.from_dir(hierarchy_dir, root)
+    task = derive(hierarchy, level, subclasses, ancestor, split, seed)
+    if shuffled:
+        task = shuffle_control(task, seed)
+    hashes = {f: sha256_file(Path(hierarchy_dir) / f) for f in HIERARCHY_FILES}
+    return task_yaml(name, task, hierarchy, hashes, command)
+
+
+def _pair(line: str, sep: str) -> tuple[str, str]:
+    left, right = line.rstrip("\n").split(sep, 1)
+    return left.strip(), right.strip()
+
+
+def superclass_table(task: BreedsTask) -> list[dict[str, Any]]:
+    return [
+        {"id": s.wnid, "name": s.name, "source": list(s.source), "target": list(s.target)} for s in task.superclasses
+    ]
