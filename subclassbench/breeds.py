@@ -367,6 +367,7 @@ def task_yaml(
         ]
     lines += [
         "evaluation_split: test",
+        "validation_split: val",
         "splits:",
         "  train:",
         "    source_split: train",

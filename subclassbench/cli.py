@@ -328,6 +328,242 @@ def layers(
         typer.echo(name)
 
 
+# --------------------------------------------------------------------------- submissions and leaderboard
+
+
+@app.command()
+@user_errors
+def submit(
+    name: Annotated[str, typer.Option(help="Submission folder name under submissions/ (lower case, - . _).")],
+    model: Annotated[str, typer.Option(help="Encoder spec, as for evaluate.")],
+    task: Annotated[list[str], typer.Option(help="Task(s) to evaluate (comma-separated or repeated).")],
+    weights: Annotated[
+        Path | None, typer.Option(help="Weights file; stored in the submission as weights.safetensors.")
+    ] = None,
+    data: Annotated[str | None, typer.Option(help="Data path for tasks that need one.")] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(help="Training label granularity: fine, superclass, self-supervised, text-supervised, none."),
+    ] = None,
+    label_task: Annotated[str | None, typer.Option(help="With --labels superclass: the task whose labels.")] = None,
+    training_data: Annotated[str | None, typer.Option(help="What the encoder was trained on.")] = None,
+    license: Annotated[str | None, typer.Option(help="License of the weights (SPDX id).")] = None,
+    citation: Annotated[str | None, typer.Option(help="How to cite the encoder.")] = None,
+    description: Annotated[str | None, typer.Option(help="One line about the encoder.")] = None,
+    data_note: Annotated[
+        str | None, typer.Option(help="Where the evaluated data came from (say if it is degraded).")
+    ] = None,
+    random_init: Annotated[bool, typer.Option("--random-init", help="timm/open_clip: no pretrained weights.")] = False,
+    metrics: Annotated[list[str] | None, typer.Option(help="Metric families (default: all).")] = None,
+    submissions: Annotated[Path, typer.Option(help="The submissions folder.")] = Path("submissions"),
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Evaluate MODEL on TASK(s) and create or update submissions/NAME (model.yaml + results/)."""
+    import tempfile
+
+    from subclassbench.evaluate import EvaluationRequest
+    from subclassbench.evaluate import evaluate as run
+    from subclassbench.results import write_result
+    from subclassbench.submissions import (
+        RESULTS_DIR,
+        WEIGHTS_FILE,
+        new_model_file,
+        read_model_file,
+        store_weights,
+        validate_submission,
+        write_model_file,
+    )
+
+    folder = submissions / name
+    tasks_to_run = _split_list(task) or []
+    if (folder / "model.yaml").exists():
+        entry = read_model_file(folder)
+        if entry["encoder"]["spec"] != model:
+            raise SubclassbenchError(
+                f"{folder} is a submission of {entry['encoder']['spec']}, not {model}; choose another --name"
+            )
+    else:
+        missing = [
+            f"--{n}"
+            for n, v in (
+                ("labels", labels),
+                ("training-data", training_data),
+                ("license", license),
+                ("citation", citation),
+            )
+            if not v
+        ]
+        if missing:
+            raise SubclassbenchError(f"a new submission needs {', '.join(missing)} (see docs/submitting.md)")
+        assert labels and training_data and license and citation
+        entry = new_model_file(name, model, labels, training_data, license, citation, label_task, description)
+        if random_init:
+            entry["encoder"]["random_init"] = True
+    with tempfile.TemporaryDirectory(prefix=".staging-", dir=submissions if submissions.is_dir() else None) as staging:
+        stage = Path(staging)
+        weights_for_run: Path | None = None
+        if weights is not None:
+            stored = store_weights(stage, weights)
+            declared = entry["encoder"]["weights"]
+            if declared is not None and declared["sha256"] != stored["sha256"]:
+                raise SubclassbenchError(f"{weights} differs from the weights of {folder}; choose another --name")
+            entry["encoder"]["weights"] = declared or stored
+            weights_for_run = stage / WEIGHTS_FILE
+        elif entry["encoder"]["weights"] is not None:
+            weights_for_run = folder / entry["encoder"]["weights"]["file"]
+        results = {}
+        for task_name in tasks_to_run:
+            result = run(
+                EvaluationRequest(
+                    model=model,
+                    task=task_name,
+                    weights=None if weights_for_run is None else str(weights_for_run),
+                    data=data,
+                    batch_size=batch_size,
+                    pretrained=not (random_init or entry["encoder"].get("random_init", False)),
+                    progress=not quiet,
+                    metrics=_split_list(metrics),
+                )
+            )
+            if weights_for_run is not None:  # a portable path: where the weights live in the repository
+                result["encoder"]["weights"]["path"] = f"{submissions.as_posix()}/{name}/{WEIGHTS_FILE}"
+            results[result["task"]["name"]] = result
+            note = data_note or (result["task"]["data_source"] if data is None else f"--data {data}")
+            entry["evaluation_data"][result["task"]["name"]] = note
+        # Everything computed: now move it into place, model.yaml last.
+        folder.mkdir(parents=True, exist_ok=True)
+        if weights is not None and not (folder / WEIGHTS_FILE).exists():
+            (stage / WEIGHTS_FILE).replace(folder / WEIGHTS_FILE)
+        for task_name, result in results.items():
+            write_result(result, folder / RESULTS_DIR / f"{task_name}.json")
+        write_model_file(folder, entry)
+    report = validate_submission(folder)
+    for line in report.errors + report.stale:
+        typer.echo(line)
+    if report.errors:
+        raise typer.Exit(2)
+    typer.echo(f"{folder}: {len(report.results)} result(s) valid; run `subclassbench leaderboard build` next")
+
+
+@app.command()
+@user_errors
+def validate(
+    path: Annotated[Path, typer.Argument(help="submissions/ or one submissions/<name>.")] = Path("submissions"),
+) -> None:
+    """Check submissions: model.yaml schema, weights sha256, result schema, fingerprints (stale results)."""
+    from subclassbench.submissions import validate_tree
+
+    reports = validate_tree(path)
+    errors = [e for r in reports for e in r.errors]
+    stale = [s for r in reports for s in r.stale]
+    for line in errors:
+        typer.echo(f"error: {line}", err=True)
+    for line in stale:
+        typer.echo(f"stale: {line}")
+    n_results = sum(len(r.results) for r in reports)
+    if errors:
+        typer.echo(f"{len(errors)} problem(s) in {len(reports)} submission(s)", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{len(reports)} submission(s), {n_results} result(s) valid ({len(stale)} stale)")
+
+
+@app.command()
+@user_errors
+def verify(
+    path: Annotated[Path, typer.Argument(help="One submission folder, submissions/<name>.")],
+    data: Annotated[
+        str | None, typer.Option(help="Data path (default: the one the result records, if present).")
+    ] = None,
+    task: Annotated[list[str] | None, typer.Option(help="Only these tasks.")] = None,
+) -> None:
+    """Re-run a submission's results and compare them within the documented tolerances."""
+    from subclassbench.evaluate import EvaluationRequest
+    from subclassbench.evaluate import evaluate as run
+    from subclassbench.results import read_result
+    from subclassbench.submissions import (
+        RESULTS_DIR,
+        compare_results,
+        read_model_file,
+        validate_submission,
+        weights_path,
+    )
+    from subclassbench.tasks import load_task
+
+    report = validate_submission(path)
+    if report.errors:
+        raise SubclassbenchError(f"{report.errors[0]} (run `subclassbench validate {path}`)")
+    entry = read_model_file(path)
+    wanted = set(_split_list(task) or [])
+    failed = checked = 0
+    for result_path in sorted((path / RESULTS_DIR).glob("*.json")):
+        submitted = read_result(result_path)
+        name = submitted["task"]["name"]
+        if wanted and name not in wanted:
+            continue
+        task_obj = load_task(name)
+        source = data or submitted["task"]["data_source"]
+        if task_obj.needs_data_path and not Path(source).exists():
+            typer.echo(f"{name}: skipped (needs its data; pass --data)")
+            continue
+        file = weights_path(path, entry)
+        rerun = run(
+            EvaluationRequest(
+                model=entry["encoder"]["spec"],
+                task=name,
+                weights=None if file is None else str(file),
+                data=source if task_obj.needs_data_path else None,
+                split=submitted["task"]["split"],
+                pretrained=not entry["encoder"].get("random_init", False),
+                progress=False,
+                metrics=submitted["metrics"],
+            )
+        )
+        checked += 1
+        if rerun["task"]["fingerprint"] != submitted["task"]["fingerprint"]:
+            typer.echo(f"{name}: FAIL: the data differs from the submission's (task fingerprint)")
+            failed += 1
+            continue
+        differences = compare_results(submitted, rerun)
+        if differences:
+            failed += 1
+            typer.echo(f"{name}: FAIL ({len(differences)} metric(s) outside tolerance)")
+            for d in differences[:10]:
+                typer.echo(f"  {d}")
+        else:
+            typer.echo(f"{name}: OK ({len(rerun['layers'])} layers within tolerance)")
+    if failed:
+        raise typer.Exit(1)
+    if checked == 0:
+        typer.echo("nothing verified: no result had its data available")
+
+
+leaderboard_app = typer.Typer(help="Build or check the leaderboard from submissions/.", no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
+
+
+@leaderboard_app.command("build")
+@user_errors
+def leaderboard_build(
+    check: Annotated[bool, typer.Option("--check", help="Fail if the committed leaderboard is out of date.")] = False,
+    submissions: Annotated[Path, typer.Option(help="The submissions folder.")] = Path("submissions"),
+    out: Annotated[Path, typer.Option(help="The leaderboard folder.")] = Path("leaderboard"),
+) -> None:
+    """Regenerate leaderboard/ (README.md, leaderboard.json, per-task plots, CHANGELOG.md)."""
+    from subclassbench.leaderboard import build
+
+    changed = build(submissions, out, check=check)
+    if check:
+        if changed:
+            raise SubclassbenchError(
+                f"{out} is out of date ({', '.join(changed[:3])}{'…' if len(changed) > 3 else ''}); "
+                "run `subclassbench leaderboard build` and commit the result"
+            )
+        typer.echo(f"{out} is up to date")
+        return
+    typer.echo(f"{out}: {len(changed)} file(s) written" + (f" ({', '.join(changed)})" if changed else ""))
+
+
 def main() -> None:
     try:
         app()

@@ -183,8 +183,12 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
         summary.update(summarize(per_layer))
         val = task.validation_split
         if val in features and val != evaluation.split:
-            validation = score_layers(features[val], splits[val], request.progress)
-            summary.update(commit_layer(per_layer, validation, val))
+            try:
+                validation = score_layers(features[val], splits[val], request.progress)
+            except SubclassbenchError as exc:  # e.g. a subset too small to cluster: report, don't fail
+                notes.append(f"no committed layer: the '{val}' split cannot be scored ({exc})")
+            else:
+                summary.update(commit_layer(per_layer, validation, val))
     if "transfer" in metrics:
         plan = TransferPlan.from_task(task, splits)
         for entry, scores in zip(per_layer, score_transfer(features, plan, progress=request.progress), strict=True):

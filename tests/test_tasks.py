@@ -69,7 +69,7 @@ def test_fingerprint_is_stable_and_sensitive():
     assert a.definition_fingerprint == b.definition_fingerprint
     assert a.load_split().fingerprint == b.load_split().fingerprint
     raw = raw_task("digits-5")
-    raw["version"] = 2
+    raw["version"] += 1
     assert Task.from_dict(raw).definition_fingerprint != a.definition_fingerprint
     raw = raw_task("digits-5")
     raw["splits"]["test"]["ids"] = raw["splits"]["test"]["ids"][1:]
@@ -118,7 +118,9 @@ def test_synthetic_is_seeded():
     task = load_task("synthetic-hier")
     a, b = task.load_split("test"), task.load_split("test")
     assert a.manifest_digest == b.manifest_digest
-    assert len(a) == 1200 and len(task.load_split("train")) == 1200
+    train, val = task.load_split("train"), task.load_split("val")
+    assert len(a) == 1200 and len(train) + len(val) == 1200  # val: a hash-selected tenth of the train samples
+    assert 60 < len(val) < 180 and not set(train.images.ids) & set(val.images.ids)
     raw = raw_task("synthetic-hier")
     raw["data"]["params"]["seed"] = 1
     assert Task.from_dict(raw).load_split("test").manifest_digest != a.manifest_digest

@@ -201,7 +201,9 @@ def test_evaluate_runs_both_families_by_default():
     summary = result["summary"]
     assert 0 < summary["ood_retained"] <= 100
     assert summary["tunnel_start"] in [layer["name"] for layer in result["layers"]]
-    assert set(result["task"]["splits"]) == {"test", "train"}
+    assert set(result["task"]["splits"]) == {"test", "train", "val"}
+    assert summary["committed_layer"] in [layer["name"] for layer in result["layers"]]
+    assert summary["selection"]["split"] == "val"
 
 
 def test_metrics_selection():

@@ -1,0 +1,254 @@
+"""The leaderboard: submissions → per-task tables (markdown, JSON), per-layer curve plots, a changelog.
+
+Built only from ``submissions/``; byte-identical for the same submissions, so
+CI can regenerate it and ``--check`` can catch a hand edit. The leaderboard
+version is the protocol version: results of another protocol (or an older
+task version) are *stale* and listed apart, never ranked with current ones.
+Rows are ranked by the AMI at the committed layer — chosen on the task's
+validation split, reported on its evaluation split (Brain-Score's practice) —
+with the best-on-test layer and the gap shown beside it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from subclassbench.errors import SubclassbenchError
+from subclassbench.hashing import canonical_json, sha256_text
+from subclassbench.protocol import PROTOCOL_VERSION, protocol_fingerprint
+from subclassbench.results import read_result
+from subclassbench.submissions import read_model_file, validate_tree
+
+LEADERBOARD_VERSION = PROTOCOL_VERSION
+CHANGELOG = "CHANGELOG.md"
+CHANGELOG_HEADER = (
+    "# Leaderboard changelog\n\n"
+    "One entry per change of the leaderboard's content, newest first, added by `subclassbench leaderboard build`.\n"
+)
+
+
+def _row(folder: Path, model: dict[str, Any], result: dict[str, Any], stale: str | None) -> dict[str, Any]:
+    summary = result["summary"]
+    transfer = summary.get("transfer")
+    curve = [
+        {"layer": layer["name"], "depth": layer["depth"], "ami": layer["clusterability"]["ami"]}
+        for layer in result["layers"]
+        if "clusterability" in layer
+    ]
+    return {
+        "submission": folder.name,
+        "task": result["task"]["name"],
+        "task_version": result["task"]["version"],
+        "encoder": model["encoder"]["spec"],
+        "labels": model["training"]["labels"],
+        "label_task": model["training"].get("label_task"),
+        "license": model["license"],
+        "committed_layer": summary.get("committed_layer"),
+        "committed_ami": summary.get("committed_ami"),
+        "committed_fine_acc": summary.get("committed_fine_acc"),
+        "selection_split": summary.get("selection", {}).get("split"),
+        "best_layer": summary.get("best_layer"),
+        "best_ami": summary.get("best_ami"),
+        "gap": summary.get("committed_gap"),
+        "last_ami": summary.get("last_ami"),
+        "ood_retained": None if transfer is None else transfer["ood_retained"],
+        "tunnel_start": None if transfer is None else transfer["tunnel_start"],
+        "n_samples": result["task"]["n_samples"],
+        "canonical": all(s.get("canonical", True) for s in result["task"].get("splits", {}).values()),
+        "protocol_version": result["protocol"]["version"],
+        "task_fingerprint": result["task"]["fingerprint"],
+        "result": f"submissions/{folder.name}/results/{result['task']['name']}.json",
+        "stale": stale,
+        "curve": curve,
+    }
+
+
+def collect(submissions: Path) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Current rows per task (ranked) and stale rows; any invalid submission stops the build."""
+    reports = validate_tree(submissions)
+    errors = [e for r in reports for e in r.errors]
+    if errors:
+        more = f" (and {len(errors) - 1} more; run `subclassbench validate`)" if len(errors) > 1 else ""
+        raise SubclassbenchError(f"cannot build the leaderboard: {errors[0]}{more}")
+    current: dict[str, list[dict[str, Any]]] = {}
+    stale: list[dict[str, Any]] = []
+    for report in reports:
+        model = read_model_file(report.folder)
+        stale_by_path = {s.split(": stale", 1)[0]: s.split(": stale ", 1)[1] for s in report.stale}
+        for path in report.results:
+            reason = stale_by_path.get(str(path))
+            row = _row(report.folder, model, read_result(path), reason)
+            (stale.append(row) if reason else current.setdefault(row["task"], []).append(row))
+    for rows in current.values():
+        rows.sort(key=_rank_key)
+        for rank, row in enumerate(rows, 1):
+            row["rank"] = rank
+    stale.sort(key=lambda r: (r["task"], r["submission"]))
+    return dict(sorted(current.items())), stale
+
+
+def _rank_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    # Non-canonical data and rows without a committed layer rank after the rest.
+    committed = row["committed_ami"]
+    return (not row["canonical"], committed is None, -(committed or 0.0), -(row["best_ami"] or 0.0), row["submission"])
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _table(rows: list[dict[str, Any]], with_rank: bool = True) -> str:
+    from tabulate import tabulate
+
+    headers = ["rank"] if with_rank else []
+    headers += ["encoder", "labels", "committed layer", "AMI (committed)", "best layer", "AMI (best)", "gap"]
+    headers += ["fine-label recovery", "OOD retained %", "tunnel start", "result"]
+    body = []
+    for r in rows:
+        labels = r["labels"] + (f" ({r['label_task']})" if r["label_task"] else "")
+        line = [r["rank"]] if with_rank else []
+        line += [
+            f"[{r['submission']}](../submissions/{r['submission']}/model.yaml)",
+            labels,
+            r["committed_layer"] or "—",
+            _num(r["committed_ami"]),
+            r["best_layer"] or "—",
+            _num(r["best_ami"]),
+            _num(r["gap"]),
+            _num(r["committed_fine_acc"]),
+            _num(r["ood_retained"], 1),
+            r["tunnel_start"] or "—",
+            f"[json](../{r['result']})" + ("" if r["canonical"] else " (non-canonical data)"),
+        ]
+        body.append(line)
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _plot(task: str, rows: list[dict[str, Any]]) -> bytes:
+    """AMI per layer against relative depth, one line per submission; the data digest rides in the PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    digest = sha256_text(canonical_json([[r["submission"], r["curve"]] for r in rows]))
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for r in rows:
+        depths = [c["depth"] for c in r["curve"]]
+        top = max(depths) or 1
+        ax.plot([d / top for d in depths], [c["ami"] for c in r["curve"]], marker="o", ms=3, label=r["submission"])
+    ax.set_xlabel("relative depth (layer depth / deepest layer)")
+    ax.set_ylabel("subclass AMI (test split)")
+    ax.set_title(f"{task}: per-layer clusterability (protocol v{LEADERBOARD_VERSION})")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None, "Description": f"subclassbench-data:{digest}"})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _plot_digest(data: bytes) -> str | None:
+    marker = b"subclassbench-data:"
+    at = data.find(marker)
+    return None if at < 0 else data[at + len(marker) : at + len(marker) + 64].decode()
+
+
+def render(submissions: Path, previous_changelog: str | None) -> dict[str, bytes]:
+    """Every leaderboard file, relative path → bytes."""
+    current, stale = collect(submissions)
+    ranked = [r for rows in current.values() for r in rows]
+    content = {"tasks": current, "stale": stale}
+    digest = sha256_text(canonical_json(content))[:16]
+    document = {
+        "leaderboard_version": LEADERBOARD_VERSION,
+        "protocol": {"version": PROTOCOL_VERSION, "fingerprint": protocol_fingerprint()},
+        "content_sha256": digest,
+        **content,
+    }
+    files: dict[str, bytes] = {"leaderboard.json": (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()}
+    lines = [
+        "<!-- Generated by `subclassbench leaderboard build` from submissions/; do not edit by hand. -->",
+        f"# subclassbench leaderboard v{LEADERBOARD_VERSION}",
+        "",
+        f"Protocol v{PROTOCOL_VERSION} (fingerprint `{protocol_fingerprint()[:12]}`), content `{digest}`. "
+        "Rows are ranked by subclass AMI at the **committed layer**: the layer with the best AMI on the task's "
+        "validation split, scored on its evaluation split. The best layer on the evaluation split and the gap "
+        "(best − committed) are shown beside it but never used for ranking. Fine-label recovery is the "
+        "Hungarian-matched accuracy of k-means within superclasses at the committed layer. Label granularity "
+        "says what the encoder was trained on: `fine` encoders saw the subclass labels. See "
+        "[docs/protocol.md](../docs/protocol.md) and [docs/submitting.md](../docs/submitting.md).",
+        "",
+    ]
+    for task, rows in current.items():
+        lines += [f"## {task}", "", _table(rows), "", f"![{task} per-layer AMI](v{LEADERBOARD_VERSION}/{task}.png)", ""]
+        files[f"v{LEADERBOARD_VERSION}/{task}.png"] = _plot(task, rows)
+    if not current:
+        lines += ["No current results yet.", ""]
+    if stale:
+        lines += [
+            "## Stale results (not ranked)",
+            "",
+            "Computed under another protocol or task version; re-run `subclassbench submit` to bring them back.",
+            "",
+        ]
+        lines += [f"- `{r['submission']}` on `{r['task']}`: {r['stale']}" for r in stale]
+        lines.append("")
+    files["README.md"] = "\n".join(lines).encode()
+    files[CHANGELOG] = _changelog(previous_changelog, digest, ranked).encode()
+    return files
+
+
+def _changelog(previous: str | None, digest: str, rows: list[dict[str, Any]]) -> str:
+    text = previous if previous else CHANGELOG_HEADER
+    if f"`{digest}`" in text:
+        return text
+    listing = "\n".join(
+        f"- {r['task']}: {r['submission']} (rank {r['rank']}, committed AMI {_num(r['committed_ami'])})" for r in rows
+    )
+    entry = f"\n## v{LEADERBOARD_VERSION} · content `{digest}`\n\n{listing or '- (no current results)'}\n"
+    head, sep, rest = text.partition("\n## ")
+    return head.rstrip("\n") + "\n" + entry + (("\n## " + rest) if sep else "")
+
+
+def build(submissions: Path, out: Path, check: bool = False) -> list[str]:
+    """Regenerate ``out`` (or with ``check``, list how it differs); returns the paths written or differing."""
+    changelog = out / CHANGELOG
+    files = render(submissions, changelog.read_text() if changelog.is_file() else None)
+    expected = {out / p for p in files}
+    plots = out / f"v{LEADERBOARD_VERSION}"
+    orphans = [p for p in sorted(plots.glob("*.png")) if p not in expected] if plots.is_dir() else []
+    if check:
+        differing = [path for path, data in files.items() if not _same(out / path, data)]
+        return differing + [str(p.relative_to(out)) for p in orphans]
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path, data in files.items():
+        target = out / path
+        if _same(target, data):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        written.append(path)
+    for old in orphans:  # a task that no longer has rows
+        old.unlink()
+        written.append(str(old.relative_to(out)))
+    return written
+
+
+def _same(path: Path, data: bytes) -> bool:
+    if not path.is_file():
+        return False
+    if path.suffix == ".png":  # pixels may differ across font builds; the plotted data may not
+        return _plot_digest(path.read_bytes()) == _plot_digest(data)
+    return path.read_bytes() == data
