@@ -538,6 +538,114 @@ def verify(
         typer.echo("nothing verified: no result had its data available")
 
 
+@app.command()
+@user_errors
+def compare(
+    model: Annotated[list[str], typer.Option(help="Two encoder specs (repeat --model); one compares it with itself.")],
+    task: Annotated[str, typer.Option(help="Task whose evaluation split is compared.")] = "digits-5",
+    weights: Annotated[list[str] | None, typer.Option(help="Weights per --model, in order ('-' for none).")] = None,
+    data: Annotated[str | None, typer.Option(help="Data path for tasks that need one.")] = None,
+    k: Annotated[
+        int | None, typer.Option(help="Concepts per layer (default: the task's number of subclasses).")
+    ] = None,
+    max_samples: Annotated[int, typer.Option(help="Seeded subsample of the split (0: all samples).")] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed of the subsample and the soft clustering.")] = 0,
+    pair: Annotated[
+        str | None, typer.Option(help="LAYER_A,LAYER_B for the concept list (default: last layers).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder: compare.json, cka.png, gri.png.")] = Path("results/compare"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Layer×layer CKA and generalized-Rand-index (concept) alignment between two encoders."""
+    from subclassbench.compare import compare as run
+    from subclassbench.compare import heatmap
+    from subclassbench.hashing import canonical_json
+
+    specs = _split_list(model) or []
+    if len(specs) == 1:
+        specs = specs * 2
+    if len(specs) != 2:
+        raise SubclassbenchError(f"pass one or two --model options, got {len(specs)}")
+    given = [None if w in ("-", "") else w for w in (_split_list(weights) or [])]
+    if given and len(given) != len(specs):
+        raise SubclassbenchError("pass one --weights per --model ('-' for an encoder without a weights file)")
+    w_a, w_b = ([*given, None, None])[:2] if given else (None, None)
+    layer_pair = None
+    if pair:
+        parts = pair.split(",")
+        if len(parts) != 2:
+            raise SubclassbenchError(f"--pair needs LAYER_A,LAYER_B, got '{pair}'")
+        layer_pair = (parts[0].strip(), parts[1].strip())
+    if out.exists() and not out.is_dir():
+        raise SubclassbenchError(f"--out {out} is a file; pass a folder")
+    doc = run(
+        specs[0],
+        specs[1],
+        task,
+        w_a,
+        w_b,
+        data,
+        k=k,
+        max_samples=max_samples or None,
+        seed=seed,
+        pair=layer_pair,
+        progress=not quiet,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    a, b = doc["a"]["layers"], doc["b"]["layers"]
+    files = {
+        "compare.json": (json.dumps(json.loads(canonical_json(doc)), indent=2) + "\n").encode(),
+        "cka.png": heatmap(doc["cka"], a, b, f"linear CKA: {specs[0]} (rows) vs {specs[1]}"),
+        "gri.png": heatmap(doc["gri"], a, b, f"generalized Rand index: {specs[0]} (rows) vs {specs[1]}"),
+    }
+    for name, payload in files.items():
+        tmp = out / (name + ".tmp")
+        tmp.write_bytes(payload)
+        tmp.replace(out / name)
+    if not quiet:
+        best = doc["gri_to_labels"]["a"]
+        top = max(range(len(best)), key=best.__getitem__)
+        typer.echo(f"{specs[0]} vs {specs[1]} on {task} ({doc['samples']['n']} samples, k={doc['memberships']['k']})")
+        typer.echo(f"layer of A most aligned with the subclass labels: {a[top]} (GRI {best[top]:.3f})")
+        check = doc["adjacent_layer_check"]
+        typer.echo(
+            f"adjacent-layer check (share of layers whose best match is a neighbour): A {check['a']}, B {check['b']}"
+        )
+        c = doc["concepts"]
+        typer.echo(
+            f"concepts at {c['layer_a']} × {c['layer_b']}: {len(c['universal'])} universal, "
+            f"{len(c['unique_pairs'])} matched but unique, {len(c['unmatched_a'])}+{len(c['unmatched_b'])} unmatched"
+        )
+    typer.echo(f"wrote {out}/compare.json, cka.png, gri.png")
+
+
+@app.command("agreement")
+@user_errors
+def agreement_command(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders written by `subclassbench train`.")],
+    out: Annotated[Path, typer.Option(help="Output folder: agreement.json, agreement.png.")] = Path(
+        "results/agreement"
+    ),
+) -> None:
+    """Per-epoch agreement of several training runs (Pliushch et al. 2022), with accuracy mean and spread."""
+    from subclassbench.compare import agreement_over_runs, agreement_plot
+
+    doc = agreement_over_runs(list(runs))
+    out.mkdir(parents=True, exist_ok=True)
+    for name, payload in (
+        ("agreement.json", (json.dumps(doc, indent=2) + "\n").encode()),
+        ("agreement.png", agreement_plot(doc)),
+    ):
+        tmp = out / (name + ".tmp")
+        tmp.write_bytes(payload)
+        tmp.replace(out / name)
+    last = doc["epochs"] - 1
+    typer.echo(
+        f"{len(runs)} runs, {doc['epochs']} epochs: final agreement {doc['agreement'][last]:.3f}, "
+        f"accuracy {doc['accuracy_mean'][last]:.3f} ± {doc['accuracy_std'][last]:.3f}; wrote {out}/agreement.json"
+    )
+
+
 leaderboard_app = typer.Typer(help="Build or check the leaderboard from submissions/.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
 

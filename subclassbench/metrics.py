@@ -14,6 +14,15 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
+# Representation-comparison metrics live in their own module; they are public here too.
+from subclassbench.similarity import (  # noqa: F401
+    agreement,
+    concept_pair_alignment,
+    generalized_rand_index,
+    linear_cka,
+    soft_assignments,
+)
+
 
 def purity(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
     """Fraction of samples in the majority true class of their cluster."""

@@ -1,0 +1,256 @@
+"""Compare representations: layer×layer CKA and concept-level GRI between two encoders; agreement over training.
+
+``compare`` extracts every layer of two encoders (or one, compared with
+itself) on a task's evaluation split, turns each layer into soft concept
+memberships (:func:`subclassbench.similarity.soft_assignments`: a fixed-seed
+diagonal Gaussian mixture with k = the task's number of subclasses), and
+reports the layer×layer linear CKA and generalized Rand index matrices, each
+layer's GRI to the ground-truth subclasses (treated as one more "model" with
+one-hot memberships), the adjacent-layer sanity check of Vielhaben et al.
+(NeurIPS 2025), and the universal vs. unique concepts of one layer pair.
+
+``agreement`` reads the per-epoch correctness logs of several ``subclassbench
+train`` runs (Pliushch et al., ECCV 2022).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from subclassbench.errors import SubclassbenchError
+from subclassbench.similarity import (
+    agreement,
+    concept_pair_alignment,
+    generalized_rand_index,
+    linear_cka,
+    soft_assignments,
+)
+
+COMPARE_VERSION = "1"
+# A matched concept pair counts as universal when its distance is below this
+# fraction of the mean distance of concept a to every concept of the other side.
+UNIVERSAL_RATIO = 0.5
+
+
+@dataclass
+class Side:
+    """One encoder's layers on the compared samples."""
+
+    label: str
+    info: dict[str, Any]
+    layers: list[str]
+    features: list[np.ndarray]
+    memberships: list[np.ndarray]
+
+
+def _subsample(n: int, max_samples: int | None, seed: int) -> np.ndarray:
+    if max_samples is None or n <= max_samples:
+        return np.arange(n)
+    return np.sort(np.random.RandomState(seed).choice(n, max_samples, replace=False))
+
+
+def _side(
+    spec: str,
+    weights: str | None,
+    split: Any,
+    rows: np.ndarray,
+    k: int,
+    seed: int,
+    layers: list[str] | None,
+    batch_size: int,
+    progress: bool,
+) -> Side:
+    from subclassbench.encoders import load_encoder
+    from subclassbench.features import extract_features
+
+    encoder = load_encoder(
+        spec, weights=weights, sample_shape=split.images.sample_shape, num_classes=len(split.task.superclasses)
+    )
+    extracted = extract_features(encoder, split.images.subset(rows), layers, batch_size, "cpu", progress)
+    features = [f.features for f in extracted]
+    memberships = [soft_assignments(f, k, seed=seed) for f in features]
+    return Side(spec, encoder.info(), [f.name for f in extracted], features, memberships)
+
+
+def _adjacent_share(matrix: np.ndarray) -> float | None:
+    """Share of layers whose most aligned *other* layer is a direct neighbour (square, same-model matrix)."""
+    n = matrix.shape[0]
+    if n < 3:
+        return None
+    hits = 0
+    for i in range(n):
+        row = matrix[i].astype(float).copy()
+        row[i] = -np.inf
+        hits += int(abs(int(np.argmax(row)) - i) == 1)
+    return hits / n
+
+
+def _concepts(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    result = concept_pair_alignment(a, b)
+    universal, unique = [], []
+    for (ca, cb), d in zip(result.matching, result.matched_distance.tolist(), strict=True):
+        baseline = float(result.distance[ca].mean())
+        entry = {"a": int(ca), "b": int(cb), "distance": d, "baseline": baseline}
+        (universal if d < UNIVERSAL_RATIO * baseline else unique).append(entry)
+    return {
+        "universal": universal,
+        "unique_pairs": unique,
+        "unmatched_a": [int(c) for c in result.unmatched_a],
+        "unmatched_b": [int(c) for c in result.unmatched_b],
+        "distance": result.distance.tolist(),
+    }
+
+
+def compare(
+    model_a: str,
+    model_b: str,
+    task_name: str,
+    weights_a: str | None = None,
+    weights_b: str | None = None,
+    data: str | None = None,
+    layers_a: list[str] | None = None,
+    layers_b: list[str] | None = None,
+    k: int | None = None,
+    max_samples: int | None = 5000,
+    seed: int = 0,
+    pair: tuple[str, str] | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The comparison document (JSON-ready)."""
+    from subclassbench.tasks import load_task
+
+    task = load_task(task_name)
+    split = task.load_split(data_path=data)
+    rows = _subsample(len(split), max_samples, seed)
+    k = k or task.n_subclasses
+    a = _side(model_a, weights_a, split, rows, k, seed, layers_a, batch_size, progress)
+    same = model_a == model_b and weights_a == weights_b and layers_a == layers_b
+    b = a if same else _side(model_b, weights_b, split, rows, k, seed, layers_b, batch_size, progress)
+    cka = np.array([[linear_cka(x, y) for y in b.features] for x in a.features])
+    gri = np.array([[generalized_rand_index(x, y) for y in b.memberships] for x in a.memberships])
+    # Ground truth as a "model": one-hot memberships over the task's global subclass index.
+    offsets = np.cumsum([0] + [len(s.subclasses) for s in task.superclasses])[:-1]
+    truth = offsets[split.superclass[rows]] + split.subclass[rows]
+    onehot = np.eye(task.n_subclasses)[truth]
+    to_truth_a = [generalized_rand_index(m, onehot) for m in a.memberships]
+    to_truth_b = to_truth_a if same else [generalized_rand_index(m, onehot) for m in b.memberships]
+    within_a = gri if same else np.array([[generalized_rand_index(x, y) for y in a.memberships] for x in a.memberships])
+    within_b = gri if same else np.array([[generalized_rand_index(x, y) for y in b.memberships] for x in b.memberships])
+    la, lb = pair or (a.layers[-1], b.layers[-1])
+    if la not in a.layers or lb not in b.layers:
+        raise SubclassbenchError(f"--pair {la},{lb}: layers must be among {a.layers} and {b.layers}")
+    concepts = _concepts(a.memberships[a.layers.index(la)], b.memberships[b.layers.index(lb)])
+    return {
+        "compare_version": COMPARE_VERSION,
+        "task": {"name": task.name, "version": task.version, "fingerprint": split.fingerprint, "split": split.split},
+        "samples": {"n": len(rows), "of": len(split), "max_samples": max_samples, "seed": seed},
+        "memberships": {
+            "method": "soft_assignments: standardise, PCA to ≤ 64 dims, GaussianMixture(diag), posteriors",
+            "k": k,
+            "seed": seed,
+        },
+        "a": {"spec": a.label, "weights": a.info["weights"], "layers": a.layers},
+        "b": {"spec": b.label, "weights": b.info["weights"], "layers": b.layers},
+        "cka": cka.tolist(),
+        "gri": gri.tolist(),
+        "gri_to_labels": {"a": to_truth_a, "b": to_truth_b},
+        "adjacent_layer_check": {
+            "metric": "gri",
+            "a": _adjacent_share(within_a),
+            "b": _adjacent_share(within_b),
+            "cka_a": _adjacent_share(np.array([[linear_cka(x, y) for y in a.features] for x in a.features]))
+            if not same
+            else _adjacent_share(cka),
+        },
+        "concepts": {"layer_a": la, "layer_b": lb, "universal_ratio": UNIVERSAL_RATIO, **concepts},
+    }
+
+
+def heatmap(matrix: list[list[float]], rows: list[str], cols: list[str], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.35 * max(len(rows), len(cols)) + 2)
+    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
+    image = ax.imshow(np.asarray(matrix), vmin=0, vmax=1, cmap="viridis", origin="lower")
+    ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+def agreement_over_runs(run_dirs: list[Path]) -> dict[str, Any]:
+    """Per-epoch agreement of several training runs on the same test samples, with accuracy mean and spread."""
+    import json
+
+    from subclassbench.training import load_correctness
+
+    if not run_dirs:
+        raise SubclassbenchError("pass at least one run folder written by `subclassbench train`")
+    logs, ids, cards = [], None, []
+    for run in run_dirs:
+        card_path = run / "card.json"
+        if not (run / "correctness.npz").is_file() or not card_path.is_file():
+            raise SubclassbenchError(f"{run} has no correctness.npz and card.json; pass `subclassbench train` folders")
+        with np.load(run / "correctness.npz") as data:
+            run_ids = [str(i) for i in data["test_ids"]] if "test_ids" in data else None
+        if ids is not None and run_ids != ids:
+            raise SubclassbenchError(
+                f"{run} was scored on other test samples than {run_dirs[0]}; compare runs of one task"
+            )
+        ids = run_ids
+        logs.append(load_correctness(run))
+        cards.append(json.loads(card_path.read_text()))
+    epochs = min(log.shape[0] for log in logs)
+    correct = np.stack([log[:epochs] for log in logs])  # networks × epochs × samples
+    accuracy = correct.mean(axis=2)
+    return {
+        "runs": [str(r) for r in run_dirs],
+        "archs": [c.get("arch") for c in cards],
+        "seeds": [c.get("seed") for c in cards],
+        "n_samples": int(correct.shape[2]),
+        "epochs": epochs,
+        "agreement": agreement(correct).tolist(),
+        "accuracy_mean": accuracy.mean(axis=0).tolist(),
+        "accuracy_std": accuracy.std(axis=0).tolist(),
+    }
+
+
+def agreement_plot(doc: dict[str, Any]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(1, doc["epochs"] + 1)
+    mean, std = np.asarray(doc["accuracy_mean"]), np.asarray(doc["accuracy_std"])
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(epochs, doc["agreement"], label="agreement", color="C0")
+    ax.plot(epochs, mean, label="accuracy (mean)", color="C1")
+    ax.fill_between(epochs, mean - std, mean + std, color="C1", alpha=0.25, label="accuracy ± std")
+    ax.set_xlabel("epoch")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"agreement of {len(doc['runs'])} runs on {doc['n_samples']} test samples", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()

@@ -1,0 +1,101 @@
+"""`subclassbench compare` (CKA / GRI between layers of two encoders) and `subclassbench agreement`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from subclassbench.cli import app
+from subclassbench.compare import compare
+
+runner = CliRunner()
+
+
+def cli(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_comparing_an_encoder_with_itself_gives_ones_on_the_diagonal():
+    doc = compare("builtin:digits_cnn.digits5_coarse", "builtin:digits_cnn.digits5_coarse", "digits-5")
+    cka, gri = np.asarray(doc["cka"]), np.asarray(doc["gri"])
+    assert cka.shape == gri.shape == (4, 4)
+    np.testing.assert_allclose(np.diag(cka), 1.0, atol=1e-9)
+    np.testing.assert_allclose(np.diag(gri), 1.0, atol=1e-9)
+    np.testing.assert_allclose(cka, cka.T, atol=1e-9)
+    np.testing.assert_allclose(gri, gri.T, atol=1e-9)
+    assert all(0.0 <= v <= 1.0 for v in doc["gri_to_labels"]["a"])
+    assert doc["gri_to_labels"]["a"] == doc["gri_to_labels"]["b"]
+    concepts = doc["concepts"]
+    assert len(concepts["universal"]) == doc["memberships"]["k"]  # identical memberships: every concept shared
+    assert all(c["distance"] == pytest.approx(0.0, abs=1e-12) for c in concepts["universal"])
+
+
+def test_compare_command_writes_json_and_heatmaps_deterministically(tmp_path):
+    args = ["compare", "--model", "builtin:digits_cnn.digits5_coarse", "--model", "builtin:digits_mlp"]
+    args += ["--task", "digits-5", "--max-samples", 300, "--quiet"]
+    first = cli(*args, "--out", tmp_path / "a")
+    assert first.exit_code == 0, first.output
+    second = cli(*args, "--out", tmp_path / "b")
+    assert second.exit_code == 0
+    assert (tmp_path / "a" / "compare.json").read_bytes() == (tmp_path / "b" / "compare.json").read_bytes()
+    doc = json.loads((tmp_path / "a" / "compare.json").read_text())
+    assert doc["samples"] == {"n": 300, "of": 540, "max_samples": 300, "seed": 0}
+    assert np.asarray(doc["gri"]).shape == (len(doc["a"]["layers"]), len(doc["b"]["layers"]))
+    for name in ("cka.png", "gri.png"):
+        assert (tmp_path / "a" / name).read_bytes().startswith(b"\x89PNG")
+    share = doc["adjacent_layer_check"]["a"]
+    assert share is None or 0.0 <= share <= 1.0
+
+
+def test_compare_bad_input_is_one_line(tmp_path):
+    bad_pair = cli("compare", "--model", "builtin:digits_mlp", "--pair", "fc1,nope", "--out", tmp_path, "--quiet")
+    assert bad_pair.exit_code == 2 and "--pair fc1,nope" in bad_pair.output
+    three = cli("compare", "--model", "a:x", "--model", "b:y", "--model", "c:z")
+    assert three.exit_code == 2 and "one or two --model" in three.output
+
+
+def test_metrics_module_exposes_the_comparison_metrics():
+    from subclassbench import metrics
+
+    x = np.random.RandomState(0).randn(50, 4)
+    assert metrics.linear_cka(x, 3 * x) == pytest.approx(1.0)
+    assert metrics.generalized_rand_index(np.eye(5)[[0, 1, 2] * 5], np.eye(5)[[0, 1, 2] * 5]) == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("runs")
+    out = []
+    for seed in (0, 1):
+        run = root / f"seed{seed}"
+        result = cli("train", "--task", "digits-5", "--arch", "digits_mlp", "--epochs", 3, "--seed", seed, "--out", run)
+        assert result.exit_code == 0, result.output
+        out.append(run)
+    return out
+
+
+def test_agreement_over_training_runs(runs, tmp_path):
+    result = cli("agreement", *runs, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "agreement.json").read_text())
+    assert doc["epochs"] == 3 and doc["n_samples"] == 540 and doc["seeds"] == [0, 1]
+    assert all(0.0 <= a <= 1.0 for a in doc["agreement"])
+    assert all(0.0 <= s for s in doc["accuracy_std"])
+    assert (tmp_path / "agreement.png").read_bytes().startswith(b"\x89PNG")
+    same = cli("agreement", runs[0], runs[0], "--out", tmp_path / "same")
+    assert same.exit_code == 0
+    assert json.loads((tmp_path / "same" / "agreement.json").read_text())["agreement"] == [1.0, 1.0, 1.0]
+
+
+def test_agreement_bad_input(runs, tmp_path):
+    not_a_run = cli("agreement", tmp_path, "--out", tmp_path / "x")
+    assert not_a_run.exit_code == 2 and "correctness.npz" in not_a_run.output
+    other = tmp_path / "other"
+    result = cli("train", "--task", "synthetic-hier", "--arch", "mlp", "--epochs", 1, "--out", other)
+    assert result.exit_code == 0, result.output
+    mixed = cli("agreement", runs[0], other, "--out", tmp_path / "y")
+    assert mixed.exit_code == 2 and "other test samples" in mixed.output
