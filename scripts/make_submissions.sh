@@ -41,13 +41,16 @@ if [ ! -d "$SHARED/data" ] || [ ! -d "$SHARED/weights" ]; then
   echo "no $SHARED/data or $SHARED/weights: CIFAR rows skipped"
   exit 0
 fi
+# CIFAR rows score clusterability (with the committed layer) only: transfer probes on 45,000
+# training images per layer take ~15 min per ResNet-56 task on 2 CPU cores. On a bigger machine
+# add transfer with: subclassbench submit --name NAME --model … --metrics clusterability,transfer …
 CIFAR_NOTE="CIFAR-10 from ../shared/data (cifar10_train.npz, cifar10_test.npz): JPEG-degraded copies of the real images (see that folder's README), not the lossless originals"
 IDELBAYEV="Idelbayev, Y. (2018). Proper ResNet implementation for CIFAR10/CIFAR100 in PyTorch. github.com/akamaster/pytorch_resnet_cifar10. Architecture: He et al. (2016), Deep Residual Learning for Image Recognition, section 4.2."
 for depth in 20 32 44 56; do
   weights=$(ls "$SHARED"/weights/resnet${depth}-*.th)
   name=cifar-resnet${depth}
   submit --name $name --model builtin:cifar_resnet${depth} --weights "$weights" \
-    --task cifar10-5 --task cifar10-5-semantic --data "$SHARED/data" \
+    --task cifar10-5 --task cifar10-5-semantic --data "$SHARED/data" --metrics clusterability \
     --labels fine --training-data "CIFAR-10 train (50,000 images), all 10 labels" --license BSD-2-Clause \
     --citation "$IDELBAYEV" --description "Pretrained CIFAR-10 ResNet-${depth} (akamaster/pytorch_resnet_cifar10), converted to safetensors" \
     --data-note "$CIFAR_NOTE"
@@ -74,7 +77,7 @@ done
 for tag in cifar10_5_coarse cifar10_5_semantic_coarse; do
   task=${tag%_coarse}; task=${task//_/-}
   submit --name cifar-resnet20-${tag//_/-} --model builtin:cifar_resnet20.$tag \
-    --task cifar10-5 --task cifar10-5-semantic --data "$SHARED/data" \
+    --task cifar10-5 --task cifar10-5-semantic --data "$SHARED/data" --metrics clusterability \
     --labels superclass --label-task "$task" \
     --training-data "CIFAR-10 train (50,000 JPEG-degraded images from ../shared/data; all of them, i.e. v1 of the task, which includes v2's val split), superclass labels of $task" \
     --license MIT --citation "$CITE_SB" --description "CIFAR ResNet-20 trained by subclassbench on the superclass labels of $task (packaged)" \

@@ -75,6 +75,10 @@ def evaluate(
         str,
         typer.Option(help="Decode encoded images with the task's resize/crop (task) or the encoder's own (encoder)."),
     ] = "task",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor fill the feature cache.")] = False,
+    cache_dir: Annotated[
+        str | None, typer.Option(help="Feature cache folder (default: ~/.cache/subclassbench).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ) -> None:
     """Score every layer of MODEL on TASK and write a schema-checked result JSON."""
@@ -105,6 +109,8 @@ def evaluate(
         progress=not quiet,
         metrics=_split_list(metrics),
         image_preprocessing=image_preprocessing,
+        cache="off" if no_cache else "use",
+        cache_dir=cache_dir,
     )
     if image_preprocessing not in ("task", "encoder"):
         raise SubclassbenchError(f"unknown --image-preprocessing '{image_preprocessing}'; use task or encoder")
@@ -644,6 +650,208 @@ def agreement_command(
         f"{len(runs)} runs, {doc['epochs']} epochs: final agreement {doc['agreement'][last]:.3f}, "
         f"accuracy {doc['accuracy_mean'][last]:.3f} ± {doc['accuracy_std'][last]:.3f}; wrote {out}/agreement.json"
     )
+
+
+# --------------------------------------------------------------------------- extract / score / cache / run
+
+
+def _request_from(
+    model: str,
+    task: str,
+    weights: str | None,
+    data: str | None,
+    layers: list[str] | None,
+    split: str | None,
+    metrics: list[str] | None,
+    batch_size: int,
+    device: str,
+    cache_dir: str | None,
+    quiet: bool,
+    **extra: Any,
+) -> Any:
+    from subclassbench.evaluate import EvaluationRequest
+
+    return EvaluationRequest(
+        model=model,
+        task=task,
+        weights=weights,
+        data=data,
+        layers=_split_list(layers),
+        split=split,
+        metrics=_split_list(metrics),
+        batch_size=batch_size,
+        device=device,
+        cache_dir=cache_dir,
+        progress=not quiet,
+        **extra,
+    )
+
+
+@app.command()
+@user_errors
+def extract(
+    model: Annotated[str, typer.Option(help="Encoder spec.")] = "builtin:digits_cnn.digits5_coarse",
+    task: Annotated[str, typer.Option(help="Task name or file.")] = "digits-5",
+    weights: Annotated[str | None, typer.Option(help="Weights file.")] = None,
+    data: Annotated[str | None, typer.Option(help="Data path.")] = None,
+    layers: Annotated[list[str] | None, typer.Option(help="Layers (default: all).")] = None,
+    split: Annotated[str | None, typer.Option(help="Evaluation split (default: the task's).")] = None,
+    metrics: Annotated[list[str] | None, typer.Option(help="Which families' splits to extract.")] = None,
+    shard: Annotated[str | None, typer.Option(help="I/N: extract only the I-th of N contiguous parts.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    device: Annotated[str, typer.Option()] = "cpu",
+    cache_dir: Annotated[str | None, typer.Option(help="Feature cache folder.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Extract pooled per-layer features into the content-addressed cache (skipping cached entries)."""
+    from subclassbench.evaluate import extract as run
+
+    part = None
+    if shard:
+        try:
+            index, count = (int(x) for x in shard.split("/"))
+        except ValueError:
+            raise SubclassbenchError(f"--shard needs I/N (e.g. 2/4), got '{shard}'") from None
+        if not 1 <= index <= count:
+            raise SubclassbenchError(f"--shard {shard}: I must be between 1 and N")
+        part = (index - 1, count)
+    request = _request_from(model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet)
+    stats = run(request, shard=part)
+    typer.echo(f"{model} on {task}{f' shard {shard}' if shard else ''}: {stats.misses} extracted, {stats.hits} cached")
+
+
+@app.command()
+@user_errors
+def score(
+    model: Annotated[str, typer.Option(help="Encoder spec.")] = "builtin:digits_cnn.digits5_coarse",
+    task: Annotated[str, typer.Option(help="Task name or file.")] = "digits-5",
+    weights: Annotated[str | None, typer.Option(help="Weights file.")] = None,
+    data: Annotated[str | None, typer.Option(help="Data path.")] = None,
+    layers: Annotated[list[str] | None, typer.Option(help="Layers (default: all).")] = None,
+    split: Annotated[str | None, typer.Option(help="Evaluation split (default: the task's).")] = None,
+    metrics: Annotated[list[str] | None, typer.Option(help="clusterability and/or transfer.")] = None,
+    shards: Annotated[int | None, typer.Option(help="Merge features from N cached shards.")] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="The batch size the shards were extracted with (shard borders follow it).")
+    ] = 256,
+    out: Annotated[Path | None, typer.Option(help="Result JSON path.")] = None,
+    cache_dir: Annotated[str | None, typer.Option(help="Feature cache folder.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Score MODEL on TASK from cached features only (no forward pass); writes the result JSON."""
+    from subclassbench.evaluate import default_output_path
+    from subclassbench.evaluate import evaluate as run
+    from subclassbench.results import check_output_path, format_summary, format_table, write_result
+
+    if out is not None:
+        check_output_path(out)
+    request = _request_from(
+        model,
+        task,
+        weights,
+        data,
+        layers,
+        split,
+        metrics,
+        batch_size,
+        "cpu",
+        cache_dir,
+        quiet,
+        cache="only",
+        n_shards=shards,
+    )
+    result = run(request)
+    path = write_result(result, out or default_output_path(result))
+    if not quiet:
+        typer.echo(format_table(result))
+        for line in format_summary(result):
+            typer.echo(line)
+    typer.echo(f"wrote {path}")
+
+
+cache_app = typer.Typer(help="Inspect or prune the feature cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("ls")
+@user_errors
+def cache_ls(cache_dir: Annotated[str | None, typer.Option(help="Feature cache folder.")] = None) -> None:
+    """One line per cached feature matrix."""
+    from tabulate import tabulate
+
+    from subclassbench.cache import FeatureCache
+
+    cache = FeatureCache(Path(cache_dir) if cache_dir else None)
+    rows = [
+        [
+            e["key"][:12],
+            e["fields"]["encoder"]["spec"],
+            e.get("task"),
+            e.get("split_name"),
+            e["fields"]["layer"],
+            "×".join(map(str, e["shape"])),
+            "all" if e["fields"]["rows"] is None else "{}:{}".format(*e["fields"]["rows"]),
+            f"{e['bytes'] / 1e6:.1f} MB",
+        ]
+        for e in cache.entries()
+    ]
+    typer.echo(tabulate(rows, headers=["key", "encoder", "task", "split", "layer", "shape", "rows", "size"]))
+    typer.echo(f"{len(rows)} entries in {cache.root}")
+
+
+@cache_app.command("du")
+@user_errors
+def cache_du(cache_dir: Annotated[str | None, typer.Option(help="Feature cache folder.")] = None) -> None:
+    """Number of entries and bytes on disk."""
+    from subclassbench.cache import FeatureCache
+
+    cache = FeatureCache(Path(cache_dir) if cache_dir else None)
+    count, size = cache.usage()
+    typer.echo(f"{count} entries, {size / 1e6:.1f} MB in {cache.root}")
+
+
+@cache_app.command("prune")
+@user_errors
+def cache_prune(
+    older_than_days: Annotated[float | None, typer.Option(help="Remove entries older than this.")] = None,
+    model: Annotated[str | None, typer.Option(help="Remove entries of this encoder spec.")] = None,
+    all_entries: Annotated[bool, typer.Option("--all", help="Remove everything.")] = False,
+    cache_dir: Annotated[str | None, typer.Option(help="Feature cache folder.")] = None,
+) -> None:
+    """Remove cached features (and leftover temporary files)."""
+    from subclassbench.cache import FeatureCache
+
+    if older_than_days is None and model is None and not all_entries:
+        raise SubclassbenchError("say what to prune: --older-than-days N, --model SPEC or --all")
+    cache = FeatureCache(Path(cache_dir) if cache_dir else None)
+    removed = cache.prune(None if older_than_days is None else older_than_days * 86400, model, all_entries)
+    typer.echo(f"removed {removed} entries from {cache.root}")
+
+
+@app.command("run")
+@user_errors
+def run_matrix_command(
+    models: Annotated[Path, typer.Option(help="YAML list of models: - model: SPEC (weights: FILE).")],
+    tasks: Annotated[Path, typer.Option(help="YAML list of tasks: - task: NAME (data: PATH).")],
+    executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: start a local one).")] = None,
+    workers: Annotated[int | None, typer.Option(help="CPUs of the local Ray cluster (default: all).")] = None,
+    gpus_per_task: Annotated[float, typer.Option(help="GPUs per Ray task (extraction runs on cuda if > 0).")] = 0.0,
+    shards: Annotated[int, typer.Option(help="Contiguous extraction shards per (model, task).")] = 1,
+    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+    cache_dir: Annotated[str | None, typer.Option(help="Feature cache folder (shared by all workers).")] = None,
+) -> None:
+    """Evaluate every model on every task; (model, task, shard) units run locally or on Ray."""
+    from subclassbench.runner import load_matrix, run_matrix
+
+    cells = load_matrix(models, tasks)
+    report = run_matrix(cells, out, executor, shards, cache_dir, address, workers, gpus_per_task)
+    for o in report.outcomes:
+        detail = o.result if o.status != "failed" else f"{o.error} (after {o.attempts} attempts)"
+        typer.echo(f"{o.status:7} {o.model} × {o.task}: {detail}")
+    if report.failed:
+        typer.echo(f"{len(report.failed)} of {len(report.outcomes)} cells failed", err=True)
+        raise typer.Exit(1)
 
 
 leaderboard_app = typer.Typer(help="Build or check the leaderboard from submissions/.", no_args_is_help=True)

@@ -16,6 +16,10 @@ def kmeans_faiss(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: int
 
     faiss subsamples to 256·k points by default; ``max_points_per_centroid`` is
     raised so every point is used, as the protocol requires.
+
+    Runs on one OpenMP thread: superclass-sized problems are too small to gain
+    from more, and when other work shares the cores OpenMP's spinning threads
+    made them up to 300× slower (labels are identical across thread counts).
     """
     import faiss
 
@@ -30,8 +34,13 @@ def kmeans_faiss(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: int
         max_points_per_centroid=len(x) + 1,
         min_points_per_centroid=1,
     )
-    km.train(x)
-    _, labels = km.index.search(x, 1)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        km.train(x)
+        _, labels = km.index.search(x, 1)
+    finally:
+        faiss.omp_set_num_threads(threads)
     return labels.ravel().astype(np.int64)
 
 

@@ -22,10 +22,11 @@ from typing import Any
 import torch
 
 from subclassbench import __version__
+from subclassbench.cache import CacheStats, FeatureCache
 from subclassbench.datasources import Decoding
-from subclassbench.encoders import EncoderSpec, load_encoder
+from subclassbench.encoders import Encoder, EncoderSpec, load_encoder
 from subclassbench.errors import SubclassbenchError
-from subclassbench.features import extract_features
+from subclassbench.features import extract_cached, extract_shard
 from subclassbench.preprocessing import Preprocessing
 from subclassbench.protocol import (
     PROTOCOL_V1,
@@ -58,6 +59,28 @@ class EvaluationRequest:
     progress: bool = True
     metrics: list[str] | None = None  # None: every family the task supports
     image_preprocessing: str = "task"  # "task": the task's resize/crop; "encoder": the encoder's own
+    cache: str = "use"  # "use": read and fill the feature cache; "off": bypass it; "only": score from it alone
+    cache_dir: str | None = None  # default: $SUBCLASSBENCH_CACHE or ~/.cache/subclassbench/features
+    n_shards: int | None = None  # merge features from this many cached shards when the whole split is absent
+
+    def feature_cache(self) -> FeatureCache | None:
+        if self.cache not in ("use", "off", "only"):
+            raise SubclassbenchError(f"unknown cache mode '{self.cache}'; use use, off or only")
+        return None if self.cache == "off" else FeatureCache(Path(self.cache_dir) if self.cache_dir else None)
+
+
+@dataclass
+class Prepared:
+    """Everything resolved before features are extracted: task, splits, encoder, layers."""
+
+    task: Task
+    metrics: list[str]
+    notes: list[str]
+    splits: dict[str, SplitData]
+    encoder: Encoder
+    layers: list[str]
+    started: float
+    loaded: float
 
 
 def _version(dist: str) -> str | None:
@@ -145,8 +168,8 @@ def _encoder_decoding(splits: dict[str, SplitData], preprocessing: Preprocessing
     return out
 
 
-def evaluate(request: EvaluationRequest) -> dict[str, Any]:
-    """Run protocol v1 and return the result document (not yet written)."""
+def prepare(request: EvaluationRequest) -> Prepared:
+    """Load the task's splits and the encoder; nothing is extracted yet."""
     started = time.perf_counter()
     EncoderSpec.parse(request.model)  # a malformed spec fails before any data is read
     task = load_task(request.task)
@@ -166,9 +189,74 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
         evaluation = next(iter(splits.values()))
     notes.extend(d.note for d in splits.values() if d.note)
     layers = encoder.select_layers(request.layers)
-    loaded = time.perf_counter()
+    return Prepared(task, metrics, notes, splits, encoder, layers, started, time.perf_counter())
+
+
+def extract(request: EvaluationRequest, shard: tuple[int, int] | None = None) -> CacheStats:
+    """``subclassbench extract``: fill the feature cache for every split an evaluation needs.
+
+    ``shard`` = (index, count) extracts one contiguous part of every split;
+    a later ``evaluate``/``score`` with ``n_shards=count`` merges them.
+    """
+    cache = request.feature_cache()
+    if cache is None:
+        raise SubclassbenchError("extract writes to the feature cache; it cannot run with the cache off")
+    prepared = prepare(request)
+    stats = CacheStats()
+    for data in prepared.splits.values():
+        if shard is None:
+            extract_cached(
+                prepared.encoder,
+                data,
+                prepared.layers,
+                cache,
+                request.batch_size,
+                request.device,
+                request.progress,
+                stats,
+                n_shards=request.n_shards,
+            )
+        else:
+            extract_shard(
+                prepared.encoder,
+                data,
+                prepared.layers,
+                shard[0],
+                shard[1],
+                cache,
+                request.batch_size,
+                request.device,
+                request.progress,
+                stats,
+            )
+    return stats
+
+
+def evaluate(request: EvaluationRequest) -> dict[str, Any]:
+    """Run protocol v1 and return the result document (not yet written).
+
+    Features come from the cache where present (``request.cache``), so a
+    re-run or a re-score after ``extract`` runs no forward pass.
+    """
+    prepared = prepare(request)
+    task, metrics, notes, splits = prepared.task, prepared.metrics, prepared.notes, prepared.splits
+    encoder, layers, started, loaded = prepared.encoder, prepared.layers, prepared.started, prepared.loaded
+    evaluation = next(iter(splits.values()))
+    cache = request.feature_cache()
+    stats = CacheStats()
     features = {
-        name: extract_features(encoder, data.images, layers, request.batch_size, request.device, request.progress)
+        name: extract_cached(
+            encoder,
+            data,
+            layers,
+            cache,
+            request.batch_size,
+            request.device,
+            request.progress,
+            stats,
+            cache_only=request.cache == "only",
+            n_shards=request.n_shards,
+        )
         for name, data in splits.items()
     }
     extracted = time.perf_counter()
@@ -237,6 +325,7 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
                 "total": round(done - started, 3),
             },
             "peak_memory_mb": _peak_memory_mb(),
+            "feature_cache": {"mode": request.cache, **stats.to_dict()},
             "device": request.device,
             "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ import yaml
 # Fail fast instead of waiting on the hub (it would hang ~30 s offline).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# A fresh feature cache per test session: never the user's, never stale between sessions.
+os.environ["SUBCLASSBENCH_CACHE"] = tempfile.mkdtemp(prefix="subclassbench-test-cache-")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

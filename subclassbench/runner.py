@@ -1,0 +1,282 @@
+"""Model × task matrices: every (model, task, shard) a unit of work, run locally or as Ray tasks.
+
+A cell is one model on one task. It is extracted in ``shards`` contiguous
+parts (each a Ray task when ``executor="ray"``), then scored from the feature
+cache, and its result written to ``<out>/<model slug>/<task>.json``. A cell
+whose result file already exists (and is valid) is skipped, so a killed run
+resumes; the cache makes interrupted extraction resume too. A failing cell
+is retried once, then reported, without stopping the others.
+
+Each worker uses one torch thread: parallelism comes from workers, and the
+local and Ray executors then compute bit-identical features.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from subclassbench.errors import SubclassbenchError, first_line
+
+EXECUTORS = ("local", "ray")
+RETRIES = 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    task: str
+    weights: str | None = None
+    data: str | None = None
+    metrics: tuple[str, ...] | None = None
+
+
+@dataclass
+class CellOutcome:
+    model: str
+    task: str
+    status: str  # "done", "skipped" (result existed), "failed"
+    result: str | None = None
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass
+class MatrixReport:
+    outcomes: list[CellOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[CellOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cells": [asdict(o) for o in self.outcomes]}
+
+
+def _read_list(path: Path, what: str) -> list[dict[str, Any]]:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SubclassbenchError(f"cannot read {what} file {path}: {first_line(exc)}") from None
+    if isinstance(raw, dict) and what in raw:
+        raw = raw[what]
+    if not isinstance(raw, list) or not raw:
+        raise SubclassbenchError(f"{path} must list {what}: a YAML list of names or of mappings (see docs/scaling.md)")
+    out = []
+    for item in raw:
+        if isinstance(item, str):
+            item = {"model" if what == "models" else "task": item}
+        key = "model" if what == "models" else "task"
+        if not isinstance(item, dict) or key not in item:
+            raise SubclassbenchError(f"{path}: every entry of {what} needs a '{key}' field (got {item!r})")
+        out.append(item)
+    return out
+
+
+def load_matrix(models_file: Path, tasks_file: Path) -> list[Cell]:
+    """``models.yaml``: ``[- model: SPEC, weights: FILE?]``; ``tasks.yaml``: ``[- task: NAME, data: PATH?]``."""
+    models = _read_list(models_file, "models")
+    tasks = _read_list(tasks_file, "tasks")
+    return [
+        Cell(
+            model=m["model"],
+            task=t["task"],
+            weights=m.get("weights"),
+            data=t.get("data"),
+            metrics=tuple(t["metrics"]) if t.get("metrics") else None,
+        )
+        for m in models
+        for t in tasks
+    ]
+
+
+def _request(cell: Cell, cache_dir: str | None, n_shards: int | None, device: str) -> Any:
+    from subclassbench.evaluate import EvaluationRequest
+
+    return EvaluationRequest(
+        model=cell.model,
+        task=cell.task,
+        weights=cell.weights,
+        data=cell.data,
+        progress=False,
+        metrics=list(cell.metrics) if cell.metrics else None,
+        cache_dir=cache_dir,
+        n_shards=n_shards,
+        device=device,
+    )
+
+
+def result_path(cell: Cell, out: Path) -> Path:
+    slug = cell.model.replace(":", "__").replace("/", "_").replace("@", "_")
+    if cell.weights:
+        from subclassbench.hashing import sha256_file
+
+        slug += f"-w{sha256_file(Path(cell.weights))[:8]}" if Path(cell.weights).is_file() else "-w"
+    return out / slug / f"{cell.task}.json"
+
+
+def _finished(path: Path) -> bool:
+    from subclassbench.results import read_result, validate_result
+
+    if not path.is_file():
+        return False
+    try:
+        validate_result(read_result(path))
+    except SubclassbenchError:
+        return False
+    return True
+
+
+def extract_shard_job(cell: Cell, index: int, n_shards: int, cache_dir: str | None, device: str = "cpu") -> int:
+    """One (model, task, shard) unit: fill the cache. Returns the number of layers × splits computed."""
+    import torch
+
+    from subclassbench.evaluate import extract
+
+    torch.set_num_threads(1)
+    stats = extract(_request(cell, cache_dir, None, device), shard=(index, n_shards))
+    return stats.misses
+
+
+def score_job(cell: Cell, out: str, n_shards: int, cache_dir: str | None, device: str = "cpu") -> str:
+    """Merge the cell's shards, score from the cache, write the result; returns its path."""
+    import torch
+
+    from subclassbench.evaluate import evaluate
+    from subclassbench.results import write_result
+
+    torch.set_num_threads(1)
+    result = evaluate(_request(cell, cache_dir, n_shards, device))
+    return str(write_result(result, result_path(cell, Path(out))))
+
+
+def run_local(cells: list[Cell], out: Path, n_shards: int, cache_dir: str | None) -> MatrixReport:
+    report = MatrixReport()
+    for cell in cells:
+        path = result_path(cell, out)
+        if _finished(path):
+            report.outcomes.append(CellOutcome(cell.model, cell.task, "skipped", str(path)))
+            continue
+        outcome = CellOutcome(cell.model, cell.task, "failed")
+        for _attempt in range(1 + RETRIES):
+            outcome.attempts += 1
+            try:
+                for index in range(n_shards):
+                    extract_shard_job(cell, index, n_shards, cache_dir)
+                outcome.result = score_job(cell, str(out), n_shards, cache_dir)
+                outcome.status, outcome.error = "done", None
+                break
+            except Exception as exc:  # one bad cell must not stop the matrix
+                outcome.error = _describe(exc)
+        report.outcomes.append(outcome)
+    return report
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SubclassbenchError):
+        return str(exc)
+    cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError wraps the original
+    if isinstance(cause, BaseException):
+        return _describe(cause)
+    return first_line(exc) or "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def run_ray(
+    cells: list[Cell],
+    out: Path,
+    n_shards: int,
+    cache_dir: str | None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    gpus_per_task: float = 0.0,
+) -> MatrixReport:
+    """Each shard extraction and each scoring a Ray task; failed tasks are retried once by Ray."""
+    try:
+        import ray
+    except ImportError:
+        raise SubclassbenchError("--executor ray needs Ray: pip install 'subclassbench[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        # A local cluster by default; --address joins an existing one (ray start / Slurm / KubeRay).
+        ray.init(
+            address=address,
+            num_cpus=None if address else num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    device = "cuda" if gpus_per_task > 0 else "cpu"
+    options = {"num_cpus": 1, "num_gpus": gpus_per_task, "max_retries": RETRIES, "retry_exceptions": True}
+    shard_remote = ray.remote(**options)(extract_shard_job)
+    score_remote = ray.remote(**options)(_score_after)
+    report = MatrixReport()
+    pending = []
+    try:
+        for cell in cells:
+            path = result_path(cell, out)
+            if _finished(path):
+                report.outcomes.append(CellOutcome(cell.model, cell.task, "skipped", str(path)))
+                continue
+            shards = [shard_remote.remote(cell, i, n_shards, cache_dir, device) for i in range(n_shards)]
+            pending.append((cell, score_remote.remote(cell, str(out), n_shards, cache_dir, device, *shards)))
+        for cell, ref in pending:
+            outcome = CellOutcome(cell.model, cell.task, "failed", attempts=1 + RETRIES)
+            try:
+                outcome.result = ray.get(ref)
+                outcome.status, outcome.attempts = "done", 1
+            except Exception as exc:  # reported per cell; the others keep their results
+                outcome.error = _describe(exc)
+            report.outcomes.append(outcome)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return report
+
+
+def _score_after(cell: Cell, out: str, n_shards: int, cache_dir: str | None, device: str, *shards: int) -> str:
+    # ``shards`` are the shard jobs' results: Ray starts this task only after all of them finished.
+    return score_job(cell, out, n_shards, cache_dir, device)
+
+
+def run_matrix(
+    cells: list[Cell],
+    out: Path,
+    executor: str = "local",
+    n_shards: int = 1,
+    cache_dir: str | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    gpus_per_task: float = 0.0,
+) -> MatrixReport:
+    if executor not in EXECUTORS:
+        raise SubclassbenchError(f"unknown executor '{executor}'; use local or ray")
+    if n_shards < 1:
+        raise SubclassbenchError("--shards must be ≥ 1")
+    from subclassbench.encoders import EncoderSpec
+    from subclassbench.tasks import load_task
+
+    for cell in cells:  # malformed specs and unknown tasks fail before any work is scheduled
+        EncoderSpec.parse(cell.model)
+        load_task(cell.task)
+    # Ray workers run in their own folders: hand them absolute paths only.
+    from subclassbench.cache import cache_root
+
+    out = out.resolve()
+    cache_dir = str(Path(cache_dir).resolve() if cache_dir else cache_root().resolve())
+    cells = [
+        Cell(
+            c.model,
+            c.task,
+            str(Path(c.weights).resolve()) if c.weights and Path(c.weights).exists() else c.weights,
+            str(Path(c.data).resolve()) if c.data and Path(c.data).exists() else c.data,
+            c.metrics,
+        )
+        for c in cells
+    ]
+    if executor == "ray":
+        return run_ray(cells, out, n_shards, cache_dir, address, num_cpus, gpus_per_task)
+    return run_local(cells, out, n_shards, cache_dir)

@@ -1,0 +1,196 @@
+"""The feature cache (extract / score), sharded extraction, and model × task matrices (local and Ray)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from subclassbench import features
+from subclassbench.cache import FeatureCache, feature_key
+from subclassbench.cli import app
+from subclassbench.encoders import load_encoder
+from subclassbench.evaluate import EvaluationRequest, evaluate, extract
+from subclassbench.features import extract_cached, extract_features, extract_shard, feature_fields
+from subclassbench.runner import Cell, load_matrix, run_matrix
+from subclassbench.tasks import load_task
+from tests.conftest import without_run
+
+runner = CliRunner()
+
+
+def request(cache_dir: Path, **kw) -> EvaluationRequest:
+    base = {"model": "builtin:digits_mlp", "task": "digits-5", "metrics": ["clusterability"], "progress": False}
+    return EvaluationRequest(**{**base, "cache_dir": str(cache_dir), **kw})
+
+
+def test_second_evaluate_is_a_cache_hit_with_no_forward_pass(tmp_path):
+    first = evaluate(request(tmp_path))
+    before = features.FORWARD_BATCHES
+    second = evaluate(request(tmp_path))
+    assert features.FORWARD_BATCHES == before  # counted, not timed
+    assert second["run"]["feature_cache"]["misses"] == 0 and second["run"]["feature_cache"]["hits"] > 0
+    assert without_run(first) == without_run(second)
+
+
+def test_score_reads_only_the_cache(tmp_path):
+    with pytest.raises(Exception, match="not in the cache; run `subclassbench extract`"):
+        evaluate(request(tmp_path, cache="only"))
+    stats = extract(request(tmp_path))
+    assert stats.misses > 0
+    before = features.FORWARD_BATCHES
+    scored = evaluate(request(tmp_path, cache="only"))
+    assert features.FORWARD_BATCHES == before
+    assert without_run(scored) == without_run(evaluate(request(tmp_path, cache="off")))
+
+
+def test_stale_keys_miss(tmp_path):
+    from safetensors.torch import save_file
+
+    evaluate(request(tmp_path))
+    encoder = load_encoder("builtin:digits_mlp", num_classes=5)
+    for p in encoder.model.parameters():
+        p.data.mul_(2.0)
+    weights = tmp_path / "other.safetensors"
+    save_file({k: v.contiguous() for k, v in encoder.model.state_dict().items()}, str(weights))
+    before = features.FORWARD_BATCHES
+    other = evaluate(request(tmp_path, weights=str(weights)))
+    assert features.FORWARD_BATCHES > before and other["run"]["feature_cache"]["hits"] == 0
+    # Same weights, other preprocessing: the key differs, so it is a miss too.
+    split = load_task("digits-5").load_split()
+    base = load_encoder("builtin:digits_mlp", num_classes=5)
+    from dataclasses import replace
+
+    changed = replace(base, preprocessing=replace(base.preprocessing, mean=(0.5,)))
+    assert feature_key(feature_fields(base, split, "fc1")) != feature_key(feature_fields(changed, split, "fc1"))
+
+
+def test_a_half_written_or_damaged_entry_is_never_read(tmp_path):
+    cache = FeatureCache(tmp_path)
+    key = "ab" + "0" * 62
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    # An array file without its record (a writer killed between the two renames).
+    (tmp_path / "ab").mkdir()
+    np.save(tmp_path / "ab" / f"{key}.npy", array)
+    assert cache.get(key) is None
+    cache.put(key, array, {"layer": "x"}, {"pooling": "none"})
+    got = cache.get(key)
+    assert got is not None and np.array_equal(got[0], array)
+    # Truncated after the record was written: the sha256 no longer matches.
+    path = tmp_path / "ab" / f"{key}.npy"
+    path.write_bytes(path.read_bytes()[:-8])
+    assert cache.get(key) is None
+    (tmp_path / "ab" / f"{key}.npy.123.tmp").write_bytes(b"partial")
+    assert cache.prune(everything=True) == 1 and not list(tmp_path.glob("ab/*"))
+
+
+def test_shards_merge_to_the_unsharded_features(tmp_path):
+    task = load_task("digits-5")
+    split = task.load_split()
+    encoder = load_encoder("builtin:digits_cnn.digits5_coarse")
+    cache = FeatureCache(tmp_path)
+    for index in range(3):
+        extract_shard(encoder, split, None, index, 3, cache, batch_size=64)
+    before = features.FORWARD_BATCHES
+    merged = extract_cached(encoder, split, None, cache, batch_size=64, progress=False, n_shards=3)
+    assert features.FORWARD_BATCHES == before
+    whole = extract_features(encoder, split.images, None, batch_size=64, progress=False)
+    for a, b in zip(merged, whole, strict=True):
+        assert a.name == b.name and a.pooling == b.pooling and np.array_equal(a.features, b.features)
+
+
+def test_cache_commands(tmp_path):
+    evaluate(request(tmp_path))
+    listed = runner.invoke(app, ["cache", "ls", "--cache-dir", str(tmp_path)])
+    assert listed.exit_code == 0 and "builtin:digits_mlp" in listed.output and "fc1" in listed.output
+    du = runner.invoke(app, ["cache", "du", "--cache-dir", str(tmp_path)])
+    assert du.exit_code == 0 and "entries" in du.output
+    nothing = runner.invoke(app, ["cache", "prune", "--cache-dir", str(tmp_path)])
+    assert nothing.exit_code == 2 and "say what to prune" in nothing.output
+    pruned = runner.invoke(app, ["cache", "prune", "--model", "builtin:digits_mlp", "--cache-dir", str(tmp_path)])
+    assert pruned.exit_code == 0 and FeatureCache(tmp_path).entries() == []
+
+
+def test_extract_and_score_commands(tmp_path):
+    cache = ["--cache-dir", str(tmp_path)]
+    common = ["--model", "builtin:digits_mlp", "--metrics", "clusterability", *cache]
+    missing = runner.invoke(app, ["score", *common, "--quiet", "--out", str(tmp_path / "r.json")])
+    assert missing.exit_code == 2 and "subclassbench extract" in missing.output and not (tmp_path / "r.json").exists()
+    for shard in ("1/2", "2/2"):
+        done = runner.invoke(app, ["extract", *common, "--shard", shard, "--quiet"])
+        assert done.exit_code == 0, done.output
+    scored = runner.invoke(app, ["score", *common, "--shards", "2", "--quiet", "--out", str(tmp_path / "r.json")])
+    assert scored.exit_code == 0, scored.output
+    bad = runner.invoke(app, ["extract", *common, "--shard", "3/2"])
+    assert bad.exit_code == 2 and "--shard 3/2" in bad.output
+
+
+# --------------------------------------------------------------------------- matrices
+
+
+def write_matrix(tmp_path: Path) -> tuple[Path, Path]:
+    models = tmp_path / "models.yaml"
+    tasks = tmp_path / "tasks.yaml"
+    models.write_text(yaml.safe_dump([{"model": "builtin:identity"}, {"model": "builtin:mlp"}]))
+    tasks.write_text(
+        yaml.safe_dump(
+            [
+                {"task": "digits-5", "metrics": ["clusterability"]},
+                {"task": "synthetic-hier", "metrics": ["clusterability"]},
+            ]
+        )
+    )
+    return models, tasks
+
+
+def _results(folder: Path) -> dict[str, dict]:
+    return {str(p.relative_to(folder)): without_run(json.loads(p.read_text())) for p in sorted(folder.rglob("*.json"))}
+
+
+def test_local_matrix_resumes(tmp_path):
+    models, tasks = write_matrix(tmp_path)
+    cells = load_matrix(models, tasks)
+    assert len(cells) == 4
+    report = run_matrix(cells, tmp_path / "out", "local", n_shards=2, cache_dir=str(tmp_path / "cache"))
+    assert [o.status for o in report.outcomes] == ["done"] * 4
+    before = features.FORWARD_BATCHES
+    again = run_matrix(cells, tmp_path / "out", "local", n_shards=2, cache_dir=str(tmp_path / "cache"))
+    assert [o.status for o in again.outcomes] == ["skipped"] * 4 and features.FORWARD_BATCHES == before
+
+
+def test_a_failing_cell_is_retried_and_reported_without_losing_the_others(tmp_path):
+    cells = [Cell("builtin:identity", "synthetic-hier", metrics=("clusterability",)), Cell("builtin:nope", "digits-5")]
+    report = run_matrix(cells, tmp_path / "out", "local", cache_dir=str(tmp_path / "cache"))
+    ok, failed = report.outcomes
+    assert ok.status == "done" and Path(ok.result).is_file()
+    assert failed.status == "failed" and failed.attempts == 2 and "nope" in failed.error
+
+
+def test_bad_matrix_files(tmp_path):
+    empty = tmp_path / "m.yaml"
+    empty.write_text("[]")
+    result = runner.invoke(app, ["run", "--models", str(empty), "--tasks", str(empty)])
+    assert result.exit_code == 2 and "must list models" in result.output
+    models, tasks = write_matrix(tmp_path)
+    bad = runner.invoke(app, ["run", "--models", str(models), "--tasks", str(tasks), "--executor", "spark"])
+    assert bad.exit_code == 2 and "unknown executor" in bad.output
+
+
+@pytest.mark.ray
+def test_ray_matrix_equals_local(tmp_path):
+    pytest.importorskip("ray", reason="optional extra: pip install 'subclassbench[ray]'")
+    models, tasks = write_matrix(tmp_path)
+    cells = load_matrix(models, tasks)
+    local = run_matrix(cells, tmp_path / "local", "local", n_shards=2, cache_dir=str(tmp_path / "cache-local"))
+    assert not local.failed
+    cells_with_failure = [*cells, Cell("builtin:nope", "digits-5")]
+    remote = run_matrix(
+        cells_with_failure, tmp_path / "ray", "ray", n_shards=2, cache_dir=str(tmp_path / "cache-ray"), num_cpus=2
+    )
+    assert [o.status for o in remote.outcomes] == ["done"] * 4 + ["failed"]
+    assert "nope" in remote.outcomes[-1].error
+    assert _results(tmp_path / "local") == _results(tmp_path / "ray")
