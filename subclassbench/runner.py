@@ -116,7 +116,8 @@ def result_path(cell: Cell, out: Path) -> Path:
         from subclassbench.hashing import sha256_file
 
         slug += f"-w{sha256_file(Path(cell.weights))[:8]}" if Path(cell.weights).is_file() else "-w"
-    return out / slug / f"{cell.task}.json"
+    task = Path(cell.task).stem if cell.task.endswith((".yaml", ".yml", ".json")) else cell.task  # a task file path
+    return out / slug / f"{task}.json"
 
 
 def _finished(path: Path) -> bool:
