@@ -84,7 +84,7 @@ def evaluate(
     """Score every layer of MODEL on TASK and write a schema-checked result JSON."""
     import torch
 
-    from subclassbench.evaluate import EvaluationRequest, default_output_path
+    from subclassbench.evaluate import default_output_path
     from subclassbench.evaluate import evaluate as run
     from subclassbench.results import check_output_path, format_summary, format_table, write_result
 
@@ -96,21 +96,21 @@ def evaluate(
         raise SubclassbenchError(f"device '{device}' is not available here; use --device cpu")
     if out is not None:
         check_output_path(out)
-    request = EvaluationRequest(
-        model=model,
-        task=task,
-        weights=weights,
-        data=data,
-        layers=_split_list(layers),
-        split=split,
-        batch_size=batch_size,
-        device=device,
+    request = _request_from(
+        model,
+        task,
+        weights,
+        data,
+        layers,
+        split,
+        metrics,
+        batch_size,
+        device,
+        cache_dir,
+        quiet,
         pretrained=not random_init,
-        progress=not quiet,
-        metrics=_split_list(metrics),
         image_preprocessing=image_preprocessing,
         cache="off" if no_cache else "use",
-        cache_dir=cache_dir,
     )
     if image_preprocessing not in ("task", "encoder"):
         raise SubclassbenchError(f"unknown --image-preprocessing '{image_preprocessing}'; use task or encoder")
