@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import numpy as np
 from subclassbench.hashing import canonical_json, sha256_file, sha256_text
 
 CACHE_ENV = "SUBCLASSBENCH_CACHE"
+STALE_TMP_S = 3600  # temporary files older than this are leftovers of killed writers
 
 
 def cache_root() -> Path:
@@ -77,7 +79,7 @@ class FeatureCache:
     def put(self, key: str, array: np.ndarray, fields: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         array_path, record_path = self._paths(key)
         array_path.parent.mkdir(parents=True, exist_ok=True)
-        suffix = f".{os.getpid()}.tmp"
+        suffix = f".{uuid.uuid4().hex}.tmp"  # unique across processes and hosts sharing the cache
         tmp_array = array_path.with_name(array_path.name + suffix)
         with tmp_array.open("wb") as handle:
             np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
@@ -111,8 +113,15 @@ class FeatureCache:
 
     def usage(self) -> tuple[int, int]:
         """(entries, bytes on disk including records and stray temporary files)."""
-        files = list(self.root.glob("??/*")) if self.root.is_dir() else []
-        return len(list(self.root.glob("??/*.json"))) if self.root.is_dir() else 0, sum(f.stat().st_size for f in files)
+        if not self.root.is_dir():
+            return 0, 0
+        size = 0
+        for path in self.root.glob("??/*"):
+            try:
+                size += path.stat().st_size
+            except FileNotFoundError:  # renamed or pruned meanwhile by another process
+                continue
+        return len(list(self.root.glob("??/*.json"))), size
 
     def remove(self, key: str) -> None:
         for path in self._paths(key):
@@ -130,5 +139,9 @@ class FeatureCache:
                 removed += 1
         if self.root.is_dir():
             for tmp in self.root.glob("??/*.tmp"):
-                tmp.unlink(missing_ok=True)
+                try:
+                    if now - tmp.stat().st_mtime > STALE_TMP_S:  # younger ones may belong to a running writer
+                        tmp.unlink(missing_ok=True)
+                except FileNotFoundError:
+                    continue
         return removed

@@ -383,12 +383,24 @@ def submit(
 
     folder = submissions / name
     tasks_to_run = _split_list(task) or []
+    if weights is not None:
+        from subclassbench.encoders import resolve_trained_weights
+
+        if not weights.exists():
+            raise SubclassbenchError(f"weights {weights} do not exist; pass a .safetensors or torch checkpoint file")
+        weights, card = resolve_trained_weights(weights)
+        if card and card.get("arch_kwargs"):
+            raise SubclassbenchError(
+                f"{weights} needs architecture switches {card['arch_kwargs']}; submit it as a packaged builtin tag"
+            )
     if (folder / "model.yaml").exists():
         entry = read_model_file(folder)
         if entry["encoder"]["spec"] != model:
             raise SubclassbenchError(
                 f"{folder} is a submission of {entry['encoder']['spec']}, not {model}; choose another --name"
             )
+        if random_init != bool(entry["encoder"].get("random_init", False)):
+            raise SubclassbenchError(f"--random-init must match {folder}'s model.yaml (encoder.random_init)")
     else:
         missing = [
             f"--{n}"
@@ -406,7 +418,8 @@ def submit(
         entry = new_model_file(name, model, labels, training_data, license, citation, label_task, description)
         if random_init:
             entry["encoder"]["random_init"] = True
-    with tempfile.TemporaryDirectory(prefix=".staging-", dir=submissions if submissions.is_dir() else None) as staging:
+    submissions.mkdir(parents=True, exist_ok=True)  # staging beside the target keeps the final renames atomic
+    with tempfile.TemporaryDirectory(prefix=".staging-", dir=submissions) as staging:
         stage = Path(staging)
         weights_for_run: Path | None = None
         if weights is not None:
@@ -523,6 +536,7 @@ def verify(
                 pretrained=not entry["encoder"].get("random_init", False),
                 progress=False,
                 metrics=submitted["metrics"],
+                cache="off",  # a verification recomputes features, never reads them back
             )
         )
         checked += 1
@@ -533,7 +547,7 @@ def verify(
         differences = compare_results(submitted, rerun)
         if differences:
             failed += 1
-            typer.echo(f"{name}: FAIL ({len(differences)} metric(s) outside tolerance)")
+            typer.echo(f"{name}: FAIL ({len(differences)} difference(s) outside tolerance)")
             for d in differences[:10]:
                 typer.echo(f"  {d}")
         else:
@@ -568,11 +582,11 @@ def compare(
     from subclassbench.hashing import canonical_json
 
     specs = _split_list(model) or []
-    if len(specs) == 1:
-        specs = specs * 2
+    given = [None if w in ("-", "") else w for w in (_split_list(weights) or [])]
+    if len(specs) == 1:  # one encoder compared with itself
+        specs, given = specs * 2, given * 2
     if len(specs) != 2:
         raise SubclassbenchError(f"pass one or two --model options, got {len(specs)}")
-    given = [None if w in ("-", "") else w for w in (_split_list(weights) or [])]
     if given and len(given) != len(specs):
         raise SubclassbenchError("pass one --weights per --model ('-' for an encoder without a weights file)")
     w_a, w_b = ([*given, None, None])[:2] if given else (None, None)

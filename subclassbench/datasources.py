@@ -131,11 +131,13 @@ def decode_image(source: Path | bytes, decoding: Decoding, where: str) -> torch.
                 if img.size != (width, height):
                     img = img.resize((width, height), method)
             else:
+                # torchvision's Resize(int) + CenterCrop: the long side truncates, the offset rounds.
                 w, h = img.size
-                scale = decoding.resize / min(w, h)
-                new_w, new_h = max(width, round(w * scale)), max(height, round(h * scale))
+                short, long = (w, h) if w <= h else (h, w)
+                new_short, new_long = decoding.resize, int(decoding.resize * long / short)
+                new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
                 img = img.resize((new_w, new_h), method)
-                left, top = (new_w - width) // 2, (new_h - height) // 2
+                left, top = round((new_w - width) / 2), round((new_h - height) / 2)
                 img = img.crop((left, top, left + width, top + height))
             pixels = np.asarray(img, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError) as exc:

@@ -115,10 +115,26 @@ def _weights_identity(info: dict[str, Any]) -> str | None:
 
 
 def feature_fields(
-    encoder: Encoder, split: SplitData, layer: str, rows: tuple[int, int] | None = None
+    encoder: Encoder,
+    split: SplitData,
+    layer: str,
+    rows: tuple[int, int] | None = None,
+    batch_size: int | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Everything that determines one layer's pooled features on one split (the cache key's content)."""
+    """Everything that determines one layer's pooled features on one split (the cache key's content).
+
+    Batch size and device are included: kernels may round differently with
+    either, and the cache must not blur that. Hub weights without a file hash
+    are identified by spec plus the version of the library that resolved them.
+    """
     info = encoder.info()
+    library = None
+    if _weights_identity(info) is None and info["pretrained"] and info["source"] in ("timm", "open_clip"):
+        from importlib import metadata
+
+        dist = "timm" if info["source"] == "timm" else "open_clip_torch"
+        library = f"{dist}=={metadata.version(dist)}"
     return {
         "feature_code": FEATURE_CODE_VERSION,
         "dtype": DTYPE,
@@ -127,7 +143,10 @@ def feature_fields(
             "pretrained": info["pretrained"],
             "weights_sha256": _weights_identity(info),
             "arch_kwargs": info.get("arch_kwargs") or {},
+            "hub_library": library,
         },
+        "batch_size": batch_size,
+        "device": str(device),
         "preprocessing": info["preprocessing"],
         "decoding": None if split.decoding is None else split.decoding.to_dict(),
         "layer": layer,
@@ -153,10 +172,16 @@ def _depths(encoder: Encoder, names: list[str]) -> dict[str, float]:
 
 
 def _store(
-    cache: FeatureCache, encoder: Encoder, split: SplitData, computed: list[LayerFeatures], rows: tuple[int, int] | None
+    cache: FeatureCache,
+    encoder: Encoder,
+    split: SplitData,
+    computed: list[LayerFeatures],
+    rows: tuple[int, int] | None,
+    batch_size: int,
+    device: str,
 ) -> None:
     for layer in computed:
-        fields = feature_fields(encoder, split, layer.name, rows)
+        fields = feature_fields(encoder, split, layer.name, rows, batch_size, device)
         extra = {"pooling": layer.pooling, "task": split.task.name, "split_name": split.split}
         cache.put(feature_key(fields), layer.features, fields, extra)
 
@@ -176,31 +201,37 @@ def extract_shard(
     """Extract one contiguous shard of a split into the cache (skipped when already there)."""
     names = encoder.select_layers(layers)
     rows = shard_rows(len(split), n_shards, index, batch_size)
-    missing = [n for n in names if cache.get(feature_key(feature_fields(encoder, split, n, rows))) is None]
+    missing = [
+        n for n in names if cache.get(feature_key(feature_fields(encoder, split, n, rows, batch_size, device))) is None
+    ]
     if stats is not None:
         stats.hits += len(names) - len(missing)
         stats.misses += len(missing)
     if missing and rows[1] > rows[0]:
         subset = split.images.subset(np.arange(*rows))
-        _store(cache, encoder, split, extract_features(encoder, subset, missing, batch_size, device, progress), rows)
+        computed = extract_features(encoder, subset, missing, batch_size, device, progress)
+        _store(cache, encoder, split, computed, rows, batch_size, device)
 
 
 def _merge_shards(
-    encoder: Encoder, split: SplitData, layer: str, n_shards: int, batch_size: int, cache: FeatureCache
+    encoder: Encoder, split: SplitData, layer: str, n_shards: int, batch_size: int, device: str, cache: FeatureCache
 ) -> tuple[np.ndarray, dict[str, Any]] | None:
-    parts = []
+    parts, keys = [], []
     for index in range(n_shards):
         rows = shard_rows(len(split), n_shards, index, batch_size)
         if rows[1] == rows[0]:
             continue
-        found = cache.get(feature_key(feature_fields(encoder, split, layer, rows)))
+        keys.append(feature_key(feature_fields(encoder, split, layer, rows, batch_size, device)))
+        found = cache.get(keys[-1])
         if found is None:
             return None
         parts.append(found)
     array = np.concatenate([p[0] for p in parts])  # manifest order: shards are contiguous and in order
-    fields = feature_fields(encoder, split, layer)
+    fields = feature_fields(encoder, split, layer, None, batch_size, device)
     extra = {"pooling": parts[0][1]["pooling"], "task": split.task.name, "split_name": split.split}
     cache.put(feature_key(fields), array, fields, extra)
+    for key in keys:  # the merged entry replaces its parts
+        cache.remove(key)
     return cache.get(feature_key(fields))
 
 
@@ -222,12 +253,12 @@ def extract_cached(
         return extract_features(encoder, split.images, layers, batch_size, device, progress)
     names = encoder.select_layers(layers)
     found: dict[str, tuple[np.ndarray, dict[str, Any]] | None] = {
-        n: cache.get(feature_key(feature_fields(encoder, split, n))) for n in names
+        n: cache.get(feature_key(feature_fields(encoder, split, n, None, batch_size, device))) for n in names
     }
     if n_shards:
         for n in names:
             if found[n] is None:
-                found[n] = _merge_shards(encoder, split, n, n_shards, batch_size, cache)
+                found[n] = _merge_shards(encoder, split, n, n_shards, batch_size, device, cache)
     missing = [n for n in names if found[n] is None]
     if stats is not None:
         stats.hits += len(names) - len(missing)
@@ -240,7 +271,7 @@ def extract_cached(
                 "in the cache; run `subclassbench extract` with the same --model, --weights, --task and --data first"
             )
         fresh = extract_features(encoder, split.images, missing, batch_size, device, progress)
-        _store(cache, encoder, split, fresh, None)
+        _store(cache, encoder, split, fresh, None, batch_size, device)
         computed = {f.name: f for f in fresh}
     depth = _depths(encoder, names)
     out = []

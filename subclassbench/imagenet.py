@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,14 @@ class HFImageSet(ImageSet):
         )
 
 
+def _file_id(path: str) -> str:
+    """The ImageNet file name; the hub's imagenet-1k appends ``_<wnid>`` (``ILSVRC2012_val_00000001_n01751748``)."""
+    name = Path(path).name
+    stem, suffix = Path(name).stem, Path(name).suffix
+    match = re.fullmatch(r"(.+)_n\d{8}", stem)  # original names never end in a wnid (n01440764_10026)
+    return match.group(1) + suffix if match else name
+
+
 def _from_hf(
     dataset: Any, config: dict[str, Any], source_split: str, classes: dict[str, int | None], decoding: Decoding
 ) -> HFImageSet:
@@ -229,7 +238,7 @@ def _from_hf(
         chunk = rows[start : start + HF_CHUNK].tolist()
         for row, item in zip(chunk, dataset[chunk][image_col], strict=True):
             path = item.get("path")
-            ids.append(Path(path).name if path else f"{source_split}/{row:08d}")
+            ids.append(_file_id(path) if path else f"{source_split}/{row:08d}")
     return HFImageSet(
         dataset=dataset,
         rows=rows,

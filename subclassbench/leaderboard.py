@@ -140,6 +140,8 @@ def _plot(task: str, rows: list[dict[str, Any]]) -> bytes:
     digest = sha256_text(canonical_json([[r["submission"], r["curve"]] for r in rows]))
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     for r in rows:
+        if not r["curve"]:  # a transfer-only result has no clusterability curve
+            continue
         depths = [c["depth"] for c in r["curve"]]
         top = max(depths) or 1
         ax.plot([d / top for d in depths], [c["ami"] for c in r["curve"]], marker="o", ms=3, label=r["submission"])

@@ -111,25 +111,39 @@ def _request(cell: Cell, cache_dir: str | None, n_shards: int | None, device: st
 
 
 def result_path(cell: Cell, out: Path) -> Path:
+    """``<out>/<model slug>/<task>-<cell hash>.json``: the hash covers weights (by content), data, metrics
+    and the task file, so two different cells never share a result file."""
+    from subclassbench.hashing import canonical_json, sha256_file, sha256_text
+
     slug = cell.model.replace(":", "__").replace("/", "_").replace("@", "_")
+    weights = None
     if cell.weights:
-        from subclassbench.hashing import sha256_file
-
-        slug += f"-w{sha256_file(Path(cell.weights))[:8]}" if Path(cell.weights).is_file() else "-w"
+        path = Path(cell.weights)
+        target = path / "model.safetensors" if path.is_dir() else path
+        weights = sha256_file(target) if target.is_file() else cell.weights
+    identity = {"weights": weights, "data": cell.data, "metrics": cell.metrics, "task": cell.task}
     task = Path(cell.task).stem if cell.task.endswith((".yaml", ".yml", ".json")) else cell.task  # a task file path
-    return out / slug / f"{task}.json"
+    return out / slug / f"{task}-{sha256_text(canonical_json(identity))[:8]}.json"
 
 
-def _finished(path: Path) -> bool:
+def _finished(path: Path, cell: Cell) -> bool:
+    """A valid result of the current task definition and protocol (anything else is recomputed)."""
+    from subclassbench.protocol import protocol_fingerprint
     from subclassbench.results import read_result, validate_result
+    from subclassbench.tasks import load_task
 
     if not path.is_file():
         return False
     try:
-        validate_result(read_result(path))
+        result = read_result(path)
+        validate_result(result)
     except SubclassbenchError:
         return False
-    return True
+    current = load_task(cell.task).definition_fingerprint
+    return (
+        result["task"]["definition_fingerprint"] == current
+        and result["protocol"]["fingerprint"] == protocol_fingerprint()
+    )
 
 
 def extract_shard_job(cell: Cell, index: int, n_shards: int, cache_dir: str | None, device: str = "cpu") -> int:
@@ -139,7 +153,7 @@ def extract_shard_job(cell: Cell, index: int, n_shards: int, cache_dir: str | No
     from subclassbench.evaluate import extract
 
     torch.set_num_threads(1)
-    stats = extract(_request(cell, cache_dir, None, device), shard=(index, n_shards))
+    stats = extract(_request(cell, cache_dir, None, device), shard=(index, n_shards) if n_shards > 1 else None)
     return stats.misses
 
 
@@ -151,7 +165,7 @@ def score_job(cell: Cell, out: str, n_shards: int, cache_dir: str | None, device
     from subclassbench.results import write_result
 
     torch.set_num_threads(1)
-    result = evaluate(_request(cell, cache_dir, n_shards, device))
+    result = evaluate(_request(cell, cache_dir, n_shards if n_shards > 1 else None, device))
     return str(write_result(result, result_path(cell, Path(out))))
 
 
@@ -159,7 +173,7 @@ def run_local(cells: list[Cell], out: Path, n_shards: int, cache_dir: str | None
     report = MatrixReport()
     for cell in cells:
         path = result_path(cell, out)
-        if _finished(path):
+        if _finished(path, cell):
             report.outcomes.append(CellOutcome(cell.model, cell.task, "skipped", str(path)))
             continue
         outcome = CellOutcome(cell.model, cell.task, "failed")
@@ -219,7 +233,7 @@ def run_ray(
     try:
         for cell in cells:
             path = result_path(cell, out)
-            if _finished(path):
+            if _finished(path, cell):
                 report.outcomes.append(CellOutcome(cell.model, cell.task, "skipped", str(path)))
                 continue
             shards = [shard_remote.remote(cell, i, n_shards, cache_dir, device) for i in range(n_shards)]
@@ -271,7 +285,7 @@ def run_matrix(
     cells = [
         Cell(
             c.model,
-            c.task,
+            str(Path(c.task).resolve()) if c.task.endswith((".yaml", ".yml", ".json")) else c.task,
             str(Path(c.weights).resolve()) if c.weights and Path(c.weights).exists() else c.weights,
             str(Path(c.data).resolve()) if c.data and Path(c.data).exists() else c.data,
             c.metrics,

@@ -130,6 +130,12 @@ def validate_submission(folder: Path) -> Report:
         got = (encoder.get("weights") or {}).get("sha256")
         if declared is not None and got != declared["sha256"]:
             report.error(str(path), "was computed with other weights than model.yaml declares (sha256 differs)")
+        random_init = bool(model["encoder"].get("random_init", False))
+        if encoder["source"] in ("timm", "open_clip") and random_init == bool(encoder["pretrained"]):
+            state = "random-init" if random_init else "pretrained"
+            report.error(
+                str(path), f"model.yaml declares a {state} encoder but the result's encoder.pretrained disagrees"
+            )
         undeclared_file = encoder.get("tag") is None and encoder.get("weights") and encoder["source"] == "builtin"
         if declared is None and undeclared_file:
             report.error(str(path), "was computed with a weights file that model.yaml does not declare")
@@ -232,14 +238,19 @@ class Difference:
         return f"{self.layer} {self.metric}: submitted {self.submitted:.4f}, re-run {self.rerun:.4f} (tolerance {tol})"
 
 
-def compare_results(submitted: dict[str, Any], rerun: dict[str, Any]) -> list[Difference]:
-    """Per-layer metrics that differ by more than their tolerance (and layers that do not line up)."""
-    out: list[Difference] = []
+def compare_results(submitted: dict[str, Any], rerun: dict[str, Any]) -> list[Difference | str]:
+    """Metrics that differ by more than their tolerance, layers that do not line up, a moved committed layer."""
+    out: list[Difference | str] = []
     old = {layer["name"]: layer for layer in submitted["layers"]}
+    new_names = [layer["name"] for layer in rerun["layers"]]
+    if list(old) != new_names:
+        out.append(f"layers differ: submitted {list(old)}, re-run {new_names}")
+    for key in ("committed_layer", "best_layer"):
+        if submitted["summary"].get(key) != rerun["summary"].get(key):
+            out.append(f"{key}: submitted {submitted['summary'].get(key)}, re-run {rerun['summary'].get(key)}")
     for layer in rerun["layers"]:
         before = old.get(layer["name"])
         if before is None:
-            out.append(Difference(layer["name"], "ami", math.nan, layer.get("clusterability", {}).get("ami", math.nan)))
             continue
         for family in ("clusterability", "transfer"):
             for metric, value in layer.get(family, {}).items():

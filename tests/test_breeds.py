@@ -349,3 +349,12 @@ def test_overlapping_hash_ranges_are_rejected():
     raw["splits"]["val"]["select"]["hash_range"] = [0.0, 0.05]
     with pytest.raises(SubclassbenchError, match="share samples"):
         Task.from_dict(raw)
+
+
+def test_hub_file_names_map_to_imagenet_file_names():
+    from subclassbench.imagenet import _file_id
+
+    # The hub's imagenet-1k appends the WNID; ids must equal the class-folder layout's file names.
+    assert _file_id("ILSVRC2012_val_00000001_n01751748.JPEG") == "ILSVRC2012_val_00000001.JPEG"
+    assert _file_id("n01440764_10026_n01440764.JPEG") == "n01440764_10026.JPEG"
+    assert _file_id("n01440764_10026.JPEG") == "n01440764_10026.JPEG"

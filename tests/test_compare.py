@@ -99,3 +99,22 @@ def test_agreement_bad_input(runs, tmp_path):
     assert result.exit_code == 0, result.output
     mixed = cli("agreement", runs[0], other, "--out", tmp_path / "y")
     assert mixed.exit_code == 2 and "other test samples" in mixed.output
+
+
+def test_one_model_with_its_weights_is_compared_with_itself(runs, tmp_path):
+    out = cli(
+        "compare",
+        "--model",
+        "builtin:digits_mlp",
+        "--weights",
+        runs[0],
+        "--max-samples",
+        200,
+        "--quiet",
+        "--out",
+        tmp_path,
+    )
+    assert out.exit_code == 0, out.output
+    doc = json.loads((tmp_path / "compare.json").read_text())
+    assert doc["a"]["weights"] == doc["b"]["weights"] and doc["a"]["weights"] is not None
+    np.testing.assert_allclose(np.diag(np.asarray(doc["cka"])), 1.0, atol=1e-9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,9 @@ def test_a_half_written_or_damaged_entry_is_never_read(tmp_path):
     path = tmp_path / "ab" / f"{key}.npy"
     path.write_bytes(path.read_bytes()[:-8])
     assert cache.get(key) is None
-    (tmp_path / "ab" / f"{key}.npy.123.tmp").write_bytes(b"partial")
+    stray = tmp_path / "ab" / f"{key}.npy.123.tmp"
+    stray.write_bytes(b"partial")
+    os.utime(stray, (0, 0))  # a leftover of a writer killed long ago
     assert cache.prune(everything=True) == 1 and not list(tmp_path.glob("ab/*"))
 
 
@@ -194,3 +197,19 @@ def test_ray_matrix_equals_local(tmp_path):
     assert [o.status for o in remote.outcomes] == ["done"] * 4 + ["failed"]
     assert "nope" in remote.outcomes[-1].error
     assert _results(tmp_path / "local") == _results(tmp_path / "ray")
+
+
+def test_result_paths_of_different_cells_differ(tmp_path):
+    from subclassbench.runner import result_path
+
+    base = Cell("builtin:mlp", "synthetic-hier")
+    variants = [
+        base,
+        Cell("builtin:mlp", "synthetic-hier", data="x"),
+        Cell("builtin:mlp", "synthetic-hier", metrics=("transfer",)),
+    ]
+    paths = {result_path(c, tmp_path) for c in variants}
+    assert len(paths) == 3 and all(
+        p.parent.name == "builtin__mlp" and p.name.startswith("synthetic-hier-") for p in paths
+    )
+    assert result_path(base, tmp_path) == result_path(Cell("builtin:mlp", "synthetic-hier"), tmp_path)

@@ -234,3 +234,44 @@ def test_submit_refuses_a_different_model_under_an_existing_name(subs):
 def test_new_submission_needs_its_metadata(subs):
     out = cli("submit", "--name", "x", "--model", "builtin:digits_mlp", "--task", "digits-5", "--submissions", subs)
     assert out.exit_code == 2 and "--labels" in out.output and not (subs / "x").exists()
+
+
+def test_a_transfer_only_result_is_listed_without_a_curve(subs, tmp_path):
+    meta = ["--training-data", "none", "--license", "MIT", "--citation", "This test suite.", "--labels", "none"]
+    out = cli(
+        "submit",
+        "--name",
+        "cnn-transfer",
+        "--model",
+        "builtin:digits_cnn",
+        "--task",
+        "digits-5",
+        "--metrics",
+        "transfer",
+        "--submissions",
+        subs,
+        "--quiet",
+        *meta,
+    )
+    assert out.exit_code == 0, out.output
+    build(subs, tmp_path / "lb")
+    rows = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())["tasks"]["digits-5"]
+    assert rows[-1]["submission"] == "cnn-transfer" and rows[-1]["committed_ami"] is None
+    assert rows[-1]["ood_retained"] is not None
+
+
+def test_submit_with_missing_weights_is_one_line(subs):
+    out = cli(
+        "submit",
+        "--name",
+        "y",
+        "--model",
+        "builtin:digits_mlp",
+        "--weights",
+        "nope.safetensors",
+        "--task",
+        "digits-5",
+        "--submissions",
+        subs,
+    )
+    assert out.exit_code == 2 and "do not exist" in out.output and not (subs / "y").exists()
