@@ -96,6 +96,12 @@ def format_summary(result: dict[str, Any]) -> list[str]:
             f"last layer {summary['last_layer']}: AMI {summary['last_ami']:.3f}, "
             f"fine-label recovery {summary['last_fine_acc']:.3f}"
         )
+    if "committed_layer" in summary:
+        lines.append(
+            f"committed layer {summary['committed_layer']} (chosen on '{summary['selection']['split']}'): "
+            f"AMI {summary['committed_ami']:.3f}, fine-label recovery {summary['committed_fine_acc']:.3f}, "
+            f"gap to the best layer {summary['committed_gap']:.3f}"
+        )
     if "transfer" in summary:
         t = summary["transfer"]
         rho = "n/a" if t["pearson_id_ood"] is None else f"{t['pearson_id_ood']:.3f}"
