@@ -59,7 +59,7 @@ def make_task(folder: Path, name: str, n: int, seed: int) -> tuple[Path, Path]:
 
 def bench_rescore(folder: Path, model: str, n: int, repeats: int) -> None:
     task, data = make_task(folder, "bench-rescore", n, 0)
-    cache = folder / "cache-rescore"
+    cache = folder / f"cache-rescore-{model.replace(':', '_')}"
 
     def request(mode: str) -> EvaluationRequest:
         return EvaluationRequest(
@@ -70,6 +70,7 @@ def bench_rescore(folder: Path, model: str, n: int, repeats: int) -> None:
             progress=False,
             cache=mode,
             cache_dir=str(cache),
+            pretrained=False,  # random init: the cost is the architecture's, and nothing is downloaded
         )
 
     extract(request("use"))
@@ -116,12 +117,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--model", default="builtin:cifar_resnet56")
+    parser.add_argument("--model", action="append", help="repeatable (default: a CIFAR ResNet-56 and a ViT-Tiny)")
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        bench_rescore(folder, args.model, args.images, args.repeats)
+        for model in args.model or ["builtin:cifar_resnet56", "timm:vit_tiny_patch16_224"]:
+            bench_rescore(folder, model, args.images, args.repeats)
         if not args.skip_ray:
             bench_ray(folder, args.images, max(1, args.repeats - 1))
 

@@ -118,10 +118,17 @@ def score_clusterability(features: np.ndarray, split: SplitData) -> dict[str, An
 
 def score_layers(layers: list[LayerFeatures], split: SplitData, progress: bool = False) -> list[dict[str, Any]]:
     """Clusterability of every layer, in layer order."""
+    import sklearn
     from tqdm.auto import tqdm
 
     bar = tqdm(layers, desc="cluster layers", unit="layer", disable=not progress or None, leave=False)
-    return [score_clusterability(layer.features, split) for layer in bar]
+    # Inputs are checked once here (finite float32, integer labels); scikit-learn's per-call
+    # validation otherwise costs more than the clustering itself on superclass-sized problems.
+    for layer in layers:
+        if not np.isfinite(layer.features).all():
+            raise SubclassbenchError(f"layer {layer.name} has NaN or infinite features; check the encoder's weights")
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        return [score_clusterability(layer.features, split) for layer in bar]
 
 
 def commit_layer(layers: list[dict[str, Any]], validation: list[dict[str, Any]], split: str) -> dict[str, Any]:
