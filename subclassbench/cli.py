@@ -448,7 +448,9 @@ def submit(
             if weights_for_run is not None:  # a portable path: where the weights live in the repository
                 result["encoder"]["weights"]["path"] = f"{submissions.as_posix()}/{name}/{WEIGHTS_FILE}"
             results[result["task"]["name"]] = result
-            note = data_note or (result["task"]["data_source"] if data is None else f"--data {data}")
+            task_key = result["task"]["name"]
+            default_note = result["task"]["data_source"] if data is None else f"--data {data}"
+            note = data_note or entry["evaluation_data"].get(task_key) or default_note  # keep a note on update
             entry["evaluation_data"][result["task"]["name"]] = note
         # Everything computed: now move it into place, model.yaml last.
         folder.mkdir(parents=True, exist_ok=True)

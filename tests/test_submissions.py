@@ -275,3 +275,26 @@ def test_submit_with_missing_weights_is_one_line(subs):
         subs,
     )
     assert out.exit_code == 2 and "do not exist" in out.output and not (subs / "y").exists()
+
+
+def test_resubmitting_keeps_the_recorded_data_note(subs):
+    path = subs / "cnn-coarse" / "model.yaml"
+    model = yaml.safe_load(path.read_text())
+    model["evaluation_data"]["digits-5"] = "scikit-learn digits, as shipped"
+    path.write_text(yaml.safe_dump(model))
+    out = cli(
+        "submit",
+        "--name",
+        "cnn-coarse",
+        "--model",
+        "builtin:digits_cnn.digits5_coarse",
+        "--task",
+        "digits-5",
+        "--metrics",
+        "clusterability",
+        "--submissions",
+        subs,
+        "--quiet",
+    )
+    assert out.exit_code == 0, out.output
+    assert yaml.safe_load(path.read_text())["evaluation_data"]["digits-5"] == "scikit-learn digits, as shipped"
