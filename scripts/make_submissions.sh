@@ -41,16 +41,17 @@ if [ ! -d "$SHARED/data" ] || [ ! -d "$SHARED/weights" ]; then
   echo "no $SHARED/data or $SHARED/weights: CIFAR rows skipped"
   exit 0
 fi
-# CIFAR rows score clusterability (with the committed layer) only: transfer probes on 45,000
-# training images per layer take ~15 min per ResNet-56 task on 2 CPU cores. On a bigger machine
-# add transfer with: subclassbench submit --name NAME --model … --metrics clusterability,transfer …
+# The ResNet-20 rows (pretrained and both coarse-trained) also score transfer (~4 min per task on
+# 2 CPU cores); the deeper ResNets score clusterability with the committed layer only, to fit the
+# project machine's time. On a bigger machine add transfer with --metrics clusterability,transfer.
 CIFAR_NOTE="CIFAR-10 from ../shared/data (cifar10_train.npz, cifar10_test.npz): JPEG-degraded copies of the real images (see that folder's README), not the lossless originals"
 IDELBAYEV="Idelbayev, Y. (2018). Proper ResNet implementation for CIFAR10/CIFAR100 in PyTorch. github.com/akamaster/pytorch_resnet_cifar10. Architecture: He et al. (2016), Deep Residual Learning for Image Recognition, section 4.2."
 for depth in 20 32 44 56; do
   weights=$(ls "$SHARED"/weights/resnet${depth}-*.th)
   name=cifar-resnet${depth}
+  metrics=clusterability; [ "$depth" = 20 ] && metrics=clusterability,transfer
   submit --name $name --model builtin:cifar_resnet${depth} --weights "$weights" \
-    --task cifar10-5 --task cifar10-5-semantic --data "$SHARED/data" --metrics clusterability \
+    --task cifar10-5 --task cifar10-5-semantic --data "$SHARED/data" --metrics $metrics \
     --labels fine --training-data "CIFAR-10 train (50,000 images), all 10 labels" --license BSD-2-Clause \
     --citation "$IDELBAYEV" --description "Pretrained CIFAR-10 ResNet-${depth} (akamaster/pytorch_resnet_cifar10), converted to safetensors" \
     --data-note "$CIFAR_NOTE"
@@ -77,7 +78,7 @@ done
 for tag in cifar10_5_coarse cifar10_5_semantic_coarse; do
   task=${tag%_coarse}; task=${task//_/-}
   submit --name cifar-resnet20-${tag//_/-} --model builtin:cifar_resnet20.$tag \
-    --task cifar10-5 --task cifar10-5-semantic --data "$SHARED/data" --metrics clusterability \
+    --task cifar10-5 --task cifar10-5-semantic --data "$SHARED/data" --metrics clusterability,transfer \
     --labels superclass --label-task "$task" \
     --training-data "CIFAR-10 train (50,000 JPEG-degraded images from ../shared/data; all of them, i.e. v1 of the task, which includes v2's val split), superclass labels of $task" \
     --license MIT --citation "$CITE_SB" --description "CIFAR ResNet-20 trained by subclassbench on the superclass labels of $task (packaged)" \
