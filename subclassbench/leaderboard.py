@@ -164,7 +164,9 @@ def _plot_digest(data: bytes) -> str | None:
     return None if at < 0 else data[at + len(marker) : at + len(marker) + 64].decode()
 
 
-def render(submissions: Path, previous_changelog: str | None) -> dict[str, bytes]:
+def render(
+    submissions: Path, previous_changelog: str | None, previous_board: dict[str, Any] | None = None
+) -> dict[str, bytes]:
     """Every leaderboard file, relative path → bytes."""
     current, stale = collect(submissions)
     ranked = [r for rows in current.values() for r in rows]
@@ -205,17 +207,39 @@ def render(submissions: Path, previous_changelog: str | None) -> dict[str, bytes
         lines += [f"- `{r['submission']}` on `{r['task']}`: {r['stale']}" for r in stale]
         lines.append("")
     files["README.md"] = "\n".join(lines).encode()
-    files[CHANGELOG] = _changelog(previous_changelog, digest, ranked).encode()
+    before = None
+    if previous_board and previous_board.get("content_sha256") != digest:
+        before = [r for rows in previous_board.get("tasks", {}).values() for r in rows]
+    files[CHANGELOG] = _changelog(previous_changelog, digest, ranked, before).encode()
     return files
 
 
-def _changelog(previous: str | None, digest: str, rows: list[dict[str, Any]]) -> str:
+def _describe_row(r: dict[str, Any]) -> str:
+    ood = "" if r["ood_retained"] is None else f", OOD retained {_num(r['ood_retained'], 1)}%"
+    return f"{r['task']}: {r['submission']} (rank {r['rank']}, committed AMI {_num(r['committed_ami'])}{ood})"
+
+
+def _changelog(
+    previous: str | None, digest: str, rows: list[dict[str, Any]], before: list[dict[str, Any]] | None
+) -> str:
+    """Add an entry for a new content digest: rows added, changed and removed since the last build."""
     text = previous if previous else CHANGELOG_HEADER
     if f"`{digest}`" in text:
         return text
-    listing = "\n".join(
-        f"- {r['task']}: {r['submission']} (rank {r['rank']}, committed AMI {_num(r['committed_ami'])})" for r in rows
-    )
+    if before is None:  # first entry (or a changelog started afresh): the whole board
+        lines = [f"- {_describe_row(r)}" for r in rows]
+    else:
+        old = {(r["task"], r["submission"]): r for r in before}
+        new = {(r["task"], r["submission"]): r for r in rows}
+        watched = ("committed_ami", "best_ami", "ood_retained", "task_fingerprint", "rank")
+        lines = [f"- added {_describe_row(r)}" for k, r in new.items() if k not in old]
+        lines += [
+            f"- changed {_describe_row(r)}"
+            for k, r in new.items()
+            if k in old and any(old[k].get(w) != r.get(w) for w in watched)
+        ]
+        lines += [f"- removed {t}: {s}" for (t, s) in old if (t, s) not in new]
+    listing = "\n".join(lines)
     entry = f"\n## v{LEADERBOARD_VERSION} · content `{digest}`\n\n{listing or '- (no current results)'}\n"
     head, sep, rest = text.partition("\n## ")
     return head.rstrip("\n") + "\n" + entry + (("\n## " + rest) if sep else "")
@@ -223,8 +247,9 @@ def _changelog(previous: str | None, digest: str, rows: list[dict[str, Any]]) ->
 
 def build(submissions: Path, out: Path, check: bool = False) -> list[str]:
     """Regenerate ``out`` (or with ``check``, list how it differs); returns the paths written or differing."""
-    changelog = out / CHANGELOG
-    files = render(submissions, changelog.read_text() if changelog.is_file() else None)
+    changelog, board = out / CHANGELOG, out / "leaderboard.json"
+    previous_board = json.loads(board.read_text()) if board.is_file() else None
+    files = render(submissions, changelog.read_text() if changelog.is_file() else None, previous_board)
     expected = {out / p for p in files}
     plots = out / f"v{LEADERBOARD_VERSION}"
     orphans = [p for p in sorted(plots.glob("*.png")) if p not in expected] if plots.is_dir() else []

@@ -298,3 +298,14 @@ def test_resubmitting_keeps_the_recorded_data_note(subs):
     )
     assert out.exit_code == 0, out.output
     assert yaml.safe_load(path.read_text())["evaluation_data"]["digits-5"] == "scikit-learn digits, as shipped"
+
+
+def test_changelog_lists_what_changed(subs, tmp_path):
+    out = tmp_path / "lb"
+    build(subs, out)
+    shutil.rmtree(subs / "mlp-random")
+    build(subs, out)
+    log = (out / "CHANGELOG.md").read_text()
+    assert log.count("## v1") == 2
+    newest = log.split("## v1")[1]
+    assert "- removed digits-5: mlp-random" in newest and "- changed digits-5: cnn-coarse (rank 1" in newest
