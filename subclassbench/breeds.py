@@ -17,10 +17,10 @@ once by ``subclassbench tasks build-breeds`` and never re-derived at run time.
 from __future__ import annotations
 
 import json
+import textwrap
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -384,8 +384,6 @@ def task_yaml(
 
 
 def _wrap(text: str, width: int = 100) -> list[str]:
-    import textwrap
-
     return textwrap.wrap(text, width) or [""]
 
 
@@ -423,9 +421,3 @@ def build_task_file(
 def _pair(line: str, sep: str) -> tuple[str, str]:
     left, right = line.rstrip("\n").split(sep, 1)
     return left.strip(), right.strip()
-
-
-def superclass_table(task: BreedsTask) -> list[dict[str, Any]]:
-    return [
-        {"id": s.wnid, "name": s.name, "source": list(s.source), "target": list(s.target)} for s in task.superclasses
-    ]

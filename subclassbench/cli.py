@@ -48,6 +48,24 @@ def _split_list(values: list[str] | None) -> list[str] | None:
     return [name.strip() for item in values for name in item.split(",") if name.strip()]
 
 
+def _write_and_report(result: dict[str, Any], out: Path | None, quiet: bool, header: bool) -> None:
+    """Write a result (``out`` or the default path) and print its table and summary (evaluate, score)."""
+    from subclassbench.evaluate import default_output_path
+    from subclassbench.results import format_summary, format_table, write_result
+
+    path = write_result(result, out or default_output_path(result))
+    if not quiet:
+        if header:
+            typer.echo(
+                f"{result['encoder']['spec']} on {result['task']['name']} ({result['task']['n_samples']} samples, "
+                f"protocol v{result['protocol']['version']})"
+            )
+        typer.echo(format_table(result))
+        for line in format_summary(result):
+            typer.echo(line)
+    typer.echo(f"wrote {path}")
+
+
 @app.command()
 @user_errors
 def evaluate(
@@ -84,9 +102,8 @@ def evaluate(
     """Score every layer of MODEL on TASK and write a schema-checked result JSON."""
     import torch
 
-    from subclassbench.evaluate import default_output_path
     from subclassbench.evaluate import evaluate as run
-    from subclassbench.results import check_output_path, format_summary, format_table, write_result
+    from subclassbench.results import check_output_path
 
     try:
         torch_device = torch.device(device)
@@ -114,17 +131,7 @@ def evaluate(
     )
     if image_preprocessing not in ("task", "encoder"):
         raise SubclassbenchError(f"unknown --image-preprocessing '{image_preprocessing}'; use task or encoder")
-    result = run(request)
-    path = write_result(result, out or default_output_path(result))
-    if not quiet:
-        typer.echo(
-            f"{result['encoder']['spec']} on {result['task']['name']} ({result['task']['n_samples']} samples, "
-            f"protocol v{result['protocol']['version']})"
-        )
-        typer.echo(format_table(result))
-        for line in format_summary(result):
-            typer.echo(line)
-    typer.echo(f"wrote {path}")
+    _write_and_report(run(request), out, quiet, header=True)
 
 
 @app.command()
@@ -703,15 +710,24 @@ def _request_from(
     )
 
 
+# Options that extract and score share (the cache key is built from the same request fields).
+ModelOption = Annotated[str, typer.Option(help="Encoder spec.")]
+TaskOption = Annotated[str, typer.Option(help="Task name or file.")]
+WeightsOption = Annotated[str | None, typer.Option(help="Weights file.")]
+DataOption = Annotated[str | None, typer.Option(help="Data path.")]
+LayersOption = Annotated[list[str] | None, typer.Option(help="Layers (default: all).")]
+SplitOption = Annotated[str | None, typer.Option(help="Evaluation split (default: the task's).")]
+
+
 @app.command()
 @user_errors
 def extract(
-    model: Annotated[str, typer.Option(help="Encoder spec.")] = "builtin:digits_cnn.digits5_coarse",
-    task: Annotated[str, typer.Option(help="Task name or file.")] = "digits-5",
-    weights: Annotated[str | None, typer.Option(help="Weights file.")] = None,
-    data: Annotated[str | None, typer.Option(help="Data path.")] = None,
-    layers: Annotated[list[str] | None, typer.Option(help="Layers (default: all).")] = None,
-    split: Annotated[str | None, typer.Option(help="Evaluation split (default: the task's).")] = None,
+    model: ModelOption = "builtin:digits_cnn.digits5_coarse",
+    task: TaskOption = "digits-5",
+    weights: WeightsOption = None,
+    data: DataOption = None,
+    layers: LayersOption = None,
+    split: SplitOption = None,
     metrics: Annotated[list[str] | None, typer.Option(help="Which families' splits to extract.")] = None,
     shard: Annotated[str | None, typer.Option(help="I/N: extract only the I-th of N contiguous parts.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
@@ -739,12 +755,12 @@ def extract(
 @app.command()
 @user_errors
 def score(
-    model: Annotated[str, typer.Option(help="Encoder spec.")] = "builtin:digits_cnn.digits5_coarse",
-    task: Annotated[str, typer.Option(help="Task name or file.")] = "digits-5",
-    weights: Annotated[str | None, typer.Option(help="Weights file.")] = None,
-    data: Annotated[str | None, typer.Option(help="Data path.")] = None,
-    layers: Annotated[list[str] | None, typer.Option(help="Layers (default: all).")] = None,
-    split: Annotated[str | None, typer.Option(help="Evaluation split (default: the task's).")] = None,
+    model: ModelOption = "builtin:digits_cnn.digits5_coarse",
+    task: TaskOption = "digits-5",
+    weights: WeightsOption = None,
+    data: DataOption = None,
+    layers: LayersOption = None,
+    split: SplitOption = None,
     metrics: Annotated[list[str] | None, typer.Option(help="clusterability and/or transfer.")] = None,
     shards: Annotated[int | None, typer.Option(help="Merge features from N cached shards.")] = None,
     batch_size: Annotated[
@@ -755,9 +771,8 @@ def score(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Score MODEL on TASK from cached features only (no forward pass); writes the result JSON."""
-    from subclassbench.evaluate import default_output_path
     from subclassbench.evaluate import evaluate as run
-    from subclassbench.results import check_output_path, format_summary, format_table, write_result
+    from subclassbench.results import check_output_path
 
     if out is not None:
         check_output_path(out)
@@ -776,13 +791,7 @@ def score(
         cache="only",
         n_shards=shards,
     )
-    result = run(request)
-    path = write_result(result, out or default_output_path(result))
-    if not quiet:
-        typer.echo(format_table(result))
-        for line in format_summary(result):
-            typer.echo(line)
-    typer.echo(f"wrote {path}")
+    _write_and_report(run(request), out, quiet, header=False)
 
 
 cache_app = typer.Typer(help="Inspect or prune the feature cache.", no_args_is_help=True)

@@ -77,9 +77,8 @@ def collect(submissions: Path) -> tuple[dict[str, list[dict[str, Any]]], list[di
     stale: list[dict[str, Any]] = []
     for report in reports:
         model = read_model_file(report.folder)
-        stale_by_path = {s.split(": stale", 1)[0]: s.split(": stale ", 1)[1] for s in report.stale}
         for path in report.results:
-            reason = stale_by_path.get(str(path))
+            reason = report.stale_reasons.get(path)
             row = _row(report.folder, model, read_result(path), reason)
             (stale.append(row) if reason else current.setdefault(row["task"], []).append(row))
     for rows in current.values():

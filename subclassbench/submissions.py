@@ -42,21 +42,21 @@ TOLERANCES: dict[str, float] = {
 }
 
 
-def submissions_dir() -> Path:
-    return Path("submissions")
-
-
 @dataclass
 class Report:
     """Problems (errors) and stale results found in one submission folder."""
 
     folder: Path
     errors: list[str] = field(default_factory=list)
-    stale: list[str] = field(default_factory=list)
+    stale_reasons: dict[Path, str] = field(default_factory=dict)  # result file → why it is stale
     results: list[Path] = field(default_factory=list)
 
     def error(self, where: str, message: str) -> None:
         self.errors.append(f"{where}: {message}")
+
+    @property
+    def stale(self) -> list[str]:
+        return [f"{path}: stale {reason}" for path, reason in self.stale_reasons.items()]
 
 
 def read_model_file(folder: Path) -> dict[str, Any]:
@@ -101,8 +101,7 @@ def validate_submission(folder: Path) -> Report:
         assert path is not None
         if not path.is_file():
             report.error(str(path), "weights file is missing; commit it or remove encoder.weights")
-        elif sha256_file(path) != declared["sha256"]:
-            actual = sha256_file(path)
+        elif (actual := sha256_file(path)) != declared["sha256"]:
             report.error(str(path), f"sha256 {actual[:12]}… does not match model.yaml's {declared['sha256'][:12]}…")
     results = sorted((folder / RESULTS_DIR).glob("*.json"))
     if not results:
@@ -146,7 +145,7 @@ def validate_submission(folder: Path) -> Report:
             reasons.append("protocol changed")
         uncommitted = "clusterability" in result["metrics"] and "committed_layer" not in result["summary"]
         if reasons:
-            report.stale.append(f"{path}: stale ({'; '.join(reasons)}); re-run `subclassbench submit`")
+            report.stale_reasons[path] = f"({'; '.join(reasons)}); re-run `subclassbench submit`"
         elif task.validation_split and uncommitted:
             split = task.validation_split
             report.error(str(path), f"has no committed layer; re-run with --data holding the '{split}' split too")
