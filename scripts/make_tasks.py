@@ -1,6 +1,6 @@
 """Write the shipped task files for digits-5, cifar10-5(-semantic) and synthetic-hier.
 
-Run once by maintainers; the YAML files in ``tasks/`` are the source of truth
+Run once by maintainers; the YAML files in ``subclassbench/builtin_tasks/`` are the source of truth
 and are never re-derived at run time. Re-running must reproduce them byte for
 byte (tests/test_tasks.py checks the digits split against this recipe).
 """
@@ -18,7 +18,8 @@ from sklearn.model_selection import train_test_split
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from subclassbench.breeds import PRESETS, build_task_file  # noqa: E402
+from subclassbench.breeds import PRESETS, BuildOptions, build_task_file  # noqa: E402
+from subclassbench.files import atomic_write  # noqa: E402
 from subclassbench.tasks import Task  # noqa: E402
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -206,8 +207,8 @@ def main() -> None:
     else:
         print(f"no BREEDS hierarchy at {hierarchy}: BREEDS task files left as they are")
     for name, text in files.items():
-        (ROOT / "tasks" / f"{name}.yaml").write_text(text)
-        print(f"wrote tasks/{name}.yaml")
+        atomic_write(ROOT / "subclassbench" / "builtin_tasks" / f"{name}.yaml", text)
+        print(f"wrote subclassbench/builtin_tasks/{name}.yaml")
 
 
 def breeds_tasks(hierarchy: Path) -> dict[str, str]:
@@ -216,8 +217,7 @@ def breeds_tasks(hierarchy: Path) -> dict[str, str]:
     for preset in PRESETS:
         for shuffled in (False, True):
             name = f"breeds-{preset}" + ("-shuffled" if shuffled else "")
-            command = f"subclassbench tasks build-breeds --preset {preset}" + (" --shuffled" if shuffled else "")
-            out[name] = build_task_file(hierarchy, name, preset, shuffled=shuffled, command=command)
+            out[name] = build_task_file(hierarchy, BuildOptions(preset=preset, shuffled=shuffled))
     return out
 
 

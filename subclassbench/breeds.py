@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from subclassbench.errors import SubclassbenchError
 from subclassbench.hashing import sha256_file
@@ -387,35 +388,77 @@ def _wrap(text: str, width: int = 100) -> list[str]:
     return textwrap.wrap(text, width) or [""]
 
 
-def build_task_file(
-    hierarchy_dir: str | Path,
-    name: str,
-    preset: str | None = None,
-    level: int | None = None,
-    ancestor: str | None = None,
-    subclasses: int | None = None,
-    split: str = "rand",
-    seed: int = 2,
-    shuffled: bool = False,
-    command: str = "subclassbench tasks build-breeds",
-    root: str = ROOT,
-) -> str:
-    """Everything ``subclassbench tasks build-breeds`` does short of writing the file."""
-    if preset is not None:
-        if preset not in PRESETS:
-            raise SubclassbenchError(f"unknown BREEDS preset '{preset}'; choose one of {', '.join(PRESETS)}")
-        p = PRESETS[preset]
+@dataclass(frozen=True)
+class BuildOptions:
+    """The options of ``subclassbench tasks build-breeds``; the task file records them as its command."""
+
+    preset: str | None = None
+    level: int | None = None
+    subclasses: int | None = None
+    ancestor: str | None = None
+    split: str = "rand"
+    seed: int = 2
+    shuffled: bool = False
+    root: str = ROOT
+    name: str | None = None
+
+    def task_name(self) -> str:
+        if self.name is not None:
+            return self.name
+        if self.preset is None:
+            raise SubclassbenchError("pass --name for a task built without --preset")
+        return f"breeds-{self.preset}" + ("-shuffled" if self.shuffled else "")
+
+    def command(self) -> str:
+        """The command line that rebuilds this task (non-default options only)."""
+        words = ["subclassbench tasks build-breeds"]
+        if self.preset:
+            words.append(f"--preset {self.preset}")
+        for flag, value in (("--level", self.level), ("--subclasses", self.subclasses), ("--ancestor", self.ancestor)):
+            if value is not None:
+                words.append(f"{flag} {value}")
+        if self.split != "rand":
+            words.append(f"--split {self.split}")
+        if self.seed != 2:
+            words.append(f"--seed {self.seed}")
+        if self.shuffled:
+            words.append("--shuffled")
+        if self.root != ROOT:
+            words.append(f"--root {self.root}")
+        return " ".join(words)
+
+
+def build_task_file(hierarchy_dir: str | Path, options: BuildOptions) -> str:
+    """The frozen task file's text; a task that would not load raises instead of being returned."""
+    from subclassbench.tasks import Task
+
+    level, ancestor, subclasses = options.level, options.ancestor, options.subclasses
+    if options.preset is not None:
+        if options.preset not in PRESETS:
+            raise SubclassbenchError(f"unknown BREEDS preset '{options.preset}'; choose one of {', '.join(PRESETS)}")
+        p = PRESETS[options.preset]
         level = p.level if level is None else level
         ancestor = p.ancestor if ancestor is None else ancestor
         subclasses = p.subclasses if subclasses is None else subclasses
     if level is None or subclasses is None:
         raise SubclassbenchError("pass --preset, or both --level and --subclasses")
-    hierarchy = Hierarchy.from_dir(hierarchy_dir, root)
-    task = derive(hierarchy, level, subclasses, ancestor, split, seed)
-    if shuffled:
-        task = shuffle_control(task, seed)
+    hierarchy = Hierarchy.from_dir(hierarchy_dir, options.root)
+    task = derive(hierarchy, level, subclasses, ancestor, options.split, options.seed)
+    if options.shuffled:
+        task = shuffle_control(task, options.seed)
     hashes = {f: sha256_file(Path(hierarchy_dir) / f) for f in HIERARCHY_FILES}
-    return task_yaml(name, task, hierarchy, hashes, command)
+    text = task_yaml(options.task_name(), task, hierarchy, hashes, options.command())
+    Task.from_dict(yaml.safe_load(text))  # a task that would not load is never written
+    return text
+
+
+def write_task_file(text: str, path: Path, force: bool = False) -> Path:
+    """Write a built task file atomically; an existing file is replaced only with ``force``."""
+    from subclassbench.files import atomic_write
+
+    if path.exists() and not force:
+        raise SubclassbenchError(f"{path} exists; pass --force to overwrite it or --out another path")
+    return atomic_write(path, text)
 
 
 def _pair(line: str, sep: str) -> tuple[str, str]:

@@ -7,25 +7,28 @@ ids, labels and content hashes) and the feature code version — never a model
 name alone, so changed weights or data can never return stale features.
 
 Each entry is ``<root>/<key[:2]>/<key>.npy`` plus ``<key>.json`` (its index
-record: shape, sha256 of the array file, the key fields). Both are written to
-a temporary name and renamed, the record last; an entry counts only when its
-record exists and the array file's sha256 matches it, so a half-written or
-damaged file is never read. Concurrent writers of one key write the same
-bytes, so the last rename wins harmlessly.
+record: shape, sha256 of the array file, the key fields). Both are written
+atomically (:mod:`subclassbench.files`), the record last; an entry counts only
+when its record exists and the array file's sha256 matches it, so a
+half-written or damaged file is never read. Concurrent writers of one key
+write the same bytes, so the last rename wins harmlessly.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
-import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from subclassbench.errors import SubclassbenchError
+from subclassbench.files import TMP_SUFFIX, atomic_path, atomic_write, locked
 from subclassbench.hashing import canonical_json, sha256_file, sha256_text
 
 CACHE_ENV = "SUBCLASSBENCH_CACHE"
@@ -58,13 +61,13 @@ class FeatureCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else cache_root()
 
-    def _paths(self, key: str) -> tuple[Path, Path]:
+    def _paths(self, key: str) -> tuple[Path, Path]:  # callers pass keys checked by check_key
         folder = self.root / key[:2]
         return folder / f"{key}.npy", folder / f"{key}.json"
 
     def get(self, key: str) -> tuple[np.ndarray, dict[str, Any]] | None:
         """The array and its record, or None when absent, incomplete or damaged."""
-        array_path, record_path = self._paths(key)
+        array_path, record_path = self._paths(check_key(key))
         try:
             record = json.loads(record_path.read_text())
             if sha256_file(array_path) != record["sha256"]:
@@ -77,38 +80,37 @@ class FeatureCache:
         return array, record
 
     def put(self, key: str, array: np.ndarray, fields: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
-        array_path, record_path = self._paths(key)
-        array_path.parent.mkdir(parents=True, exist_ok=True)
-        suffix = f".{uuid.uuid4().hex}.tmp"  # unique across processes and hosts sharing the cache
-        tmp_array = array_path.with_name(array_path.name + suffix)
-        with tmp_array.open("wb") as handle:
-            np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp_array.replace(array_path)
-        record = {
-            "key": key,
-            "shape": list(array.shape),
-            "dtype": str(array.dtype),
-            "bytes": array_path.stat().st_size,
-            "sha256": sha256_file(array_path),
-            "created": time.time(),
-            "fields": fields,
-            **(extra or {}),
-        }
-        tmp_record = record_path.with_name(record_path.name + suffix)
-        tmp_record.write_text(json.dumps(record, indent=1))
-        tmp_record.replace(record_path)
+        array_path, record_path = self._paths(check_key(key))
+        try:
+            with atomic_path(array_path) as tmp_array, tmp_array.open("wb") as handle:
+                np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+            record = {
+                "key": key,
+                "shape": list(array.shape),
+                "dtype": str(array.dtype),
+                "bytes": array_path.stat().st_size,
+                "sha256": sha256_file(array_path),
+                "created": time.time(),
+                "fields": fields,
+                **(extra or {}),
+            }
+            atomic_write(record_path, json.dumps(record, indent=1))  # the record last: it makes the entry count
+        except OSError as exc:
+            raise SubclassbenchError(
+                f"cannot write to the feature cache {self.root} ({exc.strerror}); pass --cache-dir DIR, "
+                "set $SUBCLASSBENCH_CACHE to a writable folder, or use --no-cache"
+            ) from None
 
-    def entries(self) -> list[dict[str, Any]]:
-        out = []
+    def entries(self) -> list[CacheEntry]:
+        """Every well-formed entry record; a malformed record is skipped with a warning, never trusted."""
+        out: list[CacheEntry] = []
         if not self.root.is_dir():
             return out
         for record_path in sorted(self.root.glob("??/*.json")):
             try:
-                out.append(json.loads(record_path.read_text()))
-            except (OSError, ValueError):
-                continue
+                out.append(CacheEntry.from_record(json.loads(record_path.read_text()), record_path))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                warnings.warn(f"skipping malformed cache record {record_path}: {exc}", stacklevel=2)
         return out
 
     def usage(self) -> tuple[int, int]:
@@ -124,24 +126,71 @@ class FeatureCache:
         return len(list(self.root.glob("??/*.json"))), size
 
     def remove(self, key: str) -> None:
-        for path in self._paths(key):
+        for path in self._paths(check_key(key)):
             path.unlink(missing_ok=True)
 
     def prune(self, older_than_s: float | None = None, spec: str | None = None, everything: bool = False) -> int:
-        """Remove matching entries and any leftover temporary files; returns the number of entries removed."""
+        """Remove matching entries and any leftover temporary files; returns the number of entries removed.
+
+        Only files named by a well-formed key under the cache root are ever removed.
+        """
         removed = 0
         now = time.time()
-        for record in self.entries():
-            old = older_than_s is not None and now - record.get("created", 0) > older_than_s
-            same_spec = spec is not None and record.get("fields", {}).get("encoder", {}).get("spec") == spec
-            if everything or old or same_spec:
-                self.remove(record["key"])
-                removed += 1
-        if self.root.is_dir():
-            for tmp in self.root.glob("??/*.tmp"):
+        with locked(self.root):
+            for entry in self.entries():
+                old = older_than_s is not None and now - entry.created > older_than_s
+                if everything or old or (spec is not None and entry.spec == spec):
+                    self.remove(entry.key)
+                    removed += 1
+            leftovers = [*self.root.glob(f"??/.*{TMP_SUFFIX}"), *self.root.glob(f"??/*{TMP_SUFFIX}")]
+            for tmp in leftovers:
                 try:
                     if now - tmp.stat().st_mtime > STALE_TMP_S:  # younger ones may belong to a running writer
                         tmp.unlink(missing_ok=True)
                 except FileNotFoundError:
                     continue
         return removed
+
+
+KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
+
+
+def check_key(key: object) -> str:
+    """A cache key is a sha256 hex digest: anything else could name a path outside the cache."""
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+        raise ValueError(f"not a cache key: {key!r}")
+    return key
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One entry's record, checked: its key is a digest and matches the file it was read from."""
+
+    key: str
+    shape: tuple[int, ...]
+    bytes: int
+    created: float
+    spec: str | None
+    layer: str | None
+    rows: tuple[int, int] | None
+    task: str | None
+    split: str | None
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], path: Path) -> CacheEntry:
+        key = check_key(record["key"])
+        if path.stem != key or path.parent.name != key[:2]:
+            raise ValueError(f"key {key[:12]}… does not match the record's file name")
+        fields = record.get("fields") or {}
+        rows = fields.get("rows")
+        return cls(
+            key=key,
+            shape=tuple(int(n) for n in record["shape"]),
+            bytes=int(record.get("bytes", 0)),
+            created=float(record.get("created", 0.0)),
+            spec=(fields.get("encoder") or {}).get("spec"),
+            layer=fields.get("layer"),
+            rows=None if rows is None else (int(rows[0]), int(rows[1])),
+            task=record.get("task"),
+            split=record.get("split_name"),
+        )

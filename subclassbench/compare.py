@@ -16,6 +16,7 @@ train`` runs (Pliushch et al., ECCV 2022).
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,7 @@ def compare(
     cka = np.array([[linear_cka(x, y) for y in b.features] for x in a.features])
     gri = np.array([[generalized_rand_index(x, y) for y in b.memberships] for x in a.memberships])
     # Ground truth as a "model": one-hot memberships over the task's global subclass index.
-    offsets = np.cumsum([0] + [len(s.subclasses) for s in task.superclasses])[:-1]
-    truth = offsets[split.superclass[rows]] + split.subclass[rows]
+    truth = split.global_subclass[rows]
     onehot = np.eye(task.n_subclasses)[truth]
     to_truth_a = [generalized_rand_index(m, onehot) for m in a.memberships]
     to_truth_b = to_truth_a if same else [generalized_rand_index(m, onehot) for m in b.memberships]
@@ -208,7 +208,7 @@ def agreement_over_runs(run_dirs: list[Path]) -> dict[str, Any]:
         card_path = run / "card.json"
         if not (run / "correctness.npz").is_file() or not card_path.is_file():
             raise SubclassbenchError(f"{run} has no correctness.npz and card.json; pass `subclassbench train` folders")
-        with np.load(run / "correctness.npz") as data:
+        with np.load(run / "correctness.npz", allow_pickle=False) as data:
             run_ids = [str(i) for i in data["test_ids"]] if "test_ids" in data else None
         if ids is not None and run_ids != ids:
             raise SubclassbenchError(
@@ -254,3 +254,35 @@ def agreement_plot(doc: dict[str, Any]) -> bytes:
     fig.savefig(buffer, format="png", metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- output files
+
+
+def write_comparison(doc: dict[str, Any], out: Path, label_a: str, label_b: str) -> list[Path]:
+    """``compare.json``, ``cka.png`` and ``gri.png`` in ``out``, written all or nothing."""
+    from subclassbench.files import atomic_write_many
+    from subclassbench.hashing import canonical_json
+
+    if out.exists() and not out.is_dir():
+        raise SubclassbenchError(f"--out {out} is a file; pass a folder")
+    a, b = doc["a"]["layers"], doc["b"]["layers"]
+    files = {
+        out / "compare.json": (json.dumps(json.loads(canonical_json(doc)), indent=2) + "\n").encode(),
+        out / "cka.png": heatmap(doc["cka"], a, b, f"linear CKA: {label_a} (rows) vs {label_b}"),
+        out / "gri.png": heatmap(doc["gri"], a, b, f"generalized Rand index: {label_a} (rows) vs {label_b}"),
+    }
+    return atomic_write_many(files)
+
+
+def write_agreement(doc: dict[str, Any], out: Path) -> list[Path]:
+    """``agreement.json`` and ``agreement.png`` in ``out``, written all or nothing."""
+    from subclassbench.files import atomic_write_many
+
+    if out.exists() and not out.is_dir():
+        raise SubclassbenchError(f"--out {out} is a file; pass a folder")
+    files = {
+        out / "agreement.json": (json.dumps(doc, indent=2) + "\n").encode(),
+        out / "agreement.png": agreement_plot(doc),
+    }
+    return atomic_write_many(files)

@@ -20,6 +20,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ from subclassbench import architectures
 from subclassbench.errors import SubclassbenchError, closest, first_line
 from subclassbench.hashing import sha256_file
 from subclassbench.preprocessing import Preprocessing
+from subclassbench.registry import Registry
 
-SOURCES = ("builtin", "timm", "open_clip")
 EMBEDDING = "embedding"
 
 # Block-level modules, tried in order; the first pattern that matches any module wins.
@@ -88,15 +89,38 @@ class Encoder:
             raise SubclassbenchError(f"unknown layer '{unknown[0]}' for {self.spec}; valid layers: {', '.join(valid)}")
         return [name for name in valid if name in set(requested)]
 
+    def depth(self, layer: str) -> float:
+        """Relative depth in [0, 1]: the layer's position among all of the encoder's layers."""
+        names = self.layer_names
+        return names.index(layer) / (len(names) - 1) if len(names) > 1 else 1.0
+
+    @cached_property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @cached_property
+    def identity(self) -> dict[str, Any]:
+        """What identifies this encoder's features in the cache: weights by content, never by name alone."""
+        weights_sha256 = None if self.weights is None else self.weights.get("sha256")
+        source = ENCODER_SOURCES.get(self.source)
+        return {
+            "spec": self.spec,
+            "pretrained": self.pretrained,
+            "weights_sha256": weights_sha256,
+            "arch_kwargs": (self.card or {}).get("arch_kwargs") or {},
+            "hub_library": source.hub_library(self.pretrained, weights_sha256),
+        }
+
     def info(self) -> dict[str, Any]:
+        """The result's ``encoder`` record."""
         return {
             "spec": self.spec,
             "source": self.source,
             "arch": self.arch,
             "tag": self.tag,
             "pretrained": self.pretrained,
-            "weights": self.weights,
-            "n_params": sum(p.numel() for p in self.model.parameters()),
+            "weights": None if self.weights is None else dict(self.weights),
+            "n_params": self.n_params,
             "preprocessing": self.preprocessing.to_dict(),
             "prefix_tokens": self.prefix_tokens,
             "arch_kwargs": (self.card or {}).get("arch_kwargs") or {},
@@ -114,19 +138,45 @@ class EncoderSpec:
     def parse(cls, spec: str) -> EncoderSpec:
         if ":" not in spec:
             raise SubclassbenchError(
-                f"model spec '{spec}' needs a source prefix: one of {', '.join(s + ':' for s in SOURCES)} "
+                f"model spec '{spec}' needs a source prefix: one of "
+                f"{', '.join(s + ':' for s in ENCODER_SOURCES.names())} "
                 "(e.g. builtin:cifar_resnet20, timm:resnet18, open_clip:ViT-B-32)"
             )
-        source, _, rest = spec.partition(":")
-        if source not in SOURCES:
-            raise SubclassbenchError(f"unknown model source '{source}' in '{spec}'; use one of {', '.join(SOURCES)}")
-        if source == "open_clip":
-            name, _, tag = rest.partition("@")
-        else:
-            name, _, tag = rest.partition(".")
+        source_name, _, rest = spec.partition(":")
+        source = ENCODER_SOURCES.get(source_name, f" in '{spec}'")
+        name, _, tag = rest.partition(source.tag_separator)
         if not name:
-            raise SubclassbenchError(f"model spec '{spec}' has no model name after '{source}:'")
-        return cls(source, name, tag or None)
+            raise SubclassbenchError(f"model spec '{spec}' has no model name after '{source_name}:'")
+        return cls(source_name, name, tag or None)
+
+    def __str__(self) -> str:
+        separator = ENCODER_SOURCES.get(self.source).tag_separator
+        return f"{self.source}:{self.name}" + (f"{separator}{self.tag}" if self.tag else "")
+
+
+@dataclass(frozen=True)
+class EncoderSource:
+    """One ``source:`` prefix of encoder specs and everything that differs between sources."""
+
+    name: str
+    # (spec, weights file, task sample shape, number of superclasses, pretrained?, arch switches) → Encoder
+    load: Callable[[EncoderSpec, str | Path | None, tuple[int, ...] | None, int, bool, dict[str, Any]], Encoder]
+    tag_separator: str = "."
+    # Hub weights without a weights file are identified by this library's version (the cache identity).
+    hub_distribution: str | None = None
+    # Whether ``--random-init`` applies (builtin nets are untrained unless weights are given).
+    random_init: bool = True
+    # Whether the source has encoders for vector (non-image) samples.
+    takes_vectors: bool = False
+    usage: str = ""
+
+    def hub_library(self, pretrained: bool, weights_sha256: str | None) -> str | None:
+        """``dist==version`` for hub weights resolved by a library (no file hash to identify them)."""
+        if weights_sha256 is not None or not pretrained or self.hub_distribution is None:
+            return None
+        from importlib import metadata
+
+        return f"{self.hub_distribution}=={metadata.version(self.hub_distribution)}"
 
 
 def load_encoder(
@@ -145,18 +195,14 @@ def load_encoder(
     ``torch.manual_seed(init_seed)``, so random-init encoders are reproducible.
     """
     parsed = EncoderSpec.parse(spec)
-    if parsed.source != "builtin" and sample_shape is not None and len(sample_shape) != 3:
+    source = ENCODER_SOURCES.get(parsed.source)
+    if not source.takes_vectors and sample_shape is not None and len(sample_shape) != 3:
         raise SubclassbenchError(
             f"{spec} takes images but the task's samples are vectors of shape {tuple(sample_shape)}; "
             "use builtin:mlp or builtin:identity"
         )
     torch.manual_seed(init_seed)
-    if parsed.source == "builtin":
-        encoder = _load_builtin(parsed, weights, sample_shape, num_classes, arch_kwargs or {})
-    elif parsed.source == "timm":
-        encoder = _load_timm(parsed, weights, pretrained)
-    else:
-        encoder = _load_open_clip(parsed, weights, pretrained)
+    encoder = source.load(parsed, weights, sample_shape, num_classes, pretrained, arch_kwargs or {})
     encoder.model.eval()
     return encoder
 
@@ -293,6 +339,7 @@ def _load_builtin(
     weights: str | Path | None,
     sample_shape: tuple[int, ...] | None,
     num_classes: int,
+    _pretrained: bool,
     arch_kwargs: dict[str, Any],
 ) -> Encoder:
     info = architectures.ARCHITECTURES.get(parsed.name)
@@ -398,7 +445,14 @@ def discover_layers(root: nn.Module) -> dict[str, nn.Module]:
     return layers
 
 
-def _load_timm(parsed: EncoderSpec, weights: str | Path | None, pretrained: bool) -> Encoder:
+def _load_timm(
+    parsed: EncoderSpec,
+    weights: str | Path | None,
+    _shape: tuple[int, ...] | None,
+    _classes: int,
+    pretrained: bool,
+    _kwargs: dict[str, Any],
+) -> Encoder:
     import timm
     from timm.data import resolve_data_config
 
@@ -447,7 +501,14 @@ def _load_timm(parsed: EncoderSpec, weights: str | Path | None, pretrained: bool
     )
 
 
-def _load_open_clip(parsed: EncoderSpec, weights: str | Path | None, pretrained: bool) -> Encoder:
+def _load_open_clip(
+    parsed: EncoderSpec,
+    weights: str | Path | None,
+    _shape: tuple[int, ...] | None,
+    _classes: int,
+    pretrained: bool,
+    _kwargs: dict[str, Any],
+) -> Encoder:
     import open_clip
 
     if parsed.name not in open_clip.list_models():
@@ -491,3 +552,37 @@ def _load_open_clip(parsed: EncoderSpec, weights: str | Path | None, pretrained:
         weights=meta,
         pretrained=source is not None,
     )
+
+
+# --------------------------------------------------------------------------- the source registry
+
+ENCODER_SOURCES: Registry[EncoderSource] = Registry("model source")
+ENCODER_SOURCES.register(
+    "builtin",
+    EncoderSource(
+        "builtin",
+        _load_builtin,
+        random_init=False,
+        takes_vectors=True,
+        usage="builtin:<arch>[.<tag>]    reference architectures; a tag names packaged weights",
+    ),
+)
+ENCODER_SOURCES.register(
+    "timm",
+    EncoderSource(
+        "timm",
+        _load_timm,
+        hub_distribution="timm",
+        usage="timm:<model>[.<tag>]       any timm model (pretrained weights local/online, or --weights)",
+    ),
+)
+ENCODER_SOURCES.register(
+    "open_clip",
+    EncoderSource(
+        "open_clip",
+        _load_open_clip,
+        tag_separator="@",
+        hub_distribution="open_clip_torch",
+        usage="open_clip:<arch>[@<tag>]   any OpenCLIP image tower",
+    ),
+)

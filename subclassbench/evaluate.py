@@ -26,7 +26,7 @@ from subclassbench.cache import CacheStats, FeatureCache
 from subclassbench.datasources import Decoding
 from subclassbench.encoders import Encoder, EncoderSpec, load_encoder
 from subclassbench.errors import SubclassbenchError
-from subclassbench.features import extract_cached, extract_shard
+from subclassbench.features import ExtractionContext, LayerFeatures, extract_cached, extract_shard
 from subclassbench.preprocessing import Preprocessing
 from subclassbench.protocol import (
     PROTOCOL_V1,
@@ -36,13 +36,15 @@ from subclassbench.protocol import (
     score_layers,
     summarize,
 )
-from subclassbench.results import SCHEMA_VERSION
+from subclassbench.results import SCHEMA_VERSION, Result, check_output_path
 from subclassbench.tasks import SplitData, Task, load_task
 from subclassbench.transfer import TransferPlan, score_transfer, summarize_transfer
 
 DEFAULT_MODEL = "builtin:digits_cnn.digits5_coarse"
 DEFAULT_TASK = "digits-5"
 METRICS = ("clusterability", "transfer")
+CACHE_MODES = ("use", "off", "only")
+IMAGE_PREPROCESSING = ("task", "encoder")
 
 
 @dataclass
@@ -62,11 +64,37 @@ class EvaluationRequest:
     cache: str = "use"  # "use": read and fill the feature cache; "off": bypass it; "only": score from it alone
     cache_dir: str | None = None  # default: $SUBCLASSBENCH_CACHE or ~/.cache/subclassbench/features
     n_shards: int | None = None  # merge features from this many cached shards when the whole split is absent
+    # Where the result says the weights live (a submission records its repository path, not a staging folder).
+    weights_label: str | None = None
+
+    def check(self) -> None:
+        """Options that can be checked before anything is loaded."""
+        if self.cache not in CACHE_MODES:
+            raise SubclassbenchError(f"unknown cache mode '{self.cache}'; use {', '.join(CACHE_MODES)}")
+        if self.image_preprocessing not in IMAGE_PREPROCESSING:
+            raise SubclassbenchError(
+                f"unknown --image-preprocessing '{self.image_preprocessing}'; use {' or '.join(IMAGE_PREPROCESSING)}"
+            )
+        if self.batch_size < 1:
+            raise SubclassbenchError("--batch-size must be ≥ 1")
+        check_device(self.device)
+        EncoderSpec.parse(self.model)  # a malformed spec fails before any data is read
 
     def feature_cache(self) -> FeatureCache | None:
-        if self.cache not in ("use", "off", "only"):
-            raise SubclassbenchError(f"unknown cache mode '{self.cache}'; use use, off or only")
         return None if self.cache == "off" else FeatureCache(Path(self.cache_dir) if self.cache_dir else None)
+
+    def context(self, encoder: Encoder, split: SplitData, layers: list[str]) -> ExtractionContext:
+        return ExtractionContext(encoder, split, layers, self.batch_size, self.device, self.progress)
+
+
+def check_device(device: str) -> None:
+    """A torch device that exists here, or a one-line error."""
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError:
+        raise SubclassbenchError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from None
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise SubclassbenchError(f"device '{device}' is not available here; use --device cpu")
 
 
 @dataclass
@@ -171,7 +199,7 @@ def _encoder_decoding(splits: dict[str, SplitData], preprocessing: Preprocessing
 def prepare(request: EvaluationRequest) -> Prepared:
     """Load the task's splits and the encoder; nothing is extracted yet."""
     started = time.perf_counter()
-    EncoderSpec.parse(request.model)  # a malformed spec fails before any data is read
+    request.check()
     task = load_task(request.task)
     metrics = resolve_metrics(task, request.metrics)
     notes: list[str] = []
@@ -204,96 +232,100 @@ def extract(request: EvaluationRequest, shard: tuple[int, int] | None = None) ->
     prepared = prepare(request)
     stats = CacheStats()
     for data in prepared.splits.values():
+        context = request.context(prepared.encoder, data, prepared.layers)
         if shard is None:
-            extract_cached(
-                prepared.encoder,
-                data,
-                prepared.layers,
-                cache,
-                request.batch_size,
-                request.device,
-                request.progress,
-                stats,
-                n_shards=request.n_shards,
-            )
+            extract_cached(context, cache, stats, n_shards=request.n_shards)
         else:
-            extract_shard(
-                prepared.encoder,
-                data,
-                prepared.layers,
-                shard[0],
-                shard[1],
-                cache,
-                request.batch_size,
-                request.device,
-                request.progress,
-                stats,
-            )
+            extract_shard(context, shard[0], shard[1], cache, stats)
     return stats
 
 
-def evaluate(request: EvaluationRequest) -> dict[str, Any]:
-    """Run protocol v1 and return the result document (not yet written).
+def evaluate(request: EvaluationRequest) -> Result:
+    """Run the protocol and return the validated result (not yet written).
 
     Features come from the cache where present (``request.cache``), so a
     re-run or a re-score after ``extract`` runs no forward pass.
     """
     prepared = prepare(request)
-    task, metrics, notes, splits = prepared.task, prepared.metrics, prepared.notes, prepared.splits
-    encoder, layers, started, loaded = prepared.encoder, prepared.layers, prepared.started, prepared.loaded
-    evaluation = next(iter(splits.values()))
     cache = request.feature_cache()
     stats = CacheStats()
     features = {
         name: extract_cached(
-            encoder,
-            data,
-            layers,
+            request.context(prepared.encoder, data, prepared.layers),
             cache,
-            request.batch_size,
-            request.device,
-            request.progress,
             stats,
             cache_only=request.cache == "only",
             n_shards=request.n_shards,
         )
-        for name, data in splits.items()
+        for name, data in prepared.splits.items()
     }
     extracted = time.perf_counter()
+    per_layer, summary = score(prepared, features, request.progress)
+    done = time.perf_counter()
+    timing = {
+        "load": round(prepared.loaded - prepared.started, 3),
+        "extract": round(extracted - prepared.loaded, 3),
+        "score": round(done - extracted, 3),
+        "total": round(done - prepared.started, 3),
+    }
+    return _result(request, prepared, per_layer, summary, timing, stats)
+
+
+def score(
+    prepared: Prepared, features: dict[str, list[LayerFeatures]], progress: bool
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per-layer scores and the summary, for every metric family the evaluation runs."""
+    task, metrics, notes, splits = prepared.task, prepared.metrics, prepared.notes, prepared.splits
+    evaluation = next(iter(splits.values()))
     first = features[evaluation.split]
     per_layer: list[dict[str, Any]] = [
         {"name": f.name, "depth": f.depth, "dim": int(f.features.shape[1]), "pooling": f.pooling} for f in first
     ]
     summary: dict[str, Any] = {}
     if "clusterability" in metrics:
-        for entry, scores in zip(per_layer, score_layers(first, evaluation, request.progress), strict=True):
+        for entry, scores in zip(per_layer, score_layers(first, evaluation, progress), strict=True):
             entry["clusterability"] = scores
         summary.update(summarize(per_layer))
         val = task.validation_split
         if val in features and val != evaluation.split:
             try:
-                validation = score_layers(features[val], splits[val], request.progress)
+                validation = score_layers(features[val], splits[val], progress)
             except SubclassbenchError as exc:  # e.g. a subset too small to cluster: report, don't fail
                 notes.append(f"no committed layer: the '{val}' split cannot be scored ({exc})")
             else:
                 summary.update(commit_layer(per_layer, validation, val))
     if "transfer" in metrics:
         plan = TransferPlan.from_task(task, splits)
-        for entry, scores in zip(per_layer, score_transfer(features, plan, progress=request.progress), strict=True):
+        for entry, scores in zip(per_layer, score_transfer(features, plan, progress=progress), strict=True):
             entry["transfer"] = scores
-        detail = summarize_transfer(layers, [e["transfer"] for e in per_layer], plan)
+        detail = summarize_transfer(prepared.layers, [e["transfer"] for e in per_layer], plan)
         summary.update(
             ood_retained=detail["ood_retained"],
             tunnel_start=detail["tunnel_start"],
             pearson_id_ood=detail["pearson_id_ood"],
             transfer=detail,
         )
-    done = time.perf_counter()
-    return {
+    return per_layer, summary
+
+
+def _result(
+    request: EvaluationRequest,
+    prepared: Prepared,
+    per_layer: list[dict[str, Any]],
+    summary: dict[str, Any],
+    timing: dict[str, float],
+    stats: CacheStats,
+) -> Result:
+    task, splits = prepared.task, prepared.splits
+    evaluation = next(iter(splits.values()))
+    encoder = prepared.encoder.info()
+    if request.weights_label is not None and encoder["weights"] is not None:
+        encoder["weights"]["path"] = request.weights_label
+    doc = {
         "schema_version": SCHEMA_VERSION,
         "protocol": {"version": PROTOCOL_VERSION, "fingerprint": protocol_fingerprint(), "params": PROTOCOL_V1},
-        "metrics": metrics,
-        "notes": notes,
+        "metrics": prepared.metrics,
+        "notes": prepared.notes,
         "task": {
             "name": task.name,
             "version": task.version,
@@ -307,7 +339,7 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
             "data_source": evaluation.source,
             "splits": {name: d.record() for name, d in splits.items()},
         },
-        "encoder": encoder.info(),
+        "encoder": encoder,
         "environment": environment(),
         "seeds": {
             "kmeans": PROTOCOL_V1["clusterability"]["seed"],
@@ -318,12 +350,7 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
         "summary": summary,
         "run": {
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "timing_s": {
-                "load": round(loaded - started, 3),
-                "extract": round(extracted - loaded, 3),
-                "score": round(done - extracted, 3),
-                "total": round(done - started, 3),
-            },
+            "timing_s": timing,
             "peak_memory_mb": _peak_memory_mb(),
             "feature_cache": {"mode": request.cache, **stats.to_dict()},
             "device": request.device,
@@ -331,9 +358,10 @@ def evaluate(request: EvaluationRequest) -> dict[str, Any]:
             "platform": platform.platform(),
         },
     }
+    return Result.from_doc(doc)
 
 
-def default_output_path(result: dict[str, Any]) -> Path:
+def default_output_path(result: Result) -> Path:
     """results/<spec>[-w<weights sha>|-random]/<task>[.<split>].json: runs of different weights never collide."""
     encoder = result["encoder"]
     slug = encoder["spec"].replace(":", "__").replace("/", "_").replace("@", "_")
@@ -344,3 +372,23 @@ def default_output_path(result: dict[str, Any]) -> Path:
     task = result["task"]
     split = "" if task["split"] == "test" else f".{task['split']}"
     return Path("results") / slug / f"{task['name']}{split}.json"
+
+
+def evaluate_to_file(request: EvaluationRequest, out: Path | None = None) -> tuple[Result, Path]:
+    """Evaluate and write the result to ``out`` (or the default path); ``out`` is checked before any work."""
+    if out is not None:
+        check_output_path(out)
+    result = evaluate(request)
+    path = result.write(out or default_output_path(result))
+    return result, path
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` (1-based) → (index, count), 0-based index."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SubclassbenchError(f"--shard needs I/N (e.g. 2/4), got '{text}'") from None
+    if not 1 <= index <= count:
+        raise SubclassbenchError(f"--shard {text}: I must be between 1 and N")
+    return index - 1, count

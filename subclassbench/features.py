@@ -12,6 +12,7 @@ tokens excluded; vectors ``B×D`` are kept as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,8 +65,6 @@ def extract_features(
     """Run the encoder once over ``images`` and return pooled features per layer."""
     global FORWARD_BATCHES
     names = encoder.select_layers(layers)
-    all_names = encoder.layer_names
-    depth = {n: (all_names.index(n) / (len(all_names) - 1) if len(all_names) > 1 else 1.0) for n in names}
     captured: dict[str, torch.Tensor] = {}
     pooling: dict[str, str] = {}
 
@@ -99,7 +98,7 @@ def extract_features(
     finally:
         for handle in handles:
             handle.remove()
-    return [LayerFeatures(name, depth[name], pooling[name], out[name]) for name in names]
+    return [LayerFeatures(name, encoder.depth(name), pooling[name], out[name]) for name in names]
 
 
 # --------------------------------------------------------------------------- cached extraction
@@ -109,51 +108,77 @@ FEATURE_CODE_VERSION = "1"
 DTYPE = "float32"
 
 
-def _weights_identity(info: dict[str, Any]) -> str | None:
-    weights = info.get("weights")
-    return None if weights is None else weights.get("sha256")
+@dataclass
+class ExtractionContext:
+    """One encoder's requested layers on one split, with everything that keys their cached features.
 
-
-def feature_fields(
-    encoder: Encoder,
-    split: SplitData,
-    layer: str,
-    rows: tuple[int, int] | None = None,
-    batch_size: int | None = None,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Everything that determines one layer's pooled features on one split (the cache key's content).
-
-    Batch size and device are included: kernels may round differently with
-    either, and the cache must not blur that. Hub weights without a file hash
-    are identified by spec plus the version of the library that resolved them.
+    The encoder's identity and the layers' depths are computed once here;
+    :meth:`key` gives one layer's cache key (for the whole split or a row range).
+    Batch size and device are part of the key: kernels may round differently
+    with either, and the cache must not blur that.
     """
-    info = encoder.info()
-    library = None
-    if _weights_identity(info) is None and info["pretrained"] and info["source"] in ("timm", "open_clip"):
-        from importlib import metadata
 
-        dist = "timm" if info["source"] == "timm" else "open_clip_torch"
-        library = f"{dist}=={metadata.version(dist)}"
-    return {
-        "feature_code": FEATURE_CODE_VERSION,
-        "dtype": DTYPE,
-        "encoder": {
-            "spec": info["spec"],
-            "pretrained": info["pretrained"],
-            "weights_sha256": _weights_identity(info),
-            "arch_kwargs": info.get("arch_kwargs") or {},
-            "hub_library": library,
-        },
-        "batch_size": batch_size,
-        "device": str(device),
-        "preprocessing": info["preprocessing"],
-        "decoding": None if split.decoding is None else split.decoding.to_dict(),
-        "layer": layer,
-        "pooling": {"prefix_tokens": encoder.prefix_for(layer), "channels_last": encoder.channels_last_maps},
-        "split": split.fingerprint,
-        "rows": None if rows is None else list(rows),
-    }
+    encoder: Encoder
+    split: SplitData
+    layers: list[str]
+    batch_size: int = 256
+    device: str = "cpu"
+    progress: bool = False
+
+    @classmethod
+    def create(
+        cls,
+        encoder: Encoder,
+        split: SplitData,
+        layers: list[str] | None,
+        batch_size: int = 256,
+        device: str = "cpu",
+        progress: bool = False,
+    ) -> ExtractionContext:
+        return cls(encoder, split, encoder.select_layers(layers), batch_size, str(device), progress)
+
+    def fields(self, layer: str, rows: tuple[int, int] | None = None) -> dict[str, Any]:
+        """Everything that determines one layer's pooled features on this split (the key's content)."""
+        return {
+            "feature_code": FEATURE_CODE_VERSION,
+            "dtype": DTYPE,
+            "encoder": self.encoder.identity,
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "preprocessing": self._preprocessing,
+            "decoding": self._decoding,
+            "layer": layer,
+            "pooling": {
+                "prefix_tokens": self.encoder.prefix_for(layer),
+                "channels_last": self.encoder.channels_last_maps,
+            },
+            "split": self._split_fingerprint,
+            "rows": None if rows is None else list(rows),
+        }
+
+    def key(self, layer: str, rows: tuple[int, int] | None = None) -> str:
+        return feature_key(self.fields(layer, rows))
+
+    @cached_property
+    def _preprocessing(self) -> dict[str, Any]:
+        return self.encoder.preprocessing.to_dict()
+
+    @cached_property
+    def _decoding(self) -> dict[str, Any] | None:
+        return None if self.split.decoding is None else self.split.decoding.to_dict()
+
+    @cached_property
+    def _split_fingerprint(self) -> str:
+        return self.split.fingerprint
+
+    def store(self, cache: FeatureCache, computed: list[LayerFeatures], rows: tuple[int, int] | None) -> None:
+        for layer in computed:
+            extra = {"pooling": layer.pooling, "task": self.split.task.name, "split_name": self.split.split}
+            cache.put(self.key(layer.name, rows), layer.features, self.fields(layer.name, rows), extra)
+
+    def extract(self, names: list[str], rows: tuple[int, int] | None = None) -> list[LayerFeatures]:
+        images = self.split.images if rows is None else self.split.images.subset(np.arange(*rows))
+        return extract_features(self.encoder, images, names, self.batch_size, self.device, self.progress)
 
 
 def shard_rows(n: int, n_shards: int, index: int, batch_size: int) -> tuple[int, int]:
@@ -166,99 +191,57 @@ def shard_rows(n: int, n_shards: int, index: int, batch_size: int) -> tuple[int,
     return min(int(bounds[index]) * batch_size, n), min(int(bounds[index + 1]) * batch_size, n)
 
 
-def _depths(encoder: Encoder, names: list[str]) -> dict[str, float]:
-    all_names = encoder.layer_names
-    return {n: (all_names.index(n) / (len(all_names) - 1) if len(all_names) > 1 else 1.0) for n in names}
-
-
-def _store(
-    cache: FeatureCache,
-    encoder: Encoder,
-    split: SplitData,
-    computed: list[LayerFeatures],
-    rows: tuple[int, int] | None,
-    batch_size: int,
-    device: str,
-) -> None:
-    for layer in computed:
-        fields = feature_fields(encoder, split, layer.name, rows, batch_size, device)
-        extra = {"pooling": layer.pooling, "task": split.task.name, "split_name": split.split}
-        cache.put(feature_key(fields), layer.features, fields, extra)
-
-
 def extract_shard(
-    encoder: Encoder,
-    split: SplitData,
-    layers: list[str] | None,
-    index: int,
-    n_shards: int,
-    cache: FeatureCache,
-    batch_size: int = 256,
-    device: str = "cpu",
-    progress: bool = False,
-    stats: CacheStats | None = None,
+    context: ExtractionContext, index: int, n_shards: int, cache: FeatureCache, stats: CacheStats | None = None
 ) -> None:
     """Extract one contiguous shard of a split into the cache (skipped when already there)."""
-    names = encoder.select_layers(layers)
-    rows = shard_rows(len(split), n_shards, index, batch_size)
-    missing = [
-        n for n in names if cache.get(feature_key(feature_fields(encoder, split, n, rows, batch_size, device))) is None
-    ]
+    rows = shard_rows(len(context.split), n_shards, index, context.batch_size)
+    missing = [n for n in context.layers if cache.get(context.key(n, rows)) is None]
     if stats is not None:
-        stats.hits += len(names) - len(missing)
+        stats.hits += len(context.layers) - len(missing)
         stats.misses += len(missing)
     if missing and rows[1] > rows[0]:
-        subset = split.images.subset(np.arange(*rows))
-        computed = extract_features(encoder, subset, missing, batch_size, device, progress)
-        _store(cache, encoder, split, computed, rows, batch_size, device)
+        context.store(cache, context.extract(missing, rows), rows)
 
 
 def _merge_shards(
-    encoder: Encoder, split: SplitData, layer: str, n_shards: int, batch_size: int, device: str, cache: FeatureCache
+    context: ExtractionContext, layer: str, n_shards: int, cache: FeatureCache
 ) -> tuple[np.ndarray, dict[str, Any]] | None:
     parts, keys = [], []
     for index in range(n_shards):
-        rows = shard_rows(len(split), n_shards, index, batch_size)
+        rows = shard_rows(len(context.split), n_shards, index, context.batch_size)
         if rows[1] == rows[0]:
             continue
-        keys.append(feature_key(feature_fields(encoder, split, layer, rows, batch_size, device)))
+        keys.append(context.key(layer, rows))
         found = cache.get(keys[-1])
         if found is None:
             return None
         parts.append(found)
     array = np.concatenate([p[0] for p in parts])  # manifest order: shards are contiguous and in order
-    fields = feature_fields(encoder, split, layer, None, batch_size, device)
-    extra = {"pooling": parts[0][1]["pooling"], "task": split.task.name, "split_name": split.split}
-    cache.put(feature_key(fields), array, fields, extra)
+    extra = {"pooling": parts[0][1]["pooling"], "task": context.split.task.name, "split_name": context.split.split}
+    cache.put(context.key(layer), array, context.fields(layer), extra)
     for key in keys:  # the merged entry replaces its parts
         cache.remove(key)
-    return cache.get(feature_key(fields))
+    return cache.get(context.key(layer))
 
 
 def extract_cached(
-    encoder: Encoder,
-    split: SplitData,
-    layers: list[str] | None,
+    context: ExtractionContext,
     cache: FeatureCache | None,
-    batch_size: int = 256,
-    device: str = "cpu",
-    progress: bool = True,
     stats: CacheStats | None = None,
     cache_only: bool = False,
     n_shards: int | None = None,
 ) -> list[LayerFeatures]:
     """Features of every requested layer: from the cache where present (or mergeable from ``n_shards``
     shards), else extracted in one pass for the missing layers and stored."""
+    names = context.layers
     if cache is None:
-        return extract_features(encoder, split.images, layers, batch_size, device, progress)
-    names = encoder.select_layers(layers)
-    found: dict[str, tuple[np.ndarray, dict[str, Any]] | None] = {
-        n: cache.get(feature_key(feature_fields(encoder, split, n, None, batch_size, device))) for n in names
-    }
+        return context.extract(names)
+    found: dict[str, tuple[np.ndarray, dict[str, Any]] | None] = {n: cache.get(context.key(n)) for n in names}
     if n_shards:
         for n in names:
             if found[n] is None:
-                found[n] = _merge_shards(encoder, split, n, n_shards, batch_size, device, cache)
+                found[n] = _merge_shards(context, n, n_shards, cache)
     missing = [n for n in names if found[n] is None]
     if stats is not None:
         stats.hits += len(names) - len(missing)
@@ -267,18 +250,18 @@ def extract_cached(
     if missing:
         if cache_only:
             raise SubclassbenchError(
-                f"features of {encoder.spec} on {split.task.name} split '{split.split}' (layer {missing[0]}) are not "
-                "in the cache; run `subclassbench extract` with the same --model, --weights, --task and --data first"
+                f"features of {context.encoder.spec} on {context.split.task.name} split '{context.split.split}' "
+                f"(layer {missing[0]}) are not in the cache; run `subclassbench extract` with the same --model, "
+                "--weights, --task and --data first"
             )
-        fresh = extract_features(encoder, split.images, missing, batch_size, device, progress)
-        _store(cache, encoder, split, fresh, None, batch_size, device)
+        fresh = context.extract(missing)
+        context.store(cache, fresh, None)
         computed = {f.name: f for f in fresh}
-    depth = _depths(encoder, names)
     out = []
     for n in names:
         if n in computed:
             out.append(computed[n])
         else:
             array, record = found[n]  # type: ignore[misc]
-            out.append(LayerFeatures(n, depth[n], record["pooling"], array))
+            out.append(LayerFeatures(n, context.encoder.depth(n), record["pooling"], array))
     return out

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from subclassbench.errors import SubclassbenchError
+from subclassbench.files import atomic_write_many, locked
 from subclassbench.hashing import canonical_json, sha256_text
 from subclassbench.protocol import PROTOCOL_VERSION, protocol_fingerprint
-from subclassbench.results import read_result
-from subclassbench.submissions import read_model_file, validate_tree
+from subclassbench.results import Result
+from subclassbench.submissions import validate_tree
 
 LEADERBOARD_VERSION = PROTOCOL_VERSION
 CHANGELOG = "CHANGELOG.md"
@@ -30,18 +31,18 @@ CHANGELOG_HEADER = (
 )
 
 
-def _row(folder: Path, model: dict[str, Any], result: dict[str, Any], stale: str | None) -> dict[str, Any]:
-    summary = result["summary"]
+def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None) -> dict[str, Any]:
+    summary = result.summary
     transfer = summary.get("transfer")
     curve = [
         {"layer": layer["name"], "depth": layer["depth"], "ami": layer["clusterability"]["ami"]}
-        for layer in result["layers"]
+        for layer in result.layers
         if "clusterability" in layer
     ]
     return {
         "submission": folder.name,
-        "task": result["task"]["name"],
-        "task_version": result["task"]["version"],
+        "task": result.task_name,
+        "task_version": result.task["version"],
         "encoder": model["encoder"]["spec"],
         "labels": model["training"]["labels"],
         "label_task": model["training"].get("label_task"),
@@ -56,11 +57,11 @@ def _row(folder: Path, model: dict[str, Any], result: dict[str, Any], stale: str
         "last_ami": summary.get("last_ami"),
         "ood_retained": None if transfer is None else transfer["ood_retained"],
         "tunnel_start": None if transfer is None else transfer["tunnel_start"],
-        "n_samples": result["task"]["n_samples"],
-        "canonical": all(s.get("canonical", True) for s in result["task"].get("splits", {}).values()),
+        "n_samples": result.task["n_samples"],
+        "canonical": result.canonical,
         "protocol_version": result["protocol"]["version"],
-        "task_fingerprint": result["task"]["fingerprint"],
-        "result": f"submissions/{folder.name}/results/{result['task']['name']}.json",
+        "task_fingerprint": result.task["fingerprint"],
+        "result": f"submissions/{folder.name}/results/{result.task_name}.json",
         "stale": stale,
         "curve": curve,
     }
@@ -76,10 +77,10 @@ def collect(submissions: Path) -> tuple[dict[str, list[dict[str, Any]]], list[di
     current: dict[str, list[dict[str, Any]]] = {}
     stale: list[dict[str, Any]] = []
     for report in reports:
-        model = read_model_file(report.folder)
-        for path in report.results:
-            reason = report.stale_reasons.get(path)
-            row = _row(report.folder, model, read_result(path), reason)
+        assert report.model is not None  # a report without errors has read its model.yaml
+        for result in report.results:
+            reason = report.stale_reasons.get(result.path) if result.path else None
+            row = _row(report.folder, report.model, result, reason)
             (stale.append(row) if reason else current.setdefault(row["task"], []).append(row))
     for rows in current.values():
         rows.sort(key=_rank_key)
@@ -245,31 +246,31 @@ def _changelog(
 
 
 def build(submissions: Path, out: Path, check: bool = False) -> list[str]:
-    """Regenerate ``out`` (or with ``check``, list how it differs); returns the paths written or differing."""
+    """Regenerate ``out`` (or with ``check``, list how it differs); returns the paths written or differing.
+
+    Under a lock on ``out``, every file is written or none is (a failed build
+    keeps the previous leaderboard and its changelog).
+    """
+    if check:
+        files, orphans = _render_into(submissions, out)
+        return [path for path, data in files.items() if not _same(out / path, data)] + orphans
+    with locked(out):
+        files, orphans = _render_into(submissions, out)
+        changed = {out / path: data for path, data in files.items() if not _same(out / path, data)}
+        atomic_write_many(changed)
+        for old in orphans:  # a task that no longer has rows
+            (out / old).unlink()
+    return [str(p.relative_to(out)) for p in changed] + orphans
+
+
+def _render_into(submissions: Path, out: Path) -> tuple[dict[str, bytes], list[str]]:
+    """The files a build of ``out`` writes, and the plots in ``out`` that no task has any more."""
     changelog, board = out / CHANGELOG, out / "leaderboard.json"
     previous_board = json.loads(board.read_text()) if board.is_file() else None
     files = render(submissions, changelog.read_text() if changelog.is_file() else None, previous_board)
-    expected = {out / p for p in files}
     plots = out / f"v{LEADERBOARD_VERSION}"
-    orphans = [p for p in sorted(plots.glob("*.png")) if p not in expected] if plots.is_dir() else []
-    if check:
-        differing = [path for path, data in files.items() if not _same(out / path, data)]
-        return differing + [str(p.relative_to(out)) for p in orphans]
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path, data in files.items():
-        target = out / path
-        if _same(target, data):
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-        written.append(path)
-    for old in orphans:  # a task that no longer has rows
-        old.unlink()
-        written.append(str(old.relative_to(out)))
-    return written
+    orphans = [p for p in sorted(plots.glob("*.png")) if p.relative_to(out).as_posix() not in files]
+    return files, [p.relative_to(out).as_posix() for p in orphans]
 
 
 def _same(path: Path, data: bytes) -> bool:

@@ -1,52 +1,236 @@
-"""Result files: build, schema-check, write atomically, read back, print.
+"""Result files: the typed result, its schema check, migrations, atomic writes, reading back, printing.
 
 One JSON file per (encoder, task); the schema is ``schemas/result.schema.json``
-and is documented in ``docs/result-schema.md``. Everything outside ``run``
-is deterministic: the same command twice gives the same bytes there.
+and is documented in ``docs/result-schema.md``. The document's shape is
+spelled out below as TypedDicts (a test keeps them and the schema in step);
+:class:`Result` wraps one validated document with accessors, and is what
+every command passes around, so a file is read and validated once.
+Everything outside ``run`` is deterministic: the same command twice gives
+the same bytes there.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from subclassbench.errors import SubclassbenchError
+from subclassbench.files import atomic_write
 from subclassbench.schemas import first_error
 
 SCHEMA_VERSION = "1.0"
 
 
+class ProtocolRecord(TypedDict):
+    version: str
+    fingerprint: str
+    params: dict[str, Any]
+
+
+class TaskRecord(TypedDict, total=False):
+    name: str
+    version: int
+    fingerprint: str
+    definition_fingerprint: str
+    manifest_sha256: str
+    split: str
+    n_samples: int
+    n_superclasses: int
+    n_subclasses: int
+    data_source: str
+    splits: dict[str, dict[str, Any]]
+
+
+class EncoderRecord(TypedDict, total=False):
+    spec: str
+    source: str
+    arch: str
+    tag: str | None
+    pretrained: bool
+    weights: dict[str, Any] | None
+    n_params: int
+    preprocessing: dict[str, Any]
+    prefix_tokens: int
+    arch_kwargs: dict[str, Any]
+    layers: list[str]
+
+
+class LayerRecord(TypedDict, total=False):
+    name: str
+    depth: float
+    dim: int
+    pooling: str
+    clusterability: dict[str, Any]
+    transfer: dict[str, Any]
+
+
+class Summary(TypedDict, total=False):
+    primary_metric: str
+    best_layer: str
+    best_depth: float
+    best_ami: float
+    best_fine_acc: float
+    last_layer: str
+    last_ami: float
+    last_fine_acc: float
+    committed_layer: str
+    committed_ami: float
+    committed_fine_acc: float
+    committed_gap: float
+    selection: dict[str, Any]
+    ood_retained: float
+    tunnel_start: str
+    pearson_id_ood: float | None
+    transfer: dict[str, Any]
+
+
+class ResultDoc(TypedDict, total=False):
+    schema_version: str
+    protocol: ProtocolRecord
+    metrics: list[str]
+    notes: list[str]
+    task: TaskRecord
+    encoder: EncoderRecord
+    environment: dict[str, Any]
+    seeds: dict[str, Any]
+    layers: list[LayerRecord]
+    summary: Summary
+    run: dict[str, Any]
+
+
+# Schema migrations: from-version → a function that returns the document at the next version.
+# Reading a file applies them in turn, so old results stay readable after the schema moves on.
+MIGRATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+
+
+def migrate(doc: dict[str, Any], where: str = "result") -> dict[str, Any]:
+    """Bring a document to :data:`SCHEMA_VERSION` (or fail naming the fix)."""
+    seen = set()
+    while isinstance(doc, dict) and doc.get("schema_version") in MIGRATIONS:
+        version = doc["schema_version"]
+        if version in seen:  # a cycle in the table is a bug, never an endless loop
+            break
+        seen.add(version)
+        _, step = MIGRATIONS[version]
+        doc = step(doc)
+    if isinstance(doc, dict) and doc.get("schema_version") not in (SCHEMA_VERSION, None):
+        raise SubclassbenchError(
+            f"{where}: schema version {doc.get('schema_version')!r} is not readable by this subclassbench "
+            f"(reads {SCHEMA_VERSION}); upgrade subclassbench or re-run the evaluation"
+        )
+    return doc
+
+
 def validate_result(result: Any, where: str = "result") -> None:
     """Raise a one-line error for the first schema violation."""
+    if isinstance(result, Result):
+        result = result.doc
     problem = first_error(result, "result")
     if problem:
         raise SubclassbenchError(f"{where}: does not match result schema {SCHEMA_VERSION} {problem}")
 
 
-def write_result(result: dict[str, Any], path: str | Path) -> Path:
-    """Validate, then write via a temporary file and rename: never a half-written result."""
-    validate_result(result)
-    path = Path(path)
-    check_output_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise SubclassbenchError(f"cannot write {path}: {exc.strerror}; choose another --out") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            # allow_nan=False: a NaN score is a bug, never valid JSON in a result.
-            json.dump(result, f, indent=2, ensure_ascii=False, allow_nan=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+@dataclass(frozen=True)
+class Result:
+    """One validated result document (and the file it came from, if any)."""
+
+    doc: ResultDoc
+    path: Path | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], path: Path | None = None) -> Result:
+        where = str(path) if path else "result"
+        doc = migrate(doc, where)
+        validate_result(doc, where)
+        return cls(doc, path)  # type: ignore[arg-type]
+
+    @classmethod
+    def read(cls, path: str | Path) -> Result:
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SubclassbenchError(f"cannot read result {path}: {exc}") from None
+        return cls.from_doc(doc, path)
+
+    # ----------------------------------------------------------------- accessors
+
+    def __getitem__(self, key: str) -> Any:
+        """Plain-dict access to a top-level field, for scripts and notebooks."""
+        return self.doc[key]  # type: ignore[literal-required]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.doc.get(key, default)
+
+    @property
+    def task(self) -> TaskRecord:
+        return self.doc["task"]
+
+    @property
+    def task_name(self) -> str:
+        return self.doc["task"]["name"]
+
+    @property
+    def encoder(self) -> EncoderRecord:
+        return self.doc["encoder"]
+
+    @property
+    def metrics(self) -> list[str]:
+        return self.doc["metrics"]
+
+    @property
+    def layers(self) -> list[LayerRecord]:
+        return self.doc["layers"]
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer["name"] for layer in self.doc["layers"]]
+
+    @property
+    def summary(self) -> Summary:
+        return self.doc["summary"]
+
+    @property
+    def notes(self) -> list[str]:
+        return self.doc.get("notes", [])
+
+    @property
+    def protocol_fingerprint(self) -> str:
+        return self.doc["protocol"]["fingerprint"]
+
+    @property
+    def weights_sha256(self) -> str | None:
+        return (self.doc["encoder"].get("weights") or {}).get("sha256")
+
+    @property
+    def canonical(self) -> bool:
+        """False when any split differs from its canonical size (such results are never ranked first)."""
+        return all(s.get("canonical", True) for s in self.doc["task"].get("splits", {}).values())
+
+    # ----------------------------------------------------------------- writing
+
+    def to_json(self) -> str:
+        # allow_nan=False: a NaN score is a bug, never valid JSON in a result.
+        return json.dumps(self.doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+    def write(self, path: str | Path) -> Path:
+        """Validate, then write atomically: never a half-written result."""
+        validate_result(self.doc)
+        path = Path(path)
+        check_output_path(path)
+        try:
+            text = self.to_json()
+        except ValueError as exc:
+            raise SubclassbenchError(f"result for {path} holds a NaN or infinite value ({exc}); a bug") from None
+        return atomic_write(path, text)
+
+
+def read_result(path: str | Path) -> Result:
+    """Read, migrate and validate one result file."""
+    return Result.read(path)
 
 
 def check_output_path(path: Path) -> None:
@@ -55,27 +239,18 @@ def check_output_path(path: Path) -> None:
         raise SubclassbenchError(f"--out {path} is a folder; give a file path such as {path / 'result.json'}")
 
 
-def read_result(path: str | Path) -> dict[str, Any]:
-    try:
-        result = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SubclassbenchError(f"cannot read result {path}: {exc}") from None
-    validate_result(result, str(path))
-    return result
-
-
-def format_table(result: dict[str, Any]) -> str:
+def format_table(result: Result) -> str:
     """Per-layer table: depth, width, clusterability and (when run) transfer scores."""
     from tabulate import tabulate
 
-    best = result["summary"].get("best_layer")
+    best = result.summary.get("best_layer")
     headers = ["layer", "depth", "dim"]
-    if "clusterability" in result["metrics"]:
+    if "clusterability" in result.metrics:
         headers += ["AMI", "ARI", "NMI", "purity", "fine acc", "Ward AMI"]
-    if "transfer" in result["metrics"]:
+    if "transfer" in result.metrics:
         headers += ["ID acc", "OOD shift", "OOD refit", "rank", "eff. rank"]
     rows = []
-    for layer in result["layers"]:
+    for layer in result.layers:
         row = [layer["name"] + (" *" if layer["name"] == best else ""), layer["depth"], layer["dim"]]
         if "clusterability" in layer:
             c = layer["clusterability"]
@@ -87,9 +262,9 @@ def format_table(result: dict[str, Any]) -> str:
     return tabulate(rows, headers=headers, floatfmt=".3f", missingval="-")
 
 
-def format_summary(result: dict[str, Any]) -> list[str]:
+def format_summary(result: Result) -> list[str]:
     """Headline lines printed under the table."""
-    summary, lines = result["summary"], []
+    summary, lines = result.summary, []
     if "best_layer" in summary:
         lines.append(
             f"clusterability: best layer {summary['best_layer']} (AMI {summary['best_ami']:.3f}); "
@@ -109,4 +284,4 @@ def format_summary(result: dict[str, Any]) -> list[str]:
             f"transfer ({t['ood_basis'].replace('_', ' ')}): {t['ood_retained']:.1f}% OOD performance retained at "
             f"{t['penultimate_layer']}, tunnel start {t['tunnel_start']}, Pearson(ID, OOD) {rho}"
         )
-    return lines + [f"note: {note}" for note in result.get("notes", [])]
+    return lines + [f"note: {note}" for note in result.notes]

@@ -129,21 +129,17 @@ def result_path(cell: Cell, out: Path) -> Path:
 def _finished(path: Path, cell: Cell) -> bool:
     """A valid result of the current task definition and protocol (anything else is recomputed)."""
     from subclassbench.protocol import protocol_fingerprint
-    from subclassbench.results import read_result, validate_result
+    from subclassbench.results import Result
     from subclassbench.tasks import load_task
 
     if not path.is_file():
         return False
     try:
-        result = read_result(path)
-        validate_result(result)
+        result = Result.read(path)
     except SubclassbenchError:
         return False
     current = load_task(cell.task).definition_fingerprint
-    return (
-        result["task"]["definition_fingerprint"] == current
-        and result["protocol"]["fingerprint"] == protocol_fingerprint()
-    )
+    return result.task["definition_fingerprint"] == current and result.protocol_fingerprint == protocol_fingerprint()
 
 
 def extract_shard_job(cell: Cell, index: int, n_shards: int, cache_dir: str | None, device: str = "cpu") -> int:
@@ -162,11 +158,10 @@ def score_job(cell: Cell, out: str, n_shards: int, cache_dir: str | None, device
     import torch
 
     from subclassbench.evaluate import evaluate
-    from subclassbench.results import write_result
 
     torch.set_num_threads(1)
     result = evaluate(_request(cell, cache_dir, n_shards if n_shards > 1 else None, device))
-    return str(write_result(result, result_path(cell, Path(out))))
+    return str(result.write(result_path(cell, Path(out))))
 
 
 def run_local(cells: list[Cell], out: Path, n_shards: int, cache_dir: str | None) -> MatrixReport:

@@ -10,7 +10,9 @@ submission where its data and weights are available.
 from __future__ import annotations
 
 import math
+import re
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,13 @@ import yaml
 from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.hashing import sha256_file
 from subclassbench.protocol import protocol_fingerprint
-from subclassbench.results import read_result, validate_result
+from subclassbench.results import Result
 from subclassbench.schemas import first_error
 
 MODEL_FILE = "model.yaml"
 RESULTS_DIR = "results"
 WEIGHTS_FILE = "weights.safetensors"
+PACKAGED_PREFIX = "package:"  # weights packaged with subclassbench, recorded machine-independently
 LABELS = ("fine", "superclass", "self-supervised", "text-supervised", "none")
 
 # Re-running a submission must land within these absolute differences; see docs/submitting.md.
@@ -44,12 +47,17 @@ TOLERANCES: dict[str, float] = {
 
 @dataclass
 class Report:
-    """Problems (errors) and stale results found in one submission folder."""
+    """Problems (errors) and stale results found in one submission folder, with what was read.
+
+    ``model`` and ``results`` hold the parsed model.yaml and the validated
+    results, so callers (the leaderboard, verify) never read a file twice.
+    """
 
     folder: Path
     errors: list[str] = field(default_factory=list)
     stale_reasons: dict[Path, str] = field(default_factory=dict)  # result file → why it is stale
-    results: list[Path] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
+    model: dict[str, Any] | None = None
 
     def error(self, where: str, message: str) -> None:
         self.errors.append(f"{where}: {message}")
@@ -87,14 +95,13 @@ def weights_path(folder: Path, model: dict[str, Any]) -> Path | None:
 
 def validate_submission(folder: Path) -> Report:
     """Every problem in one submission, one line each; stale results are reported, not failed."""
-    from subclassbench.tasks import load_task
-
     report = Report(folder)
     try:
         model = read_model_file(folder)
     except SubclassbenchError as exc:
         report.errors.append(str(exc))
         return report
+    report.model = model
     declared = model["encoder"].get("weights")
     if declared is not None:
         path = weights_path(folder, model)
@@ -108,50 +115,53 @@ def validate_submission(folder: Path) -> Report:
         report.error(str(folder / RESULTS_DIR), "no result files; run `subclassbench submit` to add one")
     for path in results:
         try:
-            result = read_result(path)
-            validate_result(result)
+            result = Result.read(path)
         except SubclassbenchError as exc:
-            report.errors.append(f"{path}: {exc}")
+            report.errors.append(str(exc))
             continue
-        task_name = result["task"]["name"]
-        if path.stem != task_name:
-            report.error(str(path), f"holds task '{task_name}'; name the file {task_name}.json")
-            continue
-        try:
-            task = load_task(task_name)
-        except SubclassbenchError:
-            report.error(str(path), f"result for unknown task '{task_name}'; use a task from `subclassbench tasks`")
-            continue
-        encoder = result["encoder"]
-        if encoder["spec"] != model["encoder"]["spec"]:
-            declared_spec = model["encoder"]["spec"]
-            report.error(str(path), f"encoder '{encoder['spec']}' differs from model.yaml's '{declared_spec}'")
-        got = (encoder.get("weights") or {}).get("sha256")
-        if declared is not None and got != declared["sha256"]:
-            report.error(str(path), "was computed with other weights than model.yaml declares (sha256 differs)")
-        random_init = bool(model["encoder"].get("random_init", False))
-        if encoder["source"] in ("timm", "open_clip") and random_init == bool(encoder["pretrained"]):
-            state = "random-init" if random_init else "pretrained"
-            report.error(
-                str(path), f"model.yaml declares a {state} encoder but the result's encoder.pretrained disagrees"
-            )
-        undeclared_file = encoder.get("tag") is None and encoder.get("weights") and encoder["source"] == "builtin"
-        if declared is None and undeclared_file:
-            report.error(str(path), "was computed with a weights file that model.yaml does not declare")
-        reasons = []
-        if result["task"]["definition_fingerprint"] != task.definition_fingerprint:
-            reasons.append(f"task {task_name} changed (now v{task.version})")
-        if result["protocol"]["fingerprint"] != protocol_fingerprint():
-            reasons.append("protocol changed")
-        uncommitted = "clusterability" in result["metrics"] and "committed_layer" not in result["summary"]
-        if reasons:
-            report.stale_reasons[path] = f"({'; '.join(reasons)}); re-run `subclassbench submit`"
-        elif task.validation_split and uncommitted:
-            split = task.validation_split
-            report.error(str(path), f"has no committed layer; re-run with --data holding the '{split}' split too")
-            continue
-        report.results.append(path)
+        _check_result(report, model, result, path)
     return report
+
+
+def _check_result(report: Report, model: dict[str, Any], result: Result, path: Path) -> None:
+    """One result file against its model.yaml, its task and the current protocol."""
+    from subclassbench.encoders import ENCODER_SOURCES
+    from subclassbench.tasks import load_task
+
+    task_name = result.task_name
+    if path.stem != task_name:
+        report.error(str(path), f"holds task '{task_name}'; name the file {task_name}.json")
+        return
+    try:
+        task = load_task(task_name)
+    except SubclassbenchError:
+        report.error(str(path), f"result for unknown task '{task_name}'; use a task from `subclassbench tasks`")
+        return
+    encoder, declared = result.encoder, model["encoder"].get("weights")
+    if encoder["spec"] != model["encoder"]["spec"]:
+        report.error(str(path), f"encoder '{encoder['spec']}' differs from model.yaml's '{model['encoder']['spec']}'")
+    if declared is not None and result.weights_sha256 != declared["sha256"]:
+        report.error(str(path), "was computed with other weights than model.yaml declares (sha256 differs)")
+    random_init = bool(model["encoder"].get("random_init", False))
+    if ENCODER_SOURCES.get(encoder["source"]).random_init and random_init == bool(encoder["pretrained"]):
+        state = "random-init" if random_init else "pretrained"
+        report.error(str(path), f"model.yaml declares a {state} encoder but the result's encoder.pretrained disagrees")
+    packaged = str((encoder.get("weights") or {}).get("path", "")).startswith(PACKAGED_PREFIX)
+    if declared is None and encoder.get("weights") and not packaged:
+        report.error(str(path), "was computed with a weights file that model.yaml does not declare")
+    reasons = []
+    if result.task["definition_fingerprint"] != task.definition_fingerprint:
+        reasons.append(f"task {task_name} changed (now v{task.version})")
+    if result.protocol_fingerprint != protocol_fingerprint():
+        reasons.append("protocol changed")
+    uncommitted = "clusterability" in result.metrics and "committed_layer" not in result.summary
+    if reasons:
+        report.stale_reasons[path] = f"({'; '.join(reasons)}); re-run `subclassbench submit`"
+    elif task.validation_split and uncommitted:
+        split = task.validation_split
+        report.error(str(path), f"has no committed layer; re-run with --data holding the '{split}' split too")
+        return
+    report.results.append(result)
 
 
 def validate_tree(root: Path) -> list[Report]:
@@ -237,17 +247,16 @@ class Difference:
         return f"{self.layer} {self.metric}: submitted {self.submitted:.4f}, re-run {self.rerun:.4f} (tolerance {tol})"
 
 
-def compare_results(submitted: dict[str, Any], rerun: dict[str, Any]) -> list[Difference | str]:
+def compare_results(submitted: Result, rerun: Result) -> list[Difference | str]:
     """Metrics that differ by more than their tolerance, layers that do not line up, a moved committed layer."""
     out: list[Difference | str] = []
-    old = {layer["name"]: layer for layer in submitted["layers"]}
-    new_names = [layer["name"] for layer in rerun["layers"]]
-    if list(old) != new_names:
-        out.append(f"layers differ: submitted {list(old)}, re-run {new_names}")
+    old = {layer["name"]: layer for layer in submitted.layers}
+    if list(old) != rerun.layer_names:
+        out.append(f"layers differ: submitted {list(old)}, re-run {rerun.layer_names}")
     for key in ("committed_layer", "best_layer"):
-        if submitted["summary"].get(key) != rerun["summary"].get(key):
-            out.append(f"{key}: submitted {submitted['summary'].get(key)}, re-run {rerun['summary'].get(key)}")
-    for layer in rerun["layers"]:
+        if submitted.summary.get(key) != rerun.summary.get(key):
+            out.append(f"{key}: submitted {submitted.summary.get(key)}, re-run {rerun.summary.get(key)}")
+    for layer in rerun.layers:
         before = old.get(layer["name"])
         if before is None:
             continue
@@ -258,4 +267,217 @@ def compare_results(submitted: dict[str, Any], rerun: dict[str, Any]) -> list[Di
                 was = before.get(family, {}).get(metric)
                 if was is None or abs(float(was) - float(value)) > TOLERANCES[metric]:
                     out.append(Difference(layer["name"], metric, math.nan if was is None else float(was), float(value)))
+    return out
+
+
+# --------------------------------------------------------------------------- submit (create or update)
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+
+
+def check_submission_name(name: str) -> None:
+    """A submission name is one folder under submissions/: no separators, no ``..``, nothing hidden."""
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise SubclassbenchError(
+            f"invalid submission name {name!r}; use lower-case letters, digits, '-', '_' and '.' "
+            "(starting with a letter or digit, no '..')"
+        )
+
+
+@dataclass
+class SubmitRequest:
+    """Everything ``subclassbench submit`` needs; metadata is required for a new submission only."""
+
+    name: str
+    model: str
+    tasks: list[str]
+    weights: Path | None = None
+    data: str | None = None
+    labels: str | None = None
+    label_task: str | None = None
+    training_data: str | None = None
+    license: str | None = None
+    citation: str | None = None
+    description: str | None = None
+    data_note: str | None = None
+    random_init: bool = False
+    metrics: list[str] | None = None
+    submissions: Path = Path("submissions")
+    batch_size: int = 256
+    progress: bool = True
+
+    @property
+    def folder(self) -> Path:
+        return self.submissions / self.name
+
+
+def _resolve_weights(weights: Path | None) -> Path | None:
+    if weights is None:
+        return None
+    from subclassbench.encoders import resolve_trained_weights
+
+    if not weights.exists():
+        raise SubclassbenchError(f"weights {weights} do not exist; pass a .safetensors or torch checkpoint file")
+    resolved, card = resolve_trained_weights(weights)
+    if card and card.get("arch_kwargs"):
+        raise SubclassbenchError(
+            f"{resolved} needs architecture switches {card['arch_kwargs']}; submit it as a packaged builtin tag"
+        )
+    return resolved
+
+
+def _model_entry(request: SubmitRequest) -> dict[str, Any]:
+    """The existing model.yaml (checked against the request) or a new one from the request's metadata."""
+    folder = request.folder
+    if (folder / MODEL_FILE).exists():
+        entry = read_model_file(folder)
+        if entry["encoder"]["spec"] != request.model:
+            raise SubclassbenchError(
+                f"{folder} is a submission of {entry['encoder']['spec']}, not {request.model}; choose another --name"
+            )
+        if request.random_init != bool(entry["encoder"].get("random_init", False)):
+            raise SubclassbenchError(f"--random-init must match {folder}'s model.yaml (encoder.random_init)")
+        return entry
+    fields = {
+        "labels": request.labels,
+        "training-data": request.training_data,
+        "license": request.license,
+        "citation": request.citation,
+    }
+    missing = [f"--{flag}" for flag, value in fields.items() if not value]
+    if missing:
+        raise SubclassbenchError(f"a new submission needs {', '.join(missing)} (see docs/submitting.md)")
+    entry = new_model_file(
+        request.name,
+        request.model,
+        str(request.labels),
+        str(request.training_data),
+        str(request.license),
+        str(request.citation),
+        request.label_task,
+        request.description,
+    )
+    if request.random_init:
+        entry["encoder"]["random_init"] = True
+    return entry
+
+
+def submit(request: SubmitRequest) -> Report:
+    """Evaluate the request's tasks and create or update the submission folder; returns its validation report.
+
+    Everything is computed in a staging folder beside the target first; only
+    then are the weights, the results and model.yaml (last) moved into place,
+    so a failure or a kill leaves the submission as it was.
+    """
+    from subclassbench.evaluate import EvaluationRequest, evaluate
+    from subclassbench.files import locked
+
+    check_submission_name(request.name)
+    for task_name in request.tasks:
+        check_submission_name(task_name)  # task names become result file names
+    weights = _resolve_weights(request.weights)
+    entry = _model_entry(request)
+    folder = request.folder
+    request.submissions.mkdir(parents=True, exist_ok=True)  # staging beside the target keeps renames atomic
+    with locked(folder), tempfile.TemporaryDirectory(prefix=".staging-", dir=request.submissions) as tmp:
+        stage = Path(tmp)
+        weights_for_run: Path | None = None
+        if weights is not None:
+            stored = store_weights(stage, weights)
+            declared = entry["encoder"]["weights"]
+            if declared is not None and declared["sha256"] != stored["sha256"]:
+                raise SubclassbenchError(f"{weights} differs from the weights of {folder}; choose another --name")
+            entry["encoder"]["weights"] = declared or stored
+            weights_for_run = stage / WEIGHTS_FILE
+        elif entry["encoder"]["weights"] is not None:
+            weights_for_run = folder / entry["encoder"]["weights"]["file"]
+        results: dict[str, Result] = {}
+        stored_at = f"{request.submissions.as_posix()}/{request.name}"
+        for task_name in request.tasks:
+            result = evaluate(
+                EvaluationRequest(
+                    model=request.model,
+                    task=task_name,
+                    weights=None if weights_for_run is None else str(weights_for_run),
+                    data=request.data,
+                    batch_size=request.batch_size,
+                    pretrained=not (request.random_init or entry["encoder"].get("random_init", False)),
+                    progress=request.progress,
+                    metrics=request.metrics,
+                    # a portable path: where the weights live in the repository
+                    weights_label=None if weights_for_run is None else f"{stored_at}/{WEIGHTS_FILE}",
+                )
+            )
+            results[result.task_name] = result
+            default_note = result.task["data_source"] if request.data is None else f"--data {request.data}"
+            # keep a recorded note on update
+            note = request.data_note or entry["evaluation_data"].get(result.task_name) or default_note
+            entry["evaluation_data"][result.task_name] = note
+        if weights is not None and not (folder / WEIGHTS_FILE).exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            (stage / WEIGHTS_FILE).replace(folder / WEIGHTS_FILE)
+        for task_name, result in results.items():
+            result.write(folder / RESULTS_DIR / f"{task_name}.json")
+        write_model_file(folder, entry)
+    return validate_submission(folder)
+
+
+# --------------------------------------------------------------------------- verify (re-run and compare)
+
+
+@dataclass
+class Verification:
+    """The outcome of re-running one result: ``ok``, ``fail`` or ``skipped``, with the reasons."""
+
+    task: str
+    status: str
+    detail: str
+    differences: list[Difference | str] = field(default_factory=list)
+
+
+def verify(
+    folder: Path, data: str | None = None, tasks: list[str] | None = None, progress: bool = False
+) -> list[Verification]:
+    """Re-run each of a submission's results without the feature cache and compare within tolerance."""
+    from subclassbench.evaluate import EvaluationRequest, evaluate
+    from subclassbench.tasks import load_task
+
+    report = validate_submission(folder)
+    if report.errors:
+        raise SubclassbenchError(f"{report.errors[0]} (run `subclassbench validate {folder}`)")
+    assert report.model is not None
+    entry, wanted = report.model, set(tasks or [])
+    out: list[Verification] = []
+    for submitted in sorted(report.results, key=lambda r: r.task_name):
+        name = submitted.task_name
+        if wanted and name not in wanted:
+            continue
+        task = load_task(name)
+        source = data or submitted.task["data_source"]
+        if task.needs_data_path and not Path(source).exists():
+            out.append(Verification(name, "skipped", "needs its data; pass --data"))
+            continue
+        file = weights_path(folder, entry)
+        rerun = evaluate(
+            EvaluationRequest(
+                model=entry["encoder"]["spec"],
+                task=name,
+                weights=None if file is None else str(file),
+                data=source if task.needs_data_path else None,
+                split=submitted.task["split"],
+                pretrained=not entry["encoder"].get("random_init", False),
+                progress=progress,
+                metrics=submitted.metrics,
+                cache="off",  # a verification recomputes features, never reads them back
+            )
+        )
+        if rerun.task["fingerprint"] != submitted.task["fingerprint"]:
+            out.append(Verification(name, "fail", "the data differs from the submission's (task fingerprint)"))
+            continue
+        differences = compare_results(submitted, rerun)
+        if differences:
+            detail = f"{len(differences)} difference(s) outside tolerance"
+            out.append(Verification(name, "fail", detail, differences))
+        else:
+            out.append(Verification(name, "ok", f"{len(rerun.layers)} layers within tolerance"))
     return out

@@ -1,7 +1,8 @@
 """Tasks: a dataset, a superclass→subclass hierarchy, split manifests and a fingerprint.
 
-Tasks are data, not code: one YAML file per task in the top-level ``tasks/``
-folder (or any path passed to ``--task``). This module loads and validates
+Tasks are data, not code: one YAML file per task, shipped inside the package
+(``subclassbench/builtin_tasks/``, like lm-eval's task YAML), in the folders
+named by ``$SUBCLASSBENCH_TASKS``, or at any path passed to ``--task``. This module loads and validates
 them, resolves a split into concrete samples through a data source, and
 computes the task fingerprint:
 
@@ -20,6 +21,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +36,29 @@ from subclassbench.schemas import first_error
 TASK_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def tasks_dir() -> Path:
-    """The folder of shipped task files (``$SUBCLASSBENCH_TASKS`` overrides it)."""
-    env = os.environ.get("SUBCLASSBENCH_TASKS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "tasks"
+TASKS_ENV = "SUBCLASSBENCH_TASKS"
+
+
+def builtin_tasks_dir() -> Path:
+    """The task files shipped inside the package (package data, so they travel with a wheel)."""
+    return Path(str(resources.files("subclassbench").joinpath("builtin_tasks")))
+
+
+def task_dirs() -> list[Path]:
+    """Where task names are looked up: the folders in ``$SUBCLASSBENCH_TASKS`` (``os.pathsep``-separated,
+    searched first, so a user's folder can hold new tasks or a newer version of a shipped one), then the
+    built-in tasks."""
+    env = os.environ.get(TASKS_ENV, "")
+    user = [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    return [*user, builtin_tasks_dir()]
 
 
 def list_tasks() -> list[str]:
-    folder = tasks_dir()
-    if not folder.is_dir():
-        return []
-    return sorted(p.stem for p in folder.iterdir() if p.suffix in TASK_SUFFIXES)
+    names: set[str] = set()
+    for folder in task_dirs():
+        if folder.is_dir():
+            names.update(p.stem for p in folder.iterdir() if p.suffix in TASK_SUFFIXES)
+    return sorted(names)
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,12 @@ class SplitData:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def global_subclass(self) -> np.ndarray:
+        """Each sample's subclass as one index over the whole hierarchy, in hierarchy order."""
+        offsets = np.cumsum([0] + [len(s.subclasses) for s in self.task.superclasses])
+        return offsets[self.superclass] + self.subclass
 
     @cached_property
     def manifest_digest(self) -> str:
@@ -480,8 +498,7 @@ def load_task(name_or_path: str | Path) -> Task:
     if candidate.suffix in TASK_SUFFIXES and candidate.exists():
         return Task.from_dict(read_task_file(candidate), candidate)
     name = str(name_or_path)
-    for suffix in TASK_SUFFIXES:
-        path = tasks_dir() / f"{name}{suffix}"
+    for path in (folder / f"{name}{suffix}" for folder in task_dirs() for suffix in TASK_SUFFIXES):
         if path.exists():
             task = Task.from_dict(read_task_file(path), path)
             if task.name != name:

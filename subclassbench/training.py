@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import platform
-import shutil
+import re
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,22 @@ from torch import nn
 
 from subclassbench import architectures
 from subclassbench.encoders import load_encoder
-from subclassbench.errors import SubclassbenchError
+from subclassbench.errors import SubclassbenchError, first_line
+from subclassbench.files import TMP_SUFFIX, atomic_path, atomic_write, check_writable_folder, locked
 from subclassbench.hashing import sha256_file, sha256_json
 from subclassbench.tasks import SplitData, Task
 
-LABELS = ("coarse", "fine")
+LABELS = ("superclass", "subclass")
+LABEL_ALIASES = {"coarse": "superclass", "fine": "subclass"}  # earlier names, still accepted
 AUGMENTS = ("auto", "none", "crop_flip")
+
+
+def _cosine(optimizer: torch.optim.Optimizer, epochs: int) -> Any:
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+
+
+# Recipe.schedule → the learning-rate schedule it names (epochs = the run's length).
+SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, int], Any]] = {"cosine": _cosine}
 
 
 @dataclass(frozen=True)
@@ -66,11 +76,8 @@ class Recipe:
 
 
 def targets(split: SplitData, labels: str) -> np.ndarray:
-    """Superclass index (coarse) or global subclass index in hierarchy order (fine)."""
-    if labels == "coarse":
-        return split.superclass
-    offsets = np.cumsum([0] + [len(s.subclasses) for s in split.task.superclasses])
-    return offsets[split.superclass] + split.subclass
+    """Superclass index, or global subclass index in hierarchy order."""
+    return split.superclass if LABEL_ALIASES.get(labels, labels) == "superclass" else split.global_subclass
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -99,12 +106,6 @@ def _check_arch_kwargs(arch: str, arch_kwargs: dict[str, Any]) -> None:
         raise SubclassbenchError(f"unknown norm '{arch_kwargs['norm']}'; choose from {', '.join(architectures.NORMS)}")
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _accuracy(model: nn.Module, preprocess: Any, split: SplitData, y: np.ndarray, batch: int = 1024) -> np.ndarray:
     """Per-sample correctness (bool) of ``model`` on ``split``."""
     model.eval()
@@ -115,6 +116,128 @@ def _accuracy(model: nn.Module, preprocess: Any, split: SplitData, y: np.ndarray
             pred = model(preprocess(split.images.load(index))).argmax(dim=1).numpy()
             correct[index] = pred == y[index]
     return correct
+
+
+# --------------------------------------------------------------------------- the run folder
+
+# The files a run writes; a fresh start removes these (and only these) from its folder.
+RUN_FILES = ("card.json", "model.safetensors", "correctness.npz", "last.pt")
+CHECKPOINTS = "checkpoints"
+CHECKPOINT_NAME = re.compile(r"epoch_\d{3,}\.safetensors")
+
+
+def check_run_folder(out: Path) -> None:
+    """``out`` must be absent, empty, or a run folder of ours: training never deletes a file it did not write."""
+    if out.exists() and not out.is_dir():
+        raise SubclassbenchError(f"--out {out} is a file; pass a folder for the run")
+    check_writable_folder(out)
+    if not out.is_dir():
+        return
+    ours = (*RUN_FILES, CHECKPOINTS)
+    leftover = re.compile(r"\..+" + re.escape(TMP_SUFFIX))  # temporary files of a killed earlier run
+    foreign = [p.name for p in out.iterdir() if p.name not in ours and not leftover.fullmatch(p.name)]
+    checkpoints = out / CHECKPOINTS
+    if checkpoints.is_dir():
+        foreign += [f"{CHECKPOINTS}/{p.name}" for p in checkpoints.iterdir() if not CHECKPOINT_NAME.fullmatch(p.name)]
+    if foreign:
+        raise SubclassbenchError(
+            f"--out {out} holds files that are not a subclassbench run's ({', '.join(sorted(foreign)[:3])}); "
+            "pass an empty or new folder"
+        )
+
+
+def _clear_run(out: Path) -> None:
+    """A fresh start: remove an earlier run's outputs (only the files a run writes)."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    checkpoints = out / CHECKPOINTS
+    if checkpoints.is_dir():
+        for path in checkpoints.iterdir():
+            if CHECKPOINT_NAME.fullmatch(path.name):
+                path.unlink()
+        if not any(checkpoints.iterdir()):
+            checkpoints.rmdir()
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    """The resume state, read without unpickling code (``weights_only=True``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "config_hash" not in state:
+            raise ValueError("not a training state")
+        state["correctness"] = [np.asarray(c.numpy(), dtype=bool) for c in state["correctness"]]
+    except Exception as exc:  # torch raises many types for truncated, foreign or unsafe files
+        raise SubclassbenchError(
+            f"cannot resume from {path} ({first_line(exc, 80)}); pass --no-resume to start the run over"
+        ) from None
+    return state
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    # Correctness logs are stored as torch tensors so the file loads with weights_only=True.
+    payload = {**state, "correctness": [torch.from_numpy(c) for c in state["correctness"]]}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class _Run:
+    """A run's model, optimiser and progress: what the resume state saves and restores."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    generator: torch.Generator
+    config_hash: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    correctness: list[np.ndarray] = field(default_factory=list)
+    elapsed: float = 0.0
+    epoch: int = 0
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "config_hash": self.config_hash,
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+            "correctness": self.correctness,
+            "elapsed": self.elapsed,
+        }
+
+    def restore(self, state: dict[str, Any], out: Path) -> None:
+        if state["config_hash"] != self.config_hash:
+            raise SubclassbenchError(
+                f"{out} holds a run with a different task, architecture, labels or recipe; "
+                "choose another --out, or pass --no-resume to start over"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history, self.correctness, self.elapsed = state["history"], state["correctness"], state["elapsed"]
+        self.epoch = state["epoch"]
+
+
+def _check_request(labels: str, recipe: Recipe, arch: str, arch_kwargs: dict[str, Any]) -> str:
+    labels = LABEL_ALIASES.get(labels, labels)
+    if labels not in LABELS:
+        raise SubclassbenchError(f"--labels must be one of {', '.join(LABELS)}, not '{labels}'")
+    if recipe.augment not in AUGMENTS:
+        raise SubclassbenchError(f"--augment must be one of {', '.join(AUGMENTS)}, not '{recipe.augment}'")
+    if recipe.schedule not in SCHEDULES:
+        raise SubclassbenchError(f"schedule must be one of {', '.join(SCHEDULES)}, not '{recipe.schedule}'")
+    if recipe.epochs < 0 or recipe.batch_size < 1 or recipe.lr <= 0 or recipe.momentum < 0 or recipe.weight_decay < 0:
+        raise SubclassbenchError("--epochs must be ≥ 0, --batch-size ≥ 1, --lr > 0, --momentum and --weight-decay ≥ 0")
+    _check_arch_kwargs(arch, arch_kwargs)
+    return labels
 
 
 def train(
@@ -131,22 +254,16 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume) a run in ``out``; return its model card.
 
-    ``stop_after_epochs`` ends this call early, as an interruption would (tests).
+    ``labels`` is ``superclass`` or ``subclass``. ``out`` must be new, empty or
+    an earlier run's folder. ``stop_after_epochs`` ends this call early, as an
+    interruption would (tests).
     """
-    from safetensors.torch import save_file
-    from tqdm.auto import tqdm
-
-    if labels not in LABELS:
-        raise SubclassbenchError(f"--labels must be one of {', '.join(LABELS)}, not '{labels}'")
-    if recipe.augment not in AUGMENTS:
-        raise SubclassbenchError(f"--augment must be one of {', '.join(AUGMENTS)}, not '{recipe.augment}'")
-    if recipe.epochs < 0 or recipe.batch_size < 1 or recipe.lr <= 0 or recipe.momentum < 0 or recipe.weight_decay < 0:
-        raise SubclassbenchError("--epochs must be ≥ 0, --batch-size ≥ 1, --lr > 0, --momentum and --weight-decay ≥ 0")
     arch_kwargs = dict(arch_kwargs or {})
-    _check_arch_kwargs(arch, arch_kwargs)
+    labels = _check_request(labels, recipe, arch, arch_kwargs)
+    check_run_folder(out)
     train_split = task.load_split("train", data, primary=False)
     test_split = task.load_split(task.evaluation_split, data, primary=False)
-    n_classes = len(task.superclasses) if labels == "coarse" else task.n_subclasses
+    n_classes = len(task.superclasses) if labels == "superclass" else task.n_subclasses
     config = {
         "arch": arch,
         "arch_kwargs": arch_kwargs,
@@ -157,8 +274,6 @@ def train(
         "num_classes": n_classes,
         "recipe": asdict(recipe),
     }
-    config_hash = sha256_json(config)
-
     encoder = load_encoder(  # built under the recipe seed: it alone fixes the initialisation
         f"builtin:{arch}",
         sample_shape=train_split.images.sample_shape,
@@ -166,71 +281,72 @@ def train(
         arch_kwargs=arch_kwargs,
         init_seed=recipe.seed,
     )
-    model = encoder.model
-    preprocess = encoder.preprocessing
-    augment = recipe.resolved_augment(train_split.images.sample_shape)
-    y_train = torch.from_numpy(targets(train_split, labels))
-    y_test = targets(test_split, labels)
     optimizer = torch.optim.SGD(
-        model.parameters(),
+        encoder.model.parameters(),
         lr=recipe.lr,
         momentum=recipe.momentum,
         nesterov=recipe.nesterov and recipe.momentum > 0,  # torch rejects Nesterov without momentum
         weight_decay=recipe.weight_decay,
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(recipe.epochs, 1))
+    scheduler = SCHEDULES[recipe.schedule](optimizer, max(recipe.epochs, 1))
     generator = torch.Generator().manual_seed(recipe.seed)
-    history: list[dict[str, Any]] = []
-    correctness: list[np.ndarray] = []
-    elapsed = 0.0
-    start_epoch = 0
+    run = _Run(encoder.model, optimizer, scheduler, generator, sha256_json(config))
+    with locked(out):
+        out.mkdir(parents=True, exist_ok=True)
+        state_path = out / "last.pt"
+        if state_path.exists() and resume:
+            run.restore(_load_state(state_path), out)
+        else:  # a fresh start: no stale outputs of an earlier run survive
+            _clear_run(out)
+        last_epoch = recipe.epochs if stop_after_epochs is None else min(recipe.epochs, run.epoch + stop_after_epochs)
+        _train_epochs(run, encoder, train_split, test_split, labels, recipe, out, last_epoch, progress)
+        if last_epoch < recipe.epochs:
+            return {"interrupted_after_epoch": last_epoch}
+        return _finish(run, config, task, train_split, test_split, labels, recipe, out)
 
-    out.mkdir(parents=True, exist_ok=True)
-    state_path = out / "last.pt"
-    if not (state_path.exists() and resume):  # a fresh start: no stale outputs of an earlier run survive
-        for stale in ("card.json", "model.safetensors", "correctness.npz", "last.pt"):
-            (out / stale).unlink(missing_ok=True)
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    if state_path.exists() and resume:
-        state = torch.load(state_path, map_location="cpu", weights_only=False)  # our own file
-        if state["config_hash"] != config_hash:
-            raise SubclassbenchError(
-                f"{out} holds a run with a different task, architecture, labels or recipe; "
-                "choose another --out, or pass --no-resume to start over"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history, correctness, elapsed = state["history"], state["correctness"], state["elapsed"]
-        start_epoch = state["epoch"]
 
+def _train_epochs(
+    run: _Run,
+    encoder: Any,
+    train_split: SplitData,
+    test_split: SplitData,
+    labels: str,
+    recipe: Recipe,
+    out: Path,
+    last_epoch: int,
+    progress: bool,
+) -> None:
+    """Epochs ``run.epoch + 1 … last_epoch``, saving the resume state after each."""
+    from tqdm.auto import tqdm
+
+    model, preprocess = run.model, encoder.preprocessing
+    augment = recipe.resolved_augment(train_split.images.sample_shape)
+    y_train = torch.from_numpy(targets(train_split, labels))
+    y_test = targets(test_split, labels)
     steps_per_epoch = -(-len(train_split) // recipe.batch_size)
     bar = tqdm(
         total=recipe.epochs * steps_per_epoch,
-        initial=start_epoch * steps_per_epoch,
-        desc=f"train {arch} {labels}",
+        initial=run.epoch * steps_per_epoch,
+        desc=f"train {encoder.arch} {labels}",
         unit="step",
         disable=not progress or None,
     )
     loss_fn = nn.CrossEntropyLoss()
-    last_epoch = recipe.epochs if stop_after_epochs is None else min(recipe.epochs, start_epoch + stop_after_epochs)
-    for epoch in range(start_epoch, last_epoch):
+    for epoch in range(run.epoch, last_epoch):
         began = time.perf_counter()
         model.train()
-        order = torch.randperm(len(train_split), generator=generator)
+        order = torch.randperm(len(train_split), generator=run.generator)
         total_loss, seen, hits = 0.0, 0, 0
         for start in range(0, len(order), recipe.batch_size):
             idx = order[start : start + recipe.batch_size]
             x = train_split.images.load(idx.numpy())
             if augment == "crop_flip":
-                x = crop_flip(x, generator)
+                x = crop_flip(x, run.generator)
             logits = model(preprocess(x))
             loss = loss_fn(logits, y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
+            run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            run.optimizer.step()
             total_loss += loss.item() * len(idx)
             hits += int((logits.argmax(1) == y_train[idx]).sum())
             seen += len(idx)
@@ -238,77 +354,79 @@ def train(
             bar.set_postfix(
                 epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{total_loss / seen:.3f}", acc=f"{hits / seen:.3f}"
             )
-        scheduler.step()
+        run.scheduler.step()
         correct = _accuracy(model, preprocess, test_split, y_test)
-        correctness.append(correct)
-        elapsed += time.perf_counter() - began
-        history.append(
+        run.correctness.append(correct)
+        run.elapsed += time.perf_counter() - began
+        run.history.append(
             {
                 "epoch": epoch + 1,
                 "loss": round(total_loss / seen, 6),
                 "train_acc": round(hits / seen, 6),  # running accuracy under augmentation, as in most recipes
                 "test_acc": round(float(correct.mean()), 6),
-                "lr": scheduler.get_last_lr()[0],
+                "lr": run.scheduler.get_last_lr()[0],
             }
         )
         bar.set_postfix(
             epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{total_loss / seen:.3f}", test_acc=f"{correct.mean():.3f}"
         )
         if recipe.checkpoint_every and (epoch + 1) % recipe.checkpoint_every == 0:
-            (out / "checkpoints").mkdir(exist_ok=True)
-            save_file(_state_dict(model), str(out / "checkpoints" / f"epoch_{epoch + 1:03d}.safetensors"))
-        _atomic_torch_save(
-            {
-                "config_hash": config_hash,
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-                "correctness": correctness,
-                "elapsed": elapsed,
-            },
-            state_path,
-        )
+            _save_weights(model, out / CHECKPOINTS / f"epoch_{epoch + 1:03d}.safetensors")
+        run.epoch = epoch + 1
+        _save_state(out / "last.pt", run.state())
     bar.close()
-    if last_epoch < recipe.epochs:
-        return {"interrupted_after_epoch": last_epoch}
 
-    model.eval()
-    save_file(_state_dict(model), str(out / "model.safetensors"))
-    test_ids = np.asarray(test_split.images.ids)
-    packed = np.packbits(np.asarray(correctness, dtype=bool).reshape(len(correctness), len(test_split)), axis=1)
-    np.savez_compressed(
-        out / "correctness.npz",
-        packed=packed,
-        n_samples=len(test_split),
-        epochs=len(correctness),
-        test_ids=test_ids,
-        labels=y_test,
-    )
+
+def _save_weights(model: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file(_state_dict(model), str(tmp))
+
+
+def _finish(
+    run: _Run,
+    config: dict[str, Any],
+    task: Task,
+    train_split: SplitData,
+    test_split: SplitData,
+    labels: str,
+    recipe: Recipe,
+    out: Path,
+) -> dict[str, Any]:
+    """Write the weights, the correctness log and (last) the card: a card means a finished run."""
+    run.model.eval()
+    _save_weights(run.model, out / "model.safetensors")
+    n_test = len(test_split)
+    packed = np.packbits(np.asarray(run.correctness, dtype=bool).reshape(len(run.correctness), n_test), axis=1)
+    with atomic_path(out / "correctness.npz") as tmp, tmp.open("wb") as handle:
+        np.savez_compressed(
+            handle,
+            packed=packed,
+            n_samples=n_test,
+            epochs=len(run.correctness),
+            test_ids=np.asarray(test_split.images.ids),
+            labels=targets(test_split, labels),
+        )
+    history = run.history
     card = {
         **config,
-        "labels_description": {
-            "coarse": f"superclass labels of {task.name} ({n_classes} classes)",
-            "fine": f"subclass labels of {task.name} ({n_classes} classes)",
-        }[labels],
+        "labels_description": f"{labels} labels of {task.name} ({config['num_classes']} classes)",
         "seed": recipe.seed,
         "epochs": recipe.epochs,
-        "augment": augment,
+        "augment": recipe.resolved_augment(train_split.images.sample_shape),
         "optimizer": f"SGD(momentum={recipe.momentum}, nesterov={recipe.nesterov}) + {recipe.schedule} LR, "
         "cross-entropy",
         "train_split": {"name": "train", "n_samples": len(train_split), "source": train_split.source},
         "test_split": {
             "name": test_split.split,
-            "n_samples": len(test_split),
+            "n_samples": n_test,
             "manifest_sha256": test_split.manifest_digest,
             "source": test_split.source,
         },
         "history": history,
         "final_test_acc": history[-1]["test_acc"] if history else None,
-        "train_seconds": round(elapsed, 1),
+        "train_seconds": round(run.elapsed, 1),
         "environment": {
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
@@ -318,9 +436,7 @@ def train(
         "weights_file": "model.safetensors",
         "weights_sha256": sha256_file(out / "model.safetensors"),
     }
-    tmp = out / "card.json.tmp"
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, out / "card.json")  # written last and atomically: a card means a finished run
+    atomic_write(out / "card.json", json.dumps(card, indent=2) + "\n")
     return card
 
 
@@ -330,7 +446,7 @@ def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def load_correctness(run_dir: str | Path) -> np.ndarray:
     """Unpack ``correctness.npz`` into a bool array (epochs × test samples)."""
-    with np.load(Path(run_dir) / "correctness.npz") as data:
+    with np.load(Path(run_dir) / "correctness.npz", allow_pickle=False) as data:
         return np.unpackbits(data["packed"], axis=1, count=int(data["n_samples"])).astype(bool)
 
 
@@ -339,11 +455,11 @@ def package_run(run_dir: str | Path, tag: str, dest: Path) -> Path:
     run_dir = Path(run_dir)
     card = json.loads((run_dir / "card.json").read_text())
     name = f"{card['arch']}.{tag}"
-    shutil.copyfile(run_dir / card["weights_file"], dest / f"{name}.safetensors")
+    atomic_write(dest / f"{name}.safetensors", (run_dir / card["weights_file"]).read_bytes())
     correctness = None
     if card.get("correctness_file") and (run_dir / card["correctness_file"]).is_file():
         correctness = f"{name}.correctness.npz"
-        shutil.copyfile(run_dir / card["correctness_file"], dest / correctness)
+        atomic_write(dest / correctness, (run_dir / card["correctness_file"]).read_bytes())
     card = {**card, "weights_file": f"{name}.safetensors", "correctness_file": correctness}
-    (dest / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    atomic_write(dest / f"{name}.json", json.dumps(card, indent=2) + "\n")
     return dest / f"{name}.safetensors"

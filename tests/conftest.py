@@ -79,9 +79,10 @@ def tiny_image_folder(tmp_path: Path) -> Path:
     return root
 
 
-def without_run(result: dict) -> dict:
-    """A result minus its run metadata (time, durations, memory)."""
-    return {k: v for k, v in result.items() if k != "run"}
+def without_run(result) -> dict:
+    """A result (a Result or its document) minus its run metadata (time, durations, memory)."""
+    doc = getattr(result, "doc", result)
+    return {k: v for k, v in doc.items() if k != "run"}
 
 
 requires_shared = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="optional: ../shared not present")

@@ -203,7 +203,7 @@ def test_frozen_files_equal_a_fresh_derivation(preset, shuffled, tmp_path):
     args = ["tasks", "build-breeds", "--hierarchy", str(HIERARCHY), "--preset", preset, "--out", "-"]
     result = runner.invoke(app, args + (["--shuffled"] if shuffled else []))
     assert result.exit_code == 0, result.output
-    assert result.output == (REPO / "tasks" / f"{name}.yaml").read_text()
+    assert result.output == (REPO / "subclassbench" / "builtin_tasks" / f"{name}.yaml").read_text()
 
 
 # --------------------------------------------------------------------------- ImageNet on a fake tree
@@ -345,7 +345,7 @@ def test_incomplete_or_corrupt_imagenet_is_a_one_line_error(fake_imagenet, tmp_p
 
 
 def test_overlapping_hash_ranges_are_rejected():
-    raw = yaml.safe_load((REPO / "tasks" / "breeds-living17.yaml").read_text())
+    raw = yaml.safe_load((REPO / "subclassbench" / "builtin_tasks" / "breeds-living17.yaml").read_text())
     raw["splits"]["val"]["select"]["hash_range"] = [0.0, 0.05]
     with pytest.raises(SubclassbenchError, match="share samples"):
         Task.from_dict(raw)

@@ -117,7 +117,7 @@ def test_packaged_reference_weights_match_their_card():
         shape = (1, 8, 8) if card["task"] == "digits-5" else (3, 32, 32)
         encoder = load_encoder(spec, sample_shape=shape)
         assert encoder.weights["sha256"] == card["weights_sha256"]
-        assert card["labels"] in {"coarse", "fine"} and 0.5 < card["final_test_acc"] <= 1.0
+        assert card["labels"] in {"superclass", "subclass"} and 0.5 < card["final_test_acc"] <= 1.0
         if card.get("correctness_file"):
             assert (packaged_weights_dir() / card["correctness_file"]).is_file()
 

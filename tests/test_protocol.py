@@ -13,12 +13,12 @@ from subclassbench.evaluate import EvaluationRequest, evaluate
 from subclassbench.metrics import cluster_scores
 from subclassbench.protocol import PROTOCOL_V1, protocol_fingerprint, score_clusterability
 from subclassbench.results import validate_result
-from subclassbench.tasks import Task, read_task_file, tasks_dir
+from subclassbench.tasks import Task, builtin_tasks_dir, read_task_file
 from tests.conftest import without_run
 
 
 def synthetic(separation: float, seed: int = 0) -> Task:
-    raw = read_task_file(tasks_dir() / "synthetic-hier.yaml")
+    raw = read_task_file(builtin_tasks_dir() / "synthetic-hier.yaml")
     raw["data"]["params"].update(subclass_separation=separation, seed=seed)
     return Task.from_dict(raw)
 

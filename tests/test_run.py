@@ -12,11 +12,11 @@ import yaml
 from typer.testing import CliRunner
 
 from subclassbench import features
-from subclassbench.cache import FeatureCache, feature_key
+from subclassbench.cache import FeatureCache
 from subclassbench.cli import app
 from subclassbench.encoders import load_encoder
 from subclassbench.evaluate import EvaluationRequest, evaluate, extract
-from subclassbench.features import extract_cached, extract_features, extract_shard, feature_fields
+from subclassbench.features import ExtractionContext, extract_cached, extract_features, extract_shard
 from subclassbench.runner import Cell, load_matrix, run_matrix
 from subclassbench.tasks import load_task
 from tests.conftest import without_run
@@ -67,7 +67,8 @@ def test_stale_keys_miss(tmp_path):
     from dataclasses import replace
 
     changed = replace(base, preprocessing=replace(base.preprocessing, mean=(0.5,)))
-    assert feature_key(feature_fields(base, split, "fc1")) != feature_key(feature_fields(changed, split, "fc1"))
+    key = ExtractionContext.create(base, split, None).key("fc1")
+    assert key != ExtractionContext.create(changed, split, None).key("fc1")
 
 
 def test_a_half_written_or_damaged_entry_is_never_read(tmp_path):
@@ -96,10 +97,11 @@ def test_shards_merge_to_the_unsharded_features(tmp_path):
     split = task.load_split()
     encoder = load_encoder("builtin:digits_cnn.digits5_coarse")
     cache = FeatureCache(tmp_path)
+    context = ExtractionContext.create(encoder, split, None, batch_size=64)
     for index in range(3):
-        extract_shard(encoder, split, None, index, 3, cache, batch_size=64)
+        extract_shard(context, index, 3, cache)
     before = features.FORWARD_BATCHES
-    merged = extract_cached(encoder, split, None, cache, batch_size=64, progress=False, n_shards=3)
+    merged = extract_cached(context, cache, n_shards=3)
     assert features.FORWARD_BATCHES == before
     whole = extract_features(encoder, split.images, None, batch_size=64, progress=False)
     for a, b in zip(merged, whole, strict=True):

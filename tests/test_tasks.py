@@ -13,13 +13,13 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from subclassbench.errors import SubclassbenchError
-from subclassbench.tasks import Task, list_tasks, load_task, read_task_file, tasks_dir
+from subclassbench.tasks import Task, builtin_tasks_dir, list_tasks, load_task, read_task_file
 
 SHIPPED = ["cifar10-5", "cifar10-5-semantic", "digits-5", "synthetic-hier"]
 
 
 def raw_task(name: str) -> dict:
-    return read_task_file(tasks_dir() / f"{name}.yaml")
+    return read_task_file(builtin_tasks_dir() / f"{name}.yaml")
 
 
 def test_shipped_tasks_are_listed_and_valid():

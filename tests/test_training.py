@@ -27,14 +27,14 @@ def digits():
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory, digits):
     out = tmp_path_factory.mktemp("run") / "cnn"
-    return out, train(digits, "digits_cnn", "coarse", out, FAST, progress=False)
+    return out, train(digits, "digits_cnn", "superclass", out, FAST, progress=False)
 
 
 def test_run_writes_a_loadable_encoder_and_a_checked_card(digits_run):
     out, card = digits_run
     assert card["weights_sha256"] == sha256_file(out / "model.safetensors")
     assert json.loads((out / "card.json").read_text()) == card
-    assert card["arch"] == "digits_cnn" and card["labels"] == "coarse" and card["num_classes"] == 5
+    assert card["arch"] == "digits_cnn" and card["labels"] == "superclass" and card["num_classes"] == 5
     assert card["task_definition_fingerprint"] == load_task("digits-5").definition_fingerprint
     assert [h["epoch"] for h in card["history"]] == [1, 2]
     assert card["recipe"]["seed"] == 0 and card["recipe"]["epochs"] == 2
@@ -56,10 +56,10 @@ def test_correctness_log_is_bit_packed_per_epoch(digits_run):
 
 def test_same_seed_gives_identical_weights(tmp_path, digits, digits_run):
     _, card = digits_run
-    again = train(digits, "digits_cnn", "coarse", tmp_path / "again", FAST, progress=False)
+    again = train(digits, "digits_cnn", "superclass", tmp_path / "again", FAST, progress=False)
     assert again["weights_sha256"] == card["weights_sha256"]
     other = train(
-        digits, "digits_cnn", "coarse", tmp_path / "other", Recipe(epochs=2, batch_size=128, seed=1), progress=False
+        digits, "digits_cnn", "superclass", tmp_path / "other", Recipe(epochs=2, batch_size=128, seed=1), progress=False
     )
     assert other["weights_sha256"] != card["weights_sha256"]
 
@@ -67,33 +67,33 @@ def test_same_seed_gives_identical_weights(tmp_path, digits, digits_run):
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, digits, digits_run):
     _, uninterrupted = digits_run
     out = tmp_path / "resumed"
-    assert train(digits, "digits_cnn", "coarse", out, FAST, progress=False, stop_after_epochs=1) == {
+    assert train(digits, "digits_cnn", "superclass", out, FAST, progress=False, stop_after_epochs=1) == {
         "interrupted_after_epoch": 1
     }
     assert not (out / "model.safetensors").exists()
-    card = train(digits, "digits_cnn", "coarse", out, FAST, progress=False)
+    card = train(digits, "digits_cnn", "superclass", out, FAST, progress=False)
     assert card["weights_sha256"] == uninterrupted["weights_sha256"]
     assert [h["test_acc"] for h in card["history"]] == [h["test_acc"] for h in uninterrupted["history"]]
 
 
 def test_resume_refuses_a_different_configuration(tmp_path, digits):
     out = tmp_path / "run"
-    train(digits, "digits_cnn", "coarse", out, FAST, progress=False, stop_after_epochs=1)
+    train(digits, "digits_cnn", "superclass", out, FAST, progress=False, stop_after_epochs=1)
     with pytest.raises(SubclassbenchError, match="different task, architecture, labels or recipe"):
-        train(digits, "digits_cnn", "fine", out, FAST, progress=False)
-    card = train(digits, "digits_cnn", "fine", out, FAST, progress=False, resume=False)
+        train(digits, "digits_cnn", "subclass", out, FAST, progress=False)
+    card = train(digits, "digits_cnn", "subclass", out, FAST, progress=False, resume=False)
     assert card["num_classes"] == 10
 
 
 def test_random_init_control(tmp_path, digits):
-    a = train(digits, "digits_cnn", "coarse", tmp_path / "a", Recipe(epochs=0), progress=False)
-    b = train(digits, "digits_cnn", "coarse", tmp_path / "b", Recipe(epochs=0, seed=1), progress=False)
+    a = train(digits, "digits_cnn", "superclass", tmp_path / "a", Recipe(epochs=0), progress=False)
+    b = train(digits, "digits_cnn", "superclass", tmp_path / "b", Recipe(epochs=0, seed=1), progress=False)
     assert a["history"] == [] and a["final_test_acc"] is None
     assert a["weights_sha256"] != b["weights_sha256"]
 
 
 def test_synthetic_vectors_train_an_mlp(tmp_path):
-    card = train(load_task("synthetic-hier"), "mlp", "fine", tmp_path / "mlp", FAST, progress=False)
+    card = train(load_task("synthetic-hier"), "mlp", "subclass", tmp_path / "mlp", FAST, progress=False)
     assert card["num_classes"] == 12 and card["augment"] == "none"
     encoder = load_encoder("builtin:mlp", weights=tmp_path / "mlp" / "card.json", sample_shape=(32,))
     assert encoder.model.head.out_features == 12
@@ -115,14 +115,14 @@ def test_norm_switch_is_recorded_and_reloaded(tmp_path, digits):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"labels": "medium"}, "--labels must be one of coarse, fine"),
+        ({"labels": "medium"}, "--labels must be one of superclass, subclass"),
         ({"arch": "digits_cnn", "arch_kwargs": {"norm": "ln"}}, "--norm does not apply to digits_cnn"),
         ({"arch": "cifar_resnet20", "arch_kwargs": {"norm": "weird"}}, "unknown norm 'weird'"),
         ({"arch": "alexnet"}, "unknown builtin architecture 'alexnet'"),
     ],
 )
 def test_bad_training_requests(tmp_path, digits, kwargs, message):
-    args = {"arch": "digits_cnn", "labels": "coarse", **kwargs}
+    args = {"arch": "digits_cnn", "labels": "superclass", **kwargs}
     with pytest.raises(SubclassbenchError, match=message):
         train(digits, out=tmp_path / "x", recipe=FAST, progress=False, **args)
 
@@ -173,7 +173,7 @@ def test_cli_train_then_evaluate(tmp_path):
 
 
 def test_epochs_zero_equals_the_registry_random_init(tmp_path, digits):
-    train(digits, "digits_cnn", "coarse", tmp_path / "init", Recipe(epochs=0), progress=False)
+    train(digits, "digits_cnn", "superclass", tmp_path / "init", Recipe(epochs=0), progress=False)
     trained = load_encoder("builtin:digits_cnn", weights=tmp_path / "init", sample_shape=(1, 8, 8)).model
     registry = load_encoder("builtin:digits_cnn", sample_shape=(1, 8, 8), num_classes=5).model
     assert all(torch.equal(v, registry.state_dict()[k]) for k, v in trained.state_dict().items())
@@ -181,7 +181,7 @@ def test_epochs_zero_equals_the_registry_random_init(tmp_path, digits):
 
 def test_momentum_zero_and_fresh_start_cleanup(tmp_path, digits):
     out = tmp_path / "run"
-    train(digits, "digits_cnn", "coarse", out, Recipe(epochs=1, batch_size=256), progress=False)
+    train(digits, "digits_cnn", "superclass", out, Recipe(epochs=1, batch_size=256), progress=False)
     assert (out / "card.json").exists()
     train(
         digits,
@@ -195,4 +195,4 @@ def test_momentum_zero_and_fresh_start_cleanup(tmp_path, digits):
     )
     assert not (out / "card.json").exists() and not (out / "model.safetensors").exists()  # no stale run survives
     with pytest.raises(SubclassbenchError, match="--momentum and --weight-decay"):
-        train(digits, "digits_cnn", "coarse", out, Recipe(epochs=1, weight_decay=-1.0), progress=False)
+        train(digits, "digits_cnn", "superclass", out, Recipe(epochs=1, weight_decay=-1.0), progress=False)

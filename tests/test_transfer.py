@@ -14,7 +14,7 @@ from subclassbench.features import LayerFeatures
 from subclassbench.metrics import alignment, effective_rank, numerical_rank, ood_retained, pearson
 from subclassbench.probes import ProbeRecipe, fit_probe
 from subclassbench.results import validate_result
-from subclassbench.tasks import Task, load_task, read_task_file, tasks_dir
+from subclassbench.tasks import Task, builtin_tasks_dir, load_task, read_task_file
 from subclassbench.transfer import ProbeSet, TransferPlan, score_transfer, summarize_transfer
 
 # ----------------------------------------------------------------------------- rank
@@ -187,7 +187,7 @@ def test_transfer_plan_from_digits():
     ],
 )
 def test_invalid_transfer_blocks(mutate, message):
-    raw = copy.deepcopy(read_task_file(tasks_dir() / "digits-5.yaml"))
+    raw = copy.deepcopy(read_task_file(builtin_tasks_dir() / "digits-5.yaml"))
     mutate(raw)
     with pytest.raises(SubclassbenchError, match=message):
         Task.from_dict(raw)

@@ -1,0 +1,135 @@
+"""Writing files safely: atomic replacement and inter-process locks.
+
+Every file subclassbench writes goes through :func:`atomic_write` (bytes or
+text) or :func:`atomic_path` (for writers that need a path, such as
+``np.save`` or ``safetensors.save_file``): the data goes to a uniquely named
+temporary file in the target's own folder, is flushed and fsynced, and is
+renamed over the target. A reader therefore sees the old file or the new one,
+never half of one, and two writers of one file never share a temporary name.
+
+:func:`locked` serialises whole operations on a folder (a submission, the
+leaderboard, the feature cache's prune, a training run) across processes with
+the ``filelock`` library.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from subclassbench.errors import SubclassbenchError
+
+TMP_SUFFIX = ".tmp"
+LOCK_TIMEOUT_S = 600.0
+
+
+def temporary_name(path: Path) -> Path:
+    """A unique sibling of ``path``: ``.<name>.<uuid>.tmp`` (hidden, and unique across processes and hosts)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+
+
+@contextmanager
+def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is fsynced and renamed to ``path``.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SubclassbenchError(f"cannot create folder {target.parent}: {exc.strerror}; choose another path") from None
+    tmp = temporary_name(target)
+    try:
+        yield tmp
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` atomically (see the module docstring); returns the path."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    target = Path(path)
+    try:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(payload)
+    except PermissionError as exc:
+        raise SubclassbenchError(f"cannot write {target}: {exc.strerror}; choose a writable path") from None
+    return target
+
+
+def lock_path(folder: str | Path) -> Path:
+    """The lock file of ``folder``: a hidden sibling, so the folder itself stays exactly what was written."""
+    path = Path(folder).absolute()
+    return path.parent / f".{path.name}.lock"
+
+
+@contextmanager
+def locked(folder: str | Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (through :func:`lock_path`) for the duration."""
+    from filelock import FileLock, Timeout
+
+    root = Path(folder)
+    lock_file = lock_path(root)
+    try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SubclassbenchError(f"cannot create folder {lock_file.parent}: {exc.strerror}") from None
+    lock = FileLock(str(lock_file), timeout=timeout_s)
+    try:
+        with lock:
+            yield
+    except Timeout:
+        raise SubclassbenchError(
+            f"{root} is locked by another subclassbench process; wait for it or remove {lock_file}"
+        ) from None
+
+
+def check_writable_folder(folder: str | Path, what: str = "--out") -> None:
+    """Fail before any work when ``folder`` (or its nearest existing parent) cannot be written."""
+    path = Path(folder).expanduser().absolute()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise SubclassbenchError(f"{what} {folder}: {probe} is a file, not a folder; choose another path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SubclassbenchError(f"{what} {folder}: {probe} is not writable; choose a writable path")
+
+
+def atomic_write_many(files: dict[Path, bytes]) -> list[Path]:
+    """Write a set of files all or nothing: every file is staged (written and fsynced) before any is renamed.
+
+    A failure while staging (a full disk, a permission error) leaves every
+    target as it was; the renames that follow are metadata operations that do
+    not fail for lack of space.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for target, data in files.items():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = temporary_name(target)
+            staged.append((tmp, target))
+            with tmp.open("wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)
+    except BaseException as exc:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            where = exc.filename or "output"
+            raise SubclassbenchError(f"cannot write {where}: {exc.strerror}; nothing was written") from None
+        raise
+    for tmp, target in staged:
+        os.replace(tmp, target)
+    return [target for _, target in staged]
