@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.hashing import sha256_bytes, sha256_file
+from subclassbench.registry import Registry
+
+if TYPE_CHECKING:
+    from subclassbench.tasks import Task
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -419,3 +424,41 @@ def _load_hf_hub(task_name: str, config: dict[str, Any], source_split: str) -> A
         first = first_line(exc, 120)
         raise SubclassbenchError(f"{first}; " + _no_data_message(task_name, config)) from None
     return _hf_to_arrays(dataset, config, source_split)
+
+
+# --------------------------------------------------------------------------- the data-source registry
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A task file's ``data.source``: how its splits become samples, and what that needs."""
+
+    name: str
+    # (task, source split, --data path, primary split?, decoding override) → (samples, where they came from)
+    load: Callable[[Task, str, str | Path | None, bool, Decoding | None], tuple[ImageSet, str]]
+    needs_data_path: bool = False  # True: the images are not shipped (``--data`` or a hub download)
+    single_pool: bool = False  # True: every split's ids index one pool of samples (so splits may overlap)
+
+
+def _digits(_task: Task, _split: str, _path: str | Path | None, _primary: bool, _dec: Decoding | None) -> Any:
+    return load_sklearn_digits(), "sklearn.datasets.load_digits"
+
+
+def _synthetic(task: Task, split: str, _path: str | Path | None, _primary: bool, _dec: Decoding | None) -> Any:
+    images, membership = generate_synthetic_hierarchy(task.data["params"])
+    return images.subset(np.flatnonzero(membership == split)), "generated"
+
+
+def _image_classification(
+    task: Task, split: str, path: str | Path | None, primary: bool, _dec: Decoding | None
+) -> tuple[ImageSet, str]:
+    images = load_image_classification(task.name, task.data, split, path, primary)
+    return images, str(path) if path else f"hf:{task.data['hf_dataset']['path']}"
+
+
+DATA_SOURCES: Registry[DataSource] = Registry("data source", providers=("subclassbench.imagenet",))
+DATA_SOURCES.register("sklearn_digits", DataSource("sklearn_digits", _digits, single_pool=True))
+DATA_SOURCES.register("synthetic_hierarchy", DataSource("synthetic_hierarchy", _synthetic))
+DATA_SOURCES.register(
+    "image_classification", DataSource("image_classification", _image_classification, needs_data_path=True)
+)

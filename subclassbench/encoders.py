@@ -334,6 +334,30 @@ def _display_name(module_name: str) -> str:
     return "stem" if name in ("act1", "patch_embed") else name
 
 
+def _builtin_weights(
+    parsed: EncoderSpec, weights: str | Path | None
+) -> tuple[str | Path | None, dict[str, Any] | None, bool]:
+    """The weights file, its model card and whether it is packaged: a tag names packaged weights."""
+    if parsed.tag and weights is None:
+        packaged = packaged_weights_dir() / f"{parsed.name}.{parsed.tag}.safetensors"
+        if not packaged.exists():
+            tags = packaged_tags(parsed.name)
+            raise SubclassbenchError(
+                f"builtin:{parsed.name} has no packaged weights '{parsed.tag}'; "
+                f"available: {', '.join(tags) or 'none'} (or pass --weights FILE)"
+            )
+        return packaged, json.loads(packaged.with_suffix(".json").read_text()), True
+    if weights is None:
+        return None, None, False
+    resolved, card = resolve_trained_weights(weights)
+    if card is not None and card.get("arch") != parsed.name:
+        raise SubclassbenchError(
+            f"the model card says arch '{card.get('arch')}' but --model is builtin:{parsed.name}; "
+            f"use --model builtin:{card.get('arch')}"
+        )
+    return resolved, card, False
+
+
 def _load_builtin(
     parsed: EncoderSpec,
     weights: str | Path | None,
@@ -348,23 +372,7 @@ def _load_builtin(
             f"unknown builtin architecture '{parsed.name}'; "
             f"valid: {closest(parsed.name, list(architectures.ARCHITECTURES))}"
         )
-    card, packaged = None, False
-    if parsed.tag and weights is None:
-        weights = packaged_weights_dir() / f"{parsed.name}.{parsed.tag}.safetensors"
-        if not weights.exists():
-            tags = packaged_tags(parsed.name)
-            raise SubclassbenchError(
-                f"builtin:{parsed.name} has no packaged weights '{parsed.tag}'; "
-                f"available: {', '.join(tags) or 'none'} (or pass --weights FILE)"
-            )
-        card, packaged = json.loads(weights.with_suffix(".json").read_text()), True
-    elif weights is not None:
-        weights, card = resolve_trained_weights(weights)
-        if card is not None and card.get("arch") != parsed.name:
-            raise SubclassbenchError(
-                f"the model card says arch '{card.get('arch')}' but --model is builtin:{parsed.name}; "
-                f"use --model builtin:{card.get('arch')}"
-            )
+    weights, card, packaged = _builtin_weights(parsed, weights)
 
     shape = tuple(sample_shape or (1, 8, 8))
     vector_model = info.input_size == (0, 0, 0)

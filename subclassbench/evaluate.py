@@ -23,19 +23,13 @@ import torch
 
 from subclassbench import __version__
 from subclassbench.cache import CacheStats, FeatureCache
+from subclassbench.clusterability import commit_layer, score_layers, summarize
 from subclassbench.datasources import Decoding
 from subclassbench.encoders import Encoder, EncoderSpec, load_encoder
 from subclassbench.errors import SubclassbenchError
 from subclassbench.features import ExtractionContext, LayerFeatures, extract_cached, extract_shard
 from subclassbench.preprocessing import Preprocessing
-from subclassbench.protocol import (
-    PROTOCOL_V1,
-    PROTOCOL_VERSION,
-    commit_layer,
-    protocol_fingerprint,
-    score_layers,
-    summarize,
-)
+from subclassbench.protocol import PROTOCOL_V1, PROTOCOL_VERSION, protocol_fingerprint
 from subclassbench.results import SCHEMA_VERSION, Result, check_output_path
 from subclassbench.tasks import SplitData, Task, load_task
 from subclassbench.transfer import TransferPlan, score_transfer, summarize_transfer

@@ -14,14 +14,25 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from subclassbench.datasources import IMAGE_SUFFIXES, Decoding, FileImageSet, ImageSet, decode_image
+from subclassbench.datasources import (
+    DATA_SOURCES,
+    IMAGE_SUFFIXES,
+    DataSource,
+    Decoding,
+    FileImageSet,
+    ImageSet,
+    decode_image,
+)
 from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.hashing import sha256_bytes
+
+if TYPE_CHECKING:
+    from subclassbench.tasks import Task
 
 # ImageNet's own split names → Hugging Face imagenet-1k split names.
 HF_SPLITS = {"train": "train", "val": "validation"}
@@ -262,3 +273,14 @@ def _load_hub(
     except Exception as exc:  # the hub raises many types when offline or gated
         raise SubclassbenchError(f"{first_line(exc, 120)}; " + layout_help(task_name)) from None
     return _from_hf(dataset, config, source_split, classes, decoding)
+
+
+def _load_split(
+    task: Task, split: str, path: str | Path | None, _primary: bool, decoding: Decoding | None
+) -> tuple[ImageSet, str]:
+    classes = {sub.id: sub.index for sup in task.superclasses for sub in sup.subclasses}
+    images = load_imagenet(task.name, task.data, split, path, classes, decoding or task.decoding())
+    return images, str(path) if path else f"hf:{task.data['hf_dataset']['path']}"
+
+
+DATA_SOURCES.register("imagenet", DataSource("imagenet", _load_split, needs_data_path=True))

@@ -41,15 +41,22 @@ def matched_accuracy(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
     return matched_count(labels_true, labels_pred) / len(labels_true)
 
 
-def cluster_scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> dict[str, float]:
-    """All protocol-v1 clustering scores for one partition against the truth."""
-    return {
+def scores_and_matches(labels_true: np.ndarray, labels_pred: np.ndarray) -> tuple[dict[str, float], int]:
+    """All protocol-v1 clustering scores for one partition, and its Hungarian-matched count (computed once)."""
+    matched = matched_count(labels_true, labels_pred)
+    scores = {
         "ami": float(adjusted_mutual_info_score(labels_true, labels_pred)),
         "ari": float(adjusted_rand_score(labels_true, labels_pred)),
         "nmi": float(normalized_mutual_info_score(labels_true, labels_pred)),
         "purity": purity(labels_true, labels_pred),
-        "matched_acc": matched_accuracy(labels_true, labels_pred),
+        "matched_acc": matched / len(labels_true),
     }
+    return scores, matched
+
+
+def cluster_scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> dict[str, float]:
+    """All protocol-v1 clustering scores for one partition against the truth."""
+    return scores_and_matches(labels_true, labels_pred)[0]
 
 
 # --------------------------------------------------------------------------- transfer and rank

@@ -9,12 +9,27 @@ evaluation set is scored after every epoch; the result keeps the best top-1
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+
+def _zeros(layer: nn.Linear) -> None:
+    # Zero init (as in logistic regression solvers): with few steps on small sets a random
+    # init would dominate the ~1e-3-sized Adam updates and make accuracy depend on it.
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+
+
+# The recipe's named choices → what they do. Each field is fingerprinted, so each is read here.
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {"adamw": torch.optim.AdamW}
+INITS: dict[str, Callable[[nn.Linear], None]] = {"zeros": _zeros}
+BEST_AND_FINAL = "best top-1 over epochs (and final-epoch top-1)"
+REPORTS = (BEST_AND_FINAL,)
 
 
 @dataclass(frozen=True)
@@ -28,10 +43,19 @@ class ProbeRecipe:
     seed: int = 0
     standardize: bool = True
     init: str = "zeros"
-    report: str = "best top-1 over epochs (and final-epoch top-1)"
+    report: str = BEST_AND_FINAL
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def check(self) -> None:
+        for field_name, value, known in (
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("init", self.init, INITS),
+            ("report", self.report, REPORTS),
+        ):
+            if value not in known:
+                raise ValueError(f"probe recipe: unknown {field_name} {value!r}; known: {list(known)}")
 
 
 @dataclass(frozen=True)
@@ -85,12 +109,10 @@ def _fit_probe(
     train_y = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
     eval_y = {n: np.asarray(evaluations[n][1]) for n in names}
 
+    recipe.check()
     probe = nn.Linear(train_x.shape[1], n_classes)
-    # Zero init (as in logistic regression solvers): with few steps on small sets a random
-    # init would dominate the ~1e-3-sized Adam updates and make accuracy depend on it.
-    nn.init.zeros_(probe.weight)
-    nn.init.zeros_(probe.bias)
-    optimizer = torch.optim.AdamW(probe.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    INITS[recipe.init](probe)
+    optimizer = OPTIMIZERS[recipe.optimizer](probe.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     generator = torch.Generator().manual_seed(recipe.seed)
     history: dict[str, list[float]] = {n: [] for n in names}

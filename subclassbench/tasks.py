@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from subclassbench import datasources, imagenet
+from subclassbench import datasources
 from subclassbench.errors import SubclassbenchError, closest, first_line
 from subclassbench.hashing import sha256_json, sha256_text
 from subclassbench.schemas import first_error
@@ -240,7 +240,7 @@ class Task:
 
     def _source_pool(self, split: str) -> str:
         """The set of samples a split's ids index: digits has one pool, other sources one per source split."""
-        if self.data["source"] == "sklearn_digits":
+        if self.source.single_pool:
             return "all"
         return self.splits[split].get("source_split", split)
 
@@ -324,8 +324,12 @@ class Task:
     # ----------------------------------------------------------------- data
 
     @property
+    def source(self) -> datasources.DataSource:
+        return datasources.DATA_SOURCES.get(self.data["source"], f" in task '{self.name}'")
+
+    @property
     def needs_data_path(self) -> bool:
-        return self.data["source"] in ("image_classification", "imagenet")
+        return self.source.needs_data_path
 
     def decoding(self) -> datasources.Decoding | None:
         """The task's own image decoding (ImageNet: shorter side 256, centre crop 224), if it has one."""
@@ -355,25 +359,7 @@ class Task:
             raise SubclassbenchError(f"task '{self.name}' has no split '{split}'; choose one of {list(self.splits)}")
         spec = self.splits[split]
         source_split = spec.get("source_split", split)
-        kind = self.data["source"]
-        if kind == "sklearn_digits":
-            images = datasources.load_sklearn_digits()
-            origin = "sklearn.datasets.load_digits"
-        elif kind == "synthetic_hierarchy":
-            images, membership = datasources.generate_synthetic_hierarchy(self.data["params"])
-            images = images.subset(np.flatnonzero(membership == source_split))
-            origin = "generated"
-        elif kind == "image_classification":
-            images = datasources.load_image_classification(self.name, self.data, source_split, data_path, primary)
-            origin = str(data_path) if data_path else f"hf:{self.data['hf_dataset']['path']}"
-        elif kind == "imagenet":
-            decoding = decoding or self.decoding()
-            classes = {sub.id: sub.index for sup in self.superclasses for sub in sup.subclasses}
-            images = imagenet.load_imagenet(self.name, self.data, source_split, data_path, classes, decoding)
-            origin = str(data_path) if data_path else f"hf:{self.data['hf_dataset']['path']}"
-        else:  # guarded by the schema; kept for readers adding a source
-            raise SubclassbenchError(f"task '{self.name}': unknown data source '{kind}'")
-
+        images, origin = self.source.load(self, source_split, data_path, primary, decoding)
         images = images.subset(self._select(images, spec, split))
         if len(images) == 0:
             raise SubclassbenchError(

@@ -32,10 +32,8 @@ from subclassbench.metrics import (
     singular_values,
 )
 from subclassbench.probes import ProbeRecipe, fit_probe
+from subclassbench.protocol import RANK_MAX_ROWS, RANK_REL_TOL
 from subclassbench.tasks import SplitData, Task
-
-RANK_MAX_ROWS = 10_000  # SVD cost cap; rows are a fixed (seed 0) subsample beyond it
-RANK_REL_TOL = 1e-3
 
 
 @dataclass

@@ -8,10 +8,11 @@ import itertools
 import numpy as np
 import pytest
 
+from subclassbench.clusterability import score_clusterability
 from subclassbench.clustering import kmeans_faiss, kmeans_sklearn, l2_normalize
 from subclassbench.evaluate import EvaluationRequest, evaluate
 from subclassbench.metrics import cluster_scores
-from subclassbench.protocol import PROTOCOL_V1, protocol_fingerprint, score_clusterability
+from subclassbench.protocol import PROTOCOL_V1, protocol_fingerprint
 from subclassbench.results import validate_result
 from subclassbench.tasks import Task, builtin_tasks_dir, read_task_file
 from tests.conftest import without_run

@@ -1,0 +1,88 @@
+"""Command line: each command parses its options, calls one library function and prints what it returned.
+
+Commands live in the modules of this package by theme (evaluation, tasks and models, submissions,
+comparisons); this module holds the Typer app, the options they share and ``main``.
+
+User errors (:class:`SubclassbenchError`) become one ``error:`` line on
+stderr and exit code 2; nothing is written when a command fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from subclassbench.errors import SubclassbenchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    help="Score every layer of an encoder for subclass clusterability and transfer.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+)
+tasks_app = typer.Typer(help="List tasks, or show one resolved task.", invoke_without_command=True)
+app.add_typer(tasks_app, name="tasks")
+cache_app = typer.Typer(help="Inspect or prune the feature cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+leaderboard_app = typer.Typer(help="Build or check the leaderboard from submissions/.", no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
+
+
+def user_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SubclassbenchError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def split_list(values: list[str] | None) -> list[str] | None:
+    """Comma-separated or repeated option values as one list."""
+    if not values:
+        return None
+    return [name.strip() for item in values for name in item.split(",") if name.strip()]
+
+
+# Options that evaluate, extract and score share (the cache key is built from the same request fields).
+ModelOption = Annotated[
+    str, typer.Option(help="Encoder spec: builtin:ARCH[.TAG], timm:NAME, open_clip:ARCH[@TAG].")
+]
+TaskOption = Annotated[str, typer.Option(help="Task name (see `subclassbench tasks`) or task file path.")]
+WeightsOption = Annotated[str | None, typer.Option(help="Weights file: .safetensors or a torch checkpoint.")]
+DataOption = Annotated[
+    str | None,
+    typer.Option(help="Image data: .npz, a folder of *_<split>.npz, an image-folder tree or a saved HF dataset."),
+]
+LayersOption = Annotated[list[str] | None, typer.Option(help="Layers to score (comma-separated or repeated).")]
+SplitOption = Annotated[str | None, typer.Option(help="Split to score (default: the task's evaluation split).")]
+CacheDirOption = Annotated[str | None, typer.Option(help="Feature cache folder (default: ~/.cache/subclassbench).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
+DEFAULT_MODEL = "builtin:digits_cnn.digits5_coarse"
+
+
+# Importing the command modules registers their commands on the apps above, in this (help) order.
+for _module in ("evaluation", "models", "tasks", "submissions", "compare"):
+    importlib.import_module(f"subclassbench.cli.{_module}")
+
+
+def main() -> None:
+    try:
+        app()
+    except SubclassbenchError as exc:  # raised outside a command body (e.g. in a callback)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""compare and agreement: representation comparisons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from subclassbench.cli import (
+    QuietOption,
+    app,
+    split_list,
+    user_errors,
+)
+from subclassbench.errors import SubclassbenchError
+
+
+@app.command()
+@user_errors
+def compare(
+    model: Annotated[list[str], typer.Option(help="Two encoder specs (repeat --model); one compares it with itself.")],
+    task: Annotated[str, typer.Option(help="Task whose evaluation split is compared.")] = "digits-5",
+    weights: Annotated[list[str] | None, typer.Option(help="Weights per --model, in order ('-' for none).")] = None,
+    data: Annotated[str | None, typer.Option(help="Data path for tasks that need one.")] = None,
+    k: Annotated[
+        int | None, typer.Option(help="Concepts per layer (default: the task's number of subclasses).")
+    ] = None,
+    max_samples: Annotated[int, typer.Option(help="Seeded subsample of the split (0: all samples).")] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed of the subsample and the soft clustering.")] = 0,
+    pair: Annotated[
+        str | None, typer.Option(help="LAYER_A,LAYER_B for the concept list (default: last layers).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder: compare.json, cka.png, gri.png.")] = Path("results/compare"),
+    quiet: QuietOption = False,
+) -> None:
+    """Layer×layer CKA and generalized-Rand-index (concept) alignment between two encoders."""
+    from subclassbench.compare import compare as run
+    from subclassbench.compare import write_comparison
+
+    specs = split_list(model) or []
+    given = [None if w in ("-", "") else w for w in (split_list(weights) or [])]
+    if len(specs) == 1:  # one encoder compared with itself
+        specs, given = specs * 2, given * 2
+    if len(specs) != 2:
+        raise SubclassbenchError(f"pass one or two --model options, got {len(specs)}")
+    if given and len(given) != len(specs):
+        raise SubclassbenchError("pass one --weights per --model ('-' for an encoder without a weights file)")
+    w_a, w_b = ([*given, None, None])[:2] if given else (None, None)
+    parts = [p.strip() for p in pair.split(",")] if pair else None
+    if parts is not None and len(parts) != 2:
+        raise SubclassbenchError(f"--pair needs LAYER_A,LAYER_B, got '{pair}'")
+    if out.exists() and not out.is_dir():
+        raise SubclassbenchError(f"--out {out} is a file; pass a folder")
+    doc = run(
+        specs[0],
+        specs[1],
+        task,
+        w_a,
+        w_b,
+        data,
+        k=k,
+        max_samples=max_samples or None,
+        seed=seed,
+        pair=None if parts is None else (parts[0], parts[1]),
+        progress=not quiet,
+    )
+    write_comparison(doc, out, specs[0], specs[1])
+    if not quiet:
+        a, best = doc["a"]["layers"], doc["gri_to_labels"]["a"]
+        top = max(range(len(best)), key=best.__getitem__)
+        check, c = doc["adjacent_layer_check"], doc["concepts"]
+        typer.echo(f"{specs[0]} vs {specs[1]} on {task} ({doc['samples']['n']} samples, k={doc['memberships']['k']})")
+        typer.echo(f"layer of A most aligned with the subclass labels: {a[top]} (GRI {best[top]:.3f})")
+        typer.echo(
+            f"adjacent-layer check (share of layers whose best match is a neighbour): A {check['a']}, B {check['b']}"
+        )
+        typer.echo(
+            f"concepts at {c['layer_a']} × {c['layer_b']}: {len(c['universal'])} universal, "
+            f"{len(c['unique_pairs'])} matched but unique, {len(c['unmatched_a'])}+{len(c['unmatched_b'])} unmatched"
+        )
+    typer.echo(f"wrote {out}/compare.json, cka.png, gri.png")
+
+
+@app.command("agreement")
+@user_errors
+def agreement_command(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders written by `subclassbench train`.")],
+    out: Annotated[Path, typer.Option(help="Output folder: agreement.json, agreement.png.")] = Path(
+        "results/agreement"
+    ),
+) -> None:
+    """Per-epoch agreement of several training runs (Pliushch et al. 2022), with accuracy mean and spread."""
+    from subclassbench.compare import agreement_over_runs, write_agreement
+
+    doc = agreement_over_runs(list(runs))
+    write_agreement(doc, out)
+    last = doc["epochs"] - 1
+    typer.echo(
+        f"{len(runs)} runs, {doc['epochs']} epochs: final agreement {doc['agreement'][last]:.3f}, "
+        f"accuracy {doc['accuracy_mean'][last]:.3f} ± {doc['accuracy_std'][last]:.3f}; wrote {out}/agreement.json"
+    )
+
+

@@ -1,0 +1,261 @@
+"""evaluate, extract, score, cache and run: the evaluation pipeline's commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from subclassbench.cli import (
+    DEFAULT_MODEL,
+    CacheDirOption,
+    DataOption,
+    LayersOption,
+    ModelOption,
+    QuietOption,
+    SplitOption,
+    TaskOption,
+    WeightsOption,
+    app,
+    cache_app,
+    split_list,
+    user_errors,
+)
+from subclassbench.errors import SubclassbenchError
+
+if TYPE_CHECKING:
+    from subclassbench.evaluate import EvaluationRequest
+    from subclassbench.results import Result
+
+
+def _report(result: Result, path: Path, quiet: bool, header: bool) -> None:
+    """Print a written result's table and summary (evaluate, score)."""
+    from subclassbench.results import format_summary, format_table
+
+    if not quiet:
+        if header:
+            task = result.task
+            typer.echo(
+                f"{result.encoder['spec']} on {task['name']} ({task['n_samples']} samples, "
+                f"protocol v{result['protocol']['version']})"
+            )
+        typer.echo(format_table(result))
+        for line in format_summary(result):
+            typer.echo(line)
+    typer.echo(f"wrote {path}")
+
+
+def _request(
+    model: str,
+    task: str,
+    weights: str | None,
+    data: str | None,
+    layers: list[str] | None,
+    split: str | None,
+    metrics: list[str] | None,
+    batch_size: int,
+    device: str,
+    cache_dir: str | None,
+    quiet: bool,
+    **extra: Any,
+) -> EvaluationRequest:
+    from subclassbench.evaluate import EvaluationRequest
+
+    request = EvaluationRequest(
+        model=model,
+        task=task,
+        weights=weights,
+        data=data,
+        layers=split_list(layers),
+        split=split,
+        metrics=split_list(metrics),
+        batch_size=batch_size,
+        device=device,
+        cache_dir=cache_dir,
+        progress=not quiet,
+        **extra,
+    )
+    request.check()
+    return request
+
+
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: ModelOption = DEFAULT_MODEL,
+    task: TaskOption = "digits-5",
+    weights: WeightsOption = None,
+    data: DataOption = None,
+    layers: LayersOption = None,
+    split: SplitOption = None,
+    out: Annotated[Path | None, typer.Option(help="Result JSON path (default: results/<model>/<task>.json).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    random_init: Annotated[
+        bool, typer.Option("--random-init", help="timm/open_clip: skip pretrained weights.")
+    ] = False,
+    metrics: Annotated[
+        list[str] | None, typer.Option(help="clusterability and/or transfer (default: all the task supports).")
+    ] = None,
+    image_preprocessing: Annotated[
+        str,
+        typer.Option(help="Decode encoded images with the task's resize/crop (task) or the encoder's own (encoder)."),
+    ] = "task",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor fill the feature cache.")] = False,
+    cache_dir: CacheDirOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Score every layer of MODEL on TASK and write a schema-checked result JSON."""
+    from subclassbench.evaluate import evaluate_to_file
+
+    request = _request(
+        model,
+        task,
+        weights,
+        data,
+        layers,
+        split,
+        metrics,
+        batch_size,
+        device,
+        cache_dir,
+        quiet,
+        pretrained=not random_init,
+        image_preprocessing=image_preprocessing,
+        cache="off" if no_cache else "use",
+    )
+    result, path = evaluate_to_file(request, out)
+    _report(result, path, quiet, header=True)
+
+
+
+@app.command()
+@user_errors
+def extract(
+    model: ModelOption = DEFAULT_MODEL,
+    task: TaskOption = "digits-5",
+    weights: WeightsOption = None,
+    data: DataOption = None,
+    layers: LayersOption = None,
+    split: SplitOption = None,
+    metrics: Annotated[list[str] | None, typer.Option(help="Which families' splits to extract.")] = None,
+    shard: Annotated[str | None, typer.Option(help="I/N: extract only the I-th of N contiguous parts.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    device: Annotated[str, typer.Option()] = "cpu",
+    cache_dir: CacheDirOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Extract pooled per-layer features into the content-addressed cache (skipping cached entries)."""
+    from subclassbench.evaluate import extract as run
+    from subclassbench.evaluate import parse_shard
+
+    part = None if shard is None else parse_shard(shard)
+    request = _request(model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet)
+    stats = run(request, shard=part)
+    typer.echo(f"{model} on {task}{f' shard {shard}' if shard else ''}: {stats.misses} extracted, {stats.hits} cached")
+
+
+@app.command()
+@user_errors
+def score(
+    model: ModelOption = DEFAULT_MODEL,
+    task: TaskOption = "digits-5",
+    weights: WeightsOption = None,
+    data: DataOption = None,
+    layers: LayersOption = None,
+    split: SplitOption = None,
+    metrics: Annotated[list[str] | None, typer.Option(help="clusterability and/or transfer.")] = None,
+    shards: Annotated[int | None, typer.Option(help="Merge features from N cached shards.")] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="The batch size the shards were extracted with (shard borders follow it).")
+    ] = 256,
+    out: Annotated[Path | None, typer.Option(help="Result JSON path.")] = None,
+    cache_dir: CacheDirOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Score MODEL on TASK from cached features only (no forward pass); writes the result JSON."""
+    from subclassbench.evaluate import evaluate_to_file
+
+    request = _request(
+        model, task, weights, data, layers, split, metrics, batch_size, "cpu", cache_dir, quiet, cache="only",
+        n_shards=shards,
+    )  # fmt: skip
+    result, path = evaluate_to_file(request, out)
+    _report(result, path, quiet, header=False)
+
+
+@cache_app.command("ls")
+@user_errors
+def cache_ls(cache_dir: CacheDirOption = None) -> None:
+    """One line per cached feature matrix."""
+    from tabulate import tabulate
+
+    from subclassbench.cache import FeatureCache
+
+    cache = FeatureCache(Path(cache_dir) if cache_dir else None)
+    rows = []
+    for e in cache.entries():
+        rows_range = "all" if e.rows is None else "{}:{}".format(*e.rows)
+        size = f"{e.bytes / 1e6:.1f} MB"
+        rows.append([e.key[:12], e.spec, e.task, e.split, e.layer, "×".join(map(str, e.shape)), rows_range, size])
+    typer.echo(tabulate(rows, headers=["key", "encoder", "task", "split", "layer", "shape", "rows", "size"]))
+    typer.echo(f"{len(rows)} entries in {cache.root}")
+
+
+@cache_app.command("du")
+@user_errors
+def cache_du(cache_dir: CacheDirOption = None) -> None:
+    """Number of entries and bytes on disk."""
+    from subclassbench.cache import FeatureCache
+
+    cache = FeatureCache(Path(cache_dir) if cache_dir else None)
+    count, size = cache.usage()
+    typer.echo(f"{count} entries, {size / 1e6:.1f} MB in {cache.root}")
+
+
+@cache_app.command("prune")
+@user_errors
+def cache_prune(
+    older_than_days: Annotated[float | None, typer.Option(help="Remove entries older than this.")] = None,
+    model: Annotated[str | None, typer.Option(help="Remove entries of this encoder spec.")] = None,
+    all_entries: Annotated[bool, typer.Option("--all", help="Remove everything.")] = False,
+    cache_dir: CacheDirOption = None,
+) -> None:
+    """Remove cached features (and leftover temporary files)."""
+    from subclassbench.cache import FeatureCache
+
+    if older_than_days is None and model is None and not all_entries:
+        raise SubclassbenchError("say what to prune: --older-than-days N, --model SPEC or --all")
+    cache = FeatureCache(Path(cache_dir) if cache_dir else None)
+    removed = cache.prune(None if older_than_days is None else older_than_days * 86400, model, all_entries)
+    typer.echo(f"removed {removed} entries from {cache.root}")
+
+
+@app.command("run")
+@user_errors
+def run_matrix_command(
+    models: Annotated[Path, typer.Option(help="YAML list of models: - model: SPEC (weights: FILE).")],
+    tasks: Annotated[Path, typer.Option(help="YAML list of tasks: - task: NAME (data: PATH).")],
+    executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: start a local one).")] = None,
+    workers: Annotated[int | None, typer.Option(help="CPUs of the local Ray cluster (default: all).")] = None,
+    gpus_per_task: Annotated[float, typer.Option(help="GPUs per Ray task (extraction runs on cuda if > 0).")] = 0.0,
+    shards: Annotated[int, typer.Option(help="Contiguous extraction shards per (model, task).")] = 1,
+    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+    cache_dir: Annotated[str | None, typer.Option(help="Feature cache folder (shared by all workers).")] = None,
+) -> None:
+    """Evaluate every model on every task; (model, task, shard) units run locally or on Ray."""
+    from subclassbench.runner import load_matrix, run_matrix
+
+    cells = load_matrix(models, tasks)
+    report = run_matrix(cells, out, executor, shards, cache_dir, address, workers, gpus_per_task)
+    for o in report.outcomes:
+        detail = o.result if o.status != "failed" else f"{o.error} (after {o.attempts} attempts)"
+        typer.echo(f"{o.status:7} {o.model} × {o.task}: {detail}")
+    if report.failed:
+        typer.echo(f"{len(report.failed)} of {len(report.outcomes)} cells failed", err=True)
+        raise typer.Exit(1)
+

@@ -1,0 +1,104 @@
+"""train, encoders and layers: the commands about encoders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from subclassbench.cli import (
+    QuietOption,
+    app,
+    user_errors,
+)
+
+
+@app.command()
+@user_errors
+def train(
+    task: Annotated[str, typer.Option(help="Task whose train split is used.")],
+    arch: Annotated[str, typer.Option(help="Builtin architecture (see `subclassbench encoders`).")],
+    out: Annotated[Path, typer.Option(help="Run folder: weights, card, correctness log, resume state.")],
+    labels: Annotated[str, typer.Option(help="superclass or subclass labels (coarse/fine are aliases).")] = (
+        "superclass"
+    ),
+    epochs: Annotated[int, typer.Option(min=0, help="0 writes the seeded random initialisation.")] = 30,
+    seed: Annotated[int, typer.Option()] = 0,
+    lr: Annotated[float, typer.Option()] = 0.05,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    weight_decay: Annotated[float, typer.Option()] = 5e-4,
+    momentum: Annotated[float, typer.Option()] = 0.9,
+    augment: Annotated[str, typer.Option(help="auto, none or crop_flip.")] = "auto",
+    norm: Annotated[str | None, typer.Option(help="cifar_resnet*: bn, ln or none.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(min=0, help="Keep weights every k epochs (0: never).")] = 0,
+    data: Annotated[str | None, typer.Option(help="Image data folder holding the train and test splits.")] = None,
+    threads: Annotated[int, typer.Option(min=0, help="torch threads (0: default); recorded in the card.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run found in --out.")] = True,
+    quiet: QuietOption = False,
+) -> None:
+    """Train a builtin architecture on TASK's superclass or subclass labels."""
+    import torch
+
+    from subclassbench.tasks import load_task
+    from subclassbench.training import Recipe
+    from subclassbench.training import train as run_training
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    recipe = Recipe(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        augment=augment,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+    )
+    arch_kwargs = {"norm": norm} if norm else {}
+    card = run_training(load_task(task), arch, labels, out, recipe, data, arch_kwargs, resume, not quiet)
+    acc = card["final_test_acc"]
+    typer.echo(
+        f"{arch} on {task} ({card['labels']} labels, seed {seed}, {epochs} epochs): test accuracy "
+        + ("n/a" if acc is None else f"{acc:.4f}")
+        + f"; weights sha256 {card['weights_sha256'][:12]}…"
+    )
+    typer.echo(
+        f"wrote {out}/model.safetensors and {out}/card.json; evaluate with --model builtin:{arch} --weights {out}"
+    )
+
+
+
+@app.command()
+@user_errors
+def encoders() -> None:
+    """List builtin encoders (with packaged weights tags) and the other sources."""
+    from subclassbench.architectures import ARCHITECTURES
+    from subclassbench.encoders import ENCODER_SOURCES, packaged_tags
+
+    for arch, info in ARCHITECTURES.items():
+        tags = packaged_tags(arch)
+        tag_text = f"  [weights: {', '.join(tags)}]" if tags else ""
+        typer.echo(f"builtin:{arch:<16} {info.description}{tag_text}")
+    for name, source in ENCODER_SOURCES:
+        if name != "builtin":  # listed architecture by architecture above
+            typer.echo(source.usage)
+
+
+@app.command()
+@user_errors
+def layers(
+    model: Annotated[str, typer.Argument(help="Encoder spec.")],
+    weights: Annotated[str | None, typer.Option()] = None,
+    random_init: Annotated[bool, typer.Option("--random-init")] = False,
+) -> None:
+    """List the layers of MODEL that `evaluate --layers` accepts, input side first."""
+    from subclassbench.encoders import load_encoder
+
+    encoder = load_encoder(model, weights=weights, sample_shape=(3, 32, 32), pretrained=not random_init)
+    for name in encoder.layer_names:
+        typer.echo(name)
+
+

@@ -1,0 +1,147 @@
+"""submit, validate, verify and leaderboard build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from subclassbench.cli import (
+    QuietOption,
+    app,
+    leaderboard_app,
+    split_list,
+    user_errors,
+)
+from subclassbench.errors import SubclassbenchError
+
+
+@app.command()
+@user_errors
+def submit(
+    name: Annotated[str, typer.Option(help="Submission folder name under submissions/ (lower case, - . _).")],
+    model: Annotated[str, typer.Option(help="Encoder spec, as for evaluate.")],
+    task: Annotated[list[str], typer.Option(help="Task(s) to evaluate (comma-separated or repeated).")],
+    weights: Annotated[
+        Path | None, typer.Option(help="Weights file; stored in the submission as weights.safetensors.")
+    ] = None,
+    data: Annotated[str | None, typer.Option(help="Data path for tasks that need one.")] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(help="Training label granularity: fine, superclass, self-supervised, text-supervised, none."),
+    ] = None,
+    label_task: Annotated[str | None, typer.Option(help="With --labels superclass: the task whose labels.")] = None,
+    training_data: Annotated[str | None, typer.Option(help="What the encoder was trained on.")] = None,
+    license: Annotated[str | None, typer.Option(help="License of the weights (SPDX id).")] = None,
+    citation: Annotated[str | None, typer.Option(help="How to cite the encoder.")] = None,
+    description: Annotated[str | None, typer.Option(help="One line about the encoder.")] = None,
+    data_note: Annotated[
+        str | None, typer.Option(help="Where the evaluated data came from (say if it is degraded).")
+    ] = None,
+    random_init: Annotated[bool, typer.Option("--random-init", help="timm/open_clip: no pretrained weights.")] = False,
+    metrics: Annotated[list[str] | None, typer.Option(help="Metric families (default: all).")] = None,
+    submissions: Annotated[Path, typer.Option(help="The submissions folder.")] = Path("submissions"),
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    quiet: QuietOption = False,
+) -> None:
+    """Evaluate MODEL on TASK(s) and create or update submissions/NAME (model.yaml + results/)."""
+    from subclassbench.submissions import SubmitRequest
+    from subclassbench.submissions import submit as run
+
+    report = run(
+        SubmitRequest(
+            name=name,
+            model=model,
+            tasks=split_list(task) or [],
+            weights=weights,
+            data=data,
+            labels=labels,
+            label_task=label_task,
+            training_data=training_data,
+            license=license,
+            citation=citation,
+            description=description,
+            data_note=data_note,
+            random_init=random_init,
+            metrics=split_list(metrics),
+            submissions=submissions,
+            batch_size=batch_size,
+            progress=not quiet,
+        )
+    )
+    for line in report.errors + report.stale:
+        typer.echo(line)
+    if report.errors:
+        raise typer.Exit(2)
+    typer.echo(f"{report.folder}: {len(report.results)} result(s) valid; run `subclassbench leaderboard build` next")
+
+
+@app.command()
+@user_errors
+def validate(
+    path: Annotated[Path, typer.Argument(help="submissions/ or one submissions/<name>.")] = Path("submissions"),
+) -> None:
+    """Check submissions: model.yaml schema, weights sha256, result schema, fingerprints (stale results)."""
+    from subclassbench.submissions import validate_tree
+
+    reports = validate_tree(path)
+    errors = [e for r in reports for e in r.errors]
+    stale = [s for r in reports for s in r.stale]
+    for line in errors:
+        typer.echo(f"error: {line}", err=True)
+    for line in stale:
+        typer.echo(f"stale: {line}")
+    n_results = sum(len(r.results) for r in reports)
+    if errors:
+        typer.echo(f"{len(errors)} problem(s) in {len(reports)} submission(s)", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{len(reports)} submission(s), {n_results} result(s) valid ({len(stale)} stale)")
+
+
+@app.command()
+@user_errors
+def verify(
+    path: Annotated[Path, typer.Argument(help="One submission folder, submissions/<name>.")],
+    data: Annotated[
+        str | None, typer.Option(help="Data path (default: the one the result records, if present).")
+    ] = None,
+    task: Annotated[list[str] | None, typer.Option(help="Only these tasks.")] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Re-run a submission's results and compare them within the documented tolerances."""
+    from subclassbench.submissions import verify as run
+
+    outcomes = run(path, data, split_list(task), progress=not quiet)
+    for o in outcomes:
+        typer.echo(f"{o.task}: {o.status.upper() if o.status != 'skipped' else 'skipped'} ({o.detail})")
+        for d in o.differences[:10]:
+            typer.echo(f"  {d}")
+    if any(o.status == "fail" for o in outcomes):
+        raise typer.Exit(1)
+    if not any(o.status == "ok" for o in outcomes):
+        typer.echo("nothing verified: no result had its data available")
+
+
+@leaderboard_app.command("build")
+@user_errors
+def leaderboard_build(
+    check: Annotated[bool, typer.Option("--check", help="Fail if the committed leaderboard is out of date.")] = False,
+    submissions: Annotated[Path, typer.Option(help="The submissions folder.")] = Path("submissions"),
+    out: Annotated[Path, typer.Option(help="The leaderboard folder.")] = Path("leaderboard"),
+) -> None:
+    """Regenerate leaderboard/ (README.md, leaderboard.json, per-task plots, CHANGELOG.md)."""
+    from subclassbench.leaderboard import build
+
+    changed = build(submissions, out, check=check)
+    if check:
+        if changed:
+            raise SubclassbenchError(
+                f"{out} is out of date ({', '.join(changed[:3])}{'…' if len(changed) > 3 else ''}); "
+                "run `subclassbench leaderboard build` and commit the result"
+            )
+        typer.echo(f"{out} is up to date")
+        return
+    typer.echo(f"{out}: {len(changed)} file(s) written" + (f" ({', '.join(changed)})" if changed else ""))
+
+
