@@ -19,7 +19,7 @@ RECIPE = Recipe(epochs=30, batch_size=64, lr=0.05, nesterov=False, augment="none
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        card = train(load_task("digits-5"), "digits_cnn", "coarse", Path(tmp) / "run", RECIPE, progress=False)
+        card = train(load_task("digits-5"), "digits_cnn", "superclass", Path(tmp) / "run", RECIPE, progress=False)
         path = package_run(Path(tmp) / "run", "digits5_coarse", OUT)
     print(f"{path.name}: test acc {card['final_test_acc']:.4f}, sha256 {card['weights_sha256']}")
 

@@ -23,7 +23,7 @@ submit --name digits-cnn-coarse --model builtin:digits_cnn.digits5_coarse --task
   --data-note "sklearn.datasets.load_digits (ships with scikit-learn)"
 
 if [ ! -f runs/digits-cnn-fine/card.json ]; then
-  "$SB" train --task digits-5 --arch digits_cnn --labels fine --epochs 30 --batch-size 64 --lr 0.05 \
+  "$SB" train --task digits-5 --arch digits_cnn --labels subclass --epochs 30 --batch-size 64 --lr 0.05 \
     --augment none --seed 0 --out runs/digits-cnn-fine
 fi
 submit --name digits-cnn-fine --model builtin:digits_cnn --weights runs/digits-cnn-fine/model.safetensors \

@@ -18,7 +18,7 @@ from subclassbench.evaluate import EvaluationRequest, evaluate
 from subclassbench.tasks import load_task
 from subclassbench.training import Recipe, train
 
-CONDITIONS = {"coarse": ("coarse", 30), "fine": ("fine", 30), "random-init": ("coarse", 0)}
+CONDITIONS = {"superclass": ("superclass", 30), "subclass": ("subclass", 30), "random-init": ("superclass", 0)}
 
 
 def main() -> None:

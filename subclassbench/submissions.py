@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from subclassbench.errors import SubclassbenchError, first_line
+from subclassbench.files import atomic_path, atomic_write, locked
 from subclassbench.hashing import sha256_file
 from subclassbench.protocol import protocol_fingerprint
 from subclassbench.results import Result
@@ -211,14 +212,12 @@ def store_weights(folder: Path, source: Path) -> dict[str, str]:
     from subclassbench.encoders import read_state_dict
 
     target = folder / WEIGHTS_FILE
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    if source.suffix == ".safetensors":
-        shutil.copyfile(source, tmp)
-    else:  # a torch checkpoint: store its tensors as safetensors, which loads without pickle
-        state, _ = read_state_dict(source)
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        if source.suffix == ".safetensors":
+            shutil.copyfile(source, tmp)
+        else:  # a torch checkpoint: store its tensors as safetensors, which loads without pickle
+            state, _ = read_state_dict(source)
+            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
     return {"file": WEIGHTS_FILE, "sha256": sha256_file(target), "converted_from": source.name}
 
 
@@ -226,10 +225,7 @@ def write_model_file(folder: Path, model: dict[str, Any]) -> None:
     problem = first_error(model, "submission")
     if problem:
         raise SubclassbenchError(f"model.yaml would be invalid: {problem}")
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (MODEL_FILE + ".tmp")
-    tmp.write_text(yaml.safe_dump(model, sort_keys=False, allow_unicode=True, width=100))
-    tmp.replace(folder / MODEL_FILE)
+    atomic_write(folder / MODEL_FILE, yaml.safe_dump(model, sort_keys=False, allow_unicode=True, width=100))
 
 
 # --------------------------------------------------------------------------- verify
@@ -370,7 +366,6 @@ def submit(request: SubmitRequest) -> Report:
     so a failure or a kill leaves the submission as it was.
     """
     from subclassbench.evaluate import EvaluationRequest, evaluate
-    from subclassbench.files import locked
 
     check_submission_name(request.name)
     for task_name in request.tasks:
