@@ -155,12 +155,23 @@ class EncoderSpec:
 
 
 @dataclass(frozen=True)
+class LoadRequest:
+    """What a source's loader gets: the parsed spec and the evaluation's context."""
+
+    spec: EncoderSpec
+    weights: str | Path | None
+    sample_shape: tuple[int, ...] | None  # the task's native C×H×W (or D)
+    num_classes: int  # the task's superclasses (heads of builtin nets)
+    pretrained: bool
+    arch_kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class EncoderSource:
     """One ``source:`` prefix of encoder specs and everything that differs between sources."""
 
     name: str
-    # (spec, weights file, task sample shape, number of superclasses, pretrained?, arch switches) → Encoder
-    load: Callable[[EncoderSpec, str | Path | None, tuple[int, ...] | None, int, bool, dict[str, Any]], Encoder]
+    load: Callable[[LoadRequest], Encoder]
     tag_separator: str = "."
     # Hub weights without a weights file are identified by this library's version (the cache identity).
     hub_distribution: str | None = None
@@ -202,7 +213,7 @@ def load_encoder(
             "use builtin:mlp or builtin:identity"
         )
     torch.manual_seed(init_seed)
-    encoder = source.load(parsed, weights, sample_shape, num_classes, pretrained, arch_kwargs or {})
+    encoder = source.load(LoadRequest(parsed, weights, sample_shape, num_classes, pretrained, arch_kwargs or {}))
     encoder.model.eval()
     return encoder
 
@@ -358,14 +369,8 @@ def _builtin_weights(
     return resolved, card, False
 
 
-def _load_builtin(
-    parsed: EncoderSpec,
-    weights: str | Path | None,
-    sample_shape: tuple[int, ...] | None,
-    num_classes: int,
-    _pretrained: bool,
-    arch_kwargs: dict[str, Any],
-) -> Encoder:
+def _load_builtin(request: LoadRequest) -> Encoder:
+    parsed, weights, sample_shape = request.spec, request.weights, request.sample_shape
     info = architectures.ARCHITECTURES.get(parsed.name)
     if info is None:
         raise SubclassbenchError(
@@ -386,12 +391,12 @@ def _load_builtin(
     if not vector_model and input_size[1] == 0:
         input_size = (input_size[0], shape[-2] if len(shape) == 3 else 32, shape[-1] if len(shape) == 3 else 32)
     kwargs: dict[str, Any] = {
-        "num_classes": num_classes,
+        "num_classes": request.num_classes,
         "in_features": int(np.prod(shape if vector_model else input_size)),
         "in_chans": input_size[0] or 1,
         "img_size": input_size[1] or 32,
         **((card or {}).get("arch_kwargs") or {}),
-        **arch_kwargs,
+        **request.arch_kwargs,
     }
     meta = None
     if weights is not None:
@@ -453,14 +458,8 @@ def discover_layers(root: nn.Module) -> dict[str, nn.Module]:
     return layers
 
 
-def _load_timm(
-    parsed: EncoderSpec,
-    weights: str | Path | None,
-    _shape: tuple[int, ...] | None,
-    _classes: int,
-    pretrained: bool,
-    _kwargs: dict[str, Any],
-) -> Encoder:
+def _load_timm(request: LoadRequest) -> Encoder:
+    parsed, weights, pretrained = request.spec, request.weights, request.pretrained
     import timm
     from timm.data import resolve_data_config
 
@@ -509,14 +508,8 @@ def _load_timm(
     )
 
 
-def _load_open_clip(
-    parsed: EncoderSpec,
-    weights: str | Path | None,
-    _shape: tuple[int, ...] | None,
-    _classes: int,
-    pretrained: bool,
-    _kwargs: dict[str, Any],
-) -> Encoder:
+def _load_open_clip(request: LoadRequest) -> Encoder:
+    parsed, weights, pretrained = request.spec, request.weights, request.pretrained
     import open_clip
 
     if parsed.name not in open_clip.list_models():

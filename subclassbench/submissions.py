@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -25,6 +25,9 @@ from subclassbench.hashing import sha256_file
 from subclassbench.protocol import protocol_fingerprint
 from subclassbench.results import Result
 from subclassbench.schemas import first_error
+
+if TYPE_CHECKING:
+    from subclassbench.tasks import Task
 
 MODEL_FILE = "model.yaml"
 RESULTS_DIR = "results"
@@ -94,9 +97,13 @@ def weights_path(folder: Path, model: dict[str, Any]) -> Path | None:
     return None if weights is None else folder / weights["file"]
 
 
-def validate_submission(folder: Path) -> Report:
-    """Every problem in one submission, one line each; stale results are reported, not failed."""
+def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> Report:
+    """Every problem in one submission, one line each; stale results are reported, not failed.
+
+    ``tasks`` memoises loaded tasks across submissions (one read of each task file per tree).
+    """
     report = Report(folder)
+    tasks = {} if tasks is None else tasks
     try:
         model = read_model_file(folder)
     except SubclassbenchError as exc:
@@ -120,11 +127,11 @@ def validate_submission(folder: Path) -> Report:
         except SubclassbenchError as exc:
             report.errors.append(str(exc))
             continue
-        _check_result(report, model, result, path)
+        _check_result(report, model, result, path, tasks)
     return report
 
 
-def _check_result(report: Report, model: dict[str, Any], result: Result, path: Path) -> None:
+def _check_result(report: Report, model: dict[str, Any], result: Result, path: Path, tasks: dict[str, Task]) -> None:
     """One result file against its model.yaml, its task and the current protocol."""
     from subclassbench.encoders import ENCODER_SOURCES
     from subclassbench.tasks import load_task
@@ -134,7 +141,7 @@ def _check_result(report: Report, model: dict[str, Any], result: Result, path: P
         report.error(str(path), f"holds task '{task_name}'; name the file {task_name}.json")
         return
     try:
-        task = load_task(task_name)
+        task = tasks[task_name] if task_name in tasks else tasks.setdefault(task_name, load_task(task_name))
     except SubclassbenchError:
         report.error(str(path), f"result for unknown task '{task_name}'; use a task from `subclassbench tasks`")
         return
@@ -172,7 +179,8 @@ def validate_tree(root: Path) -> list[Report]:
     if (root / MODEL_FILE).exists():
         return [validate_submission(root)]
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-    return [validate_submission(p) for p in folders]
+    tasks: dict[str, Task] = {}
+    return [validate_submission(p, tasks) for p in folders]
 
 
 # --------------------------------------------------------------------------- submit
