@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from subclassbench.errors import SubclassbenchError
-from subclassbench.files import TMP_SUFFIX, atomic_path, atomic_write, locked
+from subclassbench.files import TMP_SUFFIX, atomic_path, atomic_write, check_writable_folder, locked
 from subclassbench.hashing import canonical_json, sha256_file, sha256_text
 
 CACHE_ENV = "SUBCLASSBENCH_CACHE"
@@ -65,6 +65,12 @@ class FeatureCache:
         folder = self.root / key[:2]
         return folder / f"{key}.npy", folder / f"{key}.json"
 
+    def check_writable(self) -> None:
+        try:
+            check_writable_folder(self.root, "the feature cache")
+        except SubclassbenchError as exc:
+            raise SubclassbenchError(f"{exc}; or pass --cache-dir DIR or --no-cache") from None
+
     def get(self, key: str) -> tuple[np.ndarray, dict[str, Any]] | None:
         """The array and its record, or None when absent, incomplete or damaged."""
         array_path, record_path = self._paths(check_key(key))
@@ -75,7 +81,7 @@ class FeatureCache:
             array = np.load(array_path, allow_pickle=False)
         except (OSError, ValueError, KeyError):
             return None
-        if list(array.shape) != record["shape"]:
+        if list(array.shape) != record["shape"] or not _trusted(record, key):
             return None
         return array, record
 
@@ -153,6 +159,18 @@ class FeatureCache:
 
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
+POOLING_PATTERN = re.compile(r"global_avg_pool|none|flatten|mean_tokens_excl_\d{1,3}_prefix")
+
+
+def _trusted(record: dict[str, Any], key: str) -> bool:
+    """A record is used only when it describes its own key: fields that hash to it, a known pooling."""
+    return (
+        record.get("key") == key
+        and isinstance(record.get("fields"), dict)
+        and feature_key(record["fields"]) == key
+        and isinstance(record.get("pooling"), str)
+        and POOLING_PATTERN.fullmatch(record["pooling"]) is not None
+    )
 
 
 def check_key(key: object) -> str:

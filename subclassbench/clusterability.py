@@ -6,16 +6,18 @@ committed layer (Brain-Score's layer commitment) is chosen here too.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from subclassbench.clustering import kmeans_faiss, l2_normalize, ward
 from subclassbench.errors import SubclassbenchError
-from subclassbench.features import LayerFeatures
 from subclassbench.metrics import scores_and_matches
 from subclassbench.protocol import PROTOCOL_V1
-from subclassbench.tasks import SplitData
+
+if TYPE_CHECKING:  # types only: summaries are recomputed (integrity.py) without loading torch
+    from subclassbench.features import LayerFeatures
+    from subclassbench.tasks import SplitData
 
 
 def score_clusterability(features: np.ndarray, split: SplitData) -> dict[str, Any]:
@@ -32,6 +34,13 @@ def score_clusterability(features: np.ndarray, split: SplitData) -> dict[str, An
         if len(rows) < k:
             raise SubclassbenchError(
                 f"superclass '{sup.name}' has {len(rows)} samples but {k} subclasses; the split is too small"
+            )
+        present = np.unique(truth)
+        if len(present) < k:  # k-means would look for a subclass the data does not hold
+            absent = next(sub.name for i, sub in enumerate(sup.subclasses) if i not in present)
+            raise SubclassbenchError(
+                f"subclass '{absent}' of superclass '{sup.name}' has no samples in split '{split.split}'; "
+                "the data is incomplete or does not match the task"
             )
         pred = kmeans_faiss(x[rows], k, n_init=params["n_init"], max_iter=params["max_iter"], seed=params["seed"])
         scores, matched = scores_and_matches(truth, pred)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from subclassbench.errors import SubclassbenchError, first_line
+from subclassbench.errors import DataMissingError, SubclassbenchError, first_line
 from subclassbench.hashing import sha256_bytes, sha256_file
 from subclassbench.registry import Registry
 
@@ -295,7 +295,7 @@ def load_image_classification(
         if path.suffix != ".npz":
             raise SubclassbenchError(f"unsupported data file {path}: " + _no_data_message(task_name, config))
         if not primary and not path.stem.endswith(source_split):
-            raise SubclassbenchError(_one_split_message(path, source_split))
+            raise DataMissingError(_one_split_message(path, source_split))
         return _load_npz(path, source_split, config)
     npz = sorted(path.glob(f"*{source_split}.npz"))
     if npz:
@@ -306,9 +306,9 @@ def load_image_classification(
         return _load_image_folder(path / source_split, config, source_split)
     if any(p.is_dir() for p in path.iterdir()):
         if not primary:
-            raise SubclassbenchError(_one_split_message(path, source_split))
+            raise DataMissingError(_one_split_message(path, source_split))
         return _load_image_folder(path, config, source_split)
-    raise SubclassbenchError(f"found no '{source_split}' data under {path}; " + _no_data_message(task_name, config))
+    raise DataMissingError(f"found no '{source_split}' data under {path}; " + _no_data_message(task_name, config))
 
 
 def _one_split_message(path: Path, source_split: str) -> str:
@@ -336,15 +336,31 @@ def _load_npz(path: Path, source_split: str, config: dict[str, Any]) -> ArrayIma
                     "re-save it with np.savez(path, images=..., labels=...)"
                 )
             images = data["images"]
-            labels = data["labels"].astype(np.int64)
+            raw_labels = data["labels"]
             files = data["source_files"] if "source_files" in data else None
-    except (OSError, ValueError) as exc:
-        raise SubclassbenchError(f"cannot read {path}: {exc}; check the file is a valid .npz") from None
+    except SubclassbenchError:
+        raise
+    except Exception as exc:  # truncated or foreign files raise zipfile, EOF, OS and value errors
+        raise SubclassbenchError(f"cannot read {path}: {first_line(exc)}; check the file is a valid .npz") from None
     _check_images(images, str(path), config)
+    labels = integer_labels(raw_labels, str(path))
     if len(labels) != len(images):
         raise SubclassbenchError(f"{path}: {len(images)} images but {len(labels)} labels; fix the file")
+    if files is not None and (files.ndim != 1 or len(files) != len(images)):
+        raise SubclassbenchError(f"{path}: 'source_files' must list one name per image; fix the file")
     ids = [str(f) for f in files] if files is not None else [f"{source_split}/{i:06d}" for i in range(len(images))]
     return ArrayImageSet(array=images, labels=labels, ids=ids, scale=1.0 / 255.0)
+
+
+def integer_labels(raw: np.ndarray, where: str) -> np.ndarray:
+    """Labels as a 1-D int64 array; other shapes, and floats that are not whole numbers, are errors."""
+    if raw.ndim != 1:
+        raise SubclassbenchError(f"{where}: labels must be a 1-D array, got shape {tuple(raw.shape)}; flatten them")
+    if raw.dtype.kind in "iu":
+        return raw.astype(np.int64)
+    if raw.dtype.kind == "f" and np.isfinite(raw).all() and (raw == np.round(raw)).all():
+        return raw.astype(np.int64)  # whole numbers stored as floats
+    raise SubclassbenchError(f"{where}: labels must be integers, got {raw.dtype} values; store integer class ids")
 
 
 def _load_image_folder(root: Path, config: dict[str, Any], source_split: str) -> FileImageSet:
@@ -365,6 +381,8 @@ def _load_image_folder(root: Path, config: dict[str, Any], source_split: str) ->
             )
     for label, folder in sorted(folders):  # label order, so every layout lists samples alike
         files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise SubclassbenchError(f"class folder {folder} holds no images; add its images or remove the folder")
         paths.extend(files)
         labels.extend([label] * len(files))
     if not paths:
@@ -393,7 +411,7 @@ def _hf_to_arrays(dataset: Any, config: dict[str, Any], source_split: str) -> Ar
     images = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in dataset[image_col]])
     if images.ndim == 3:
         images = images[..., None]
-    labels = np.asarray(dataset[label_col], dtype=np.int64)
+    labels = integer_labels(np.asarray(dataset[label_col]), "Hugging Face dataset")
     _check_images(images, "Hugging Face dataset", config)
     ids = [f"{source_split}/{i:06d}" for i in range(len(images))]
     return ArrayImageSet(array=images, labels=labels, ids=ids, scale=1.0 / 255.0)
@@ -402,7 +420,7 @@ def _hf_to_arrays(dataset: Any, config: dict[str, Any], source_split: str) -> Ar
 def _load_hf_disk(path: Path, config: dict[str, Any], source_split: str) -> ArrayImageSet:
     import datasets
 
-    loaded = datasets.load_from_disk(str(path))
+    loaded = load_saved_dataset(path)
     if isinstance(loaded, datasets.DatasetDict):
         if source_split not in loaded:
             raise SubclassbenchError(
@@ -412,10 +430,23 @@ def _load_hf_disk(path: Path, config: dict[str, Any], source_split: str) -> Arra
     return _hf_to_arrays(loaded, config, source_split)
 
 
+def load_saved_dataset(path: Path) -> Any:
+    """``datasets.load_from_disk``, with a damaged or foreign folder as a one-line error."""
+    import datasets
+
+    try:
+        return datasets.load_from_disk(str(path))
+    except Exception as exc:  # datasets raises many types for damaged folders
+        raise SubclassbenchError(
+            f"cannot read the saved Hugging Face dataset {path} ({first_line(exc, 100)}); save it again with "
+            "datasets.save_to_disk"
+        ) from None
+
+
 def _load_hf_hub(task_name: str, config: dict[str, Any], source_split: str) -> ArrayImageSet:
     hub = config.get("hf_dataset")
     if not hub or os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-        raise SubclassbenchError(_no_data_message(task_name, config))
+        raise DataMissingError(_no_data_message(task_name, config))
     try:
         import datasets
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from subclassbench import architectures
 from subclassbench.errors import SubclassbenchError, closest, first_line
+from subclassbench.files import inside
 from subclassbench.hashing import sha256_file
 from subclassbench.preprocessing import Preprocessing
 from subclassbench.registry import Registry
@@ -334,10 +335,14 @@ def resolve_trained_weights(weights: str | Path) -> tuple[Path, dict[str, Any] |
         )
     try:
         card = json.loads(card_path.read_text())
-        weights_file = card_path.parent / card["weights_file"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        name = card["weights_file"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise SubclassbenchError(f"model card {card_path} is malformed ({first_line(exc)}); re-run training") from None
-    return weights_file, card
+    if not isinstance(card, dict) or not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise SubclassbenchError(
+            f"model card {card_path}: weights_file must be a file name beside the card, got {name!r}"
+        )
+    return inside(card_path.parent, card_path.parent / name, "the card's weights_file"), card
 
 
 def _display_name(module_name: str) -> str:

@@ -15,6 +15,14 @@ class SubclassbenchError(Exception):
         super().__init__(" ".join(message.split()))
 
 
+class DataMissingError(SubclassbenchError):
+    """A split's data is not there at all (as opposed to being there and wrong).
+
+    Optional parts of an evaluation (the validation split, transfer) are
+    skipped with a note when their data is missing; corrupt data is an error.
+    """
+
+
 def closest(name: str, options: list[str], limit: int = 12) -> str:
     """Format the valid choices for an error message, nearest matches first."""
     import difflib

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import platform
+import re
 import resource
 import sys
 import time
@@ -19,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from subclassbench import __version__
@@ -26,8 +28,9 @@ from subclassbench.cache import CacheStats, FeatureCache
 from subclassbench.clusterability import commit_layer, score_layers, summarize
 from subclassbench.datasources import Decoding
 from subclassbench.encoders import Encoder, EncoderSpec, load_encoder
-from subclassbench.errors import SubclassbenchError
+from subclassbench.errors import DataMissingError, SubclassbenchError
 from subclassbench.features import ExtractionContext, LayerFeatures, extract_cached, extract_shard
+from subclassbench.files import check_writable_folder, inside
 from subclassbench.preprocessing import Preprocessing
 from subclassbench.protocol import PROTOCOL_V1, PROTOCOL_VERSION, protocol_fingerprint
 from subclassbench.results import SCHEMA_VERSION, Result, check_output_path
@@ -156,7 +159,7 @@ def _load_splits(task: Task, request: EvaluationRequest, metrics: list[str], not
     if "clusterability" in metrics and val and val != evaluation.split:
         try:
             splits[val] = task.load_split(val, request.data, primary=False)
-        except SubclassbenchError as exc:
+        except DataMissingError as exc:  # absent: no committed layer; present but corrupt: an error
             notes.append(f"no committed layer (needs the '{val}' split; pass --data with every split): {exc}")
     if "transfer" not in metrics:
         return splits
@@ -164,7 +167,7 @@ def _load_splits(task: Task, request: EvaluationRequest, metrics: list[str], not
         for name in TransferPlan.splits_needed(task):
             if name not in splits:
                 splits[name] = task.load_split(name, request.data, primary=False)
-    except SubclassbenchError as exc:
+    except DataMissingError as exc:
         if request.metrics is not None:  # asked for explicitly: its absence is an error
             raise SubclassbenchError(f"transfer needs the task's train split: {exc}") from None
         metrics.remove("transfer")
@@ -242,6 +245,8 @@ def evaluate(request: EvaluationRequest) -> Result:
     """
     prepared = prepare(request)
     cache = request.feature_cache()
+    if cache is not None and request.cache == "use":
+        cache.check_writable()  # before the forward pass, not after it
     stats = CacheStats()
     features = {
         name: extract_cached(
@@ -271,10 +276,21 @@ def score(
     """Per-layer scores and the summary, for every metric family the evaluation runs."""
     task, metrics, notes, splits = prepared.task, prepared.metrics, prepared.notes, prepared.splits
     evaluation = next(iter(splits.values()))
+    for split_name, layers in features.items():
+        for layer in layers:
+            if not np.isfinite(layer.features).all():
+                raise SubclassbenchError(
+                    f"layer {layer.name} has NaN or infinite features on split '{split_name}'; "
+                    "check the encoder's weights"
+                )
     first = features[evaluation.split]
     per_layer: list[dict[str, Any]] = [
         {"name": f.name, "depth": f.depth, "dim": int(f.features.shape[1]), "pooling": f.pooling} for f in first
     ]
+    for entry, layer in zip(per_layer, first, strict=True):
+        flags = degenerate_flags(layer.features)
+        if flags:
+            entry["flags"] = flags
     summary: dict[str, Any] = {}
     if "clusterability" in metrics:
         for entry, scores in zip(per_layer, score_layers(first, evaluation, progress), strict=True):
@@ -293,6 +309,8 @@ def score(
         for entry, scores in zip(per_layer, score_transfer(features, plan, progress=progress), strict=True):
             entry["transfer"] = scores
         detail = summarize_transfer(prepared.layers, [e["transfer"] for e in per_layer], plan)
+        if flat_curve([e["transfer"][f"{detail['ood_basis']}_acc"] for e in per_layer], detail):
+            detail["flat_ood_curve"] = True  # % retained of a curve at chance says nothing: shown as such
         summary.update(
             ood_retained=detail["ood_retained"],
             tunnel_start=detail["tunnel_start"],
@@ -300,6 +318,23 @@ def score(
             transfer=detail,
         )
     return per_layer, summary
+
+
+def degenerate_flags(features: np.ndarray) -> list[str]:
+    """Per-layer warnings: features that are the same for every sample, or mostly zero (dead units)."""
+    flags = []
+    if len(features) > 1 and float(np.ptp(features, axis=0).max(initial=0.0)) == 0.0:
+        flags.append("constant")
+    if features.size and float((features == 0).all(axis=0).mean()) > 0.5:
+        flags.append("mostly_dead_units")
+    return flags
+
+
+def flat_curve(curve: list[float], detail: dict[str, Any]) -> bool:
+    """An OOD accuracy curve that never beats chance (by one sample's worth) at any layer."""
+    chance = detail["chance_refit"] if detail["ood_basis"] == "ood_refit" else detail["chance_id"]
+    margin = 1.0 / max(detail["n_ood"], 1)
+    return max(curve) <= (chance or 0.0) + margin
 
 
 def _result(
@@ -355,23 +390,58 @@ def _result(
     return Result.from_doc(doc)
 
 
+RESULTS_ROOT = Path("results")
+
+
 def default_output_path(result: Result) -> Path:
-    """results/<spec>[-w<weights sha>|-random]/<task>[.<split>].json: runs of different weights never collide."""
+    """results/<spec>[-w<weights sha>|-random]/<task>[.<split>].json: runs of different weights never collide.
+
+    Every component is reduced to safe characters and the path is checked to
+    stay inside ``results/``, whatever the spec, task or split names hold.
+    """
     encoder = result["encoder"]
-    slug = encoder["spec"].replace(":", "__").replace("/", "_").replace("@", "_")
+    slug = _slug(encoder["spec"].replace(":", "__"))
     if encoder["weights"] is not None and encoder["tag"] is None:
         slug += f"-w{encoder['weights']['sha256'][:8]}"
     elif not encoder["pretrained"]:
         slug += "-random"
     task = result["task"]
-    split = "" if task["split"] == "test" else f".{task['split']}"
-    return Path("results") / slug / f"{task['name']}{split}.json"
+    split = "" if task["split"] == "test" else f".{_slug(task['split'])}"
+    path = RESULTS_ROOT / slug / f"{_slug(task['name'])}{split}.json"
+    inside(RESULTS_ROOT, path, "the default result path")
+    return path
 
 
-def evaluate_to_file(request: EvaluationRequest, out: Path | None = None) -> tuple[Result, Path]:
-    """Evaluate and write the result to ``out`` (or the default path); ``out`` is checked before any work."""
+def _slug(text: str) -> str:
+    """Letters, digits and ``._-``, never starting with a dot."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".") or "_"
+
+
+def check_result_target(path: Path, request: EvaluationRequest, force: bool) -> None:
+    """Before any work: ``--out`` must be a writable file path, and an existing file is replaced only when it
+    is an earlier result of the same model on the same task (or with ``force``)."""
+    check_output_path(path)
+    check_writable_folder(path.parent)
+    if not path.exists() or force:
+        return
+    try:
+        earlier = Result.read(path)
+    except SubclassbenchError:
+        earlier = None
+    task = load_task(request.task)
+    if earlier is None or earlier.encoder["spec"] != request.model or earlier.task_name != task.name:
+        raise SubclassbenchError(
+            f"--out {path} exists and is not a result of {request.model} on {task.name}; "
+            "pass --force to overwrite it, or choose another path"
+        )
+
+
+def evaluate_to_file(request: EvaluationRequest, out: Path | None = None, force: bool = False) -> tuple[Result, Path]:
+    """Evaluate and write the result to ``out`` (or the default path); the target is checked before any work."""
     if out is not None:
-        check_output_path(out)
+        check_result_target(out, request, force)
+    else:
+        check_writable_folder(RESULTS_ROOT)
     result = evaluate(request)
     path = result.write(out or default_output_path(result))
     return result, path

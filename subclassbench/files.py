@@ -15,6 +15,7 @@ the ``filelock`` library.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -133,3 +134,24 @@ def atomic_write_many(files: dict[Path, bytes]) -> list[Path]:
     for tmp, target in staged:
         os.replace(tmp, target)
     return [target for _, target in staged]
+
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+
+
+def check_name(name: object, what: str) -> str:
+    """A name that becomes one path component: lower-case letters, digits, '-', '_', '.'; no '..'; not hidden."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise SubclassbenchError(
+            f"invalid {what} {name!r}; use lower-case letters, digits, '-', '_' and '.' "
+            "(starting with a letter or digit, no '..', at most 128 characters)"
+        )
+    return name
+
+
+def inside(root: Path, path: Path, what: str) -> Path:
+    """``path`` resolved, checked to lie inside ``root`` (no ``..``, absolute paths or links out of it)."""
+    resolved, base = path.resolve(), root.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise SubclassbenchError(f"{what} {path} lies outside {root}; use a path inside it")
+    return resolved

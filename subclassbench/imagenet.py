@@ -27,8 +27,9 @@ from subclassbench.datasources import (
     FileImageSet,
     ImageSet,
     decode_image,
+    load_saved_dataset,
 )
-from subclassbench.errors import SubclassbenchError, first_line
+from subclassbench.errors import DataMissingError, SubclassbenchError, first_line
 from subclassbench.hashing import sha256_bytes
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def load_imagenet(
     if (root / "dataset_dict.json").exists() or (root / "dataset_info.json").exists():
         import datasets
 
-        loaded = datasets.load_from_disk(str(root))
+        loaded = load_saved_dataset(root)
         if isinstance(loaded, datasets.DatasetDict):
             name = HF_SPLITS.get(source_split, source_split)
             if name not in loaded:
@@ -73,7 +74,7 @@ def load_imagenet(
         return _from_hf(loaded, config, source_split, classes, decoding)
     folder = root / source_split
     if not folder.is_dir():
-        raise SubclassbenchError(f"{root} has no '{source_split}' folder; " + layout_help(task_name))
+        raise DataMissingError(f"{root} has no '{source_split}' folder; " + layout_help(task_name))
     if any((folder / wnid).is_dir() for wnid in classes):
         return _from_class_folders(folder, classes, decoding)
     labels = _find_label_file(root, source_split)
@@ -96,6 +97,8 @@ def _from_class_folders(folder: Path, classes: dict[str, int | None], decoding: 
     labels: list[str] = []
     for wnid in sorted(classes):
         files = sorted(f for f in (folder / wnid).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise SubclassbenchError(f"class folder {folder / wnid} holds no images; the ImageNet copy is incomplete")
         paths.extend(files)
         labels.extend([wnid] * len(files))
     return _file_set(paths, labels, decoding)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from subclassbench.errors import SubclassbenchError
+from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.files import atomic_write
 from subclassbench.schemas import first_error
 
@@ -142,18 +142,28 @@ class Result:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], path: Path | None = None) -> Result:
+        """Migrate, schema-check and integrity-check a document (its summary must follow from its layers)."""
+        from subclassbench.integrity import summary_problems
+
         where = str(path) if path else "result"
         doc = migrate(doc, where)
         validate_result(doc, where)
+        problems = summary_problems(doc)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise SubclassbenchError(
+                f"{where}: {problems[0]}{more}; results must not be edited by hand: re-run the evaluation"
+            )
         return cls(doc, path)  # type: ignore[arg-type]
 
     @classmethod
     def read(cls, path: str | Path) -> Result:
         path = Path(path)
         try:
-            doc = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise SubclassbenchError(f"cannot read result {path}: {exc}") from None
+            # NaN and infinity are not JSON; a file that holds them was not written by subclassbench.
+            doc = json.loads(path.read_text(), parse_constant=_reject_constant)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise SubclassbenchError(f"cannot read result {path}: {first_line(exc)}; re-run the evaluation") from None
         return cls.from_doc(doc, path)
 
     # ----------------------------------------------------------------- accessors
@@ -226,6 +236,10 @@ class Result:
         except ValueError as exc:
             raise SubclassbenchError(f"result for {path} holds a NaN or infinite value ({exc}); a bug") from None
         return atomic_write(path, text)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid value in a result")
 
 
 def read_result(path: str | Path) -> Result:

@@ -18,8 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from subclassbench import safeyaml
 from subclassbench.errors import SubclassbenchError, first_line
 
 EXECUTORS = ("local", "ray")
@@ -58,10 +57,7 @@ class MatrixReport:
 
 
 def _read_list(path: Path, what: str) -> list[dict[str, Any]]:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SubclassbenchError(f"cannot read {what} file {path}: {first_line(exc)}") from None
+    raw = safeyaml.load_file(Path(path))
     if isinstance(raw, dict) and what in raw:
         raw = raw[what]
     if not isinstance(raw, list) or not raw:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from subclassbench.errors import SubclassbenchError, first_line
+from subclassbench import safeyaml
+from subclassbench.errors import SubclassbenchError
 from subclassbench.files import atomic_path, atomic_write, locked
 from subclassbench.hashing import sha256_file
 from subclassbench.protocol import protocol_fingerprint
@@ -75,15 +76,15 @@ def read_model_file(folder: Path) -> dict[str, Any]:
     path = folder / MODEL_FILE
     if not path.is_file():
         raise SubclassbenchError(f"{path} is missing; run `subclassbench submit` or copy an existing submission")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SubclassbenchError(f"{path}: cannot parse YAML: {first_line(exc)}") from None
+    raw = safeyaml.load_file(path)
     if not isinstance(raw, dict):
         raise SubclassbenchError(f"{path}: must be a mapping of fields (see docs/submitting.md)")
     problem = first_error(raw, "submission")
     if problem:
         raise SubclassbenchError(f"{path}: invalid model file {problem}")
+    weights = raw["encoder"].get("weights")
+    if weights is not None and weights.get("file") != WEIGHTS_FILE:
+        raise SubclassbenchError(f"{path}: encoder.weights.file must be {WEIGHTS_FILE} (the file in this folder)")
     if raw["name"] != folder.name:
         raise SubclassbenchError(f"{path}: name '{raw['name']}' must equal the folder name '{folder.name}'")
     training = raw["training"]
@@ -94,7 +95,7 @@ def read_model_file(folder: Path) -> dict[str, Any]:
 
 def weights_path(folder: Path, model: dict[str, Any]) -> Path | None:
     weights = model["encoder"].get("weights")
-    return None if weights is None else folder / weights["file"]
+    return None if weights is None else folder / weights["file"]  # the file name is checked on reading
 
 
 def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> Report:
@@ -251,15 +252,40 @@ class Difference:
         return f"{self.layer} {self.metric}: submitted {self.submitted:.4f}, re-run {self.rerun:.4f} (tolerance {tol})"
 
 
+# Summary values compared by verify, with the per-layer metric whose tolerance applies to them.
+SUMMARY_TOLERANCES: dict[str, str] = {
+    "best_ami": "ami",
+    "best_fine_acc": "fine_acc",
+    "last_ami": "ami",
+    "last_fine_acc": "fine_acc",
+    "committed_ami": "ami",
+    "committed_fine_acc": "fine_acc",
+    "committed_gap": "ami",
+    "ood_retained": "ood_retained",
+}
+TOLERANCES["ood_retained"] = 2.0  # percentage points: a ratio of two probe accuracies (each within 0.02)
+
+
+def _outside(was: Any, now: Any, tolerance: float) -> bool:
+    """True unless both are numbers within ``tolerance`` (a NaN or a missing value is always outside)."""
+    if not isinstance(was, int | float) or not isinstance(now, int | float):
+        return was != now
+    return not abs(float(was) - float(now)) <= tolerance
+
+
 def compare_results(submitted: Result, rerun: Result) -> list[Difference | str]:
     """Metrics that differ by more than their tolerance, layers that do not line up, a moved committed layer."""
     out: list[Difference | str] = []
     old = {layer["name"]: layer for layer in submitted.layers}
     if list(old) != rerun.layer_names:
         out.append(f"layers differ: submitted {list(old)}, re-run {rerun.layer_names}")
-    for key in ("committed_layer", "best_layer"):
+    for key in ("committed_layer", "best_layer", "tunnel_start"):
         if submitted.summary.get(key) != rerun.summary.get(key):
             out.append(f"{key}: submitted {submitted.summary.get(key)}, re-run {rerun.summary.get(key)}")
+    for key, metric in SUMMARY_TOLERANCES.items():
+        was, now = submitted.summary.get(key), rerun.summary.get(key)
+        if (was is not None or now is not None) and _outside(was, now, TOLERANCES[metric]):
+            out.append(f"summary.{key}: submitted {was}, re-run {now} (tolerance {TOLERANCES[metric]})")
     for layer in rerun.layers:
         before = old.get(layer["name"])
         if before is None:
@@ -269,8 +295,9 @@ def compare_results(submitted: Result, rerun: Result) -> list[Difference | str]:
                 if metric not in TOLERANCES or not isinstance(value, int | float):
                     continue
                 was = before.get(family, {}).get(metric)
-                if was is None or abs(float(was) - float(value)) > TOLERANCES[metric]:
-                    out.append(Difference(layer["name"], metric, math.nan if was is None else float(was), float(value)))
+                if _outside(was, value, TOLERANCES[metric]):
+                    submitted_value = math.nan if not isinstance(was, int | float) else float(was)
+                    out.append(Difference(layer["name"], metric, submitted_value, float(value)))
     return out
 
 
@@ -439,9 +466,17 @@ class Verification:
 
 
 def verify(
-    folder: Path, data: str | None = None, tasks: list[str] | None = None, progress: bool = False
+    folder: Path,
+    data: str | None = None,
+    tasks: list[str] | None = None,
+    progress: bool = False,
+    shipped_data_only: bool = False,
 ) -> list[Verification]:
-    """Re-run each of a submission's results without the feature cache and compare within tolerance."""
+    """Re-run each of a submission's results without the feature cache and compare within tolerance.
+
+    ``shipped_data_only`` verifies only results on tasks whose data ships with
+    subclassbench (CI's setting: no downloads, bounded time); others are skipped.
+    """
     from subclassbench.evaluate import EvaluationRequest, evaluate
     from subclassbench.tasks import load_task
 
@@ -457,6 +492,9 @@ def verify(
             continue
         task = load_task(name)
         source = data or submitted.task["data_source"]
+        if task.needs_data_path and shipped_data_only:
+            out.append(Verification(name, "skipped", "its data does not ship with subclassbench"))
+            continue
         if task.needs_data_path and not Path(source).exists():
             out.append(Verification(name, "skipped", "needs its data; pass --data"))
             continue

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -26,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from subclassbench import datasources
+from subclassbench import datasources, safeyaml
 from subclassbench.errors import SubclassbenchError, closest, first_line
+from subclassbench.files import check_name
 from subclassbench.hashing import sha256_json, sha256_text
 from subclassbench.schemas import first_error
 
@@ -200,6 +201,12 @@ class Task:
         return task
 
     def _check_consistency(self, where: str) -> None:
+        check_name(self.name, f"{where}: task name")
+        for split in self.splits:
+            check_name(split, f"{where}: split name")
+        super_ids = [sup.id for sup in self.superclasses]
+        if len(set(map(str, super_ids))) != len(super_ids):
+            raise SubclassbenchError(f"{where}: two superclasses share an id; give every superclass its own id")
         seen: set[Any] = set()
         for sup in self.superclasses:
             if len(sup.subclasses) < 2:
@@ -361,6 +368,12 @@ class Task:
         source_split = spec.get("source_split", split)
         images, origin = self.source.load(self, source_split, data_path, primary, decoding)
         images = images.subset(self._select(images, spec, split))
+        if len(set(images.ids)) != len(images.ids):
+            duplicate = next(i for i, n in Counter(images.ids).items() if n > 1)
+            raise SubclassbenchError(
+                f"task '{self.name}' split '{split}': sample id {duplicate!r} occurs more than once; "
+                "every sample needs a unique id (fix the data or the manifest)"
+            )
         if len(images) == 0:
             raise SubclassbenchError(
                 f"task '{self.name}' split '{split}' has no samples whose label is in the hierarchy; "
@@ -469,13 +482,17 @@ def _validate_schema(raw: Any, where: str) -> None:
 
 
 def read_task_file(path: Path) -> dict[str, Any]:
+    """Parse a task file (JSON, or YAML without aliases and within the size limit)."""
+    if path.suffix != ".json":
+        return safeyaml.load_file(path)
     try:
-        text = path.read_text()
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, yaml.YAMLError, json.JSONDecodeError) as exc:
-        first = first_line(exc)
-        raise SubclassbenchError(f"cannot parse task file {path}: {first}") from None
-    return raw
+        return json.loads(path.read_text(), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SubclassbenchError(f"cannot parse task file {path}: {first_line(exc)}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in a task file")
 
 
 def load_task(name_or_path: str | Path) -> Task:

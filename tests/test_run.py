@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from subclassbench import features
-from subclassbench.cache import FeatureCache
+from subclassbench.cache import FeatureCache, feature_key
 from subclassbench.cli import app
 from subclassbench.encoders import load_encoder
 from subclassbench.evaluate import EvaluationRequest, evaluate, extract
@@ -73,23 +73,24 @@ def test_stale_keys_miss(tmp_path):
 
 def test_a_half_written_or_damaged_entry_is_never_read(tmp_path):
     cache = FeatureCache(tmp_path)
-    key = "ab" + "0" * 62
+    fields = {"layer": "x"}
+    key = feature_key(fields)
     array = np.arange(12, dtype=np.float32).reshape(3, 4)
     # An array file without its record (a writer killed between the two renames).
-    (tmp_path / "ab").mkdir()
-    np.save(tmp_path / "ab" / f"{key}.npy", array)
+    (tmp_path / key[:2]).mkdir()
+    np.save(tmp_path / key[:2] / f"{key}.npy", array)
     assert cache.get(key) is None
-    cache.put(key, array, {"layer": "x"}, {"pooling": "none"})
+    cache.put(key, array, fields, {"pooling": "none"})
     got = cache.get(key)
     assert got is not None and np.array_equal(got[0], array)
     # Truncated after the record was written: the sha256 no longer matches.
-    path = tmp_path / "ab" / f"{key}.npy"
+    path = tmp_path / key[:2] / f"{key}.npy"
     path.write_bytes(path.read_bytes()[:-8])
     assert cache.get(key) is None
-    stray = tmp_path / "ab" / f"{key}.npy.123.tmp"
+    stray = tmp_path / key[:2] / f"{key}.npy.123.tmp"
     stray.write_bytes(b"partial")
     os.utime(stray, (0, 0))  # a leftover of a writer killed long ago
-    assert cache.prune(everything=True) == 1 and not list(tmp_path.glob("ab/*"))
+    assert cache.prune(everything=True) == 1 and not list(tmp_path.glob(f"{key[:2]}/*"))
 
 
 def test_shards_merge_to_the_unsharded_features(tmp_path):

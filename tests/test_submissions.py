@@ -104,7 +104,7 @@ def _error(subs: Path) -> str:
 
 def test_malformed_yaml(subs):
     (subs / "cnn-coarse" / "model.yaml").write_text("name: [unclosed\n")
-    assert "model.yaml: cannot parse YAML" in _error(subs)
+    assert "cannot parse YAML in" in _error(subs)
 
 
 def test_missing_field(subs):
@@ -211,8 +211,23 @@ def test_verify_reruns_and_compares(subs):
     result = json.loads(path.read_text())
     result["layers"][0]["clusterability"]["ami"] += 0.2
     path.write_text(json.dumps(result))
-    bad = cli("verify", subs / "mlp-random")
-    assert bad.exit_code == 1 and "ami: submitted" in bad.output
+    bad = cli("verify", subs / "mlp-random")  # a hand edit no longer even reads
+    assert bad.exit_code == 2 and "edited by hand" in bad.output
+
+
+def test_verify_compares_layers_and_summaries_nan_included(subs):
+    import copy
+
+    from subclassbench.results import Result
+    from subclassbench.submissions import compare_results
+
+    submitted = Result.read(subs / "mlp-random" / "results" / "digits-5.json")
+    assert compare_results(submitted, submitted) == []
+    moved = copy.deepcopy(submitted.doc)
+    moved["layers"][0]["clusterability"]["ami"] += 0.2
+    moved["summary"]["committed_ami"] = float("nan")
+    found = [str(d) for d in compare_results(submitted, Result(moved))]
+    assert any("ami: submitted" in d for d in found) and any("summary.committed_ami" in d for d in found)
 
 
 def test_submit_refuses_a_different_model_under_an_existing_name(subs):

@@ -110,7 +110,7 @@ def test_unknown_task_lists_valid_ones():
 def test_unparsable_task_file(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("name: [unclosed\n")
-    with pytest.raises(SubclassbenchError, match="cannot parse task file"):
+    with pytest.raises(SubclassbenchError, match="cannot parse YAML in"):
         load_task(bad)
 
 

@@ -76,12 +76,38 @@ for _module in ("evaluation", "models", "tasks", "submissions", "compare"):
     importlib.import_module(f"subclassbench.cli.{_module}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The ``subclassbench`` entry point: every failure is one ``error:`` line and an exit code.
+
+    Usage errors (an unknown option, a bad value) are 2, like user errors;
+    click's framed multi-line boxes are replaced by one line naming ``--help``.
+    """
+    try:  # typer ≥ 0.20 carries its own copy of click
+        from typer._click import exceptions as click_errors
+    except ImportError:  # pragma: no cover - older typer uses click itself
+        from click import exceptions as click_errors
+
+    command = typer.main.get_command(app)
     try:
-        app()
+        code = command.main(args=argv, prog_name="subclassbench", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:  # a bare group: its help, as `--help` shows it
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        code = 0
+    except click_errors.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "subclassbench"
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        print(f"error: {message}; see `{where} --help`", file=sys.stderr)
+        code = 2
+    except click_errors.ClickException as exc:
+        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        code = 2
     except SubclassbenchError as exc:  # raised outside a command body (e.g. in a callback)
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        code = 2
+    except (typer.Abort, KeyboardInterrupt):
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

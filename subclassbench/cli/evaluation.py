@@ -92,6 +92,7 @@ def evaluate(
     layers: LayersOption = None,
     split: SplitOption = None,
     out: Annotated[Path | None, typer.Option(help="Result JSON path (default: results/<model>/<task>.json).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out even if it holds something else.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
     device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
     random_init: Annotated[
@@ -127,7 +128,7 @@ def evaluate(
         image_preprocessing=image_preprocessing,
         cache="off" if no_cache else "use",
     )
-    result, path = evaluate_to_file(request, out)
+    result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=True)
 
 
@@ -173,6 +174,7 @@ def score(
         int, typer.Option(min=1, help="The batch size the shards were extracted with (shard borders follow it).")
     ] = 256,
     out: Annotated[Path | None, typer.Option(help="Result JSON path.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out even if it holds something else.")] = False,
     cache_dir: CacheDirOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -183,7 +185,7 @@ def score(
         model, task, weights, data, layers, split, metrics, batch_size, "cpu", cache_dir, quiet, cache="only",
         n_shards=shards,
     )  # fmt: skip
-    result, path = evaluate_to_file(request, out)
+    result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=False)
 
 

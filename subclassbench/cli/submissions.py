@@ -107,12 +107,15 @@ def verify(
         str | None, typer.Option(help="Data path (default: the one the result records, if present).")
     ] = None,
     task: Annotated[list[str] | None, typer.Option(help="Only these tasks.")] = None,
+    shipped_data_only: Annotated[
+        bool, typer.Option("--shipped-data-only", help="Skip tasks whose data does not ship with subclassbench.")
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Re-run a submission's results and compare them within the documented tolerances."""
     from subclassbench.submissions import verify as run
 
-    outcomes = run(path, data, split_list(task), progress=not quiet)
+    outcomes = run(path, data, split_list(task), progress=not quiet, shipped_data_only=shipped_data_only)
     for o in outcomes:
         typer.echo(f"{o.task}: {o.status.upper() if o.status != 'skipped' else 'skipped'} ({o.detail})")
         for d in o.differences[:10]:

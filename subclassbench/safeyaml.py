@@ -1,0 +1,49 @@
+"""YAML from users and submissions, parsed safely: no code, no anchors and aliases, a size limit.
+
+``yaml.safe_load`` already refuses to construct arbitrary objects. What it
+allows is an "alias bomb" (a few lines of nested anchors that expand to
+billions of nodes and hang whatever walks the result) and unbounded input.
+subclassbench's own files never use anchors, so any alias is refused as soon
+as the parser meets it, and files above :data:`MAX_BYTES` are refused unread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from subclassbench.errors import SubclassbenchError, first_line
+
+MAX_BYTES = 16 * 1024 * 1024  # the largest shipped task file is well under 1 MiB
+TOO_LARGE = f"is larger than {MAX_BYTES // (1024 * 1024)} MiB; it is not a subclassbench file"
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+def loads(text: str, where: str) -> Any:
+    """Parse YAML text; any problem is one line naming the file."""
+    if len(text) > MAX_BYTES:
+        raise SubclassbenchError(f"{where} {TOO_LARGE}")
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise SubclassbenchError(f"cannot parse YAML in {where}: {first_line(exc)}; fix the file") from None
+
+
+def load_file(path: Path) -> Any:
+    """Read and parse a YAML file (size checked before reading)."""
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise SubclassbenchError(f"{path} {TOO_LARGE}")
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SubclassbenchError(f"cannot read {path}: {first_line(exc)}") from None
+    return loads(text, str(path))
