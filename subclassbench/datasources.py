@@ -341,7 +341,10 @@ def _load_npz(path: Path, source_split: str, config: dict[str, Any]) -> ArrayIma
     except SubclassbenchError:
         raise
     except Exception as exc:  # truncated or foreign files raise zipfile, EOF, OS and value errors
-        raise SubclassbenchError(f"cannot read {path}: {first_line(exc)}; check the file is a valid .npz") from None
+        reason = "it holds pickled objects, which are never loaded" if "pickle" in str(exc) else first_line(exc)
+        raise SubclassbenchError(f"cannot read {path}: {reason}; save a plain .npz of numeric arrays") from None
+    if not all(isinstance(a, np.ndarray) for a in (images, raw_labels, *([] if files is None else [files]))):
+        raise SubclassbenchError(f"{path} holds members that are not .npy arrays; save it with np.savez")
     _check_images(images, str(path), config)
     labels = integer_labels(raw_labels, str(path))
     if len(labels) != len(images):

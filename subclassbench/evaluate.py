@@ -441,7 +441,7 @@ def evaluate_to_file(request: EvaluationRequest, out: Path | None = None, force:
     if out is not None:
         check_result_target(out, request, force)
     else:
-        check_writable_folder(RESULTS_ROOT)
+        check_writable_folder(RESULTS_ROOT, "the results folder")
     result = evaluate(request)
     path = result.write(out or default_output_path(result))
     return result, path

@@ -39,7 +39,14 @@ def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None)
         for layer in result.layers
         if "clusterability" in layer
     ]
+    flagged = {layer["name"]: layer["flags"] for layer in result.layers if layer.get("flags")}
+    extra: dict[str, Any] = {}
+    if flagged:  # only when present, so boards without degenerate layers stay byte-identical
+        extra["degenerate_layers"] = flagged
+    if transfer is not None and transfer.get("flat_ood_curve"):
+        extra["flat_ood_curve"] = True
     return {
+        **extra,
         "submission": folder.name,
         "task": result.task_name,
         "task_version": result.task["version"],
@@ -116,18 +123,23 @@ def _table(rows: list[dict[str, Any]], with_rank: bool = True) -> str:
         line += [
             f"[{r['submission']}](../submissions/{r['submission']}/model.yaml)",
             labels,
-            r["committed_layer"] or "—",
+            _committed_cell(r),
             _num(r["committed_ami"]),
             r["best_layer"] or "—",
             _num(r["best_ami"]),
             _num(r["gap"]),
             _num(r["committed_fine_acc"]),
-            _num(r["ood_retained"], 1),
+            "flat (at chance)" if r.get("flat_ood_curve") else _num(r["ood_retained"], 1),
             r["tunnel_start"] or "—",
             f"[json](../{r['result']})" + ("" if r["canonical"] else " (non-canonical data)"),
         ]
         body.append(line)
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _committed_cell(row: dict[str, Any]) -> str:
+    layer = row["committed_layer"]
+    return (layer or "—") + (" (degenerate)" if layer in row.get("degenerate_layers", {}) else "")
 
 
 def _plot(task: str, rows: list[dict[str, Any]]) -> bytes:

@@ -109,14 +109,14 @@ MIGRATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = 
 def migrate(doc: dict[str, Any], where: str = "result") -> dict[str, Any]:
     """Bring a document to :data:`SCHEMA_VERSION` (or fail naming the fix)."""
     seen = set()
-    while isinstance(doc, dict) and doc.get("schema_version") in MIGRATIONS:
+    while isinstance(doc, dict) and isinstance(doc.get("schema_version"), str) and doc["schema_version"] in MIGRATIONS:
         version = doc["schema_version"]
         if version in seen:  # a cycle in the table is a bug, never an endless loop
             break
         seen.add(version)
         _, step = MIGRATIONS[version]
         doc = step(doc)
-    if isinstance(doc, dict) and doc.get("schema_version") not in (SCHEMA_VERSION, None):
+    if isinstance(doc, dict) and "schema_version" in doc and doc["schema_version"] != SCHEMA_VERSION:
         raise SubclassbenchError(
             f"{where}: schema version {doc.get('schema_version')!r} is not readable by this subclassbench "
             f"(reads {SCHEMA_VERSION}); upgrade subclassbench or re-run the evaluation"
@@ -148,7 +148,10 @@ class Result:
         where = str(path) if path else "result"
         doc = migrate(doc, where)
         validate_result(doc, where)
-        problems = summary_problems(doc)
+        try:
+            problems = summary_problems(doc)
+        except (TypeError, KeyError, IndexError, ValueError, AttributeError) as exc:  # shapes the schema allows
+            problems = [f"its per-layer data is malformed ({type(exc).__name__}: {first_line(exc, 80)})"]
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise SubclassbenchError(

@@ -10,7 +10,6 @@ submission where its data and weights are available.
 from __future__ import annotations
 
 import math
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import yaml
 
 from subclassbench import safeyaml
 from subclassbench.errors import SubclassbenchError
-from subclassbench.files import atomic_path, atomic_write, locked
+from subclassbench.files import atomic_path, atomic_write, check_name, locked
 from subclassbench.hashing import sha256_file
 from subclassbench.protocol import protocol_fingerprint
 from subclassbench.results import Result
@@ -303,16 +302,9 @@ def compare_results(submitted: Result, rerun: Result) -> list[Difference | str]:
 
 # --------------------------------------------------------------------------- submit (create or update)
 
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
-
-
 def check_submission_name(name: str) -> None:
     """A submission name is one folder under submissions/: no separators, no ``..``, nothing hidden."""
-    if not NAME_PATTERN.fullmatch(name) or ".." in name:
-        raise SubclassbenchError(
-            f"invalid submission name {name!r}; use lower-case letters, digits, '-', '_' and '.' "
-            "(starting with a letter or digit, no '..')"
-        )
+    check_name(name, "submission name")
 
 
 @dataclass
@@ -404,7 +396,7 @@ def submit(request: SubmitRequest) -> Report:
 
     check_submission_name(request.name)
     for task_name in request.tasks:
-        check_submission_name(task_name)  # task names become result file names
+        check_name(task_name, "--task name (it names the result file)")
     weights = _resolve_weights(request.weights)
     entry = _model_entry(request)
     folder = request.folder

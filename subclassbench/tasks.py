@@ -171,7 +171,7 @@ class Task:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], path: Path | None = None) -> Task:
-        where = str(path) if path else raw.get("name", "task")
+        where = str(path) if path else str(raw.get("name", "task")) if isinstance(raw, dict) else "task"
         _validate_schema(raw, where)
         supers = tuple(
             Superclass(

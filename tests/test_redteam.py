@@ -1,0 +1,815 @@
+"""Red team: bad input and faults, as a careless user or an attacker would supply them.
+
+Every case runs the real entry point (``subclassbench.cli.main``) in a fresh
+sandbox folder (the working directory) and asserts the contract of the
+project: exit code 2, exactly one ``error:`` line on stderr and no traceback,
+nothing written outside the sandbox's allowed places, and no code executed
+from data (a planted payload would create ``PWNED``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from subclassbench.cli import main
+from subclassbench.tasks import builtin_tasks_dir
+from tests.conftest import CLASS_NAMES, REPO, make_images
+
+PWNED = "PWNED"
+
+
+class Payload:
+    """Unpickling this object would create a file named PWNED in the working directory."""
+
+    def __reduce__(self) -> tuple:
+        return (open, (PWNED, "w"))
+
+
+@dataclass
+class Case:
+    id: str
+    setup: Callable[[Path], list[str]]  # builds the sandbox, returns the command line
+    # Paths (relative to the sandbox) that the command may create; everything else must stay as set up.
+    may_create: tuple[str, ...] = ()
+    code: int = 2
+    after: Callable[[Path], None] | None = None  # extra checks on the sandbox
+
+
+def run_main(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        os.chdir(old)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(root: Path) -> dict[str, float]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def digits_raw() -> dict:
+    return yaml.safe_load((builtin_tasks_dir() / "digits-5.yaml").read_text())
+
+
+def write_yaml(path: Path, raw: object) -> Path:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def task_case(name: str, mutate: Callable[[dict], object], suffix: str = ".yaml") -> Case:
+    def setup(box: Path) -> list[str]:
+        raw = mutate(digits_raw())
+        path = box / f"t{suffix}"
+        if isinstance(raw, bytes):
+            path.write_bytes(raw)
+        elif isinstance(raw, str):
+            path.write_text(raw)
+        else:
+            write_yaml(path, raw)
+        return ["tasks", "show", str(path)]
+
+    return Case(f"task-{name}", setup)
+
+
+def tiny_task(box: Path, with_train: bool = False, transfer: bool = False) -> Path:
+    superclasses = [
+        {"id": 0, "name": "animal", "subclasses": [{"id": 0, "name": "cat"}, {"id": 1, "name": "dog"}]},
+        {"id": 1, "name": "vehicle", "subclasses": [{"id": 2, "name": "car"}, {"id": 3, "name": "truck"}]},
+    ]
+    raw = {
+        "name": "tiny-images",
+        "version": 1,
+        "description": "Four generated classes in two superclasses.",
+        "citation": "Generated in the red-team suite.",
+        "data": {"source": "image_classification", "image_shape": [3, 16, 16], "class_names": CLASS_NAMES},
+        "hierarchy": {"superclasses": superclasses},
+        "evaluation_split": "test",
+        "splits": {"test": {"source_split": "test", "select": "all"}},
+    }
+    if with_train:
+        raw["splits"]["train"] = {"source_split": "train", "select": "all"}
+    if transfer:
+        raw["transfer"] = {
+            "id_train_split": "train",
+            "id_test_split": "test",
+            "ood_split": "test",
+            "source": [0, 2],
+            "target": [1, 3],
+        }
+    return write_yaml(box / "tiny-images.yaml", raw)
+
+
+def npz_case(name: str, make: Callable[[Path], Path], extra: tuple[str, ...] = ()) -> Case:
+    def setup(box: Path) -> list[str]:
+        task = tiny_task(box)
+        data = make(box)
+        return ["evaluate", "--task", str(task), "--data", str(data), "--metrics", "clusterability", "-q",
+                "--out", "out/r.json", "--no-cache", *extra]  # fmt: skip
+
+    return Case(f"data-{name}", setup)
+
+
+def save_npz(box: Path, name: str = "tiny_test.npz", **arrays: object) -> Path:
+    images, labels = make_images()
+    content = {"images": images, "labels": labels, **arrays}
+    content = {k: v for k, v in content.items() if v is not None}
+    path = box / name
+    np.savez(path, **content)
+    return path
+
+
+def image_folder(box: Path, empty_class: str | None = None, extra_class: str | None = None) -> Path:
+    from PIL import Image
+
+    images, labels = make_images(n_per_class=4)
+    root = box / "folder"
+    for i, (img, label) in enumerate(zip(images, labels, strict=True)):
+        target = root / "test" / CLASS_NAMES[label]
+        target.mkdir(parents=True, exist_ok=True)
+        if CLASS_NAMES[label] != empty_class:
+            Image.fromarray(img).save(target / f"{i:04d}.png")
+    if extra_class:
+        (root / "test" / extra_class).mkdir()
+    return root
+
+
+# --------------------------------------------------------------------------- A. usage
+
+
+USAGE = [
+    ["frob"],
+    ["evaluate", "--bogus"],
+    ["evaluate", "--batch-size", "0"],
+    ["evaluate", "--batch-size", "x"],
+    ["tasks", "show"],
+    ["evaluate", "--device", "tpu"],
+    ["evaluate", "--device", "cuda:7"],
+    ["evaluate", "--metrics", "nope"],
+    ["evaluate", "--image-preprocessing", "sideways"],
+    ["evaluate", "--model", "resnet"],
+    ["evaluate", "--model", "hub:x"],
+    ["evaluate", "--model", "builtin:"],
+    ["evaluate", "--model", "builtin:nonet"],
+    ["evaluate", "--model", "builtin:digits_cnn.nope"],
+    ["evaluate", "--task", "nope"],
+    ["evaluate", "--split", "nope"],
+    ["evaluate", "--layers", "nope"],
+    ["extract", "--shard", "x"],
+    ["extract", "--shard", "3/2"],
+    ["cache", "prune"],
+    ["train", "--task", "digits-5", "--arch", "nope", "--out", "run"],
+    ["train", "--task", "digits-5", "--arch", "digits_cnn", "--labels", "medium", "--out", "run"],
+    ["train", "--task", "digits-5", "--arch", "digits_cnn", "--augment", "rotate", "--out", "run"],
+    ["train", "--task", "digits-5", "--arch", "cifar_resnet20", "--norm", "gn", "--out", "run"],
+    ["run", "--models", "missing.yaml", "--tasks", "missing.yaml"],
+    ["leaderboard", "build", "--submissions", "nonexistent", "--out", "lb"],
+    ["validate", "nonexistent"],
+    ["verify", "nonexistent"],
+    ["compare", "--model", "builtin:digits_mlp", "--model", "builtin:digits_mlp", "--model", "builtin:mlp"],
+    ["compare", "--model", "builtin:digits_mlp", "--pair", "x"],
+    ["agreement", "nonexistent-run"],
+    ["tasks", "build-breeds", "--hierarchy", "nowhere", "--preset", "living17", "--out", "t.yaml"],
+    ["tasks", "build-breeds", "--hierarchy", "nowhere"],
+    ["score", "--model", "builtin:digits_mlp", "--cache-dir", "cache", "--metrics", "clusterability"],
+]
+CASES: list[Case] = [Case(f"usage-{i:02d}-{'-'.join(a)[:40]}", lambda _b, a=a: list(a)) for i, a in enumerate(USAGE)]
+
+
+# --------------------------------------------------------------------------- B. task files
+
+
+def _set(raw: dict, path: str, value: object) -> dict:
+    node = raw
+    keys = path.split("/")
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    last = keys[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return raw
+
+
+def _drop(raw: dict, key: str) -> dict:
+    raw.pop(key)
+    return raw
+
+
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def _rename_split(raw: dict, old: str, new: str) -> dict:
+    raw["splits"][new] = raw["splits"].pop(old)
+    if raw.get("evaluation_split") == old:
+        raw["evaluation_split"] = new
+    return raw
+
+
+TASK_MUTATIONS: list[tuple[str, Callable[[dict], object]]] = [
+    ("alias-bomb", lambda r: ALIAS_BOMB),
+    ("a-list", lambda r: ["name", "digits"]),
+    ("a-scalar", lambda r: "just text"),
+    ("empty", lambda r: ""),
+    ("binary", lambda r: bytes(range(256)) * 4),
+    ("python-tag", lambda r: "name: !!python/object/apply:builtins.open ['PWNED', 'w']\n"),
+    ("missing-name", lambda r: _drop(r, "name")),
+    ("name-traversal", lambda r: _set(r, "name", "../../evil")),
+    ("name-absolute", lambda r: _set(r, "name", "/tmp/evil")),
+    ("name-upper", lambda r: _set(r, "name", "Digits")),
+    ("name-hidden", lambda r: _set(r, "name", ".digits")),
+    ("split-traversal", lambda r: _rename_split(r, "val", "../../evil")),
+    ("split-slash", lambda r: _rename_split(r, "val", "a/b")),
+    ("source-split-traversal", lambda r: _set(r, "splits/test/source_split", "../x")),
+    ("superclass-ids-shared", lambda r: _set(r, "hierarchy/superclasses/1/id", 0)),
+    ("subclass-in-two-superclasses", lambda r: _set(r, "hierarchy/superclasses/1/subclasses/0/id", 0)),
+    ("single-subclass", lambda r: _set(r, "hierarchy/superclasses/0/subclasses", [{"id": 0, "name": "zero"}])),
+    ("unknown-evaluation-split", lambda r: _set(r, "evaluation_split", "holdout")),
+    ("validation-is-evaluation", lambda r: _set(r, "validation_split", "test")),
+    ("duplicate-manifest-ids", lambda r: _set(r, "splits/test/ids", ["1", "1", "2"])),
+    ("overlapping-splits", lambda r: _set(r, "splits/val/ids", r["splits"]["test"]["ids"][:3])),
+    ("unknown-transfer-split", lambda r: _set(r, "transfer/ood_split", "elsewhere")),
+    ("transfer-overlap", lambda r: _set(r, "transfer/target", list(r["transfer"]["source"]))),
+    ("transfer-unknown-subclass", lambda r: _set(r, "transfer/source", [*r["transfer"]["source"][:-1], 99])),
+    ("unknown-data-source", lambda r: _set(r, "data/source", "ftp")),
+    ("version-text", lambda r: _set(r, "version", "two")),
+    ("no-hierarchy", lambda r: _drop(r, "hierarchy")),
+    ("huge", lambda r: "# " + "x" * (17 * 1024 * 1024)),
+    ("unclosed-flow", lambda r: "name: [digits\n"),
+]
+CASES += [task_case(name, mutate) for name, mutate in TASK_MUTATIONS]
+CASES += [
+    task_case("json-nan", lambda r: json.dumps(r).replace('"version": 2', '"version": NaN'), ".json"),
+    task_case("json-syntax", lambda r: json.dumps(r)[:-5], ".json"),
+]
+
+
+def _shadowed_name(box: Path) -> list[str]:
+    folder = box / "mytasks"
+    folder.mkdir()
+    write_yaml(folder / "digits-5.yaml", _set(digits_raw(), "name", "other"))
+    os.environ["SUBCLASSBENCH_TASKS"] = str(folder)
+    return ["tasks", "show", "digits-5"]
+
+
+CASES.append(Case("task-name-differs-from-file", _shadowed_name))
+
+
+# --------------------------------------------------------------------------- C. data
+
+
+def _truncated(box: Path) -> Path:
+    path = save_npz(box)
+    path.write_bytes(path.read_bytes()[:200])
+    return path
+
+
+def _object_array(box: Path) -> Path:
+    images, _ = make_images()
+    path = box / "tiny_test.npz"
+    np.savez(path, images=images, labels=np.array([Payload()] * len(images), dtype=object))
+    return path
+
+
+def _corrupt_png(box: Path) -> Path:
+    root = image_folder(box)
+    next((root / "test" / "cat").glob("*.png")).write_bytes(b"\x89PNG not really")
+    return root
+
+
+def _bad_hf(box: Path) -> Path:
+    root = box / "hf"
+    root.mkdir()
+    (root / "dataset_info.json").write_text("{not json")
+    (root / "state.json").write_text("[]")
+    return root
+
+
+DATA_CASES = [
+    ("truncated-npz", _truncated),
+    ("text-as-npz", lambda b: (b / "tiny_test.npz").write_text("hello") and b / "tiny_test.npz"),
+    ("zip-not-npz", lambda b: _zip(b)),
+    ("no-labels", lambda b: _without(b, "labels")),
+    ("labels-n-by-1", lambda b: save_npz(b, labels=make_images()[1][:, None])),
+    ("labels-fractional", lambda b: save_npz(b, labels=make_images()[1] + 0.5)),
+    ("labels-nan", lambda b: save_npz(b, labels=np.full(40, np.nan))),
+    ("labels-too-few", lambda b: save_npz(b, labels=make_images()[1][:-3])),
+    ("labels-object-pickle", _object_array),
+    ("images-float", lambda b: save_npz(b, images=make_images()[0].astype(np.float32))),
+    ("images-gray", lambda b: save_npz(b, images=make_images()[0][..., 0])),
+    ("images-four-channels", lambda b: save_npz(b, images=np.concatenate([make_images()[0]] * 2, axis=3)[..., :4])),
+    ("source-files-short", lambda b: save_npz(b, source_files=np.array(["a", "b"]))),
+    ("source-files-duplicate", lambda b: save_npz(b, source_files=np.array(["same"] * 40))),
+    ("empty-arrays", lambda b: save_npz(b, images=np.zeros((0, 16, 16, 3), np.uint8), labels=np.zeros(0, np.int64))),
+    ("labels-outside-hierarchy", lambda b: save_npz(b, labels=np.full(40, 9))),
+    ("missing-subclass", lambda b: save_npz(b, labels=np.where(make_images()[1] == 1, 0, make_images()[1]))),
+    ("path-missing", lambda b: b / "nowhere.npz"),
+    ("unsupported-file", lambda b: (b / "data.csv").write_text("1,2") and b / "data.csv"),
+    ("empty-class-folder", lambda b: image_folder(b, empty_class="dog")),
+    ("unknown-class-folder", lambda b: image_folder(b, extra_class="zebra")),
+    ("corrupt-png", _corrupt_png),
+    ("folder-without-images", lambda b: (b / "empty" / "test").mkdir(parents=True) or b / "empty"),
+    ("corrupt-saved-hf", _bad_hf),
+]
+
+
+def _zip(box: Path) -> Path:
+    path = box / "tiny_test.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("images.npy", b"garbage")
+        archive.writestr("labels.npy", b"garbage")
+    return path
+
+
+def _without(box: Path, key: str) -> Path:
+    images, labels = make_images()
+    path = box / "tiny_test.npz"
+    np.savez(path, **({"images": images} if key == "labels" else {"labels": labels}))
+    return path
+
+
+CASES += [npz_case(name, make) for name, make in DATA_CASES]
+
+
+def _corrupt_train_split(box: Path) -> list[str]:
+    task = tiny_task(box, with_train=True, transfer=True)
+    data = box / "data"
+    data.mkdir()
+    save_npz(data, "tiny_test.npz")
+    (data / "tiny_train.npz").write_bytes(b"PK\x03\x04 truncated")
+    return ["evaluate", "--task", str(task), "--data", str(data), "-q", "--out", "out/r.json", "--no-cache"]
+
+
+CASES.append(Case("data-corrupt-train-split-with-transfer", _corrupt_train_split))
+
+
+# --------------------------------------------------------------------------- D. weights and cards
+
+
+def _weights_case(name: str, make: Callable[[Path], Path]) -> Case:
+    def setup(box: Path) -> list[str]:
+        weights = make(box)
+        return ["evaluate", "--model", "builtin:digits_cnn", "--weights", str(weights), "-q", "--out", "out/r.json",
+                "--no-cache", "--metrics", "clusterability"]  # fmt: skip
+
+    return Case(f"weights-{name}", setup)
+
+
+def _card(box: Path, **fields: object) -> Path:
+    run = box / "run"
+    run.mkdir()
+    shutil.copy(REPO / "subclassbench/weights/digits_cnn.digits5_coarse.safetensors", run / "model.safetensors")
+    card = json.loads((REPO / "subclassbench/weights/digits_cnn.digits5_coarse.json").read_text())
+    card.update({"weights_file": "model.safetensors", **fields})
+    (run / "card.json").write_text(json.dumps(card))
+    return run
+
+
+def _pickle_checkpoint(box: Path) -> Path:
+    path = box / "evil.pt"
+    torch.save({"state_dict": Payload()}, path)
+    return path
+
+
+WEIGHTS_CASES = [
+    ("pickle-payload", _pickle_checkpoint),
+    ("truncated-safetensors", lambda b: _truncate_copy(b, "w.safetensors")),
+    ("random-safetensors", lambda b: (b / "w.safetensors").write_bytes(os.urandom(512)) and b / "w.safetensors"),
+    ("random-pt", lambda b: (b / "w.pt").write_bytes(os.urandom(512)) and b / "w.pt"),
+    ("wrong-shapes", lambda b: _save_state(b, {"conv1.weight": torch.zeros(3, 3)})),
+    ("not-tensors", lambda b: _save_state(b, {"a": 1})),
+    ("missing-file", lambda b: b / "absent.safetensors"),
+    ("folder-without-card", lambda b: (b / "empty-run").mkdir() or b / "empty-run"),
+    ("card-malformed", lambda b: (_card(b) / "card.json").write_text("{oops") and b / "run"),
+    ("card-a-list", lambda b: (_card(b) / "card.json").write_text("[1, 2]") and b / "run"),
+    ("card-traversal", lambda b: _card(b, weights_file="../../../etc/passwd")),
+    ("card-absolute", lambda b: _card(b, weights_file="/etc/passwd")),
+    ("card-not-a-string", lambda b: _card(b, weights_file=["model.safetensors"])),
+    ("card-other-arch", lambda b: _card(b, arch="digits_mlp")),
+    ("card-sha-mismatch", lambda b: _card(b, weights_sha256="0" * 64)),
+]
+
+
+def _truncate_copy(box: Path, name: str) -> Path:
+    path = box / name
+    data = (REPO / "subclassbench/weights/digits_cnn.digits5_coarse.safetensors").read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _save_state(box: Path, state: dict) -> Path:
+    path = box / "w.pt"
+    torch.save(state, path)
+    return path
+
+
+CASES += [_weights_case(name, make) for name, make in WEIGHTS_CASES]
+
+
+# --------------------------------------------------------------------------- E. results and submissions
+
+SUBMISSION = REPO / "submissions" / "digits-cnn-coarse"
+
+
+def _submission(box: Path) -> Path:
+    subs = box / "subs"
+    shutil.copytree(SUBMISSION, subs / SUBMISSION.name)
+    return subs / SUBMISSION.name
+
+
+def _edit_result(edit: Callable[[dict], object]) -> Callable[[Path], list[str]]:
+    def setup(box: Path) -> list[str]:
+        folder = _submission(box)
+        path = folder / "results" / "digits-5.json"
+        doc = json.loads(path.read_text())
+        new = edit(doc)
+        path.write_text(new if isinstance(new, str) else json.dumps(doc, indent=2))
+        return ["validate", str(box / "subs")]
+
+    return setup
+
+
+def _bump(path: str, by: float = 0.01) -> Callable[[dict], None]:
+    def edit(doc: dict) -> None:
+        node, keys = doc, path.split("/")
+        for key in keys[:-1]:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        node[keys[-1]] = node[keys[-1]] + by if isinstance(node[keys[-1]], float) else node[keys[-1]]
+
+    return edit
+
+
+SUMMARY_EDITS = [
+    "summary/committed_ami",
+    "summary/committed_fine_acc",
+    "summary/committed_gap",
+    "summary/best_ami",
+    "summary/best_fine_acc",
+    "summary/best_depth",
+    "summary/last_ami",
+    "summary/last_fine_acc",
+    "summary/selection/ami",
+    "summary/ood_retained",
+    "summary/transfer/ood_retained",
+    "summary/transfer/best_id_acc",
+    "summary/transfer/ood_refit/ood_retained",
+    "summary/transfer/ood_shift/best_ood_acc",
+    "layers/0/clusterability/ami",
+    "layers/1/clusterability/ari",
+    "layers/2/clusterability/nmi",
+    "layers/3/clusterability/purity",
+    "layers/3/clusterability/matched_acc",
+    "layers/3/clusterability/fine_acc",
+    "layers/1/clusterability/per_superclass/0/ami",
+    "layers/3/transfer/ood_refit_acc",
+]
+RESULT_EDITS: list[tuple[str, Callable[[dict], object]]] = [(f"edit-{p}", _bump(p)) for p in SUMMARY_EDITS]
+RESULT_EDITS += [
+    ("committed-layer-moved", lambda d: _set(d, "summary/committed_layer", "stem")),
+    ("best-layer-moved", lambda d: _set(d, "summary/best_layer", "stem")),
+    ("tunnel-moved", lambda d: _set(d, "summary/tunnel_start", "stem")),
+    ("per-layer-ami-short", lambda d: _set(d, "summary/selection/per_layer_ami", [0.5])),
+    ("superclass-n", lambda d: _set(d, "layers/0/clusterability/per_superclass/0/n", 1000)),
+    ("nan-literal", lambda d: json.dumps(d).replace(str(d["summary"]["committed_ami"]), "NaN", 1)),
+    ("infinity-literal", lambda d: json.dumps(d).replace(str(d["summary"]["best_ami"]), "Infinity", 1)),
+    ("minus-infinity", lambda d: json.dumps(d).replace(str(d["summary"]["last_ami"]), "-Infinity", 1)),
+    ("truncated-json", lambda d: json.dumps(d)[:100]),
+    ("not-json", lambda d: "<html>"),
+    ("future-schema", lambda d: _set(d, "schema_version", "9.9")),
+    ("no-summary", lambda d: _drop(d, "summary")),
+    ("ami-above-one", lambda d: _set(d, "layers/0/clusterability/ami", 1.5)),
+    ("other-spec", lambda d: _set(d, "encoder/spec", "builtin:digits_mlp")),
+    ("task-renamed", lambda d: _set(d, "task/name", "no-such-task")),
+]
+CASES += [Case(f"result-{name}", _edit_result(edit)) for name, edit in RESULT_EDITS]
+
+
+def _edit_model(edit: Callable[[str], str]) -> Callable[[Path], list[str]]:
+    def setup(box: Path) -> list[str]:
+        folder = _submission(box)
+        path = folder / "model.yaml"
+        path.write_text(edit(path.read_text()))
+        return ["validate", str(box / "subs")]
+
+    return setup
+
+
+TRAVERSAL_WEIGHTS = "  weights: {file: ../../../../etc/passwd, sha256: '" + "0" * 64 + "'}"
+MODEL_EDITS = [
+    ("alias-bomb", lambda t: ALIAS_BOMB),
+    ("python-tag", lambda t: "name: !!python/object/apply:builtins.open ['PWNED', 'w']\n"),
+    ("weights-traversal", lambda t: t.replace("  weights: null", TRAVERSAL_WEIGHTS)),
+    ("name-mismatch", lambda t: t.replace("name: digits-cnn-coarse", "name: other")),
+    ("not-a-mapping", lambda t: "- a\n- b\n"),
+]
+CASES += [Case(f"model-{name}", _edit_model(edit)) for name, edit in MODEL_EDITS]
+
+
+def _leaderboard_from_edited(box: Path) -> list[str]:
+    _edit_result(_bump("summary/committed_ami", 0.2))(box)
+    return ["leaderboard", "build", "--submissions", str(box / "subs"), "--out", str(box / "lb")]
+
+
+def _leaderboard_nan(box: Path) -> list[str]:
+    _edit_result(lambda d: json.dumps(d).replace(str(d["summary"]["committed_ami"]), "NaN", 1))(box)
+    return ["leaderboard", "build", "--submissions", str(box / "subs"), "--out", str(box / "lb")]
+
+
+def _verify_after(box: Path, setup: Callable[[Path], list[str]]) -> list[str]:
+    setup(box)
+    return ["verify", str(box / "subs" / SUBMISSION.name)]
+
+
+def _unknown_task(box: Path) -> list[str]:
+    folder = _submission(box)
+    path = folder / "results" / "digits-5.json"
+    doc = json.loads(path.read_text())
+    doc["task"]["name"] = "no-such-task"
+    (folder / "results" / "no-such-task.json").write_text(json.dumps(doc))
+    path.unlink()
+    return ["validate", str(box / "subs")]
+
+
+def _result_renamed(box: Path) -> list[str]:
+    folder = _submission(box)
+    (folder / "results" / "digits-5.json").rename(folder / "results" / "cifar10-5.json")
+    return ["validate", str(box / "subs")]
+
+
+CASES += [
+    Case("leaderboard-hand-edit", _leaderboard_from_edited),
+    Case("leaderboard-nan", _leaderboard_nan),
+    Case("result-file-renamed", _result_renamed),
+    Case("result-unknown-task", _unknown_task),
+    Case("verify-hand-edit", lambda b: _verify_after(b, _edit_result(_bump("summary/committed_ami", 0.2)))),
+]
+
+SUBMIT_NAMES = ["../../escaped", "/tmp/escaped", "Upper", ".hidden", "a/b", "..", "x" * 200, "a..b"]
+
+
+def _submit(name: str) -> Callable[[Path], list[str]]:
+    def setup(box: Path) -> list[str]:
+        return ["submit", "--name", name, "--model", "builtin:digits_mlp", "--task", "digits-5", "--submissions",
+                str(box / "subs"), "--labels", "none", "--training-data", "none", "--license", "MIT",
+                "--citation", "x", "-q"]  # fmt: skip
+
+    return setup
+
+
+CASES += [Case(f"submit-name-{i}", _submit(name)) for i, name in enumerate(SUBMIT_NAMES)]
+def _submit_task(task: str) -> Callable[[Path], list[str]]:
+    def setup(box: Path) -> list[str]:
+        args = _submit("ok")(box)
+        args[args.index("--task") + 1] = task
+        return args
+
+    return setup
+
+
+CASES += [Case(f"submit-task-{i}", _submit_task(t)) for i, t in enumerate(["../../x", "/etc/passwd", "digits-5/.."])]
+
+
+# --------------------------------------------------------------------------- F. feature cache
+
+
+def _plant(box: Path, record: object, name: str | None = None) -> Path:
+    cache = box / "cache"
+    key = name or "ab" + "1" * 62
+    (cache / key[:2]).mkdir(parents=True, exist_ok=True)
+    (cache / key[:2] / f"{key}.json").write_text(json.dumps(record))
+    (box / "victim.txt").write_text("keep me")
+    return cache
+
+
+def _victim_intact(box: Path) -> None:
+    assert (box / "victim.txt").read_text() == "keep me"
+
+
+CACHE_RECORDS = [
+    ("empty-record", {}),
+    ("traversal-key", {"key": "../../victim", "shape": [1], "created": 0}),
+    ("absolute-key", {"key": "/tmp/victim", "shape": [1], "created": 0}),
+    ("key-not-a-string", {"key": 7, "shape": [1], "created": 0}),
+    ("key-of-another-file", {"key": "cd" + "2" * 62, "shape": [1], "created": 0}),
+    ("shape-garbage", {"key": "ab" + "1" * 62, "shape": "big", "created": 0}),
+]
+for _name, _record in CACHE_RECORDS:
+    CASES.append(
+        Case(
+            f"cache-ls-{_name}",
+            lambda b, r=_record: [*(_plant(b, r) and []), "cache", "ls", "--cache-dir", str(b / "cache")],
+            code=0,
+            after=_victim_intact,
+        )
+    )
+    CASES.append(
+        Case(
+            f"cache-prune-{_name}",
+            lambda b, r=_record: [*(_plant(b, r) and []), "cache", "prune", "--all", "--cache-dir", str(b / "cache")],
+            code=0,
+            after=_victim_intact,
+        )
+    )
+
+
+def _cache_is_a_file(box: Path) -> list[str]:
+    (box / "cachefile").write_text("not a folder")
+    return ["evaluate", "--cache-dir", str(box / "cachefile" / "sub"), "-q", "--out", "out/r.json", "--metrics",
+            "clusterability"]  # fmt: skip
+
+
+CASES.append(Case("cache-dir-under-a-file", _cache_is_a_file))
+
+
+# --------------------------------------------------------------------------- G. training run folders
+
+
+def _train(box: Path, prepare: Callable[[Path], None]) -> list[str]:
+    run = box / "run"
+    prepare(run)
+    return ["train", "--task", "digits-5", "--arch", "digits_cnn", "--epochs", "1", "--out", str(run), "-q"]
+
+
+def _mkfile(path: Path, data: bytes = b"precious") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _torch_file(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path)
+
+
+TRAIN_CASES = [
+    ("foreign-file", lambda r: _mkfile(r / "thesis.tex")),
+    ("foreign-checkpoint", lambda r: _mkfile(r / "checkpoints" / "notes.txt")),
+    ("out-is-a-file", lambda r: _mkfile(r)),
+    ("planted-pickle", lambda r: _torch_file(r / "last.pt", {"config_hash": Payload()})),
+    ("truncated-state", lambda r: _mkfile(r / "last.pt", b"PK\x03\x04 cut")),
+    ("state-a-list", lambda r: _torch_file(r / "last.pt", [1, 2, 3])),
+]
+CASES += [
+    Case(f"train-{name}", lambda b, p=prepare: _train(b, p), may_create=(".run.lock",)) for name, prepare in TRAIN_CASES
+]
+
+
+# --------------------------------------------------------------------------- H. output locations
+
+
+def _existing_out(box: Path) -> list[str]:
+    (box / "notes.json").write_text('{"mine": true}')
+    return ["evaluate", "-q", "--out", str(box / "notes.json"), "--metrics", "clusterability"]
+
+
+def _out_under_file(box: Path) -> list[str]:
+    (box / "f.txt").write_text("x")
+    return ["evaluate", "-q", "--out", str(box / "f.txt" / "r.json"), "--metrics", "clusterability"]
+
+
+def _results_is_a_file(box: Path) -> list[str]:
+    (box / "results").write_text("x")
+    return ["evaluate", "-q", "--metrics", "clusterability"]
+
+
+def _compare_out_file(box: Path) -> list[str]:
+    (box / "cmp").write_text("x")
+    return ["compare", "--model", "builtin:digits_mlp", "--out", str(box / "cmp"), "-q"]
+
+
+def _breeds_exists(box: Path) -> list[str]:
+    (box / "t.yaml").write_text("mine")
+    hierarchy = box / "hier"
+    hierarchy.mkdir()
+    out = str(box / "t.yaml")
+    return ["tasks", "build-breeds", "--hierarchy", str(hierarchy), "--preset", "living17", "--out", out]
+
+
+def _agreement_out_file(box: Path) -> list[str]:
+    (box / "agr").write_text("x")
+    return ["agreement", str(box / "nope"), "--out", str(box / "agr")]
+
+
+CASES += [
+    Case("out-existing-unrelated-file", _existing_out),
+    Case("out-is-a-folder", lambda b: (b / "d").mkdir() or ["evaluate", "-q", "--out", str(b / "d")]),
+    Case("out-under-a-file", _out_under_file),
+    Case("out-default-results-is-a-file", _results_is_a_file),
+    Case("out-compare-is-a-file", _compare_out_file),
+    Case("out-breeds-hierarchy-missing", _breeds_exists),
+    Case("out-agreement-missing-runs", _agreement_out_file),
+]
+
+
+# --------------------------------------------------------------------------- the test
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_red_team(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    box = tmp_path / "box"
+    box.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    monkeypatch.setenv("SUBCLASSBENCH_CACHE", str(tmp_path / "user-cache"))
+    monkeypatch.delenv("SUBCLASSBENCH_TASKS", raising=False)
+    monkeypatch.chdir(box)
+    args = case.setup(box)
+    before = snapshot(tmp_path)
+    try:
+        code, _out, err = run_main(args, box, capsys)
+    finally:
+        os.environ.pop("SUBCLASSBENCH_TASKS", None)  # a case may point task lookups at its sandbox
+    assert code == case.code, (code, err[-2000:])
+    assert "Traceback" not in err
+    if case.code == 2:
+        assert sum(line.startswith("error:") for line in err.splitlines()) == 1, err
+        assert err.lstrip().startswith("error:") or "error:" in err
+    after = snapshot(tmp_path)
+    allowed_new = {str(Path("box") / p) for p in case.may_create}
+    new_files = set(after) - set(before) - allowed_new
+    new_files = {p for p in new_files if not p.startswith("user-cache")}  # the user's own feature cache
+    if case.code == 2:
+        assert new_files <= {p for p in new_files if p.endswith(".lock")}, sorted(new_files)
+        changed = {p for p in before if p in after and before[p] != after[p]}
+        assert changed == set(), sorted(changed)
+    assert not (box / PWNED).exists() and not (tmp_path / PWNED).exists()
+    assert not list(outside.iterdir()) and not (tmp_path / "escaped").exists()
+    if case.after is not None:
+        case.after(box)
+
+
+def test_the_red_team_is_large_enough():
+    assert len(CASES) >= 150
+
+
+def test_an_edited_cache_record_is_not_copied_into_a_result(tmp_path, monkeypatch, capsys):
+    """A record whose pooling was edited no longer counts: the features are recomputed and the result is honest."""
+    cache = tmp_path / "cache"
+    args = ["evaluate", "-q", "--cache-dir", str(cache), "--metrics", "clusterability", "--out", "r.json"]
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(args, tmp_path, capsys)
+    assert code == 0, err
+    for record_path in cache.glob("??/*.json"):
+        record = json.loads(record_path.read_text())
+        record["pooling"] = "<script>"
+        record_path.write_text(json.dumps(record))
+    assert run_main([*args[:-1], "r2.json"], tmp_path, capsys)[0] == 0
+    first, second = (json.loads((tmp_path / n).read_text()) for n in ("r.json", "r2.json"))
+    assert [layer["pooling"] for layer in second["layers"]] == [layer["pooling"] for layer in first["layers"]]
+    assert second["run"]["feature_cache"]["hits"] == 0
+
+
+def test_a_killed_submit_leaves_nothing_git_or_validate_trips_over(tmp_path):
+    """A staging folder left by a killed submit is hidden, ignored by git and skipped by validate."""
+    subs = tmp_path / "subs"
+    shutil.copytree(SUBMISSION, subs / SUBMISSION.name)
+    (subs / ".staging-abc123").mkdir()
+    (subs / ".staging-abc123" / "weights.safetensors").write_bytes(b"half")
+    from subclassbench.submissions import validate_tree
+
+    reports = validate_tree(subs)
+    assert [e for r in reports for e in r.errors] == [] and [r.folder.name for r in reports] == [SUBMISSION.name]
+    ignored = (REPO / ".gitignore").read_text().splitlines()
+    assert ".staging-*" in ignored and ".*.lock" in ignored
+
+
+def test_a_fresh_train_never_deletes_what_it_did_not_write(tmp_path):
+    from subclassbench.errors import SubclassbenchError
+    from subclassbench.tasks import load_task
+    from subclassbench.training import Recipe, train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes(b"someone else's weights")
+    (run / "notes.md").write_text("mine")
+    with pytest.raises(SubclassbenchError, match="not a subclassbench run"):
+        train(load_task("digits-5"), "digits_cnn", "superclass", run, Recipe(epochs=0), progress=False)
+    assert (run / "notes.md").read_text() == "mine" and (run / "model.safetensors").exists()
+
+
+def test_result_documents_are_deep_copied_for_edits():
+    # Guard for the suite itself: the edits above must not leak between cases.
+    doc = json.loads((SUBMISSION / "results" / "digits-5.json").read_text())
+    assert copy.deepcopy(doc) == doc
