@@ -129,7 +129,7 @@ def _table(rows: list[dict[str, Any]], with_rank: bool = True) -> str:
             _num(r["best_ami"]),
             _num(r["gap"]),
             _num(r["committed_fine_acc"]),
-            "flat (at chance)" if r.get("flat_ood_curve") else _num(r["ood_retained"], 1),
+            "flat" if r.get("flat_ood_curve") else _num(r["ood_retained"], 1),
             r["tunnel_start"] or "—",
             f"[json](../{r['result']})" + ("" if r["canonical"] else " (non-canonical data)"),
         ]

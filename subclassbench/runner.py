@@ -109,9 +109,10 @@ def _request(cell: Cell, cache_dir: str | None, n_shards: int | None, device: st
 def result_path(cell: Cell, out: Path) -> Path:
     """``<out>/<model slug>/<task>-<cell hash>.json``: the hash covers weights (by content), data, metrics
     and the task file, so two different cells never share a result file."""
+    from subclassbench.evaluate import slug as safe_slug
     from subclassbench.hashing import canonical_json, sha256_file, sha256_text
 
-    slug = cell.model.replace(":", "__").replace("/", "_").replace("@", "_")
+    slug = safe_slug(cell.model.replace(":", "__"))
     weights = None
     if cell.weights:
         path = Path(cell.weights)
@@ -119,7 +120,7 @@ def result_path(cell: Cell, out: Path) -> Path:
         weights = sha256_file(target) if target.is_file() else cell.weights
     identity = {"weights": weights, "data": cell.data, "metrics": cell.metrics, "task": cell.task}
     task = Path(cell.task).stem if cell.task.endswith((".yaml", ".yml", ".json")) else cell.task  # a task file path
-    return out / slug / f"{task}-{sha256_text(canonical_json(identity))[:8]}.json"
+    return out / slug / f"{safe_slug(task)}-{sha256_text(canonical_json(identity))[:8]}.json"
 
 
 def _finished(path: Path, cell: Cell) -> bool:

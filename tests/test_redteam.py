@@ -813,3 +813,18 @@ def test_result_documents_are_deep_copied_for_edits():
     # Guard for the suite itself: the edits above must not leak between cases.
     doc = json.loads((SUBMISSION / "results" / "digits-5.json").read_text())
     assert copy.deepcopy(doc) == doc
+
+
+def test_a_dead_encoder_is_flagged_not_reported_as_retaining_everything(tmp_path):
+    """All-zero weights: every layer is constant, and the OOD curve sits at chance instead of '100 % retained'."""
+    from safetensors.torch import save_file
+
+    from subclassbench.encoders import load_encoder
+    from subclassbench.evaluate import EvaluationRequest, evaluate
+
+    model = load_encoder("builtin:digits_mlp", num_classes=5).model
+    weights = tmp_path / "dead.safetensors"
+    save_file({k: torch.zeros_like(v) for k, v in model.state_dict().items()}, str(weights))
+    result = evaluate(EvaluationRequest(model="builtin:digits_mlp", weights=str(weights), progress=False, cache="off"))
+    assert all("constant" in layer["flags"] for layer in result.layers)
+    assert result.summary["transfer"]["flat_ood_curve"] is True

@@ -14,6 +14,7 @@ from subclassbench.cli import (
     user_errors,
 )
 from subclassbench.errors import SubclassbenchError
+from subclassbench.files import check_writable_folder
 
 
 @app.command()
@@ -52,6 +53,7 @@ def compare(
         raise SubclassbenchError(f"--pair needs LAYER_A,LAYER_B, got '{pair}'")
     if out.exists() and not out.is_dir():
         raise SubclassbenchError(f"--out {out} is a file; pass a folder")
+    check_writable_folder(out)  # before the comparison, not after it
     doc = run(
         specs[0],
         specs[1],
@@ -92,6 +94,10 @@ def agreement_command(
 ) -> None:
     """Per-epoch agreement of several training runs (Pliushch et al. 2022), with accuracy mean and spread."""
     from subclassbench.compare import agreement_over_runs, write_agreement
+
+    if out.exists() and not out.is_dir():
+        raise SubclassbenchError(f"--out {out} is a file; pass a folder")
+    check_writable_folder(out)
 
     doc = agreement_over_runs(list(runs))
     write_agreement(doc, out)
