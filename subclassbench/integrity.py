@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from subclassbench.clusterability import commit_layer, summarize
-from subclassbench.metrics import ood_retained, pearson
+from subclassbench.metrics import ood_curve_summary
 
 CLUSTER_KEYS = ("ami", "ari", "nmi", "purity", "matched_acc")
 
@@ -60,15 +60,7 @@ def _transfer_problems(names: list[str], layers: list[dict[str, Any]], summary: 
         curve = [layer["transfer"][f"{kind}_acc"] for layer in layers]
         if any(v is None for v in curve) or kind not in detail:
             continue
-        retained, start = ood_retained(curve)
-        kind_expected = {
-            "ood_retained": retained,
-            "tunnel_start": names[start],
-            "tunnel_start_index": start,
-            "best_ood_acc": curve[start],
-            "last_ood_acc": curve[-1],
-            "pearson_id_ood": pearson(id_curve, curve),
-        }
+        kind_expected = ood_curve_summary(names, id_curve, curve)
         _compare(problems, f"summary.transfer.{kind}", detail[kind], kind_expected)
         if kind == detail["ood_basis"]:
             headline = {k: kind_expected[k] for k in ("ood_retained", "tunnel_start", "pearson_id_ood")}

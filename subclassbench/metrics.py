@@ -9,6 +9,8 @@ the clusters; ``matched_count`` also underlies fine-label recovery accuracy
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, normalized_mutual_info_score
@@ -97,6 +99,19 @@ def ood_retained(ood_acc: list[float]) -> tuple[float, int]:
     if best == len(acc) - 1 or acc[best] == 0:
         return 100.0, best
     return float(100.0 * acc[-1] / acc[best]), best
+
+
+def ood_curve_summary(names: list[str], id_curve: list[float], curve: list[float]) -> dict[str, Any]:
+    """One OOD accuracy curve over layers: % retained, the tunnel start, its accuracies and Pearson(ID, OOD)."""
+    retained, start = ood_retained(curve)
+    return {
+        "ood_retained": retained,
+        "tunnel_start": names[start],
+        "tunnel_start_index": start,
+        "best_ood_acc": curve[start],
+        "last_ood_acc": curve[-1],
+        "pearson_id_ood": pearson(id_curve, curve),
+    }
 
 
 def pearson(a: list[float], b: list[float]) -> float | None:

@@ -23,14 +23,7 @@ import numpy as np
 
 from subclassbench.errors import SubclassbenchError
 from subclassbench.features import LayerFeatures
-from subclassbench.metrics import (
-    alignment,
-    effective_rank,
-    numerical_rank,
-    ood_retained,
-    pearson,
-    singular_values,
-)
+from subclassbench.metrics import alignment, effective_rank, numerical_rank, ood_curve_summary, singular_values
 from subclassbench.probes import ProbeRecipe, fit_probe
 from subclassbench.protocol import RANK_MAX_ROWS, RANK_REL_TOL
 from subclassbench.tasks import SplitData, Task
@@ -172,15 +165,7 @@ def summarize_transfer(names: list[str], per_layer: list[dict[str, Any]], plan: 
         curve = [layer[f"{kind}_acc"] for layer in per_layer]
         if any(v is None for v in curve):
             continue
-        retained, start = ood_retained(curve)
-        kinds[kind] = {
-            "ood_retained": retained,
-            "tunnel_start": names[start],
-            "tunnel_start_index": start,
-            "best_ood_acc": curve[start],
-            "last_ood_acc": curve[-1],
-            "pearson_id_ood": pearson(id_curve, curve),
-        }
+        kinds[kind] = ood_curve_summary(names, id_curve, curve)
     basis = "ood_refit" if "ood_refit" in kinds else "ood_shift"
     return {
         "ood_basis": basis,
