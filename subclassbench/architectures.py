@@ -9,6 +9,7 @@ of the CIFAR ResNets match the widely used pretrained files (see
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -307,3 +308,25 @@ register(
 register(
     "vit_tiny_p4", (3, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "timm ViT-Tiny, 4x4 patches at 32 px (2x2 at 8 px)"
 )(build_vit_tiny_p4)
+
+
+# The architecture switches a user (--norm) or a model card may set; everything else is fixed by the task.
+SWITCHES = ("norm",)
+
+
+def check_switches(arch: str, switches: object) -> dict[str, Any]:
+    """Validate builtin architecture switches (from the command line or a model card)."""
+    from subclassbench.errors import SubclassbenchError
+
+    info = ARCHITECTURES.get(arch)
+    if info is None:
+        raise SubclassbenchError(f"unknown builtin architecture '{arch}'; see `subclassbench encoders`")
+    if not isinstance(switches, dict):
+        raise SubclassbenchError(f"architecture switches must be a mapping such as {{'norm': 'bn'}}, got {switches!r}")
+    accepted = inspect.signature(info.build).parameters
+    for key in switches:
+        if key not in SWITCHES or key not in accepted:
+            raise SubclassbenchError(f"--{key} does not apply to {arch}; it applies to the cifar_resnet* family")
+    if "norm" in switches and switches["norm"] not in NORMS:
+        raise SubclassbenchError(f"unknown norm '{switches['norm']}'; choose from {', '.join(NORMS)}")
+    return dict(switches)

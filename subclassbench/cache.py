@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from subclassbench.errors import SubclassbenchError
-from subclassbench.files import TMP_SUFFIX, atomic_path, atomic_write, check_writable_folder, locked
+from subclassbench.files import TMP_PATTERN, atomic_path, atomic_write, check_writable_folder, locked
 from subclassbench.hashing import canonical_json, sha256_file, sha256_text
 
 CACHE_ENV = "SUBCLASSBENCH_CACHE"
@@ -79,9 +79,9 @@ class FeatureCache:
             if sha256_file(array_path) != record["sha256"]:
                 return None
             array = np.load(array_path, allow_pickle=False)
-        except (OSError, ValueError, KeyError):
-            return None
-        if list(array.shape) != record["shape"] or not _trusted(record, key):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None  # an absent, damaged or foreign entry is a miss, never an error
+        if not isinstance(record, dict) or list(array.shape) != record.get("shape") or not _trusted(record, key):
             return None
         return array, record
 
@@ -115,7 +115,7 @@ class FeatureCache:
         for record_path in sorted(self.root.glob("??/*.json")):
             try:
                 out.append(CacheEntry.from_record(json.loads(record_path.read_text()), record_path))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except Exception as exc:  # a record is data from disk: anything malformed is skipped, never trusted
                 warnings.warn(f"skipping malformed cache record {record_path}: {exc}", stacklevel=2)
         return out
 
@@ -148,7 +148,8 @@ class FeatureCache:
                 if everything or old or (spec is not None and entry.spec == spec):
                     self.remove(entry.key)
                     removed += 1
-            leftovers = [*self.root.glob(f"??/.*{TMP_SUFFIX}"), *self.root.glob(f"??/*{TMP_SUFFIX}")]
+            leftovers = [p for p in self.root.glob("??/*") if _our_temporary(p.name)]
+            leftovers += [p for p in self.root.glob("??/.*") if _our_temporary(p.name)]
             for tmp in leftovers:
                 try:
                     if now - tmp.stat().st_mtime > STALE_TMP_S:  # younger ones may belong to a running writer
@@ -160,6 +161,11 @@ class FeatureCache:
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 POOLING_PATTERN = re.compile(r"global_avg_pool|none|flatten|mean_tokens_excl_\d{1,3}_prefix")
+
+
+def _our_temporary(name: str) -> bool:
+    """A temporary file this cache wrote: ``.<uuid>.tmp``, or ``<key>.npy|json.<uuid>.tmp`` from earlier versions."""
+    return bool(TMP_PATTERN.fullmatch(name) or re.fullmatch(r"[0-9a-f]{64}\.(npy|json)\.[0-9a-f]{32}\.tmp", name))
 
 
 def _trusted(record: dict[str, Any], key: str) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from subclassbench.errors import SubclassbenchError
+from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.similarity import (
     agreement,
     concept_pair_alignment,
@@ -208,15 +208,24 @@ def agreement_over_runs(run_dirs: list[Path]) -> dict[str, Any]:
         card_path = run / "card.json"
         if not (run / "correctness.npz").is_file() or not card_path.is_file():
             raise SubclassbenchError(f"{run} has no correctness.npz and card.json; pass `subclassbench train` folders")
-        with np.load(run / "correctness.npz", allow_pickle=False) as data:
-            run_ids = [str(i) for i in data["test_ids"]] if "test_ids" in data else None
+        try:
+            with np.load(run / "correctness.npz", allow_pickle=False) as data:
+                run_ids = [str(i) for i in data["test_ids"]] if "test_ids" in data else None
+            log = load_correctness(run)
+            card = json.loads(card_path.read_text())
+            if not isinstance(card, dict) or log.ndim != 2:
+                raise ValueError("not a training run's card and correctness log")
+        except Exception as exc:  # damaged or foreign files: zip, key, value, decode errors
+            raise SubclassbenchError(
+                f"cannot read the training logs in {run} ({first_line(exc, 80)}); pass `subclassbench train` folders"
+            ) from None
         if ids is not None and run_ids != ids:
             raise SubclassbenchError(
                 f"{run} was scored on other test samples than {run_dirs[0]}; compare runs of one task"
             )
         ids = run_ids
-        logs.append(load_correctness(run))
-        cards.append(json.loads(card_path.read_text()))
+        logs.append(log)
+        cards.append(card)
     epochs = min(log.shape[0] for log in logs)
     correct = np.stack([log[:epochs] for log in logs])  # networks × epochs × samples
     accuracy = correct.mean(axis=2)

@@ -222,6 +222,35 @@ def load_sklearn_digits() -> ArrayImageSet:
 # --------------------------------------------------------------------------- synthetic
 
 
+SYNTHETIC_LIMITS = {  # integer parameters and their allowed ranges
+    "superclasses": (1, 1000),
+    "subclasses_per_superclass": (2, 1000),
+    "dim": (1, 100_000),
+    "train_per_subclass": (1, 1_000_000),
+    "test_per_subclass": (1, 1_000_000),
+    "seed": (0, 2**32 - 1),
+}
+SYNTHETIC_MAX_VALUES = 200_000_000  # samples × dim: about 800 MB of float32
+
+
+def check_synthetic_params(params: Any) -> None:
+    """The generator's parameters: integers in range, finite separations, a bounded total size."""
+    if not isinstance(params, dict):
+        raise SubclassbenchError("data.params of a synthetic_hierarchy task must be a mapping")
+    for key, (low, high) in SYNTHETIC_LIMITS.items():
+        value = params.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise SubclassbenchError(f"data.params.{key} must be an integer in [{low}, {high}], got {value!r}")
+    for key in ("superclass_separation", "subclass_separation", "noise"):
+        value = params.get(key, 1.0)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value) or value < 0:
+            raise SubclassbenchError(f"data.params.{key} must be a finite number ≥ 0, got {value!r}")
+    per_class = params["train_per_subclass"] + params["test_per_subclass"]
+    total = params["superclasses"] * params["subclasses_per_superclass"] * per_class * params["dim"]
+    if total > SYNTHETIC_MAX_VALUES:
+        raise SubclassbenchError(f"data.params describe {total:,} values (limit {SYNTHETIC_MAX_VALUES:,}); shrink them")
+
+
 def generate_synthetic_hierarchy(params: dict[str, Any]) -> tuple[ArrayImageSet, np.ndarray]:
     """A hierarchical Gaussian mixture (the simplified setting of Yang et al. 2023).
 
@@ -231,6 +260,7 @@ def generate_synthetic_hierarchy(params: dict[str, Any]) -> tuple[ArrayImageSet,
     the samples (labels are global subclass ids ``0..S·K-1``) and the split
     name of every sample (``train`` or ``test``).
     """
+    check_synthetic_params(params)
     n_super = int(params["superclasses"])
     n_sub = int(params["subclasses_per_superclass"])
     dim = int(params["dim"])
@@ -411,7 +441,13 @@ def _hf_to_arrays(dataset: Any, config: dict[str, Any], source_split: str) -> Ar
         )
     channels = config["image_shape"][0]
     mode = "RGB" if channels == 3 else "L"
-    images = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in dataset[image_col]])
+    try:
+        images = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in dataset[image_col]])
+    except (AttributeError, TypeError, ValueError, OSError) as exc:  # a column of something other than images
+        raise SubclassbenchError(
+            f"column '{image_col}' of the Hugging Face dataset does not hold images of one size "
+            f"({first_line(exc, 80)}); set data.hf_dataset.image_column in the task file"
+        ) from None
     if images.ndim == 3:
         images = images[..., None]
     labels = integer_labels(np.asarray(dataset[label_col]), "Hugging Face dataset")

@@ -400,8 +400,8 @@ def _load_builtin(request: LoadRequest) -> Encoder:
         "in_features": int(np.prod(shape if vector_model else input_size)),
         "in_chans": input_size[0] or 1,
         "img_size": input_size[1] or 32,
-        **((card or {}).get("arch_kwargs") or {}),
-        **request.arch_kwargs,
+        **architectures.check_switches(parsed.name, (card or {}).get("arch_kwargs") or {}),
+        **architectures.check_switches(parsed.name, request.arch_kwargs),
     }
     meta = None
     if weights is not None:

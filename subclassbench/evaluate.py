@@ -30,7 +30,7 @@ from subclassbench.datasources import Decoding
 from subclassbench.encoders import Encoder, EncoderSpec, load_encoder
 from subclassbench.errors import DataMissingError, SubclassbenchError
 from subclassbench.features import ExtractionContext, LayerFeatures, extract_cached, extract_shard
-from subclassbench.files import check_writable_folder, inside
+from subclassbench.files import check_file_name, check_writable_folder, inside
 from subclassbench.preprocessing import Preprocessing
 from subclassbench.protocol import PROTOCOL_V1, PROTOCOL_VERSION, protocol_fingerprint
 from subclassbench.results import SCHEMA_VERSION, Result, check_output_path
@@ -88,8 +88,10 @@ def check_device(device: str) -> None:
     """A torch device that exists here, or a one-line error."""
     try:
         torch_device = torch.device(device)
-    except RuntimeError:
+    except (RuntimeError, ValueError):
         raise SubclassbenchError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from None
+    if torch_device.type not in ("cpu", "cuda", "mps"):
+        raise SubclassbenchError(f"device '{device}' cannot run an evaluation; use cpu, cuda or cuda:N")
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise SubclassbenchError(f"device '{device}' is not available here; use --device cpu")
 
@@ -421,6 +423,7 @@ def slug(text: str) -> str:
 def check_result_target(path: Path, request: EvaluationRequest, force: bool) -> None:
     """Before any work: ``--out`` must be a writable file path, and an existing file is replaced only when it
     is an earlier result of the same model on the same task (or with ``force``)."""
+    check_file_name(path)  # first: the file system refuses even to look at a name that is too long
     check_output_path(path)
     check_writable_folder(path.parent)
     if not path.exists() or force:

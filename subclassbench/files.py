@@ -24,12 +24,22 @@ from pathlib import Path
 from subclassbench.errors import SubclassbenchError
 
 TMP_SUFFIX = ".tmp"
+# Temporary files are ``.<32 hex digits>.tmp``: short (a long target name still fits the file-name limit)
+# and recognisable, so cleanup removes only files subclassbench wrote.
+TMP_PATTERN = re.compile(r"\.[0-9a-f]{32}" + re.escape(TMP_SUFFIX))
 LOCK_TIMEOUT_S = 600.0
 
 
 def temporary_name(path: Path) -> Path:
-    """A unique sibling of ``path``: ``.<name>.<uuid>.tmp`` (hidden, and unique across processes and hosts)."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+    """A unique sibling of ``path``: ``.<uuid>.tmp`` (hidden, and unique across processes and hosts)."""
+    return path.with_name(f".{uuid.uuid4().hex}{TMP_SUFFIX}")
+
+
+def _discard(tmp: Path) -> None:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:  # the original error matters more than a failed cleanup
+        pass
 
 
 @contextmanager
@@ -50,8 +60,11 @@ def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
+    except OSError as exc:
+        _discard(tmp)
+        raise SubclassbenchError(f"cannot write {target}: {exc.strerror or exc}; choose a writable path") from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
 
 
@@ -59,17 +72,14 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` atomically (see the module docstring); returns the path."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
     target = Path(path)
-    try:
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(payload)
-    except PermissionError as exc:
-        raise SubclassbenchError(f"cannot write {target}: {exc.strerror}; choose a writable path") from None
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(payload)
     return target
 
 
 def lock_path(folder: str | Path) -> Path:
     """The lock file of ``folder``: a hidden sibling, so the folder itself stays exactly what was written."""
-    path = Path(folder).absolute()
+    path = Path(folder).resolve()  # one lock per folder, however it is named (links, relative paths)
     return path.parent / f".{path.name}.lock"
 
 
@@ -92,6 +102,16 @@ def locked(folder: str | Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[No
         raise SubclassbenchError(
             f"{root} is locked by another subclassbench process; wait for it or remove {lock_file}"
         ) from None
+
+
+def check_file_name(path: Path, what: str = "--out") -> None:
+    """Fail before any work when a file name is longer than the file system allows."""
+    try:
+        limit = os.pathconf(path.parent if path.parent.exists() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(path.name.encode()) > limit:
+        raise SubclassbenchError(f"{what} {path}: the file name is longer than {limit} bytes; choose a shorter name")
 
 
 def check_writable_folder(folder: str | Path, what: str = "--out") -> None:
@@ -126,7 +146,7 @@ def atomic_write_many(files: dict[Path, bytes]) -> list[Path]:
             os.chmod(tmp, 0o644)
     except BaseException as exc:
         for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
         if isinstance(exc, OSError):
             where = exc.filename or "output"
             raise SubclassbenchError(f"cannot write {where}: {exc.strerror}; nothing was written") from None

@@ -12,6 +12,7 @@ the same bytes there.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,11 +147,14 @@ class Result:
         from subclassbench.integrity import summary_problems
 
         where = str(path) if path else "result"
+        bad = first_non_finite(doc)
+        if bad is not None:
+            raise SubclassbenchError(f"{where}: {bad} is not a finite number; results hold no NaN or infinity")
         doc = migrate(doc, where)
         validate_result(doc, where)
         try:
             problems = summary_problems(doc)
-        except (TypeError, KeyError, IndexError, ValueError, AttributeError) as exc:  # shapes the schema allows
+        except (TypeError, KeyError, IndexError, ValueError, AttributeError, OverflowError) as exc:  # odd shapes
             problems = [f"its per-layer data is malformed ({type(exc).__name__}: {first_line(exc, 80)})"]
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -165,8 +169,9 @@ class Result:
         try:
             # NaN and infinity are not JSON; a file that holds them was not written by subclassbench.
             doc = json.loads(path.read_text(), parse_constant=_reject_constant)
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise SubclassbenchError(f"cannot read result {path}: {first_line(exc)}; re-run the evaluation") from None
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else first_line(exc)
+            raise SubclassbenchError(f"cannot read result {path}: {reason}; re-run the evaluation") from None
         return cls.from_doc(doc, path)
 
     # ----------------------------------------------------------------- accessors
@@ -239,6 +244,20 @@ class Result:
         except ValueError as exc:
             raise SubclassbenchError(f"result for {path} holds a NaN or infinite value ({exc}); a bug") from None
         return atomic_write(path, text)
+
+
+def first_non_finite(doc: Any) -> str | None:
+    """The path of the first NaN or infinite number in a JSON-like document (walked without recursion)."""
+    stack: list[tuple[str, Any]] = [("(top level)", doc)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return where
+        if isinstance(node, dict):
+            stack.extend((f"{where}/{k}" if where != "(top level)" else str(k), v) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((f"{where}/{i}", v) for i, v in enumerate(node))
+    return None
 
 
 def _reject_constant(name: str) -> Any:

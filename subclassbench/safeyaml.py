@@ -34,8 +34,9 @@ def loads(text: str, where: str) -> Any:
         raise SubclassbenchError(f"{where} {TOO_LARGE}")
     try:
         return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise SubclassbenchError(f"cannot parse YAML in {where}: {first_line(exc)}; fix the file") from None
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:  # bad dates, huge ints, deep nests
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else first_line(exc)
+        raise SubclassbenchError(f"cannot parse YAML in {where}: {reason}; fix the file") from None
 
 
 def load_file(path: Path) -> Any:

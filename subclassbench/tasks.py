@@ -487,7 +487,7 @@ def read_task_file(path: Path) -> dict[str, Any]:
         return safeyaml.load_file(path)
     try:
         return json.loads(path.read_text(), parse_constant=_no_constant)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise SubclassbenchError(f"cannot parse task file {path}: {first_line(exc)}") from None
 
 
@@ -495,10 +495,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in a task file")
 
 
-def load_task(name_or_path: str | Path) -> Task:
-    """Load a shipped task by name, or any task file by path."""
+def load_task(name_or_path: str | Path, by_name_only: bool = False) -> Task:
+    """Load a task by name (built-in or in ``$SUBCLASSBENCH_TASKS``), or any task file by path.
+
+    ``by_name_only`` refuses paths: submissions and the leaderboard use registered tasks only.
+    """
     candidate = Path(name_or_path)
-    if candidate.suffix in TASK_SUFFIXES and candidate.exists():
+    if not by_name_only and candidate.suffix in TASK_SUFFIXES and candidate.exists():
         return Task.from_dict(read_task_file(candidate), candidate)
     name = str(name_or_path)
     for path in (folder / f"{name}{suffix}" for folder in task_dirs() for suffix in TASK_SUFFIXES):

@@ -20,7 +20,6 @@ control of the coarse-vs-fine comparison.
 
 from __future__ import annotations
 
-import inspect
 import json
 import platform
 import re
@@ -37,7 +36,7 @@ from torch import nn
 from subclassbench import architectures
 from subclassbench.encoders import load_encoder
 from subclassbench.errors import SubclassbenchError, first_line
-from subclassbench.files import TMP_SUFFIX, atomic_path, atomic_write, check_writable_folder, locked
+from subclassbench.files import TMP_PATTERN, atomic_path, atomic_write, check_writable_folder, locked
 from subclassbench.hashing import sha256_file, sha256_json
 from subclassbench.tasks import SplitData, Task
 
@@ -94,18 +93,6 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torc
     return out
 
 
-def _check_arch_kwargs(arch: str, arch_kwargs: dict[str, Any]) -> None:
-    info = architectures.ARCHITECTURES.get(arch)
-    if info is None:
-        raise SubclassbenchError(f"unknown builtin architecture '{arch}'; see `subclassbench encoders`")
-    accepted = inspect.signature(info.build).parameters
-    for key in arch_kwargs:
-        if key not in accepted:
-            raise SubclassbenchError(f"--{key} does not apply to {arch}; it applies to the cifar_resnet* family")
-    if "norm" in arch_kwargs and arch_kwargs["norm"] not in architectures.NORMS:
-        raise SubclassbenchError(f"unknown norm '{arch_kwargs['norm']}'; choose from {', '.join(architectures.NORMS)}")
-
-
 def _accuracy(model: nn.Module, preprocess: Any, split: SplitData, y: np.ndarray, batch: int = 1024) -> np.ndarray:
     """Per-sample correctness (bool) of ``model`` on ``split``."""
     model.eval()
@@ -133,12 +120,19 @@ def check_run_folder(out: Path) -> None:
     check_writable_folder(out)
     if not out.is_dir():
         return
-    ours = (*RUN_FILES, CHECKPOINTS)
-    leftover = re.compile(r"\..+" + re.escape(TMP_SUFFIX))  # temporary files of a killed earlier run
-    foreign = [p.name for p in out.iterdir() if p.name not in ours and not leftover.fullmatch(p.name)]
+    def ours(p: Path) -> bool:  # a run's files (as files), its checkpoints folder, a killed run's temporary files
+        if p.name in RUN_FILES:
+            return p.is_file()
+        return (p.name == CHECKPOINTS and p.is_dir()) or bool(TMP_PATTERN.fullmatch(p.name))
+
+    foreign = [p.name for p in out.iterdir() if not ours(p)]
     checkpoints = out / CHECKPOINTS
     if checkpoints.is_dir():
-        foreign += [f"{CHECKPOINTS}/{p.name}" for p in checkpoints.iterdir() if not CHECKPOINT_NAME.fullmatch(p.name)]
+        foreign += [
+            f"{CHECKPOINTS}/{p.name}"
+            for p in checkpoints.iterdir()
+            if not (p.is_file() and (CHECKPOINT_NAME.fullmatch(p.name) or TMP_PATTERN.fullmatch(p.name)))
+        ]
     if foreign:
         raise SubclassbenchError(
             f"--out {out} holds files that are not a subclassbench run's ({', '.join(sorted(foreign)[:3])}); "
@@ -236,7 +230,7 @@ def _check_request(labels: str, recipe: Recipe, arch: str, arch_kwargs: dict[str
         raise SubclassbenchError(f"schedule must be one of {', '.join(SCHEDULES)}, not '{recipe.schedule}'")
     if recipe.epochs < 0 or recipe.batch_size < 1 or recipe.lr <= 0 or recipe.momentum < 0 or recipe.weight_decay < 0:
         raise SubclassbenchError("--epochs must be ≥ 0, --batch-size ≥ 1, --lr > 0, --momentum and --weight-decay ≥ 0")
-    _check_arch_kwargs(arch, arch_kwargs)
+    architectures.check_switches(arch, arch_kwargs)
     return labels
 
 
@@ -295,7 +289,12 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         state_path = out / "last.pt"
         if state_path.exists() and resume:
-            run.restore(_load_state(state_path), out)
+            try:
+                run.restore(_load_state(state_path), out)
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a state that loads but does not fit
+                raise SubclassbenchError(
+                    f"cannot resume from {state_path} ({first_line(exc, 80)}); pass --no-resume to start over"
+                ) from None
         else:  # a fresh start: no stale outputs of an earlier run survive
             _clear_run(out)
         last_epoch = recipe.epochs if stop_after_epochs is None else min(recipe.epochs, run.epoch + stop_after_epochs)

@@ -124,8 +124,20 @@ def npz_case(name: str, make: Callable[[Path], Path], extra: tuple[str, ...] = (
     def setup(box: Path) -> list[str]:
         task = tiny_task(box)
         data = make(box)
-        return ["evaluate", "--task", str(task), "--data", str(data), "--metrics", "clusterability", "-q",
-                "--out", "out/r.json", "--no-cache", *extra]  # fmt: skip
+        return [
+            "evaluate",
+            "--task",
+            str(task),
+            "--data",
+            str(data),
+            "--metrics",
+            "clusterability",
+            "-q",
+            "--out",
+            "out/r.json",
+            "--no-cache",
+            *extra,
+        ]
 
     return Case(f"data-{name}", setup)
 
@@ -372,8 +384,19 @@ CASES.append(Case("data-corrupt-train-split-with-transfer", _corrupt_train_split
 def _weights_case(name: str, make: Callable[[Path], Path]) -> Case:
     def setup(box: Path) -> list[str]:
         weights = make(box)
-        return ["evaluate", "--model", "builtin:digits_cnn", "--weights", str(weights), "-q", "--out", "out/r.json",
-                "--no-cache", "--metrics", "clusterability"]  # fmt: skip
+        return [
+            "evaluate",
+            "--model",
+            "builtin:digits_cnn",
+            "--weights",
+            str(weights),
+            "-q",
+            "--out",
+            "out/r.json",
+            "--no-cache",
+            "--metrics",
+            "clusterability",
+        ]
 
     return Case(f"weights-{name}", setup)
 
@@ -572,14 +595,33 @@ SUBMIT_NAMES = ["../../escaped", "/tmp/escaped", "Upper", ".hidden", "a/b", ".."
 
 def _submit(name: str) -> Callable[[Path], list[str]]:
     def setup(box: Path) -> list[str]:
-        return ["submit", "--name", name, "--model", "builtin:digits_mlp", "--task", "digits-5", "--submissions",
-                str(box / "subs"), "--labels", "none", "--training-data", "none", "--license", "MIT",
-                "--citation", "x", "-q"]  # fmt: skip
+        return [
+            "submit",
+            "--name",
+            name,
+            "--model",
+            "builtin:digits_mlp",
+            "--task",
+            "digits-5",
+            "--submissions",
+            str(box / "subs"),
+            "--labels",
+            "none",
+            "--training-data",
+            "none",
+            "--license",
+            "MIT",
+            "--citation",
+            "x",
+            "-q",
+        ]
 
     return setup
 
 
 CASES += [Case(f"submit-name-{i}", _submit(name)) for i, name in enumerate(SUBMIT_NAMES)]
+
+
 def _submit_task(task: str) -> Callable[[Path], list[str]]:
     def setup(box: Path) -> list[str]:
         args = _submit("ok")(box)
@@ -637,8 +679,16 @@ for _name, _record in CACHE_RECORDS:
 
 def _cache_is_a_file(box: Path) -> list[str]:
     (box / "cachefile").write_text("not a folder")
-    return ["evaluate", "--cache-dir", str(box / "cachefile" / "sub"), "-q", "--out", "out/r.json", "--metrics",
-            "clusterability"]  # fmt: skip
+    return [
+        "evaluate",
+        "--cache-dir",
+        str(box / "cachefile" / "sub"),
+        "-q",
+        "--out",
+        "out/r.json",
+        "--metrics",
+        "clusterability",
+    ]
 
 
 CASES.append(Case("cache-dir-under-a-file", _cache_is_a_file))
@@ -761,7 +811,7 @@ def test_red_team(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_the_red_team_is_large_enough():
-    assert len(CASES) >= 150
+    assert len(CASES) + len(MORE) >= 150
 
 
 def test_an_edited_cache_record_is_not_copied_into_a_result(tmp_path, monkeypatch, capsys):
@@ -828,3 +878,220 @@ def test_a_dead_encoder_is_flagged_not_reported_as_retaining_everything(tmp_path
     result = evaluate(EvaluationRequest(model="builtin:digits_mlp", weights=str(weights), progress=False, cache="off"))
     assert all("constant" in layer["flags"] for layer in result.layers)
     assert result.summary["transfer"]["flat_ood_curve"] is True
+
+
+# --------------------------------------------------------------------------- found in review: more hostile files
+
+
+def _validate_edited_text(
+    edit: Callable[[str], str], file: str = "results/digits-5.json"
+) -> Callable[[Path], list[str]]:
+    def setup(box: Path) -> list[str]:
+        path = _submission(box) / file
+        path.write_text(edit(path.read_text()))
+        return ["validate", str(box / "subs")]
+
+    return setup
+
+
+def _fake_basis(doc: dict) -> None:
+    doc["summary"]["transfer"]["ood_basis"] = "ood_refitt"
+    doc["summary"]["transfer"]["ood_retained"] = doc["summary"]["ood_retained"] = 999.0
+
+
+def _no_kind_blocks(doc: dict) -> None:
+    for kind in ("ood_shift", "ood_refit"):
+        doc["summary"]["transfer"].pop(kind)
+    doc["summary"]["transfer"]["ood_retained"] = doc["summary"]["ood_retained"] = 999.0
+
+
+def _deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+MORE = [
+    Case("result-fake-ood-basis", _edit_result(_fake_basis)),
+    Case("result-no-kind-blocks", _edit_result(_no_kind_blocks)),
+    Case(
+        "result-overflowing-number",
+        _validate_edited_text(lambda t: t.replace('"effective_rank": ', '"effective_rank": 1e999, "x": ', 1)),
+    ),
+    Case(
+        "result-overflowing-n", _edit_result(lambda d: _set(d, "layers/0/clusterability/per_superclass/0/n", 10**400))
+    ),
+    Case("result-deep-nesting", _validate_edited_text(lambda t: _deep(100_000))),
+    Case("model-impossible-date", _validate_edited_text(lambda t: t + "extra: 2001-02-30\n", "model.yaml")),
+    Case("model-huge-int", _validate_edited_text(lambda t: t + "extra: " + "9" * 5000 + "\n", "model.yaml")),
+    Case("model-deep-nesting", _validate_edited_text(lambda t: t + "extra: " + _deep(20_000) + "\n", "model.yaml")),
+]
+
+
+def _board_case(name: str, file: str, content: bytes, code: int = 2) -> Case:
+    def setup(box: Path) -> list[str]:
+        shutil.copytree(REPO / "leaderboard", box / "lb")
+        (box / "lb" / file).write_bytes(content)
+        subs = str(REPO / "submissions")  # read only: --check writes nothing
+        return ["leaderboard", "build", "--check", "--submissions", subs, "--out", str(box / "lb")]
+
+    return Case(f"leaderboard-{name}", setup, code=code)
+
+
+MORE += [
+    _board_case("json-merge-conflict", "leaderboard.json", b"{\n<<<<<<< HEAD\n"),
+    _board_case("json-a-list", "leaderboard.json", b"[]"),
+    _board_case("json-rows-without-keys", "leaderboard.json", b'{"tasks": {"digits-5": [{}]}}'),
+    _board_case("changelog-not-utf8", "CHANGELOG.md", b"\xff\xfe\x00bad"),
+]
+for _name, _record in [("record-a-list", []), ("record-null", None), ("record-huge-shape", {"shape": [10**400]})]:
+    MORE.append(
+        Case(
+            f"cache-evaluate-{_name}",
+            lambda b, r=_record: [
+                *(_plant(b, r) and []),
+                "evaluate",
+                "-q",
+                "--cache-dir",
+                str(b / "cache"),
+                "--metrics",
+                "clusterability",
+                "--out",
+                "r.json",
+            ],
+            code=0,
+            may_create=("r.json",),
+            after=_victim_intact,
+        )
+    )
+for _name, _record in [
+    ("rows-short", {"key": "ab" + "1" * 62, "shape": [1], "fields": {"rows": [1]}}),
+    ("fields-a-list", {"key": "ab" + "1" * 62, "shape": [1], "fields": []}),
+    ("encoder-a-string", {"key": "ab" + "1" * 62, "shape": [1], "fields": {"encoder": "x"}}),
+]:
+    MORE.append(
+        Case(
+            f"cache-ls-{_name}",
+            lambda b, r=_record: [*(_plant(b, r) and []), "cache", "ls", "--cache-dir", str(b / "cache")],
+            code=0,
+            after=_victim_intact,
+        )
+    )
+
+
+def _card_switches(switches: object) -> Callable[[Path], Path]:
+    return lambda b: _card(b, arch_kwargs=switches)
+
+
+MORE += [
+    _weights_case("card-switches-a-list", _card_switches([1])),
+    _weights_case("card-switches-num-classes", _card_switches({"num_classes": "x"})),
+    _weights_case("card-switches-unknown-norm", _card_switches({"norm": "gn"})),
+]
+
+
+def _agreement_garbage(box: Path) -> list[str]:
+    run = box / "run"
+    run.mkdir()
+    (run / "correctness.npz").write_bytes(b"PK\x03\x04garbage")
+    (run / "card.json").write_text("{}")
+    return ["agreement", str(run), "--out", str(box / "agr")]
+
+
+def _agreement_no_packed(box: Path) -> list[str]:
+    run = box / "run"
+    run.mkdir()
+    np.savez(run / "correctness.npz", test_ids=np.array(["a"]))
+    (run / "card.json").write_text("[]")
+    return ["agreement", str(run), "--out", str(box / "agr")]
+
+
+def _hf_ints(box: Path) -> Path:
+    import datasets
+
+    _, labels = make_images()
+    root = box / "hf"
+    datasets.Dataset.from_dict({"img": list(range(len(labels))), "label": labels.tolist()}).save_to_disk(str(root))
+    return root
+
+
+def _synthetic(key: str, value: object) -> Case:
+    def setup(box: Path) -> list[str]:
+        raw = yaml.safe_load((builtin_tasks_dir() / "synthetic-hier.yaml").read_text())
+        raw["data"]["params"][key] = value
+        write_yaml(box / "synthetic-hier.yaml", raw)
+        return ["tasks", "show", str(box / "synthetic-hier.yaml")]
+
+    return Case(f"synthetic-{key}-{value!r}"[:60], setup)
+
+
+def _matrix(entry: str) -> Callable[[Path], list[str]]:
+    def setup(box: Path) -> list[str]:
+        (box / "models.yaml").write_text(entry)
+        (box / "tasks.yaml").write_text("- digits-5\n")
+        return ["run", "--models", str(box / "models.yaml"), "--tasks", str(box / "tasks.yaml"), "--out", "res"]
+
+    return setup
+
+
+def _resume_without_model(box: Path) -> list[str]:
+    run = box / "run"
+    args = ["train", "--task", "digits-5", "--arch", "digits_mlp", "--epochs", "2", "--out", str(run), "-q"]
+    from subclassbench.tasks import load_task
+    from subclassbench.training import Recipe, train
+
+    train(load_task("digits-5"), "digits_mlp", "superclass", run, Recipe(epochs=2), progress=False, stop_after_epochs=1)
+    state = torch.load(run / "last.pt", weights_only=True)
+    del state["model"]
+    torch.save(state, run / "last.pt")
+    return args
+
+
+def _card_dir_then_fresh(box: Path) -> list[str]:
+    (box / "run" / "card.json").mkdir(parents=True)
+    return [
+        "train",
+        "--task",
+        "digits-5",
+        "--arch",
+        "digits_cnn",
+        "--epochs",
+        "1",
+        "--out",
+        str(box / "run"),
+        "--no-resume",
+        "-q",
+    ]
+
+
+def _custom_task_submit(box: Path) -> list[str]:
+    write_yaml(box / "custom.yaml", _set(digits_raw(), "name", "custom"))
+    args = _submit("ok")(box)
+    args[args.index("--task") + 1] = "custom.yaml"
+    return args
+
+
+MORE += [
+    Case("agreement-garbage-npz", _agreement_garbage),
+    Case("agreement-npz-without-log", _agreement_no_packed),
+    npz_case("hf-image-column-of-ints", _hf_ints),
+    _synthetic("seed", "abc"),
+    _synthetic("seed", 2**40),
+    _synthetic("dim", -5),
+    _synthetic("dim", 10**11),
+    _synthetic("noise", "loud"),
+    Case("run-model-not-a-string", _matrix("- model: 5\n")),
+    Case("run-metrics-not-a-list", _matrix("- model: builtin:digits_mlp\n  metrics: 7\n")),
+    Case("run-weights-not-a-string", _matrix("- model: builtin:digits_mlp\n  weights: 12\n")),
+    Case("usage-device-meta", lambda b: ["evaluate", "--device", "meta", "-q"]),
+    Case(
+        "usage-compare-negative-samples", lambda b: ["compare", "--model", "builtin:digits_mlp", "--max-samples", "-5"]
+    ),
+    Case("out-name-too-long", lambda b: ["evaluate", "-q", "--out", str(b / ("r" * 300 + ".json"))]),
+    Case("train-resume-state-without-model", _resume_without_model, may_create=(".run.lock",)),
+    Case("train-card-is-a-folder", _card_dir_then_fresh, may_create=(".run.lock",)),
+    Case("submit-local-task-file", _custom_task_submit),
+]
+
+
+@pytest.mark.parametrize("case", MORE, ids=[c.id for c in MORE])
+def test_red_team_found_in_review(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch):
+    test_red_team(case, tmp_path, capsys, monkeypatch)

@@ -87,7 +87,7 @@ def test_a_half_written_or_damaged_entry_is_never_read(tmp_path):
     path = tmp_path / key[:2] / f"{key}.npy"
     path.write_bytes(path.read_bytes()[:-8])
     assert cache.get(key) is None
-    stray = tmp_path / key[:2] / f"{key}.npy.123.tmp"
+    stray = tmp_path / key[:2] / f".{'e' * 32}.tmp"
     stray.write_bytes(b"partial")
     os.utime(stray, (0, 0))  # a leftover of a writer killed long ago
     assert cache.prune(everything=True) == 1 and not list(tmp_path.glob(f"{key[:2]}/*"))

@@ -93,7 +93,7 @@ def test_a_held_lock_is_one_line_error(tmp_path):
 
 def test_every_write_goes_through_files_py():
     """No module renames temporary files by hand: files.py is the one place that does."""
-    pattern = re.compile(r"os\.replace|\.replace\(tmp|\.tmp\"|tmp\.write_|with_suffix\([^)]*tmp")
+    pattern = re.compile(r"os\.replace|\.replace\(tmp|tmp\.write_|with_suffix\([^)]*tmp|\+ \"\.tmp\"")
     offenders = [
         str(p.relative_to(REPO))
         for p in sorted(PACKAGE.rglob("*.py"))

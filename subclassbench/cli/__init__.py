@@ -66,7 +66,10 @@ DataOption = Annotated[
 ]
 LayersOption = Annotated[list[str] | None, typer.Option(help="Layers to score (comma-separated or repeated).")]
 SplitOption = Annotated[str | None, typer.Option(help="Split to score (default: the task's evaluation split).")]
-CacheDirOption = Annotated[str | None, typer.Option(help="Feature cache folder (default: ~/.cache/subclassbench).")]
+CacheDirOption = Annotated[
+    str | None,
+    typer.Option(help="Feature cache folder (default: $SUBCLASSBENCH_CACHE or ~/.cache/subclassbench/features)."),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
 DEFAULT_MODEL = "builtin:digits_cnn.digits5_coarse"
 
