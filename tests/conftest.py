@@ -21,10 +21,9 @@ SHARED = REPO.parent / "shared"
 CLASS_NAMES = ["cat", "dog", "car", "truck"]
 
 
-@pytest.fixture
-def tiny_image_task(tmp_path: Path) -> Path:
+def tiny_task_raw() -> dict:
     """An image_classification task over 4 classes in 2 superclasses (animals, vehicles)."""
-    raw = {
+    return {
         "name": "tiny-images",
         "version": 1,
         "description": "Four generated classes in two superclasses.",
@@ -39,6 +38,21 @@ def tiny_image_task(tmp_path: Path) -> Path:
         "evaluation_split": "test",
         "splits": {"test": {"source_split": "test", "select": "all", "expected_count": 40}},
     }
+
+
+def add_transfer(raw: dict, expected_count: int | None = None) -> dict:
+    """A train split and a transfer block (cat, car → dog, truck) for the tiny task."""
+    raw["splits"]["train"] = {"source_split": "train", "select": "all"}
+    if expected_count:
+        raw["splits"]["train"]["expected_count"] = expected_count
+    raw["transfer"] = {"id_train_split": "train", "id_test_split": "test", "ood_split": "test", "source": [0, 2],
+                       "target": [1, 3]}  # fmt: skip
+    return raw
+
+
+@pytest.fixture
+def tiny_image_task(tmp_path: Path) -> Path:
+    raw = tiny_task_raw()
     path = tmp_path / "tiny-images.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

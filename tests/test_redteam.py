@@ -25,7 +25,7 @@ import yaml
 
 from subclassbench.cli import main
 from subclassbench.tasks import builtin_tasks_dir
-from tests.conftest import CLASS_NAMES, REPO, make_images
+from tests.conftest import CLASS_NAMES, REPO, add_transfer, make_images, tiny_task_raw
 
 PWNED = "PWNED"
 
@@ -92,32 +92,10 @@ def task_case(name: str, mutate: Callable[[dict], object], suffix: str = ".yaml"
     return Case(f"task-{name}", setup)
 
 
-def tiny_task(box: Path, with_train: bool = False, transfer: bool = False) -> Path:
-    superclasses = [
-        {"id": 0, "name": "animal", "subclasses": [{"id": 0, "name": "cat"}, {"id": 1, "name": "dog"}]},
-        {"id": 1, "name": "vehicle", "subclasses": [{"id": 2, "name": "car"}, {"id": 3, "name": "truck"}]},
-    ]
-    raw = {
-        "name": "tiny-images",
-        "version": 1,
-        "description": "Four generated classes in two superclasses.",
-        "citation": "Generated in the red-team suite.",
-        "data": {"source": "image_classification", "image_shape": [3, 16, 16], "class_names": CLASS_NAMES},
-        "hierarchy": {"superclasses": superclasses},
-        "evaluation_split": "test",
-        "splits": {"test": {"source_split": "test", "select": "all"}},
-    }
-    if with_train:
-        raw["splits"]["train"] = {"source_split": "train", "select": "all"}
-    if transfer:
-        raw["transfer"] = {
-            "id_train_split": "train",
-            "id_test_split": "test",
-            "ood_split": "test",
-            "source": [0, 2],
-            "target": [1, 3],
-        }
-    return write_yaml(box / "tiny-images.yaml", raw)
+def tiny_task(box: Path, transfer: bool = False) -> Path:
+    raw = tiny_task_raw()
+    raw["splits"]["test"].pop("expected_count")  # the data cases vary the number of samples
+    return write_yaml(box / "tiny-images.yaml", add_transfer(raw) if transfer else raw)
 
 
 def npz_case(name: str, make: Callable[[Path], Path], extra: tuple[str, ...] = ()) -> Case:
@@ -367,7 +345,7 @@ CASES += [npz_case(name, make) for name, make in DATA_CASES]
 
 
 def _corrupt_train_split(box: Path) -> list[str]:
-    task = tiny_task(box, with_train=True, transfer=True)
+    task = tiny_task(box, transfer=True)
     data = box / "data"
     data.mkdir()
     save_npz(data, "tiny_test.npz")
@@ -658,23 +636,21 @@ CACHE_RECORDS = [
     ("key-of-another-file", {"key": "cd" + "2" * 62, "shape": [1], "created": 0}),
     ("shape-garbage", {"key": "ab" + "1" * 62, "shape": "big", "created": 0}),
 ]
+
+
+def _cache_case(name: str, record: object, *command: str) -> Case:
+    """A planted record, then a cache command: it must succeed and leave the victim file alone."""
+
+    def setup(box: Path) -> list[str]:
+        cache = _plant(box, record)
+        return [*command, "--cache-dir", str(cache)]
+
+    return Case(f"cache-{command[1]}-{name}", setup, code=0, after=_victim_intact)
+
+
 for _name, _record in CACHE_RECORDS:
-    CASES.append(
-        Case(
-            f"cache-ls-{_name}",
-            lambda b, r=_record: [*(_plant(b, r) and []), "cache", "ls", "--cache-dir", str(b / "cache")],
-            code=0,
-            after=_victim_intact,
-        )
-    )
-    CASES.append(
-        Case(
-            f"cache-prune-{_name}",
-            lambda b, r=_record: [*(_plant(b, r) and []), "cache", "prune", "--all", "--cache-dir", str(b / "cache")],
-            code=0,
-            after=_victim_intact,
-        )
-    )
+    CASES.append(_cache_case(_name, _record, "cache", "ls"))
+    CASES.append(_cache_case(_name, _record, "cache", "prune", "--all"))
 
 
 def _cache_is_a_file(box: Path) -> list[str]:
@@ -967,14 +943,7 @@ for _name, _record in [
     ("fields-a-list", {"key": "ab" + "1" * 62, "shape": [1], "fields": []}),
     ("encoder-a-string", {"key": "ab" + "1" * 62, "shape": [1], "fields": {"encoder": "x"}}),
 ]:
-    MORE.append(
-        Case(
-            f"cache-ls-{_name}",
-            lambda b, r=_record: [*(_plant(b, r) and []), "cache", "ls", "--cache-dir", str(b / "cache")],
-            code=0,
-            after=_victim_intact,
-        )
-    )
+    MORE.append(_cache_case(_name, _record, "cache", "ls"))
 
 
 def _card_switches(switches: object) -> Callable[[Path], Path]:

@@ -16,6 +16,7 @@ from subclassbench.probes import ProbeRecipe, fit_probe
 from subclassbench.results import validate_result
 from subclassbench.tasks import Task, builtin_tasks_dir, load_task, read_task_file
 from subclassbench.transfer import ProbeSet, TransferPlan, score_transfer, summarize_transfer
+from tests.conftest import add_transfer
 
 # ----------------------------------------------------------------------------- rank
 
@@ -218,17 +219,7 @@ def test_metrics_selection():
 
 def add_train_split_and_transfer(task_file, expected_count: int | None = None) -> dict:
     """Give the tiny image task a train split and a transfer block (cat, car → dog, truck)."""
-    raw = yaml.safe_load(task_file.read_text())
-    raw["splits"]["train"] = {"source_split": "train", "select": "all"}
-    if expected_count:
-        raw["splits"]["train"]["expected_count"] = expected_count
-    raw["transfer"] = {
-        "id_train_split": "train",
-        "id_test_split": "test",
-        "ood_split": "test",
-        "source": [0, 2],
-        "target": [1, 3],
-    }
+    raw = add_transfer(yaml.safe_load(task_file.read_text()), expected_count)
     task_file.write_text(yaml.safe_dump(raw))
     return raw
 
