@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from subclassbench.errors import SubclassbenchError
+from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.hashing import sha256_file
 
 HIERARCHY_FILES = ("dataset_class_info.json", "class_hierarchy.txt", "node_names.txt")
@@ -82,6 +82,7 @@ class Hierarchy:
                     seen.add(parent)
                     frontier.append(parent)
         self.children = {node: sorted(kids) for node, kids in kept.items()}
+        _check_acyclic(self.children)
         self.level = self._levels()
 
     @classmethod
@@ -100,8 +101,9 @@ class Hierarchy:
             names = dict(
                 _pair(line, "\t") for line in (folder / HIERARCHY_FILES[2]).read_text().splitlines() if line.strip()
             )
-        except (ValueError, TypeError) as exc:
-            raise SubclassbenchError(f"cannot parse the BREEDS hierarchy files in {folder}: {exc}") from None
+        except (ValueError, TypeError, RecursionError, OSError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else first_line(exc, 100)
+            raise SubclassbenchError(f"cannot parse the BREEDS hierarchy files in {folder}: {reason}") from None
         return cls(classes, edges, names, root)
 
     def _levels(self) -> dict[str, int]:
@@ -463,6 +465,27 @@ def write_task_file(text: str, path: Path, force: bool = False) -> Path:
     if path.exists() and not force:
         raise SubclassbenchError(f"{path} exists; pass --force to overwrite it or --out another path")
     return atomic_write(path, text)
+
+
+def _check_acyclic(children: dict[str, list[str]]) -> None:
+    """The hierarchy must be a DAG: a cycle would make levels and leaves endless (iterative three-colour DFS)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in children:
+        if state.get(start):
+            continue
+        stack = [(start, iter(children.get(start, ())))]
+        state[start] = 1
+        while stack:
+            node, kids = stack[-1]
+            child = next(kids, None)
+            if child is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(child) == 1:
+                raise SubclassbenchError(f"the BREEDS hierarchy has a cycle through {child}; fix class_hierarchy.txt")
+            elif not state.get(child):
+                state[child] = 1
+                stack.append((child, iter(children.get(child, ()))))
 
 
 def _pair(line: str, sep: str) -> tuple[str, str]:

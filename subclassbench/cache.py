@@ -58,7 +58,9 @@ class CacheStats:
 
 
 class FeatureCache:
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | str | None = None) -> None:
+        if root is not None and not str(root).strip():
+            raise SubclassbenchError("--cache-dir is empty; pass a folder (or leave it out for the default cache)")
         self.root = Path(root) if root is not None else cache_root()
 
     def _paths(self, key: str) -> tuple[Path, Path]:  # callers pass keys checked by check_key
@@ -113,6 +115,8 @@ class FeatureCache:
         if not self.root.is_dir():
             return out
         for record_path in sorted(self.root.glob("??/*.json")):
+            if not record_path.is_file() or record_path.is_symlink():  # a FIFO, a folder or a link: not ours
+                continue
             try:
                 out.append(CacheEntry.from_record(json.loads(record_path.read_text()), record_path))
             except Exception as exc:  # a record is data from disk: anything malformed is skipped, never trusted
@@ -132,7 +136,11 @@ class FeatureCache:
         return len(list(self.root.glob("??/*.json"))), size
 
     def remove(self, key: str) -> None:
+        """Delete an entry's two files, never anything that resolves outside the cache (a linked shard folder)."""
+        root = self.root.resolve()
         for path in self._paths(check_key(key)):
+            if path.parent.is_symlink() or path.is_symlink() or root not in path.resolve().parents:
+                continue
             path.unlink(missing_ok=True)
 
     def prune(self, older_than_s: float | None = None, spec: str | None = None, everything: bool = False) -> int:

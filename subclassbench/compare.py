@@ -128,8 +128,13 @@ def compare(
 
     task = load_task(task_name)
     split = task.load_split(data_path=data)
+    if not 0 <= seed < 2**32:
+        raise SubclassbenchError(f"--seed must be between 0 and 2**32 - 1, got {seed}")
     rows = _subsample(len(split), max_samples, seed)
-    k = k or task.n_subclasses
+    k = task.n_subclasses if k is None else k
+    if not 2 <= k <= len(rows):
+        raise SubclassbenchError(f"--k must be between 2 and the number of compared samples ({len(rows)}), got {k}")
+
     a = _side(model_a, weights_a, split, rows, k, seed, layers_a, batch_size, progress)
     same = model_a == model_b and weights_a == weights_b and layers_a == layers_b
     b = a if same else _side(model_b, weights_b, split, rows, k, seed, layers_b, batch_size, progress)
@@ -227,6 +232,8 @@ def agreement_over_runs(run_dirs: list[Path]) -> dict[str, Any]:
         logs.append(log)
         cards.append(card)
     epochs = min(log.shape[0] for log in logs)
+    if epochs == 0:
+        raise SubclassbenchError("a run has no epochs of correctness logs (trained with --epochs 0); pass trained runs")
     correct = np.stack([log[:epochs] for log in logs])  # networks × epochs × samples
     accuracy = correct.mean(axis=2)
     return {

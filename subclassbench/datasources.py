@@ -331,7 +331,7 @@ def load_image_classification(
     if npz:
         return _load_npz(npz[0], source_split, config)
     if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-        return _load_hf_disk(path, config, source_split)
+        return _load_hf_disk(path, config, source_split, primary)
     if (path / source_split).is_dir():
         return _load_image_folder(path / source_split, config, source_split)
     if any(p.is_dir() for p in path.iterdir()):
@@ -413,7 +413,7 @@ def _load_image_folder(root: Path, config: dict[str, Any], source_split: str) ->
                 f"{', '.join(names)} or a numeric label); rename or remove it"
             )
     for label, folder in sorted(folders):  # label order, so every layout lists samples alike
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
         if not files:
             raise SubclassbenchError(f"class folder {folder} holds no images; add its images or remove the folder")
         paths.extend(files)
@@ -450,13 +450,18 @@ def _hf_to_arrays(dataset: Any, config: dict[str, Any], source_split: str) -> Ar
         ) from None
     if images.ndim == 3:
         images = images[..., None]
-    labels = integer_labels(np.asarray(dataset[label_col]), "Hugging Face dataset")
+    try:
+        raw_labels = np.asarray(dataset[label_col])
+    except (TypeError, ValueError) as exc:
+        reason = first_line(exc, 80)
+        raise SubclassbenchError(f"label column '{label_col}' is not a list of integers ({reason})") from None
+    labels = integer_labels(raw_labels, "Hugging Face dataset")
     _check_images(images, "Hugging Face dataset", config)
     ids = [f"{source_split}/{i:06d}" for i in range(len(images))]
     return ArrayImageSet(array=images, labels=labels, ids=ids, scale=1.0 / 255.0)
 
 
-def _load_hf_disk(path: Path, config: dict[str, Any], source_split: str) -> ArrayImageSet:
+def _load_hf_disk(path: Path, config: dict[str, Any], source_split: str, primary: bool = True) -> ArrayImageSet:
     import datasets
 
     loaded = load_saved_dataset(path)
@@ -466,6 +471,8 @@ def _load_hf_disk(path: Path, config: dict[str, Any], source_split: str) -> Arra
                 f"saved dataset {path} has splits {list(loaded)} but not '{source_split}'; save that split"
             )
         loaded = loaded[source_split]
+    elif not primary:  # one unnamed split serves only the evaluated split, never also as training data
+        raise DataMissingError(_one_split_message(path, source_split))
     return _hf_to_arrays(loaded, config, source_split)
 
 

@@ -75,10 +75,12 @@ class EvaluationRequest:
         if self.batch_size < 1:
             raise SubclassbenchError("--batch-size must be ≥ 1")
         check_device(self.device)
+        if self.cache_dir is not None:
+            FeatureCache(self.cache_dir)  # an empty --cache-dir is an error, not the default cache
         EncoderSpec.parse(self.model)  # a malformed spec fails before any data is read
 
     def feature_cache(self) -> FeatureCache | None:
-        return None if self.cache == "off" else FeatureCache(Path(self.cache_dir) if self.cache_dir else None)
+        return None if self.cache == "off" else FeatureCache(self.cache_dir)
 
     def context(self, encoder: Encoder, split: SplitData, layers: list[str]) -> ExtractionContext:
         return ExtractionContext(encoder, split, layers, self.batch_size, self.device, self.progress)
@@ -394,6 +396,7 @@ def _result(
 
 
 RESULTS_ROOT = Path("results")
+MAX_SHARDS = 10_000
 
 
 def default_output_path(result: Result) -> Path:
@@ -457,6 +460,6 @@ def parse_shard(text: str) -> tuple[int, int]:
         index, count = (int(x) for x in text.split("/"))
     except ValueError:
         raise SubclassbenchError(f"--shard needs I/N (e.g. 2/4), got '{text}'") from None
-    if not 1 <= index <= count:
-        raise SubclassbenchError(f"--shard {text}: I must be between 1 and N")
+    if not 1 <= index <= count or count > MAX_SHARDS:
+        raise SubclassbenchError(f"--shard {text}: I must be between 1 and N, and N at most {MAX_SHARDS}")
     return index - 1, count

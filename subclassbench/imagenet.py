@@ -55,6 +55,7 @@ def load_imagenet(
     data_path: str | Path | None,
     classes: dict[str, int | None],
     decoding: Decoding,
+    primary: bool = True,
 ) -> ImageSet:
     """The images of ``classes`` (WNID → ImageNet class index) in one ImageNet split."""
     if data_path is None:
@@ -71,6 +72,11 @@ def load_imagenet(
             if name not in loaded:
                 raise SubclassbenchError(f"saved dataset {root} has splits {list(loaded)} but not '{name}'")
             loaded = loaded[name]
+        elif not primary:  # one unnamed split serves only the evaluated split, never also as training data
+            raise DataMissingError(
+                f"saved dataset {root} holds one unnamed split, so it cannot also serve the '{source_split}' split; "
+                "save a DatasetDict with named splits"
+            )
         return _from_hf(loaded, config, source_split, classes, decoding)
     folder = root / source_split
     if not folder.is_dir():
@@ -96,7 +102,7 @@ def _from_class_folders(folder: Path, classes: dict[str, int | None], decoding: 
     paths: list[Path] = []
     labels: list[str] = []
     for wnid in sorted(classes):
-        files = sorted(f for f in (folder / wnid).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(f for f in (folder / wnid).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
         if not files:
             raise SubclassbenchError(f"class folder {folder / wnid} holds no images; the ImageNet copy is incomplete")
         paths.extend(files)
@@ -131,7 +137,7 @@ def _read_label_file(path: Path, classes: dict[str, int | None]) -> dict[str, st
                     continue  # a class outside this task
                 label = wnid
             out[Path(name).stem] = label
-    except (KeyError, ValueError, IndexError) as exc:
+    except (KeyError, ValueError, IndexError, AttributeError, csv.Error, UnicodeDecodeError) as exc:
         raise SubclassbenchError(
             f"cannot parse label file {path}: {first_line(exc)}; expected '<file> <wnid>' lines"
         ) from None
@@ -143,7 +149,7 @@ def _from_flat_folder(
 ) -> FileImageSet:
     wnid_of = _read_label_file(label_file, classes)
     rows = []
-    for path in sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES):
+    for path in sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()):
         wnid = wnid_of.get(path.stem)
         if wnid in classes:
             rows.append((path, wnid))
@@ -244,9 +250,18 @@ def _from_hf(
     wnid_of = {index: wnid for wnid, index in classes.items() if index is not None}
     if len(wnid_of) != len(classes):
         raise SubclassbenchError("the task's subclasses need an ImageNet class 'index' to read a Hugging Face dataset")
-    labels = np.asarray(dataset[label_col], dtype=np.int64)
+    try:
+        labels = np.asarray(dataset[label_col], dtype=np.int64)
+    except (TypeError, ValueError) as exc:
+        raise SubclassbenchError(
+            f"label column '{label_col}' must hold ImageNet class indices ({first_line(exc, 80)}); "
+            "set data.hf_dataset.label_column in the task file"
+        ) from None
     rows = np.flatnonzero(np.isin(labels, list(wnid_of)))
-    dataset = dataset.cast_column(image_col, datasets.Image(decode=False))
+    try:
+        dataset = dataset.cast_column(image_col, datasets.Image(decode=False))
+    except Exception as exc:  # arrow refuses columns that are not images
+        raise SubclassbenchError(f"column '{image_col}' does not hold images ({first_line(exc, 80)})") from None
     ids: list[str] = []
     for start in range(0, len(rows), HF_CHUNK):
         chunk = rows[start : start + HF_CHUNK].tolist()
@@ -279,10 +294,10 @@ def _load_hub(
 
 
 def _load_split(
-    task: Task, split: str, path: str | Path | None, _primary: bool, decoding: Decoding | None
+    task: Task, split: str, path: str | Path | None, primary: bool, decoding: Decoding | None
 ) -> tuple[ImageSet, str]:
     classes = {sub.id: sub.index for sup in task.superclasses for sub in sup.subclasses}
-    images = load_imagenet(task.name, task.data, split, path, classes, decoding or task.decoding())
+    images = load_imagenet(task.name, task.data, split, path, classes, decoding or task.decoding(), primary)
     return images, str(path) if path else f"hf:{task.data['hf_dataset']['path']}"
 
 

@@ -69,11 +69,17 @@ def _read_list(path: Path, what: str) -> list[dict[str, Any]]:
         key = "model" if what == "models" else "task"
         if not isinstance(item, dict) or key not in item:
             raise SubclassbenchError(f"{path}: every entry of {what} needs a '{key}' field (got {item!r})")
+        allowed = {"model", "weights"} if what == "models" else {"task", "data", "metrics"}
+        unknown = sorted(set(item) - allowed)
+        if unknown:
+            known = ", ".join(sorted(allowed))
+            raise SubclassbenchError(f"{path}: unknown field '{unknown[0]}' in {what}; allowed: {known}")
         for field_name in (key, "weights", "data"):
             if field_name in item and item[field_name] is not None and not isinstance(item[field_name], str):
                 raise SubclassbenchError(f"{path}: '{field_name}' must be a string (got {item[field_name]!r})")
         metrics = item.get("metrics")
-        if metrics is not None and not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)):
+        names_ok = isinstance(metrics, list) and bool(metrics) and all(isinstance(m, str) for m in metrics)
+        if metrics is not None and not names_ok:
             raise SubclassbenchError(f"{path}: 'metrics' must be a list of names (got {metrics!r})")
         out.append(item)
     return out

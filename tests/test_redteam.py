@@ -1064,3 +1064,137 @@ MORE += [
 @pytest.mark.parametrize("case", MORE, ids=[c.id for c in MORE])
 def test_red_team_found_in_review(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch):
     test_red_team(case, tmp_path, capsys, monkeypatch)
+
+
+# --------------------------------------------------------------------------- found by a second probe
+
+
+def _cyclic_hierarchy(extra_edge: str) -> Callable[[Path], list[str]]:
+    def setup(box: Path) -> list[str]:
+        from tests.test_breeds import write_hierarchy
+
+        folder = write_hierarchy(box / "hier")
+        with (folder / "class_hierarchy.txt").open("a") as handle:
+            handle.write(extra_edge + "\n")
+        return [
+            "tasks",
+            "build-breeds",
+            "--hierarchy",
+            str(folder),
+            "--level",
+            "2",
+            "--subclasses",
+            "2",
+            "--root",
+            "root",
+            "--name",
+            "toy",
+            "--out",
+            "-",
+        ]
+
+    return setup
+
+
+def _deep_class_info(box: Path) -> list[str]:
+    from tests.test_breeds import write_hierarchy
+
+    folder = write_hierarchy(box / "hier")
+    (folder / "dataset_class_info.json").write_text("[" * 100_000 + "]" * 100_000)
+    return [
+        "tasks",
+        "build-breeds",
+        "--hierarchy",
+        str(folder),
+        "--level",
+        "2",
+        "--subclasses",
+        "2",
+        "--root",
+        "root",
+        "--name",
+        "toy",
+        "--out",
+        "-",
+    ]
+
+
+def _linked_shard(box: Path) -> list[str]:
+    """A shard folder of the cache is a link to someone else's folder: prune must not follow it."""
+    victim = box / "victim" / "ab"
+    victim.mkdir(parents=True)
+    key = "ab" + "1" * 62
+    (victim / f"{key}.npy").write_bytes(b"theirs")
+    (victim / f"{key}.json").write_text(json.dumps({"key": key, "shape": [1], "created": 0}))
+    (box / "cache").mkdir()
+    (box / "cache" / "ab").symlink_to(victim)
+    return ["cache", "prune", "--all", "--cache-dir", str(box / "cache")]
+
+
+def _victim_shard_intact(box: Path) -> None:
+    assert len(list((box / "victim" / "ab").iterdir())) == 2
+
+
+def _zero_epoch_run(box: Path) -> list[str]:
+    from subclassbench.tasks import load_task
+    from subclassbench.training import Recipe, train
+
+    train(load_task("digits-5"), "digits_mlp", "superclass", box / "run", Recipe(epochs=0), progress=False)
+    return ["agreement", str(box / "run"), "--out", str(box / "agr")]
+
+
+def _fifo_record(box: Path) -> list[str]:
+    (box / "cache" / "ab").mkdir(parents=True)
+    os.mkfifo(box / "cache" / "ab" / f"{'ab' + '1' * 62}.json")
+    return ["cache", "ls", "--cache-dir", str(box / "cache")]
+
+
+LONG = "a" * 300
+MORE2 = [
+    Case("breeds-cycle", _cyclic_hierarchy("g1 a")),
+    Case("breeds-self-loop", _cyclic_hierarchy("a a")),
+    Case("breeds-deep-json", _deep_class_info),
+    Case("cache-linked-shard", _linked_shard, code=0, after=_victim_shard_intact),
+    Case("cache-fifo-record", _fifo_record, code=0),
+    Case("cache-dir-empty", lambda b: ["cache", "prune", "--all", "--cache-dir", ""]),
+    Case("evaluate-cache-dir-empty", lambda b: ["evaluate", "-q", "--cache-dir", ""]),
+    Case("run-misspelt-weights", _matrix("- model: builtin:digits_mlp\n  wieghts: /x.safetensors\n")),
+    Case("run-empty-metrics", _matrix("- model: builtin:digits_mlp\n  metrics: []\n")),
+    Case("long-task-name", lambda b: ["evaluate", "-q", "--task", LONG]),
+    Case(
+        "long-weights-path", lambda b: ["evaluate", "-q", "--model", "builtin:digits_mlp", "--weights", str(b / LONG)]
+    ),
+    Case("long-cache-dir", lambda b: ["cache", "ls", "--cache-dir", str(b / LONG)]),
+    Case("long-train-out", lambda b: ["train", "--task", "digits-5", "--arch", "digits_mlp", "--out", str(b / LONG)]),
+    Case("long-agreement-run", lambda b: ["agreement", str(b / LONG)]),
+    Case("agreement-zero-epochs", _zero_epoch_run),
+    Case("shard-count-huge", lambda b: ["extract", "--shard", "1/100000000000000", "-q"]),
+    Case("shards-negative", lambda b: ["score", "--shards", "-1", "-q"]),
+    Case("compare-k-negative", lambda b: ["compare", "--model", "builtin:digits_mlp", "--k", "-3", "-q"]),
+    Case("compare-k-too-large", lambda b: ["compare", "--model", "builtin:digits_mlp", "--k", "100000", "-q"]),
+    Case("compare-seed-negative", lambda b: ["compare", "--model", "builtin:digits_mlp", "--seed", "-1", "-q"]),
+]
+
+
+@pytest.mark.parametrize("case", MORE2, ids=[c.id for c in MORE2])
+def test_red_team_second_probe(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch):
+    test_red_team(case, tmp_path, capsys, monkeypatch)
+
+
+def test_one_unnamed_hf_split_is_never_also_the_training_data(tmp_path):
+    """A saved Dataset without named splits serves the evaluated split only: transfer is skipped with a note."""
+    import datasets
+
+    from subclassbench.evaluate import EvaluationRequest, evaluate
+
+    images, labels = make_images(n_per_class=6)
+    root = tmp_path / "hf"
+    from PIL import Image
+
+    pictures = [Image.fromarray(image) for image in images]
+    datasets.Dataset.from_dict({"img": pictures, "label": labels.tolist()}).save_to_disk(str(root))
+    task = tiny_task(tmp_path, transfer=True)
+    result = evaluate(
+        EvaluationRequest(model="builtin:digits_mlp", task=str(task), data=str(root), progress=False, cache="off")
+    )
+    assert "transfer" not in result.metrics and any("transfer skipped" in n for n in result.notes)

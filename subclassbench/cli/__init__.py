@@ -43,6 +43,10 @@ def user_errors(func: F) -> F:
         except SubclassbenchError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except OSError as exc:  # the file system refused a path (too long, a file where a folder must be …)
+            where = f" {exc.filename}" if exc.filename else ""
+            typer.echo(f"error: cannot use{where}: {exc.strerror or exc}; check the path", err=True)
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -169,7 +169,7 @@ def score(
     layers: LayersOption = None,
     split: SplitOption = None,
     metrics: Annotated[list[str] | None, typer.Option(help="clusterability and/or transfer.")] = None,
-    shards: Annotated[int | None, typer.Option(help="Merge features from N cached shards.")] = None,
+    shards: Annotated[int | None, typer.Option(min=1, max=10_000, help="Merge features from N cached shards.")] = None,
     batch_size: Annotated[
         int, typer.Option(min=1, help="The batch size the shards were extracted with (shard borders follow it).")
     ] = 256,
@@ -197,7 +197,7 @@ def cache_ls(cache_dir: CacheDirOption = None) -> None:
 
     from subclassbench.cache import FeatureCache
 
-    cache = FeatureCache(Path(cache_dir) if cache_dir else None)
+    cache = FeatureCache(cache_dir)
     rows = []
     for e in cache.entries():
         rows_range = "all" if e.rows is None else "{}:{}".format(*e.rows)
@@ -213,7 +213,7 @@ def cache_du(cache_dir: CacheDirOption = None) -> None:
     """Number of entries and bytes on disk."""
     from subclassbench.cache import FeatureCache
 
-    cache = FeatureCache(Path(cache_dir) if cache_dir else None)
+    cache = FeatureCache(cache_dir)
     count, size = cache.usage()
     typer.echo(f"{count} entries, {size / 1e6:.1f} MB in {cache.root}")
 
@@ -231,7 +231,7 @@ def cache_prune(
 
     if older_than_days is None and model is None and not all_entries:
         raise SubclassbenchError("say what to prune: --older-than-days N, --model SPEC or --all")
-    cache = FeatureCache(Path(cache_dir) if cache_dir else None)
+    cache = FeatureCache(cache_dir)
     removed = cache.prune(None if older_than_days is None else older_than_days * 86400, model, all_entries)
     typer.echo(f"removed {removed} entries from {cache.root}")
 
