@@ -277,11 +277,10 @@ def agreement_plot(doc: dict[str, Any]) -> bytes:
 
 def write_comparison(doc: dict[str, Any], out: Path, label_a: str, label_b: str) -> list[Path]:
     """``compare.json``, ``cka.png`` and ``gri.png`` in ``out``, written all or nothing."""
-    from subclassbench.files import atomic_write_many
+    from subclassbench.files import atomic_write_many, check_writable_folder
     from subclassbench.hashing import canonical_json
 
-    if out.exists() and not out.is_dir():
-        raise SubclassbenchError(f"--out {out} is a file; pass a folder")
+    check_writable_folder(out)
     a, b = doc["a"]["layers"], doc["b"]["layers"]
     files = {
         out / "compare.json": (json.dumps(json.loads(canonical_json(doc)), indent=2) + "\n").encode(),
@@ -293,10 +292,9 @@ def write_comparison(doc: dict[str, Any], out: Path, label_a: str, label_b: str)
 
 def write_agreement(doc: dict[str, Any], out: Path) -> list[Path]:
     """``agreement.json`` and ``agreement.png`` in ``out``, written all or nothing."""
-    from subclassbench.files import atomic_write_many
+    from subclassbench.files import atomic_write_many, check_writable_folder
 
-    if out.exists() and not out.is_dir():
-        raise SubclassbenchError(f"--out {out} is a file; pass a folder")
+    check_writable_folder(out)
     files = {
         out / "agreement.json": (json.dumps(doc, indent=2) + "\n").encode(),
         out / "agreement.png": agreement_plot(doc),

@@ -38,6 +38,7 @@ from subclassbench.preprocessing import Preprocessing
 from subclassbench.registry import Registry
 
 EMBEDDING = "embedding"
+PACKAGED_PREFIX = "package:"  # how results name weights packaged with subclassbench (machine-independent)
 
 # Block-level modules, tried in order; the first pattern that matches any module wins.
 BLOCK_PATTERNS = (
@@ -415,7 +416,7 @@ def _load_builtin(request: LoadRequest) -> Encoder:
                 + ("reinstall subclassbench" if packaged else "re-run training or restore the file")
             )
         if packaged:  # a machine-independent name keeps results from different installs identical
-            meta["path"] = f"package:subclassbench/weights/{Path(meta['path']).name}"
+            meta["path"] = f"{PACKAGED_PREFIX}subclassbench/weights/{Path(meta['path']).name}"
         model = _build_arch(info, **kwargs)
         head_weight = state.get(f"{_head_name(model)}.weight")
         if head_weight is not None and head_weight.shape[0] != kwargs["num_classes"]:

@@ -71,10 +71,7 @@ def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
 def atomic_write(path: str | Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` atomically (see the module docstring); returns the path."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(payload)
-    return target
+    return atomic_write_many({Path(path): payload})[0]
 
 
 def lock_path(folder: str | Path) -> Path:

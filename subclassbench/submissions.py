@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.yaml"
 RESULTS_DIR = "results"
 WEIGHTS_FILE = "weights.safetensors"
-PACKAGED_PREFIX = "package:"  # weights packaged with subclassbench, recorded machine-independently
 LABELS = ("fine", "superclass", "self-supervised", "text-supervised", "none")
 
 # Re-running a submission must land within these absolute differences; see docs/submitting.md.
@@ -133,7 +132,7 @@ def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> R
 
 def _check_result(report: Report, model: dict[str, Any], result: Result, path: Path, tasks: dict[str, Task]) -> None:
     """One result file against its model.yaml, its task and the current protocol."""
-    from subclassbench.encoders import ENCODER_SOURCES
+    from subclassbench.encoders import ENCODER_SOURCES, PACKAGED_PREFIX
     from subclassbench.tasks import load_task
 
     task_name = result.task_name

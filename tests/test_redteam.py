@@ -1069,54 +1069,30 @@ def test_red_team_found_in_review(case: Case, tmp_path: Path, capsys: pytest.Cap
 # --------------------------------------------------------------------------- found by a second probe
 
 
-def _cyclic_hierarchy(extra_edge: str) -> Callable[[Path], list[str]]:
+def _toy_hierarchy(damage: Callable[[Path], None]) -> Callable[[Path], list[str]]:
+    """The toy BREEDS hierarchy of test_breeds, damaged, then built into a task."""
+
     def setup(box: Path) -> list[str]:
         from tests.test_breeds import write_hierarchy
 
         folder = write_hierarchy(box / "hier")
-        with (folder / "class_hierarchy.txt").open("a") as handle:
-            handle.write(extra_edge + "\n")
-        return [
-            "tasks",
-            "build-breeds",
-            "--hierarchy",
-            str(folder),
-            "--level",
-            "2",
-            "--subclasses",
-            "2",
-            "--root",
-            "root",
-            "--name",
-            "toy",
-            "--out",
-            "-",
-        ]
+        damage(folder)
+        build = ["tasks", "build-breeds", "--hierarchy", str(folder), "--level", "2", "--subclasses", "2"]
+        return [*build, "--root", "root", "--name", "toy", "--out", "-"]
 
     return setup
 
 
-def _deep_class_info(box: Path) -> list[str]:
-    from tests.test_breeds import write_hierarchy
+def _add_edge(edge: str) -> Callable[[Path], None]:
+    def damage(folder: Path) -> None:
+        with (folder / "class_hierarchy.txt").open("a") as handle:
+            handle.write(edge + "\n")
 
-    folder = write_hierarchy(box / "hier")
+    return damage
+
+
+def _deep_class_info(folder: Path) -> None:
     (folder / "dataset_class_info.json").write_text("[" * 100_000 + "]" * 100_000)
-    return [
-        "tasks",
-        "build-breeds",
-        "--hierarchy",
-        str(folder),
-        "--level",
-        "2",
-        "--subclasses",
-        "2",
-        "--root",
-        "root",
-        "--name",
-        "toy",
-        "--out",
-        "-",
-    ]
 
 
 def _linked_shard(box: Path) -> list[str]:
@@ -1151,9 +1127,9 @@ def _fifo_record(box: Path) -> list[str]:
 
 LONG = "a" * 300
 MORE2 = [
-    Case("breeds-cycle", _cyclic_hierarchy("g1 a")),
-    Case("breeds-self-loop", _cyclic_hierarchy("a a")),
-    Case("breeds-deep-json", _deep_class_info),
+    Case("breeds-cycle", _toy_hierarchy(_add_edge("g1 a"))),
+    Case("breeds-self-loop", _toy_hierarchy(_add_edge("a a"))),
+    Case("breeds-deep-json", _toy_hierarchy(_deep_class_info)),
     Case("cache-linked-shard", _linked_shard, code=0, after=_victim_shard_intact),
     Case("cache-fifo-record", _fifo_record, code=0),
     Case("cache-dir-empty", lambda b: ["cache", "prune", "--all", "--cache-dir", ""]),

@@ -51,8 +51,6 @@ def compare(
     parts = [p.strip() for p in pair.split(",")] if pair else None
     if parts is not None and len(parts) != 2:
         raise SubclassbenchError(f"--pair needs LAYER_A,LAYER_B, got '{pair}'")
-    if out.exists() and not out.is_dir():
-        raise SubclassbenchError(f"--out {out} is a file; pass a folder")
     check_writable_folder(out)  # before the comparison, not after it
     doc = run(
         specs[0],
@@ -95,9 +93,7 @@ def agreement_command(
     """Per-epoch agreement of several training runs (Pliushch et al. 2022), with accuracy mean and spread."""
     from subclassbench.compare import agreement_over_runs, write_agreement
 
-    if out.exists() and not out.is_dir():
-        raise SubclassbenchError(f"--out {out} is a file; pass a folder")
-    check_writable_folder(out)
+    check_writable_folder(out)  # before reading the runs
 
     doc = agreement_over_runs(list(runs))
     write_agreement(doc, out)

@@ -62,7 +62,7 @@ def _request(
 ) -> EvaluationRequest:
     from subclassbench.evaluate import EvaluationRequest
 
-    request = EvaluationRequest(
+    return EvaluationRequest(
         model=model,
         task=task,
         weights=weights,
@@ -76,8 +76,6 @@ def _request(
         progress=not quiet,
         **extra,
     )
-    request.check()
-    return request
 
 
 
