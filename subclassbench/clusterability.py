@@ -1,80 +1,205 @@
-"""Clusterability (protocol v1): k-means within each superclass, scored against the subclasses, per layer.
+"""Clusterability (protocol v2): how well each layer's subclass structure can be recovered, per layer.
 
-The parameters come from :data:`subclassbench.protocol.PROTOCOL_V1`; the
+Three measurements, each after the paper it reproduces:
+
+* **k-means within each true superclass** (k = its subclasses), scored against
+  the subclasses by AMI (the ranking metric), ARI, NMI, purity and matched
+  accuracy; ``within_superclass_acc`` is the Hungarian-matched accuracy of
+  that partition over all samples. It is an *oracle* quantity: the true
+  superclass is given and the clusters are named on the scored images.
+* **Ward within each true superclass** at k = subclasses × 1…5
+  (Nguyen & Kornblith 2023's overclustering), scored by AMI and purity.
+* **Reconstruction accuracy** (Yang, Steinhardt & Hu 2023): a linear probe
+  predicts the superclass; k-means fit per superclass on the *train* split
+  names its clusters by Hungarian matching on train labels; each test image
+  takes the name of the nearest centroid of its *predicted* superclass.
+
+The parameters come from :data:`subclassbench.protocol.PROTOCOL`; the
 committed layer (Brain-Score's layer commitment) is chosen here too.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics.cluster import contingency_matrix
 
-from subclassbench.clustering import kmeans_faiss, l2_normalize, ward
+from subclassbench.clustering import kmeans_faiss, kmeans_fit, l2_normalize, nearest_centroid, ward_cuts
 from subclassbench.errors import SubclassbenchError
-from subclassbench.metrics import scores_and_matches
-from subclassbench.protocol import PROTOCOL_V1
+from subclassbench.metrics import purity, scores_and_matches
+from subclassbench.probes import ProbeRecipe, fit_probe
+from subclassbench.protocol import PROTOCOL
 
 if TYPE_CHECKING:  # types only: summaries are recomputed (integrity.py) without loading torch
     from subclassbench.features import LayerFeatures
     from subclassbench.tasks import SplitData
 
+PARAMS = PROTOCOL["clusterability"]
 
-def score_clusterability(features: np.ndarray, split: SplitData) -> dict[str, Any]:
-    """Protocol-v1 clusterability of one layer's features on one split."""
-    params = PROTOCOL_V1["clusterability"]
+
+def _check_superclass(split: SplitData, s: int, rows: np.ndarray) -> None:
+    sup = split.task.superclasses[s]
+    k = len(sup.subclasses)
+    if len(rows) < k:
+        raise SubclassbenchError(
+            f"superclass '{sup.name}' has {len(rows)} samples in split '{split.split}' but {k} subclasses; "
+            "the split is too small"
+        )
+    present = np.unique(split.subclass[rows])
+    if len(present) < k:  # k-means would look for a subclass the data does not hold
+        absent = next(sub.name for i, sub in enumerate(sup.subclasses) if i not in present)
+        raise SubclassbenchError(
+            f"subclass '{absent}' of superclass '{sup.name}' has no samples in split '{split.split}'; "
+            "the data is incomplete or does not match the task"
+        )
+
+
+def score_clusterability(features: np.ndarray, split: SplitData, with_ward: bool = True) -> dict[str, Any]:
+    """k-means (and, with ``with_ward``, Ward overclustering) within each true superclass of one split."""
     x = l2_normalize(features)
     per_superclass = []
-    matched_total = ward_matched_total = 0
-    ward_scores: list[dict[str, float]] = []
+    matched_total = 0
+    factors = PARAMS["ward"]["overcluster_factors"]
+    ward_rows: list[dict[str, Any]] = []
     for s, sup in enumerate(split.task.superclasses):
         rows = np.flatnonzero(split.superclass == s)
+        _check_superclass(split, s, rows)
         truth = split.subclass[rows]
         k = len(sup.subclasses)
-        if len(rows) < k:
-            raise SubclassbenchError(
-                f"superclass '{sup.name}' has {len(rows)} samples but {k} subclasses; the split is too small"
-            )
-        present = np.unique(truth)
-        if len(present) < k:  # k-means would look for a subclass the data does not hold
-            absent = next(sub.name for i, sub in enumerate(sup.subclasses) if i not in present)
-            raise SubclassbenchError(
-                f"subclass '{absent}' of superclass '{sup.name}' has no samples in split '{split.split}'; "
-                "the data is incomplete or does not match the task"
-            )
-        pred = kmeans_faiss(x[rows], k, n_init=params["n_init"], max_iter=params["max_iter"], seed=params["seed"])
+        pred = kmeans_faiss(x[rows], k, n_init=PARAMS["n_init"], max_iter=PARAMS["max_iter"], seed=PARAMS["seed"])
         scores, matched = scores_and_matches(truth, pred)
         matched_total += matched
-        entry: dict[str, Any] = {"superclass": sup.id, "name": sup.name, "n": len(rows), "k": k, **scores}
-        if len(rows) <= params["secondary"]["max_points"]:
-            ward_entry, ward_matched = scores_and_matches(truth, ward(x[rows], k))
-            ward_scores.append(ward_entry)
-            ward_matched_total += ward_matched
-        per_superclass.append(entry)
-    result: dict[str, Any] = {key: float(np.mean([e[key] for e in per_superclass])) for key in params["metrics"]}
-    result["fine_acc"] = matched_total / len(split)
-    if len(ward_scores) == len(per_superclass):
-        result["ward"] = {key: float(np.mean([w[key] for w in ward_scores])) for key in params["metrics"]}
-        result["ward"]["fine_acc"] = ward_matched_total / len(split)
-    else:
-        result["ward"] = None  # a superclass exceeded max_points: Ward's O(n²) memory is not spent
+        per_superclass.append({"superclass": sup.id, "name": sup.name, "n": len(rows), "k": k, **scores})
+        if with_ward and len(rows) <= PARAMS["ward"]["max_points"]:
+            cuts = ward_cuts(x[rows], [f * k for f in factors])
+            base, base_matched = scores_and_matches(truth, cuts[k])
+            over = [
+                {
+                    "factor": f,
+                    "ami": _ami(truth, cuts[min(f * k, len(rows))]),
+                    "purity": purity(truth, cuts[min(f * k, len(rows))]),
+                }
+                for f in factors
+            ]
+            ward_rows.append({"scores": base, "matched": base_matched, "overcluster": over})
+    result: dict[str, Any] = {key: float(np.mean([e[key] for e in per_superclass])) for key in PARAMS["metrics"]}
+    result["within_superclass_acc"] = matched_total / len(split)
+    result["ward"] = (
+        _ward_summary(ward_rows, len(split)) if with_ward and len(ward_rows) == len(per_superclass) else None
+    )
     result["per_superclass"] = per_superclass
     return result
 
 
-def score_layers(layers: list[LayerFeatures], split: SplitData, progress: bool = False) -> list[dict[str, Any]]:
-    """Clusterability of every layer, in layer order."""
+def _ami(truth: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    return float(adjusted_mutual_info_score(truth, pred))
+
+
+def _ward_summary(rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """Unweighted means over superclasses, as for k-means; None upstream when a superclass was too large."""
+    out: dict[str, Any] = {key: float(np.mean([r["scores"][key] for r in rows])) for key in PARAMS["metrics"]}
+    out["within_superclass_acc"] = sum(r["matched"] for r in rows) / n
+    factors = PARAMS["ward"]["overcluster_factors"]
+    out["overcluster"] = [
+        {
+            "factor": f,
+            "ami": float(np.mean([r["overcluster"][i]["ami"] for r in rows])),
+            "purity": float(np.mean([r["overcluster"][i]["purity"] for r in rows])),
+        }
+        for i, f in enumerate(factors)
+    ]
+    return out
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    reconstruction_acc: float
+    superclass_acc: float
+    probe_epoch: int
+    n_train: int
+
+
+def reconstruct(
+    train_features: np.ndarray,
+    train: SplitData,
+    test_features: np.ndarray,
+    test: SplitData,
+    recipe: ProbeRecipe | None = None,
+) -> Reconstruction:
+    """Yang et al. (2023)'s fine-label reconstruction from superclass-level information, for one layer."""
+    recipe = recipe or ProbeRecipe()
+    n_super = len(test.task.superclasses)
+    fit = fit_probe(
+        train_features, train.superclass, {"test": (test_features, test.superclass)}, n_super, recipe, predict=("test",)
+    )
+    predicted_super = fit.predictions["test"]
+    x_train, x_test = l2_normalize(train_features), l2_normalize(test_features)
+    correct = np.zeros(len(test), dtype=bool)
+    for s, sup in enumerate(test.task.superclasses):
+        rows = np.flatnonzero(train.superclass == s)
+        _check_superclass(train, s, rows)
+        k = len(sup.subclasses)
+        centroids, labels = kmeans_fit(
+            x_train[rows], k, n_init=PARAMS["n_init"], max_iter=PARAMS["max_iter"], seed=PARAMS["seed"]
+        )
+        # Name each cluster by the Hungarian matching of clusters to subclasses on the train labels.
+        table = contingency_matrix(train.subclass[rows], labels)
+        present_truth, present_clusters = np.unique(train.subclass[rows]), np.unique(labels)
+        r, c = linear_sum_assignment(table, maximize=True)
+        name = np.full(k, -1, dtype=np.int64)  # an empty cluster names nothing: its images count as wrong
+        name[present_clusters[c]] = present_truth[r]
+        assigned = np.flatnonzero(predicted_super == s)
+        if len(assigned):
+            fine = name[nearest_centroid(x_test[assigned], centroids)]
+            correct[assigned] = (test.superclass[assigned] == s) & (test.subclass[assigned] == fine)
+    return Reconstruction(
+        reconstruction_acc=float(correct.mean()),
+        superclass_acc=fit.scores["test"].acc,
+        probe_epoch=fit.selected_epoch,
+        n_train=len(train),
+    )
+
+
+def score_layers(
+    layers: list[LayerFeatures],
+    split: SplitData,
+    progress: bool = False,
+    train: tuple[list[LayerFeatures], SplitData] | None = None,
+    with_ward: bool = True,
+) -> list[dict[str, Any]]:
+    """Clusterability of every layer, in layer order; with ``train`` also reconstruction accuracy."""
     import sklearn
     from tqdm.auto import tqdm
 
-    bar = tqdm(layers, desc="cluster layers", unit="layer", disable=not progress or None, leave=False)
+    bar = tqdm(range(len(layers)), desc="cluster layers", unit="layer", disable=not progress or None, leave=False)
     # Inputs are checked once here (finite float32, integer labels); scikit-learn's per-call
     # validation otherwise costs more than the clustering itself on superclass-sized problems.
-    for layer in layers:
+    for layer in layers + (train[0] if train else []):
         if not np.isfinite(layer.features).all():
             raise SubclassbenchError(f"layer {layer.name} has NaN or infinite features; check the encoder's weights")
+    out = []
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-        return [score_clusterability(layer.features, split) for layer in bar]
+        for i in bar:
+            scores = score_clusterability(layers[i].features, split, with_ward)
+            keyed = {"reconstruction_acc": None, "superclass_acc": None, "reconstruction": None}
+            if train is not None:
+                rec = reconstruct(train[0][i].features, train[1], layers[i].features, split)
+                keyed = {
+                    "reconstruction_acc": rec.reconstruction_acc,
+                    "superclass_acc": rec.superclass_acc,
+                    "reconstruction": {
+                        "train_split": train[1].split,
+                        "n_train": rec.n_train,
+                        "probe_epoch": rec.probe_epoch,
+                    },
+                }
+            out.append({**scores, **keyed})
+    return out
 
 
 def commit_layer(layers: list[dict[str, Any]], validation: list[dict[str, Any]], split: str) -> dict[str, Any]:
@@ -90,7 +215,9 @@ def commit_layer(layers: list[dict[str, Any]], validation: list[dict[str, Any]],
     return {
         "committed_layer": layers[chosen]["name"],
         "committed_ami": committed["ami"],
-        "committed_fine_acc": committed["fine_acc"],
+        "committed_within_superclass_acc": committed["within_superclass_acc"],
+        "committed_reconstruction_acc": committed["reconstruction_acc"],
+        "committed_superclass_acc": committed["superclass_acc"],
         "committed_gap": best_ami - committed["ami"],
         "selection": {"split": split, "ami": val_amis[chosen], "per_layer_ami": val_amis},
     }
@@ -100,14 +227,16 @@ def summarize(layers: list[dict[str, Any]]) -> dict[str, Any]:
     """Best layer (by mean AMI) and the last layer's headline numbers."""
     amis = [layer["clusterability"]["ami"] for layer in layers]
     best = int(np.argmax(amis))  # argmax takes the first, i.e. shallowest, of ties
-    last = layers[-1]
+    last = layers[-1]["clusterability"]
     return {
         "primary_metric": "ami",
         "best_layer": layers[best]["name"],
         "best_depth": layers[best]["depth"],
         "best_ami": amis[best],
-        "best_fine_acc": layers[best]["clusterability"]["fine_acc"],
-        "last_layer": last["name"],
-        "last_ami": last["clusterability"]["ami"],
-        "last_fine_acc": last["clusterability"]["fine_acc"],
+        "best_within_superclass_acc": layers[best]["clusterability"]["within_superclass_acc"],
+        "last_layer": layers[-1]["name"],
+        "last_ami": last["ami"],
+        "last_within_superclass_acc": last["within_superclass_acc"],
+        "last_reconstruction_acc": last["reconstruction_acc"],
+        "last_superclass_acc": last["superclass_acc"],
     }

@@ -12,7 +12,12 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def kmeans_faiss(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: int) -> np.ndarray:
-    """Lloyd k-means with random-sample init, best of ``n_init`` restarts, on all points.
+    """Cluster labels of :func:`kmeans_fit` (see there)."""
+    return kmeans_fit(x, k, n_init=n_init, max_iter=max_iter, seed=seed)[1]
+
+
+def kmeans_fit(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd k-means with random-sample init, best of ``n_init`` restarts, on all points: (centroids, labels).
 
     faiss subsamples to 256·k points by default; ``max_points_per_centroid`` is
     raised so every point is used, as the protocol requires.
@@ -41,7 +46,13 @@ def kmeans_faiss(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: int
         _, labels = km.index.search(x, 1)
     finally:
         faiss.omp_set_num_threads(threads)
-    return labels.ravel().astype(np.int64)
+    return np.asarray(km.centroids, dtype=np.float32).copy(), labels.ravel().astype(np.int64)
+
+
+def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid (squared Euclidean; the first of ties) for every row."""
+    d = (x * x).sum(1, keepdims=True) - 2.0 * x @ centroids.T + (centroids * centroids).sum(1)[None, :]
+    return np.argmin(d, axis=1).astype(np.int64)
 
 
 def kmeans_sklearn(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: int) -> np.ndarray:
@@ -58,3 +69,34 @@ def ward(x: np.ndarray, k: int) -> np.ndarray:
     from sklearn.cluster import AgglomerativeClustering
 
     return AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(x).astype(np.int64)
+
+
+def ward_cuts(x: np.ndarray, ks: list[int]) -> dict[int, np.ndarray]:
+    """Ward partitions into each of ``ks`` clusters from one tree (Nguyen & Kornblith overcluster up to 5×).
+
+    Builds scikit-learn's Ward tree once (the same merges as
+    ``AgglomerativeClustering(linkage="ward")``) and cuts it by undoing the
+    last merges, so five factors cost one O(n²) fit, not five. ``k`` is capped
+    at the number of points.
+    """
+    from sklearn.cluster import AgglomerativeClustering
+
+    n = len(x)
+    if n < 2:
+        return {k: np.zeros(n, dtype=np.int64) for k in ks}
+    model = AgglomerativeClustering(n_clusters=1, linkage="ward", compute_full_tree=True).fit(x)
+    children = model.children_  # merge i creates node n + i from two existing nodes
+    out: dict[int, np.ndarray] = {}
+    for k in ks:
+        k = min(k, n)
+        merges = children[: n - k]  # the first n - k merges leave k clusters
+        nodes = n + (n - k)
+        has_parent = np.zeros(nodes, dtype=bool)
+        has_parent[merges.ravel()] = True
+        label = np.full(nodes, -1, dtype=np.int64)
+        roots = np.flatnonzero(~has_parent)
+        label[roots] = np.arange(len(roots))
+        for i in range(len(merges) - 1, -1, -1):  # top down: children inherit their parent's cluster
+            label[merges[i]] = label[n + i]
+        out[k] = np.unique(label[:n], return_inverse=True)[1].astype(np.int64)
+    return out

@@ -7,10 +7,15 @@ diagonal Gaussian mixture with k = the task's number of subclasses), and
 reports the layer×layer linear CKA and generalized Rand index matrices, each
 layer's GRI to the ground-truth subclasses (treated as one more "model" with
 one-hot memberships), the adjacent-layer sanity check of Vielhaben et al.
-(NeurIPS 2025), and the universal vs. unique concepts of one layer pair.
+(NeurIPS 2025), and the universal vs. unique concepts of one layer pair. Those
+concepts come from the same GMM memberships (``concepts="gmm"``, the
+baseline), or from NLMCD (``concepts="nlmcd"``, :mod:`subclassbench.nlmcd`):
+token-level UMAP + HDBSCAN concepts whose number is found, not fixed.
 
 ``agreement`` reads the per-epoch correctness logs of several ``subclassbench
-train`` runs (Pliushch et al., ECCV 2022).
+train`` runs and reports, per epoch and for the test and train splits, the
+share of samples every run gets right with its accuracy-implied lower bound
+and the runs' mean ± std accuracy (Pliushch et al., ECCV 2022).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.similarity import (
     agreement,
+    agreement_lower_bound,
     concept_pair_alignment,
     generalized_rand_index,
     linear_cka,
@@ -33,6 +39,7 @@ from subclassbench.similarity import (
 )
 
 COMPARE_VERSION = "1"
+CONCEPT_METHODS = ("gmm", "nlmcd")
 # A matched concept pair counts as universal when its distance is below this
 # fraction of the mean distance of concept a to every concept of the other side.
 UNIVERSAL_RATIO = 0.5
@@ -43,6 +50,7 @@ class Side:
     """One encoder's layers on the compared samples."""
 
     label: str
+    encoder: Any  # kept for NLMCD's token-level pass over one layer
     info: dict[str, Any]
     layers: list[str]
     features: list[np.ndarray]
@@ -75,7 +83,7 @@ def _side(
     extracted = extract_features(encoder, split.images.subset(rows), layers, batch_size, "cpu", progress)
     features = [f.features for f in extracted]
     memberships = [soft_assignments(f, k, seed=seed) for f in features]
-    return Side(spec, encoder.info(), [f.name for f in extracted], features, memberships)
+    return Side(spec, encoder, encoder.info(), [f.name for f in extracted], features, memberships)
 
 
 def _adjacent_share(matrix: np.ndarray) -> float | None:
@@ -107,6 +115,34 @@ def _concepts(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _nlmcd_concepts(
+    a: Side,
+    b: Side,
+    la: str,
+    lb: str,
+    split: Any,
+    rows: np.ndarray,
+    seed: int,
+    min_cluster_size: int | None,
+    max_tokens: int | None,
+    batch_size: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """NLMCD concepts of layer ``la`` of A and ``lb`` of B on the compared samples, prototypes as image ids."""
+    from subclassbench.nlmcd import MAX_TOKENS, layer_tokens, nlmcd
+
+    cap = MAX_TOKENS if max_tokens is None else max_tokens
+    images = split.images.subset(rows)
+    tokens_a = layer_tokens(a.encoder, images, la, cap, seed, batch_size, progress)
+    same = a is b and la == lb
+    tokens_b = tokens_a if same else layer_tokens(b.encoder, images, lb, cap, seed, batch_size, progress)
+    result = nlmcd(tokens_a, tokens_b, seed=seed, min_cluster_size=min_cluster_size, max_tokens=cap)
+    ids = split.images.ids
+    for side in ("a", "b"):
+        result[side]["prototypes"] = [[ids[rows[i]] for i in p] for p in result[side]["prototypes"]]
+    return result
+
+
 def compare(
     model_a: str,
     model_b: str,
@@ -122,9 +158,21 @@ def compare(
     pair: tuple[str, str] | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    concepts: str = "gmm",
+    min_cluster_size: int | None = None,
+    max_tokens: int | None = None,
 ) -> dict[str, Any]:
-    """The comparison document (JSON-ready)."""
+    """The comparison document (JSON-ready).
+
+    ``concepts`` picks how the concept list of the ``pair`` layers is made:
+    ``gmm`` (the baseline, from the soft GMM memberships behind the GRI) or
+    ``nlmcd`` (:func:`subclassbench.nlmcd.nlmcd` on the layers' tokens, with
+    ``min_cluster_size`` and ``max_tokens`` passed on; None means its default).
+    """
     from subclassbench.tasks import load_task
+
+    if concepts not in CONCEPT_METHODS:
+        raise SubclassbenchError(f"--concepts must be one of {', '.join(CONCEPT_METHODS)}, not '{concepts}'")
 
     task = load_task(task_name)
     split = task.load_split(data_path=data)
@@ -150,7 +198,14 @@ def compare(
     la, lb = pair or (a.layers[-1], b.layers[-1])
     if la not in a.layers or lb not in b.layers:
         raise SubclassbenchError(f"--pair {la},{lb}: layers must be among {a.layers} and {b.layers}")
-    concepts = _concepts(a.memberships[a.layers.index(la)], b.memberships[b.layers.index(lb)])
+    if concepts == "nlmcd":
+        found = _nlmcd_concepts(a, b, la, lb, split, rows, seed, min_cluster_size, max_tokens, batch_size, progress)
+    else:
+        found = {
+            "method": "gmm",
+            "universal_ratio": UNIVERSAL_RATIO,
+            **_concepts(a.memberships[a.layers.index(la)], b.memberships[b.layers.index(lb)]),
+        }
     return {
         "compare_version": COMPARE_VERSION,
         "task": {"name": task.name, "version": task.version, "fingerprint": split.fingerprint, "split": split.split},
@@ -173,7 +228,7 @@ def compare(
             if not same
             else _adjacent_share(cka),
         },
-        "concepts": {"layer_a": la, "layer_b": lb, "universal_ratio": UNIVERSAL_RATIO, **concepts},
+        "concepts": {"layer_a": la, "layer_b": lb, **found},
     }
 
 
@@ -200,51 +255,98 @@ def heatmap(matrix: list[list[float]], rows: list[str], cols: list[str], title: 
 # --------------------------------------------------------------------------- agreement
 
 
+AGREEMENT_VERSION = "2"
+AGREEMENT_DEFINITION = (
+    "agreement(e) = share of all samples that every run classifies correctly after epoch e "
+    "(samples no run gets right count as disagreement); lower bound = 1 - min(sum of the runs' error rates, 1); "
+    "upper bound = lowest accuracy (Pliushch et al., ECCV 2022)"
+)
+
+
+def _split_agreement(correct: np.ndarray) -> dict[str, Any]:
+    """Agreement, its bounds and the accuracy spread per epoch, for one split (networks × epochs × samples)."""
+    accuracy = correct.mean(axis=2)
+    return {
+        "n_samples": int(correct.shape[2]),
+        "agreement": agreement(correct).tolist(),
+        "agreement_lower_bound": agreement_lower_bound(correct).tolist(),
+        "agreement_upper_bound": accuracy.min(axis=0).tolist(),
+        "accuracy_mean": accuracy.mean(axis=0).tolist(),
+        "accuracy_std": accuracy.std(axis=0).tolist(),
+    }
+
+
+def _read_run(run: Path) -> tuple[dict[str, Any], np.ndarray, list[str] | None, np.ndarray | None, list[str] | None]:
+    """A run's card, test log and ids, and train log and ids (None, None when it predates train logging)."""
+    from subclassbench.training import load_correctness, load_train_correctness
+
+    card_path = run / "card.json"
+    if not (run / "correctness.npz").is_file() or not card_path.is_file():
+        raise SubclassbenchError(f"{run} has no correctness.npz and card.json; pass `subclassbench train` folders")
+    try:
+        with np.load(run / "correctness.npz", allow_pickle=False) as data:
+            test_ids = [str(i) for i in data["test_ids"]] if "test_ids" in data else None
+            train_ids = [str(i) for i in data["train_ids"]] if "train_ids" in data else None
+        log = load_correctness(run)
+        train_log = load_train_correctness(run)
+        card = json.loads(card_path.read_text())
+        if not isinstance(card, dict) or log.ndim != 2:
+            raise ValueError("not a training run's card and correctness log")
+        if train_log is not None and train_log.shape[0] != log.shape[0]:
+            raise ValueError(f"{train_log.shape[0]} epochs of train correctness but {log.shape[0]} of test")
+    except Exception as exc:  # damaged or foreign files: zip, key, value, decode errors
+        raise SubclassbenchError(
+            f"cannot read the training logs in {run} ({first_line(exc, 80)}); pass `subclassbench train` folders"
+        ) from None
+    return card, log, test_ids, train_log, train_ids
+
+
 def agreement_over_runs(run_dirs: list[Path]) -> dict[str, Any]:
-    """Per-epoch agreement of several training runs on the same test samples, with accuracy mean and spread."""
-    import json
+    """Per-epoch agreement of several training runs, on the test split and (where logged) the train split.
 
-    from subclassbench.training import load_correctness
-
+    The top-level ``agreement``, bounds and accuracy keys are the test split's;
+    ``train`` holds the same keys for the train split, or is None when some run
+    has no train log (runs trained before protocol v2), which are then listed
+    in ``train_not_recorded``.
+    """
     if not run_dirs:
         raise SubclassbenchError("pass at least one run folder written by `subclassbench train`")
-    logs, ids, cards = [], None, []
-    for run in run_dirs:
-        card_path = run / "card.json"
-        if not (run / "correctness.npz").is_file() or not card_path.is_file():
-            raise SubclassbenchError(f"{run} has no correctness.npz and card.json; pass `subclassbench train` folders")
-        try:
-            with np.load(run / "correctness.npz", allow_pickle=False) as data:
-                run_ids = [str(i) for i in data["test_ids"]] if "test_ids" in data else None
-            log = load_correctness(run)
-            card = json.loads(card_path.read_text())
-            if not isinstance(card, dict) or log.ndim != 2:
-                raise ValueError("not a training run's card and correctness log")
-        except Exception as exc:  # damaged or foreign files: zip, key, value, decode errors
-            raise SubclassbenchError(
-                f"cannot read the training logs in {run} ({first_line(exc, 80)}); pass `subclassbench train` folders"
-            ) from None
-        if ids is not None and run_ids != ids:
+    cards, logs, train_logs, missing = [], [], [], []
+    test_ids: list[str] | None = None
+    train_ids: list[str] | None = None
+    for index, run in enumerate(run_dirs):
+        card, log, run_test_ids, train_log, run_train_ids = _read_run(run)
+        if index and run_test_ids != test_ids:
             raise SubclassbenchError(
                 f"{run} was scored on other test samples than {run_dirs[0]}; compare runs of one task"
             )
-        ids = run_ids
-        logs.append(log)
+        test_ids = run_test_ids
+        if train_log is None:
+            missing.append(str(run))
+        else:
+            if train_logs and run_train_ids != train_ids:
+                raise SubclassbenchError(
+                    f"{run} was trained on other samples than the runs before it; compare runs of one train split"
+                )
+            train_ids = run_train_ids
+            train_logs.append(train_log)
         cards.append(card)
+        logs.append(log)
     epochs = min(log.shape[0] for log in logs)
     if epochs == 0:
         raise SubclassbenchError("a run has no epochs of correctness logs (trained with --epochs 0); pass trained runs")
-    correct = np.stack([log[:epochs] for log in logs])  # networks × epochs × samples
-    accuracy = correct.mean(axis=2)
+    test = _split_agreement(np.stack([log[:epochs] for log in logs]))  # networks × epochs × samples
+    train = None if missing else _split_agreement(np.stack([log[:epochs] for log in train_logs]))
     return {
+        "agreement_version": AGREEMENT_VERSION,
+        "definition": AGREEMENT_DEFINITION,
         "runs": [str(r) for r in run_dirs],
         "archs": [c.get("arch") for c in cards],
         "seeds": [c.get("seed") for c in cards],
-        "n_samples": int(correct.shape[2]),
         "epochs": epochs,
-        "agreement": agreement(correct).tolist(),
-        "accuracy_mean": accuracy.mean(axis=0).tolist(),
-        "accuracy_std": accuracy.std(axis=0).tolist(),
+        **test,
+        "train": train,
+        "train_not_recorded": missing,
     }
 
 
@@ -255,16 +357,19 @@ def agreement_plot(doc: dict[str, Any]) -> bytes:
     import matplotlib.pyplot as plt
 
     epochs = np.arange(1, doc["epochs"] + 1)
-    mean, std = np.asarray(doc["accuracy_mean"]), np.asarray(doc["accuracy_std"])
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot(epochs, doc["agreement"], label="agreement", color="C0")
-    ax.plot(epochs, mean, label="accuracy (mean)", color="C1")
-    ax.fill_between(epochs, mean - std, mean + std, color="C1", alpha=0.25, label="accuracy ± std")
-    ax.set_xlabel("epoch")
-    ax.set_ylim(0, 1)
-    ax.set_title(f"agreement of {len(doc['runs'])} runs on {doc['n_samples']} test samples", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    panels = [("test", doc)] + ([("train", doc["train"])] if doc.get("train") else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.5), dpi=100, squeeze=False)
+    for ax, (name, part) in zip(axes[0], panels, strict=True):
+        mean, std = np.asarray(part["accuracy_mean"]), np.asarray(part["accuracy_std"])
+        ax.plot(epochs, part["agreement"], label="agreement", color="C0")
+        ax.plot(epochs, part["agreement_lower_bound"], label="lower bound", color="C0", linestyle="--")
+        ax.plot(epochs, mean, label="accuracy (mean)", color="C1")
+        ax.fill_between(epochs, mean - std, mean + std, color="C1", alpha=0.25, label="accuracy ± std")
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"agreement of {len(doc['runs'])} runs on {part['n_samples']} {name} samples", fontsize=9)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})

@@ -496,7 +496,7 @@ def _load_hf_hub(task_name: str, config: dict[str, Any], source_split: str) -> A
     try:
         import datasets
 
-        dataset = datasets.load_dataset(hub["path"], split=source_split)
+        dataset = datasets.load_dataset(hub["path"], hub.get("name"), split=source_split)
     except Exception as exc:  # the hub raises many types when offline
         first = first_line(exc, 120)
         raise SubclassbenchError(f"{first}; " + _no_data_message(task_name, config)) from None

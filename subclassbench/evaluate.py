@@ -32,10 +32,10 @@ from subclassbench.errors import DataMissingError, SubclassbenchError
 from subclassbench.features import ExtractionContext, LayerFeatures, extract_cached, extract_shard
 from subclassbench.files import check_file_name, check_writable_folder, inside
 from subclassbench.preprocessing import Preprocessing
-from subclassbench.protocol import PROTOCOL_V1, PROTOCOL_VERSION, protocol_fingerprint
+from subclassbench.protocol import PROTOCOL, PROTOCOL_VERSION, protocol_fingerprint
 from subclassbench.results import SCHEMA_VERSION, Result, check_output_path
-from subclassbench.tasks import SplitData, Task, load_task
-from subclassbench.transfer import TransferPlan, score_transfer, summarize_transfer
+from subclassbench.tasks import OODSet, SplitData, Task, load_task
+from subclassbench.transfer import TransferPlan, ood_key, score_transfer, summarize_transfer
 
 DEFAULT_MODEL = "builtin:digits_cnn.digits5_coarse"
 DEFAULT_TASK = "digits-5"
@@ -63,6 +63,8 @@ class EvaluationRequest:
     n_shards: int | None = None  # merge features from this many cached shards when the whole split is absent
     # Where the result says the weights live (a submission records its repository path, not a staging folder).
     weights_label: str | None = None
+    # OOD set name → its data (default: ``data``, which serves OOD sets drawn from the same dataset).
+    ood_data: dict[str, str] | None = None
 
     def check(self) -> None:
         """Options that can be checked before anything is loaded."""
@@ -106,6 +108,7 @@ class Prepared:
     metrics: list[str]
     notes: list[str]
     splits: dict[str, SplitData]
+    ood_splits: dict[str, SplitData]  # keyed by transfer.ood_key(set, split)
     encoder: Encoder
     layers: list[str]
     started: float
@@ -151,8 +154,16 @@ def resolve_metrics(task: Task, requested: list[str] | None) -> list[str]:
     return [m for m in METRICS if m in requested]
 
 
+def reconstruction_split(task: Task) -> str | None:
+    """The train split reconstruction accuracy fits its clusters and superclass probe on."""
+    if task.transfer is not None:
+        return task.transfer.id_train_split
+    return "train" if "train" in task.splits else None
+
+
 def _load_splits(task: Task, request: EvaluationRequest, metrics: list[str], notes: list[str]) -> dict[str, SplitData]:
-    """The evaluation split, the validation split for layer commitment, and the transfer splits.
+    """The evaluation split, the validation split for layer commitment, the train split for reconstruction
+    accuracy, and the transfer splits.
 
     A split that cannot be loaded (e.g. ``--data`` is a single test file) drops
     what needs it, with a note, unless that metric was asked for explicitly.
@@ -165,6 +176,14 @@ def _load_splits(task: Task, request: EvaluationRequest, metrics: list[str], not
             splits[val] = task.load_split(val, request.data, primary=False)
         except DataMissingError as exc:  # absent: no committed layer; present but corrupt: an error
             notes.append(f"no committed layer (needs the '{val}' split; pass --data with every split): {exc}")
+    train = reconstruction_split(task)
+    if "clusterability" in metrics and train and train != evaluation.split and train not in splits:
+        try:
+            splits[train] = task.load_split(train, request.data, primary=False)
+        except DataMissingError as exc:
+            notes.append(f"no reconstruction accuracy (needs the '{train}' split; pass --data with every split): {exc}")
+    if "clusterability" in metrics and train == evaluation.split:
+        notes.append("no reconstruction accuracy: it fits on the train split, which is the evaluated split here")
     if "transfer" not in metrics:
         return splits
     try:
@@ -176,8 +195,61 @@ def _load_splits(task: Task, request: EvaluationRequest, metrics: list[str], not
             raise SubclassbenchError(f"transfer needs the task's train split: {exc}") from None
         metrics.remove("transfer")
         notes.append(f"transfer skipped (needs the train split; pass --data with every split): {exc}")
-        splits = {k: v for k, v in splits.items() if k in (evaluation.split, val)}
+        splits = {k: v for k, v in splits.items() if k in (evaluation.split, val, train)}
     return splits
+
+
+def check_ood_sets(task: Task, request: EvaluationRequest) -> list[tuple[OODSet, Task]]:
+    """Each OOD set's task, checked before any data is read: it exists, has the splits named, and shares no
+    class with the task (else its "OOD" accuracy would be in-distribution)."""
+    if task.transfer is None:
+        if request.ood_data:
+            raise SubclassbenchError(f"--ood-data: task '{task.name}' lists no OOD sets")
+        return []
+    known = {o.name for o in task.transfer.ood_sets}
+    unknown = sorted(set(request.ood_data or {}) - known)
+    if unknown:
+        raise SubclassbenchError(
+            f"--ood-data names OOD set '{unknown[0]}', which task '{task.name}' does not list; "
+            f"its OOD sets: {sorted(known) or 'none'}"
+        )
+    out = []
+    for ood in task.transfer.ood_sets:
+        ood_task = load_task(ood.task, by_name_only=True)
+        shared = sorted(task.class_keys() & ood_task.class_keys())
+        if shared:
+            raise SubclassbenchError(
+                f"task '{task.name}': OOD set '{ood.name}' shares classes with the task itself "
+                f"(class {shared[0][1]} of {shared[0][0]}); an OOD set's classes must be disjoint from the task's"
+            )
+        for split in (ood.train_split, ood.test_split):
+            if split not in ood_task.splits:
+                raise SubclassbenchError(
+                    f"task '{task.name}': OOD set '{ood.name}' uses split '{split}', which task '{ood_task.name}' "
+                    f"does not have ({list(ood_task.splits)})"
+                )
+        out.append((ood, ood_task))
+    return out
+
+
+def _load_ood_splits(task: Task, request: EvaluationRequest, notes: list[str]) -> dict[str, SplitData]:
+    """Every OOD set's train and test split; a set whose data is absent is left out, with a note.
+
+    ``--data`` serves an OOD set only when it is the same dataset as the task
+    (e.g. cifar10-ood5 beside cifar10-id5); another dataset needs its own
+    ``--ood-data NAME=PATH`` (or the Hub), so no file is read as the wrong data.
+    """
+    out: dict[str, SplitData] = {}
+    for ood, ood_task in check_ood_sets(task, request):
+        same_dataset = ood_task.dataset_identity == task.dataset_identity
+        data = (request.ood_data or {}).get(ood.name, request.data if same_dataset else None)
+        try:
+            loaded = {s: ood_task.load_split(s, data, primary=False) for s in (ood.train_split, ood.test_split)}
+        except DataMissingError as exc:
+            notes.append(f"OOD set '{ood.name}' left out (no data; pass --ood-data {ood.name}=PATH): {exc}")
+            continue
+        out.update({ood_key(ood.name, s): d for s, d in loaded.items()})
+    return out
 
 
 def _encoder_decoding(splits: dict[str, SplitData], preprocessing: Preprocessing) -> dict[str, SplitData]:
@@ -203,6 +275,8 @@ def prepare(request: EvaluationRequest) -> Prepared:
     request.check()
     task = load_task(request.task)
     metrics = resolve_metrics(task, request.metrics)
+    if "transfer" in metrics:
+        check_ood_sets(task, request)  # before any data is read
     notes: list[str] = []
     splits = _load_splits(task, request, metrics, notes)
     evaluation = next(iter(splits.values()))
@@ -216,9 +290,12 @@ def prepare(request: EvaluationRequest) -> Prepared:
     if request.image_preprocessing == "encoder":
         splits = _encoder_decoding(splits, encoder.preprocessing)
         evaluation = next(iter(splits.values()))
-    notes.extend(d.note for d in splits.values() if d.note)
+    ood_splits = _load_ood_splits(task, request, notes) if "transfer" in metrics else {}
+    if request.image_preprocessing == "encoder":
+        ood_splits = _encoder_decoding(ood_splits, encoder.preprocessing)
+    notes.extend(d.note for d in (*splits.values(), *ood_splits.values()) if d.note)
     layers = encoder.select_layers(request.layers)
-    return Prepared(task, metrics, notes, splits, encoder, layers, started, time.perf_counter())
+    return Prepared(task, metrics, notes, splits, ood_splits, encoder, layers, started, time.perf_counter())
 
 
 def extract(request: EvaluationRequest, shard: tuple[int, int] | None = None) -> CacheStats:
@@ -232,7 +309,7 @@ def extract(request: EvaluationRequest, shard: tuple[int, int] | None = None) ->
         raise SubclassbenchError("extract writes to the feature cache; it cannot run with the cache off")
     prepared = prepare(request)
     stats = CacheStats()
-    for data in prepared.splits.values():
+    for data in (*prepared.splits.values(), *prepared.ood_splits.values()):
         context = request.context(prepared.encoder, data, prepared.layers)
         if shard is None:
             extract_cached(context, cache, stats, n_shards=request.n_shards)
@@ -260,7 +337,7 @@ def evaluate(request: EvaluationRequest) -> Result:
             cache_only=request.cache == "only",
             n_shards=request.n_shards,
         )
-        for name, data in prepared.splits.items()
+        for name, data in (*prepared.splits.items(), *prepared.ood_splits.items())
     }
     extracted = time.perf_counter()
     per_layer, summary = score(prepared, features, request.progress)
@@ -297,31 +374,46 @@ def score(
             entry["flags"] = flags
     summary: dict[str, Any] = {}
     if "clusterability" in metrics:
-        for entry, scores in zip(per_layer, score_layers(first, evaluation, progress), strict=True):
+        train = reconstruction_split(task)
+        reference = (features[train], splits[train]) if train in features and train != evaluation.split else None
+        for entry, scores in zip(per_layer, score_layers(first, evaluation, progress, reference), strict=True):
             entry["clusterability"] = scores
         summary.update(summarize(per_layer))
         val = task.validation_split
         if val in features and val != evaluation.split:
-            try:
-                validation = score_layers(features[val], splits[val], progress)
+            try:  # the validation split only chooses the layer: k-means AMI, no Ward, no reconstruction
+                validation = score_layers(features[val], splits[val], progress, with_ward=False)
             except SubclassbenchError as exc:  # e.g. a subset too small to cluster: report, don't fail
                 notes.append(f"no committed layer: the '{val}' split cannot be scored ({exc})")
             else:
                 summary.update(commit_layer(per_layer, validation, val))
     if "transfer" in metrics:
-        plan = TransferPlan.from_task(task, splits)
+        plan = TransferPlan.from_task(task, splits, prepared.ood_splits)
         for entry, scores in zip(per_layer, score_transfer(features, plan, progress=progress), strict=True):
             entry["transfer"] = scores
         detail = summarize_transfer(prepared.layers, [e["transfer"] for e in per_layer], plan)
-        if flat_curve([e["transfer"][f"{detail['ood_basis']}_acc"] for e in per_layer], detail):
-            detail["flat_ood_curve"] = True  # % retained of a curve at chance says nothing: shown as such
+        seen = trained_on(prepared.encoder)
+        for entry in detail["ood_sets"]:
+            entry["seen_in_training"] = None if seen is None else bool(seen & load_task(entry["task"]).class_keys())
         summary.update(
             ood_retained=detail["ood_retained"],
-            tunnel_start=detail["tunnel_start"],
+            tunnel=detail["tunnel"],
             pearson_id_ood=detail["pearson_id_ood"],
             transfer=detail,
         )
     return per_layer, summary
+
+
+def trained_on(encoder: Encoder) -> set[tuple[str, str]] | None:
+    """The (dataset, class) pairs an encoder's training covered, when its card names the task; else None."""
+    card = encoder.card or {}
+    name = card.get("task")
+    if not isinstance(name, str):
+        return None
+    try:
+        return load_task(name, by_name_only=True).class_keys()
+    except SubclassbenchError:
+        return None
 
 
 def degenerate_flags(features: np.ndarray) -> list[str]:
@@ -332,14 +424,6 @@ def degenerate_flags(features: np.ndarray) -> list[str]:
     if features.size and float((features == 0).all(axis=0).mean()) > 0.5:
         flags.append("mostly_dead_units")
     return flags
-
-
-def flat_curve(curve: list[float], detail: dict[str, Any]) -> bool:
-    """An OOD accuracy curve that says nothing about depth: the same at every layer, or never above chance
-    (each up to one sample's worth). % retained is then 100 by construction, not by merit."""
-    chance = detail["chance_refit"] if detail["ood_basis"] == "ood_refit" else detail["chance_id"]
-    margin = 1.0 / max(detail["n_ood"], 1)
-    return max(curve) - min(curve) <= margin or max(curve) <= (chance or 0.0) + margin
 
 
 def _result(
@@ -357,7 +441,7 @@ def _result(
         encoder["weights"]["path"] = request.weights_label
     doc = {
         "schema_version": SCHEMA_VERSION,
-        "protocol": {"version": PROTOCOL_VERSION, "fingerprint": protocol_fingerprint(), "params": PROTOCOL_V1},
+        "protocol": {"version": PROTOCOL_VERSION, "fingerprint": protocol_fingerprint(), "params": PROTOCOL},
         "metrics": prepared.metrics,
         "notes": prepared.notes,
         "task": {
@@ -372,12 +456,13 @@ def _result(
             "n_subclasses": task.n_subclasses,
             "data_source": evaluation.source,
             "splits": {name: d.record() for name, d in splits.items()},
+            **({"ood_sets": _ood_records(task, prepared.ood_splits)} if prepared.ood_splits else {}),
         },
         "encoder": encoder,
         "environment": environment(),
         "seeds": {
-            "kmeans": PROTOCOL_V1["clusterability"]["seed"],
-            "probe": PROTOCOL_V1["transfer"]["probe"]["seed"],
+            "kmeans": PROTOCOL["clusterability"]["seed"],
+            "probe": PROTOCOL["transfer"]["probe"]["seed"],
             "torch_init": 0,
         },
         "layers": per_layer,
@@ -393,6 +478,27 @@ def _result(
         },
     }
     return Result.from_doc(doc)
+
+
+def _ood_records(task: Task, ood_splits: dict[str, SplitData]) -> list[dict[str, Any]]:
+    assert task.transfer is not None
+    out = []
+    for ood in task.transfer.ood_sets:
+        keys = {s: ood_key(ood.name, s) for s in (ood.train_split, ood.test_split)}
+        if not all(k in ood_splits for k in keys.values()):
+            continue
+        data = ood_splits[keys[ood.test_split]]
+        out.append(
+            {
+                "name": ood.name,
+                "task": ood.task,
+                "version": data.task.version,
+                "definition_fingerprint": data.task.definition_fingerprint,
+                "data_source": data.source,
+                "splits": {s: ood_splits[k].record() for s, k in keys.items()},
+            }
+        )
+    return out
 
 
 RESULTS_ROOT = Path("results")
@@ -452,6 +558,21 @@ def evaluate_to_file(request: EvaluationRequest, out: Path | None = None, force:
     result = evaluate(request)
     path = result.write(out or default_output_path(result))
     return result, path
+
+
+def parse_ood_data(items: list[str] | None) -> dict[str, str] | None:
+    """``NAME=PATH`` pairs → {name: path}; each name once."""
+    if not items:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise SubclassbenchError(f"--ood-data needs NAME=PATH (an OOD set of the task and its data), got '{item}'")
+        if name.strip() in out:
+            raise SubclassbenchError(f"--ood-data names OOD set '{name.strip()}' twice; give each set once")
+        out[name.strip()] = path.strip()
+    return out
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from subclassbench.clusterability import commit_layer, summarize
-from subclassbench.metrics import ood_curve_summary
+from subclassbench.metrics import tunnel_summary
+from subclassbench.transfer import strength
 
 CLUSTER_KEYS = ("ami", "ari", "nmi", "purity", "matched_acc")
 
@@ -26,9 +27,7 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _compare(
-    problems: list[str], where: str, stored: Any, expected: dict[str, Any], strict: bool = True
-) -> None:
+def _compare(problems: list[str], where: str, stored: Any, expected: dict[str, Any], strict: bool = True) -> None:
     """Every expected value must be stored and equal (``strict=False``: only the stored ones are compared)."""
     if not isinstance(stored, dict):
         problems.append(f"{where} is missing or not an object")
@@ -55,8 +54,19 @@ def _layer_problems(layer: dict[str, Any], n_samples: int) -> list[str]:
     if counted != n_samples:
         problems.append(f"{where}: superclasses hold {counted} samples, the task says {n_samples}")
     matched = sum(round(e["matched_acc"] * e["n"]) for e in per)
-    _compare(problems, where, scores, {"fine_acc": matched / max(counted, 1)})
+    _compare(problems, where, scores, {"within_superclass_acc": matched / max(counted, 1)})
+    ward = scores.get("ward")
+    if isinstance(ward, dict) and ward.get("overcluster"):
+        factors = [row["factor"] for row in ward["overcluster"]]
+        if factors != [1, 2, 3, 4, 5]:
+            problems.append(f"{where}: Ward overclustering factors are {factors}, the protocol's are 1-5")
+        elif not _same(ward["overcluster"][0]["ami"], ward["ami"]):
+            problems.append(f"{where}: Ward AMI at factor 1 differs from the Ward AMI")
     return problems
+
+
+def _tunnel(detail: dict[str, Any]) -> dict[str, str] | None:
+    return {"start": detail["best_layer"], "strength": strength(detail["ood_retained"])} if detail["tunnel"] else None
 
 
 def _transfer_problems(names: list[str], layers: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
@@ -64,20 +74,57 @@ def _transfer_problems(names: list[str], layers: list[dict[str, Any]], summary: 
     if not isinstance(detail, dict):
         return ["summary.transfer is missing although every layer has transfer scores"]
     problems: list[str] = []
-    id_curve = [layer["transfer"]["id_acc"] for layer in layers]
-    expected: dict[str, Any] = {"penultimate_layer": names[-1], "best_id_acc": max(id_curve)}
-    expected["best_id_layer"] = names[int(np.argmax(id_curve))]
-    curves = {kind: [layer["transfer"][f"{kind}_acc"] for layer in layers] for kind in ("ood_shift", "ood_refit")}
-    complete = {kind: curve for kind, curve in curves.items() if not any(v is None for v in curve)}
-    # The pipeline's rule: the refit curve is the headline when the task defines it, else the shift curve.
-    expected["ood_basis"] = "ood_refit" if "ood_refit" in complete else "ood_shift"
-    for kind, curve in complete.items():
-        kind_expected = ood_curve_summary(names, id_curve, curve)
-        _compare(problems, f"summary.transfer.{kind}", detail.get(kind), kind_expected)
-        if kind == expected["ood_basis"]:
-            headline = {k: kind_expected[k] for k in ("ood_retained", "tunnel_start", "pearson_id_ood")}
-            _compare(problems, "summary.transfer", detail, headline)
-            _compare(problems, "summary", summary, headline)
+    transfer = [layer["transfer"] for layer in layers]
+    distinct = [not t["same_as_next"] for t in transfer]
+    id_curve = [t["id_acc"] for t in transfer]
+    expected: dict[str, Any] = {
+        "penultimate_layer": names[-1],
+        "best_id_acc": max(id_curve),
+        "best_id_layer": names[int(np.argmax(id_curve))],
+    }
+    if detail.get("distinct_layers") != [n for n, d in zip(names, distinct, strict=True) if d]:
+        problems.append("summary.transfer.distinct_layers does not follow from the layers' same_as_next flags")
+    for t in transfer:
+        accs = [v["acc"] for v in t["ood"].values()]
+        _compare(problems, "a layer's transfer", t, {"ood_mean_acc": float(np.mean(accs)) if accs else None})
+    sets = detail.get("ood_sets") or []
+    for entry in sets:
+        curve = [t["ood"].get(entry["name"], {}).get("acc") for t in transfer]
+        if any(v is None for v in curve):
+            problems.append(f"OOD set {entry['name']} lacks a score at some layer")
+            continue
+        summary_set = tunnel_summary(names, id_curve, curve, distinct)
+        tunnel = _tunnel(summary_set)
+        del summary_set["tunnel"]  # stored as the tunnel record, compared below
+        _compare(problems, f"summary.transfer.ood_sets[{entry['name']}]", entry, summary_set)
+        if entry.get("tunnel") != tunnel:
+            problems.append(f"summary.transfer.ood_sets[{entry['name']}].tunnel does not follow from its curve")
+    if sets:
+        mean = tunnel_summary(names, id_curve, [t["ood_mean_acc"] for t in transfer], distinct)
+        headline = {"ood_retained": mean["ood_retained"], "pearson_id_ood": mean["pearson_id_ood"]}
+        _compare(problems, "summary.transfer", detail, headline)
+        _compare(problems, "summary", summary, headline)
+        if detail.get("tunnel") != _tunnel(mean) or summary.get("tunnel") != _tunnel(mean):
+            problems.append("summary.transfer.tunnel does not follow from the mean OOD curve")
+    elif detail.get("tunnel") is not None or detail.get("ood_retained") is not None:
+        problems.append("summary.transfer reports a tunnel or % retained without any OOD set")
+    shift = detail.get("subpopulation_shift")
+    for kind in ("subpop_shift", "subpop_refit"):
+        curve = [t[f"{kind}_acc"] for t in transfer]
+        if any(v is None for v in curve):
+            continue
+        if not isinstance(shift, dict):
+            problems.append("summary.transfer.subpopulation_shift is missing although the layers have shift scores")
+            break
+        got = tunnel_summary(names, id_curve, curve, distinct)
+        del got["tunnel"]
+        _compare(
+            problems,
+            f"summary.transfer.subpopulation_shift.{kind}",
+            shift.get(kind),
+            {"retained": got.pop("ood_retained"), **got},
+            strict=False,
+        )
     _compare(problems, "summary.transfer", detail, expected)
     return problems
 

@@ -45,6 +45,12 @@ def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None)
         extra["degenerate_layers"] = flagged
     if transfer is not None and transfer.get("flat_ood_curve"):
         extra["flat_ood_curve"] = True
+    seen = [] if transfer is None else [s["name"] for s in transfer["ood_sets"] if _seen(s, model)]
+    if seen:  # the encoder was trained on an OOD set's classes: its OOD numbers are not OOD
+        extra["ood_seen_in_training"] = seen
+    ward = _committed_layer(result)
+    shift = None if transfer is None else transfer["subpopulation_shift"]
+    shift_kind = None if shift is None else ("subpop_refit" if "subpop_refit" in shift else "subpop_shift")
     return {
         **extra,
         "submission": folder.name,
@@ -56,14 +62,18 @@ def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None)
         "license": model["license"],
         "committed_layer": summary.get("committed_layer"),
         "committed_ami": summary.get("committed_ami"),
-        "committed_fine_acc": summary.get("committed_fine_acc"),
+        "committed_reconstruction_acc": summary.get("committed_reconstruction_acc"),
+        "committed_within_superclass_acc": summary.get("committed_within_superclass_acc"),
+        "committed_ward_ami": None if ward is None else ward["ami"],
         "selection_split": summary.get("selection", {}).get("split"),
         "best_layer": summary.get("best_layer"),
         "best_ami": summary.get("best_ami"),
         "gap": summary.get("committed_gap"),
         "last_ami": summary.get("last_ami"),
         "ood_retained": None if transfer is None else transfer["ood_retained"],
-        "tunnel_start": None if transfer is None else transfer["tunnel_start"],
+        "ood_sets": [] if transfer is None else [s["name"] for s in transfer["ood_sets"]],
+        "tunnel": None if transfer is None else transfer["tunnel"],
+        "subpop_retained": None if shift_kind is None else shift[shift_kind]["retained"],
         "n_samples": result.task["n_samples"],
         "canonical": result.canonical,
         "protocol_version": result["protocol"]["version"],
@@ -72,6 +82,31 @@ def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None)
         "stale": stale,
         "curve": curve,
     }
+
+
+def _seen(ood_set: dict[str, Any], model: dict[str, Any]) -> bool:
+    """Whether an OOD set's classes were in the encoder's training data: the result's own record (from the
+    training card), or else the task model.yaml says the encoder was trained on."""
+    if ood_set.get("seen_in_training") is not None:
+        return bool(ood_set["seen_in_training"])
+    label_task = model["training"].get("label_task")
+    if not label_task:
+        return False
+    from subclassbench.tasks import load_task
+
+    try:
+        return bool(load_task(label_task, by_name_only=True).class_keys() & load_task(ood_set["task"]).class_keys())
+    except SubclassbenchError:
+        return False
+
+
+def _committed_layer(result: Result) -> dict[str, Any] | None:
+    """The committed layer's Ward scores (Nguyen & Kornblith's algorithm), or None."""
+    name = result.summary.get("committed_layer")
+    for layer in result.layers:
+        if layer["name"] == name:
+            return layer["clusterability"].get("ward")
+    return None
 
 
 def collect(submissions: Path) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -115,7 +150,8 @@ def _table(rows: list[dict[str, Any]], with_rank: bool = True) -> str:
 
     headers = ["rank"] if with_rank else []
     headers += ["encoder", "labels", "committed layer", "AMI (committed)", "best layer", "AMI (best)", "gap"]
-    headers += ["fine-label recovery", "OOD retained %", "tunnel start", "result"]
+    headers += ["Ward AMI", "reconstruction acc", "within-superclass acc (oracle)", "OOD retained %", "tunnel"]
+    headers += ["subpop. shift retained %", "result"]
     body = []
     for r in rows:
         labels = r["labels"] + (f" ({r['label_task']})" if r["label_task"] else "")
@@ -128,13 +164,23 @@ def _table(rows: list[dict[str, Any]], with_rank: bool = True) -> str:
             r["best_layer"] or "—",
             _num(r["best_ami"]),
             _num(r["gap"]),
-            _num(r["committed_fine_acc"]),
-            "flat" if r.get("flat_ood_curve") else _num(r["ood_retained"], 1),
-            r["tunnel_start"] or "—",
+            _num(r["committed_ward_ami"]),
+            _num(r["committed_reconstruction_acc"]),
+            _num(r["committed_within_superclass_acc"]),
+            _ood_cell(r),
+            "—" if r["tunnel"] is None else f"{r['tunnel']['start']} ({r['tunnel']['strength']})",
+            _num(r["subpop_retained"], 1),
             f"[json](../{r['result']})" + ("" if r["canonical"] else " (non-canonical data)"),
         ]
         body.append(line)
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _ood_cell(row: dict[str, Any]) -> str:
+    if row["ood_retained"] is None:
+        return "—"
+    cell = "flat" if row.get("flat_ood_curve") else _num(row["ood_retained"], 1)
+    return cell + (" (seen in training)" if row.get("ood_seen_in_training") else "")
 
 
 def _committed_cell(row: dict[str, Any]) -> str:
@@ -199,9 +245,13 @@ def render(
         f"Protocol v{PROTOCOL_VERSION} (fingerprint `{protocol_fingerprint()[:12]}`), content `{digest}`. "
         "Rows are ranked by subclass AMI at the **committed layer**: the layer with the best AMI on the task's "
         "validation split, scored on its evaluation split. The best layer on the evaluation split and the gap "
-        "(best − committed) are shown beside it but never used for ranking. Fine-label recovery is the "
-        "Hungarian-matched accuracy of k-means within superclasses at the committed layer. Label granularity "
-        "says what the encoder was trained on: `fine` encoders saw the subclass labels. See "
+        "(best − committed) are shown beside it but never used for ranking. At the committed layer: Ward AMI "
+        "(Nguyen & Kornblith's algorithm at k = subclasses); reconstruction accuracy (Yang et al.: predicted "
+        "superclass, then the nearest train-fit cluster); the within-superclass accuracy, an oracle that is "
+        "given the true superclass. OOD retained % and the tunnel (Harun et al.) are over class-disjoint OOD "
+        "sets (— when the task has none); the subpopulation shift (same classes, new subclasses) is not OOD "
+        "and is shown apart. Label granularity says what the encoder was trained on: `fine` encoders saw the "
+        "subclass labels. The protocol v1 board is archived in [v1/](v1/README.md). See "
         "[docs/protocol.md](../docs/protocol.md) and [docs/submitting.md](../docs/submitting.md).",
         "",
     ]
@@ -229,6 +279,7 @@ def render(
 
 def _describe_row(r: dict[str, Any]) -> str:
     ood = "" if r["ood_retained"] is None else f", OOD retained {_num(r['ood_retained'], 1)}%"
+    ood += "" if r["tunnel"] is None else f", tunnel {r['tunnel']['strength']}"
     return f"{r['task']}: {r['submission']} (rank {r['rank']}, committed AMI {_num(r['committed_ami'])}{ood})"
 
 

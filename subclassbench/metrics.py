@@ -87,30 +87,31 @@ def effective_rank(x: np.ndarray, s: np.ndarray | None = None) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-def ood_retained(ood_acc: list[float]) -> tuple[float, int]:
-    """% OOD performance retained (Harun et al. 2024) and the tunnel start.
+def tunnel_summary(
+    names: list[str], id_curve: list[float], curve: list[float], distinct: list[bool] | None = None
+) -> dict[str, Any]:
+    """One OOD accuracy curve over layers, by Harun et al. (2024)'s rule.
 
-    The tunnel starts at the layer with the best OOD accuracy (the shallowest
-    of ties); r = 100 · a_last / a_best, where the last scored layer is the one
-    before the classifier head. r = 100 when the best layer is the last one.
+    Only distinct layers count (``distinct[i]`` False drops a layer that
+    duplicates the next one). The penultimate layer is the last scored one
+    (the embedding before the classifier). The best layer is the argmax of the
+    curve (the shallowest of ties); it starts a tunnel only when it lies
+    before the penultimate layer *and* beats it. % retained is
+    100 · a_penultimate / a_best, 100 when there is no tunnel.
     """
-    acc = np.asarray(ood_acc, dtype=np.float64)
+    keep = [i for i in range(len(curve)) if distinct is None or distinct[i]]
+    acc = np.asarray([curve[i] for i in keep], dtype=np.float64)
     best = int(np.argmax(acc))
-    if best == len(acc) - 1 or acc[best] == 0:
-        return 100.0, best
-    return float(100.0 * acc[-1] / acc[best]), best
-
-
-def ood_curve_summary(names: list[str], id_curve: list[float], curve: list[float]) -> dict[str, Any]:
-    """One OOD accuracy curve over layers: % retained, the tunnel start, its accuracies and Pearson(ID, OOD)."""
-    retained, start = ood_retained(curve)
+    last = len(acc) - 1
+    tunnel = best < last and acc[best] > acc[last]
+    retained = float(100.0 * acc[last] / acc[best]) if tunnel else 100.0
     return {
         "ood_retained": retained,
-        "tunnel_start": names[start],
-        "tunnel_start_index": start,
-        "best_ood_acc": curve[start],
-        "last_ood_acc": curve[-1],
-        "pearson_id_ood": pearson(id_curve, curve),
+        "tunnel": bool(tunnel),
+        "best_layer": names[keep[best]],
+        "best_acc": float(acc[best]),
+        "penultimate_acc": float(acc[last]),
+        "pearson_id_ood": pearson([id_curve[i] for i in keep], acc.tolist()),
     }
 
 

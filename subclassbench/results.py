@@ -22,7 +22,7 @@ from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.files import atomic_write
 from subclassbench.schemas import first_error
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"  # 2.0: protocol v2 (schema 1.0 results are protocol v1; see leaderboard/v1/)
 
 
 class ProtocolRecord(TypedDict):
@@ -43,6 +43,7 @@ class TaskRecord(TypedDict, total=False):
     n_subclasses: int
     data_source: str
     splits: dict[str, dict[str, Any]]
+    ood_sets: list[dict[str, Any]]
 
 
 class EncoderRecord(TypedDict, total=False):
@@ -73,17 +74,21 @@ class Summary(TypedDict, total=False):
     best_layer: str
     best_depth: float
     best_ami: float
-    best_fine_acc: float
+    best_within_superclass_acc: float
     last_layer: str
     last_ami: float
-    last_fine_acc: float
+    last_within_superclass_acc: float
+    last_reconstruction_acc: float | None
+    last_superclass_acc: float | None
     committed_layer: str
     committed_ami: float
-    committed_fine_acc: float
+    committed_within_superclass_acc: float
+    committed_reconstruction_acc: float | None
+    committed_superclass_acc: float | None
     committed_gap: float
     selection: dict[str, Any]
-    ood_retained: float
-    tunnel_start: str
+    ood_retained: float | None
+    tunnel: dict[str, str] | None
     pearson_id_ood: float | None
     transfer: dict[str, Any]
 
@@ -117,6 +122,11 @@ def migrate(doc: dict[str, Any], where: str = "result") -> dict[str, Any]:
         seen.add(version)
         _, step = MIGRATIONS[version]
         doc = step(doc)
+    if isinstance(doc, dict) and doc.get("schema_version") == "1.0":
+        raise SubclassbenchError(
+            f"{where}: a protocol v1 result (schema 1.0); protocol v2 measures different quantities, so it cannot "
+            "be converted: re-run the evaluation (v1 numbers stay archived in leaderboard/v1/)"
+        )
     if isinstance(doc, dict) and "schema_version" in doc and doc["schema_version"] != SCHEMA_VERSION:
         raise SubclassbenchError(
             f"{where}: schema version {doc.get('schema_version')!r} is not readable by this subclassbench "
@@ -275,6 +285,10 @@ def check_output_path(path: Path) -> None:
         raise SubclassbenchError(f"--out {path} is a folder; give a file path such as {path / 'result.json'}")
 
 
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 def format_table(result: Result) -> str:
     """Per-layer table: depth, width, clusterability and (when run) transfer scores."""
     from tabulate import tabulate
@@ -282,18 +296,34 @@ def format_table(result: Result) -> str:
     best = result.summary.get("best_layer")
     headers = ["layer", "depth", "dim"]
     if "clusterability" in result.metrics:
-        headers += ["AMI", "ARI", "NMI", "purity", "fine acc", "Ward AMI"]
+        headers += ["AMI", "purity", "within-sup acc", "recon acc", "sup acc", "Ward AMI", "Ward purity ×5"]
     if "transfer" in result.metrics:
-        headers += ["ID acc", "OOD shift", "OOD refit", "rank", "eff. rank"]
+        headers += ["ID acc", "subpop shift", "subpop refit", "OOD mean", "rank", "eff. rank"]
     rows = []
     for layer in result.layers:
         row = [layer["name"] + (" *" if layer["name"] == best else ""), layer["depth"], layer["dim"]]
         if "clusterability" in layer:
             c = layer["clusterability"]
-            row += [c["ami"], c["ari"], c["nmi"], c["purity"], c["fine_acc"], c["ward"]["ami"] if c["ward"] else None]
+            ward = c["ward"]
+            row += [
+                c["ami"],
+                c["purity"],
+                c["within_superclass_acc"],
+                c["reconstruction_acc"],
+                c["superclass_acc"],
+                ward["ami"] if ward else None,
+                ward["overcluster"][-1]["purity"] if ward else None,
+            ]
         if "transfer" in layer:
             t = layer["transfer"]
-            row += [t["id_acc"], t["ood_shift_acc"], t["ood_refit_acc"], t["numerical_rank"], t["effective_rank"]]
+            row += [
+                t["id_acc"],
+                t["subpop_shift_acc"],
+                t["subpop_refit_acc"],
+                t["ood_mean_acc"],
+                t["numerical_rank"],
+                t["effective_rank"],
+            ]
         rows.append(row)
     return tabulate(rows, headers=headers, floatfmt=".3f", missingval="-")
 
@@ -305,19 +335,35 @@ def format_summary(result: Result) -> list[str]:
         lines.append(
             f"clusterability: best layer {summary['best_layer']} (AMI {summary['best_ami']:.3f}); "
             f"last layer {summary['last_layer']}: AMI {summary['last_ami']:.3f}, "
-            f"fine-label recovery {summary['last_fine_acc']:.3f}"
+            f"reconstruction accuracy {_fmt(summary['last_reconstruction_acc'])} "
+            f"(superclass {_fmt(summary.get('last_superclass_acc'))}), "
+            f"within-superclass oracle {summary['last_within_superclass_acc']:.3f}"
         )
     if "committed_layer" in summary:
         lines.append(
             f"committed layer {summary['committed_layer']} (chosen on '{summary['selection']['split']}'): "
-            f"AMI {summary['committed_ami']:.3f}, fine-label recovery {summary['committed_fine_acc']:.3f}, "
-            f"gap to the best layer {summary['committed_gap']:.3f}"
+            f"AMI {summary['committed_ami']:.3f}, reconstruction accuracy "
+            f"{_fmt(summary['committed_reconstruction_acc'])}, within-superclass oracle "
+            f"{summary['committed_within_superclass_acc']:.3f}, gap to the best layer {summary['committed_gap']:.3f}"
         )
     if "transfer" in summary:
         t = summary["transfer"]
-        rho = "n/a" if t["pearson_id_ood"] is None else f"{t['pearson_id_ood']:.3f}"
-        lines.append(
-            f"transfer ({t['ood_basis'].replace('_', ' ')}): {t['ood_retained']:.1f}% OOD performance retained at "
-            f"{t['penultimate_layer']}, tunnel start {t['tunnel_start']}, Pearson(ID, OOD) {rho}"
-        )
+        rho = _fmt(t["pearson_id_ood"])
+        if t["ood_sets"]:
+            tunnel = t["tunnel"]
+            where = "no tunnel" if tunnel is None else f"tunnel from {tunnel['start']} ({tunnel['strength']})"
+            sets = ", ".join(f"{s['name']} {s['ood_retained']:.1f}%" for s in t["ood_sets"])
+            lines.append(
+                f"OOD transfer: {t['ood_retained']:.1f}% retained at {t['penultimate_layer']} (mean over sets: "
+                f"{sets}); {where}; Pearson(ID, OOD) {rho}"
+            )
+        else:
+            lines.append("OOD transfer: the task lists no OOD set (or its data was absent; see the notes)")
+        shift = t["subpopulation_shift"]
+        if shift is not None:
+            kind = "subpop_refit" if "subpop_refit" in shift else "subpop_shift"
+            lines.append(
+                f"subpopulation shift ({kind.replace('_', ' ')}, not OOD): {shift[kind]['retained']:.1f}% retained; "
+                f"best layer {shift[kind]['best_layer']}"
+            )
     return lines + [f"note: {note}" for note in result.notes]

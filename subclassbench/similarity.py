@@ -8,8 +8,9 @@
 * :func:`concept_pair_alignment` — per-concept-pair decomposition of that
   disagreement plus a Hungarian matching of concepts (after Vielhaben et al.,
   NeurIPS 2025).
-* :func:`agreement` — the fraction of samples that every network gets right
-  among those that any gets right (Pliushch et al., ECCV 2022).
+* :func:`agreement` — the fraction of samples that every network gets right,
+  with its accuracy-implied lower bound :func:`agreement_lower_bound` and the
+  per-sample score :func:`sample_agreement` (Pliushch et al., ECCV 2022).
 * :func:`soft_assignments` — a fixed-seed Gaussian-mixture soft clustering that
   turns pooled features into concept memberships for the two functions above.
 
@@ -219,33 +220,74 @@ def concept_pair_alignment(A: np.ndarray, B: np.ndarray) -> ConceptAlignment:
 # --------------------------------------------------------------------------- agreement
 
 
-def agreement(correct: np.ndarray) -> np.ndarray:
-    """Per-epoch agreement of several networks (Pliushch et al., ECCV 2022).
-
-    ``correct`` is boolean (or 0/1), shaped networks × epochs × samples, with
-    c_{n,e}(x) = 1 when network n classifies sample x correctly after epoch e.
-    ``Agr(e) = Σ_x Π_n c_{n,e}(x) / Σ_x max_n c_{n,e}(x)``: of the samples that
-    some network gets right, the fraction that all get right. Defined as 1.0
-    at epochs where no network is right on any sample (nothing to disagree on).
-    Returns a float64 array of length epochs.
-    """
+def _check_correct(correct: np.ndarray) -> np.ndarray:
+    """A boolean networks × epochs × samples copy of ``correct`` after validating it."""
     arr = np.asarray(correct)
     if arr.ndim != 3:
         raise ValueError(f"correct must be 3-D (networks × epochs × samples), got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError("correct must hold at least one network")
+    if arr.shape[2] == 0:
+        raise ValueError("correct must hold at least one sample")
     if arr.dtype != np.bool_:
         if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
             raise ValueError(f"correct must be boolean or 0/1, got dtype {arr.dtype}")
         if not np.all((arr == 0) | (arr == 1)):
             raise ValueError("correct must contain only 0/1 (or boolean) values")
         arr = arr.astype(np.bool_)
-    all_right = arr.all(axis=0).sum(axis=-1)
-    any_right = arr.any(axis=0).sum(axis=-1)
-    out = np.ones(arr.shape[1], dtype=np.float64)
-    has = any_right > 0
-    out[has] = all_right[has] / any_right[has]
-    return out
+    return arr
+
+
+def sample_agreement(correct: np.ndarray) -> np.ndarray:
+    """Per-sample agreement score: the fraction of networks that classify a sample correctly.
+
+    ``correct`` is as in :func:`agreement`. Returns float64, epochs × samples,
+    with ``s_e(x) = (1/N) Σ_n c_{n,e}(x)``: 1 when every network is right, 0
+    when none is (the per-example true-positive agreement of Hacohen, Choshen &
+    Weinshall, ICML 2020). A sample that all networks get wrong scores 0, not
+    1: agreeing on a mistake is not counted as agreement (the networks need
+    not even predict the same wrong class). :func:`agreement` is the share of
+    samples whose score is exactly 1.
+    """
+    return _check_correct(correct).mean(axis=0, dtype=np.float64)
+
+
+def agreement(correct: np.ndarray) -> np.ndarray:
+    """Per-epoch agreement of several networks (Pliushch et al., ECCV 2022).
+
+    ``correct`` is boolean (or 0/1), shaped networks × epochs × samples, with
+    c_{n,e}(x) = 1 when network n classifies sample x correctly after epoch e.
+    ``Agr(e) = (1/|X|) Σ_x Π_n c_{n,e}(x)``: the fraction of *all* samples that
+    every network gets right. The denominator is every sample, so a sample no
+    network gets right counts as disagreement (0) and an epoch where no network
+    is right on any sample has agreement 0; with a single network it is that
+    network's accuracy. (Up to protocol v1 the denominator was the samples
+    *some* network got right, which made "all wrong" count as full agreement.)
+    Returns a float64 array of length epochs.
+
+    It lies between :func:`agreement_lower_bound` and the lowest accuracy of
+    the networks. Raises ValueError on a wrong shape or non-0/1 values.
+    """
+    arr = _check_correct(correct)
+    return arr.all(axis=0).sum(axis=-1) / arr.shape[2]
+
+
+def agreement_lower_bound(correct: np.ndarray) -> np.ndarray:
+    """The least agreement the networks' accuracies allow: ``1 − min(Σ_n err_n(e), 1)`` per epoch.
+
+    err_n(e) is network n's error rate after epoch e. A sample leaves the
+    all-right set when at least one network misses it, and by the union bound
+    at most a share Σ_n err_n of the samples is missed by some network; the
+    bound is reached when the networks' mistakes fall on disjoint samples.
+    How far :func:`agreement` lies above it is what the networks share beyond
+    what their accuracies force (Pliushch et al., ECCV 2022). Computed from
+    integer counts, so ``agreement ≥ bound`` holds exactly in floating point
+    too. Returns float64, length epochs.
+    """
+    arr = _check_correct(correct)
+    n = arr.shape[2]
+    wrong = (~arr).sum(axis=(0, 2))  # Σ_n (mistakes of network n) per epoch, an integer count
+    return np.maximum(n - wrong, 0) / n
 
 
 # --------------------------------------------------------------------------- soft clustering

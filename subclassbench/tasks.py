@@ -77,22 +77,56 @@ class Superclass:
 
 
 @dataclass(frozen=True)
-class TransferSpec:
-    """Which subclasses are in distribution (source) and which are held out (target).
+class OODSet:
+    """An out-of-distribution set: another task's data whose classes the encoder was not trained on.
 
-    The in-distribution probe learns superclass labels on source subclasses of
-    ``id_train_split`` and is scored on the source subclasses of ``id_test_split``
-    and, unchanged, on the target subclasses of ``ood_split`` (subpopulation
-    shift). ``refit: target_fine`` adds a probe fit on the target subclasses'
-    own labels (train → ``ood_split``).
+    Harun et al. (2024) fit a probe on each OOD set's own train split and score
+    it on its test split; its classes are the providing task's subclasses.
+    """
+
+    name: str  # how results name the set
+    task: str  # the registered task that provides the data
+    train_split: str
+    test_split: str
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """The transfer probes a task defines.
+
+    * **ID**: a probe learns ``id_labels`` (superclass or subclass labels) on
+      ``id_train_split`` (only the ``source`` subclasses when a subpopulation
+      shift is defined) and is scored on ``id_test_split``.
+    * **Subpopulation shift** (BREEDS-style, Santurkar et al. 2021), when
+      ``target`` is set: the ID probe, unchanged, on the target subclasses of
+      ``ood_split`` under the same superclass labels; ``refit: target_fine``
+      adds a probe fit on the target subclasses' own labels (train →
+      ``ood_split``). Same classes, new subpopulations: not out of distribution.
+    * **OOD sets** (Harun et al. 2024): class-disjoint data from other tasks,
+      each with its own probe.
     """
 
     id_train_split: str
     id_test_split: str
-    ood_split: str
-    source: tuple[Any, ...]
-    target: tuple[Any, ...]
+    ood_split: str | None = None  # the subpopulation-shift split (named before v2 of the protocol)
+    source: tuple[Any, ...] = ()
+    target: tuple[Any, ...] = ()
     refit: str = "target_fine"
+    id_labels: str = "superclass"
+    ood_sets: tuple[OODSet, ...] = ()
+
+    @property
+    def has_shift(self) -> bool:
+        return bool(self.target)
+
+    def definition(self) -> dict[str, Any]:
+        """Fields as fingerprinted; v2 additions appear only when used, so older tasks keep their fingerprints."""
+        out = dataclasses.asdict(self)
+        if self.id_labels == "superclass":
+            del out["id_labels"]
+        if not self.ood_sets:
+            del out["ood_sets"]
+        return out
 
 
 @dataclass
@@ -252,9 +286,26 @@ class Task:
         return self.splits[split].get("source_split", split)
 
     def _check_transfer(self, spec: TransferSpec, where: str) -> None:
-        for split in (spec.id_train_split, spec.id_test_split, spec.ood_split):
+        splits = [spec.id_train_split, spec.id_test_split] + ([spec.ood_split] if spec.ood_split else [])
+        for split in splits:
             if split not in self.splits:
                 raise SubclassbenchError(f"{where}: transfer split '{split}' is not among splits {list(self.splits)}")
+        if not spec.has_shift and not spec.ood_sets:
+            raise SubclassbenchError(f"{where}: the transfer block needs source/target subclasses, ood_sets, or both")
+        if spec.has_shift:
+            self._check_shift(spec, where)
+        names = [o.name for o in spec.ood_sets]
+        if len(set(names)) != len(names):
+            raise SubclassbenchError(f"{where}: two OOD sets share the name; give each its own")
+        for ood in spec.ood_sets:
+            check_name(ood.name, f"{where}: OOD set name")
+            check_name(ood.task, f"{where}: OOD set task")
+            if ood.train_split == ood.test_split:
+                raise SubclassbenchError(f"{where}: OOD set '{ood.name}' must train and test on different splits")
+
+    def _check_shift(self, spec: TransferSpec, where: str) -> None:
+        if spec.ood_split is None or not spec.source:
+            raise SubclassbenchError(f"{where}: a subpopulation shift needs ood_split, source and target")
         overlap = set(spec.source) & set(spec.target)
         if overlap:
             raise SubclassbenchError(f"{where}: transfer source and target share subclasses {sorted(overlap, key=str)}")
@@ -267,6 +318,19 @@ class Task:
         unknown = [i for i in (*spec.source, *spec.target) if i not in self.label_to_position]
         if unknown:
             raise SubclassbenchError(f"{where}: transfer names subclasses outside the hierarchy: {unknown[:3]}")
+
+    def class_keys(self) -> set[tuple[str, str]]:
+        """(dataset, class) pairs this task's hierarchy covers, to tell whether two tasks share classes."""
+        dataset = self.dataset_identity
+        return {(dataset, str(sub.id)) for sup in self.superclasses for sub in sup.subclasses}
+
+    @property
+    def dataset_identity(self) -> str:
+        """Which dataset the labels index: the Hub path where one is named, else the data source and shape."""
+        hub = self.data.get("hf_dataset", {}).get("path") if isinstance(self.data.get("hf_dataset"), dict) else None
+        if hub:
+            return f"hf:{hub}"
+        return f"{self.data['source']}:{self.data.get('image_shape')}"
 
     # ----------------------------------------------------------------- hierarchy
 
@@ -294,7 +358,7 @@ class Task:
             "splits": self.splits,
             "evaluation_split": self.evaluation_split,
             **({"validation_split": self.validation_split} if self.validation_split else {}),
-            "transfer": None if self.transfer is None else dataclasses.asdict(self.transfer),
+            "transfer": None if self.transfer is None else self.transfer.definition(),
         }
 
     @cached_property
@@ -457,10 +521,20 @@ def _transfer_spec(raw: dict[str, Any] | None) -> TransferSpec | None:
     return TransferSpec(
         id_train_split=raw["id_train_split"],
         id_test_split=raw["id_test_split"],
-        ood_split=raw["ood_split"],
-        source=tuple(raw["source"]),
-        target=tuple(raw["target"]),
+        ood_split=raw.get("ood_split"),
+        source=tuple(raw.get("source", ())),
+        target=tuple(raw.get("target", ())),
         refit=raw.get("refit", "target_fine"),
+        id_labels=raw.get("id_labels", "superclass"),
+        ood_sets=tuple(
+            OODSet(
+                name=o["name"],
+                task=o.get("task", o["name"]),
+                train_split=o.get("train_split", "train"),
+                test_split=o.get("test_split", "test"),
+            )
+            for o in raw.get("ood_sets", ())
+        ),
     )
 
 

@@ -6,9 +6,12 @@ recipe and writes, into its output folder:
 * ``model.safetensors`` and ``card.json`` — the weights and a model card with
   the architecture, task fingerprint, label granularity, full recipe, seed,
   per-epoch loss and train/test accuracy, environment and the weights' sha256;
-* ``correctness.npz`` — per-epoch, per-test-sample correctness, bit-packed
-  (``np.packbits`` along samples), with the test ids: the input of the
-  agreement-over-training metric (Pliushch et al. 2022);
+* ``correctness.npz`` — per-epoch, per-sample correctness on the test split
+  and on the train split (the latter scored in eval mode, without
+  augmentation, after each epoch), bit-packed (``np.packbits`` along
+  samples), with the sample ids: the input of the agreement-over-training
+  metric (Pliushch et al. 2022). Runs written before protocol v2 hold only
+  the test arrays; :func:`load_train_correctness` returns None for them;
 * ``last.pt`` — the full training state after the latest epoch, so an
   interrupted run resumes where it stopped and ends with the same weights as
   an uninterrupted one (CPU, same torch build and thread count);
@@ -120,6 +123,7 @@ def check_run_folder(out: Path) -> None:
     check_writable_folder(out)
     if not out.is_dir():
         return
+
     def ours(p: Path) -> bool:  # a run's files (as files), its checkpoints folder, a killed run's temporary files
         if p.name in RUN_FILES:
             return p.is_file()
@@ -160,6 +164,9 @@ def _load_state(path: Path) -> dict[str, Any]:
         if not isinstance(state, dict) or "config_hash" not in state:
             raise ValueError("not a training state")
         state["correctness"] = [np.asarray(c.numpy(), dtype=bool) for c in state["correctness"]]
+        # States saved before train correctness was recorded lack the key: None means "not recorded".
+        if state.get("train_correctness") is not None:
+            state["train_correctness"] = [np.asarray(c.numpy(), dtype=bool) for c in state["train_correctness"]]
     except Exception as exc:  # torch raises many types for truncated, foreign or unsafe files
         raise SubclassbenchError(
             f"cannot resume from {path} ({first_line(exc, 80)}); pass --no-resume to start the run over"
@@ -170,6 +177,8 @@ def _load_state(path: Path) -> dict[str, Any]:
 def _save_state(path: Path, state: dict[str, Any]) -> None:
     # Correctness logs are stored as torch tensors so the file loads with weights_only=True.
     payload = {**state, "correctness": [torch.from_numpy(c) for c in state["correctness"]]}
+    if state.get("train_correctness") is not None:
+        payload["train_correctness"] = [torch.from_numpy(c) for c in state["train_correctness"]]
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -188,6 +197,9 @@ class _Run:
     config_hash: str
     history: list[dict[str, Any]] = field(default_factory=list)
     correctness: list[np.ndarray] = field(default_factory=list)
+    # None when a resumed state predates train-split logging: its earlier epochs cannot be filled in,
+    # so the run records none rather than a log with holes.
+    train_correctness: list[np.ndarray] | None = field(default_factory=list)
     elapsed: float = 0.0
     epoch: int = 0
 
@@ -202,6 +214,7 @@ class _Run:
             "torch_rng": torch.get_rng_state(),
             "history": self.history,
             "correctness": self.correctness,
+            "train_correctness": self.train_correctness,
             "elapsed": self.elapsed,
         }
 
@@ -217,6 +230,7 @@ class _Run:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.history, self.correctness, self.elapsed = state["history"], state["correctness"], state["elapsed"]
+        self.train_correctness = state.get("train_correctness")
         self.epoch = state["epoch"]
 
 
@@ -322,6 +336,7 @@ def _train_epochs(
     augment = recipe.resolved_augment(train_split.images.sample_shape)
     y_train = torch.from_numpy(targets(train_split, labels))
     y_test = targets(test_split, labels)
+    y_train_np = y_train.numpy()
     steps_per_epoch = -(-len(train_split) // recipe.batch_size)
     bar = tqdm(
         total=recipe.epochs * steps_per_epoch,
@@ -356,16 +371,21 @@ def _train_epochs(
         run.scheduler.step()
         correct = _accuracy(model, preprocess, test_split, y_test)
         run.correctness.append(correct)
+        entry = {
+            "epoch": epoch + 1,
+            "loss": round(total_loss / seen, 6),
+            "train_acc": round(hits / seen, 6),  # running accuracy under augmentation, as in most recipes
+            "test_acc": round(float(correct.mean()), 6),
+            "lr": run.scheduler.get_last_lr()[0],
+        }
+        if run.train_correctness is not None:
+            # The train split as the network now classifies it (eval mode, no augmentation): the input of
+            # train-split agreement. Inference only, so the weights and RNG streams are as without it.
+            train_correct = _accuracy(model, preprocess, train_split, y_train_np)
+            run.train_correctness.append(train_correct)
+            entry["train_eval_acc"] = round(float(train_correct.mean()), 6)
         run.elapsed += time.perf_counter() - began
-        run.history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": round(total_loss / seen, 6),
-                "train_acc": round(hits / seen, 6),  # running accuracy under augmentation, as in most recipes
-                "test_acc": round(float(correct.mean()), 6),
-                "lr": run.scheduler.get_last_lr()[0],
-            }
-        )
+        run.history.append(entry)
         bar.set_postfix(
             epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{total_loss / seen:.3f}", test_acc=f"{correct.mean():.3f}"
         )
@@ -396,17 +416,25 @@ def _finish(
     """Write the weights, the correctness log and (last) the card: a card means a finished run."""
     run.model.eval()
     _save_weights(run.model, out / "model.safetensors")
-    n_test = len(test_split)
-    packed = np.packbits(np.asarray(run.correctness, dtype=bool).reshape(len(run.correctness), n_test), axis=1)
+    n_test, epochs = len(test_split), len(run.correctness)
+    arrays: dict[str, Any] = {
+        "packed": np.packbits(np.asarray(run.correctness, dtype=bool).reshape(epochs, n_test), axis=1),
+        "n_samples": n_test,
+        "epochs": epochs,
+        "test_ids": np.asarray(test_split.images.ids),
+        "labels": targets(test_split, labels),
+    }
+    train_log = run.train_correctness
+    if train_log is not None and len(train_log) == epochs:  # a partial train log is no log: leave it out
+        n_train = len(train_split)
+        arrays |= {
+            "train_packed": np.packbits(np.asarray(train_log, dtype=bool).reshape(epochs, n_train), axis=1),
+            "train_n_samples": n_train,
+            "train_ids": np.asarray(train_split.images.ids),
+            "train_labels": targets(train_split, labels),
+        }
     with atomic_path(out / "correctness.npz") as tmp, tmp.open("wb") as handle:
-        np.savez_compressed(
-            handle,
-            packed=packed,
-            n_samples=n_test,
-            epochs=len(run.correctness),
-            test_ids=np.asarray(test_split.images.ids),
-            labels=targets(test_split, labels),
-        )
+        np.savez_compressed(handle, **arrays)
     history = run.history
     card = {
         **config,
@@ -447,6 +475,18 @@ def load_correctness(run_dir: str | Path) -> np.ndarray:
     """Unpack ``correctness.npz`` into a bool array (epochs × test samples)."""
     with np.load(Path(run_dir) / "correctness.npz", allow_pickle=False) as data:
         return np.unpackbits(data["packed"], axis=1, count=int(data["n_samples"])).astype(bool)
+
+
+def load_train_correctness(run_dir: str | Path) -> np.ndarray | None:
+    """Unpack the train-split log of ``correctness.npz`` (epochs × train samples), or None when not recorded.
+
+    Runs trained before protocol v2 (or resumed from a state saved before it)
+    have no train arrays; that is "not recorded", not an error.
+    """
+    with np.load(Path(run_dir) / "correctness.npz", allow_pickle=False) as data:
+        if "train_packed" not in data:
+            return None
+        return np.unpackbits(data["train_packed"], axis=1, count=int(data["train_n_samples"])).astype(bool)
 
 
 def package_run(run_dir: str | Path, tag: str, dest: Path) -> Path:

@@ -1,32 +1,42 @@
-"""Transferability, protocol v1: per-layer linear probes in and out of distribution.
+"""Transferability, protocol v2: per-layer linear probes in distribution, under subpopulation shift and OOD.
 
-For every layer (Harun et al. 2024; the tunnel effect of Masarczyk et al. 2023):
+For every layer:
 
-* **ID** — a probe learns superclass labels on the source subclasses of the
-  ID train split and is scored on the source subclasses of the ID test split;
-* **OOD shift** — the same probe, unchanged, on the target subclasses with the
-  same superclass labels (BREEDS-style subpopulation shift);
-* **OOD refit** — a probe fit on the target subclasses' own labels (train
-  split) and scored on them (OOD split).
+* **ID**: a probe learns the task's ``id_labels`` on its ID train split and
+  is scored on its ID test split;
+* **subpopulation shift** (BREEDS-style; Santurkar et al. 2021), when the
+  task defines source/target subclasses: the ID probe, unchanged, on the
+  target subclasses under their superclass labels, and a probe refit on the
+  target subclasses' own labels. Same classes, new subpopulations: this is
+  not out of distribution, and it is reported under its own name;
+* **OOD sets** (Harun et al. 2024): for each class-disjoint OOD set, a probe
+  fit on the set's train split and scored on its test split.
 
-Per task: % OOD performance retained and the tunnel start, the Pearson
-correlation of the ID and OOD curves, and per layer the ID/OOD alignment and
-the numerical and effective rank of the ID training features.
+Every probe chooses its epoch on rows held out from its own training data
+(``probes.fit_probe``). Per task: the tunnel (the best OOD layer, when it lies
+before the penultimate layer and beats it), its strength, % OOD performance
+retained, the Pearson correlation of the ID and OOD curves over distinct
+layers, and per layer the ID/OOD alignment and the rank of the ID features.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from subclassbench.errors import SubclassbenchError
 from subclassbench.features import LayerFeatures
-from subclassbench.metrics import alignment, effective_rank, numerical_rank, ood_curve_summary, singular_values
+from subclassbench.metrics import alignment, effective_rank, numerical_rank, singular_values, tunnel_summary
 from subclassbench.probes import ProbeRecipe, fit_probe
 from subclassbench.protocol import RANK_MAX_ROWS, RANK_REL_TOL
 from subclassbench.tasks import SplitData, Task
+
+
+def ood_key(name: str, split: str) -> str:
+    """The features key of an OOD set's split (never a task split name: those cannot hold '/')."""
+    return f"ood/{name}/{split}"
 
 
 @dataclass
@@ -42,31 +52,48 @@ class ProbeSet:
 
 
 @dataclass
+class OODPlan:
+    name: str
+    task: str
+    train: ProbeSet
+    test: ProbeSet
+    n_classes: int
+
+
+@dataclass
 class TransferPlan:
     """Which feature rows each probe trains on and is scored on."""
 
     id_train: ProbeSet
     id_test: ProbeSet
-    ood_shift: ProbeSet
-    refit_train: ProbeSet | None
-    refit_test: ProbeSet | None
-    n_superclasses: int
-    n_refit_classes: int
+    n_id_classes: int
+    id_labels: str
+    shift: ProbeSet | None = None
+    refit_train: ProbeSet | None = None
+    refit_test: ProbeSet | None = None
+    n_refit_classes: int = 0
+    ood: list[OODPlan] = field(default_factory=list)
 
     @staticmethod
     def splits_needed(task: Task) -> list[str]:
         spec = task.transfer
         assert spec is not None
-        return list(dict.fromkeys([spec.id_train_split, spec.id_test_split, spec.ood_split]))
+        return list(
+            dict.fromkeys([spec.id_train_split, spec.id_test_split, *([spec.ood_split] if spec.has_shift else [])])
+        )
 
     @classmethod
-    def from_task(cls, task: Task, splits: dict[str, SplitData]) -> TransferPlan:
+    def from_task(cls, task: Task, splits: dict[str, SplitData], ood_splits: dict[str, SplitData]) -> TransferPlan:
+        """``splits``: the task's own splits by name; ``ood_splits``: OOD sets' splits by :func:`ood_key`."""
         spec = task.transfer
         assert spec is not None
 
         def probe_set(split: str, members: tuple[Any, ...], labels: str) -> ProbeSet:
             data = splits[split]
-            rows = np.flatnonzero(np.isin(data.images.labels, np.asarray(members, dtype=data.images.labels.dtype)))
+            if not members:  # no subpopulation shift: every sample of the split
+                rows = np.arange(len(data))
+            else:
+                rows = np.flatnonzero(np.isin(data.images.labels, np.asarray(members, dtype=data.images.labels.dtype)))
             if len(rows) == 0:
                 raise SubclassbenchError(
                     f"task '{task.name}': split '{split}' has no samples of transfer subclasses {list(members)[:4]}; "
@@ -74,19 +101,40 @@ class TransferPlan:
                 )
             if labels == "superclass":
                 return ProbeSet(split, rows, data.superclass[rows])
+            if labels == "subclass":
+                return ProbeSet(split, rows, data.global_subclass[rows])
             index = {label: i for i, label in enumerate(members)}
             return ProbeSet(split, rows, np.asarray([index[v] for v in data.images.labels[rows].tolist()]))
 
-        refit = spec.refit == "target_fine"
-        return cls(
-            id_train=probe_set(spec.id_train_split, spec.source, "superclass"),
-            id_test=probe_set(spec.id_test_split, spec.source, "superclass"),
-            ood_shift=probe_set(spec.ood_split, spec.target, "superclass"),
-            refit_train=probe_set(spec.id_train_split, spec.target, "own") if refit else None,
-            refit_test=probe_set(spec.ood_split, spec.target, "own") if refit else None,
-            n_superclasses=len(task.superclasses),
-            n_refit_classes=len(spec.target),
+        id_labels = spec.id_labels
+        plan = cls(
+            id_train=probe_set(spec.id_train_split, spec.source, id_labels),
+            id_test=probe_set(spec.id_test_split, spec.source, id_labels),
+            n_id_classes=len(task.superclasses) if id_labels == "superclass" else task.n_subclasses,
+            id_labels=id_labels,
         )
+        if spec.has_shift:
+            assert spec.ood_split is not None
+            plan.shift = probe_set(spec.ood_split, spec.target, "superclass")
+            if spec.refit == "target_fine":
+                plan.refit_train = probe_set(spec.id_train_split, spec.target, "own")
+                plan.refit_test = probe_set(spec.ood_split, spec.target, "own")
+                plan.n_refit_classes = len(spec.target)
+        for ood in spec.ood_sets:
+            keys = ood_key(ood.name, ood.train_split), ood_key(ood.name, ood.test_split)
+            if keys[0] not in ood_splits or keys[1] not in ood_splits:
+                continue  # not loaded (data absent, with a note): the set is left out, never faked
+            train, test = ood_splits[keys[0]], ood_splits[keys[1]]
+            plan.ood.append(
+                OODPlan(
+                    name=ood.name,
+                    task=ood.task,
+                    train=ProbeSet(keys[0], np.arange(len(train)), train.global_subclass),
+                    test=ProbeSet(keys[1], np.arange(len(test)), test.global_subclass),
+                    n_classes=train.task.n_subclasses,
+                )
+            )
+        return plan
 
 
 def _rank_rows(n: int) -> np.ndarray:
@@ -96,29 +144,27 @@ def _rank_rows(n: int) -> np.ndarray:
 
 
 def score_layer_transfer(features: dict[str, np.ndarray], plan: TransferPlan, recipe: ProbeRecipe) -> dict[str, Any]:
-    """Probe accuracies, alignment and ranks for one layer (``features``: split name → N × D)."""
-    chance_id = 1.0 / plan.n_superclasses
+    """Probe accuracies, alignment and ranks for one layer (``features``: split key → N × D)."""
+    chance_id = 1.0 / plan.n_id_classes
     id_features = plan.id_train.take(features)
-    scores = fit_probe(
-        id_features,
-        plan.id_train.labels,
-        {
-            "id": (plan.id_test.take(features), plan.id_test.labels),
-            "ood_shift": (plan.ood_shift.take(features), plan.ood_shift.labels),
-        },
-        plan.n_superclasses,
-        recipe,
-    )
+    evaluations = {"id": (plan.id_test.take(features), plan.id_test.labels)}
+    if plan.shift is not None:
+        evaluations["shift"] = (plan.shift.take(features), plan.shift.labels)
+    fit = fit_probe(id_features, plan.id_train.labels, evaluations, plan.n_id_classes, recipe)
     out: dict[str, Any] = {
-        "id_acc": scores["id"].best,
-        "ood_shift_acc": scores["ood_shift"].best,
-        "ood_refit_acc": None,
-        "id_acc_final": scores["id"].final,
-        "ood_shift_acc_final": scores["ood_shift"].final,
-        "ood_refit_acc_final": None,
+        "id_acc": fit.scores["id"].acc,
+        "id_acc_final": fit.scores["id"].final,
+        "id_epoch": fit.selected_epoch,
+        "subpop_shift_acc": None,
+        "subpop_shift_acc_final": None,
+        "subpop_refit_acc": None,
+        "subpop_refit_acc_final": None,
+        "alignment_subpop_shift": None,
+        "alignment_subpop_refit": None,
     }
-    out["alignment_shift"] = alignment(out["id_acc"], out["ood_shift_acc"], chance_id, chance_id)
-    out["alignment_refit"] = None
+    if plan.shift is not None:
+        out["subpop_shift_acc"], out["subpop_shift_acc_final"] = fit.scores["shift"].acc, fit.scores["shift"].final
+        out["alignment_subpop_shift"] = alignment(out["id_acc"], out["subpop_shift_acc"], chance_id, chance_id)
     if plan.refit_train is not None and plan.refit_test is not None:
         refit = fit_probe(
             plan.refit_train.take(features),
@@ -126,13 +172,42 @@ def score_layer_transfer(features: dict[str, np.ndarray], plan: TransferPlan, re
             {"refit": (plan.refit_test.take(features), plan.refit_test.labels)},
             plan.n_refit_classes,
             recipe,
-        )["refit"]
-        out["ood_refit_acc"], out["ood_refit_acc_final"] = refit.best, refit.final
-        out["alignment_refit"] = alignment(out["id_acc"], refit.best, chance_id, 1.0 / plan.n_refit_classes)
+        ).scores["refit"]
+        out["subpop_refit_acc"], out["subpop_refit_acc_final"] = refit.acc, refit.final
+        out["alignment_subpop_refit"] = alignment(out["id_acc"], refit.acc, chance_id, 1.0 / plan.n_refit_classes)
+    ood: dict[str, Any] = {}
+    for entry in plan.ood:
+        set_fit = fit_probe(
+            entry.train.take(features),
+            entry.train.labels,
+            {"test": (entry.test.take(features), entry.test.labels)},
+            entry.n_classes,
+            recipe,
+        )
+        acc = set_fit.scores["test"].acc
+        ood[entry.name] = {
+            "acc": acc,
+            "acc_final": set_fit.scores["test"].final,
+            "epoch": set_fit.selected_epoch,
+            "alignment": alignment(out["id_acc"], acc, chance_id, 1.0 / entry.n_classes),
+        }
+    out["ood"] = ood
+    out["ood_mean_acc"] = float(np.mean([v["acc"] for v in ood.values()])) if ood else None
     rank_features = id_features[_rank_rows(len(id_features))]
     s = singular_values(rank_features)  # one SVD serves both ranks
     out["numerical_rank"] = numerical_rank(rank_features, RANK_REL_TOL, s=s)
     out["effective_rank"] = effective_rank(rank_features, s=s)
+    return out
+
+
+def distinct_layers(layers: list[LayerFeatures], plan: TransferPlan) -> list[bool]:
+    """False for a layer whose ID-train features equal the next layer's (e.g. a pooled last block that *is*
+    the embedding): such a pair is one point of the curve, counted once, at the later layer."""
+    rows = plan.id_train.rows
+    out = []
+    for i, layer in enumerate(layers):
+        later = layers[i + 1].features[rows] if i + 1 < len(layers) else None
+        out.append(later is None or not np.array_equal(layer.features[rows], later))
     return out
 
 
@@ -142,43 +217,99 @@ def score_transfer(
     recipe: ProbeRecipe | None = None,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
-    """Per-layer transfer scores; ``features`` maps split name → layers (same order in every split)."""
+    """Per-layer transfer scores; ``features`` maps split key → layers (same order in every split)."""
     from tqdm.auto import tqdm
 
     recipe = recipe or ProbeRecipe()
-    splits = list(features)
-    n_layers = len(features[splits[0]])
+    keys = list(features)
+    n_layers = len(features[keys[0]])
+    distinct = distinct_layers(features[plan.id_train.split], plan)
     bar = tqdm(range(n_layers), desc="probe layers", unit="layer", disable=not progress or None, leave=False)
-    return [score_layer_transfer({s: features[s][i].features for s in splits}, plan, recipe) for i in bar]
+    out = []
+    for i in bar:
+        scores = score_layer_transfer({k: features[k][i].features for k in keys}, plan, recipe)
+        scores["same_as_next"] = not distinct[i]
+        out.append(scores)
+    return out
+
+
+def strength(retained: float) -> str:
+    """Harun et al. (2024)'s tunnel-strength class of a % retained."""
+    from subclassbench.protocol import TUNNEL_STRENGTH
+
+    return next(name for low, name in TUNNEL_STRENGTH if retained >= low)
 
 
 def summarize_transfer(names: list[str], per_layer: list[dict[str, Any]], plan: TransferPlan) -> dict[str, Any]:
-    """Task-level summary: r, tunnel start and ID/OOD correlation, for each OOD kind.
-
-    The headline ``ood_retained`` / ``tunnel_start`` / ``pearson_id_ood`` use
-    the refit curve when present (Harun et al. measure OOD with probes fit on
-    the OOD data), else the shift curve; ``ood_basis`` says which.
-    """
+    """Task-level summary: the tunnel on the mean OOD curve, each OOD set, and the subpopulation shift."""
+    distinct = [not layer["same_as_next"] for layer in per_layer]
     id_curve = [layer["id_acc"] for layer in per_layer]
-    kinds: dict[str, Any] = {}
-    for kind in ("ood_shift", "ood_refit"):
+    out: dict[str, Any] = {
+        "id_labels": plan.id_labels,
+        "penultimate_layer": names[-1],
+        "distinct_layers": [n for n, d in zip(names, distinct, strict=True) if d],
+        "best_id_layer": names[int(np.argmax(id_curve))],
+        "best_id_acc": max(id_curve),
+        "chance_id": 1.0 / plan.n_id_classes,
+        "n_id_train": len(plan.id_train.rows),
+        "n_id_test": len(plan.id_test.rows),
+        "ood_sets": [],
+        "ood_retained": None,
+        "tunnel": None,
+        "pearson_id_ood": None,
+    }
+    for entry in plan.ood:
+        curve = [layer["ood"][entry.name]["acc"] for layer in per_layer]
+        detail = tunnel_summary(names, id_curve, curve, distinct)
+        out["ood_sets"].append(
+            {
+                "name": entry.name,
+                "task": entry.task,
+                "n_train": len(entry.train.rows),
+                "n_test": len(entry.test.rows),
+                "chance": 1.0 / entry.n_classes,
+                **detail,
+                "tunnel": _tunnel(detail),
+                "flat": flat_curve(curve, 1.0 / entry.n_classes, len(entry.test.rows)),
+            }
+        )
+    if plan.ood:
+        mean_curve = [layer["ood_mean_acc"] for layer in per_layer]
+        detail = tunnel_summary(names, id_curve, mean_curve, distinct)
+        out["ood_retained"] = detail["ood_retained"]
+        out["tunnel"] = _tunnel(detail)
+        out["pearson_id_ood"] = detail["pearson_id_ood"]
+        out["ood_curve"] = {k: v for k, v in detail.items() if k != "ood_retained"}
+        out["flat_ood_curve"] = all(s["flat"] for s in out["ood_sets"])
+    out["subpopulation_shift"] = _shift_summary(names, id_curve, per_layer, plan, distinct)
+    return out
+
+
+def _tunnel(detail: dict[str, Any]) -> dict[str, str] | None:
+    if not detail["tunnel"]:
+        return None
+    return {"start": detail["best_layer"], "strength": strength(detail["ood_retained"])}
+
+
+def _shift_summary(
+    names: list[str], id_curve: list[float], per_layer: list[dict[str, Any]], plan: TransferPlan, distinct: list[bool]
+) -> dict[str, Any] | None:
+    if plan.shift is None:
+        return None
+    out: dict[str, Any] = {"n_shift": len(plan.shift.rows), "chance_refit": None}
+    for kind in ("subpop_shift", "subpop_refit"):
         curve = [layer[f"{kind}_acc"] for layer in per_layer]
         if any(v is None for v in curve):
             continue
-        kinds[kind] = ood_curve_summary(names, id_curve, curve)
-    basis = "ood_refit" if "ood_refit" in kinds else "ood_shift"
-    return {
-        "ood_basis": basis,
-        "ood_retained": kinds[basis]["ood_retained"],
-        "tunnel_start": kinds[basis]["tunnel_start"],
-        "pearson_id_ood": kinds[basis]["pearson_id_ood"],
-        "penultimate_layer": names[-1],
-        "best_id_layer": names[int(np.argmax(id_curve))],
-        "best_id_acc": max(id_curve),
-        "chance_id": 1.0 / plan.n_superclasses,
-        "chance_refit": 1.0 / plan.n_refit_classes if plan.refit_train is not None else None,
-        "n_id_train": len(plan.id_train.rows),
-        "n_id_test": len(plan.id_test.rows),
-        "n_ood": len(plan.ood_shift.rows),
-        **{kind: value for kind, value in kinds.items()},
-    }
+        detail = tunnel_summary(names, id_curve, curve, distinct)
+        out[kind] = {"retained": detail.pop("ood_retained"), **{k: v for k, v in detail.items() if k != "tunnel"}}
+    if plan.refit_train is not None:
+        out["chance_refit"] = 1.0 / plan.n_refit_classes
+    return out
+
+
+def flat_curve(curve: list[float], chance: float, n_test: int) -> bool:
+    """An OOD accuracy curve that says nothing about depth: the same at every layer, or never above chance
+    (each up to one sample's worth). % retained is then 100 by construction, not by merit."""
+    margin = 1.0 / max(n_test, 1)
+    return max(curve) - min(curve) <= margin or max(curve) <= chance + margin

@@ -256,7 +256,7 @@ def test_evaluate_living17_on_a_fake_imagenet(fake_imagenet, task):
     assert 0 < train < 68 * TRAIN_PER_CLASS  # the hash-selected val images are held out
     final = result["layers"][-1]
     assert 0.0 <= final["clusterability"]["ami"] <= 1.0
-    assert 0.0 <= final["transfer"]["id_acc"] <= 1.0 and 0.0 <= final["transfer"]["ood_shift_acc"] <= 1.0
+    assert 0.0 <= final["transfer"]["id_acc"] <= 1.0 and 0.0 <= final["transfer"]["subpop_shift_acc"] <= 1.0
 
 
 def test_hash_range_splits_are_disjoint_and_cover_the_source(fake_imagenet):

@@ -37,7 +37,7 @@ def test_default_evaluate_twice_is_identical(tmp_path):
 def test_evaluate_prints_the_per_layer_table(tmp_path):
     result = run("evaluate", "--out", str(tmp_path / "r.json"), "--layers", "block1,embedding")
     assert result.exit_code == 0, result.output
-    assert "ID acc" in result.output and "OOD refit" in result.output
+    assert "ID acc" in result.output and "subpop refit" in result.output and "recon acc" in result.output
     assert "% OOD performance retained" in result.output
     result = run(
         "evaluate", "--out", str(tmp_path / "r.json"), "--layers", "block1,embedding", "--metrics", "clusterability"

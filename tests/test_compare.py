@@ -88,7 +88,10 @@ def test_agreement_over_training_runs(runs, tmp_path):
     assert (tmp_path / "agreement.png").read_bytes().startswith(b"\x89PNG")
     same = cli("agreement", runs[0], runs[0], "--out", tmp_path / "same")
     assert same.exit_code == 0
-    assert json.loads((tmp_path / "same" / "agreement.json").read_text())["agreement"] == [1.0, 1.0, 1.0]
+    same_doc = json.loads((tmp_path / "same" / "agreement.json").read_text())
+    # A run agrees with itself on exactly the samples it gets right: agreement = its accuracy = the upper bound.
+    assert same_doc["agreement"] == same_doc["accuracy_mean"] == same_doc["agreement_upper_bound"]
+    assert same_doc["train"]["agreement"] == same_doc["train"]["accuracy_mean"]
 
 
 def test_agreement_bad_input(runs, tmp_path):

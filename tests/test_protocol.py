@@ -12,7 +12,7 @@ from subclassbench.clusterability import score_clusterability
 from subclassbench.clustering import kmeans_faiss, kmeans_sklearn, l2_normalize
 from subclassbench.evaluate import EvaluationRequest, evaluate
 from subclassbench.metrics import cluster_scores
-from subclassbench.protocol import PROTOCOL_V1, protocol_fingerprint
+from subclassbench.protocol import PROTOCOL, protocol_fingerprint
 from subclassbench.results import validate_result
 from subclassbench.tasks import Task, builtin_tasks_dir, read_task_file
 from tests.conftest import without_run
@@ -36,13 +36,13 @@ def test_ami_rises_with_subclass_separation():
     assert amis[3] > amis[1] + 0.3
 
 
-def test_fine_acc_is_matched_counts_over_all_samples():
+def test_within_superclass_acc_is_matched_counts_over_all_samples():
     split = synthetic(2.0).load_split("test")
     scores = score_clusterability(split.images.array, split)
     per = scores["per_superclass"]
     assert sum(p["n"] for p in per) == len(split)
     expected = sum(p["matched_acc"] * p["n"] for p in per) / len(split)
-    assert scores["fine_acc"] == pytest.approx(expected)
+    assert scores["within_superclass_acc"] == pytest.approx(expected)
     assert scores["ami"] == pytest.approx(np.mean([p["ami"] for p in per]))
     assert scores["ward"] is not None and -1 <= scores["ward"]["ami"] <= 1
 
@@ -72,10 +72,15 @@ def test_l2_normalize_keeps_zero_rows():
 
 def test_protocol_fingerprint_covers_every_parameter(monkeypatch):
     before = protocol_fingerprint()
-    changed = copy.deepcopy(PROTOCOL_V1)
-    changed["clusterability"]["n_init"] = 11
-    monkeypatch.setattr("subclassbench.protocol.PROTOCOL_V1", changed)
-    assert protocol_fingerprint() != before
+    for section, key, value in (
+        ("clusterability", "n_init", 11),
+        ("transfer", "epoch_selection", "the test set"),
+        ("transfer", "tunnel_strength", {}),
+    ):
+        changed = copy.deepcopy(PROTOCOL)
+        changed[section][key] = value
+        monkeypatch.setattr("subclassbench.protocol.PROTOCOL", changed)
+        assert protocol_fingerprint() != before
 
 
 def test_evaluate_is_deterministic_and_schema_valid():

@@ -465,33 +465,38 @@ def _bump(path: str, by: float = 0.01) -> Callable[[dict], None]:
 
 SUMMARY_EDITS = [
     "summary/committed_ami",
-    "summary/committed_fine_acc",
+    "summary/committed_within_superclass_acc",
+    "summary/committed_reconstruction_acc",
+    "summary/committed_superclass_acc",
     "summary/committed_gap",
     "summary/best_ami",
-    "summary/best_fine_acc",
+    "summary/best_within_superclass_acc",
     "summary/best_depth",
     "summary/last_ami",
-    "summary/last_fine_acc",
+    "summary/last_within_superclass_acc",
+    "summary/last_reconstruction_acc",
     "summary/selection/ami",
-    "summary/ood_retained",
-    "summary/transfer/ood_retained",
     "summary/transfer/best_id_acc",
-    "summary/transfer/ood_refit/ood_retained",
-    "summary/transfer/ood_shift/best_ood_acc",
+    "summary/transfer/subpopulation_shift/subpop_refit/retained",
+    "summary/transfer/subpopulation_shift/subpop_shift/best_acc",
+    "summary/transfer/subpopulation_shift/subpop_refit/penultimate_acc",
     "layers/0/clusterability/ami",
     "layers/1/clusterability/ari",
     "layers/2/clusterability/nmi",
     "layers/3/clusterability/purity",
     "layers/3/clusterability/matched_acc",
-    "layers/3/clusterability/fine_acc",
+    "layers/3/clusterability/within_superclass_acc",
+    "layers/2/clusterability/ward/overcluster/0/ami",
     "layers/1/clusterability/per_superclass/0/ami",
-    "layers/3/transfer/ood_refit_acc",
+    "layers/3/transfer/subpop_refit_acc",
 ]
 RESULT_EDITS: list[tuple[str, Callable[[dict], object]]] = [(f"edit-{p}", _bump(p)) for p in SUMMARY_EDITS]
 RESULT_EDITS += [
     ("committed-layer-moved", lambda d: _set(d, "summary/committed_layer", "stem")),
     ("best-layer-moved", lambda d: _set(d, "summary/best_layer", "stem")),
-    ("tunnel-moved", lambda d: _set(d, "summary/tunnel_start", "stem")),
+    ("tunnel-invented", lambda d: _set(d, "summary/tunnel", {"start": "stem", "strength": "strong"})),
+    ("ood-retained-invented", lambda d: _set(d, "summary/ood_retained", 80.0)),
+    ("ward-factors-reordered", lambda d: d["layers"][0]["clusterability"]["ward"]["overcluster"].reverse()),
     ("per-layer-ami-short", lambda d: _set(d, "summary/selection/per_layer_ami", [0.5])),
     ("superclass-n", lambda d: _set(d, "layers/0/clusterability/per_superclass/0/n", 1000)),
     ("nan-literal", lambda d: json.dumps(d).replace(str(d["summary"]["committed_ami"]), "NaN", 1)),
@@ -848,12 +853,18 @@ def test_a_dead_encoder_is_flagged_not_reported_as_retaining_everything(tmp_path
     from subclassbench.encoders import load_encoder
     from subclassbench.evaluate import EvaluationRequest, evaluate
 
-    model = load_encoder("builtin:digits_mlp", num_classes=5).model
+    model = load_encoder("builtin:digits_mlp", num_classes=2).model  # digits-id5 has 2 superclasses
     weights = tmp_path / "dead.safetensors"
     save_file({k: torch.zeros_like(v) for k, v in model.state_dict().items()}, str(weights))
-    result = evaluate(EvaluationRequest(model="builtin:digits_mlp", weights=str(weights), progress=False, cache="off"))
+    result = evaluate(
+        EvaluationRequest(
+            model="builtin:digits_mlp", weights=str(weights), task="digits-id5", progress=False, cache="off"
+        )
+    )
     assert all("constant" in layer["flags"] for layer in result.layers)
-    assert result.summary["transfer"]["flat_ood_curve"] is True
+    transfer = result.summary["transfer"]
+    assert transfer["flat_ood_curve"] is True and transfer["ood_sets"][0]["flat"] is True
+    assert transfer["tunnel"] is None  # a flat curve has no tunnel to report
 
 
 # --------------------------------------------------------------------------- found in review: more hostile files
@@ -871,14 +882,13 @@ def _validate_edited_text(
 
 
 def _fake_basis(doc: dict) -> None:
-    doc["summary"]["transfer"]["ood_basis"] = "ood_refitt"
+    # digits-5 has no OOD set: a % retained there would be an OOD claim its data cannot support.
     doc["summary"]["transfer"]["ood_retained"] = doc["summary"]["ood_retained"] = 999.0
 
 
 def _no_kind_blocks(doc: dict) -> None:
-    for kind in ("ood_shift", "ood_refit"):
-        doc["summary"]["transfer"].pop(kind)
-    doc["summary"]["transfer"]["ood_retained"] = doc["summary"]["ood_retained"] = 999.0
+    for kind in ("subpop_shift", "subpop_refit"):
+        doc["summary"]["transfer"]["subpopulation_shift"].pop(kind)
 
 
 def _deep(levels: int) -> str:

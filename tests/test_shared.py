@@ -47,5 +47,5 @@ def test_fine_trained_resnet20_last_layer_recovers_subclasses():
     )
     stem, last = (layer["clusterability"] for layer in result["layers"])
     assert result["task"]["n_samples"] == 10_000
-    assert last["fine_acc"] > 0.9 > stem["fine_acc"]
+    assert last["within_superclass_acc"] > 0.9 > stem["within_superclass_acc"]
     assert last["ami"] > stem["ami"] + 0.3

@@ -282,13 +282,14 @@ def test_cka_rejects_bad_shapes():
 
 def test_agreement_all_and_none_right():
     np.testing.assert_array_equal(agreement(np.ones((3, 2, 10), dtype=bool)), [1.0, 1.0])
-    np.testing.assert_array_equal(agreement(np.zeros((3, 2, 10), dtype=bool)), [1.0, 1.0])
+    # Protocol v2: all networks wrong is disagreement, not agreement (v1 gave 1.0 here).
+    np.testing.assert_array_equal(agreement(np.zeros((3, 2, 10), dtype=bool)), [0.0, 0.0])
 
 
-def test_agreement_single_network_is_one_when_any_is_right():
+def test_agreement_of_a_single_network_is_its_accuracy():
     rng = np.random.default_rng(17)
     correct = rng.random((1, 4, 20)) < 0.5
-    np.testing.assert_array_equal(agreement(correct), np.ones(4))
+    np.testing.assert_array_equal(agreement(correct), correct[0].mean(axis=1))
 
 
 def test_agreement_hand_computed_two_networks():
@@ -298,10 +299,10 @@ def test_agreement_hand_computed_two_networks():
             [[1, 0, 1, 0, 0], [1, 1, 1, 1, 0], [0, 0, 0, 0, 0]],
         ]
     )
-    # Epoch 0: both right on x0, some right on x0-x2 → 1/3. Epoch 1: 1/4. Epoch 2: nobody right → 1.
-    np.testing.assert_allclose(agreement(correct), [1 / 3, 1 / 4, 1.0])
-    np.testing.assert_allclose(agreement(correct.astype(bool)), [1 / 3, 1 / 4, 1.0])
-    np.testing.assert_allclose(agreement(correct.astype(np.float32)), [1 / 3, 1 / 4, 1.0])
+    # Epoch 0: both right on x0 of 5 samples → 1/5. Epoch 1: 1/5. Epoch 2: nobody right → 0.
+    np.testing.assert_allclose(agreement(correct), [1 / 5, 1 / 5, 0.0])
+    np.testing.assert_allclose(agreement(correct.astype(bool)), [1 / 5, 1 / 5, 0.0])
+    np.testing.assert_allclose(agreement(correct.astype(np.float32)), [1 / 5, 1 / 5, 0.0])
 
 
 @pytest.mark.parametrize(

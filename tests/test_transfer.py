@@ -11,11 +11,11 @@ import yaml
 from subclassbench.errors import SubclassbenchError
 from subclassbench.evaluate import EvaluationRequest, evaluate
 from subclassbench.features import LayerFeatures
-from subclassbench.metrics import alignment, effective_rank, numerical_rank, ood_retained, pearson
+from subclassbench.metrics import alignment, effective_rank, numerical_rank, pearson, tunnel_summary
 from subclassbench.probes import ProbeRecipe, fit_probe
 from subclassbench.results import validate_result
 from subclassbench.tasks import Task, builtin_tasks_dir, load_task, read_task_file
-from subclassbench.transfer import ProbeSet, TransferPlan, score_transfer, summarize_transfer
+from subclassbench.transfer import OODPlan, ProbeSet, TransferPlan, score_transfer, strength, summarize_transfer
 from tests.conftest import add_transfer
 
 # ----------------------------------------------------------------------------- rank
@@ -41,12 +41,38 @@ def test_effective_rank_bounds_and_exact_cases():
 # ----------------------------------------------------------------------------- tunnel summary
 
 
-def test_ood_retained():
-    assert ood_retained([0.2, 0.5, 0.9]) == (100.0, 2)  # best at the last layer: no tunnel
-    r, start = ood_retained([0.4, 0.8, 0.6, 0.4])
-    assert start == 1 and r == pytest.approx(50.0)
-    assert ood_retained([0.5, 0.8, 0.8, 0.4])[1] == 1  # ties: the shallowest layer starts the tunnel
-    assert ood_retained([0.0, 0.0]) == (100.0, 0)  # nothing to lose
+NAMES = ["a", "b", "c", "d"]
+
+
+def test_tunnel_rule_of_harun_et_al():
+    flat_id = [0.9, 0.9, 0.9, 0.9]
+    rising = tunnel_summary(NAMES[:3], flat_id[:3], [0.2, 0.5, 0.9])
+    assert rising["ood_retained"] == 100.0 and not rising["tunnel"]  # best at the penultimate layer: none
+    dip = tunnel_summary(NAMES, flat_id, [0.4, 0.8, 0.6, 0.4])
+    assert dip["tunnel"] and dip["best_layer"] == "b" and dip["ood_retained"] == pytest.approx(50.0)
+    assert tunnel_summary(NAMES, flat_id, [0.5, 0.8, 0.8, 0.4])["best_layer"] == "b"  # ties: the shallowest
+    tie = tunnel_summary(NAMES, flat_id, [0.5, 0.8, 0.6, 0.8])  # an earlier layer equal to the last: no tunnel
+    assert not tie["tunnel"] and tie["ood_retained"] == 100.0
+    assert not tunnel_summary(NAMES[:2], flat_id[:2], [0.0, 0.0])["tunnel"]  # nothing to lose
+
+
+def test_duplicate_layers_count_once():
+    # 'c' equals 'd' (a pooled last block that is the embedding): without it the best layer is 'd' itself.
+    curve = [0.5, 0.6, 0.9, 0.9]
+    with_duplicate = tunnel_summary(NAMES, [0.1, 0.2, 0.3, 0.4], curve)
+    deduplicated = tunnel_summary(NAMES, [0.1, 0.2, 0.3, 0.4], curve, [True, True, False, True])
+    assert not with_duplicate["tunnel"] and not deduplicated["tunnel"]
+    # Pearson over 3 distinct points, not 4 (the duplicated point would count twice).
+    assert deduplicated["pearson_id_ood"] == pytest.approx(pearson([0.1, 0.2, 0.4], [0.5, 0.6, 0.9]))
+    assert deduplicated["pearson_id_ood"] != pytest.approx(with_duplicate["pearson_id_ood"])
+
+
+@pytest.mark.parametrize(
+    ("retained", "grade"),
+    [(100.0, "negligible"), (95.0, "negligible"), (94.9, "weak"), (90.0, "weak"), (85.0, "medium"), (79.9, "strong")],
+)
+def test_tunnel_strength_classes(retained, grade):
+    assert strength(retained) == grade
 
 
 def test_pearson_and_alignment():
@@ -71,22 +97,46 @@ def blobs(n: int, classes: int, dim: int, spread: float, seed: int) -> tuple[np.
 def test_probe_perfect_and_chance():
     x, y = blobs(400, 4, 8, 0.1, 0)
     xt, yt = blobs(200, 4, 8, 0.1, 1)
-    assert fit_probe(x, y, {"test": (xt, yt)}, 4)["test"].best == 1.0
+    perfect = fit_probe(x, y, {"test": (xt, yt)}, 4).scores["test"]
+    assert perfect.acc >= 0.99 and perfect.final >= 0.99  # 10 % of the rows are held out from fitting
     rng = np.random.RandomState(2)
     noise, labels = rng.randn(600, 8), rng.randint(0, 4, 600)
-    score = fit_probe(noise[:400], labels[:400], {"test": (noise[400:], labels[400:])}, 4)["test"]
-    assert abs(score.final - 0.25) < 0.12  # no signal → chance, up to sampling noise
-    assert 0.0 <= score.final <= score.best <= 1.0
+    score = fit_probe(noise[:400], labels[:400], {"test": (noise[400:], labels[400:])}, 4).scores["test"]
+    assert abs(score.final - 0.25) < 0.12 and abs(score.acc - 0.25) < 0.12  # no signal → chance
+
+
+def test_probe_epoch_is_chosen_without_the_scored_set():
+    """v1 took the best epoch on the scored set (optimistic on noise); v2 chooses on held-out training rows,
+    so the chosen epoch cannot depend on the evaluation data at all."""
+    rng = np.random.RandomState(5)
+    x, y = rng.randn(400, 8), rng.randint(0, 4, 400)
+    xt = rng.randn(300, 8)
+    fits = [fit_probe(x, y, {"t": (xt, rng.randint(0, 4, 300))}, 4) for _ in range(3)]
+    assert len({f.selected_epoch for f in fits}) == 1 and len({f.holdout_acc for f in fits}) == 1
+    only_val = fit_probe(x, y, {}, 4)
+    assert only_val.selected_epoch == fits[0].selected_epoch
+    assert fits[0].n_fit + fits[0].n_holdout == 400 and fits[0].n_holdout == pytest.approx(40, abs=4)
+
+
+def test_holdout_is_stratified_and_never_empty():
+    from subclassbench.probes import holdout_rows
+
+    labels = np.repeat(np.arange(5), 20)
+    held = holdout_rows(labels, 0.1, 0)
+    assert held.sum() == 10 and all(held[labels == c].sum() == 2 for c in range(5))
+    assert np.array_equal(held, holdout_rows(labels, 0.1, 0))
+    with pytest.raises(ValueError, match="enough training rows"):
+        holdout_rows(np.arange(3), 0.1, 0)
 
 
 def test_probe_is_deterministic_and_scale_free():
     x, y = blobs(300, 3, 6, 1.5, 3)
     xt, yt = blobs(150, 3, 6, 1.5, 4)
-    a = fit_probe(x, y, {"t": (xt, yt)}, 3)["t"]
-    b = fit_probe(x, y, {"t": (xt, yt)}, 3)["t"]
-    c = fit_probe(x * 1000.0 + 5.0, y, {"t": (xt * 1000.0 + 5.0, yt)}, 3)["t"]  # standardisation removes it
+    a = fit_probe(x, y, {"t": (xt, yt)}, 3).scores["t"]
+    b = fit_probe(x, y, {"t": (xt, yt)}, 3).scores["t"]
+    c = fit_probe(x * 1000.0 + 5.0, y, {"t": (xt * 1000.0 + 5.0, yt)}, 3).scores["t"]  # standardisation removes it
     assert a == b
-    assert c.best == pytest.approx(a.best, abs=1e-6)
+    assert c.acc == pytest.approx(a.acc, abs=1e-6)
 
 
 def test_probe_recipe_is_harun_et_al():
@@ -126,11 +176,17 @@ def tunnel_layers(tunnel: bool) -> tuple[dict[str, list[LayerFeatures]], Transfe
     plan = TransferPlan(
         id_train=ProbeSet("train", all_train, data["train"][1]),
         id_test=ProbeSet("test", all_test, data["test"][1]),
-        ood_shift=ProbeSet("test", all_test, data["test"][1]),
-        refit_train=ProbeSet("train", all_train, data["train"][2]),
-        refit_test=ProbeSet("test", all_test, data["test"][2]),
-        n_superclasses=3,
-        n_refit_classes=3,
+        n_id_classes=3,
+        id_labels="superclass",
+        ood=[
+            OODPlan(
+                "ood",
+                "ood-task",
+                ProbeSet("train", all_train, data["train"][2]),
+                ProbeSet("test", all_test, data["test"][2]),
+                3,
+            )
+        ],
     )
     return features, plan
 
@@ -139,10 +195,10 @@ def test_built_in_tunnel_is_detected():
     features, plan = tunnel_layers(tunnel=True)
     per_layer = score_transfer(features, plan)
     summary = summarize_transfer([f.name for f in features["train"]], per_layer, plan)
-    assert summary["ood_basis"] == "ood_refit"
-    assert summary["tunnel_start"] == "layer1"
+    assert summary["tunnel"] == {"start": "layer1", "strength": "strong"}
     assert summary["ood_retained"] < 60  # deep layers fall to chance (1/3) on OOD
-    assert per_layer[-1]["ood_refit_acc"] < 0.5 and per_layer[1]["ood_refit_acc"] > 0.95
+    assert summary["ood_sets"][0]["tunnel"] == summary["tunnel"]  # one set: its curve is the mean curve
+    assert per_layer[-1]["ood"]["ood"]["acc"] < 0.5 and per_layer[1]["ood"]["ood"]["acc"] > 0.95
     assert all(layer["id_acc"] > 0.95 for layer in per_layer[1:])  # ID stays high through the tunnel
 
 
@@ -151,7 +207,7 @@ def test_no_tunnel_retains_everything():
     per_layer = score_transfer(features, plan)
     summary = summarize_transfer([f.name for f in features["train"]], per_layer, plan)
     assert summary["ood_retained"] == 100.0
-    assert summary["tunnel_start"] == "layer3"
+    assert summary["tunnel"] is None and summary["ood_sets"][0]["best_layer"] == "layer3"
     assert summary["pearson_id_ood"] > 0.5
 
 
@@ -170,13 +226,14 @@ def test_shipped_transfer_splits():
 def test_transfer_plan_from_digits():
     task = load_task("digits-5")
     splits = {name: task.load_split(name) for name in ("train", "test")}
-    plan = TransferPlan.from_task(task, splits)
+    plan = TransferPlan.from_task(task, splits, {})
     train_digits = splits["train"].images.labels[plan.id_train.rows]
     assert set(train_digits) == {0, 1, 2, 3, 4}
-    assert set(splits["test"].images.labels[plan.ood_shift.rows]) == {5, 6, 7, 8, 9}
-    assert np.array_equal(plan.ood_shift.labels, splits["test"].images.labels[plan.ood_shift.rows] - 5)
+    assert set(splits["test"].images.labels[plan.shift.rows]) == {5, 6, 7, 8, 9}
+    assert np.array_equal(plan.shift.labels, splits["test"].images.labels[plan.shift.rows] - 5)
     assert np.array_equal(plan.refit_test.labels, splits["test"].images.labels[plan.refit_test.rows] - 5)
-    assert len(plan.id_test.rows) + len(plan.ood_shift.rows) == len(splits["test"])
+    assert len(plan.id_test.rows) + len(plan.shift.rows) == len(splits["test"])
+    assert plan.ood == []  # digits-5 has no class-disjoint OOD set: its shift is not OOD
 
 
 @pytest.mark.parametrize(
@@ -200,8 +257,9 @@ def test_evaluate_runs_both_families_by_default():
     assert result["metrics"] == ["clusterability", "transfer"]
     assert all({"clusterability", "transfer"} <= set(layer) for layer in result["layers"])
     summary = result["summary"]
-    assert 0 < summary["ood_retained"] <= 100
-    assert summary["tunnel_start"] in [layer["name"] for layer in result["layers"]]
+    assert summary["ood_retained"] is None and summary["tunnel"] is None  # no OOD set: no OOD claim
+    shift = summary["transfer"]["subpopulation_shift"]
+    assert 0 < shift["subpop_refit"]["retained"] <= 100
     assert set(result["task"]["splits"]) == {"test", "train", "val"}
     assert summary["committed_layer"] in [layer["name"] for layer in result["layers"]]
     assert summary["selection"]["split"] == "val"
@@ -231,7 +289,7 @@ def test_transfer_needs_the_train_split(tiny_image_task, tiny_npz):
     )
     # tiny_npz holds one split only: by default transfer is skipped with a note …
     result = evaluate(request)
-    assert result["metrics"] == ["clusterability"] and "transfer skipped" in result["notes"][0]
+    assert result["metrics"] == ["clusterability"] and any("transfer skipped" in n for n in result["notes"])
     # … and asking for it explicitly is an error.
     request.metrics = ["transfer"]
     with pytest.raises(SubclassbenchError, match="transfer needs the task's train split"):
@@ -259,7 +317,8 @@ def test_transfer_end_to_end_on_an_image_folder_of_npz_splits(tiny_image_task, t
     validate_result(result)
     assert result["metrics"] == ["clusterability", "transfer"]
     assert result["task"]["splits"]["train"]["n_samples"] == 80
-    assert result["summary"]["transfer"]["n_id_train"] == 40 and result["summary"]["transfer"]["n_ood"] == 20
+    transfer = result["summary"]["transfer"]
+    assert transfer["n_id_train"] == 40 and transfer["subpopulation_shift"]["n_shift"] == 20
 
 
 def test_single_file_serves_only_the_evaluated_split(tiny_image_task, tiny_npz):

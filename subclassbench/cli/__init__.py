@@ -59,14 +59,16 @@ def split_list(values: list[str] | None) -> list[str] | None:
 
 
 # Options that evaluate, extract and score share (the cache key is built from the same request fields).
-ModelOption = Annotated[
-    str, typer.Option(help="Encoder spec: builtin:ARCH[.TAG], timm:NAME, open_clip:ARCH[@TAG].")
-]
+ModelOption = Annotated[str, typer.Option(help="Encoder spec: builtin:ARCH[.TAG], timm:NAME, open_clip:ARCH[@TAG].")]
 TaskOption = Annotated[str, typer.Option(help="Task name (see `subclassbench tasks`) or task file path.")]
 WeightsOption = Annotated[str | None, typer.Option(help="Weights file: .safetensors or a torch checkpoint.")]
 DataOption = Annotated[
     str | None,
     typer.Option(help="Image data: .npz, a folder of *_<split>.npz, an image-folder tree or a saved HF dataset."),
+]
+OodDataOption = Annotated[
+    list[str] | None,
+    typer.Option(help="NAME=PATH: data for the task's OOD set NAME (repeatable; default: --data)."),
 ]
 LayersOption = Annotated[list[str] | None, typer.Option(help="Layers to score (comma-separated or repeated).")]
 SplitOption = Annotated[str | None, typer.Option(help="Split to score (default: the task's evaluation split).")]

@@ -32,6 +32,19 @@ def compare(
     pair: Annotated[
         str | None, typer.Option(help="LAYER_A,LAYER_B for the concept list (default: last layers).")
     ] = None,
+    concepts: Annotated[
+        str,
+        typer.Option(
+            help="Concepts of the --pair layers: gmm (baseline: the GRI's mixture memberships) or nlmcd "
+            "(token-level UMAP + HDBSCAN, number of concepts found; needs umap-learn and hdbscan)."
+        ),
+    ] = "gmm",
+    min_cluster_size: Annotated[
+        int | None, typer.Option(help="nlmcd: smallest concept in tokens (default: 1% of the tokens, at least 5).")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="nlmcd: most tokens clustered per layer, an equal seeded share per image.")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output folder: compare.json, cka.png, gri.png.")] = Path("results/compare"),
     quiet: QuietOption = False,
 ) -> None:
@@ -51,6 +64,10 @@ def compare(
     parts = [p.strip() for p in pair.split(",")] if pair else None
     if parts is not None and len(parts) != 2:
         raise SubclassbenchError(f"--pair needs LAYER_A,LAYER_B, got '{pair}'")
+    if concepts not in ("gmm", "nlmcd"):  # before any model is loaded
+        raise SubclassbenchError(f"--concepts must be gmm or nlmcd, not '{concepts}'")
+    if concepts != "nlmcd" and (min_cluster_size is not None or max_tokens is not None):
+        raise SubclassbenchError("--min-cluster-size and --max-tokens apply to --concepts nlmcd only; drop them")
     check_writable_folder(out)  # before the comparison, not after it
     doc = run(
         specs[0],
@@ -64,6 +81,9 @@ def compare(
         seed=seed,
         pair=None if parts is None else (parts[0], parts[1]),
         progress=not quiet,
+        concepts=concepts,
+        min_cluster_size=min_cluster_size,
+        max_tokens=max_tokens,
     )
     write_comparison(doc, out, specs[0], specs[1])
     if not quiet:
@@ -75,10 +95,18 @@ def compare(
         typer.echo(
             f"adjacent-layer check (share of layers whose best match is a neighbour): A {check['a']}, B {check['b']}"
         )
-        typer.echo(
-            f"concepts at {c['layer_a']} × {c['layer_b']}: {len(c['universal'])} universal, "
-            f"{len(c['unique_pairs'])} matched but unique, {len(c['unmatched_a'])}+{len(c['unmatched_b'])} unmatched"
-        )
+        if c["method"] == "nlmcd":
+            typer.echo(
+                f"NLMCD concepts at {c['layer_a']} × {c['layer_b']}: {c['a']['n_concepts']} in A, "
+                f"{c['b']['n_concepts']} in B; {len(c['universal'])} universal, "
+                f"{len(c['unique_a'])} unique to A, {len(c['unique_b'])} unique to B"
+            )
+        else:
+            unmatched = f"{len(c['unmatched_a'])}+{len(c['unmatched_b'])}"
+            typer.echo(
+                f"concepts at {c['layer_a']} × {c['layer_b']}: {len(c['universal'])} universal, "
+                f"{len(c['unique_pairs'])} matched but unique, {unmatched} unmatched"
+            )
     typer.echo(f"wrote {out}/compare.json, cka.png, gri.png")
 
 
@@ -90,7 +118,7 @@ def agreement_command(
         "results/agreement"
     ),
 ) -> None:
-    """Per-epoch agreement of several training runs (Pliushch et al. 2022), with accuracy mean and spread."""
+    """Per-epoch agreement of training runs (Pliushch et al. 2022) on test and train samples, bound, accuracy."""
     from subclassbench.compare import agreement_over_runs, write_agreement
 
     check_writable_folder(out)  # before reading the runs
@@ -98,9 +126,14 @@ def agreement_command(
     doc = agreement_over_runs(list(runs))
     write_agreement(doc, out)
     last = doc["epochs"] - 1
-    typer.echo(
-        f"{len(runs)} runs, {doc['epochs']} epochs: final agreement {doc['agreement'][last]:.3f}, "
-        f"accuracy {doc['accuracy_mean'][last]:.3f} ± {doc['accuracy_std'][last]:.3f}; wrote {out}/agreement.json"
+    parts = [("test", doc)] + ([("train", doc["train"])] if doc["train"] else [])
+    summary = "; ".join(
+        f"{name}: agreement {p['agreement'][last]:.3f} (lower bound {p['agreement_lower_bound'][last]:.3f}), "
+        f"accuracy {p['accuracy_mean'][last]:.3f} ± {p['accuracy_std'][last]:.3f}"
+        for name, p in parts
     )
-
-
+    typer.echo(f"{len(runs)} runs, {doc['epochs']} epochs, final epoch — {summary}")
+    if doc["train_not_recorded"]:
+        runs_without = ", ".join(doc["train_not_recorded"])
+        typer.echo(f"train-split agreement not reported: no train correctness log in {runs_without}")
+    typer.echo(f"wrote {out}/agreement.json, agreement.png")

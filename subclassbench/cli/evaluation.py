@@ -13,6 +13,7 @@ from subclassbench.cli import (
     DataOption,
     LayersOption,
     ModelOption,
+    OodDataOption,
     QuietOption,
     SplitOption,
     TaskOption,
@@ -58,11 +59,13 @@ def _request(
     device: str,
     cache_dir: str | None,
     quiet: bool,
+    ood_data: list[str] | None = None,
     **extra: Any,
 ) -> EvaluationRequest:
-    from subclassbench.evaluate import EvaluationRequest
+    from subclassbench.evaluate import EvaluationRequest, parse_ood_data
 
     return EvaluationRequest(
+        ood_data=parse_ood_data(ood_data),
         model=model,
         task=task,
         weights=weights,
@@ -78,8 +81,6 @@ def _request(
     )
 
 
-
-
 @app.command()
 @user_errors
 def evaluate(
@@ -87,6 +88,7 @@ def evaluate(
     task: TaskOption = "digits-5",
     weights: WeightsOption = None,
     data: DataOption = None,
+    ood_data: OodDataOption = None,
     layers: LayersOption = None,
     split: SplitOption = None,
     out: Annotated[Path | None, typer.Option(help="Result JSON path (default: results/<model>/<task>.json).")] = None,
@@ -122,13 +124,13 @@ def evaluate(
         device,
         cache_dir,
         quiet,
+        ood_data,
         pretrained=not random_init,
         image_preprocessing=image_preprocessing,
         cache="off" if no_cache else "use",
     )
     result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=True)
-
 
 
 @app.command()
@@ -138,6 +140,7 @@ def extract(
     task: TaskOption = "digits-5",
     weights: WeightsOption = None,
     data: DataOption = None,
+    ood_data: OodDataOption = None,
     layers: LayersOption = None,
     split: SplitOption = None,
     metrics: Annotated[list[str] | None, typer.Option(help="Which families' splits to extract.")] = None,
@@ -152,7 +155,9 @@ def extract(
     from subclassbench.evaluate import parse_shard
 
     part = None if shard is None else parse_shard(shard)
-    request = _request(model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet)
+    request = _request(
+        model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet, ood_data
+    )
     stats = run(request, shard=part)
     typer.echo(f"{model} on {task}{f' shard {shard}' if shard else ''}: {stats.misses} extracted, {stats.hits} cached")
 
@@ -164,6 +169,7 @@ def score(
     task: TaskOption = "digits-5",
     weights: WeightsOption = None,
     data: DataOption = None,
+    ood_data: OodDataOption = None,
     layers: LayersOption = None,
     split: SplitOption = None,
     metrics: Annotated[list[str] | None, typer.Option(help="clusterability and/or transfer.")] = None,
@@ -180,8 +186,8 @@ def score(
     from subclassbench.evaluate import evaluate_to_file
 
     request = _request(
-        model, task, weights, data, layers, split, metrics, batch_size, "cpu", cache_dir, quiet, cache="only",
-        n_shards=shards,
+        model, task, weights, data, layers, split, metrics, batch_size, "cpu", cache_dir, quiet, ood_data,
+        cache="only", n_shards=shards,
     )  # fmt: skip
     result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=False)
@@ -258,4 +264,3 @@ def run_matrix_command(
     if report.failed:
         typer.echo(f"{len(report.failed)} of {len(report.outcomes)} cells failed", err=True)
         raise typer.Exit(1)
-

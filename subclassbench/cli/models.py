@@ -70,7 +70,6 @@ def train(
     )
 
 
-
 @app.command()
 @user_errors
 def encoders() -> None:
@@ -100,5 +99,3 @@ def layers(
     encoder = load_encoder(model, weights=weights, sample_shape=(3, 32, 32), pretrained=not random_init)
     for name in encoder.layer_names:
         typer.echo(name)
-
-

@@ -31,7 +31,12 @@ def submit(
         str | None,
         typer.Option(help="Training label granularity: fine, superclass, self-supervised, text-supervised, none."),
     ] = None,
-    label_task: Annotated[str | None, typer.Option(help="With --labels superclass: the task whose labels.")] = None,
+    label_task: Annotated[
+        str | None,
+        typer.Option(
+            help="The task whose labels it was trained on (needed with --labels superclass; flags OOD sets it saw)."
+        ),
+    ] = None,
     training_data: Annotated[str | None, typer.Option(help="What the encoder was trained on.")] = None,
     license: Annotated[str | None, typer.Option(help="License of the weights (SPDX id).")] = None,
     citation: Annotated[str | None, typer.Option(help="How to cite the encoder.")] = None,
@@ -146,5 +151,3 @@ def leaderboard_build(
         typer.echo(f"{out} is up to date")
         return
     typer.echo(f"{out}: {len(changed)} file(s) written" + (f" ({', '.join(changed)})" if changed else ""))
-
-

@@ -86,5 +86,3 @@ def tasks_build_breeds(
         return
     path = write_task_file(text, out or Path(f"{options.task_name()}.yaml"), force)
     typer.echo(f"wrote {path}")
-
-
