@@ -108,6 +108,10 @@ def _transfer_problems(names: list[str], layers: list[dict[str, Any]], summary: 
             problems.append("summary.transfer.tunnel does not follow from the mean OOD curve")
     elif detail.get("tunnel") is not None or detail.get("ood_retained") is not None:
         problems.append("summary.transfer reports a tunnel or % retained without any OOD set")
+    # The headline copies at the top of the summary must be the transfer block's own.
+    for key in ("ood_retained", "tunnel", "pearson_id_ood"):
+        if not _same(summary.get(key), detail.get(key)):
+            problems.append(f"summary.{key} is {summary.get(key)!r} but summary.transfer.{key} is {detail.get(key)!r}")
     shift = detail.get("subpopulation_shift")
     for kind in ("subpop_shift", "subpop_refit"):
         curve = [t[f"{kind}_acc"] for t in transfer]

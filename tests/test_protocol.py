@@ -1,4 +1,4 @@
-"""Protocol v1 clusterability on data with known structure."""
+"""Protocol clusterability (k-means within superclasses) on data with known structure."""
 
 from __future__ import annotations
 

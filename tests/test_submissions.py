@@ -171,7 +171,7 @@ def test_leaderboard_build_is_deterministic_and_ranked(made, tmp_path):
     build(made, first)
     build(made, second)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert [str(f) for f in files] == ["CHANGELOG.md", "README.md", "leaderboard.json", "v1/digits-5.png"]
+    assert [str(f) for f in files] == ["CHANGELOG.md", "README.md", "leaderboard.json", "v2/digits-5.png"]
     for f in files:
         assert (first / f).read_bytes() == (second / f).read_bytes(), f
     rows = json.loads((first / "leaderboard.json").read_text())["tasks"]["digits-5"]
@@ -179,7 +179,7 @@ def test_leaderboard_build_is_deterministic_and_ranked(made, tmp_path):
     assert rows[0]["committed_ami"] >= rows[1]["committed_ami"]
     assert re.search(r"^\| rank +\| encoder", (first / "README.md").read_text(), re.M)
     assert build(made, first) == []  # nothing to rewrite, and no second changelog entry
-    assert (first / "CHANGELOG.md").read_text().count("## v1") == 1
+    assert (first / "CHANGELOG.md").read_text().count("## v2") == 1
 
 
 def test_check_catches_a_hand_edit(made, tmp_path):
@@ -191,9 +191,9 @@ def test_check_catches_a_hand_edit(made, tmp_path):
     readme.write_text(readme.read_text().replace("cnn-coarse", "cnn-coarse-best", 1))
     bad = cli("leaderboard", "build", "--check", "--submissions", made, "--out", out)
     assert bad.exit_code == 2 and "README.md" in bad.output and "out of date" in bad.output
-    (out / "v1" / "old-task.png").write_bytes(b"\x89PNG")
+    (out / "v2" / "old-task.png").write_bytes(b"\x89PNG")
     assert cli("leaderboard", "build", "--submissions", made, "--out", out).exit_code == 0
-    assert not (out / "v1" / "old-task.png").exists()
+    assert not (out / "v2" / "old-task.png").exists()
     assert cli("leaderboard", "build", "--check", "--submissions", made, "--out", out).exit_code == 0
 
 
@@ -272,7 +272,8 @@ def test_a_transfer_only_result_is_listed_without_a_curve(subs, tmp_path):
     build(subs, tmp_path / "lb")
     rows = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())["tasks"]["digits-5"]
     assert rows[-1]["submission"] == "cnn-transfer" and rows[-1]["committed_ami"] is None
-    assert rows[-1]["ood_retained"] is not None
+    assert rows[-1]["subpop_retained"] is not None  # digits-5's transfer is a subpopulation shift
+    assert rows[-1]["ood_retained"] is None and rows[-1]["tunnel"] is None  # … and no OOD set
 
 
 def test_submit_with_missing_weights_is_one_line(subs):
@@ -321,6 +322,6 @@ def test_changelog_lists_what_changed(subs, tmp_path):
     shutil.rmtree(subs / "mlp-random")
     build(subs, out)
     log = (out / "CHANGELOG.md").read_text()
-    assert log.count("## v1") == 2
-    newest = log.split("## v1")[1]
+    assert log.count("## v2") == 2
+    newest = log.split("## v2")[1]
     assert "- removed digits-5: mlp-random" in newest and "- changed digits-5: cnn-coarse (rank 1" in newest
