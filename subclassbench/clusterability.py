@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
 from subclassbench.clustering import kmeans_faiss, kmeans_fit, l2_normalize, nearest_centroid, ward_cuts
@@ -95,8 +96,6 @@ def score_clusterability(features: np.ndarray, split: SplitData, with_ward: bool
 
 
 def _ami(truth: np.ndarray, pred: np.ndarray) -> float:
-    from sklearn.metrics import adjusted_mutual_info_score
-
     return float(adjusted_mutual_info_score(truth, pred))
 
 

@@ -30,7 +30,7 @@ from subclassbench.errors import SubclassbenchError
 from subclassbench.features import LayerFeatures
 from subclassbench.metrics import alignment, effective_rank, numerical_rank, singular_values, tunnel_summary
 from subclassbench.probes import ProbeRecipe, fit_probe
-from subclassbench.protocol import RANK_MAX_ROWS, RANK_REL_TOL
+from subclassbench.protocol import RANK_MAX_ROWS, RANK_REL_TOL, TUNNEL_STRENGTH
 from subclassbench.tasks import SplitData, Task
 
 
@@ -235,8 +235,6 @@ def score_transfer(
 
 def strength(retained: float) -> str:
     """Harun et al. (2024)'s tunnel-strength class of a % retained."""
-    from subclassbench.protocol import TUNNEL_STRENGTH
-
     return next(name for low, name in TUNNEL_STRENGTH if retained >= low)
 
 

@@ -95,6 +95,9 @@ def test_shared_concepts_are_universal_and_the_differing_one_unique(shared_two_o
     assert sorted(_group_of(pb[u["concept"]], GROUP_B) for u in doc["unique_b"]) == [2, 3]
     assert max(distances) < min(u["distance"] for u in doc["unique_a"] + doc["unique_b"])
     assert np.asarray(doc["distance"]).shape == (3, 4)
+    # The ranking (the paper's reading) puts the shared pairs first, the differing concept's pair last.
+    ranked = [(_group_of(pa[r["a"]], GROUP_A), _group_of(pb[r["b"]], GROUP_B)) for r in doc["ranking"]]
+    assert set(ranked[:2]) == {(0, 0), (1, 1)} and ranked[2][0] == 2
 
 
 def test_same_input_gives_the_same_output(shared_two_of_three):
@@ -107,6 +110,7 @@ def test_a_model_compared_with_itself_shares_every_concept(shared_two_of_three):
     a, _, _ = shared_two_of_three
     doc = nlmcd(a, a, seed=0)
     assert len(doc["universal"]) == doc["a"]["n_concepts"] == 3 and not doc["unique_a"] and not doc["unique_b"]
+    assert [r["rank"] for r in doc["ranking"]] == [1, 2, 3]
     assert all(u["distance"] == pytest.approx(0.0, abs=1e-12) for u in doc["universal"])
 
 

@@ -300,3 +300,30 @@ def test_an_ood_set_sharing_the_tasks_classes_is_refused(tmp_path, capsys):
     # Refused before any data is needed (cifar10-5's images are not shipped).
     with pytest.raises(SubclassbenchError, match="shares classes with the task itself"):
         evaluate(EvaluationRequest(model="builtin:cifar_resnet20", task=str(path), progress=False))
+
+
+def test_the_leaderboard_marks_ood_sets_seen_in_training(tmp_path):
+    """A digits-5-trained encoder submitted on digits-id5 saw digits-ood5's classes: its row says so."""
+    from subclassbench.leaderboard import build
+    from subclassbench.submissions import SubmitRequest, submit
+
+    subs = tmp_path / "submissions"
+    subs.mkdir()
+    submit(
+        SubmitRequest(
+            name="coarse-on-id5",
+            model="builtin:digits_cnn.digits5_coarse",
+            tasks=["digits-id5"],
+            submissions=subs,
+            labels="superclass",
+            label_task="digits-5",
+            training_data="digits-5 train split",
+            license="MIT",
+            citation="This test suite.",
+            progress=False,
+        )
+    )
+    build(subs, tmp_path / "lb")
+    row = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())["tasks"]["digits-id5"][0]
+    assert row["ood_seen_in_training"] == ["digits-ood5"] and row["ood_sets"] == ["digits-ood5"]
+    assert "(seen in training)" in (tmp_path / "lb" / "README.md").read_text()
