@@ -327,3 +327,12 @@ def test_the_leaderboard_marks_ood_sets_seen_in_training(tmp_path):
     row = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())["tasks"]["digits-id5"][0]
     assert row["ood_seen_in_training"] == ["digits-ood5"] and row["ood_sets"] == ["digits-ood5"]
     assert "(seen in training)" in (tmp_path / "lb" / "README.md").read_text()
+
+
+def test_ward_cuts_cap_k_at_the_number_of_points():
+    from subclassbench.clustering import ward_cuts
+
+    x = np.asarray([[0.0, 1.0], [0.0, 1.1], [5.0, 0.0]], dtype=np.float32)
+    cuts = ward_cuts(x, [2, 10])
+    assert sorted(cuts) == [2, 3]  # 10 clusters of 3 points is 3 singletons
+    assert cuts[2][0] == cuts[2][1] != cuts[2][2] and len(set(cuts[3].tolist())) == 3
