@@ -50,7 +50,8 @@ def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None)
         extra["ood_seen_in_training"] = seen
     ward = _committed_layer(result)
     shift = None if transfer is None else transfer["subpopulation_shift"]
-    shift_kind = None if shift is None else ("subpop_refit" if "subpop_refit" in shift else "subpop_shift")
+    # The BREEDS measure: the ID probe, unchanged, on the new subpopulations (the refit curve is in the JSON).
+    shift_kind = None if shift is None or "subpop_shift" not in shift else "subpop_shift"
     return {
         **extra,
         "submission": folder.name,
