@@ -361,9 +361,10 @@ def format_summary(result: Result) -> list[str]:
             lines.append("OOD transfer: the task lists no OOD set (or its data was absent; see the notes)")
         shift = t["subpopulation_shift"]
         if shift is not None:
-            kind = "subpop_refit" if "subpop_refit" in shift else "subpop_shift"
-            lines.append(
-                f"subpopulation shift ({kind.replace('_', ' ')}, not OOD): {shift[kind]['retained']:.1f}% retained; "
-                f"best layer {shift[kind]['best_layer']}"
-            )
+            parts = [
+                f"{kind.split('_')[1]} {shift[kind]['retained']:.1f}% retained (best layer {shift[kind]['best_layer']})"
+                for kind in ("subpop_shift", "subpop_refit")
+                if kind in shift
+            ]
+            lines.append(f"subpopulation shift (same classes, new subclasses; not OOD): {'; '.join(parts)}")
     return lines + [f"note: {note}" for note in result.notes]

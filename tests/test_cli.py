@@ -38,7 +38,8 @@ def test_evaluate_prints_the_per_layer_table(tmp_path):
     result = run("evaluate", "--out", str(tmp_path / "r.json"), "--layers", "block1,embedding")
     assert result.exit_code == 0, result.output
     assert "ID acc" in result.output and "subpop refit" in result.output and "recon acc" in result.output
-    assert "subpopulation shift (subpop refit, not OOD)" in result.output  # digits-5 has no OOD set
+    assert "subpopulation shift (same classes, new subclasses; not OOD): shift" in result.output  # no OOD set
+    assert "OOD transfer: the task lists no OOD set" in result.output
     result = run(
         "evaluate", "--out", str(tmp_path / "r.json"), "--layers", "block1,embedding", "--metrics", "clusterability"
     )
