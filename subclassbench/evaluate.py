@@ -275,6 +275,8 @@ def prepare(request: EvaluationRequest) -> Prepared:
     request.check()
     task = load_task(request.task)
     metrics = resolve_metrics(task, request.metrics)
+    if request.ood_data and "transfer" not in metrics:
+        raise SubclassbenchError("--ood-data feeds the transfer metrics' OOD sets; drop it or run transfer too")
     if "transfer" in metrics:
         check_ood_sets(task, request)  # before any data is read
     notes: list[str] = []

@@ -271,6 +271,7 @@ def test_a_hub_ood_set_runs_on_a_generated_stand_in(tmp_path):
         ({"name": "svhn-ood"}, ["--ood-data", "cifar100-ood=/tmp"], "does not list"),
         ({"name": "svhn-ood"}, ["--ood-data", "svhn-ood"], "needs NAME=PATH"),
         ({"name": "svhn-ood", "train_split": "test"}, [], "different splits"),
+        ({"name": "svhn-ood"}, ["--ood-data", "svhn-ood=/a", "--ood-data", "svhn-ood=/b"], "twice"),
     ],
 )
 def test_bad_ood_sets_are_one_line_errors(tmp_path, capsys, ood, extra, message):
@@ -336,3 +337,12 @@ def test_ward_cuts_cap_k_at_the_number_of_points():
     cuts = ward_cuts(x, [2, 10])
     assert sorted(cuts) == [2, 3]  # 10 clusters of 3 points is 3 singletons
     assert cuts[2][0] == cuts[2][1] != cuts[2][2] and len(set(cuts[3].tolist())) == 3
+
+
+def test_ood_data_that_nothing_would_read_is_refused():
+    with pytest.raises(SubclassbenchError, match="does not list; its OOD sets: none"):
+        evaluate(EvaluationRequest(task="synthetic-hier", ood_data={"x": "/tmp"}, progress=False))
+    with pytest.raises(SubclassbenchError, match="feeds the transfer metrics"):  # never silently ignored
+        evaluate(EvaluationRequest(task="digits-id5", metrics=["clusterability"], ood_data={"digits-ood5": "/tmp"}))
+    with pytest.raises(SubclassbenchError, match="feeds the transfer metrics"):  # a task without transfer
+        evaluate(EvaluationRequest(task="digits-ood5", ood_data={"x": "/tmp"}, progress=False))
