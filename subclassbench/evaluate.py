@@ -232,7 +232,9 @@ def check_ood_sets(task: Task, request: EvaluationRequest) -> list[tuple[OODSet,
     return out
 
 
-def _load_ood_splits(task: Task, request: EvaluationRequest, notes: list[str]) -> dict[str, SplitData]:
+def _load_ood_splits(
+    task: Task, checked: list[tuple[OODSet, Task]], request: EvaluationRequest, notes: list[str]
+) -> dict[str, SplitData]:
     """Every OOD set's train and test split; a set whose data is absent is left out, with a note.
 
     ``--data`` serves an OOD set only when it is the same dataset as the task
@@ -240,7 +242,7 @@ def _load_ood_splits(task: Task, request: EvaluationRequest, notes: list[str]) -
     ``--ood-data NAME=PATH`` (or the Hub), so no file is read as the wrong data.
     """
     out: dict[str, SplitData] = {}
-    for ood, ood_task in check_ood_sets(task, request):
+    for ood, ood_task in checked:
         same_dataset = ood_task.dataset_identity == task.dataset_identity
         data = (request.ood_data or {}).get(ood.name, request.data if same_dataset else None)
         try:
@@ -277,8 +279,7 @@ def prepare(request: EvaluationRequest) -> Prepared:
     metrics = resolve_metrics(task, request.metrics)
     if request.ood_data and "transfer" not in metrics:
         raise SubclassbenchError("--ood-data feeds the transfer metrics' OOD sets; drop it or run transfer too")
-    if "transfer" in metrics:
-        check_ood_sets(task, request)  # before any data is read
+    checked = check_ood_sets(task, request) if "transfer" in metrics else []  # before any data is read
     notes: list[str] = []
     splits = _load_splits(task, request, metrics, notes)
     evaluation = next(iter(splits.values()))
@@ -292,7 +293,7 @@ def prepare(request: EvaluationRequest) -> Prepared:
     if request.image_preprocessing == "encoder":
         splits = _encoder_decoding(splits, encoder.preprocessing)
         evaluation = next(iter(splits.values()))
-    ood_splits = _load_ood_splits(task, request, notes) if "transfer" in metrics else {}
+    ood_splits = _load_ood_splits(task, checked, request, notes) if "transfer" in metrics else {}
     if request.image_preprocessing == "encoder":
         ood_splits = _encoder_decoding(ood_splits, encoder.preprocessing)
     notes.extend(d.note for d in (*splits.values(), *ood_splits.values()) if d.note)
@@ -395,8 +396,9 @@ def score(
             entry["transfer"] = scores
         detail = summarize_transfer(prepared.layers, [e["transfer"] for e in per_layer], plan)
         seen = trained_on(prepared.encoder)
+        ood_tasks = {data.task.name: data.task for data in prepared.ood_splits.values()}
         for entry in detail["ood_sets"]:
-            entry["seen_in_training"] = None if seen is None else bool(seen & load_task(entry["task"]).class_keys())
+            entry["seen_in_training"] = None if seen is None else bool(seen & ood_tasks[entry["task"]].class_keys())
         summary.update(
             ood_retained=detail["ood_retained"],
             tunnel=detail["tunnel"],

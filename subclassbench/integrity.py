@@ -16,7 +16,7 @@ import numpy as np
 
 from subclassbench.clusterability import commit_layer, summarize
 from subclassbench.metrics import tunnel_summary
-from subclassbench.transfer import strength
+from subclassbench.transfer import tunnel_record
 
 CLUSTER_KEYS = ("ami", "ari", "nmi", "purity", "matched_acc")
 
@@ -65,10 +65,6 @@ def _layer_problems(layer: dict[str, Any], n_samples: int) -> list[str]:
     return problems
 
 
-def _tunnel(detail: dict[str, Any]) -> dict[str, str] | None:
-    return {"start": detail["best_layer"], "strength": strength(detail["ood_retained"])} if detail["tunnel"] else None
-
-
 def _transfer_problems(names: list[str], layers: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
     detail = summary.get("transfer")
     if not isinstance(detail, dict):
@@ -94,7 +90,7 @@ def _transfer_problems(names: list[str], layers: list[dict[str, Any]], summary: 
             problems.append(f"OOD set {entry['name']} lacks a score at some layer")
             continue
         summary_set = tunnel_summary(names, id_curve, curve, distinct)
-        tunnel = _tunnel(summary_set)
+        tunnel = tunnel_record(summary_set)
         del summary_set["tunnel"]  # stored as the tunnel record, compared below
         _compare(problems, f"summary.transfer.ood_sets[{entry['name']}]", entry, summary_set)
         if entry.get("tunnel") != tunnel:
@@ -104,7 +100,7 @@ def _transfer_problems(names: list[str], layers: list[dict[str, Any]], summary: 
         headline = {"ood_retained": mean["ood_retained"], "pearson_id_ood": mean["pearson_id_ood"]}
         _compare(problems, "summary.transfer", detail, headline)
         _compare(problems, "summary", summary, headline)
-        if detail.get("tunnel") != _tunnel(mean) or summary.get("tunnel") != _tunnel(mean):
+        if detail.get("tunnel") != tunnel_record(mean) or summary.get("tunnel") != tunnel_record(mean):
             problems.append("summary.transfer.tunnel does not follow from the mean OOD curve")
     elif detail.get("tunnel") is not None or detail.get("ood_retained") is not None:
         problems.append("summary.transfer reports a tunnel or % retained without any OOD set")

@@ -267,7 +267,7 @@ def summarize_transfer(names: list[str], per_layer: list[dict[str, Any]], plan: 
                 "n_test": len(entry.test.rows),
                 "chance": 1.0 / entry.n_classes,
                 **detail,
-                "tunnel": _tunnel(detail),
+                "tunnel": tunnel_record(detail),
                 "flat": flat_curve(curve, 1.0 / entry.n_classes, len(entry.test.rows)),
             }
         )
@@ -275,7 +275,7 @@ def summarize_transfer(names: list[str], per_layer: list[dict[str, Any]], plan: 
         mean_curve = [layer["ood_mean_acc"] for layer in per_layer]
         detail = tunnel_summary(names, id_curve, mean_curve, distinct)
         out["ood_retained"] = detail["ood_retained"]
-        out["tunnel"] = _tunnel(detail)
+        out["tunnel"] = tunnel_record(detail)
         out["pearson_id_ood"] = detail["pearson_id_ood"]
         out["ood_curve"] = {k: v for k, v in detail.items() if k != "ood_retained"}
         out["flat_ood_curve"] = all(s["flat"] for s in out["ood_sets"])
@@ -283,7 +283,8 @@ def summarize_transfer(names: list[str], per_layer: list[dict[str, Any]], plan: 
     return out
 
 
-def _tunnel(detail: dict[str, Any]) -> dict[str, str] | None:
+def tunnel_record(detail: dict[str, Any]) -> dict[str, str] | None:
+    """A :func:`~subclassbench.metrics.tunnel_summary` as the result stores it: null, or its start and strength."""
     if not detail["tunnel"]:
         return None
     return {"start": detail["best_layer"], "strength": strength(detail["ood_retained"])}
