@@ -58,12 +58,30 @@ def _check_superclass(split: SplitData, s: int, rows: np.ndarray) -> None:
         )
 
 
+@dataclass
+class LayerClusters:
+    """One layer's clusterability scores and the per-image assignments they come from."""
+
+    scores: dict[str, Any]
+    kmeans: np.ndarray  # (n,) cluster within the image's superclass
+    ward: np.ndarray | None  # (factors, n) Ward cluster at k × factor; None without Ward
+    superclass_pred: np.ndarray | None = None  # (n,) the reconstruction probe's superclass
+    reconstructed: np.ndarray | None = None  # (n,) reconstructed subclass within it (-1: an empty cluster)
+
+
 def score_clusterability(features: np.ndarray, split: SplitData, with_ward: bool = True) -> dict[str, Any]:
     """k-means (and, with ``with_ward``, Ward overclustering) within each true superclass of one split."""
+    return cluster_layer(features, split, with_ward).scores
+
+
+def cluster_layer(features: np.ndarray, split: SplitData, with_ward: bool = True) -> LayerClusters:
+    """:func:`score_clusterability` with the per-image cluster assignments kept."""
     x = l2_normalize(features)
+    kmeans = np.full(len(split), -1, dtype=np.int64)
+    factors = PARAMS["ward"]["overcluster_factors"]
+    ward = np.full((len(factors), len(split)), -1, dtype=np.int64) if with_ward else None
     per_superclass = []
     matched_total = 0
-    factors = PARAMS["ward"]["overcluster_factors"]
     ward_rows: list[dict[str, Any]] = []
     for s, sup in enumerate(split.task.superclasses):
         rows = np.flatnonzero(split.superclass == s)
@@ -71,11 +89,15 @@ def score_clusterability(features: np.ndarray, split: SplitData, with_ward: bool
         truth = split.subclass[rows]
         k = len(sup.subclasses)
         pred = kmeans_faiss(x[rows], k, n_init=PARAMS["n_init"], max_iter=PARAMS["max_iter"], seed=PARAMS["seed"])
+        kmeans[rows] = pred
         scores, matched = scores_and_matches(truth, pred)
         matched_total += matched
         per_superclass.append({"superclass": sup.id, "name": sup.name, "n": len(rows), "k": k, **scores})
         if with_ward and len(rows) <= PARAMS["ward"]["max_points"]:
             cuts = ward_cuts(x[rows], [f * k for f in factors])
+            assert ward is not None
+            for i, f in enumerate(factors):
+                ward[i, rows] = cuts[min(f * k, len(rows))]
             base, base_matched = scores_and_matches(truth, cuts[k])
             over = [
                 {
@@ -92,7 +114,8 @@ def score_clusterability(features: np.ndarray, split: SplitData, with_ward: bool
         _ward_summary(ward_rows, len(split)) if with_ward and len(ward_rows) == len(per_superclass) else None
     )
     result["per_superclass"] = per_superclass
-    return result
+    complete = result["ward"] is not None
+    return LayerClusters(result, kmeans, ward if complete else None)
 
 
 def _ami(truth: np.ndarray, pred: np.ndarray) -> float:
@@ -121,6 +144,8 @@ class Reconstruction:
     superclass_acc: float
     probe_epoch: int
     n_train: int
+    superclass_pred: np.ndarray  # (n,) per test image
+    reconstructed: np.ndarray  # (n,) subclass within the predicted superclass; -1 when its cluster names none
 
 
 def reconstruct(
@@ -139,6 +164,7 @@ def reconstruct(
     predicted_super = fit.predictions["test"]
     x_train, x_test = l2_normalize(train_features), l2_normalize(test_features)
     correct = np.zeros(len(test), dtype=bool)
+    reconstructed = np.full(len(test), -1, dtype=np.int64)
     for s, sup in enumerate(test.task.superclasses):
         rows = np.flatnonzero(train.superclass == s)
         _check_superclass(train, s, rows)
@@ -155,12 +181,15 @@ def reconstruct(
         assigned = np.flatnonzero(predicted_super == s)
         if len(assigned):
             fine = name[nearest_centroid(x_test[assigned], centroids)]
+            reconstructed[assigned] = fine
             correct[assigned] = (test.superclass[assigned] == s) & (test.subclass[assigned] == fine)
     return Reconstruction(
         reconstruction_acc=float(correct.mean()),
         superclass_acc=fit.scores["test"].acc,
         probe_epoch=fit.selected_epoch,
         n_train=len(train),
+        superclass_pred=np.asarray(predicted_super, dtype=np.int64),
+        reconstructed=reconstructed,
     )
 
 
@@ -170,7 +199,7 @@ def score_layers(
     progress: bool = False,
     train: tuple[list[LayerFeatures], SplitData] | None = None,
     with_ward: bool = True,
-) -> list[dict[str, Any]]:
+) -> list[LayerClusters]:
     """Clusterability of every layer, in layer order; with ``train`` also reconstruction accuracy."""
     import sklearn
     from tqdm.auto import tqdm
@@ -184,10 +213,11 @@ def score_layers(
     out = []
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         for i in bar:
-            scores = score_clusterability(layers[i].features, split, with_ward)
+            layer = cluster_layer(layers[i].features, split, with_ward)
             keyed = {"reconstruction_acc": None, "superclass_acc": None, "reconstruction": None}
             if train is not None:
                 rec = reconstruct(train[0][i].features, train[1], layers[i].features, split)
+                layer.superclass_pred, layer.reconstructed = rec.superclass_pred, rec.reconstructed
                 keyed = {
                     "reconstruction_acc": rec.reconstruction_acc,
                     "superclass_acc": rec.superclass_acc,
@@ -197,7 +227,8 @@ def score_layers(
                         "probe_epoch": rec.probe_epoch,
                     },
                 }
-            out.append({**scores, **keyed})
+            layer.scores = {**layer.scores, **keyed}
+            out.append(layer)
     return out
 
 

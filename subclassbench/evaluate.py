@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from subclassbench import __version__
+from subclassbench import __version__, intervals
+from subclassbench.bootstrap import BOOTSTRAP
 from subclassbench.cache import CacheStats, FeatureCache
-from subclassbench.clusterability import commit_layer, score_layers, summarize
+from subclassbench.clusterability import LayerClusters, commit_layer, score_layers, summarize
 from subclassbench.datasources import Decoding
 from subclassbench.encoders import Encoder, EncoderSpec, load_encoder
 from subclassbench.errors import DataMissingError, SubclassbenchError
@@ -34,6 +35,7 @@ from subclassbench.files import check_file_name, check_writable_folder, inside
 from subclassbench.preprocessing import Preprocessing
 from subclassbench.protocol import PROTOCOL, PROTOCOL_VERSION, protocol_fingerprint
 from subclassbench.results import SCHEMA_VERSION, Result, check_output_path
+from subclassbench.samples import ProbeSamples, SampleOutputs
 from subclassbench.tasks import OODSet, SplitData, Task, load_task
 from subclassbench.transfer import TransferPlan, ood_key, score_transfer, summarize_transfer
 
@@ -41,6 +43,7 @@ DEFAULT_MODEL = "builtin:digits_cnn.digits5_coarse"
 DEFAULT_TASK = "digits-5"
 METRICS = ("clusterability", "transfer")
 CACHE_MODES = ("use", "off", "only")
+MAX_RESAMPLES = 100_000
 IMAGE_PREPROCESSING = ("task", "encoder")
 
 
@@ -65,6 +68,8 @@ class EvaluationRequest:
     weights_label: str | None = None
     # OOD set name → its data (default: ``data``, which serves OOD sets drawn from the same dataset).
     ood_data: dict[str, str] | None = None
+    # Bootstrap resamples for the confidence intervals (0: no intervals; the per-sample file is written anyway).
+    bootstrap: int = int(BOOTSTRAP["resamples"])  # type: ignore[call-overload]
 
     def check(self) -> None:
         """Options that can be checked before anything is loaded."""
@@ -76,6 +81,8 @@ class EvaluationRequest:
             )
         if self.batch_size < 1:
             raise SubclassbenchError("--batch-size must be ≥ 1")
+        if not 0 <= self.bootstrap <= MAX_RESAMPLES:
+            raise SubclassbenchError(f"--bootstrap must be between 0 (no intervals) and {MAX_RESAMPLES}")
         check_device(self.device)
         if self.cache_dir is not None:
             FeatureCache(self.cache_dir)  # an empty --cache-dir is an error, not the default cache
@@ -343,21 +350,32 @@ def evaluate(request: EvaluationRequest) -> Result:
         for name, data in (*prepared.splits.items(), *prepared.ood_splits.items())
     }
     extracted = time.perf_counter()
-    per_layer, summary = score(prepared, features, request.progress)
+    per_layer, summary, samples = score(prepared, features, request.progress)
+    scored = time.perf_counter()
+    uncertainty = None
+    if request.bootstrap > 0:
+        found = intervals.compute(samples, per_layer, summary, resamples=request.bootstrap)
+        summary["ci95"] = found.summary
+        for entry, layer_ci in zip(per_layer, found.layers, strict=True):
+            if layer_ci:
+                entry["ci95"] = layer_ci
+        samples.replicates, samples.layer_replicates = found.replicates, found.layer_replicates
+        uncertainty = found.record
     done = time.perf_counter()
     timing = {
         "load": round(prepared.loaded - prepared.started, 3),
         "extract": round(extracted - prepared.loaded, 3),
-        "score": round(done - extracted, 3),
+        "score": round(scored - extracted, 3),
+        "bootstrap": round(done - scored, 3),
         "total": round(done - prepared.started, 3),
     }
-    return _result(request, prepared, per_layer, summary, timing, stats)
+    return _result(request, prepared, per_layer, summary, timing, stats, samples, uncertainty)
 
 
 def score(
     prepared: Prepared, features: dict[str, list[LayerFeatures]], progress: bool
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Per-layer scores and the summary, for every metric family the evaluation runs."""
+) -> tuple[list[dict[str, Any]], dict[str, Any], SampleOutputs]:
+    """Per-layer scores, the summary and the per-sample outputs, for every metric family the evaluation runs."""
     task, metrics, notes, splits = prepared.task, prepared.metrics, prepared.notes, prepared.splits
     evaluation = next(iter(splits.values()))
     for split_name, layers in features.items():
@@ -376,24 +394,44 @@ def score(
         if flags:
             entry["flags"] = flags
     summary: dict[str, Any] = {}
+    samples = SampleOutputs([f.name for f in first], evaluation.superclass, evaluation.subclass)
+    clustered: list[LayerClusters] = []
     if "clusterability" in metrics:
         train = reconstruction_split(task)
         reference = (features[train], splits[train]) if train in features and train != evaluation.split else None
-        for entry, scores in zip(per_layer, score_layers(first, evaluation, progress, reference), strict=True):
-            entry["clusterability"] = scores
+        clustered = score_layers(first, evaluation, progress, reference)
+        for entry, layer_clusters in zip(per_layer, clustered, strict=True):
+            entry["clusterability"] = layer_clusters.scores
         summary.update(summarize(per_layer))
+        samples.kmeans = np.stack([c.kmeans for c in clustered])
+        if reference is not None:
+            samples.superclass_pred = np.stack([c.superclass_pred for c in clustered])  # type: ignore[misc]
+            samples.reconstructed = np.stack([c.reconstructed for c in clustered])  # type: ignore[misc]
         val = task.validation_split
         if val in features and val != evaluation.split:
             try:  # the validation split only chooses the layer: k-means AMI, no Ward, no reconstruction
-                validation = score_layers(features[val], splits[val], progress, with_ward=False)
+                validation = [c.scores for c in score_layers(features[val], splits[val], progress, with_ward=False)]
             except SubclassbenchError as exc:  # e.g. a subset too small to cluster: report, don't fail
                 notes.append(f"no committed layer: the '{val}' split cannot be scored ({exc})")
             else:
                 summary.update(commit_layer(per_layer, validation, val))
+        kept = [n for n in intervals.ward_layers(summary) if clustered[samples.layers.index(n)].ward is not None]
+        if kept:
+            samples.ward_layers = kept
+            samples.ward = np.stack([clustered[samples.layers.index(n)].ward for n in kept])  # type: ignore[misc]
     if "transfer" in metrics:
         plan = TransferPlan.from_task(task, splits, prepared.ood_splits)
-        for entry, scores in zip(per_layer, score_transfer(features, plan, progress=progress), strict=True):
-            entry["transfer"] = scores
+        transferred = score_transfer(features, plan, progress=progress)
+        for entry, layer_transfer in zip(per_layer, transferred, strict=True):
+            entry["transfer"] = layer_transfer.scores
+        truths = {"id": plan.id_test.labels, **{f"ood/{o.name}": o.test.labels for o in plan.ood}}
+        if plan.shift is not None:
+            truths["shift"] = plan.shift.labels
+        if plan.refit_test is not None:
+            truths["refit"] = plan.refit_test.labels
+        for name, truth in truths.items():
+            pred = np.stack([t.predictions[name] for t in transferred])
+            samples.probes[name] = ProbeSamples(np.asarray(truth, dtype=np.int64), pred)
         detail = summarize_transfer(prepared.layers, [e["transfer"] for e in per_layer], plan)
         seen = trained_on(prepared.encoder)
         ood_tasks = {data.task.name: data.task for data in prepared.ood_splits.values()}
@@ -405,7 +443,7 @@ def score(
             pearson_id_ood=detail["pearson_id_ood"],
             transfer=detail,
         )
-    return per_layer, summary
+    return per_layer, summary, samples
 
 
 def trained_on(encoder: Encoder) -> set[tuple[str, str]] | None:
@@ -437,6 +475,8 @@ def _result(
     summary: dict[str, Any],
     timing: dict[str, float],
     stats: CacheStats,
+    samples: SampleOutputs | None = None,
+    uncertainty: dict[str, Any] | None = None,
 ) -> Result:
     task, splits = prepared.task, prepared.splits
     evaluation = next(iter(splits.values()))
@@ -471,6 +511,7 @@ def _result(
         },
         "layers": per_layer,
         "summary": summary,
+        **({"uncertainty": uncertainty} if uncertainty is not None else {}),
         "run": {
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "timing_s": timing,
@@ -481,7 +522,7 @@ def _result(
             "platform": platform.platform(),
         },
     }
-    return Result.from_doc(doc)
+    return Result.from_doc(doc, samples=samples)
 
 
 def _ood_records(task: Task, ood_splits: dict[str, SplitData]) -> list[dict[str, Any]]:

@@ -10,13 +10,17 @@ summary functions on the stored values, so an honest result matches exactly
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from subclassbench.bootstrap import cluster_replicates, interval
 from subclassbench.clusterability import commit_layer, summarize
 from subclassbench.metrics import tunnel_summary
 from subclassbench.transfer import tunnel_record
+
+if TYPE_CHECKING:
+    from subclassbench.samples import SampleOutputs
 
 CLUSTER_KEYS = ("ami", "ari", "nmi", "purity", "matched_acc")
 
@@ -155,3 +159,57 @@ def summary_problems(doc: dict[str, Any]) -> list[str]:
     elif "transfer" in summary:
         problems.append("summary.transfer is present but not every layer has transfer scores")
     return problems
+
+
+def sample_problems(doc: dict[str, Any], samples: SampleOutputs) -> list[str]:
+    """Every per-layer score and interval that the per-sample outputs do not give.
+
+    Cheap by design (no bootstrap is re-run): each layer's AMI, within-superclass
+    accuracy, reconstruction and probe accuracies are recomputed from the stored
+    assignments and predictions, and every interval from its stored replicates.
+    """
+    layers, summary = doc["layers"], doc["summary"]
+    names = [layer["name"] for layer in layers]
+    if samples.layers != names:
+        return ["its per-sample file lists other layers than the result"]
+    if len(samples.superclass) != int(doc["task"]["n_samples"]):
+        return [f"its per-sample file holds {len(samples.superclass)} images, the task says {doc['task']['n_samples']}"]
+    problems: list[str] = []
+    ones = np.ones((1, len(samples.superclass)), dtype=np.int64)
+    correct = samples.reconstruction_correct()
+    for i, layer in enumerate(layers):
+        scores = layer.get("clusterability")
+        if scores is not None and samples.kmeans is not None:
+            got = cluster_replicates(ones, samples.superclass, samples.subclass, samples.kmeans[i])
+            expected = {"ami": float(got.ami[0]), "within_superclass_acc": float(got.matched_acc[0])}
+            if correct is not None:
+                expected["reconstruction_acc"] = float(correct[i].mean())
+            _compare(problems, f"layer {layer['name']} clusterability (per-sample file)", scores, expected)
+        transfer = layer.get("transfer")
+        if transfer is not None and "id" in samples.probes:
+            expected = {"id_acc": float(samples.probe_correct("id")[i].mean())}
+            for probe, key in (("shift", "subpop_shift_acc"), ("refit", "subpop_refit_acc")):
+                if probe in samples.probes:
+                    expected[key] = float(samples.probe_correct(probe)[i].mean())
+            _compare(problems, f"layer {layer['name']} transfer (per-sample file)", transfer, expected)
+            for name, entry in transfer["ood"].items():
+                if f"ood/{name}" not in samples.probes:
+                    problems.append(f"layer {layer['name']}: OOD set {name} has no predictions in the per-sample file")
+                    continue
+                acc = float(samples.probe_correct(f"ood/{name}")[i].mean())
+                _compare(problems, f"layer {layer['name']} OOD set {name} (per-sample file)", entry, {"acc": acc})
+    problems += _interval_problems("summary.ci95", summary.get("ci95", {}), samples.replicates)
+    for i, layer in enumerate(layers):
+        reps = {k: v[i] for k, v in samples.layer_replicates.items()}
+        problems += _interval_problems(f"layer {layer['name']} ci95", layer.get("ci95", {}), reps)
+    return problems
+
+
+def _interval_problems(where: str, stored: dict[str, Any], replicates: dict[str, np.ndarray]) -> list[str]:
+    if set(stored) != set(replicates):
+        return [f"{where} lists {sorted(stored)}, but its per-sample file has replicates of {sorted(replicates)}"]
+    return [
+        f"{where}.{key} is {stored[key]} but its replicates give {interval(reps)}"
+        for key, reps in replicates.items()
+        if not all(_same(a, b) for a, b in zip(stored[key], interval(reps), strict=True))
+    ]

@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from subclassbench.errors import SubclassbenchError, first_line
-from subclassbench.files import atomic_write
+from subclassbench.files import atomic_write_many
+from subclassbench.samples import SampleOutputs, sidecar_name
 from subclassbench.schemas import first_error
 
-SCHEMA_VERSION = "2.0"  # 2.0: protocol v2 (schema 1.0 results are protocol v1; see leaderboard/v1/)
+# 2.0: protocol v2 (schema 1.0 results are protocol v1; see leaderboard/v1/).
+# 2.1: confidence intervals (summary.ci95, layers[].ci95, uncertainty) and the per-sample file (samples).
+SCHEMA_VERSION = "2.1"
 
 
 class ProtocolRecord(TypedDict):
@@ -87,6 +90,7 @@ class Summary(TypedDict, total=False):
     committed_superclass_acc: float | None
     committed_gap: float
     selection: dict[str, Any]
+    ci95: dict[str, list[float]]
     ood_retained: float | None
     tunnel: dict[str, str] | None
     pearson_id_ood: float | None
@@ -104,12 +108,19 @@ class ResultDoc(TypedDict, total=False):
     seeds: dict[str, Any]
     layers: list[LayerRecord]
     summary: Summary
+    uncertainty: dict[str, Any]
+    samples: dict[str, Any]
     run: dict[str, Any]
 
 
 # Schema migrations: from-version → a function that returns the document at the next version.
 # Reading a file applies them in turn, so old results stay readable after the schema moves on.
-MIGRATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+def _from_2_0(doc: dict[str, Any]) -> dict[str, Any]:
+    """2.0 → 2.1 adds only optional fields: a 2.0 result reads as one without intervals or per-sample file."""
+    return {**doc, "schema_version": "2.1"}
+
+
+MIGRATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {"2.0": ("2.1", _from_2_0)}
 
 
 def migrate(doc: dict[str, Any], where: str = "result") -> dict[str, Any]:
@@ -150,11 +161,13 @@ class Result:
 
     doc: ResultDoc
     path: Path | None = None
+    samples: SampleOutputs | None = None  # the per-sample outputs (``samples.py``), when the result has them
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any], path: Path | None = None) -> Result:
-        """Migrate, schema-check and integrity-check a document (its summary must follow from its layers)."""
-        from subclassbench.integrity import summary_problems
+    def from_doc(cls, doc: dict[str, Any], path: Path | None = None, samples: SampleOutputs | None = None) -> Result:
+        """Migrate, schema-check and integrity-check a document (its summary must follow from its layers, its
+        intervals and per-layer scores from its per-sample outputs)."""
+        from subclassbench.integrity import sample_problems, summary_problems
 
         where = str(path) if path else "result"
         bad = first_non_finite(doc)
@@ -162,8 +175,14 @@ class Result:
             raise SubclassbenchError(f"{where}: {bad} is not a finite number; results hold no NaN or infinity")
         doc = migrate(doc, where)
         validate_result(doc, where)
+        if samples is None and path is not None and "samples" in doc:  # its record is schema-checked by now
+            samples = _read_samples(path, doc["samples"])
         try:
             problems = summary_problems(doc)
+            if samples is not None:
+                problems += sample_problems(doc, samples)
+            elif path is not None and "ci95" in doc["summary"]:  # a file must bring the data its intervals need
+                problems.append("its intervals have no per-sample file to follow from")
         except (TypeError, KeyError, IndexError, ValueError, AttributeError, OverflowError) as exc:  # odd shapes
             problems = [f"its per-layer data is malformed ({type(exc).__name__}: {first_line(exc, 80)})"]
         if problems:
@@ -171,7 +190,7 @@ class Result:
             raise SubclassbenchError(
                 f"{where}: {problems[0]}{more}; results must not be edited by hand: re-run the evaluation"
             )
-        return cls(doc, path)  # type: ignore[arg-type]
+        return cls(doc, path, samples)  # type: ignore[arg-type]
 
     @classmethod
     def read(cls, path: str | Path) -> Result:
@@ -245,15 +264,22 @@ class Result:
         return json.dumps(self.doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
     def write(self, path: str | Path) -> Path:
-        """Validate, then write atomically: never a half-written result."""
-        validate_result(self.doc)
+        """Validate, then write the JSON and its per-sample file, both or neither: never a half-written result."""
         path = Path(path)
         check_output_path(path)
+        files: dict[Path, bytes] = {}
+        if self.samples is not None:
+            data = self.samples.to_bytes()
+            self.doc["samples"] = self.samples.record(data, sidecar_name(path))
+            files[path.parent / sidecar_name(path)] = data
+        validate_result(self.doc)
         try:
             text = self.to_json()
         except ValueError as exc:
             raise SubclassbenchError(f"result for {path} holds a NaN or infinite value ({exc}); a bug") from None
-        return atomic_write(path, text)
+        files[path] = text.encode()  # last: a reader that sees the JSON finds its per-sample file beside it
+        atomic_write_many(files)
+        return path
 
 
 def first_non_finite(doc: Any) -> str | None:
@@ -268,6 +294,17 @@ def first_non_finite(doc: Any) -> str | None:
         elif isinstance(node, list):
             stack.extend((f"{where}/{i}", v) for i, v in enumerate(node))
     return None
+
+
+def _read_samples(path: Path, record: dict[str, Any]) -> SampleOutputs:
+    """The per-sample file a result names: only ever the one beside it, under the name its own file gives."""
+    expected = sidecar_name(path)
+    if record.get("file") != expected:
+        raise SubclassbenchError(
+            f"{path}: its per-sample file is recorded as {str(record.get('file'))[:80]!r}, not {expected!r} beside "
+            "it; results and their .samples.npz are renamed together: re-run the evaluation"
+        )
+    return SampleOutputs.read(path.parent / expected, record)
 
 
 def _reject_constant(name: str) -> Any:

@@ -143,14 +143,27 @@ def _rank_rows(n: int) -> np.ndarray:
     return np.sort(np.random.RandomState(0).choice(n, RANK_MAX_ROWS, replace=False))
 
 
-def score_layer_transfer(features: dict[str, np.ndarray], plan: TransferPlan, recipe: ProbeRecipe) -> dict[str, Any]:
+@dataclass
+class LayerTransfer:
+    """One layer's transfer scores and each probe's per-image predictions on its test set.
+
+    ``predictions`` keys: ``id``, ``shift``, ``refit`` and ``ood/<name>``, as in the per-sample file."""
+
+    scores: dict[str, Any]
+    predictions: dict[str, np.ndarray]
+
+
+def score_layer_transfer(features: dict[str, np.ndarray], plan: TransferPlan, recipe: ProbeRecipe) -> LayerTransfer:
     """Probe accuracies, alignment and ranks for one layer (``features``: split key → N × D)."""
     chance_id = 1.0 / plan.n_id_classes
     id_features = plan.id_train.take(features)
     evaluations = {"id": (plan.id_test.take(features), plan.id_test.labels)}
     if plan.shift is not None:
         evaluations["shift"] = (plan.shift.take(features), plan.shift.labels)
-    fit = fit_probe(id_features, plan.id_train.labels, evaluations, plan.n_id_classes, recipe)
+    fit = fit_probe(
+        id_features, plan.id_train.labels, evaluations, plan.n_id_classes, recipe, predict=tuple(evaluations)
+    )
+    predictions = dict(fit.predictions)
     out: dict[str, Any] = {
         "id_acc": fit.scores["id"].acc,
         "id_acc_final": fit.scores["id"].final,
@@ -166,13 +179,15 @@ def score_layer_transfer(features: dict[str, np.ndarray], plan: TransferPlan, re
         out["subpop_shift_acc"], out["subpop_shift_acc_final"] = fit.scores["shift"].acc, fit.scores["shift"].final
         out["alignment_subpop_shift"] = alignment(out["id_acc"], out["subpop_shift_acc"], chance_id, chance_id)
     if plan.refit_train is not None and plan.refit_test is not None:
-        refit = fit_probe(
+        refit_fit = fit_probe(
             plan.refit_train.take(features),
             plan.refit_train.labels,
             {"refit": (plan.refit_test.take(features), plan.refit_test.labels)},
             plan.n_refit_classes,
             recipe,
-        ).scores["refit"]
+            predict=("refit",),
+        )
+        refit, predictions["refit"] = refit_fit.scores["refit"], refit_fit.predictions["refit"]
         out["subpop_refit_acc"], out["subpop_refit_acc_final"] = refit.acc, refit.final
         out["alignment_subpop_refit"] = alignment(out["id_acc"], refit.acc, chance_id, 1.0 / plan.n_refit_classes)
     ood: dict[str, Any] = {}
@@ -183,7 +198,9 @@ def score_layer_transfer(features: dict[str, np.ndarray], plan: TransferPlan, re
             {"test": (entry.test.take(features), entry.test.labels)},
             entry.n_classes,
             recipe,
+            predict=("test",),
         )
+        predictions[f"ood/{entry.name}"] = set_fit.predictions["test"]
         acc = set_fit.scores["test"].acc
         ood[entry.name] = {
             "acc": acc,
@@ -197,7 +214,7 @@ def score_layer_transfer(features: dict[str, np.ndarray], plan: TransferPlan, re
     s = singular_values(rank_features)  # one SVD serves both ranks
     out["numerical_rank"] = numerical_rank(rank_features, RANK_REL_TOL, s=s)
     out["effective_rank"] = effective_rank(rank_features, s=s)
-    return out
+    return LayerTransfer(out, predictions)
 
 
 def distinct_layers(layers: list[LayerFeatures], plan: TransferPlan) -> list[bool]:
@@ -216,7 +233,7 @@ def score_transfer(
     plan: TransferPlan,
     recipe: ProbeRecipe | None = None,
     progress: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[LayerTransfer]:
     """Per-layer transfer scores; ``features`` maps split key → layers (same order in every split)."""
     from tqdm.auto import tqdm
 
@@ -227,9 +244,9 @@ def score_transfer(
     bar = tqdm(range(n_layers), desc="probe layers", unit="layer", disable=not progress or None, leave=False)
     out = []
     for i in bar:
-        scores = score_layer_transfer({k: features[k][i].features for k in keys}, plan, recipe)
-        scores["same_as_next"] = not distinct[i]
-        out.append(scores)
+        layer = score_layer_transfer({k: features[k][i].features for k in keys}, plan, recipe)
+        layer.scores["same_as_next"] = not distinct[i]
+        out.append(layer)
     return out
 
 

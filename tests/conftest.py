@@ -94,9 +94,13 @@ def tiny_image_folder(tmp_path: Path) -> Path:
 
 
 def without_run(result) -> dict:
-    """A result (a Result or its document) minus its run metadata (time, durations, memory)."""
+    """A result (a Result or its document) minus its run metadata (time, durations, memory) and the name of its
+    per-sample file (which follows the result's own; its sha256 stays compared)."""
     doc = getattr(result, "doc", result)
-    return {k: v for k, v in doc.items() if k != "run"}
+    out = {k: v for k, v in doc.items() if k != "run"}
+    if "samples" in out:
+        out["samples"] = {k: v for k, v in out["samples"].items() if k != "file"}
+    return out
 
 
 requires_shared = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="optional: ../shared not present")

@@ -141,6 +141,8 @@ def test_result_for_an_unknown_task(subs):
     results = subs / "cnn-coarse" / "results"
     result = json.loads((results / "digits-5.json").read_text())
     result["task"]["name"] = "digits-7"
+    result["samples"]["file"] = "digits-7.samples.npz"  # moved together with its per-sample file
+    (results / "digits-5.samples.npz").rename(results / "digits-7.samples.npz")
     (results / "digits-5.json").unlink()
     (results / "digits-7.json").write_text(json.dumps(result))
     assert "result for unknown task 'digits-7'" in _error(subs)

@@ -193,7 +193,7 @@ def tunnel_layers(tunnel: bool) -> tuple[dict[str, list[LayerFeatures]], Transfe
 
 def test_built_in_tunnel_is_detected():
     features, plan = tunnel_layers(tunnel=True)
-    per_layer = score_transfer(features, plan)
+    per_layer = [layer.scores for layer in score_transfer(features, plan)]
     summary = summarize_transfer([f.name for f in features["train"]], per_layer, plan)
     assert summary["tunnel"] == {"start": "layer1", "strength": "strong"}
     assert summary["ood_retained"] < 60  # deep layers fall to chance (1/3) on OOD
@@ -204,7 +204,7 @@ def test_built_in_tunnel_is_detected():
 
 def test_no_tunnel_retains_everything():
     features, plan = tunnel_layers(tunnel=False)
-    per_layer = score_transfer(features, plan)
+    per_layer = [layer.scores for layer in score_transfer(features, plan)]
     summary = summarize_transfer([f.name for f in features["train"]], per_layer, plan)
     assert summary["ood_retained"] == 100.0
     assert summary["tunnel"] is None and summary["ood_sets"][0]["best_layer"] == "layer3"

@@ -30,6 +30,16 @@ if TYPE_CHECKING:
     from subclassbench.results import Result
 
 
+BootstrapOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        max=100_000,
+        help="Bootstrap resamples for the 95% intervals (stratified, seeded; 0: none). See docs/uncertainty.md.",
+    ),
+]
+
+
 def _report(result: Result, path: Path, quiet: bool, header: bool) -> None:
     """Print a written result's table and summary (evaluate, score)."""
     from subclassbench.results import format_summary, format_table
@@ -106,6 +116,7 @@ def evaluate(
         typer.Option(help="Decode encoded images with the task's resize/crop (task) or the encoder's own (encoder)."),
     ] = "task",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor fill the feature cache.")] = False,
+    bootstrap: BootstrapOption = 1000,
     cache_dir: CacheDirOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -128,6 +139,7 @@ def evaluate(
         pretrained=not random_init,
         image_preprocessing=image_preprocessing,
         cache="off" if no_cache else "use",
+        bootstrap=bootstrap,
     )
     result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=True)
@@ -179,6 +191,7 @@ def score(
     ] = 256,
     out: Annotated[Path | None, typer.Option(help="Result JSON path.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out even if it holds something else.")] = False,
+    bootstrap: BootstrapOption = 1000,
     cache_dir: CacheDirOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -187,7 +200,7 @@ def score(
 
     request = _request(
         model, task, weights, data, layers, split, metrics, batch_size, "cpu", cache_dir, quiet, ood_data,
-        cache="only", n_shards=shards,
+        cache="only", n_shards=shards, bootstrap=bootstrap,
     )  # fmt: skip
     result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=False)

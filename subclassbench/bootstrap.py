@@ -1,0 +1,200 @@
+"""Stratified, seeded bootstrap over evaluation images: replicates of every headline metric, and their intervals.
+
+The unit of resampling is the image. Each sample set (the evaluation split,
+each OOD test set, the subpopulation-shift set) is resampled on its own,
+*within strata* — superclasses for the evaluation split, classes for a probe's
+test set — so every replicate keeps the set's class sizes, as the protocol's
+per-superclass clustering needs. A replicate is a vector of multinomial counts
+(how often each image is drawn), which turns every statistic into weighted
+sums over images: accuracies are ``counts @ correct / n``, contingency tables
+are counts summed per (subclass, cluster) cell.
+
+Clusters are **reused**, not refit: a replicate re-scores the stored
+per-image cluster assignments and probe predictions. What this interval
+covers is the sampling of evaluation images — the dominant source: refitting
+k-means per replicate widened the committed-AMI interval by a few percent of
+its width at many times the cost (``benchmarks/bootstrap_refit.py``,
+``docs/uncertainty.md``). Training-seed variance is a separate source,
+added across a submission's seeds (:func:`combine_seeds`).
+
+The counts depend only on the strata, the seed, the set's name and ``B``, so
+two results on the same images draw the *same* replicates: the difference of
+their replicate vectors is a paired bootstrap of the difference of their
+scores, which is how the leaderboard decides ties.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics.cluster._expected_mutual_info_fast import expected_mutual_information
+
+from subclassbench.hashing import sha256_text
+
+# The bootstrap's settings. Not part of the protocol fingerprint: they change no point estimate, only the
+# intervals around it, and every result records the settings it used (``uncertainty``).
+BOOTSTRAP = {
+    "method": "percentile",
+    "resamples": 1000,
+    "seed": 0,
+    "level": 0.95,
+    "unit": "evaluation image, resampled within its superclass (evaluation split) or class (probe test sets)",
+    "clusters": "reused: stored per-image assignments and predictions are re-scored, never refit",
+    "seeds": "across training seeds: each replicate also resamples the seeds (two-level bootstrap)",
+}
+
+
+def stratified_counts(strata: np.ndarray, resamples: int, seed: int, name: str) -> np.ndarray:
+    """(resamples, n) draw counts: each stratum's rows drawn with replacement, as many as it holds.
+
+    Seeded by ``(seed, crc32(name))``, so every sample set has its own stream
+    and results on the same images get the same counts.
+    """
+    strata = np.asarray(strata)
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    counts = np.zeros((resamples, len(strata)), dtype=np.uint16 if len(strata) < 65_535 else np.uint32)
+    for value in np.unique(strata):
+        rows = np.flatnonzero(strata == value)
+        counts[:, rows] = rng.multinomial(len(rows), np.full(len(rows), 1.0 / len(rows)), size=resamples)
+    return counts
+
+
+def plan_digest(strata: np.ndarray, resamples: int, seed: int, name: str) -> str:
+    """What the counts of one sample set are drawn from: equal digests mean paired replicates."""
+    strata = np.ascontiguousarray(np.asarray(strata, dtype=np.int64))
+    return sha256_text(f"{name}|{resamples}|{seed}|{sha256_text(strata.tobytes().hex())}")[:16]
+
+
+def mean_replicates(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Replicates of a per-image mean (an accuracy): ``values`` (n,) → (B,), or (n, L) → (B, L)."""
+    return (counts.astype(np.float64) @ np.asarray(values, dtype=np.float64)) / counts.shape[1]
+
+
+# --------------------------------------------------------------------------- AMI from contingency tables
+
+
+def cell_tables(counts: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """(B, r, c) weighted contingency tables of one superclass's rows (truth and pred renumbered 0…)."""
+    t = np.unique(truth, return_inverse=True)[1]
+    p = np.unique(pred, return_inverse=True)[1]
+    r, c = int(t.max(initial=-1)) + 1, int(p.max(initial=-1)) + 1
+    cell = t * c + p
+    order = np.argsort(cell, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(cell[order]) != 0])
+    sums = np.add.reduceat(counts[:, order].astype(np.int64), starts, axis=1) if len(order) else None
+    tables = np.zeros((counts.shape[0], r * c), dtype=np.int64)
+    if sums is not None:
+        tables[:, cell[order][starts]] = sums
+    return tables.reshape(-1, r, c), r, c
+
+
+@lru_cache(maxsize=200_000)
+def _emi(rows: tuple[int, ...], cols: tuple[int, ...]) -> float:
+    """Expected mutual information (Vinh et al. 2010) of tables with these marginals: scikit-learn's own
+    routine, which reads only the table's marginals, memoised because bootstrap marginals repeat."""
+    n = sum(rows)
+    table = np.zeros((len(rows), len(cols)), dtype=np.int64)
+    # Any table with these marginals gives the same EMI; a north-west-corner fill builds one.
+    r, c = list(rows), list(cols)
+    i = j = 0
+    while i < len(r) and j < len(c):
+        take = min(r[i], c[j])
+        table[i, j] += take
+        r[i] -= take
+        c[j] -= take
+        i += r[i] == 0
+        j += c[j] == 0
+    return float(expected_mutual_information(table, n))
+
+
+def ami_from_tables(tables: np.ndarray) -> np.ndarray:
+    """Adjusted mutual information (arithmetic normalisation, scikit-learn's definition) of each table."""
+    tables = np.asarray(tables, dtype=np.float64)
+    out = np.empty(len(tables))
+    eps = np.finfo(np.float64).eps
+    for b, table in enumerate(tables):
+        table = table[table.sum(1) > 0][:, table.sum(0) > 0]
+        r, c = table.shape
+        if (r == c == 1) or (r == c == 0):
+            out[b] = 1.0
+            continue
+        n = table.sum()
+        a, bcol = table.sum(1), table.sum(0)
+        nz = table > 0
+        mi = float((table[nz] / n * (np.log(table[nz]) - np.log(np.outer(a, bcol)[nz]) + np.log(n))).sum())
+        mi = max(mi, 0.0)
+        h_true = float(-(a / n * np.log(a / n)).sum())
+        h_pred = float(-(bcol / n * np.log(bcol / n)).sum())
+        emi = _emi(tuple(int(v) for v in a), tuple(int(v) for v in bcol))
+        denominator = (h_true + h_pred) / 2 - emi
+        denominator = min(denominator, -eps) if denominator < 0 else max(denominator, eps)
+        out[b] = (mi - emi) / denominator
+    return out
+
+
+def matched_from_tables(tables: np.ndarray) -> np.ndarray:
+    """Hungarian-matched count (clusters named by the best one-to-one matching) of each table."""
+    out = np.empty(len(tables))
+    for b, table in enumerate(tables):
+        r, c = linear_sum_assignment(table, maximize=True)
+        out[b] = table[r, c].sum()
+    return out
+
+
+@dataclass(frozen=True)
+class ClusterReplicates:
+    """Replicates of the mean-over-superclasses AMI and of the matched (within-superclass) accuracy."""
+
+    ami: np.ndarray
+    matched_acc: np.ndarray
+
+
+def cluster_replicates(
+    counts: np.ndarray, superclass: np.ndarray, subclass: np.ndarray, clusters: np.ndarray
+) -> ClusterReplicates:
+    """AMI (unweighted mean over superclasses, as the point estimate) and matched accuracy, per replicate."""
+    amis, matched = [], np.zeros(counts.shape[0])
+    for s in np.unique(superclass):
+        rows = np.flatnonzero(superclass == s)
+        tables, _, _ = cell_tables(counts[:, rows], subclass[rows], clusters[rows])
+        amis.append(ami_from_tables(tables))
+        matched += matched_from_tables(tables)
+    return ClusterReplicates(ami=np.mean(amis, axis=0), matched_acc=matched / counts.shape[1])
+
+
+# --------------------------------------------------------------------------- % retained
+
+
+def retained_replicates(curves: np.ndarray, distinct: list[bool]) -> np.ndarray:
+    """Harun et al.'s % retained (see ``metrics.tunnel_summary``) of each replicate's (B, L) accuracy curve."""
+    acc = np.asarray(curves, dtype=np.float64)[:, [i for i, d in enumerate(distinct) if d]]
+    best = np.argmax(acc, axis=1)
+    best_acc, last_acc = acc[np.arange(len(acc)), best], acc[:, -1]
+    tunnel = (best < acc.shape[1] - 1) & (best_acc > last_acc)
+    return np.where(tunnel, 100.0 * last_acc / np.where(best_acc > 0, best_acc, 1.0), 100.0)
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+def interval(replicates: np.ndarray, level: float = BOOTSTRAP["level"]) -> list[float]:  # type: ignore[assignment]
+    """The percentile interval ``[low, high]`` of a replicate vector, rounded far below any shown digit."""
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(np.asarray(replicates, dtype=np.float64), [tail, 1.0 - tail])
+    return [round(float(low), 10), round(float(high), 10)]
+
+
+def combine_seeds(replicates: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Two-level bootstrap across training seeds: (S, B) per-seed image replicates → (B,) replicates of the
+    seed mean, each drawing S seeds with replacement, so the interval holds both sources of variance."""
+    replicates = np.asarray(replicates, dtype=np.float64)
+    n_seeds, resamples = replicates.shape
+    if n_seeds == 1:
+        return replicates[0]
+    rng = np.random.default_rng([seed, zlib.crc32(b"training-seeds")])
+    draws = rng.integers(0, n_seeds, size=(resamples, n_seeds))
+    return replicates[draws, np.arange(resamples)[:, None]].mean(axis=1)
