@@ -7,7 +7,9 @@ test set — so every replicate keeps the set's class sizes, as the protocol's
 per-superclass clustering needs. A replicate is a vector of multinomial counts
 (how often each image is drawn), which turns every statistic into weighted
 sums over images: accuracies are ``counts @ correct / n``, contingency tables
-are counts summed per (subclass, cluster) cell.
+are counts summed per (subclass, cluster) cell. A first row of ones gives the
+point estimate by the same code (:func:`with_estimate`); every stored
+replicate vector is ``[estimate, replicate 1, …, replicate B]``.
 
 Clusters are **reused**, not refit: a replicate re-scores the stored
 per-image cluster assignments and probe predictions. What this interval
@@ -38,7 +40,7 @@ from subclassbench.hashing import sha256_text
 # The bootstrap's settings. Not part of the protocol fingerprint: they change no point estimate, only the
 # intervals around it, and every result records the settings it used (``uncertainty``).
 BOOTSTRAP = {
-    "method": "percentile",
+    "method": "bias-corrected percentile",
     "resamples": 1000,
     "seed": 0,
     "level": 0.95,
@@ -181,20 +183,45 @@ def retained_replicates(curves: np.ndarray, distinct: list[bool]) -> np.ndarray:
 # --------------------------------------------------------------------------- intervals
 
 
-def interval(replicates: np.ndarray, level: float = BOOTSTRAP["level"]) -> list[float]:  # type: ignore[assignment]
-    """The percentile interval ``[low, high]`` of a replicate vector, rounded far below any shown digit."""
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(np.asarray(replicates, dtype=np.float64), [tail, 1.0 - tail])
+def with_estimate(counts: np.ndarray) -> np.ndarray:
+    """Counts with a first row of ones (every image once): statistics of that row are the point estimates,
+    so one computation gives the estimate (element 0) and the replicates (elements 1…)."""
+    return np.vstack([np.ones((1, counts.shape[1]), dtype=counts.dtype), counts])
+
+
+def interval(values: np.ndarray, level: float = BOOTSTRAP["level"]) -> list[float]:  # type: ignore[assignment]
+    """The bias-corrected percentile interval (BC; Efron 1987) ``[low, high]`` from ``values`` = the estimate
+    followed by its bootstrap replicates, rounded far below any shown digit.
+
+    The percentiles are shifted by how far the replicates' median sits from
+    the estimate (z0). Bootstrap replicates of mutual-information scores sit
+    above the estimate (a resample repeats images, which reads as extra
+    agreement); the plain percentile interval inherited that shift and
+    covered the AMI's population value in only ~89% of draws
+    (``calibration.py``). For a plain mean z0 ≈ 0 and BC equals the percentile
+    interval.
+    """
+    from scipy.stats import norm
+
+    values = np.asarray(values, dtype=np.float64)
+    estimate, replicates = values[0], values[1:]
+    below = (np.count_nonzero(replicates < estimate) + 0.5 * np.count_nonzero(replicates == estimate)) / len(replicates)
+    below = min(max(below, 0.5 / len(replicates)), 1 - 0.5 / len(replicates))
+    z0 = norm.ppf(below)
+    tail = norm.ppf((1.0 - level) / 2.0)
+    low, high = np.quantile(replicates, norm.cdf([2 * z0 + tail, 2 * z0 - tail]))
     return [round(float(low), 10), round(float(high), 10)]
 
 
-def combine_seeds(replicates: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Two-level bootstrap across training seeds: (S, B) per-seed image replicates → (B,) replicates of the
-    seed mean, each drawing S seeds with replacement, so the interval holds both sources of variance."""
-    replicates = np.asarray(replicates, dtype=np.float64)
-    n_seeds, resamples = replicates.shape
+def combine_seeds(values: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Two-level bootstrap across training seeds: (S, 1 + B) per-seed values (estimate, then image replicates,
+    paired across seeds) → (1 + B,) for the seed mean; each replicate also draws S seeds with replacement, so
+    its interval holds both sources of variance."""
+    values = np.asarray(values, dtype=np.float64)
+    n_seeds, width = values.shape
     if n_seeds == 1:
-        return replicates[0]
+        return values[0]
     rng = np.random.default_rng([seed, zlib.crc32(b"training-seeds")])
-    draws = rng.integers(0, n_seeds, size=(resamples, n_seeds))
-    return replicates[draws, np.arange(resamples)[:, None]].mean(axis=1)
+    draws = rng.integers(0, n_seeds, size=(width - 1, n_seeds))
+    replicates = values[draws, np.arange(1, width)[:, None]].mean(axis=1)
+    return np.concatenate([[values[:, 0].mean()], replicates])

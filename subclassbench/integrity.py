@@ -199,6 +199,9 @@ def sample_problems(doc: dict[str, Any], samples: SampleOutputs) -> list[str]:
                 acc = float(samples.probe_correct(f"ood/{name}")[i].mean())
                 _compare(problems, f"layer {layer['name']} OOD set {name} (per-sample file)", entry, {"acc": acc})
     problems += _interval_problems("summary.ci95", summary.get("ci95", {}), samples.replicates)
+    for key, values in samples.replicates.items():  # element 0 is the estimate: the summary's own number
+        if isinstance(summary.get(key), float | int) and not _same(summary[key], float(values[0])):
+            problems.append(f"summary.{key} is {summary[key]!r} but its per-sample file gives {float(values[0])!r}")
     for i, layer in enumerate(layers):
         reps = {k: v[i] for k, v in samples.layer_replicates.items()}
         problems += _interval_problems(f"layer {layer['name']} ci95", layer.get("ci95", {}), reps)

@@ -21,6 +21,7 @@ from subclassbench.bootstrap import (
     plan_digest,
     retained_replicates,
     stratified_counts,
+    with_estimate,
 )
 from subclassbench.samples import SampleOutputs
 
@@ -35,8 +36,8 @@ def _stream(name: str) -> str:
 class Intervals:
     summary: dict[str, list[float]]  # headline metric → [low, high]
     layers: list[dict[str, list[float]]]  # per layer: metric → [low, high]
-    replicates: dict[str, np.ndarray]  # headline metric → (B,) replicates, for the per-sample file
-    layer_replicates: dict[str, np.ndarray]  # per-layer metric → (L, B) replicates (NaN: not measured there)
+    replicates: dict[str, np.ndarray]  # headline metric → (1 + B,): the estimate, then B replicates
+    layer_replicates: dict[str, np.ndarray]  # per-layer metric → (L, 1 + B)
     record: dict[str, Any]  # the result's ``uncertainty`` entry
 
 
@@ -50,7 +51,8 @@ class _Replicator:
     def counts(self, name: str) -> np.ndarray:
         if name not in self._counts:
             strata = self.strata(name)
-            self._counts[name] = stratified_counts(strata, self.resamples, self.seed, _stream(name))
+            counts = stratified_counts(strata, self.resamples, self.seed, _stream(name))
+            self._counts[name] = with_estimate(counts)  # element 0 of every statistic: the point estimate
         return self._counts[name]
 
     def strata(self, name: str) -> np.ndarray:

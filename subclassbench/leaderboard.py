@@ -12,14 +12,19 @@ with the best-on-test layer and the gap shown beside it.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from subclassbench.bootstrap import combine_seeds, interval
 from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.files import atomic_write_many, locked
 from subclassbench.hashing import canonical_json, sha256_text
 from subclassbench.protocol import PROTOCOL_VERSION, protocol_fingerprint
+from subclassbench.ranking import Contender, difference, tie_aware_ranks
 from subclassbench.results import Result
 from subclassbench.submissions import validate_tree
 
@@ -31,11 +36,81 @@ CHANGELOG_HEADER = (
 )
 
 
+# Row field → the result's replicate name (summary.ci95 key) that gives its interval.
+CI_FIELDS = {
+    "committed_ami": "committed_ami",
+    "committed_ward_ami": "committed_ward_ami",
+    "committed_reconstruction_acc": "committed_reconstruction_acc",
+    "committed_within_superclass_acc": "committed_within_superclass_acc",
+    "best_ami": "best_ami",
+    "ood_retained": "ood_retained",
+    "subpop_retained": "subpop_shift_retained",
+}
+RANKED_BY = "committed_ami"
+
+
+def _seed_row(folder: Path, model: dict[str, Any], results: list[Result], stale: str | None) -> dict[str, Any]:
+    """One row per (submission, task): a single result, or the mean over a submission's training seeds."""
+    rows = [_row(folder, model, result, stale) for result in results]
+    row = rows[0]
+    contenders = [_contender(result, row_i) for result, row_i in zip(results, rows, strict=True)]
+    stored = results[0].summary.get("ci95") or {}
+    row["ci95"] = {field: list(stored[name]) for field, name in CI_FIELDS.items() if name in stored}
+    if len(results) > 1:
+        row["seeds"] = {"n": len(results), "std": {}}
+        for field in ["gap", "last_ami", *CI_FIELDS]:
+            values = [r[field] for r in rows]
+            if any(v is None for v in values):
+                continue
+            row[field] = float(np.mean(values))
+            if field in CI_FIELDS:
+                row["seeds"]["std"][field] = float(np.std(values, ddof=1))
+        row["ci95"] = {}
+        for field, name in CI_FIELDS.items():
+            stacked = [r.samples.replicates.get(name) if r.samples else None for r in results]
+            if all(v is not None for v in stacked):
+                row["ci95"][field] = interval(combine_seeds(np.stack(stacked)))  # type: ignore[arg-type]
+        committed = {r["committed_layer"] for r in rows}
+        if len(committed) > 1:
+            row["committed_layer"] = "varies: " + ", ".join(sorted(c or "—" for c in committed))
+        layer_reps = [r.samples.layer_replicates.get("ami") if r.samples else None for r in results]
+        row["curve"] = [
+            {key: value for key, value in point.items() if key != "ci95"}
+            | {"ami": float(np.mean([r["curve"][i]["ami"] for r in rows]))}
+            | ({} if any(v is None for v in layer_reps) else {"ci95": _seed_band(layer_reps, i)})  # type: ignore[arg-type]
+            for i, point in enumerate(row["curve"])
+        ]
+    pairings = {c.pairing for c in contenders}
+    reps = [c.replicates for c in contenders]
+    combined = None
+    if len(pairings) == 1 and all(r is not None for r in reps):
+        combined = reps[0] if len(reps) == 1 else combine_seeds(np.stack(reps))  # type: ignore[arg-type]
+    row["_contender"] = Contender(row[RANKED_BY], combined, pairings.pop() if combined is not None else None)
+    return row
+
+
+def _seed_band(layer_reps: list[np.ndarray], layer: int) -> list[float]:
+    return interval(combine_seeds(np.stack([reps[layer] for reps in layer_reps])))
+
+
+def _contender(result: Result, row: dict[str, Any]) -> Contender:
+    reps = None if result.samples is None else result.samples.replicates.get(CI_FIELDS[RANKED_BY])
+    record = result.get("uncertainty") or {}
+    digest = (record.get("digests") or {}).get("evaluation")
+    pairing = None if digest is None else f"{digest}|{record.get('resamples')}"
+    return Contender(row[RANKED_BY], reps, pairing)
+
+
 def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None) -> dict[str, Any]:
     summary = result.summary
     transfer = summary.get("transfer")
     curve = [
-        {"layer": layer["name"], "depth": layer["depth"], "ami": layer["clusterability"]["ami"]}
+        {
+            "layer": layer["name"],
+            "depth": layer["depth"],
+            "ami": layer["clusterability"]["ami"],
+            **({"ci95": layer["ci95"]["ami"]} if "ami" in layer.get("ci95", {}) else {}),
+        }
         for layer in result.layers
         if "clusterability" in layer
     ]
@@ -121,16 +196,30 @@ def collect(submissions: Path) -> tuple[dict[str, list[dict[str, Any]]], list[di
     stale: list[dict[str, Any]] = []
     for report in reports:
         assert report.model is not None  # a report without errors has read its model.yaml
-        for result in report.results:
-            reason = report.stale_reasons.get(result.path) if result.path else None
-            row = _row(report.folder, report.model, result, reason)
-            (stale.append(row) if reason else current.setdefault(row["task"], []).append(row))
+        groups: dict[str, list[Result]] = {}
+        for result in sorted(report.results, key=lambda r: _seed_order(report.seed_of.get(r.path))):  # type: ignore[arg-type]
+            groups.setdefault(result.task_name, []).append(result)
+        for results in groups.values():
+            reasons = [report.stale_reasons[r.path] for r in results if r.path in report.stale_reasons]
+            row = _seed_row(report.folder, report.model, results, reasons[0] if reasons else None)
+            if reasons:
+                row.pop("_contender")
+            (stale.append(row) if reasons else current.setdefault(row["task"], []).append(row))
     for rows in current.values():
         rows.sort(key=_rank_key)
-        for rank, row in enumerate(rows, 1):
+        contenders = [row.pop("_contender") for row in rows]
+        rows[0]["vs_above"] = None
+        for row, rank in zip(rows, tie_aware_ranks(contenders), strict=True):
             row["rank"] = rank
+        for below, c_above, c_below in zip(rows[1:], contenders, contenders[1:], strict=False):
+            found = difference(c_above, c_below)
+            below["vs_above"] = None if found is None else {"difference": found[0], "ci95": found[1]}
     stale.sort(key=lambda r: (r["task"], r["submission"]))
     return dict(sorted(current.items())), stale
+
+
+def _seed_order(seed: int | None) -> int:
+    return -1 if seed is None else seed  # the first seed (encoder.weights) leads its row
 
 
 def _rank_key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -146,6 +235,19 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _cell(row: dict[str, Any], field: str, digits: int = 3) -> str:
+    """``value [low, high]`` (the 95% interval), with ``± std`` across training seeds when there are several."""
+    value = row[field]
+    if value is None:
+        return "—"
+    text = _num(value, digits)
+    std = row.get("seeds", {}).get("std", {}).get(field)
+    if std is not None:
+        text += f" ± {std:.{digits}f}"
+    ci = row.get("ci95", {}).get(field)
+    return text if ci is None else f"{text} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
 def _table(rows: list[dict[str, Any]], with_rank: bool = True) -> str:
     from tabulate import tabulate
 
@@ -156,31 +258,50 @@ def _table(rows: list[dict[str, Any]], with_rank: bool = True) -> str:
     body = []
     for r in rows:
         labels = r["labels"] + (f" ({r['label_task']})" if r["label_task"] else "")
+        seeds = f" ({r['seeds']['n']} seeds)" if "seeds" in r else ""
         line = [r["rank"]] if with_rank else []
         line += [
-            f"[{r['submission']}](../submissions/{r['submission']}/model.yaml)",
+            f"[{r['submission']}](../submissions/{r['submission']}/model.yaml){seeds}",
             labels,
             _committed_cell(r),
-            _num(r["committed_ami"]),
+            _cell(r, "committed_ami"),
             r["best_layer"] or "—",
-            _num(r["best_ami"]),
+            _cell(r, "best_ami"),
             _num(r["gap"]),
-            _num(r["committed_ward_ami"]),
-            _num(r["committed_reconstruction_acc"]),
-            _num(r["committed_within_superclass_acc"]),
+            _cell(r, "committed_ward_ami"),
+            _cell(r, "committed_reconstruction_acc"),
+            _cell(r, "committed_within_superclass_acc"),
             _ood_cell(r),
             "—" if r["tunnel"] is None else f"{r['tunnel']['start']} ({r['tunnel']['strength']})",
-            _num(r["subpop_retained"], 1),
+            _cell(r, "subpop_retained", 1),
             f"[json](../{r['result']})" + ("" if r["canonical"] else " (non-canonical data)"),
         ]
         body.append(line)
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
+def _ties(rows: list[dict[str, Any]]) -> list[str]:
+    """Each adjacent pair: the paired difference of committed AMI and whether it separates the two rows."""
+    lines = []
+    for above, below in itertools.pairwise(rows):
+        found = below.get("vs_above")
+        if found is None:
+            verdict = "not paired (other images or no per-sample file): ranked by point values"
+            lines.append(f"- {above['submission']} vs {below['submission']}: {verdict}")
+            continue
+        low, high = found["ci95"]
+        verdict = "distinguishable" if low > 0 else "not distinguishable"
+        lines.append(
+            f"- {above['submission']} − {below['submission']}: {found['difference']:+.4f} "
+            f"[{low:+.4f}, {high:+.4f}] — {verdict}"
+        )
+    return lines
+
+
 def _ood_cell(row: dict[str, Any]) -> str:
     if row["ood_retained"] is None:
         return "—"
-    cell = "flat" if row.get("flat_ood_curve") else _num(row["ood_retained"], 1)
+    cell = "flat" if row.get("flat_ood_curve") else _cell(row, "ood_retained", 1)
     return cell + (" (seen in training)" if row.get("ood_seen_in_training") else "")
 
 
@@ -203,9 +324,13 @@ def _plot(task: str, rows: list[dict[str, Any]]) -> bytes:
             continue
         depths = [c["depth"] for c in r["curve"]]
         top = max(depths) or 1
-        ax.plot([d / top for d in depths], [c["ami"] for c in r["curve"]], marker="o", ms=3, label=r["submission"])
+        x = [d / top for d in depths]
+        (line,) = ax.plot(x, [c["ami"] for c in r["curve"]], marker="o", ms=3, label=r["submission"])
+        if all("ci95" in c for c in r["curve"]):  # the 95% interval of each layer's AMI (test images resampled)
+            low, high = zip(*(c["ci95"] for c in r["curve"]), strict=True)
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
     ax.set_xlabel("relative depth (layer depth / deepest layer)")
-    ax.set_ylabel("subclass AMI (test split)")
+    ax.set_ylabel("subclass AMI (test split; bands: 95% CI)")
     ax.set_title(f"{task}: per-layer clusterability (protocol v{LEADERBOARD_VERSION})")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
@@ -246,7 +371,12 @@ def render(
         f"Protocol v{PROTOCOL_VERSION} (fingerprint `{protocol_fingerprint()[:12]}`), content `{digest}`. "
         "Rows are ranked by subclass AMI at the **committed layer**: the layer with the best AMI on the task's "
         "validation split, scored on its evaluation split. The best layer on the evaluation split and the gap "
-        "(best − committed) are shown beside it but never used for ranking. At the committed layer: Ward AMI "
+        "(best − committed) are shown beside it but never used for ranking. Numbers read `value [low, high]`: "
+        "the 95% bootstrap interval over the test images (stratified by superclass, B = 1000, seeded); rows "
+        "with several training seeds show `mean ± std` across seeds and an interval that also resamples the "
+        "seeds. A row's **rank** is 1 + the number of rows whose committed AMI is higher with a paired "
+        "bootstrap interval of the difference above zero, so rows that cannot be told apart share a rank "
+        "(see [docs/uncertainty.md](../docs/uncertainty.md)). At the committed layer: Ward AMI "
         "(Nguyen & Kornblith's algorithm at k = subclasses); reconstruction accuracy (Yang et al.: predicted "
         "superclass, then the nearest train-fit cluster); the within-superclass accuracy, an oracle that is "
         "given the true superclass. OOD retained % and the tunnel (Harun et al.) are over class-disjoint OOD "
@@ -257,7 +387,11 @@ def render(
         "",
     ]
     for task, rows in current.items():
-        lines += [f"## {task}", "", _table(rows), "", f"![{task} per-layer AMI](v{LEADERBOARD_VERSION}/{task}.png)", ""]
+        lines += [f"## {task}", "", _table(rows), ""]
+        if len(rows) > 1:
+            lines += ["Committed AMI, each row minus the next (paired bootstrap over the shared test images):", ""]
+            lines += [*_ties(rows), ""]
+        lines += [f"![{task} per-layer AMI](v{LEADERBOARD_VERSION}/{task}.png)", ""]
         files[f"v{LEADERBOARD_VERSION}/{task}.png"] = _plot(task, rows)
     if not current:
         lines += ["No current results yet.", ""]

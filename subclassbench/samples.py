@@ -58,8 +58,9 @@ class SampleOutputs:
     superclass_pred: np.ndarray | None = None  # (L, n) the reconstruction probe's superclass
     reconstructed: np.ndarray | None = None  # (L, n) reconstructed subclass (within the predicted one; -1: none)
     probes: dict[str, ProbeSamples] = field(default_factory=dict)  # "id", "shift", "refit", "ood/<name>"
-    replicates: dict[str, np.ndarray] = field(default_factory=dict)  # headline metric → (B,) replicates
-    layer_replicates: dict[str, np.ndarray] = field(default_factory=dict)  # per-layer metric → (L, B)
+    # Bootstrap values (``bootstrap.py``): the estimate, then the B replicates.
+    replicates: dict[str, np.ndarray] = field(default_factory=dict)  # headline metric → (1 + B,)
+    layer_replicates: dict[str, np.ndarray] = field(default_factory=dict)  # per-layer metric → (L, 1 + B)
 
     # ------------------------------------------------------------------ derived per-image outcomes
 

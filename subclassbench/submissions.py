@@ -64,6 +64,7 @@ class Report:
     stale_reasons: dict[Path, str] = field(default_factory=dict)  # result file → why it is stale
     results: list[Result] = field(default_factory=list)
     model: dict[str, Any] | None = None
+    seed_of: dict[Path, int | None] = field(default_factory=dict)  # result file → its training seed (None: primary)
 
     def error(self, where: str, message: str) -> None:
         self.errors.append(f"{where}: {message}")
@@ -86,6 +87,17 @@ def read_model_file(folder: Path) -> dict[str, Any]:
     weights = raw["encoder"].get("weights")
     if weights is not None and weights.get("file") != WEIGHTS_FILE:
         raise SubclassbenchError(f"{path}: encoder.weights.file must be {WEIGHTS_FILE} (the file in this folder)")
+    seen_seeds = {training_seed(raw)}
+    for entry in raw["encoder"].get("seeds", []):
+        if entry["weights"]["file"] != seed_weights_file(entry["seed"]):
+            raise SubclassbenchError(
+                f"{path}: seed {entry['seed']}'s weights must be {seed_weights_file(entry['seed'])}"
+            )
+        if entry["seed"] in seen_seeds:
+            raise SubclassbenchError(f"{path}: seed {entry['seed']} is listed twice; each seed once")
+        seen_seeds.add(entry["seed"])
+    if raw["encoder"].get("seeds") and weights is None:
+        raise SubclassbenchError(f"{path}: encoder.seeds needs encoder.weights (the first seed's file)")
     if raw["name"] != folder.name:
         raise SubclassbenchError(f"{path}: name '{raw['name']}' must equal the folder name '{folder.name}'")
     training = raw["training"]
@@ -94,9 +106,39 @@ def read_model_file(folder: Path) -> dict[str, Any]:
     return raw
 
 
-def weights_path(folder: Path, model: dict[str, Any]) -> Path | None:
-    weights = model["encoder"].get("weights")
+def weights_path(folder: Path, model: dict[str, Any], seed: int | None = None) -> Path | None:
+    """The weights file of the primary encoder (``seed`` None) or of one of ``encoder.seeds``."""
+    weights = declared_weights(model, seed)
     return None if weights is None else folder / weights["file"]  # the file name is checked on reading
+
+
+def declared_weights(model: dict[str, Any], seed: int | None = None) -> dict[str, Any] | None:
+    if seed is None:
+        return model["encoder"].get("weights")
+    return next(e["weights"] for e in model["encoder"].get("seeds", []) if e["seed"] == seed)
+
+
+def training_seed(model: dict[str, Any]) -> int:
+    return int(model["training"].get("seed", 0))
+
+
+def seed_weights_file(seed: int) -> str:
+    return f"weights.seed-{seed}.safetensors"
+
+
+SEED_MARK = ".seed-"
+
+
+def result_stem(task: str, seed: int | None) -> str:
+    """``<task>`` for the primary weights, ``<task>.seed-<k>`` for seed k of ``encoder.seeds``."""
+    return task if seed is None else f"{task}{SEED_MARK}{seed}"
+
+
+def parse_result_stem(stem: str) -> tuple[str, int | None]:
+    task, mark, seed = stem.rpartition(SEED_MARK)
+    if mark and seed.isdigit() and len(seed) < 10:
+        return task, int(seed)
+    return stem, None
 
 
 def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> Report:
@@ -112,12 +154,13 @@ def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> R
         report.errors.append(str(exc))
         return report
     report.model = model
-    declared = model["encoder"].get("weights")
-    if declared is not None:
-        path = weights_path(folder, model)
-        assert path is not None
+    for seed in [None, *(e["seed"] for e in model["encoder"].get("seeds", []))]:
+        declared = declared_weights(model, seed)
+        if declared is None:
+            continue
+        path = folder / declared["file"]
         if not path.is_file():
-            report.error(str(path), "weights file is missing; commit it or remove encoder.weights")
+            report.error(str(path), "weights file is missing; commit it or remove it from model.yaml")
         elif (actual := sha256_file(path)) != declared["sha256"]:
             report.error(str(path), f"sha256 {actual[:12]}… does not match model.yaml's {declared['sha256'][:12]}…")
     results = sorted((folder / RESULTS_DIR).glob("*.json"))
@@ -130,6 +173,10 @@ def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> R
             report.errors.append(str(exc))
             continue
         _check_result(report, model, result, path, tasks)
+    primaries = {r.task_name for r in report.results if report.seed_of.get(r.path) is None}  # type: ignore[arg-type]
+    for result in report.results:
+        if report.seed_of.get(result.path) is not None and result.task_name not in primaries:  # type: ignore[arg-type]
+            report.error(str(result.path), f"is a seed of a task without the first seed's {result.task_name}.json")
     return report
 
 
@@ -139,8 +186,13 @@ def _check_result(report: Report, model: dict[str, Any], result: Result, path: P
     from subclassbench.tasks import load_task
 
     task_name = result.task_name
-    if path.stem != task_name:
-        report.error(str(path), f"holds task '{task_name}'; name the file {task_name}.json")
+    named_task, seed = parse_result_stem(path.stem)
+    seeds = {e["seed"] for e in model["encoder"].get("seeds", [])}
+    if named_task != task_name:
+        report.error(str(path), f"holds task '{task_name}'; name the file {result_stem(task_name, seed)}.json")
+        return
+    if seed is not None and seed not in seeds:
+        report.error(str(path), f"is named for seed {seed}, which model.yaml's encoder.seeds does not list")
         return
     try:
         if task_name not in tasks:  # by registered name: a YAML file in the working directory is not a task here
@@ -149,7 +201,7 @@ def _check_result(report: Report, model: dict[str, Any], result: Result, path: P
     except SubclassbenchError:
         report.error(str(path), f"result for unknown task '{task_name}'; use a task from `subclassbench tasks`")
         return
-    encoder, declared = result.encoder, model["encoder"].get("weights")
+    encoder, declared = result.encoder, declared_weights(model, seed)
     if encoder["spec"] != model["encoder"]["spec"]:
         report.error(str(path), f"encoder '{encoder['spec']}' differs from model.yaml's '{model['encoder']['spec']}'")
     if declared is not None and result.weights_sha256 != declared["sha256"]:
@@ -174,6 +226,7 @@ def _check_result(report: Report, model: dict[str, Any], result: Result, path: P
         report.error(str(path), f"has no committed layer; re-run with --data holding the '{split}' split too")
         return
     report.results.append(result)
+    report.seed_of[path] = seed
 
 
 def validate_tree(root: Path) -> list[Report]:
@@ -217,20 +270,20 @@ def new_model_file(
     return model
 
 
-def store_weights(folder: Path, source: Path) -> dict[str, str]:
-    """Copy (or convert to) ``weights.safetensors`` in the submission; returns the model.yaml entry."""
+def store_weights(folder: Path, source: Path, name: str = WEIGHTS_FILE) -> dict[str, str]:
+    """Copy (or convert to) ``name`` (``weights.safetensors``) in the submission; returns the model.yaml entry."""
     from safetensors.torch import save_file
 
     from subclassbench.encoders import read_state_dict
 
-    target = folder / WEIGHTS_FILE
+    target = folder / name
     with atomic_path(target) as tmp:
         if source.suffix == ".safetensors":
             shutil.copyfile(source, tmp)
         else:  # a torch checkpoint: store its tensors as safetensors, which loads without pickle
             state, _ = read_state_dict(source)
             save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-    return {"file": WEIGHTS_FILE, "sha256": sha256_file(target), "converted_from": source.name}
+    return {"file": name, "sha256": sha256_file(target), "converted_from": source.name}
 
 
 def write_model_file(folder: Path, model: dict[str, Any]) -> None:
@@ -336,6 +389,7 @@ class SubmitRequest:
     submissions: Path = Path("submissions")
     batch_size: int = 256
     progress: bool = True
+    seed: int | None = None  # add these weights as another training seed of an existing submission
 
     @property
     def folder(self) -> Path:
@@ -393,6 +447,29 @@ def _model_entry(request: SubmitRequest) -> dict[str, Any]:
     return entry
 
 
+def _add_seed(request: SubmitRequest, entry: dict[str, Any], weights: Path | None, stage: Path) -> Path:
+    """Stage another training seed's weights and list it in ``entry`` (an existing submission's model.yaml)."""
+    seed = request.seed
+    assert seed is not None
+    if not (request.folder / MODEL_FILE).exists():
+        raise SubclassbenchError(
+            f"--seed adds a seed to an existing submission; submit {request.name} without it first"
+        )
+    if weights is None or entry["encoder"].get("weights") is None:
+        raise SubclassbenchError("--seed needs --weights, and a submission whose first seed has a weights file")
+    if seed == training_seed(entry):
+        raise SubclassbenchError(f"seed {seed} is the submission's first seed (training.seed); choose another --seed")
+    stored = store_weights(stage, weights, seed_weights_file(seed))
+    seeds = entry["encoder"].setdefault("seeds", [])
+    known = next((e for e in seeds if e["seed"] == seed), None)
+    if known is not None and known["weights"]["sha256"] != stored["sha256"]:
+        raise SubclassbenchError(f"seed {seed} of {request.folder} has other weights; remove it from model.yaml first")
+    if known is None:
+        seeds.append({"seed": seed, "weights": stored})
+        seeds.sort(key=lambda e: e["seed"])
+    return stage / seed_weights_file(seed)
+
+
 def submit(request: SubmitRequest) -> Report:
     """Evaluate the request's tasks and create or update the submission folder; returns its validation report.
 
@@ -414,7 +491,10 @@ def submit(request: SubmitRequest) -> Report:
         entry = _model_entry(request)  # read under the lock: two submits never lose each other's updates
         stage = Path(tmp)
         weights_for_run: Path | None = None
-        if weights is not None:
+        weights_file = WEIGHTS_FILE if request.seed is None else seed_weights_file(request.seed)
+        if request.seed is not None:
+            weights_for_run = _add_seed(request, entry, weights, stage)
+        elif weights is not None:
             stored = store_weights(stage, weights)
             declared = entry["encoder"]["weights"]
             if declared is not None and declared["sha256"] != stored["sha256"]:
@@ -437,7 +517,7 @@ def submit(request: SubmitRequest) -> Report:
                     progress=request.progress,
                     metrics=request.metrics,
                     # a portable path: where the weights live in the repository
-                    weights_label=None if weights_for_run is None else f"{stored_at}/{WEIGHTS_FILE}",
+                    weights_label=None if weights_for_run is None else f"{stored_at}/{weights_file}",
                 )
             )
             results[result.task_name] = result
@@ -445,11 +525,11 @@ def submit(request: SubmitRequest) -> Report:
             # keep a recorded note on update
             note = request.data_note or entry["evaluation_data"].get(result.task_name) or default_note
             entry["evaluation_data"][result.task_name] = note
-        if weights is not None and not (folder / WEIGHTS_FILE).exists():
+        if weights is not None and not (folder / weights_file).exists():
             folder.mkdir(parents=True, exist_ok=True)
-            (stage / WEIGHTS_FILE).replace(folder / WEIGHTS_FILE)
+            (stage / weights_file).replace(folder / weights_file)
         for task_name, result in results.items():
-            result.write(folder / RESULTS_DIR / f"{task_name}.json")
+            result.write(folder / RESULTS_DIR / f"{result_stem(task_name, request.seed)}.json")
         write_model_file(folder, entry)
     return validate_submission(folder)
 
@@ -488,19 +568,20 @@ def verify(
     assert report.model is not None
     entry, wanted = report.model, set(tasks or [])
     out: list[Verification] = []
-    for submitted in sorted(report.results, key=lambda r: r.task_name):
+    for submitted in sorted(report.results, key=lambda r: (r.task_name, str(r.path))):
         name = submitted.task_name
+        label = submitted.path.stem if submitted.path else name  # <task> or <task>.seed-<k>
         if wanted and name not in wanted:
             continue
         task = load_task(name)
         source = data or submitted.task["data_source"]
         if task.needs_data_path and shipped_data_only:
-            out.append(Verification(name, "skipped", "its data does not ship with subclassbench"))
+            out.append(Verification(label, "skipped", "its data does not ship with subclassbench"))
             continue
         if task.needs_data_path and not Path(source).exists():
-            out.append(Verification(name, "skipped", "needs its data; pass --data"))
+            out.append(Verification(label, "skipped", "needs its data; pass --data"))
             continue
-        file = weights_path(folder, entry)
+        file = weights_path(folder, entry, report.seed_of.get(submitted.path))  # type: ignore[arg-type]
         rerun = evaluate(
             EvaluationRequest(
                 model=entry["encoder"]["spec"],
@@ -515,12 +596,12 @@ def verify(
             )
         )
         if rerun.task["fingerprint"] != submitted.task["fingerprint"]:
-            out.append(Verification(name, "fail", "the data differs from the submission's (task fingerprint)"))
+            out.append(Verification(label, "fail", "the data differs from the submission's (task fingerprint)"))
             continue
         differences = compare_results(submitted, rerun)
         if differences:
             detail = f"{len(differences)} difference(s) outside tolerance"
-            out.append(Verification(name, "fail", detail, differences))
+            out.append(Verification(label, "fail", detail, differences))
         else:
-            out.append(Verification(name, "ok", f"{len(rerun.layers)} layers within tolerance"))
+            out.append(Verification(label, "ok", f"{len(rerun.layers)} layers within tolerance"))
     return out

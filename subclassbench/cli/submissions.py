@@ -48,6 +48,10 @@ def submit(
     metrics: Annotated[list[str] | None, typer.Option(help="Metric families (default: all).")] = None,
     submissions: Annotated[Path, typer.Option(help="The submissions folder.")] = Path("submissions"),
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    seed: Annotated[
+        int | None,
+        typer.Option(min=0, help="Add --weights as this training seed of an existing submission (same recipe)."),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Evaluate MODEL on TASK(s) and create or update submissions/NAME (model.yaml + results/)."""
@@ -73,6 +77,7 @@ def submit(
             submissions=submissions,
             batch_size=batch_size,
             progress=not quiet,
+            seed=seed,
         )
     )
     for line in report.errors + report.stale:
