@@ -99,6 +99,8 @@ def _emi(rows: tuple[int, ...], cols: tuple[int, ...]) -> float:
     """Expected mutual information (Vinh et al. 2010) of tables with these marginals: scikit-learn's own
     routine, which reads only the table's marginals, memoised because bootstrap marginals repeat."""
     n = sum(rows)
+    if len(rows) <= 1 or len(cols) <= 1:  # one class or one cluster: no information to expect
+        return 0.0
     table = np.zeros((len(rows), len(cols)), dtype=np.int64)
     # Any table with these marginals gives the same EMI; a north-west-corner fill builds one.
     r, c = list(rows), list(cols)
@@ -114,28 +116,33 @@ def _emi(rows: tuple[int, ...], cols: tuple[int, ...]) -> float:
 
 
 def ami_from_tables(tables: np.ndarray) -> np.ndarray:
-    """Adjusted mutual information (arithmetic normalisation, scikit-learn's definition) of each table."""
+    """Adjusted mutual information (arithmetic normalisation, scikit-learn's definition) of each table.
+
+    Mutual information and entropies are computed for all tables at once; the
+    expected mutual information per table, memoised on its marginals.
+    """
     tables = np.asarray(tables, dtype=np.float64)
-    out = np.empty(len(tables))
+    n = tables.sum(axis=(1, 2))
+    a, b = tables.sum(axis=2), tables.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        outer = a[:, :, None] * b[:, None, :]
+        terms = np.where(tables > 0, tables * (np.log(tables) - np.log(outer) + np.log(n)[:, None, None]), 0.0)
+        mi = np.maximum(terms.sum(axis=(1, 2)) / n, 0.0)
+        h_true = -np.where(a > 0, a / n[:, None] * np.log(a / n[:, None]), 0.0).sum(axis=1)
+        h_pred = -np.where(b > 0, b / n[:, None] * np.log(b / n[:, None]), 0.0).sum(axis=1)
+    emi = np.array(
+        [_emi(tuple(int(v) for v in row if v), tuple(int(v) for v in col if v)) for row, col in zip(a, b, strict=True)]
+    )
     eps = np.finfo(np.float64).eps
-    for b, table in enumerate(tables):
-        table = table[table.sum(1) > 0][:, table.sum(0) > 0]
-        r, c = table.shape
-        if (r == c == 1) or (r == c == 0):
-            out[b] = 1.0
-            continue
-        n = table.sum()
-        a, bcol = table.sum(1), table.sum(0)
-        nz = table > 0
-        mi = float((table[nz] / n * (np.log(table[nz]) - np.log(np.outer(a, bcol)[nz]) + np.log(n))).sum())
-        mi = max(mi, 0.0)
-        h_true = float(-(a / n * np.log(a / n)).sum())
-        h_pred = float(-(bcol / n * np.log(bcol / n)).sum())
-        emi = _emi(tuple(int(v) for v in a), tuple(int(v) for v in bcol))
-        denominator = (h_true + h_pred) / 2 - emi
-        denominator = min(denominator, -eps) if denominator < 0 else max(denominator, eps)
-        out[b] = (mi - emi) / denominator
-    return out
+    denominator = (h_true + h_pred) / 2 - emi
+    denominator = np.where(denominator < 0, np.minimum(denominator, -eps), np.maximum(denominator, eps))
+    numerator = mi - emi  # clamped like the denominator: a perfect match at its expectation reads 1, not 0/0
+    numerator = np.where(numerator < 0, np.minimum(numerator, -eps), np.maximum(numerator, eps))
+    out = numerator / denominator
+    # scikit-learn's limit cases: one class and one cluster (or no images) is 1; one of either alone is 0.
+    classes, clusters = (a > 0).sum(axis=1), (b > 0).sum(axis=1)
+    out = np.where((classes <= 1) | (clusters <= 1), 0.0, out)
+    return np.where((classes == clusters) & (classes <= 1), 1.0, out)
 
 
 def matched_from_tables(tables: np.ndarray) -> np.ndarray:

@@ -451,10 +451,6 @@ def _add_seed(request: SubmitRequest, entry: dict[str, Any], weights: Path | Non
     """Stage another training seed's weights and list it in ``entry`` (an existing submission's model.yaml)."""
     seed = request.seed
     assert seed is not None
-    if not (request.folder / MODEL_FILE).exists():
-        raise SubclassbenchError(
-            f"--seed adds a seed to an existing submission; submit {request.name} without it first"
-        )
     if weights is None or entry["encoder"].get("weights") is None:
         raise SubclassbenchError("--seed needs --weights, and a submission whose first seed has a weights file")
     if seed == training_seed(entry):
@@ -488,6 +484,8 @@ def submit(request: SubmitRequest) -> Report:
     folder = request.folder
     request.submissions.mkdir(parents=True, exist_ok=True)  # staging beside the target keeps renames atomic
     with locked(folder), tempfile.TemporaryDirectory(prefix=".staging-", dir=request.submissions) as tmp:
+        if request.seed is not None and not (folder / MODEL_FILE).exists():
+            raise SubclassbenchError(f"--seed adds a seed to an existing submission; submit {request.name} first")
         entry = _model_entry(request)  # read under the lock: two submits never lose each other's updates
         stage = Path(tmp)
         weights_for_run: Path | None = None
