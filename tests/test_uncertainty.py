@@ -337,7 +337,7 @@ def test_seed_files_must_be_declared_and_named_for_their_seed(seeded, tmp_path):
     model["encoder"]["seeds"][0]["weights"]["file"] = "weights.seed-2.safetensors"  # seed 1 under seed 2's name
     (subs / "mlp" / "model.yaml").write_text(yaml.safe_dump(model))
     out = cli("validate", subs)
-    assert out.exit_code == 2 and "must be named weights.seed-1.safetensors" in out.output
+    assert out.exit_code == 2 and "weights must be weights.seed-1.safetensors" in out.output
 
 
 def test_seed_needs_an_existing_submission(seeded, tmp_path):
