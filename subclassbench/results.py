@@ -365,8 +365,14 @@ def format_table(result: Result) -> str:
     return tabulate(rows, headers=headers, floatfmt=".3f", missingval="-")
 
 
+def _ci(result: Result, key: str, digits: int = 3) -> str:
+    """`` [low, high]`` for a headline metric with an interval, else nothing."""
+    ci = result.summary.get("ci95", {}).get(key)
+    return "" if ci is None else f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
 def format_summary(result: Result) -> list[str]:
-    """Headline lines printed under the table."""
+    """Headline lines printed under the table (with 95% intervals where the result has them)."""
     summary, lines = result.summary, []
     if "best_layer" in summary:
         lines.append(
@@ -379,9 +385,10 @@ def format_summary(result: Result) -> list[str]:
     if "committed_layer" in summary:
         lines.append(
             f"committed layer {summary['committed_layer']} (chosen on '{summary['selection']['split']}'): "
-            f"AMI {summary['committed_ami']:.3f}, reconstruction accuracy "
-            f"{_fmt(summary['committed_reconstruction_acc'])}, within-superclass oracle "
-            f"{summary['committed_within_superclass_acc']:.3f}, gap to the best layer {summary['committed_gap']:.3f}"
+            f"AMI {summary['committed_ami']:.3f}{_ci(result, 'committed_ami')}, reconstruction accuracy "
+            f"{_fmt(summary['committed_reconstruction_acc'])}{_ci(result, 'committed_reconstruction_acc')}, "
+            f"within-superclass oracle {summary['committed_within_superclass_acc']:.3f}, "
+            f"gap to the best layer {summary['committed_gap']:.3f} (95% intervals over the test images)"
         )
     if "transfer" in summary:
         t = summary["transfer"]
@@ -391,7 +398,8 @@ def format_summary(result: Result) -> list[str]:
             where = "no tunnel" if tunnel is None else f"tunnel from {tunnel['start']} ({tunnel['strength']})"
             sets = ", ".join(f"{s['name']} {s['ood_retained']:.1f}%" for s in t["ood_sets"])
             lines.append(
-                f"OOD transfer: {t['ood_retained']:.1f}% retained at {t['penultimate_layer']} (mean over sets: "
+                f"OOD transfer: {t['ood_retained']:.1f}%{_ci(result, 'ood_retained', 1)} retained at "
+                f"{t['penultimate_layer']} (mean over sets: "
                 f"{sets}); {where}; Pearson(ID, OOD) {rho}"
             )
         else:

@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import typing
@@ -153,7 +154,10 @@ def test_typed_result_agrees_with_the_schema(typed, where):
 
 
 def test_result_files_migrate_or_fail_naming_the_fix(tmp_path, monkeypatch):
-    doc = json.loads(next((REPO / "submissions").glob("*/results/digits-5.json")).read_text())
+    source = next((REPO / "submissions").glob("*/results/digits-5.json"))
+    doc = json.loads(source.read_text())
+    shutil.copy(source.with_name("digits-5.samples.npz"), tmp_path / "old.samples.npz")  # travels with its result
+    doc["samples"]["file"] = "old.samples.npz"
     old = {**doc, "schema_version": "0.9"}
     monkeypatch.setitem(MIGRATIONS, "0.9", (SCHEMA_VERSION, lambda d: {**d, "schema_version": SCHEMA_VERSION}))
     path = tmp_path / "old.json"
