@@ -1,3 +1,21 @@
 """subclassbench: how much subclass structure do an encoder's layers keep?"""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "load_results"]
+
+
+def load_results(paths: Iterable[str | Path] | str | Path) -> pd.DataFrame:
+    """Result JSON files (or folders of them) as a DataFrame: see :func:`subclassbench.tables.load_results`."""
+    from subclassbench.tables import load_results as load
+
+    return load(paths)

@@ -27,6 +27,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     no_args_is_help=True,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from subclassbench import __version__
+
+        typer.echo(f"subclassbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Score every layer of an encoder for subclass clusterability and transfer."""
+
+
 tasks_app = typer.Typer(help="List tasks, or show one resolved task.", invoke_without_command=True)
 app.add_typer(tasks_app, name="tasks")
 cache_app = typer.Typer(help="Inspect or prune the feature cache.", no_args_is_help=True)
@@ -81,7 +100,7 @@ DEFAULT_MODEL = "builtin:digits_cnn.digits5_coarse"
 
 
 # Importing the command modules registers their commands on the apps above, in this (help) order.
-for _module in ("evaluation", "models", "tasks", "submissions", "compare"):
+for _module in ("evaluation", "models", "tasks", "submissions", "compare", "results"):
     importlib.import_module(f"subclassbench.cli.{_module}")
 
 

@@ -1,0 +1,48 @@
+"""results: one table across result files (printed, or as CSV, Parquet or JSON)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from subclassbench.cli import app, user_errors
+from subclassbench.errors import SubclassbenchError
+from subclassbench.files import atomic_path, check_file_name, check_writable_folder
+
+
+@app.command()
+@user_errors
+def results(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Result JSON files or folders holding them (default: results/).")
+    ] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV to this file.")] = None,
+    parquet: Annotated[Path | None, typer.Option("--parquet", help="Also write it as Parquet to this file.")] = None,
+    json: Annotated[Path | None, typer.Option("--json", help="Also write it as JSON records to this file.")] = None,
+) -> None:
+    """One row per result file: model, task, committed layer, AMI and reconstruction accuracy with their 95%
+    intervals, % OOD retained, tunnel."""
+    from subclassbench.tables import format_results, load_results
+
+    writers = [
+        (target, write)
+        for target, write in (
+            (csv, lambda f, p: f.to_csv(p, index=False)),
+            (parquet, lambda f, p: f.to_parquet(p, index=False)),
+            (json, lambda f, p: f.to_json(p, orient="records", indent=2)),
+        )
+        if target is not None
+    ]
+    for target, _ in writers:  # before any reading: a bad target fails first and writes nothing
+        if target.is_dir():
+            raise SubclassbenchError(f"{target} is a folder; give a file path")
+        check_file_name(target, "the table file")
+        check_writable_folder(target.parent, "the table file")
+    frame = load_results(paths or [Path("results")])
+    typer.echo(format_results(frame))
+    for target, write in writers:
+        with atomic_path(target) as tmp:  # never a half-written table
+            write(frame, tmp)
+        typer.echo(f"wrote {target}")
