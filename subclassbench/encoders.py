@@ -48,9 +48,11 @@ BLOCK_PATTERNS = (
     r"transformer\.resblocks\.\d+",  # OpenCLIP ViT
     r"blocks\.\d+\.\d+",  # EfficientNet / MobileNet stages of blocks
     r"blocks\.\d+",  # timm ViT, DeiT, MLP-Mixer
+    r"s\d+\.b\d+",  # timm RegNet
     r"stages\.\d+",
     r"features\.\d+",
 )
+MIN_LAYERS = 3  # with the embedding: fewer cannot show how structure changes with depth
 STEM_CANDIDATES = ("stem", "patch_embed", "maxpool", "act1", "conv1", "conv_stem")
 
 
@@ -83,14 +85,33 @@ class Encoder:
         return 0 if layer in self.no_prefix_layers else self.prefix_tokens
 
     def select_layers(self, requested: list[str] | None) -> list[str]:
-        """Validate ``--layers``; keep encoder order so depth stays meaningful."""
+        """Validate ``--layers``; keep encoder order so depth stays meaningful.
+
+        Without ``--layers`` the discovered layers are used, and an encoder where
+        fewer than :data:`MIN_LAYERS` were found is an error (never a silent
+        two-point curve). ``--layers`` may also name any module of the model
+        (``subclassbench layers MODEL --all`` lists them); those join the layers.
+        """
         valid = self.layer_names
         if not requested:
+            if len(valid) < MIN_LAYERS:
+                raise SubclassbenchError(
+                    f"found only {len(valid)} layers of {self.spec} ({', '.join(valid)}); name the modules to read "
+                    "with --layers (`subclassbench layers MODEL --all` lists every module)"
+                )
             return valid
-        unknown = [name for name in requested if name not in valid]
+        modules = dict(self.model.named_modules())
+        unknown = [name for name in requested if name not in valid and (not name or name not in modules)]
         if unknown:
-            raise SubclassbenchError(f"unknown layer '{unknown[0]}' for {self.spec}; valid layers: {', '.join(valid)}")
-        return [name for name in valid if name in set(requested)]
+            raise SubclassbenchError(
+                f"unknown layer '{unknown[0]}' for {self.spec}; valid layers: {', '.join(valid)} "
+                "(or any module name from `subclassbench layers MODEL --all`)"
+            )
+        extra = {name for name in requested if name not in valid}
+        if extra:  # named modules join the layers in the model's own (forward) order
+            chosen = set(self.layer_modules) | extra
+            self.layer_modules = {name: module for name, module in modules.items() if name in chosen}
+        return [name for name in self.layer_names if name in set(requested)]
 
     def depth(self, layer: str) -> float:
         """Relative depth in [0, 1]: the layer's position among all of the encoder's layers."""
@@ -451,20 +472,42 @@ def _load_builtin(request: LoadRequest) -> Encoder:
 
 
 def discover_layers(root: nn.Module) -> dict[str, nn.Module]:
-    """Stem plus every block, found by name, in registration (= forward) order."""
+    """Stem plus every block, in registration (= forward) order.
+
+    Blocks are found by name (:data:`BLOCK_PATTERNS`) when the names match
+    containers — whole blocks. When they match single operations (VGG's
+    ``features.N``: each conv, ReLU and pool) or too few modules (DenseNet,
+    Inception), timm's ``feature_info`` — the model's own list of the
+    stage outputs it exposes as features — names the layers instead.
+    """
     modules = dict(root.named_modules())
     layers: dict[str, nn.Module] = {}
     for name in STEM_CANDIDATES:
         if name in modules:
             layers["stem"] = modules[name]
             break
+    blocks: list[str] = []
     for pattern in BLOCK_PATTERNS:
         regex = re.compile(pattern + "$")
         blocks = [name for name in modules if regex.fullmatch(name)]
         if blocks:
-            layers.update((name, modules[name]) for name in blocks)
             break
+    whole_blocks = len(blocks) >= 2 and all(any(True for _ in modules[name].children()) for name in blocks)
+    stages = [name for name in _feature_info_modules(root) if name in modules]
+    if not whole_blocks and len(stages) >= 2:
+        return {name: modules[name] for name in stages}
+    layers.update((name, modules[name]) for name in blocks)
     return layers
+
+
+def _feature_info_modules(root: nn.Module) -> list[str]:
+    """Module names from timm's ``feature_info`` (a list of dicts, or a ``FeatureInfo``), else nothing."""
+    info = getattr(root, "feature_info", None)
+    try:
+        entries = list(info) if info is not None else []
+    except TypeError:
+        return []
+    return [e["module"] for e in entries if isinstance(e, dict) and isinstance(e.get("module"), str)]
 
 
 def _load_timm(request: LoadRequest) -> Encoder:

@@ -92,10 +92,14 @@ def layers(
     model: Annotated[str, typer.Argument(help="Encoder spec.")],
     weights: Annotated[str | None, typer.Option()] = None,
     random_init: Annotated[bool, typer.Option("--random-init")] = False,
+    all_modules: Annotated[
+        bool, typer.Option("--all", help="Every named module (any of them may be passed to --layers).")
+    ] = False,
 ) -> None:
     """List the layers of MODEL that `evaluate --layers` accepts, input side first."""
     from subclassbench.encoders import load_encoder
 
     encoder = load_encoder(model, weights=weights, sample_shape=(3, 32, 32), pretrained=not random_init)
-    for name in encoder.layer_names:
+    names = [n for n, _ in encoder.model.named_modules() if n] if all_modules else encoder.layer_names
+    for name in names:
         typer.echo(name)
