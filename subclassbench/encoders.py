@@ -76,6 +76,9 @@ class Encoder:
     weights: dict[str, Any] | None = None
     pretrained: bool = False
     card: dict[str, Any] | None = field(default=None, repr=False)
+    # Layers found by discover_layers (timm, OpenCLIP), not declared by the architecture (builtins, whose
+    # declared list may rightly be just the embedding: the identity / raw-pixel baseline).
+    discovered: bool = False
 
     @property
     def layer_names(self) -> list[str]:
@@ -94,7 +97,7 @@ class Encoder:
         """
         valid = self.layer_names
         if not requested:
-            if len(valid) < MIN_LAYERS:
+            if self.discovered and len(valid) < MIN_LAYERS:
                 raise SubclassbenchError(
                     f"found only {len(valid)} layers of {self.spec} ({', '.join(valid)}); name the modules to read "
                     "with --layers (`subclassbench layers MODEL --all` lists every module)"
@@ -552,6 +555,7 @@ def _load_timm(request: LoadRequest) -> Encoder:
         model=model,
         embed=embed,
         layer_modules=discover_layers(model),
+        discovered=True,
         preprocessing=preprocessing,
         prefix_tokens=int(getattr(model, "num_prefix_tokens", 0)),
         channels_last_maps=getattr(model, "output_fmt", "NCHW") == "NHWC",
@@ -600,6 +604,7 @@ def _load_open_clip(request: LoadRequest) -> Encoder:
         model=visual,
         embed=embed,
         layer_modules=discover_layers(visual),
+        discovered=True,
         preprocessing=preprocessing,
         prefix_tokens=prefix,
         weights=meta,

@@ -76,7 +76,7 @@ class Flat(nn.Module):
 
 def test_too_few_layers_is_an_error_naming_layers_and_any_module_can_be_named():
     encoder = load_encoder("builtin:digits_cnn", pretrained=False)
-    encoder.model, encoder.layer_modules = Flat(), discover_layers(Flat())
+    encoder.model, encoder.layer_modules, encoder.discovered = Flat(), discover_layers(Flat()), True
     assert len(encoder.layer_names) < MIN_LAYERS
     with pytest.raises(SubclassbenchError, match="--layers"):
         encoder.select_layers(None)
