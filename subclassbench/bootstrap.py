@@ -79,7 +79,7 @@ def mean_replicates(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- AMI from contingency tables
 
 
-def cell_tables(counts: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, int, int]:
+def cell_tables(counts: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """(B, r, c) weighted contingency tables of one superclass's rows (truth and pred renumbered 0…)."""
     t = np.unique(truth, return_inverse=True)[1]
     p = np.unique(pred, return_inverse=True)[1]
@@ -91,7 +91,7 @@ def cell_tables(counts: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> tupl
     tables = np.zeros((counts.shape[0], r * c), dtype=np.int64)
     if sums is not None:
         tables[:, cell[order][starts]] = sums
-    return tables.reshape(-1, r, c), r, c
+    return tables.reshape(-1, r, c)
 
 
 @lru_cache(maxsize=200_000)
@@ -169,7 +169,7 @@ def cluster_replicates(
     amis, matched = [], np.zeros(counts.shape[0])
     for s in np.unique(superclass):
         rows = np.flatnonzero(superclass == s)
-        tables, _, _ = cell_tables(counts[:, rows], subclass[rows], clusters[rows])
+        tables = cell_tables(counts[:, rows], subclass[rows], clusters[rows])
         amis.append(ami_from_tables(tables))
         matched += matched_from_tables(tables)
     return ClusterReplicates(ami=np.mean(amis, axis=0), matched_acc=matched / counts.shape[1])

@@ -356,7 +356,7 @@ def evaluate(request: EvaluationRequest) -> Result:
     if request.bootstrap > 0:
         found = intervals.compute(samples, per_layer, summary, resamples=request.bootstrap)
         summary["ci95"] = found.summary
-        for entry, layer_ci in zip(per_layer, found.layers, strict=True):
+        for entry, layer_ci in zip(per_layer, found.layers(), strict=True):
             if layer_ci:
                 entry["ci95"] = layer_ci
         samples.replicates, samples.layer_replicates = found.replicates, found.layer_replicates
@@ -424,14 +424,9 @@ def score(
         transferred = score_transfer(features, plan, progress=progress)
         for entry, layer_transfer in zip(per_layer, transferred, strict=True):
             entry["transfer"] = layer_transfer.scores
-        truths = {"id": plan.id_test.labels, **{f"ood/{o.name}": o.test.labels for o in plan.ood}}
-        if plan.shift is not None:
-            truths["shift"] = plan.shift.labels
-        if plan.refit_test is not None:
-            truths["refit"] = plan.refit_test.labels
-        for name, truth in truths.items():
+        for name, test_set in plan.test_sets().items():
             pred = np.stack([t.predictions[name] for t in transferred])
-            samples.probes[name] = ProbeSamples(np.asarray(truth, dtype=np.int64), pred)
+            samples.probes[name] = ProbeSamples(np.asarray(test_set.labels, dtype=np.int64), pred)
         detail = summarize_transfer(prepared.layers, [e["transfer"] for e in per_layer], plan)
         seen = trained_on(prepared.encoder)
         ood_tasks = {data.task.name: data.task for data in prepared.ood_splits.values()}

@@ -17,7 +17,7 @@ import numpy as np
 from subclassbench.bootstrap import cluster_replicates, interval
 from subclassbench.clusterability import commit_layer, summarize
 from subclassbench.metrics import tunnel_summary
-from subclassbench.transfer import tunnel_record
+from subclassbench.transfer import ood_probe, tunnel_record
 
 if TYPE_CHECKING:
     from subclassbench.samples import SampleOutputs
@@ -193,10 +193,10 @@ def sample_problems(doc: dict[str, Any], samples: SampleOutputs) -> list[str]:
                     expected[key] = float(samples.probe_correct(probe)[i].mean())
             _compare(problems, f"layer {layer['name']} transfer (per-sample file)", transfer, expected)
             for name, entry in transfer["ood"].items():
-                if f"ood/{name}" not in samples.probes:
+                if ood_probe(name) not in samples.probes:
                     problems.append(f"layer {layer['name']}: OOD set {name} has no predictions in the per-sample file")
                     continue
-                acc = float(samples.probe_correct(f"ood/{name}")[i].mean())
+                acc = float(samples.probe_correct(ood_probe(name))[i].mean())
                 _compare(problems, f"layer {layer['name']} OOD set {name} (per-sample file)", entry, {"acc": acc})
     problems += _interval_problems("summary.ci95", summary.get("ci95", {}), samples.replicates)
     for key, values in samples.replicates.items():  # element 0 is the estimate: the summary's own number

@@ -34,11 +34,19 @@ def _stream(name: str) -> str:
 
 @dataclass
 class Intervals:
-    summary: dict[str, list[float]]  # headline metric → [low, high]
-    layers: list[dict[str, list[float]]]  # per layer: metric → [low, high]
     replicates: dict[str, np.ndarray]  # headline metric → (1 + B,): the estimate, then B replicates
     layer_replicates: dict[str, np.ndarray]  # per-layer metric → (L, 1 + B)
+    n_layers: int
     record: dict[str, Any]  # the result's ``uncertainty`` entry
+
+    @property
+    def summary(self) -> dict[str, list[float]]:
+        """Headline metric → ``[low, high]``."""
+        return {k: interval(v) for k, v in self.replicates.items()}
+
+    def layers(self) -> list[dict[str, list[float]]]:
+        """Per layer: metric → ``[low, high]``."""
+        return [{k: interval(v[i]) for k, v in self.layer_replicates.items()} for i in range(self.n_layers)]
 
 
 class _Replicator:
@@ -73,7 +81,7 @@ def compute(
     resamples: int = int(BOOTSTRAP["resamples"]),  # type: ignore[call-overload]
     seed: int = int(BOOTSTRAP["seed"]),  # type: ignore[call-overload]
 ) -> Intervals:
-    """Replicates and percentile intervals of every headline metric (and the per-layer curves)."""
+    """Bootstrap replicates of every headline metric and of the per-layer curves (their intervals follow)."""
     rep = _Replicator(samples, resamples, seed)
     names = samples.layers
     index = {name: i for i, name in enumerate(names)}
@@ -138,10 +146,9 @@ def compute(
     per_layer_reps = [{k: v.astype(np.float32) for k, v in reps.items()} for reps in per_layer_reps]
     metrics = sorted({k for reps in per_layer_reps for k in reps})
     return Intervals(
-        summary={k: interval(v) for k, v in headline.items()},
-        layers=[{k: interval(v) for k, v in reps.items()} for reps in per_layer_reps],
         replicates=headline,
         layer_replicates={m: np.stack([reps[m] for reps in per_layer_reps]) for m in metrics},
+        n_layers=len(names),
         record=record,
     )
 

@@ -53,7 +53,6 @@ def _seed_row(folder: Path, model: dict[str, Any], results: list[Result], stale:
     """One row per (submission, task): a single result, or the mean over a submission's training seeds."""
     rows = [_row(folder, model, result, stale) for result in results]
     row = rows[0]
-    contenders = [_contender(result, row_i) for result, row_i in zip(results, rows, strict=True)]
     stored = results[0].summary.get("ci95") or {}
     row["ci95"] = {field: list(stored[name]) for field, name in CI_FIELDS.items() if name in stored}
     if len(results) > 1:
@@ -80,11 +79,12 @@ def _seed_row(folder: Path, model: dict[str, Any], results: list[Result], stale:
             | ({} if any(v is None for v in layer_reps) else {"ci95": _seed_band(layer_reps, i)})  # type: ignore[arg-type]
             for i, point in enumerate(row["curve"])
         ]
-    pairings = {c.pairing for c in contenders}
-    reps = [c.replicates for c in contenders]
+    # Ranked on the same replicates its interval comes from (seeds combined; one seed: its own).
+    pairings = {_pairing(result) for result in results}
+    reps = [r.samples.replicates.get(CI_FIELDS[RANKED_BY]) if r.samples else None for r in results]
     combined = None
     if len(pairings) == 1 and all(r is not None for r in reps):
-        combined = reps[0] if len(reps) == 1 else combine_seeds(np.stack(reps))  # type: ignore[arg-type]
+        combined = combine_seeds(np.stack(reps))  # type: ignore[arg-type]
     row["_contender"] = Contender(row[RANKED_BY], combined, pairings.pop() if combined is not None else None)
     return row
 
@@ -93,12 +93,11 @@ def _seed_band(layer_reps: list[np.ndarray], layer: int) -> list[float]:
     return interval(combine_seeds(np.stack([reps[layer] for reps in layer_reps])))
 
 
-def _contender(result: Result, row: dict[str, Any]) -> Contender:
-    reps = None if result.samples is None else result.samples.replicates.get(CI_FIELDS[RANKED_BY])
+def _pairing(result: Result) -> str | None:
+    """What a result's replicates were drawn from: equal strings, paired replicates (None: no intervals)."""
     record = result.get("uncertainty") or {}
     digest = (record.get("digests") or {}).get("evaluation")
-    pairing = None if digest is None else f"{digest}|{record.get('resamples')}"
-    return Contender(row[RANKED_BY], reps, pairing)
+    return None if digest is None else f"{digest}|{record.get('resamples')}"
 
 
 def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None) -> dict[str, Any]:
@@ -123,7 +122,7 @@ def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None)
     seen = [] if transfer is None else [s["name"] for s in transfer["ood_sets"] if _seen(s, model)]
     if seen:  # the encoder was trained on an OOD set's classes: its OOD numbers are not OOD
         extra["ood_seen_in_training"] = seen
-    ward = _committed_layer(result)
+    ward = result.committed_ward
     shift = None if transfer is None else transfer["subpopulation_shift"]
     # The BREEDS measure: the ID probe, unchanged, on the new subpopulations (the refit curve is in the JSON).
     shift_kind = None if shift is None or "subpop_shift" not in shift else "subpop_shift"
@@ -174,15 +173,6 @@ def _seen(ood_set: dict[str, Any], model: dict[str, Any]) -> bool:
         return bool(load_task(label_task, by_name_only=True).class_keys() & load_task(ood_set["task"]).class_keys())
     except SubclassbenchError:
         return False
-
-
-def _committed_layer(result: Result) -> dict[str, Any] | None:
-    """The committed layer's Ward scores (Nguyen & Kornblith's algorithm), or None."""
-    name = result.summary.get("committed_layer")
-    for layer in result.layers:
-        if layer["name"] == name:
-            return layer["clusterability"].get("ward")
-    return None
 
 
 def collect(submissions: Path) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:

@@ -237,6 +237,13 @@ class Result:
         return [layer["name"] for layer in self.doc["layers"]]
 
     @property
+    def committed_ward(self) -> dict[str, Any] | None:
+        """The committed layer's Ward scores (Nguyen & Kornblith's algorithm), or None."""
+        name = self.summary.get("committed_layer")
+        layer = next((layer for layer in self.layers if layer["name"] == name), None)
+        return None if layer is None else layer.get("clusterability", {}).get("ward")
+
+    @property
     def summary(self) -> Summary:
         return self.doc["summary"]
 

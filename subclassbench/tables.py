@@ -19,15 +19,15 @@ from subclassbench.results import Result
 if TYPE_CHECKING:
     import pandas as pd
 
-# Headline columns with a 95% interval: column → summary.ci95 key.
-INTERVAL_COLUMNS = {
-    "committed_ami": "committed_ami",
-    "committed_reconstruction_acc": "committed_reconstruction_acc",
-    "committed_within_superclass_acc": "committed_within_superclass_acc",
-    "committed_ward_ami": "committed_ward_ami",
-    "best_ami": "best_ami",
-    "ood_retained": "ood_retained",
-}
+# Headline columns with a 95% interval (each is also its summary.ci95 key).
+INTERVAL_COLUMNS = (
+    "committed_ami",
+    "committed_reconstruction_acc",
+    "committed_within_superclass_acc",
+    "committed_ward_ami",
+    "best_ami",
+    "ood_retained",
+)
 MAX_FILES = 100_000
 
 
@@ -53,14 +53,7 @@ def result_row(result: Result) -> dict[str, Any]:
     """One result's identity and headline numbers, flat (intervals as ``<column>_low`` / ``_high``)."""
     summary, encoder, task = result.summary, result.encoder, result.task
     transfer = summary.get("transfer") or {}
-    ward = next(
-        (
-            layer["clusterability"].get("ward")
-            for layer in result.layers
-            if layer["name"] == summary.get("committed_layer")
-        ),
-        None,
-    )
+    ward = result.committed_ward
     row: dict[str, Any] = {
         "file": str(result.path) if result.path else None,
         "model": encoder["spec"],
@@ -86,8 +79,8 @@ def result_row(result: Result) -> dict[str, Any]:
         "best_id_acc": transfer.get("best_id_acc"),
     }
     ci = summary.get("ci95", {})
-    for column, key in INTERVAL_COLUMNS.items():
-        low, high = ci.get(key, (None, None))
+    for column in INTERVAL_COLUMNS:
+        low, high = ci.get(column, (None, None))
         row[f"{column}_low"], row[f"{column}_high"] = low, high
     return row
 

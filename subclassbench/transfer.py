@@ -29,7 +29,7 @@ import numpy as np
 from subclassbench.errors import SubclassbenchError
 from subclassbench.features import LayerFeatures
 from subclassbench.metrics import alignment, effective_rank, numerical_rank, singular_values, tunnel_summary
-from subclassbench.probes import ProbeRecipe, fit_probe
+from subclassbench.probes import ProbeFit, ProbeRecipe, fit_probe
 from subclassbench.protocol import RANK_MAX_ROWS, RANK_REL_TOL, TUNNEL_STRENGTH
 from subclassbench.tasks import SplitData, Task
 
@@ -37,6 +37,11 @@ from subclassbench.tasks import SplitData, Task
 def ood_key(name: str, split: str) -> str:
     """The features key of an OOD set's split (never a task split name: those cannot hold '/')."""
     return f"ood/{name}/{split}"
+
+
+def ood_probe(name: str) -> str:
+    """The name of an OOD set's probe test set in the per-sample outputs (beside ``id``, ``shift``, ``refit``)."""
+    return f"ood/{name}"
 
 
 @dataclass
@@ -136,6 +141,25 @@ class TransferPlan:
             )
         return plan
 
+    def test_sets(self) -> dict[str, ProbeSet]:
+        """Every probe's scored set, by its name in the per-sample outputs (``LayerTransfer.predictions``)."""
+        sets = {"id": self.id_test, **{ood_probe(o.name): o.test for o in self.ood}}
+        if self.shift is not None:
+            sets["shift"] = self.shift
+        if self.refit_test is not None:
+            sets["refit"] = self.refit_test
+        return sets
+
+
+def _fit_on(
+    features: dict[str, np.ndarray], train: ProbeSet, test: ProbeSet, n_classes: int, recipe: ProbeRecipe
+) -> ProbeFit:
+    """A probe fit on ``train`` and scored on ``test`` (key ``test``, with its predictions)."""
+    return fit_probe(
+        train.take(features), train.labels, {"test": (test.take(features), test.labels)}, n_classes, recipe,
+        predict=("test",),
+    )  # fmt: skip
+
 
 def _rank_rows(n: int) -> np.ndarray:
     if n <= RANK_MAX_ROWS:
@@ -179,28 +203,14 @@ def score_layer_transfer(features: dict[str, np.ndarray], plan: TransferPlan, re
         out["subpop_shift_acc"], out["subpop_shift_acc_final"] = fit.scores["shift"].acc, fit.scores["shift"].final
         out["alignment_subpop_shift"] = alignment(out["id_acc"], out["subpop_shift_acc"], chance_id, chance_id)
     if plan.refit_train is not None and plan.refit_test is not None:
-        refit_fit = fit_probe(
-            plan.refit_train.take(features),
-            plan.refit_train.labels,
-            {"refit": (plan.refit_test.take(features), plan.refit_test.labels)},
-            plan.n_refit_classes,
-            recipe,
-            predict=("refit",),
-        )
-        refit, predictions["refit"] = refit_fit.scores["refit"], refit_fit.predictions["refit"]
+        refit_fit = _fit_on(features, plan.refit_train, plan.refit_test, plan.n_refit_classes, recipe)
+        refit, predictions["refit"] = refit_fit.scores["test"], refit_fit.predictions["test"]
         out["subpop_refit_acc"], out["subpop_refit_acc_final"] = refit.acc, refit.final
         out["alignment_subpop_refit"] = alignment(out["id_acc"], refit.acc, chance_id, 1.0 / plan.n_refit_classes)
     ood: dict[str, Any] = {}
     for entry in plan.ood:
-        set_fit = fit_probe(
-            entry.train.take(features),
-            entry.train.labels,
-            {"test": (entry.test.take(features), entry.test.labels)},
-            entry.n_classes,
-            recipe,
-            predict=("test",),
-        )
-        predictions[f"ood/{entry.name}"] = set_fit.predictions["test"]
+        set_fit = _fit_on(features, entry.train, entry.test, entry.n_classes, recipe)
+        predictions[ood_probe(entry.name)] = set_fit.predictions["test"]
         acc = set_fit.scores["test"].acc
         ood[entry.name] = {
             "acc": acc,
