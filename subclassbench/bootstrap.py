@@ -126,8 +126,11 @@ def ami_from_tables(tables: np.ndarray) -> np.ndarray:
     a, b = tables.sum(axis=2), tables.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         outer = a[:, :, None] * b[:, None, :]
-        terms = np.where(tables > 0, tables * (np.log(tables) - np.log(outer) + np.log(n)[:, None, None]), 0.0)
-        mi = np.maximum(terms.sum(axis=(1, 2)) / n, 0.0)
+        # Each cell's term divided by n before summing, as scikit-learn's per-table formula does: the same
+        # floating-point result to the last bit.
+        share = tables / n[:, None, None]
+        terms = np.where(tables > 0, share * (np.log(tables) - np.log(outer) + np.log(n)[:, None, None]), 0.0)
+        mi = np.maximum(terms.sum(axis=(1, 2)), 0.0)
         h_true = -np.where(a > 0, a / n[:, None] * np.log(a / n[:, None]), 0.0).sum(axis=1)
         h_pred = -np.where(b > 0, b / n[:, None] * np.log(b / n[:, None]), 0.0).sum(axis=1)
     emi = np.array(

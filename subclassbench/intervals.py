@@ -144,7 +144,7 @@ def compute(
     }
     # Per-layer replicates are stored as float32 (they are most of the file); intervals come from the stored values.
     per_layer_reps = [{k: v.astype(np.float32) for k, v in reps.items()} for reps in per_layer_reps]
-    metrics = sorted({k for reps in per_layer_reps for k in reps})
+    metrics = list(dict.fromkeys(k for reps in per_layer_reps for k in reps))  # computation order, as results list them
     return Intervals(
         replicates=headline,
         layer_replicates={m: np.stack([reps[m] for reps in per_layer_reps]) for m in metrics},
