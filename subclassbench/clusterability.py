@@ -31,7 +31,7 @@ from sklearn.metrics.cluster import contingency_matrix
 from subclassbench.clustering import kmeans_faiss, kmeans_fit, l2_normalize, nearest_centroid, ward_cuts
 from subclassbench.errors import SubclassbenchError
 from subclassbench.metrics import purity, scores_and_matches
-from subclassbench.probes import ProbeRecipe, fit_probe
+from subclassbench.probes import ProbeFit, ProbeRecipe, fit_probes
 from subclassbench.protocol import PROTOCOL
 
 if TYPE_CHECKING:  # types only: summaries are recomputed (integrity.py) without loading torch
@@ -148,19 +148,34 @@ class Reconstruction:
     reconstructed: np.ndarray  # (n,) subclass within the predicted superclass; -1 when its cluster names none
 
 
+def superclass_probes(
+    train_features: list[np.ndarray],
+    train: SplitData,
+    test_features: list[np.ndarray],
+    test: SplitData,
+    recipe: ProbeRecipe | None = None,
+    device: str = "cpu",
+) -> list[ProbeFit]:
+    """Every layer's superclass probe (trained in one batched program), scored on the test split."""
+    n_super = len(test.task.superclasses)
+    return fit_probes(
+        train_features, train.superclass, {"test": (test_features, test.superclass)}, n_super,
+        recipe or ProbeRecipe(), predict=("test",), device=device,
+    )  # fmt: skip
+
+
 def reconstruct(
     train_features: np.ndarray,
     train: SplitData,
     test_features: np.ndarray,
     test: SplitData,
-    recipe: ProbeRecipe | None = None,
+    fit: ProbeFit | None = None,
 ) -> Reconstruction:
-    """Yang et al. (2023)'s fine-label reconstruction from superclass-level information, for one layer."""
-    recipe = recipe or ProbeRecipe()
-    n_super = len(test.task.superclasses)
-    fit = fit_probe(
-        train_features, train.superclass, {"test": (test_features, test.superclass)}, n_super, recipe, predict=("test",)
-    )
+    """Yang et al. (2023)'s fine-label reconstruction from superclass-level information, for one layer.
+
+    ``fit`` is this layer's superclass probe (:func:`superclass_probes`); fit here when not given."""
+    if fit is None:
+        fit = superclass_probes([train_features], train, [test_features], test)[0]
     predicted_super = fit.predictions["test"]
     x_train, x_test = l2_normalize(train_features), l2_normalize(test_features)
     correct = np.zeros(len(test), dtype=bool)
@@ -199,6 +214,7 @@ def score_layers(
     progress: bool = False,
     train: tuple[list[LayerFeatures], SplitData] | None = None,
     with_ward: bool = True,
+    device: str = "cpu",
 ) -> list[LayerClusters]:
     """Clusterability of every layer, in layer order; with ``train`` also reconstruction accuracy."""
     import sklearn
@@ -210,13 +226,19 @@ def score_layers(
     for layer in layers + (train[0] if train else []):
         if not np.isfinite(layer.features).all():
             raise SubclassbenchError(f"layer {layer.name} has NaN or infinite features; check the encoder's weights")
+    probes = None
+    if train is not None:
+        probes = superclass_probes(
+            [f.features for f in train[0]], train[1], [f.features for f in layers], split, device=device
+        )
     out = []
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         for i in bar:
             layer = cluster_layer(layers[i].features, split, with_ward)
             keyed = {"reconstruction_acc": None, "superclass_acc": None, "reconstruction": None}
             if train is not None:
-                rec = reconstruct(train[0][i].features, train[1], layers[i].features, split)
+                assert probes is not None
+                rec = reconstruct(train[0][i].features, train[1], layers[i].features, split, probes[i])
                 layer.superclass_pred, layer.reconstructed = rec.superclass_pred, rec.reconstructed
                 keyed = {
                     "reconstruction_acc": rec.reconstruction_acc,

@@ -350,7 +350,7 @@ def evaluate(request: EvaluationRequest) -> Result:
         for name, data in (*prepared.splits.items(), *prepared.ood_splits.items())
     }
     extracted = time.perf_counter()
-    per_layer, summary, samples = score(prepared, features, request.progress)
+    per_layer, summary, samples = score(prepared, features, request.progress, request.device)
     scored = time.perf_counter()
     uncertainty = None
     if request.bootstrap > 0:
@@ -373,7 +373,7 @@ def evaluate(request: EvaluationRequest) -> Result:
 
 
 def score(
-    prepared: Prepared, features: dict[str, list[LayerFeatures]], progress: bool
+    prepared: Prepared, features: dict[str, list[LayerFeatures]], progress: bool, device: str = "cpu"
 ) -> tuple[list[dict[str, Any]], dict[str, Any], SampleOutputs]:
     """Per-layer scores, the summary and the per-sample outputs, for every metric family the evaluation runs."""
     task, metrics, notes, splits = prepared.task, prepared.metrics, prepared.notes, prepared.splits
@@ -399,7 +399,7 @@ def score(
     if "clusterability" in metrics:
         train = reconstruction_split(task)
         reference = (features[train], splits[train]) if train in features and train != evaluation.split else None
-        clustered = score_layers(first, evaluation, progress, reference)
+        clustered = score_layers(first, evaluation, progress, reference, device=device)
         for entry, layer_clusters in zip(per_layer, clustered, strict=True):
             entry["clusterability"] = layer_clusters.scores
         summary.update(summarize(per_layer))
@@ -421,7 +421,7 @@ def score(
             samples.ward = np.stack([clustered[samples.layers.index(n)].ward for n in kept])  # type: ignore[misc]
     if "transfer" in metrics:
         plan = TransferPlan.from_task(task, splits, prepared.ood_splits)
-        transferred = score_transfer(features, plan, progress=progress)
+        transferred = score_transfer(features, plan, device=device, progress=progress)
         for entry, layer_transfer in zip(per_layer, transferred, strict=True):
             entry["transfer"] = layer_transfer.scores
         for name, test_set in plan.test_sets().items():

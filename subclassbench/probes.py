@@ -10,13 +10,14 @@ that epoch, and at the final epoch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def _zeros(layer: nn.Linear) -> None:
@@ -115,6 +116,10 @@ def _standardize(train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
     return [torch.from_numpy(((x - mean) / std).astype(np.float32)) for x in (train, *others)]
 
 
+# Largest stacked feature block (bytes) one batched program holds; wider groups are split.
+GROUP_BYTES = 1 << 30
+
+
 def fit_probe(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -122,87 +127,177 @@ def fit_probe(
     n_classes: int,
     recipe: ProbeRecipe = ProbeRecipe(),
     predict: tuple[str, ...] = (),
+    device: str = "cpu",
 ) -> ProbeFit:
-    """Train one linear probe; score each evaluation set once, at the epoch chosen on held-out training rows.
+    """One linear probe: :func:`fit_probes` with a single layer."""
+    sets = {name: ([x], y) for name, (x, y) in evaluations.items()}
+    return fit_probes([x_train], y_train, sets, n_classes, recipe, predict, device)[0]
 
+
+def fit_probes(
+    x_train: Sequence[np.ndarray],
+    y_train: np.ndarray,
+    evaluations: dict[str, tuple[Sequence[np.ndarray], np.ndarray]],
+    n_classes: int,
+    recipe: ProbeRecipe = ProbeRecipe(),
+    predict: tuple[str, ...] = (),
+    device: str = "cpu",
+) -> list[ProbeFit]:
+    """Train one linear probe per layer on the same rows and labels; score each evaluation set once,
+    at the epoch chosen on held-out training rows.
+
+    ``x_train[i]`` and ``evaluations[name][0][i]`` are layer ``i``'s features.
     The evaluation sets never influence any choice (v1 took the best epoch on
     the scored set itself, which overstates accuracy). ``predict`` names sets
     whose selected-epoch predictions are returned too.
 
-    Runs on one torch thread: 128-row steps are too small for intra-op
-    parallelism, and on shared cores extra threads made probes ~10× slower
-    (the accuracies are identical).
+    Layers of one width are trained together as one batched program
+    (``baddbmm`` over a layer axis): every probe sees the same minibatch
+    order (one seeded permutation per epoch, as a lone probe would), its own
+    loss term and its own AdamW state, so each layer's probe follows the
+    recipe exactly as if trained alone; only the Python and kernel-launch
+    overhead is shared. On CPU this runs on one torch thread: the steps are
+    too small for intra-op parallelism, and on shared cores extra threads
+    made probes slower.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _fit_probe(x_train, y_train, evaluations, n_classes, recipe, predict)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit_probe(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    evaluations: dict[str, tuple[np.ndarray, np.ndarray]],
-    n_classes: int,
-    recipe: ProbeRecipe,
-    predict: tuple[str, ...],
-) -> ProbeFit:
     recipe.check()
     y_train = np.asarray(y_train, dtype=np.int64)
     held = holdout_rows(y_train, recipe.holdout_fraction, recipe.seed)
-    names = list(evaluations)
-    fit_x, hold_x = x_train[~held], x_train[held]
-    others = [hold_x, *(evaluations[n][0] for n in names)]
-    if recipe.standardize:  # statistics of the rows the probe is fit on only
-        xs = _standardize(fit_x, *others)
-    else:
-        xs = [torch.from_numpy(np.asarray(x, dtype=np.float32)) for x in (fit_x, *others)]
-    train_x, hold_t, eval_x = xs[0], xs[1], dict(zip(names, xs[2:], strict=True))
-    train_y = torch.from_numpy(y_train[~held])
-    hold_y = y_train[held]
+    fits: list[ProbeFit | None] = [None] * len(x_train)
+    cpu = torch.device(device).type == "cpu"
+    threads = torch.get_num_threads()
+    if cpu:
+        torch.set_num_threads(1)
+    try:
+        for group in _groups([int(np.shape(x)[1]) for x in x_train], len(y_train)):
+            layer_sets = {name: ([xs[i] for i in group], y) for name, (xs, y) in evaluations.items()}
+            for i, fit in zip(
+                group,
+                _fit_group(
+                    [x_train[i] for i in group],
+                    y_train,
+                    held,
+                    layer_sets,
+                    n_classes,
+                    recipe,
+                    predict,
+                    torch.device(device),
+                ),
+                strict=True,
+            ):
+                fits[i] = fit
+    finally:
+        if cpu:
+            torch.set_num_threads(threads)
+    return fits  # type: ignore[return-value]
 
-    probe = nn.Linear(train_x.shape[1], n_classes)
+
+def _groups(widths: list[int], n_rows: int) -> list[list[int]]:
+    """Layer indices batched together, narrowest first: each group is padded to its widest member and
+    holds at most :data:`GROUP_BYTES` of stacked features (a lone layer may exceed it)."""
+    out: list[list[int]] = []
+    for i in sorted(range(len(widths)), key=lambda i: (widths[i], i)):
+        if out and (len(out[-1]) + 1) * widths[i] * n_rows * 4 <= GROUP_BYTES:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def _stack(
+    train: list[np.ndarray], others: list[list[np.ndarray]], standardize: bool, device: torch.device
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Per-layer standardised (with the fit rows' statistics), zero-padded to the widest layer and stacked
+    to G × n × D on ``device``. A padded column is zero in every row, so its gradient is zero and its weights
+    stay at their zero init under AdamW (no update, decay of zero): it changes no logit."""
+    width = max(x.shape[1] for x in train)
+    stacked = []
+    for j in range(len(others) + 1):
+        block = torch.zeros((len(train), len(train[0]) if j == 0 else len(others[j - 1][0]), width))
+        stacked.append(block)
+    for i, fit_x in enumerate(train):
+        matrices = [fit_x, *(o[i] for o in others)]
+        columns = (
+            _standardize(*matrices)
+            if standardize
+            else [torch.from_numpy(np.asarray(x, dtype=np.float32)) for x in matrices]
+        )
+        for block, column in zip(stacked, columns, strict=True):
+            block[i, :, : column.shape[1]] = column
+    stacked = [block.to(device) for block in stacked]
+    return stacked[0], stacked[1:]
+
+
+def _fit_group(
+    x_train: list[np.ndarray],
+    y_train: np.ndarray,
+    held: np.ndarray,
+    evaluations: dict[str, tuple[list[np.ndarray], np.ndarray]],
+    n_classes: int,
+    recipe: ProbeRecipe,
+    predict: tuple[str, ...],
+    device: torch.device,
+) -> list[ProbeFit]:
+    names = list(evaluations)
+    fit_x = [np.asarray(x)[~held] for x in x_train]
+    others = [[np.asarray(x)[held] for x in x_train], *(list(evaluations[n][0]) for n in names)]
+    train_x, (hold_x, *eval_xs) = _stack(fit_x, others, recipe.standardize, device)
+    eval_x = dict(zip(names, eval_xs, strict=True))
+    train_y = torch.from_numpy(y_train[~held]).to(device)
+    hold_y = torch.from_numpy(y_train[held]).to(device)
+    n_layers, n_fit, width = train_x.shape
+
+    probe = nn.Linear(width, n_classes)  # the init is defined on one layer; every layer starts from it
     INITS[recipe.init](probe)
-    optimizer = OPTIMIZERS[recipe.optimizer](probe.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    weight = probe.weight.detach().t().expand(n_layers, -1, -1).clone().to(device).requires_grad_()
+    bias = probe.bias.detach().expand(n_layers, 1, -1).clone().to(device).requires_grad_()
+    optimizer = OPTIMIZERS[recipe.optimizer]([weight, bias], lr=recipe.lr, weight_decay=recipe.weight_decay)
     generator = torch.Generator().manual_seed(recipe.seed)
-    best_acc, best_epoch, best_state = -1.0, 0, {k: v.clone() for k, v in probe.state_dict().items()}
+    best_acc = torch.full((n_layers,), -1.0, dtype=torch.float64, device=device)
+    best_epoch = torch.zeros(n_layers, dtype=torch.int64, device=device)
+    best_w, best_b = weight.detach().clone(), bias.detach().clone()
     for epoch in range(recipe.epochs):
-        order = torch.randperm(len(train_x), generator=generator)
-        for start in range(0, len(order), recipe.batch_size):
+        order = torch.randperm(n_fit, generator=generator).to(device)
+        for start in range(0, n_fit, recipe.batch_size):
             idx = order[start : start + recipe.batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss_fn(probe(train_x[idx]), train_y[idx]).backward()
+            logits = torch.baddbmm(bias, train_x[:, idx], weight)  # G × B × C
+            loss = F.cross_entropy(
+                logits.reshape(-1, n_classes), train_y[idx].repeat(n_layers),
+                label_smoothing=recipe.label_smoothing, reduction="none",
+            )  # fmt: skip
+            loss.view(n_layers, -1).mean(dim=1).sum().backward()  # each layer's own mean loss
             optimizer.step()
         with torch.inference_mode():
-            acc = float((probe(hold_t).argmax(dim=1).numpy() == hold_y).mean())
-        if acc >= best_acc:  # the latest of tied epochs: small holdouts tie often, and later is better fit
-            best_acc, best_epoch = acc, epoch + 1
-            best_state = {k: v.clone() for k, v in probe.state_dict().items()}
-    final_state = probe.state_dict()
-    final_pred = _predict(probe, eval_x)
-    probe.load_state_dict(best_state)
-    selected_pred = _predict(probe, eval_x)
-    probe.load_state_dict(final_state)
-    scores = {
-        n: ProbeScore(
-            acc=float((selected_pred[n] == np.asarray(evaluations[n][1])).mean()),
-            final=float((final_pred[n] == np.asarray(evaluations[n][1])).mean()),
-        )
-        for n in names
-    }
-    return ProbeFit(
-        scores=scores,
-        selected_epoch=best_epoch,
-        holdout_acc=best_acc,
-        n_fit=int((~held).sum()),
-        n_holdout=int(held.sum()),
-        predictions={n: selected_pred[n] for n in predict},
-    )
-
-
-def _predict(probe: nn.Linear, xs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+            acc = (_argmax(weight, bias, hold_x) == hold_y).double().mean(dim=1)
+            better = acc >= best_acc  # the latest of tied epochs: small holdouts tie often, and later is better fit
+            best_acc = torch.where(better, acc, best_acc)
+            best_epoch = torch.where(better, torch.full_like(best_epoch, epoch + 1), best_epoch)
+            best_w[better], best_b[better] = weight.detach()[better], bias.detach()[better]
     with torch.inference_mode():
-        return {n: probe(x).argmax(dim=1).numpy() for n, x in xs.items()}
+        final_pred = {n: _argmax(weight, bias, x).cpu().numpy() for n, x in eval_x.items()}
+        selected_pred = {n: _argmax(best_w, best_b, x).cpu().numpy() for n, x in eval_x.items()}
+    truths = {n: np.asarray(evaluations[n][1]) for n in names}
+    accs, epochs = best_acc.cpu().numpy(), best_epoch.cpu().numpy()
+    return [
+        ProbeFit(
+            scores={
+                n: ProbeScore(
+                    acc=float((selected_pred[n][g] == truths[n]).mean()),
+                    final=float((final_pred[n][g] == truths[n]).mean()),
+                )
+                for n in names
+            },
+            selected_epoch=int(epochs[g]),
+            holdout_acc=float(accs[g]),
+            n_fit=int(n_fit),
+            n_holdout=int(held.sum()),
+            predictions={n: selected_pred[n][g] for n in predict},
+        )
+        for g in range(n_layers)
+    ]
+
+
+def _argmax(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Predicted classes, G × n."""
+    return torch.baddbmm(bias, x, weight).argmax(dim=2)

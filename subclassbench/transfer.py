@@ -29,7 +29,7 @@ import numpy as np
 from subclassbench.errors import SubclassbenchError
 from subclassbench.features import LayerFeatures
 from subclassbench.metrics import alignment, effective_rank, numerical_rank, singular_values, tunnel_summary
-from subclassbench.probes import ProbeFit, ProbeRecipe, fit_probe
+from subclassbench.probes import ProbeFit, ProbeRecipe, fit_probes
 from subclassbench.protocol import RANK_MAX_ROWS, RANK_REL_TOL, TUNNEL_STRENGTH
 from subclassbench.tasks import SplitData, Task
 
@@ -52,8 +52,9 @@ class ProbeSet:
     rows: np.ndarray
     labels: np.ndarray
 
-    def take(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        return features[self.split][self.rows]
+    def take_all(self, features: dict[str, list[np.ndarray]]) -> list[np.ndarray]:
+        """This set's rows of every layer."""
+        return [matrix[self.rows] for matrix in features[self.split]]
 
 
 @dataclass
@@ -152,12 +153,17 @@ class TransferPlan:
 
 
 def _fit_on(
-    features: dict[str, np.ndarray], train: ProbeSet, test: ProbeSet, n_classes: int, recipe: ProbeRecipe
-) -> ProbeFit:
-    """A probe fit on ``train`` and scored on ``test`` (key ``test``, with its predictions)."""
-    return fit_probe(
-        train.take(features), train.labels, {"test": (test.take(features), test.labels)}, n_classes, recipe,
-        predict=("test",),
+    features: dict[str, list[np.ndarray]],
+    train: ProbeSet,
+    test: ProbeSet,
+    n_classes: int,
+    recipe: ProbeRecipe,
+    device: str,
+) -> list[ProbeFit]:
+    """Every layer's probe fit on ``train`` and scored on ``test`` (key ``test``, with its predictions)."""
+    return fit_probes(
+        train.take_all(features), train.labels, {"test": (test.take_all(features), test.labels)}, n_classes,
+        recipe, predict=("test",), device=device,
     )  # fmt: skip
 
 
@@ -177,54 +183,84 @@ class LayerTransfer:
     predictions: dict[str, np.ndarray]
 
 
-def score_layer_transfer(features: dict[str, np.ndarray], plan: TransferPlan, recipe: ProbeRecipe) -> LayerTransfer:
-    """Probe accuracies, alignment and ranks for one layer (``features``: split key → N × D)."""
+def score_layers_transfer(
+    features: dict[str, list[np.ndarray]],
+    plan: TransferPlan,
+    recipe: ProbeRecipe,
+    device: str = "cpu",
+    progress: bool = False,
+) -> list[LayerTransfer]:
+    """Probe accuracies, alignment and ranks for every layer (``features``: split key → per-layer N × D).
+
+    Each probe kind (ID, refit, each OOD set) trains all layers' probes in one batched program."""
+    from tqdm.auto import tqdm
+
+    kinds = 1 + (plan.refit_train is not None) + len(plan.ood)
+    bar = tqdm(total=kinds, desc="probes", unit="kind", disable=not progress or None, leave=False)
     chance_id = 1.0 / plan.n_id_classes
-    id_features = plan.id_train.take(features)
-    evaluations = {"id": (plan.id_test.take(features), plan.id_test.labels)}
+    id_features = plan.id_train.take_all(features)
+    evaluations = {"id": (plan.id_test.take_all(features), plan.id_test.labels)}
     if plan.shift is not None:
-        evaluations["shift"] = (plan.shift.take(features), plan.shift.labels)
-    fit = fit_probe(
-        id_features, plan.id_train.labels, evaluations, plan.n_id_classes, recipe, predict=tuple(evaluations)
+        evaluations["shift"] = (plan.shift.take_all(features), plan.shift.labels)
+    id_fits = fit_probes(
+        id_features, plan.id_train.labels, evaluations, plan.n_id_classes, recipe, tuple(evaluations), device
     )
-    predictions = dict(fit.predictions)
-    out: dict[str, Any] = {
-        "id_acc": fit.scores["id"].acc,
-        "id_acc_final": fit.scores["id"].final,
-        "id_epoch": fit.selected_epoch,
-        "subpop_shift_acc": None,
-        "subpop_shift_acc_final": None,
-        "subpop_refit_acc": None,
-        "subpop_refit_acc_final": None,
-        "alignment_subpop_shift": None,
-        "alignment_subpop_refit": None,
-    }
-    if plan.shift is not None:
-        out["subpop_shift_acc"], out["subpop_shift_acc_final"] = fit.scores["shift"].acc, fit.scores["shift"].final
-        out["alignment_subpop_shift"] = alignment(out["id_acc"], out["subpop_shift_acc"], chance_id, chance_id)
+    bar.update()
+    refit_fits = None
     if plan.refit_train is not None and plan.refit_test is not None:
-        refit_fit = _fit_on(features, plan.refit_train, plan.refit_test, plan.n_refit_classes, recipe)
-        refit, predictions["refit"] = refit_fit.scores["test"], refit_fit.predictions["test"]
-        out["subpop_refit_acc"], out["subpop_refit_acc_final"] = refit.acc, refit.final
-        out["alignment_subpop_refit"] = alignment(out["id_acc"], refit.acc, chance_id, 1.0 / plan.n_refit_classes)
-    ood: dict[str, Any] = {}
+        refit_fits = _fit_on(features, plan.refit_train, plan.refit_test, plan.n_refit_classes, recipe, device)
+        bar.update()
+    ood_fits = {}
     for entry in plan.ood:
-        set_fit = _fit_on(features, entry.train, entry.test, entry.n_classes, recipe)
-        predictions[ood_probe(entry.name)] = set_fit.predictions["test"]
-        acc = set_fit.scores["test"].acc
-        ood[entry.name] = {
-            "acc": acc,
-            "acc_final": set_fit.scores["test"].final,
-            "epoch": set_fit.selected_epoch,
-            "alignment": alignment(out["id_acc"], acc, chance_id, 1.0 / entry.n_classes),
+        ood_fits[entry.name] = _fit_on(features, entry.train, entry.test, entry.n_classes, recipe, device)
+        bar.update()
+    bar.close()
+    out = []
+    for i, fit in enumerate(id_fits):
+        predictions = dict(fit.predictions)
+        scores: dict[str, Any] = {
+            "id_acc": fit.scores["id"].acc,
+            "id_acc_final": fit.scores["id"].final,
+            "id_epoch": fit.selected_epoch,
+            "subpop_shift_acc": None,
+            "subpop_shift_acc_final": None,
+            "subpop_refit_acc": None,
+            "subpop_refit_acc_final": None,
+            "alignment_subpop_shift": None,
+            "alignment_subpop_refit": None,
         }
-    out["ood"] = ood
-    out["ood_mean_acc"] = float(np.mean([v["acc"] for v in ood.values()])) if ood else None
-    rank_features = id_features[_rank_rows(len(id_features))]
-    s = singular_values(rank_features)  # one SVD serves both ranks
-    out["numerical_rank"] = numerical_rank(rank_features, RANK_REL_TOL, s=s)
-    out["effective_rank"] = effective_rank(rank_features, s=s)
-    return LayerTransfer(out, predictions)
+        if plan.shift is not None:
+            scores["subpop_shift_acc"], scores["subpop_shift_acc_final"] = (
+                fit.scores["shift"].acc, fit.scores["shift"].final
+            )  # fmt: skip
+            scores["alignment_subpop_shift"] = alignment(
+                scores["id_acc"], scores["subpop_shift_acc"], chance_id, chance_id
+            )
+        if refit_fits is not None:
+            refit, predictions["refit"] = refit_fits[i].scores["test"], refit_fits[i].predictions["test"]
+            scores["subpop_refit_acc"], scores["subpop_refit_acc_final"] = refit.acc, refit.final
+            scores["alignment_subpop_refit"] = alignment(
+                scores["id_acc"], refit.acc, chance_id, 1.0 / plan.n_refit_classes
+            )
+        ood: dict[str, Any] = {}
+        for entry in plan.ood:
+            set_fit = ood_fits[entry.name][i]
+            predictions[ood_probe(entry.name)] = set_fit.predictions["test"]
+            acc = set_fit.scores["test"].acc
+            ood[entry.name] = {
+                "acc": acc,
+                "acc_final": set_fit.scores["test"].final,
+                "epoch": set_fit.selected_epoch,
+                "alignment": alignment(scores["id_acc"], acc, chance_id, 1.0 / entry.n_classes),
+            }
+        scores["ood"] = ood
+        scores["ood_mean_acc"] = float(np.mean([v["acc"] for v in ood.values()])) if ood else None
+        rank_features = id_features[i][_rank_rows(len(id_features[i]))]
+        s = singular_values(rank_features)  # one SVD serves both ranks
+        scores["numerical_rank"] = numerical_rank(rank_features, RANK_REL_TOL, s=s)
+        scores["effective_rank"] = effective_rank(rank_features, s=s)
+        out.append(LayerTransfer(scores, predictions))
+    return out
 
 
 def distinct_layers(layers: list[LayerFeatures], plan: TransferPlan) -> list[bool]:
@@ -242,21 +278,16 @@ def score_transfer(
     features: dict[str, list[LayerFeatures]],
     plan: TransferPlan,
     recipe: ProbeRecipe | None = None,
+    device: str = "cpu",
     progress: bool = False,
 ) -> list[LayerTransfer]:
     """Per-layer transfer scores; ``features`` maps split key → layers (same order in every split)."""
-    from tqdm.auto import tqdm
-
     recipe = recipe or ProbeRecipe()
-    keys = list(features)
-    n_layers = len(features[keys[0]])
+    matrices = {k: [layer.features for layer in layers] for k, layers in features.items()}
     distinct = distinct_layers(features[plan.id_train.split], plan)
-    bar = tqdm(range(n_layers), desc="probe layers", unit="layer", disable=not progress or None, leave=False)
-    out = []
-    for i in bar:
-        layer = score_layer_transfer({k: features[k][i].features for k in keys}, plan, recipe)
-        layer.scores["same_as_next"] = not distinct[i]
-        out.append(layer)
+    out = score_layers_transfer(matrices, plan, recipe, device, progress)
+    for layer, is_distinct in zip(out, distinct, strict=True):
+        layer.scores["same_as_next"] = not is_distinct
     return out
 
 

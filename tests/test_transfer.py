@@ -325,3 +325,36 @@ def test_single_file_serves_only_the_evaluated_split(tiny_image_task, tiny_npz):
     task = Task.from_dict(add_train_split_and_transfer(tiny_image_task))
     with pytest.raises(SubclassbenchError, match="holds a single split"):
         task.load_split("train", tiny_npz, primary=False)
+
+
+def test_batched_probes_equal_probes_trained_alone():
+    """Layers of different widths trained in one padded, batched program follow the recipe exactly as a
+    probe trained alone: same chosen epoch, same held-out accuracy, same predictions."""
+    from subclassbench import probes
+
+    rng = np.random.RandomState(7)
+    y, yt = rng.randint(0, 4, 500), rng.randint(0, 4, 200)
+    train, test = [], []
+    for width in (3, 8, 8, 5):
+        means = rng.randn(4, width)
+        train.append(means[y] + rng.randn(500, width))
+        test.append(means[yt] + rng.randn(200, width))
+    together = probes.fit_probes(train, y, {"t": (test, yt)}, 4, predict=("t",))
+    for x, xt, fit in zip(train, test, together, strict=True):
+        alone = probes.fit_probe(x, y, {"t": (xt, yt)}, 4, predict=("t",))
+        assert (alone.selected_epoch, alone.holdout_acc, alone.scores) == (
+            fit.selected_epoch,
+            fit.holdout_acc,
+            fit.scores,
+        )
+        assert np.array_equal(alone.predictions["t"], fit.predictions["t"])
+
+
+def test_probe_groups_respect_the_memory_budget(monkeypatch):
+    from subclassbench import probes
+
+    monkeypatch.setattr(probes, "GROUP_BYTES", 100 * 8 * 4 * 2)  # two 8-wide layers of 100 rows
+    groups = probes._groups([8, 4, 8, 8, 2], 100)
+    assert sorted(i for g in groups for i in g) == [0, 1, 2, 3, 4]
+    assert all(len(g) * max([8, 4, 8, 8, 2][i] for i in g) * 100 * 4 <= probes.GROUP_BYTES for g in groups)
+    assert groups[0] == [4, 1]  # narrowest first, so padding wastes least
