@@ -37,6 +37,7 @@ class ImageSet:
 
     ids: list[str]
     labels: np.ndarray
+    decodes = False  # True when loading decodes encoded files (worth loader processes)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -154,6 +155,8 @@ def decode_image(source: Path | bytes, decoding: Decoding, where: str) -> torch.
 @dataclass
 class FileImageSet(ImageSet):
     """Encoded image files decoded lazily, batch by batch (image folders, ImageNet)."""
+
+    decodes = True
 
     paths: list[Path]
     labels: np.ndarray

@@ -30,7 +30,7 @@ from subclassbench.clusterability import LayerClusters, commit_layer, score_laye
 from subclassbench.datasources import Decoding
 from subclassbench.encoders import Encoder, EncoderSpec, load_encoder
 from subclassbench.errors import DataMissingError, SubclassbenchError
-from subclassbench.features import ExtractionContext, LayerFeatures, extract_cached, extract_shard
+from subclassbench.features import DTYPES, ExtractionContext, LayerFeatures, extract_cached, extract_shard
 from subclassbench.files import check_file_name, check_writable_folder, inside
 from subclassbench.preprocessing import Preprocessing
 from subclassbench.protocol import PROTOCOL, PROTOCOL_VERSION, protocol_fingerprint
@@ -44,6 +44,7 @@ DEFAULT_TASK = "digits-5"
 METRICS = ("clusterability", "transfer")
 CACHE_MODES = ("use", "off", "only")
 MAX_RESAMPLES = 100_000
+MAX_LOADER_WORKERS = 64
 IMAGE_PREPROCESSING = ("task", "encoder")
 
 
@@ -70,6 +71,11 @@ class EvaluationRequest:
     ood_data: dict[str, str] | None = None
     # Bootstrap resamples for the confidence intervals (0: no intervals; the per-sample file is written anyway).
     bootstrap: int = int(BOOTSTRAP["resamples"])  # type: ignore[call-overload]
+    # A seeded, subclass-stratified subset of at most this many samples per split: quick tries, never ranked.
+    limit: int | None = None
+    dtype: str = "fp32"  # forward-pass precision: fp32 (the protocol's reference) or bf16 (autocast)
+    channels_last: bool = False  # NHWC memory layout for the forward pass
+    workers: int | None = None  # loader processes for encoded images (None: one per core but one)
 
     def check(self) -> None:
         """Options that can be checked before anything is loaded."""
@@ -81,6 +87,12 @@ class EvaluationRequest:
             )
         if self.batch_size < 1:
             raise SubclassbenchError("--batch-size must be ≥ 1")
+        if self.dtype not in DTYPES:
+            raise SubclassbenchError(f"unknown --dtype '{self.dtype}'; use {' or '.join(DTYPES)}")
+        if self.limit is not None and self.limit < 1:
+            raise SubclassbenchError("--limit must be ≥ 1 (samples per split)")
+        if self.workers is not None and not 0 <= self.workers <= MAX_LOADER_WORKERS:
+            raise SubclassbenchError(f"--workers must be between 0 (load in this process) and {MAX_LOADER_WORKERS}")
         if not 0 <= self.bootstrap <= MAX_RESAMPLES:
             raise SubclassbenchError(f"--bootstrap must be between 0 (no intervals) and {MAX_RESAMPLES}")
         check_device(self.device)
@@ -92,7 +104,14 @@ class EvaluationRequest:
         return None if self.cache == "off" else FeatureCache(self.cache_dir)
 
     def context(self, encoder: Encoder, split: SplitData, layers: list[str]) -> ExtractionContext:
-        return ExtractionContext(encoder, split, layers, self.batch_size, self.device, self.progress)
+        return ExtractionContext(
+            encoder, split, layers, self.batch_size, self.device, self.progress, self.dtype, self.channels_last,
+            self.workers,
+        )  # fmt: skip
+
+    def compute_record(self) -> dict[str, Any]:
+        """How the forward pass ran: precision, layout, loader processes (``run.compute`` in a result)."""
+        return {"dtype": self.dtype, "channels_last": self.channels_last, "workers": self.workers}
 
 
 def check_device(device: str) -> None:
@@ -303,6 +322,9 @@ def prepare(request: EvaluationRequest) -> Prepared:
     ood_splits = _load_ood_splits(task, checked, request, notes) if "transfer" in metrics else {}
     if request.image_preprocessing == "encoder":
         ood_splits = _encoder_decoding(ood_splits, encoder.preprocessing)
+    if request.limit is not None:
+        splits = {name: data.limited(request.limit) for name, data in splits.items()}
+        ood_splits = {name: data.limited(request.limit) for name, data in ood_splits.items()}
     notes.extend(d.note for d in (*splits.values(), *ood_splits.values()) if d.note)
     layers = encoder.select_layers(request.layers)
     return Prepared(task, metrics, notes, splits, ood_splits, encoder, layers, started, time.perf_counter())
@@ -513,6 +535,7 @@ def _result(
             "peak_memory_mb": _peak_memory_mb(),
             "feature_cache": {"mode": request.cache, **stats.to_dict()},
             "device": request.device,
+            "compute": request.compute_record(),
             "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(),
         },

@@ -11,6 +11,9 @@ tokens excluded; vectors ``B×D`` are kept as they are.
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -54,6 +57,69 @@ def pool(
     return output.flatten(1), "flatten"
 
 
+# Compute precisions for the forward pass; fp32 is the protocol's reference (docs/scaling.md).
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
+MAX_WORKERS = 8
+
+
+def default_workers(images: ImageSet) -> int:
+    """Loader processes when not chosen: none for in-memory arrays (loading is a slice), else one per
+    available core but one (kept for the forward pass), at most :data:`MAX_WORKERS`."""
+    if not images.decodes:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(MAX_WORKERS, cores - 1))
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Item ``i`` is batch ``i`` of an image set (contiguous rows), loaded in a worker process.
+
+    A load error travels back as its message: a DataLoader would otherwise re-raise it wrapped in the
+    worker's traceback, and the CLI shows one line per error."""
+
+    def __init__(self, images: ImageSet, batch_size: int) -> None:
+        self.images, self.batch_size = images, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch_size)
+
+    def __getitem__(self, i: int) -> torch.Tensor | str:
+        start = i * self.batch_size
+        try:
+            return self.images.load(np.arange(start, min(start + self.batch_size, len(self.images))))
+        except SubclassbenchError as exc:
+            return str(exc)
+
+
+def iterate_batches(
+    images: ImageSet, batch_size: int, workers: int, pin_memory: bool = False
+) -> Iterator[torch.Tensor]:
+    """Every batch of ``images`` in order: loaded in this process (``workers=0``) or by ``workers`` processes
+    ahead of the consumer (prefetching, optionally into pinned memory for non-blocking copies to a GPU)."""
+    batches = _Batches(images, batch_size)
+    if workers == 0:
+        for i in range(len(batches)):
+            yield _checked(batches[i])
+        return
+    loader = torch.utils.data.DataLoader(
+        batches,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4,
+        multiprocessing_context="fork" if "fork" in mp.get_all_start_methods() else None,
+    )
+    for batch in loader:
+        yield _checked(batch)
+
+
+def _checked(batch: torch.Tensor | str) -> torch.Tensor:
+    if isinstance(batch, str):
+        raise SubclassbenchError(batch)
+    return batch
+
+
 def extract_features(
     encoder: Encoder,
     images: ImageSet,
@@ -61,8 +127,16 @@ def extract_features(
     batch_size: int = 256,
     device: str = "cpu",
     progress: bool = True,
+    dtype: str = "fp32",
+    channels_last: bool = False,
+    workers: int | None = None,
 ) -> list[LayerFeatures]:
-    """Run the encoder once over ``images`` and return pooled features per layer."""
+    """Run the encoder once over ``images`` and return pooled features per layer.
+
+    ``dtype`` "bf16" runs the forward pass under autocast (pooled features are stored as float32);
+    ``channels_last`` lays image batches and weights out NHWC, which GPU convolution kernels prefer.
+    Neither changes what a layer is; both may change the last bits, so both key the feature cache.
+    """
     global FORWARD_BATCHES
     names = encoder.select_layers(layers)
     captured: dict[str, torch.Tensor] = {}
@@ -75,15 +149,22 @@ def extract_features(
         return hook
 
     handles = [encoder.layer_modules[n].register_forward_hook(hook_for(n)) for n in names if n != EMBEDDING]
-    encoder.model.to(device).eval()
+    torch_device = torch.device(device)
+    encoder.model.to(torch_device).eval()
+    if channels_last:
+        encoder.model.to(memory_format=torch.channels_last)
+    workers = default_workers(images) if workers is None else workers
+    autocast = torch.autocast(torch_device.type, dtype=DTYPES[dtype], enabled=dtype != "fp32")
     out: dict[str, np.ndarray] = {}
     n = len(images)
+    start = 0
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             bar = tqdm(total=n, desc=f"extract {encoder.spec}", unit="img", disable=not progress or None, leave=False)
-            for start in range(0, n, batch_size):
-                index = np.arange(start, min(start + batch_size, n))
-                x = encoder.preprocessing(images.load(index)).to(device)
+            for loaded in iterate_batches(images, batch_size, workers, pin_memory=torch_device.type == "cuda"):
+                x = encoder.preprocessing(loaded.to(torch_device, non_blocking=True))
+                if channels_last and x.ndim == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 FORWARD_BATCHES += 1
                 embedding = encoder.embed(x)
                 if EMBEDDING in names:
@@ -92,12 +173,15 @@ def extract_features(
                     batch = captured.pop(name).float().cpu().numpy()
                     if name not in out:
                         out[name] = np.empty((n, batch.shape[1]), dtype=np.float32)
-                    out[name][start : start + len(index)] = batch
-                bar.update(len(index))
+                    out[name][start : start + len(batch)] = batch
+                start += len(loaded)
+                bar.update(len(loaded))
             bar.close()
     finally:
         for handle in handles:
             handle.remove()
+        if channels_last:
+            encoder.model.to(memory_format=torch.contiguous_format)
     return [LayerFeatures(name, encoder.depth(name), pooling[name], out[name]) for name in names]
 
 
@@ -124,6 +208,9 @@ class ExtractionContext:
     batch_size: int = 256
     device: str = "cpu"
     progress: bool = False
+    dtype: str = "fp32"
+    channels_last: bool = False
+    workers: int | None = None  # loader processes (None: default_workers); never changes a feature
 
     @classmethod
     def create(
@@ -134,12 +221,18 @@ class ExtractionContext:
         batch_size: int = 256,
         device: str = "cpu",
         progress: bool = False,
+        dtype: str = "fp32",
+        channels_last: bool = False,
+        workers: int | None = None,
     ) -> ExtractionContext:
-        return cls(encoder, split, encoder.select_layers(layers), batch_size, str(device), progress)
+        return cls(
+            encoder, split, encoder.select_layers(layers), batch_size, str(device), progress, dtype, channels_last,
+            workers,
+        )  # fmt: skip
 
     def fields(self, layer: str, rows: tuple[int, int] | None = None) -> dict[str, Any]:
         """Everything that determines one layer's pooled features on this split (the key's content)."""
-        return {
+        out = {
             "feature_code": FEATURE_CODE_VERSION,
             "dtype": DTYPE,
             "encoder": self.encoder.identity,
@@ -155,6 +248,16 @@ class ExtractionContext:
             "split": self._split_fingerprint,
             "rows": None if rows is None else list(rows),
         }
+        if self.compute is not None:  # absent for the fp32 reference, so its existing entries stay valid
+            out["compute"] = self.compute
+        return out
+
+    @property
+    def compute(self) -> dict[str, Any] | None:
+        """The forward pass's precision and layout when not the reference (fp32, contiguous NCHW)."""
+        if self.dtype == "fp32" and not self.channels_last:
+            return None
+        return {"dtype": self.dtype, "channels_last": self.channels_last}
 
     def key(self, layer: str, rows: tuple[int, int] | None = None) -> str:
         return feature_key(self.fields(layer, rows))
@@ -178,7 +281,10 @@ class ExtractionContext:
 
     def extract(self, names: list[str], rows: tuple[int, int] | None = None) -> list[LayerFeatures]:
         images = self.split.images if rows is None else self.split.images.subset(np.arange(*rows))
-        return extract_features(self.encoder, images, names, self.batch_size, self.device, self.progress)
+        return extract_features(
+            self.encoder, images, names, self.batch_size, self.device, self.progress, self.dtype,
+            self.channels_last, self.workers,
+        )  # fmt: skip
 
 
 def shard_rows(n: int, n_shards: int, index: int, batch_size: int) -> tuple[int, int]:

@@ -176,6 +176,8 @@ def _file_set(paths: list[Path], labels: list[str], decoding: Decoding) -> FileI
 class HFImageSet(ImageSet):
     """Rows of a Hugging Face image dataset, decoded lazily from their stored bytes."""
 
+    decodes = True
+
     dataset: Any  # datasets.Dataset whose image column is cast to Image(decode=False)
     rows: np.ndarray
     labels: np.ndarray

@@ -40,8 +40,8 @@ class Preprocessing:
         x = _adapt_channels(x, channels)
         if x.shape[-2:] != (height, width) or self.crop_pct != 1.0:
             x = _resize_and_crop(x, height, width, self.crop_pct, self.interpolation)
-        mean = torch.tensor(self.mean, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
 
 
@@ -51,7 +51,7 @@ def _adapt_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     if x.shape[1] == 1:  # grayscale into an RGB model: replicate
         return x.expand(-1, channels, -1, -1)
     if channels == 1:  # RGB into a grayscale model: ITU-R BT.601 luma
-        weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(1, 3, 1, 1)
+        weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return (x[:, :3] * weights).sum(dim=1, keepdim=True)
     raise ValueError(f"cannot adapt {x.shape[1]} input channels to {channels}")
 

@@ -260,6 +260,16 @@ class Result:
         return (self.doc["encoder"].get("weights") or {}).get("sha256")
 
     @property
+    def limited(self) -> bool:
+        """True for a ``--limit`` quick try (a subset of some split): never a submission, never ranked."""
+        return any(s.get("limit") is not None for s in self.doc["task"].get("splits", {}).values())
+
+    @property
+    def dtype(self) -> str:
+        """The forward pass's precision (results before ``run.compute`` existed ran fp32)."""
+        return str((self.doc["run"].get("compute") or {}).get("dtype", "fp32"))
+
+    @property
     def canonical(self) -> bool:
         """False when any split differs from its canonical size (such results are never ranked first)."""
         return all(s.get("canonical", True) for s in self.doc["task"].get("splits", {}).values())

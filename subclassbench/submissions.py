@@ -201,6 +201,9 @@ def _check_result(report: Report, model: dict[str, Any], result: Result, path: P
     except SubclassbenchError:
         report.error(str(path), f"result for unknown task '{task_name}'; use a task from `subclassbench tasks`")
         return
+    if result.limited:
+        report.error(str(path), "was computed on a --limit subset (a quick try); re-run `subclassbench submit`")
+        return
     encoder, declared = result.encoder, declared_weights(model, seed)
     if encoder["spec"] != model["encoder"]["spec"]:
         report.error(str(path), f"encoder '{encoder['spec']}' differs from model.yaml's '{model['encoder']['spec']}'")

@@ -63,6 +63,8 @@ def result_row(result: Result) -> dict[str, Any]:
         "split": task["split"],
         "n_samples": task["n_samples"],
         "canonical": result.canonical,
+        "limited": result.limited,
+        "dtype": result.dtype,
         "protocol": result["protocol"]["version"],
         "committed_layer": summary.get("committed_layer"),
         "committed_ami": summary.get("committed_ami"),

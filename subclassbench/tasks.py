@@ -129,6 +129,10 @@ class TransferSpec:
         return out
 
 
+# Seed of --limit subsets: fixed, so two quick tries on one split see the same samples.
+LIMIT_SEED = 0
+
+
 @dataclass
 class SplitData:
     """One split resolved to samples, with superclass and subclass labels.
@@ -145,8 +149,49 @@ class SplitData:
     subclass: np.ndarray
     source: str
     decoding: datasources.Decoding | None = None
-    # False when a split has a canonical size (e.g. 50 ImageNet val images per class) and the data differs.
+    # False when a split has a canonical size (e.g. 50 ImageNet val images per class) and the data differs,
+    # and for a --limit subset.
     canonical: bool | None = None
+    limit: dict[str, int] | None = None  # {"n", "seed", "of"} when this is a --limit subset
+
+    def limited(self, n: int, seed: int = LIMIT_SEED) -> SplitData:
+        """A seeded subset of at most ``n`` samples, stratified by subclass: each subclass keeps its share
+        (rounded, at least 2 samples), in manifest order. For quick tries; such results are never ranked."""
+        strata = self.global_subclass
+        values, counts = np.unique(strata, return_counts=True)
+        floor = int(np.minimum(counts, 2).sum())
+        if n < floor:
+            raise SubclassbenchError(
+                f"--limit {n} is too small for split '{self.split}' of task '{self.task.name}': it keeps at least "
+                f"2 samples of each of its {len(values)} subclasses; use --limit {floor} or more"
+            )
+        if n >= len(self):
+            keep = np.arange(len(self))
+        else:
+            rng = np.random.RandomState(seed)
+            quota = np.maximum(np.minimum(counts, 2), np.floor(counts * n / len(self)).astype(int))
+            # Hand the rows left by rounding down to the strata with the largest remainders (stable order).
+            spare = n - int(quota.sum())
+            if spare > 0:
+                remainder = counts * n / len(self) - np.floor(counts * n / len(self))
+                room = quota < counts
+                for i in np.argsort(-remainder, kind="stable"):
+                    if spare == 0:
+                        break
+                    if room[i]:
+                        quota[i] += 1
+                        spare -= 1
+            keep = np.sort(np.concatenate([
+                rng.permutation(np.flatnonzero(strata == v))[:q] for v, q in zip(values, quota, strict=True)
+            ]))  # fmt: skip
+        return dataclasses.replace(
+            self,
+            images=self.images.subset(keep),
+            superclass=self.superclass[keep],
+            subclass=self.subclass[keep],
+            canonical=False,
+            limit={"n": n, "seed": seed, "of": len(self)},
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -172,12 +217,19 @@ class SplitData:
         out: dict[str, Any] = {"n_samples": len(self), "manifest_sha256": self.manifest_digest}
         if self.canonical is not None:
             out["canonical"] = self.canonical
+        if self.limit is not None:
+            out["limit"] = dict(self.limit)
         if self.decoding is not None:
             out["decoding"] = self.decoding.to_dict()
         return out
 
     @property
     def note(self) -> str | None:
+        if self.limit is not None:
+            return (
+                f"split '{self.split}': --limit {self.limit['n']} kept {len(self)} of {self.limit['of']} samples "
+                "(seeded, stratified by subclass): a quick try, not comparable with full results and never ranked"
+            )
         if self.canonical is False:
             expected = self.task.splits[self.split]["canonical_count"]
             return (

@@ -96,6 +96,29 @@ CacheDirOption = Annotated[
     typer.Option(help="Feature cache folder (default: $SUBCLASSBENCH_CACHE or ~/.cache/subclassbench/features)."),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
+LimitOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Quick try: a seeded subset of at most N samples per split, stratified by subclass. "
+        "Recorded as non-canonical; never ranked. [default: every sample]",
+    ),
+]
+DtypeOption = Annotated[
+    str, typer.Option(help="Forward-pass precision: fp32 (the protocol's reference) or bf16 (autocast).")
+]
+ChannelsLastOption = Annotated[
+    bool, typer.Option("--channels-last", help="NHWC memory layout for the forward pass (faster GPU convolutions).")
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        max=64,
+        help="Processes decoding encoded images ahead of the forward pass (0: none). "
+        "[default: one per available core but one; none for in-memory arrays]",
+    ),
+]
 DEFAULT_MODEL = "builtin:digits_cnn.digits5_coarse"
 
 

@@ -10,14 +10,18 @@ import typer
 from subclassbench.cli import (
     DEFAULT_MODEL,
     CacheDirOption,
+    ChannelsLastOption,
     DataOption,
+    DtypeOption,
     LayersOption,
+    LimitOption,
     ModelOption,
     OodDataOption,
     QuietOption,
     SplitOption,
     TaskOption,
     WeightsOption,
+    WorkersOption,
     app,
     cache_app,
     split_list,
@@ -117,6 +121,10 @@ def evaluate(
     ] = "task",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor fill the feature cache.")] = False,
     bootstrap: BootstrapOption = 1000,
+    limit: LimitOption = None,
+    dtype: DtypeOption = "fp32",
+    channels_last: ChannelsLastOption = False,
+    workers: WorkersOption = None,
     cache_dir: CacheDirOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -140,6 +148,10 @@ def evaluate(
         image_preprocessing=image_preprocessing,
         cache="off" if no_cache else "use",
         bootstrap=bootstrap,
+        limit=limit,
+        dtype=dtype,
+        channels_last=channels_last,
+        workers=workers,
     )
     result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=True)
@@ -158,7 +170,11 @@ def extract(
     metrics: Annotated[list[str] | None, typer.Option(help="Which families' splits to extract.")] = None,
     shard: Annotated[str | None, typer.Option(help="I/N: extract only the I-th of N contiguous parts.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
-    device: Annotated[str, typer.Option()] = "cpu",
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    limit: LimitOption = None,
+    dtype: DtypeOption = "fp32",
+    channels_last: ChannelsLastOption = False,
+    workers: WorkersOption = None,
     cache_dir: CacheDirOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -168,8 +184,9 @@ def extract(
 
     part = None if shard is None else parse_shard(shard)
     request = _request(
-        model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet, ood_data
-    )
+        model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet, ood_data,
+        limit=limit, dtype=dtype, channels_last=channels_last, workers=workers,
+    )  # fmt: skip
     stats = run(request, shard=part)
     typer.echo(f"{model} on {task}{f' shard {shard}' if shard else ''}: {stats.misses} extracted, {stats.hits} cached")
 
@@ -192,6 +209,14 @@ def score(
     out: Annotated[Path | None, typer.Option(help="Result JSON path.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out even if it holds something else.")] = False,
     bootstrap: BootstrapOption = 1000,
+    limit: LimitOption = None,
+    dtype: Annotated[str, typer.Option(help="The precision the features were extracted with.")] = "fp32",
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="The features were extracted with NHWC layout.")
+    ] = False,
+    device: Annotated[
+        str, typer.Option(help="The device the features were extracted on (it keys the cache); probes run on it.")
+    ] = "cpu",
     cache_dir: CacheDirOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -199,8 +224,8 @@ def score(
     from subclassbench.evaluate import evaluate_to_file
 
     request = _request(
-        model, task, weights, data, layers, split, metrics, batch_size, "cpu", cache_dir, quiet, ood_data,
-        cache="only", n_shards=shards, bootstrap=bootstrap,
+        model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet, ood_data,
+        cache="only", n_shards=shards, bootstrap=bootstrap, limit=limit, dtype=dtype, channels_last=channels_last,
     )  # fmt: skip
     result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=False)

@@ -1,0 +1,121 @@
+"""Scale features: --limit subsets, loader processes, bf16 / channels_last extraction (issue 16)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from subclassbench.cli import app
+from subclassbench.encoders import load_encoder
+from subclassbench.errors import SubclassbenchError
+from subclassbench.features import ExtractionContext, extract_features, iterate_batches
+from subclassbench.tasks import load_task
+
+runner = CliRunner()
+
+
+def cli(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def digits_train():
+    return load_task("digits-5").load_split("train")
+
+
+def test_limit_is_a_seeded_stratified_subset(digits_train):
+    part = digits_train.limited(100)
+    assert len(part) == 100 and part.limit == {"n": 100, "seed": 0, "of": len(digits_train)}
+    assert part.canonical is False and part.record()["limit"]["n"] == 100
+    counts = np.bincount(part.global_subclass, minlength=10)
+    full = np.bincount(digits_train.global_subclass, minlength=10)
+    assert (counts >= 2).all() and np.abs(counts - full * 100 / len(digits_train)).max() <= 1.0  # each its share
+    assert part.images.ids == digits_train.limited(100).images.ids  # seeded: the same try twice
+    position = {sample: i for i, sample in enumerate(digits_train.images.ids)}
+    assert [position[i] for i in part.images.ids] == sorted(position[i] for i in part.images.ids)  # manifest order
+    assert part.fingerprint != digits_train.fingerprint  # features of the subset never pass for the full split's
+    assert len(digits_train.limited(10**6)) == len(digits_train)  # a limit above the size keeps everything
+    with pytest.raises(SubclassbenchError, match="use --limit 20 or more"):
+        digits_train.limited(19)
+
+
+def test_a_limited_result_is_marked_and_never_a_submission(tmp_path):
+    out = tmp_path / "quick.json"
+    done = cli("evaluate", "--task", "digits-5", "--limit", "60", "--metrics", "clusterability", "--out", out, "-q")
+    assert done.exit_code == 0, done.output
+    doc = json.loads(out.read_text())
+    assert all(s["canonical"] is False and s["limit"]["n"] == 60 for s in doc["task"]["splits"].values())
+    assert doc["task"]["n_samples"] == 60 and any("never ranked" in note for note in doc["notes"])
+    # Hand it in as if it were the submission's result: validation refuses it, in one line.
+    subs = tmp_path / "submissions"
+    made = cli(
+        "submit", "--name", "quick", "--model", "builtin:digits_cnn.digits5_coarse", "--task", "digits-5",
+        "--metrics", "clusterability", "--submissions", subs, "--training-data", "digits-5 train split",
+        "--license", "MIT", "--citation", "This test suite.", "--labels", "superclass", "--label-task", "digits-5",
+        "--quiet",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    target = subs / "quick" / "results" / "digits-5.json"
+    shutil.copy(out, target)
+    shutil.copy(out.with_name("quick.samples.npz"), target.with_name("digits-5.samples.npz"))
+    doc["samples"]["file"] = "digits-5.samples.npz"
+    target.write_text(json.dumps(doc))
+    checked = cli("validate", subs)
+    assert checked.exit_code == 2
+    assert "--limit subset" in checked.output
+
+
+def test_limit_below_two_per_subclass_is_one_line():
+    done = cli("evaluate", "--task", "digits-5", "--limit", "5", "-q")
+    assert done.exit_code == 2 and "use --limit 20 or more" in done.output and "Traceback" not in done.output
+
+
+def test_loader_processes_give_the_features_of_an_in_process_load(tiny_image_folder, tiny_image_task):
+    from subclassbench.tasks import load_task as load
+
+    split = load(str(tiny_image_task)).load_split("test", str(tiny_image_folder))
+    assert split.images.decodes
+    encoder = load_encoder("builtin:cifar_resnet20", sample_shape=(3, 16, 16))
+    inline = extract_features(encoder, split.images, batch_size=16, progress=False, workers=0)
+    parallel = extract_features(encoder, split.images, batch_size=16, progress=False, workers=2)
+    for a, b in zip(inline, parallel, strict=True):
+        assert np.array_equal(a.features, b.features)
+
+
+def test_a_corrupt_image_in_a_loader_process_is_one_line(tiny_image_folder, tiny_image_task):
+    from subclassbench.tasks import load_task as load
+
+    split = load(str(tiny_image_task)).load_split("test", str(tiny_image_folder))
+    split.images.paths[5].write_bytes(b"not an image")
+    with pytest.raises(SubclassbenchError, match="cannot decode image") as caught:
+        list(iterate_batches(split.images, 8, workers=2))
+    assert "\n" not in str(caught.value)
+
+
+def test_bf16_and_channels_last_key_the_cache_and_stay_close(digits_train):
+    encoder = load_encoder("builtin:cifar_resnet20", sample_shape=(1, 8, 8))
+    images = digits_train.images.subset(np.arange(64))
+    reference = extract_features(encoder, images, progress=False)
+    layout = extract_features(encoder, images, progress=False, channels_last=True)
+    half = extract_features(encoder, images, progress=False, dtype="bf16")
+    for ref, nhwc, bf in zip(reference, layout, half, strict=True):
+        np.testing.assert_allclose(nhwc.features, ref.features, rtol=1e-4, atol=1e-5)
+        scale = np.abs(ref.features).max() + 1e-6
+        assert np.abs(bf.features - ref.features).max() / scale < 0.05  # bf16 keeps ~3 significant digits
+    assert not any(np.array_equal(r.features, b.features) for r, b in zip(reference, half, strict=True))
+    keys = {
+        ExtractionContext.create(encoder, digits_train, None, dtype=d, channels_last=c).key("embedding")
+        for d, c in (("fp32", False), ("bf16", False), ("fp32", True))
+    }
+    assert len(keys) == 3
+    # The fp32 reference's key has no compute field, so caches filled before these options stay valid.
+    assert "compute" not in ExtractionContext.create(encoder, digits_train, None).fields("embedding")
+
+
+def test_unknown_dtype_is_one_line():
+    done = cli("evaluate", "--task", "digits-5", "--dtype", "fp8", "-q")
+    assert done.exit_code == 2 and "use fp32 or bf16" in done.output
