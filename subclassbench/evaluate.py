@@ -122,7 +122,9 @@ def check_device(device: str) -> None:
         raise SubclassbenchError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from None
     if torch_device.type not in ("cpu", "cuda", "mps"):
         raise SubclassbenchError(f"device '{device}' cannot run an evaluation; use cpu, cuda or cuda:N")
-    if torch_device.type == "cuda" and not torch.cuda.is_available():
+    if torch_device.type == "cuda" and (
+        not torch.cuda.is_available() or (torch_device.index or 0) >= torch.cuda.device_count()
+    ):
         raise SubclassbenchError(f"device '{device}' is not available here; use --device cpu")
 
 

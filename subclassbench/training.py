@@ -46,6 +46,7 @@ from subclassbench.tasks import SplitData, Task
 LABELS = ("superclass", "subclass")
 LABEL_ALIASES = {"coarse": "superclass", "fine": "subclass"}  # earlier names, still accepted
 AUGMENTS = ("auto", "none", "crop_flip")
+PRECISIONS = ("fp32", "bf16")
 
 
 def _cosine(optimizer: torch.optim.Optimizer, epochs: int) -> Any:
@@ -70,6 +71,14 @@ class Recipe:
     augment: str = "auto"  # auto: crop_flip for RGB images of 32 px and more, none otherwise
     seed: int = 0
     checkpoint_every: int = 0
+    precision: str = "fp32"  # fp32, or bf16 autocast for the forward pass (weights and optimizer stay fp32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as fingerprinted: ``precision`` only when not fp32, so earlier runs keep their identity."""
+        out = asdict(self)
+        if self.precision == "fp32":
+            del out["precision"]
+        return out
 
     def resolved_augment(self, sample_shape: tuple[int, ...]) -> str:
         if self.augment != "auto":
@@ -83,29 +92,49 @@ def targets(split: SplitData, labels: str) -> np.ndarray:
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop after zero padding, and a random horizontal flip (standard CIFAR augmentation)."""
+    """Random crop after zero padding, and a random horizontal flip (standard CIFAR augmentation).
+
+    The random draws come from ``generator`` (on the CPU, whatever the batch's device), so a run is the
+    same on any device; the crops are one gather over the whole batch, on the batch's device."""
     n, _, h, w = x.shape
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).to(x.device)
+    flips = (torch.rand(n, generator=generator) < 0.5).to(x.device)
     padded = nn.functional.pad(x, (pad, pad, pad, pad))
-    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
-    flips = torch.rand(n, generator=generator) < 0.5
-    out = torch.empty_like(x)
-    for i in range(n):
-        top, left = int(offsets[i, 0]), int(offsets[i, 1])
-        crop = padded[i, :, top : top + h, left : left + w]
-        out[i] = crop.flip(-1) if flips[i] else crop
-    return out
+    rows = offsets[:, :1] + torch.arange(h, device=x.device)  # n × h
+    cols = torch.arange(w, device=x.device).expand(n, w)
+    cols = offsets[:, 1:] + torch.where(flips[:, None], cols.flip(-1), cols)  # n × w, reversed when flipped
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
 
-def _accuracy(model: nn.Module, preprocess: Any, split: SplitData, y: np.ndarray, batch: int = 1024) -> np.ndarray:
+def _accuracy(
+    model: nn.Module, preprocess: Any, split: SplitData, y: np.ndarray, device: torch.device, batch: int = 1024
+) -> np.ndarray:
     """Per-sample correctness (bool) of ``model`` on ``split``."""
     model.eval()
     correct = np.empty(len(split), dtype=bool)
     with torch.inference_mode():
         for start in range(0, len(split), batch):
             index = np.arange(start, min(start + batch, len(split)))
-            pred = model(preprocess(split.images.load(index))).argmax(dim=1).numpy()
+            pred = model(preprocess(split.images.load(index).to(device))).argmax(dim=1).cpu().numpy()
             correct[index] = pred == y[index]
     return correct
+
+
+class _TrainImages:
+    """The train split's images for minibatches: held on the device as one tensor when they are an
+    in-memory array (no per-step host copy), else loaded batch by batch."""
+
+    def __init__(self, split: SplitData, device: torch.device) -> None:
+        self.split, self.device = split, device
+        self.resident = None
+        if device.type != "cpu" and not split.images.decodes:
+            self.resident = split.images.load(np.arange(len(split))).to(device)
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.resident is not None:
+            return self.resident[idx.to(self.device)]
+        return self.split.images.load(idx.numpy()).to(self.device, non_blocking=True)
 
 
 # --------------------------------------------------------------------------- the run folder
@@ -240,6 +269,8 @@ def _check_request(labels: str, recipe: Recipe, arch: str, arch_kwargs: dict[str
         raise SubclassbenchError(f"--labels must be one of {', '.join(LABELS)}, not '{labels}'")
     if recipe.augment not in AUGMENTS:
         raise SubclassbenchError(f"--augment must be one of {', '.join(AUGMENTS)}, not '{recipe.augment}'")
+    if recipe.precision not in PRECISIONS:
+        raise SubclassbenchError(f"--precision must be one of {', '.join(PRECISIONS)}, not '{recipe.precision}'")
     if recipe.schedule not in SCHEDULES:
         raise SubclassbenchError(f"schedule must be one of {', '.join(SCHEDULES)}, not '{recipe.schedule}'")
     if recipe.epochs < 0 or recipe.batch_size < 1 or recipe.lr <= 0 or recipe.momentum < 0 or recipe.weight_decay < 0:
@@ -259,6 +290,7 @@ def train(
     resume: bool = True,
     progress: bool = True,
     stop_after_epochs: int | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train (or resume) a run in ``out``; return its model card.
 
@@ -280,7 +312,7 @@ def train(
         "train_manifest_sha256": train_split.manifest_digest,
         "labels": labels,
         "num_classes": n_classes,
-        "recipe": asdict(recipe),
+        "recipe": recipe.to_dict(),
     }
     encoder = load_encoder(  # built under the recipe seed: it alone fixes the initialisation
         f"builtin:{arch}",
@@ -296,6 +328,7 @@ def train(
         nesterov=recipe.nesterov and recipe.momentum > 0,  # torch rejects Nesterov without momentum
         weight_decay=recipe.weight_decay,
     )
+    encoder.model.to(torch.device(device))  # before the optimizer holds state: it follows its parameters
     scheduler = SCHEDULES[recipe.schedule](optimizer, max(recipe.epochs, 1))
     generator = torch.Generator().manual_seed(recipe.seed)
     run = _Run(encoder.model, optimizer, scheduler, generator, sha256_json(config))
@@ -312,10 +345,11 @@ def train(
         else:  # a fresh start: no stale outputs of an earlier run survive
             _clear_run(out)
         last_epoch = recipe.epochs if stop_after_epochs is None else min(recipe.epochs, run.epoch + stop_after_epochs)
-        _train_epochs(run, encoder, train_split, test_split, labels, recipe, out, last_epoch, progress)
+        where = torch.device(device)
+        _train_epochs(run, encoder, train_split, test_split, labels, recipe, out, last_epoch, progress, where)
         if last_epoch < recipe.epochs:
             return {"interrupted_after_epoch": last_epoch}
-        return _finish(run, config, task, train_split, test_split, labels, recipe, out)
+        return _finish(run, config, task, train_split, test_split, labels, recipe, out, where)
 
 
 def _train_epochs(
@@ -328,15 +362,21 @@ def _train_epochs(
     out: Path,
     last_epoch: int,
     progress: bool,
+    device: torch.device,
 ) -> None:
-    """Epochs ``run.epoch + 1 … last_epoch``, saving the resume state after each."""
+    """Epochs ``run.epoch + 1 … last_epoch``, saving the resume state after each.
+
+    Loss and accuracy accumulate on the device and are read once per epoch: a per-step ``.item()``
+    would stall a GPU at every step."""
     from tqdm.auto import tqdm
 
     model, preprocess = run.model, encoder.preprocessing
     augment = recipe.resolved_augment(train_split.images.sample_shape)
-    y_train = torch.from_numpy(targets(train_split, labels))
+    y_train = torch.from_numpy(targets(train_split, labels)).to(device)
     y_test = targets(test_split, labels)
-    y_train_np = y_train.numpy()
+    images = _TrainImages(train_split, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16")
+    y_train_np = y_train.cpu().numpy()
     steps_per_epoch = -(-len(train_split) // recipe.batch_size)
     bar = tqdm(
         total=recipe.epochs * steps_per_epoch,
@@ -350,26 +390,28 @@ def _train_epochs(
         began = time.perf_counter()
         model.train()
         order = torch.randperm(len(train_split), generator=run.generator)
-        total_loss, seen, hits = 0.0, 0, 0
+        sum_loss = torch.zeros((), dtype=torch.float64, device=device)
+        sum_hits = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
         for start in range(0, len(order), recipe.batch_size):
             idx = order[start : start + recipe.batch_size]
-            x = train_split.images.load(idx.numpy())
+            x = images(idx)
             if augment == "crop_flip":
                 x = crop_flip(x, run.generator)
-            logits = model(preprocess(x))
-            loss = loss_fn(logits, y_train[idx])
+            target = y_train[idx.to(device)]
+            with autocast:
+                logits = model(preprocess(x))
+                loss = loss_fn(logits.float(), target)
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             run.optimizer.step()
-            total_loss += loss.item() * len(idx)
-            hits += int((logits.argmax(1) == y_train[idx]).sum())
+            sum_loss += loss.detach().double() * len(idx)
+            sum_hits += (logits.detach().argmax(1) == target).sum()
             seen += len(idx)
             bar.update(1)
-            bar.set_postfix(
-                epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{total_loss / seen:.3f}", acc=f"{hits / seen:.3f}"
-            )
+        total_loss, hits = float(sum_loss), int(sum_hits)
         run.scheduler.step()
-        correct = _accuracy(model, preprocess, test_split, y_test)
+        correct = _accuracy(model, preprocess, test_split, y_test, device)
         run.correctness.append(correct)
         entry = {
             "epoch": epoch + 1,
@@ -381,13 +423,16 @@ def _train_epochs(
         if run.train_correctness is not None:
             # The train split as the network now classifies it (eval mode, no augmentation): the input of
             # train-split agreement. Inference only, so the weights and RNG streams are as without it.
-            train_correct = _accuracy(model, preprocess, train_split, y_train_np)
+            train_correct = _accuracy(model, preprocess, train_split, y_train_np, device)
             run.train_correctness.append(train_correct)
             entry["train_eval_acc"] = round(float(train_correct.mean()), 6)
         run.elapsed += time.perf_counter() - began
         run.history.append(entry)
         bar.set_postfix(
-            epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{total_loss / seen:.3f}", test_acc=f"{correct.mean():.3f}"
+            epoch=f"{epoch + 1}/{recipe.epochs}",
+            loss=f"{total_loss / seen:.3f}",
+            acc=f"{hits / seen:.3f}",
+            test_acc=f"{correct.mean():.3f}",
         )
         if recipe.checkpoint_every and (epoch + 1) % recipe.checkpoint_every == 0:
             _save_weights(model, out / CHECKPOINTS / f"epoch_{epoch + 1:03d}.safetensors")
@@ -412,6 +457,7 @@ def _finish(
     labels: str,
     recipe: Recipe,
     out: Path,
+    device: torch.device,
 ) -> dict[str, Any]:
     """Write the weights, the correctness log and (last) the card: a card means a finished run."""
     run.model.eval()
@@ -458,6 +504,8 @@ def _finish(
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "platform": platform.platform(),
+            "device": str(device),
+            **({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}),
         },
         "correctness_file": "correctness.npz",
         "weights_file": "model.safetensors",
@@ -468,7 +516,7 @@ def _finish(
 
 
 def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
 
 def load_correctness(run_dir: str | Path) -> np.ndarray:

@@ -119,3 +119,38 @@ def test_bf16_and_channels_last_key_the_cache_and_stay_close(digits_train):
 def test_unknown_dtype_is_one_line():
     done = cli("evaluate", "--task", "digits-5", "--dtype", "fp8", "-q")
     assert done.exit_code == 2 and "use fp32 or bf16" in done.output
+
+
+def test_batched_crop_flip_draws_and_crops_as_the_per_image_loop():
+    """The vectorised augmentation (one gather, any device) equals a per-image reference from the same draws."""
+    import torch
+
+    from subclassbench.training import crop_flip
+
+    x = torch.rand(16, 3, 8, 8)
+    reference_rng, rng = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    offsets = torch.randint(0, 9, (16, 2), generator=reference_rng)
+    flips = torch.rand(16, generator=reference_rng) < 0.5
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    expected = torch.stack([
+        padded[i, :, t : t + 8, s : s + 8].flip(-1) if f else padded[i, :, t : t + 8, s : s + 8]
+        for i, ((t, s), f) in enumerate(zip(offsets.tolist(), flips.tolist(), strict=True))
+    ])  # fmt: skip
+    assert torch.equal(crop_flip(x, rng), expected)
+
+
+def test_train_precision_is_recorded_and_fp32_keeps_earlier_identities(tmp_path):
+    from subclassbench.training import Recipe
+
+    assert "precision" not in Recipe().to_dict()  # runs made before --precision keep their config hash
+    done = cli(
+        "train", "--task", "digits-5", "--arch", "digits_mlp", "--epochs", "1", "--precision", "bf16",
+        "--out", tmp_path / "run", "-q",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    assert card["recipe"]["precision"] == "bf16" and card["environment"]["device"] == "cpu"
+    bad = cli("train", "--task", "digits-5", "--arch", "digits_mlp", "--precision", "fp8", "--out", tmp_path / "x")
+    assert bad.exit_code == 2 and "--precision must be one of fp32, bf16" in bad.output
+    absent = cli("train", "--task", "digits-5", "--arch", "digits_mlp", "--device", "cuda:7", "--out", tmp_path / "y")
+    assert absent.exit_code == 2 and "not available here" in absent.output

@@ -35,11 +35,18 @@ def train(
     data: Annotated[str | None, typer.Option(help="Image data folder holding the train and test splits.")] = None,
     threads: Annotated[int, typer.Option(min=0, help="torch threads (0: default); recorded in the card.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run found in --out.")] = True,
+    device: Annotated[
+        str, typer.Option(help="torch device, e.g. cpu or cuda; in-memory data is held on it whole.")
+    ] = "cpu",
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16 autocast for the forward pass (mixed precision); recorded.")
+    ] = "fp32",
     quiet: QuietOption = False,
 ) -> None:
     """Train a builtin architecture on TASK's superclass or subclass labels."""
     import torch
 
+    from subclassbench.evaluate import check_device
     from subclassbench.tasks import load_task
     from subclassbench.training import Recipe
     from subclassbench.training import train as run_training
@@ -56,9 +63,11 @@ def train(
         augment=augment,
         seed=seed,
         checkpoint_every=checkpoint_every,
+        precision=precision,
     )
+    check_device(device)
     arch_kwargs = {"norm": norm} if norm else {}
-    card = run_training(load_task(task), arch, labels, out, recipe, data, arch_kwargs, resume, not quiet)
+    card = run_training(load_task(task), arch, labels, out, recipe, data, arch_kwargs, resume, not quiet, device=device)
     acc = card["final_test_acc"]
     typer.echo(
         f"{arch} on {task} ({card['labels']} labels, seed {seed}, {epochs} epochs): test accuracy "
