@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from subclassbench.errors import DataMissingError, SubclassbenchError, first_line
-from subclassbench.hashing import sha256_bytes, sha256_file
+from subclassbench.hashing import sha256_bytes, sha256_files
 from subclassbench.registry import Registry
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ class FileImageSet(ImageSet):
 
     def content_hashes(self) -> list[str]:
         if self._hashes is None:
-            self._hashes = [sha256_file(p) for p in self.paths]
+            self._hashes = sha256_files(self.paths)
         return self._hashes
 
     def subset(self, index: np.ndarray) -> FileImageSet:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +35,91 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- memoised file hashes
+
+HASH_INDEX = "file-hashes.sqlite"
+HASH_THREADS = 8  # hashlib releases the GIL on large buffers: threads hash files in parallel
+
+
+def sha256_files(paths: list[Path], index: Path | None = None) -> list[str]:
+    """sha256 of every file, in order, computed in parallel and memoised in a small SQLite index.
+
+    An entry is keyed by (resolved path, size, mtime in ns, inode): a re-run does not re-read an
+    unchanged file, and any rewrite that changes size, mtime or inode hashes again (the rule make
+    and rsync trust). The index lives in the feature cache folder (``index`` overrides it); an
+    unreadable or damaged index is set aside and the hashes are computed, never guessed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    stats = [os.stat(p) for p in paths]
+    keys = [(str(Path(p).resolve()), s.st_size, s.st_mtime_ns, s.st_ino) for p, s in zip(paths, stats, strict=True)]
+    known = _read_index(index, keys)
+    missing = [i for i, k in enumerate(keys) if k not in known]
+    if missing:
+        with ThreadPoolExecutor(max_workers=min(HASH_THREADS, len(missing))) as pool:
+            fresh = list(pool.map(sha256_file, [paths[i] for i in missing]))
+        computed = {keys[i]: h for i, h in zip(missing, fresh, strict=True)}
+        _write_index(index, computed)
+        known.update(computed)
+    return [known[k] for k in keys]
+
+
+def _index_path(index: Path | None) -> Path:
+    if index is not None:
+        return index
+    from subclassbench.cache import cache_root
+
+    return cache_root() / HASH_INDEX
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, timeout=30)
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS hashes (path TEXT, size INTEGER, mtime_ns INTEGER, inode INTEGER, sha256 TEXT, "
+        "PRIMARY KEY (path, size, mtime_ns, inode))"
+    )
+    return connection
+
+
+IndexKey = tuple[str, int, int, int]
+
+
+def _read_index(index: Path | None, keys: list[IndexKey]) -> dict[IndexKey, str]:
+    path = _index_path(index)
+    if not path.is_file():
+        return {}
+    try:
+        with closing(_connect(path)) as connection:
+            wanted = set(keys)
+            rows = connection.execute("SELECT path, size, mtime_ns, inode, sha256 FROM hashes").fetchall()
+    except sqlite3.Error:
+        return {}  # damaged or foreign: hash everything again (and _write_index replaces it)
+    return {
+        (p, s, m, i): h
+        for p, s, m, i, h in rows
+        if (p, s, m, i) in wanted and isinstance(h, str) and _HEX64.fullmatch(h)
+    }
+
+
+def _write_index(index: Path | None, computed: dict[IndexKey, str]) -> None:
+    path = _index_path(index)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(2):
+            try:
+                with closing(_connect(path)) as connection, connection:
+                    connection.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?)",
+                                           [(*k, h) for k, h in computed.items()])  # fmt: skip
+                return
+            except sqlite3.DatabaseError:
+                if attempt == 0 and path.is_file() and not path.is_symlink():
+                    path.unlink()  # not a database of ours: start a new one
+                    continue
+                raise
+    except (OSError, sqlite3.Error):
+        return  # a read-only or damaged location costs a re-hash next time, never a failure
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
