@@ -24,11 +24,14 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from subclassbench.errors import SubclassbenchError, first_line
+
+if TYPE_CHECKING:
+    from subclassbench.cache import FeatureCache
 from subclassbench.similarity import (
     agreement,
     agreement_lower_bound,
@@ -73,14 +76,19 @@ def _side(
     layers: list[str] | None,
     batch_size: int,
     progress: bool,
+    cache: FeatureCache | None,
 ) -> Side:
+    """One encoder's features on the compared rows: from the feature cache when there (an evaluation of the
+    same encoder on the whole split fills it), else extracted and stored."""
     from subclassbench.encoders import load_encoder
-    from subclassbench.features import extract_features
+    from subclassbench.features import ExtractionContext, extract_cached
 
     encoder = load_encoder(
         spec, weights=weights, sample_shape=split.images.sample_shape, num_classes=len(split.task.superclasses)
     )
-    extracted = extract_features(encoder, split.images.subset(rows), layers, batch_size, "cpu", progress)
+    compared = split if len(rows) == len(split) else split.subset(rows)
+    context = ExtractionContext.create(encoder, compared, layers, batch_size, "cpu", progress)
+    extracted = extract_cached(context, cache)
     features = [f.features for f in extracted]
     memberships = [soft_assignments(f, k, seed=seed) for f in features]
     return Side(spec, encoder, encoder.info(), [f.name for f in extracted], features, memberships)
@@ -161,8 +169,9 @@ def compare(
     concepts: str = "gmm",
     min_cluster_size: int | None = None,
     max_tokens: int | None = None,
+    cache: FeatureCache | None = None,
 ) -> dict[str, Any]:
-    """The comparison document (JSON-ready).
+    """The comparison document (JSON-ready); features are read from and stored in ``cache`` when given.
 
     ``concepts`` picks how the concept list of the ``pair`` layers is made:
     ``gmm`` (the baseline, from the soft GMM memberships behind the GRI) or
@@ -183,9 +192,11 @@ def compare(
     if not 2 <= k <= len(rows):
         raise SubclassbenchError(f"--k must be between 2 and the number of compared samples ({len(rows)}), got {k}")
 
-    a = _side(model_a, weights_a, split, rows, k, seed, layers_a, batch_size, progress)
+    if cache is not None:
+        cache.check_writable()
+    a = _side(model_a, weights_a, split, rows, k, seed, layers_a, batch_size, progress, cache)
     same = model_a == model_b and weights_a == weights_b and layers_a == layers_b
-    b = a if same else _side(model_b, weights_b, split, rows, k, seed, layers_b, batch_size, progress)
+    b = a if same else _side(model_b, weights_b, split, rows, k, seed, layers_b, batch_size, progress, cache)
     cka = np.array([[linear_cka(x, y) for y in b.features] for x in a.features])
     gri = np.array([[generalized_rand_index(x, y) for y in b.memberships] for x in a.memberships])
     # Ground truth as a "model": one-hot memberships over the task's global subclass index.

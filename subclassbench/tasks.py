@@ -184,13 +184,12 @@ class SplitData:
             keep = np.sort(np.concatenate([
                 rng.permutation(np.flatnonzero(strata == v))[:q] for v, q in zip(values, quota, strict=True)
             ]))  # fmt: skip
+        return dataclasses.replace(self.subset(keep), canonical=False, limit={"n": n, "seed": seed, "of": len(self)})
+
+    def subset(self, rows: np.ndarray) -> SplitData:
+        """These rows of the split, in the order given (their own manifest, so their own cache keys)."""
         return dataclasses.replace(
-            self,
-            images=self.images.subset(keep),
-            superclass=self.superclass[keep],
-            subclass=self.subclass[keep],
-            canonical=False,
-            limit={"n": n, "seed": seed, "of": len(self)},
+            self, images=self.images.subset(rows), superclass=self.superclass[rows], subclass=self.subclass[rows]
         )
 
     def __len__(self) -> int:

@@ -121,3 +121,22 @@ def test_one_model_with_its_weights_is_compared_with_itself(runs, tmp_path):
     doc = json.loads((tmp_path / "compare.json").read_text())
     assert doc["a"]["weights"] == doc["b"]["weights"] and doc["a"]["weights"] is not None
     np.testing.assert_allclose(np.diag(np.asarray(doc["cka"])), 1.0, atol=1e-9)
+
+
+def test_compare_reads_features_an_evaluation_cached(tmp_path, monkeypatch):
+    """evaluate fills the cache with the whole split's features; compare on the whole split then runs no
+    forward pass, and gives the document it gives without the cache."""
+    from subclassbench import features
+
+    cache = tmp_path / "cache"
+    done = cli("evaluate", "--task", "digits-5", "--metrics", "clusterability", "--cache-dir", cache,
+               "--out", tmp_path / "r.json", "--bootstrap", 0, "-q")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    args = ["compare", "--model", "builtin:digits_cnn.digits5_coarse", "--task", "digits-5", "--max-samples", 0, "-q"]
+    before = features.FORWARD_BATCHES
+    cached = cli(*args, "--cache-dir", cache, "--out", tmp_path / "cached")
+    assert cached.exit_code == 0, cached.output
+    assert features.FORWARD_BATCHES == before  # every layer came from the cache
+    fresh = cli(*args, "--no-cache", "--out", tmp_path / "fresh")
+    assert fresh.exit_code == 0 and features.FORWARD_BATCHES > before
+    assert (tmp_path / "cached" / "compare.json").read_bytes() == (tmp_path / "fresh" / "compare.json").read_bytes()

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from subclassbench.cli import (
+    CacheDirOption,
     QuietOption,
     app,
     split_list,
@@ -46,9 +47,12 @@ def compare(
         int | None, typer.Option(help="nlmcd: most tokens clustered per layer, an equal seeded share per image.")
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder: compare.json, cka.png, gri.png.")] = Path("results/compare"),
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor fill the feature cache.")] = False,
+    cache_dir: CacheDirOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Layer×layer CKA and generalized-Rand-index (concept) alignment between two encoders."""
+    from subclassbench.cache import FeatureCache
     from subclassbench.compare import compare as run
     from subclassbench.compare import write_comparison
 
@@ -84,6 +88,7 @@ def compare(
         concepts=concepts,
         min_cluster_size=min_cluster_size,
         max_tokens=max_tokens,
+        cache=None if no_cache else FeatureCache(cache_dir),
     )
     write_comparison(doc, out, specs[0], specs[1])
     if not quiet:
