@@ -156,39 +156,30 @@ def fit_probes(
     order (one seeded permutation per epoch, as a lone probe would), its own
     loss term and its own AdamW state, so each layer's probe follows the
     recipe exactly as if trained alone; only the Python and kernel-launch
-    overhead is shared. On CPU this runs on one torch thread: the steps are
-    too small for intra-op parallelism, and on shared cores extra threads
-    made probes slower.
+    overhead is shared.
     """
     recipe.check()
     y_train = np.asarray(y_train, dtype=np.int64)
     held = holdout_rows(y_train, recipe.holdout_fraction, recipe.seed)
     fits: list[ProbeFit | None] = [None] * len(x_train)
-    cpu = torch.device(device).type == "cpu"
     threads = torch.get_num_threads()
-    if cpu:
-        torch.set_num_threads(1)
-    try:
-        for group in _groups([int(np.shape(x)[1]) for x in x_train], len(y_train)):
-            layer_sets = {name: ([xs[i] for i in group], y) for name, (xs, y) in evaluations.items()}
-            for i, fit in zip(
-                group,
-                _fit_group(
-                    [x_train[i] for i in group],
-                    y_train,
-                    held,
-                    layer_sets,
-                    n_classes,
-                    recipe,
-                    predict,
-                    torch.device(device),
-                ),
-                strict=True,
-            ):
-                fits[i] = fit
-    finally:
-        if cpu:
-            torch.set_num_threads(threads)
+    for group in _groups([int(np.shape(x)[1]) for x in x_train], len(y_train)):
+        layer_sets = {name: ([xs[i] for i in group], y) for name, (xs, y) in evaluations.items()}
+        # A lone probe's steps are too small for intra-op threads (on shared cores they made it ~10× slower);
+        # a batch of layers has the work to share.
+        single = torch.device(device).type == "cpu" and len(group) == 1
+        if single:
+            torch.set_num_threads(1)
+        try:
+            fitted = _fit_group(
+                [x_train[i] for i in group], y_train, held, layer_sets, n_classes, recipe, predict,
+                torch.device(device),
+            )  # fmt: skip
+        finally:
+            if single:
+                torch.set_num_threads(threads)
+        for i, fit in zip(group, fitted, strict=True):
+            fits[i] = fit
     return fits  # type: ignore[return-value]
 
 
