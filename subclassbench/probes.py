@@ -165,9 +165,9 @@ def fit_probes(
     threads = torch.get_num_threads()
     for group in _groups([int(np.shape(x)[1]) for x in x_train], len(y_train)):
         layer_sets = {name: ([xs[i] for i in group], y) for name, (xs, y) in evaluations.items()}
-        # A lone probe's steps are too small for intra-op threads (on shared cores they made it ~10× slower);
-        # a batch of layers has the work to share.
-        single = torch.device(device).type == "cpu" and len(group) == 1
+        # One torch thread on CPU: probe steps are small, and on shared cores extra threads made lone probes
+        # ~10× slower and batched groups no faster (benchmarks/bench_gpu.py under load).
+        single = torch.device(device).type == "cpu"
         if single:
             torch.set_num_threads(1)
         try:
