@@ -162,24 +162,24 @@ def fit_probes(
     y_train = np.asarray(y_train, dtype=np.int64)
     held = holdout_rows(y_train, recipe.holdout_fraction, recipe.seed)
     fits: list[ProbeFit | None] = [None] * len(x_train)
+    torch_device = torch.device(device)
+    # One torch thread on CPU: probe steps are small, and on shared cores extra threads made lone probes
+    # ~10× slower and batched groups no faster (benchmarks/bench_gpu.py under load).
+    cpu = torch_device.type == "cpu"
     threads = torch.get_num_threads()
-    for group in _groups([int(np.shape(x)[1]) for x in x_train], len(y_train)):
-        layer_sets = {name: ([xs[i] for i in group], y) for name, (xs, y) in evaluations.items()}
-        # One torch thread on CPU: probe steps are small, and on shared cores extra threads made lone probes
-        # ~10× slower and batched groups no faster (benchmarks/bench_gpu.py under load).
-        single = torch.device(device).type == "cpu"
-        if single:
-            torch.set_num_threads(1)
-        try:
+    if cpu:
+        torch.set_num_threads(1)
+    try:
+        for group in _groups([int(np.shape(x)[1]) for x in x_train], len(y_train)):
+            layer_sets = {name: ([xs[i] for i in group], y) for name, (xs, y) in evaluations.items()}
             fitted = _fit_group(
-                [x_train[i] for i in group], y_train, held, layer_sets, n_classes, recipe, predict,
-                torch.device(device),
-            )  # fmt: skip
-        finally:
-            if single:
-                torch.set_num_threads(threads)
-        for i, fit in zip(group, fitted, strict=True):
-            fits[i] = fit
+                [x_train[i] for i in group], y_train, held, layer_sets, n_classes, recipe, predict, torch_device
+            )
+            for i, fit in zip(group, fitted, strict=True):
+                fits[i] = fit
+    finally:
+        if cpu:
+            torch.set_num_threads(threads)
     return fits  # type: ignore[return-value]
 
 

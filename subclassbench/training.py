@@ -39,6 +39,7 @@ from torch import nn
 from subclassbench import architectures
 from subclassbench.encoders import load_encoder
 from subclassbench.errors import SubclassbenchError, first_line
+from subclassbench.features import DTYPES
 from subclassbench.files import TMP_PATTERN, atomic_path, atomic_write, check_writable_folder, locked
 from subclassbench.hashing import sha256_file, sha256_json
 from subclassbench.tasks import SplitData, Task
@@ -46,7 +47,7 @@ from subclassbench.tasks import SplitData, Task
 LABELS = ("superclass", "subclass")
 LABEL_ALIASES = {"coarse": "superclass", "fine": "subclass"}  # earlier names, still accepted
 AUGMENTS = ("auto", "none", "crop_flip")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = tuple(DTYPES)  # the forward-pass precisions extraction knows
 
 
 def _cosine(optimizer: torch.optim.Optimizer, epochs: int) -> Any:
@@ -375,7 +376,7 @@ def _train_epochs(
     y_train = torch.from_numpy(targets(train_split, labels)).to(device)
     y_test = targets(test_split, labels)
     images = _TrainImages(train_split, device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=DTYPES[recipe.precision], enabled=recipe.precision != "fp32")
     y_train_np = y_train.cpu().numpy()
     steps_per_epoch = -(-len(train_split) // recipe.batch_size)
     bar = tqdm(

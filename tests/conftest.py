@@ -93,6 +93,24 @@ def tiny_image_folder(tmp_path: Path) -> Path:
     return root
 
 
+def digits_mlp_weights(path: Path, seed: int | None = None) -> Path:
+    """A digits_mlp weights file: its default initialisation, or (``seed``) other weights per seed, as
+    another training run would give."""
+    import torch
+    from safetensors.torch import save_file
+
+    from subclassbench.encoders import load_encoder
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = load_encoder("builtin:digits_mlp", num_classes=5).model
+    if seed is not None:
+        for parameter in model.parameters():
+            torch.nn.init.normal_(parameter, std=0.1)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
 def without_run(result) -> dict:
     """A result (a Result or its document) minus its run metadata (time, durations, memory) and the name of its
     per-sample file (which follows the result's own; its sha256 stays compared)."""

@@ -13,22 +13,13 @@ from typer.testing import CliRunner
 
 from subclassbench.cli import app
 from subclassbench.leaderboard import build
+from tests.conftest import digits_mlp_weights
 
 runner = CliRunner()
 
 
 def cli(*args: str):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def digits_mlp_weights(path: Path) -> Path:
-    from safetensors.torch import save_file
-
-    from subclassbench.encoders import load_encoder
-
-    model = load_encoder("builtin:digits_mlp", num_classes=5).model
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from subclassbench.leaderboard import build, collect
 from subclassbench.metrics import tunnel_summary
 from subclassbench.ranking import Contender, tie_aware_ranks
 from subclassbench.results import read_result
+from tests.conftest import digits_mlp_weights
 
 runner = CliRunner()
 
@@ -271,20 +272,6 @@ def _npy(array: np.ndarray) -> bytes:
 # --------------------------------------------------------------------------- seeds and the leaderboard
 
 
-def _mlp_weights(path: Path, seed: int) -> Path:
-    import torch
-    from safetensors.torch import save_file
-
-    from subclassbench.encoders import load_encoder
-
-    torch.manual_seed(seed)
-    model = load_encoder("builtin:digits_mlp", num_classes=5).model
-    for parameter in model.parameters():  # other weights per seed, as another training run would give
-        torch.nn.init.normal_(parameter, std=0.1)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
-
-
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("seeds")
@@ -292,10 +279,10 @@ def seeded(tmp_path_factory) -> Path:
     common = ["--task", "digits-5", "--metrics", "clusterability", "--submissions", subs, "--quiet"]
     meta = ["--training-data", "none", "--license", "MIT", "--citation", "This test suite.", "--labels", "none"]
     for name, seed in (("mlp", None), ("mlp", 1), ("mlp", 2), ("mlp-other", None)):
-        weights = _mlp_weights(root / f"{name}-{seed}.safetensors", 0 if seed is None else seed)
+        weights = digits_mlp_weights(root / f"{name}-{seed}.safetensors", 0 if seed is None else seed)
         extra = [] if seed is None else ["--seed", seed]
         if name == "mlp-other":
-            weights = _mlp_weights(root / "other.safetensors", 7)
+            weights = digits_mlp_weights(root / "other.safetensors", 7)
         out = cli(
             "submit", "--name", name, "--model", "builtin:digits_mlp", "--weights", weights, *common, *meta, *extra
         )
@@ -341,7 +328,7 @@ def test_seed_files_must_be_declared_and_named_for_their_seed(seeded, tmp_path):
 
 
 def test_seed_needs_an_existing_submission(seeded, tmp_path):
-    weights = _mlp_weights(tmp_path / "w.safetensors", 3)
+    weights = digits_mlp_weights(tmp_path / "w.safetensors", 3)
     out = cli(
         "submit", "--name", "fresh", "--model", "builtin:digits_mlp", "--weights", weights, "--task", "digits-5",
         "--seed", "1", "--submissions", seeded, "--quiet",
