@@ -12,10 +12,16 @@ atomically (:mod:`subclassbench.files`), the record last; an entry counts only
 when its record exists and the array file's sha256 matches it, so a
 half-written or damaged file is never read. Concurrent writers of one key
 write the same bytes, so the last rename wins harmlessly.
+
+Extraction streams rows into an entry batch by batch (:class:`EntryWriter`),
+and readers map an entry's file (:meth:`FeatureCache.locate`) rather than load
+it, so neither side ever holds a whole split's features of every layer.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -23,12 +29,20 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from subclassbench.errors import SubclassbenchError
-from subclassbench.files import TMP_PATTERN, atomic_path, atomic_write, check_writable_folder, locked
+from subclassbench.files import (
+    TMP_PATTERN,
+    atomic_path,
+    atomic_write,
+    check_writable_folder,
+    locked,
+    temporary_name,
+)
 from subclassbench.hashing import canonical_json, sha256_file, sha256_text
 
 CACHE_ENV = "SUBCLASSBENCH_CACHE"
@@ -74,18 +88,43 @@ class FeatureCache:
             raise SubclassbenchError(f"{exc}; or pass --cache-dir DIR or --no-cache") from None
 
     def get(self, key: str) -> tuple[np.ndarray, dict[str, Any]] | None:
-        """The array and its record, or None when absent, incomplete or damaged."""
+        """The array (loaded) and its record, or None when absent, incomplete or damaged."""
+        found = self.locate(key)
+        if found is None:
+            return None
+        try:
+            return np.load(found[0], allow_pickle=False), found[1]
+        except (OSError, ValueError):
+            return None
+
+    def locate(self, key: str) -> tuple[Path, dict[str, Any]] | None:
+        """The entry's checked array file and its record, or None when absent, incomplete or damaged.
+
+        The file's sha256 is checked against the record and its header against the record's shape
+        and float32 dtype, so a caller may map it (``np.load(path, mmap_mode="r")``) and read rows
+        as needed instead of loading it whole."""
         array_path, record_path = self._paths(check_key(key))
         try:
             record = json.loads(record_path.read_text())
             if sha256_file(array_path) != record["sha256"]:
                 return None
-            array = np.load(array_path, allow_pickle=False)
+            array = np.load(array_path, mmap_mode="r", allow_pickle=False)
+            shape, dtype = list(array.shape), array.dtype
+            del array  # only the header was read
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None  # an absent, damaged or foreign entry is a miss, never an error
-        if not isinstance(record, dict) or list(array.shape) != record.get("shape") or not _trusted(record, key):
+        if (
+            not isinstance(record, dict)
+            or shape != record.get("shape")
+            or dtype != np.float32
+            or not _trusted(record, key)
+        ):
             return None
-        return array, record
+        return array_path, record
+
+    def writer(self, key: str, n_rows: int) -> EntryWriter:
+        """Stream an ``n_rows``-row float32 entry into the cache batch by batch (see :class:`EntryWriter`)."""
+        return EntryWriter(self, check_key(key), n_rows)
 
     def put(self, key: str, array: np.ndarray, fields: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         array_path, record_path = self._paths(check_key(key))
@@ -104,10 +143,13 @@ class FeatureCache:
             }
             atomic_write(record_path, json.dumps(record, indent=1))  # the record last: it makes the entry count
         except OSError as exc:
-            raise SubclassbenchError(
-                f"cannot write to the feature cache {self.root} ({exc.strerror}); pass --cache-dir DIR, "
-                "set $SUBCLASSBENCH_CACHE to a writable folder, or use --no-cache"
-            ) from None
+            raise self._write_error(exc) from None
+
+    def _write_error(self, exc: OSError) -> SubclassbenchError:
+        return SubclassbenchError(
+            f"cannot write to the feature cache {self.root} ({exc.strerror}); pass --cache-dir DIR, "
+            "set $SUBCLASSBENCH_CACHE to a writable folder, or use --no-cache"
+        )
 
     def entries(self) -> list[CacheEntry]:
         """Every well-formed entry record; a malformed record is skipped with a warning, never trusted."""
@@ -165,6 +207,94 @@ class FeatureCache:
                 except FileNotFoundError:
                     continue
         return removed
+
+
+class EntryWriter:
+    """One cache entry written row block by row block: a float32 ``.npy`` file streamed to a temporary
+    name, hashed as it is written, and made an entry by :meth:`commit` (rename, then the record).
+
+    The file is byte for byte what ``np.save`` writes for the whole matrix. Used as a context manager,
+    an entry that was not committed (an error, a killed run) leaves only its temporary file removed.
+    """
+
+    def __init__(self, cache: FeatureCache, key: str, n_rows: int) -> None:
+        self.cache, self.key, self.n_rows = cache, key, n_rows
+        self.array_path, self.record_path = cache._paths(key)
+        self.rows = 0
+        self.width: int | None = None
+        self._hash = hashlib.sha256()
+        try:
+            self.array_path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = temporary_name(self.array_path)
+            self._handle = self._tmp.open("xb")
+        except OSError as exc:
+            raise cache._write_error(exc) from None
+
+    def __enter__(self) -> EntryWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.abort()  # a no-op after commit
+
+    def _write(self, data: bytes | memoryview) -> None:
+        try:
+            self._handle.write(data)
+        except OSError as exc:
+            self.abort()
+            raise self.cache._write_error(exc) from None
+        self._hash.update(data)
+
+    def append(self, block: np.ndarray) -> None:
+        """The next rows (``B × D``, cast to float32)."""
+        block = np.ascontiguousarray(block, dtype="<f4")
+        if block.ndim != 2:
+            raise ValueError(f"a feature block must be 2-D, got shape {block.shape}")
+        if self.width is None:
+            self.width = int(block.shape[1])
+            header = {"descr": "<f4", "fortran_order": False, "shape": (self.n_rows, self.width)}
+            buffer = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buffer, header)
+            self._write(buffer.getvalue())
+        if block.shape[1] != self.width or self.rows + len(block) > self.n_rows:
+            raise ValueError(f"block of shape {block.shape} does not fit a {self.n_rows} × {self.width} entry")
+        self._write(memoryview(block).cast("B"))
+        self.rows += len(block)
+
+    def commit(self, fields: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
+        """Make the entry count: every row written, file fsynced and renamed, then its record."""
+        if self.rows != self.n_rows or self.width is None:
+            self.abort()
+            raise ValueError(f"entry has {self.rows} of its {self.n_rows} rows")
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            os.chmod(self._tmp, 0o644)
+            os.replace(self._tmp, self.array_path)
+            record = {
+                "key": self.key,
+                "shape": [self.n_rows, self.width],
+                "dtype": "float32",
+                "bytes": self.array_path.stat().st_size,
+                "sha256": self._hash.hexdigest(),
+                "created": time.time(),
+                "fields": fields,
+                **(extra or {}),
+            }
+            atomic_write(self.record_path, json.dumps(record, indent=1))
+        except OSError as exc:
+            self.abort()
+            raise self.cache._write_error(exc) from None
+        return self.array_path
+
+    def abort(self) -> None:
+        """Close and remove the temporary file, if it is still there."""
+        if not self._handle.closed:
+            self._handle.close()
+        try:
+            self._tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{64}")

@@ -30,6 +30,7 @@ from sklearn.metrics.cluster import contingency_matrix
 
 from subclassbench.clustering import kmeans_faiss, kmeans_fit, l2_normalize, nearest_centroid, ward_cuts
 from subclassbench.errors import SubclassbenchError
+from subclassbench.matrices import Rows, all_finite
 from subclassbench.metrics import purity, scores_and_matches
 from subclassbench.probes import ProbeFit, ProbeRecipe, fit_probes
 from subclassbench.protocol import PROTOCOL
@@ -149,9 +150,9 @@ class Reconstruction:
 
 
 def superclass_probes(
-    train_features: list[np.ndarray],
+    train_features: list[np.ndarray | Rows],
     train: SplitData,
-    test_features: list[np.ndarray],
+    test_features: list[np.ndarray | Rows],
     test: SplitData,
     recipe: ProbeRecipe | None = None,
     device: str = "cpu",
@@ -216,7 +217,9 @@ def score_layers(
     with_ward: bool = True,
     device: str = "cpu",
 ) -> list[LayerClusters]:
-    """Clusterability of every layer, in layer order; with ``train`` also reconstruction accuracy."""
+    """Clusterability of every layer, in layer order; with ``train`` also reconstruction accuracy.
+
+    One layer's matrices are in memory at a time (the superclass probes read theirs block by block)."""
     import sklearn
     from tqdm.auto import tqdm
 
@@ -224,21 +227,22 @@ def score_layers(
     # Inputs are checked once here (finite float32, integer labels); scikit-learn's per-call
     # validation otherwise costs more than the clustering itself on superclass-sized problems.
     for layer in layers + (train[0] if train else []):
-        if not np.isfinite(layer.features).all():
+        if not all_finite(layer.rows()):
             raise SubclassbenchError(f"layer {layer.name} has NaN or infinite features; check the encoder's weights")
     probes = None
     if train is not None:
         probes = superclass_probes(
-            [f.features for f in train[0]], train[1], [f.features for f in layers], split, device=device
+            [f.rows() for f in train[0]], train[1], [f.rows() for f in layers], split, device=device
         )
     out = []
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         for i in bar:
-            layer = cluster_layer(layers[i].features, split, with_ward)
+            features = layers[i].features
+            layer = cluster_layer(features, split, with_ward)
             keyed = {"reconstruction_acc": None, "superclass_acc": None, "reconstruction": None}
             if train is not None:
                 assert probes is not None
-                rec = reconstruct(train[0][i].features, train[1], layers[i].features, split, probes[i])
+                rec = reconstruct(train[0][i].features, train[1], features, split, probes[i])
                 layer.superclass_pred, layer.reconstructed = rec.superclass_pred, rec.reconstructed
                 keyed = {
                     "reconstruction_acc": rec.reconstruction_acc,
@@ -251,6 +255,7 @@ def score_layers(
                 }
             layer.scores = {**layer.scores, **keyed}
             out.append(layer)
+            del features  # before the next layer is read
     return out
 
 

@@ -7,8 +7,12 @@ import numpy as np
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Unit-length rows; all-zero rows stay zero (dead units carry no direction)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+    # Row norms a block at a time: ``norm`` squares its whole input first, a second copy of the matrix.
+    if len(x) == 0:
+        return x.astype(np.float32)
+    step = max(1, (16 << 20) // max(1, x.shape[1] * x.itemsize))
+    norms = np.concatenate([np.linalg.norm(x[a : a + step], axis=1, keepdims=True) for a in range(0, len(x), step)])
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)  # one copy of the matrix, not two
 
 
 def kmeans_faiss(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: int) -> np.ndarray:

@@ -32,6 +32,7 @@ from subclassbench.encoders import Encoder, EncoderSpec, load_encoder
 from subclassbench.errors import DataMissingError, SubclassbenchError
 from subclassbench.features import DTYPES, ExtractionContext, LayerFeatures, extract_cached, extract_shard
 from subclassbench.files import check_file_name, check_writable_folder, inside
+from subclassbench.matrices import Rows, all_finite
 from subclassbench.preprocessing import Preprocessing
 from subclassbench.protocol import PROTOCOL, PROTOCOL_VERSION, protocol_fingerprint
 from subclassbench.results import SCHEMA_VERSION, Result, check_output_path
@@ -404,17 +405,17 @@ def score(
     evaluation = next(iter(splits.values()))
     for split_name, layers in features.items():
         for layer in layers:
-            if not np.isfinite(layer.features).all():
+            if not all_finite(layer.rows()):
                 raise SubclassbenchError(
                     f"layer {layer.name} has NaN or infinite features on split '{split_name}'; "
                     "check the encoder's weights"
                 )
     first = features[evaluation.split]
     per_layer: list[dict[str, Any]] = [
-        {"name": f.name, "depth": f.depth, "dim": int(f.features.shape[1]), "pooling": f.pooling} for f in first
+        {"name": f.name, "depth": f.depth, "dim": int(f.shape[1]), "pooling": f.pooling} for f in first
     ]
     for entry, layer in zip(per_layer, first, strict=True):
-        flags = degenerate_flags(layer.features)
+        flags = degenerate_flags(layer.rows())
         if flags:
             entry["flags"] = flags
     summary: dict[str, Any] = {}
@@ -477,12 +478,21 @@ def trained_on(encoder: Encoder) -> set[tuple[str, str]] | None:
         return None
 
 
-def degenerate_flags(features: np.ndarray) -> list[str]:
-    """Per-layer warnings: features that are the same for every sample, or mostly zero (dead units)."""
+def degenerate_flags(features: np.ndarray | Rows) -> list[str]:
+    """Per-layer warnings: features that are the same for every sample, or mostly zero (dead units).
+
+    Read a block of rows at a time."""
+    rows = Rows.of(features)
+    n, width = rows.shape
+    low, high = np.full(width, np.inf), np.full(width, -np.inf)
+    dead = np.ones(width, dtype=bool)
+    for block in rows.blocks():
+        low, high = np.minimum(low, block.min(axis=0)), np.maximum(high, block.max(axis=0))
+        dead &= (block == 0).all(axis=0)
     flags = []
-    if len(features) > 1 and float(np.ptp(features, axis=0).max(initial=0.0)) == 0.0:
+    if n > 1 and float((high - low).max(initial=0.0)) == 0.0:
         flags.append("constant")
-    if features.size and float((features == 0).all(axis=0).mean()) > 0.5:
+    if n and width and float(dead.mean()) > 0.5:
         flags.append("mostly_dead_units")
     return flags
 

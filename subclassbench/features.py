@@ -1,8 +1,10 @@
 """Feature extraction: every requested layer from one forward pass per batch.
 
 Intermediate outputs are captured by forward hooks and pooled on the fly, so
-memory is O(batch × layers × width) plus the pooled N × width matrices that
-form the cacheable boundary between *extract* and *score*.
+memory is O(batch × layers × width). The pooled N × width matrices form the
+cacheable boundary between *extract* and *score*: with a feature cache they
+are streamed to it batch by batch and never held whole (:mod:`subclassbench.matrices`);
+without one they are held in memory.
 
 Pooling (protocol v1): CNN maps ``B×C×H×W`` → global average pool; token
 sequences ``B×T×D`` → mean of the patch tokens, prefix (class/register)
@@ -13,19 +15,22 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from subclassbench.cache import CacheStats, FeatureCache, feature_key
+from subclassbench.cache import CacheStats, EntryWriter, FeatureCache, feature_key
 from subclassbench.datasources import ImageSet
 from subclassbench.encoders import EMBEDDING, Encoder
 from subclassbench.errors import SubclassbenchError
+from subclassbench.matrices import Matrix, Rows
 
 if TYPE_CHECKING:
     from subclassbench.tasks import SplitData
@@ -36,10 +41,29 @@ FORWARD_BATCHES = 0
 
 @dataclass
 class LayerFeatures:
+    """One layer's pooled features on one split: an N × D float32 array, or a cache entry's file."""
+
     name: str
     depth: float
     pooling: str
-    features: np.ndarray  # N × D float32
+    source: np.ndarray | Path
+
+    @cached_property
+    def matrix(self) -> Matrix:
+        return Matrix(self.source)
+
+    @property
+    def features(self) -> np.ndarray:
+        """The whole matrix in memory (a file is read each time: keep it only while it is used)."""
+        return self.matrix.load()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.matrix.shape
+
+    def rows(self, index: np.ndarray | None = None) -> Rows:
+        """Some rows, read lazily (see :class:`~subclassbench.matrices.Rows`)."""
+        return self.matrix.rows(index)
 
 
 def pool(
@@ -120,6 +144,10 @@ def _checked(batch: torch.Tensor | str) -> torch.Tensor:
     return batch
 
 
+# Receives each layer's pooled rows in order: (layer name, rows in the split, pooling, block).
+BlockSink = Callable[[str, int, str, np.ndarray], None]
+
+
 def extract_features(
     encoder: Encoder,
     images: ImageSet,
@@ -131,14 +159,41 @@ def extract_features(
     channels_last: bool = False,
     workers: int | None = None,
 ) -> list[LayerFeatures]:
-    """Run the encoder once over ``images`` and return pooled features per layer.
+    """Run the encoder once over ``images`` and return pooled features per layer, in memory.
 
     ``dtype`` "bf16" runs the forward pass under autocast (pooled features are stored as float32);
     ``channels_last`` lays image batches and weights out NHWC, which GPU convolution kernels prefer.
     Neither changes what a layer is; both may change the last bits, so both key the feature cache.
     """
-    global FORWARD_BATCHES
     names = encoder.select_layers(layers)
+    n = len(images)
+    out: dict[str, np.ndarray] = {}
+    pooling: dict[str, str] = {}
+
+    def keep(name: str, start: int, how: str, block: np.ndarray) -> None:
+        if name not in out:
+            out[name], pooling[name] = np.empty((n, block.shape[1]), dtype=np.float32), how
+        out[name][start : start + len(block)] = block
+
+    forward_pass(encoder, images, names, keep, batch_size, device, progress, dtype, channels_last, workers)
+    return [LayerFeatures(name, encoder.depth(name), pooling[name], out[name]) for name in names]
+
+
+def forward_pass(
+    encoder: Encoder,
+    images: ImageSet,
+    names: list[str],
+    sink: BlockSink,
+    batch_size: int = 256,
+    device: str = "cpu",
+    progress: bool = True,
+    dtype: str = "fp32",
+    channels_last: bool = False,
+    workers: int | None = None,
+) -> None:
+    """One forward pass per batch over ``images``; every layer in ``names`` is pooled and handed to ``sink``
+    as float32 rows, batch by batch and in order, so nothing here grows with the number of images."""
+    global FORWARD_BATCHES
     captured: dict[str, torch.Tensor] = {}
     pooling: dict[str, str] = {}
 
@@ -155,12 +210,12 @@ def extract_features(
         encoder.model.to(memory_format=torch.channels_last)
     workers = default_workers(images) if workers is None else workers
     autocast = torch.autocast(torch_device.type, dtype=DTYPES[dtype], enabled=dtype != "fp32")
-    out: dict[str, np.ndarray] = {}
-    n = len(images)
     start = 0
     try:
         with torch.inference_mode(), autocast:
-            bar = tqdm(total=n, desc=f"extract {encoder.spec}", unit="img", disable=not progress or None, leave=False)
+            bar = tqdm(
+                total=len(images), desc=f"extract {encoder.spec}", unit="img", disable=not progress or None, leave=False
+            )
             for loaded in iterate_batches(images, batch_size, workers, pin_memory=torch_device.type == "cuda"):
                 x = encoder.preprocessing(loaded.to(torch_device, non_blocking=True))
                 if channels_last and x.ndim == 4:
@@ -170,10 +225,7 @@ def extract_features(
                 if EMBEDDING in names:
                     captured[EMBEDDING], pooling[EMBEDDING] = pool(embedding, encoder.prefix_tokens)
                 for name in names:
-                    batch = captured.pop(name).float().cpu().numpy()
-                    if name not in out:
-                        out[name] = np.empty((n, batch.shape[1]), dtype=np.float32)
-                    out[name][start : start + len(batch)] = batch
+                    sink(name, start, pooling[name], captured.pop(name).float().cpu().numpy())
                 start += len(loaded)
                 bar.update(len(loaded))
             bar.close()
@@ -182,7 +234,6 @@ def extract_features(
             handle.remove()
         if channels_last:
             encoder.model.to(memory_format=torch.contiguous_format)
-    return [LayerFeatures(name, encoder.depth(name), pooling[name], out[name]) for name in names]
 
 
 # --------------------------------------------------------------------------- cached extraction
@@ -274,17 +325,41 @@ class ExtractionContext:
     def _split_fingerprint(self) -> str:
         return self.split.fingerprint
 
-    def store(self, cache: FeatureCache, computed: list[LayerFeatures], rows: tuple[int, int] | None) -> None:
-        for layer in computed:
-            extra = {"pooling": layer.pooling, "task": self.split.task.name, "split_name": self.split.split}
-            cache.put(self.key(layer.name, rows), layer.features, self.fields(layer.name, rows), extra)
+    def _extra(self, pooling: str) -> dict[str, Any]:
+        return {"pooling": pooling, "task": self.split.task.name, "split_name": self.split.split}
 
     def extract(self, names: list[str], rows: tuple[int, int] | None = None) -> list[LayerFeatures]:
-        images = self.split.images if rows is None else self.split.images.subset(np.arange(*rows))
+        """Features of ``names`` (on ``rows`` of the split, or all of it), held in memory."""
         return extract_features(
-            self.encoder, images, names, self.batch_size, self.device, self.progress, self.dtype,
+            self.encoder, self._images(rows), names, self.batch_size, self.device, self.progress, self.dtype,
             self.channels_last, self.workers,
         )  # fmt: skip
+
+    def extract_into(
+        self, cache: FeatureCache, names: list[str], rows: tuple[int, int] | None = None
+    ) -> list[LayerFeatures]:
+        """Features of ``names`` streamed into ``cache`` batch by batch, one entry per layer; returned as
+        their files. Entries count only once every row is written: a failed or killed run leaves none."""
+        images = self._images(rows)
+        writers: dict[str, EntryWriter] = {}
+        pooling: dict[str, str] = {}
+        with ExitStack() as open_entries:
+
+            def write(name: str, _start: int, how: str, block: np.ndarray) -> None:
+                if name not in writers:
+                    writers[name] = open_entries.enter_context(cache.writer(self.key(name, rows), len(images)))
+                    pooling[name] = how
+                writers[name].append(block)
+
+            forward_pass(
+                self.encoder, images, names, write, self.batch_size, self.device, self.progress, self.dtype,
+                self.channels_last, self.workers,
+            )  # fmt: skip
+            paths = {name: writers[name].commit(self.fields(name, rows), self._extra(pooling[name])) for name in names}
+        return [LayerFeatures(n, self.encoder.depth(n), pooling[n], paths[n]) for n in names]
+
+    def _images(self, rows: tuple[int, int] | None) -> ImageSet:
+        return self.split.images if rows is None else self.split.images.subset(np.arange(*rows))
 
 
 def shard_rows(n: int, n_shards: int, index: int, batch_size: int) -> tuple[int, int]:
@@ -302,33 +377,36 @@ def extract_shard(
 ) -> None:
     """Extract one contiguous shard of a split into the cache (skipped when already there)."""
     rows = shard_rows(len(context.split), n_shards, index, context.batch_size)
-    missing = [n for n in context.layers if cache.get(context.key(n, rows)) is None]
+    missing = [n for n in context.layers if cache.locate(context.key(n, rows)) is None]
     if stats is not None:
         stats.hits += len(context.layers) - len(missing)
         stats.misses += len(missing)
     if missing and rows[1] > rows[0]:
-        context.store(cache, context.extract(missing, rows), rows)
+        context.extract_into(cache, missing, rows)
 
 
-def _merge_shards(
-    context: ExtractionContext, layer: str, n_shards: int, cache: FeatureCache
-) -> tuple[np.ndarray, dict[str, Any]] | None:
-    parts, keys = [], []
+def _merge_shards(context: ExtractionContext, layer: str, n_shards: int, cache: FeatureCache) -> LayerFeatures | None:
+    """One layer's whole-split entry streamed from its shards' entries (which it then replaces), or None
+    while any shard is missing."""
+    parts: list[tuple[str, Path, dict[str, Any]]] = []
     for index in range(n_shards):
         rows = shard_rows(len(context.split), n_shards, index, context.batch_size)
         if rows[1] == rows[0]:
             continue
-        keys.append(context.key(layer, rows))
-        found = cache.get(keys[-1])
+        key = context.key(layer, rows)
+        found = cache.locate(key)
         if found is None:
             return None
-        parts.append(found)
-    array = np.concatenate([p[0] for p in parts])  # manifest order: shards are contiguous and in order
-    extra = {"pooling": parts[0][1]["pooling"], "task": context.split.task.name, "split_name": context.split.split}
-    cache.put(context.key(layer), array, context.fields(layer), extra)
-    for key in keys:  # the merged entry replaces its parts
+        parts.append((key, *found))
+    pooling = parts[0][2]["pooling"]
+    with cache.writer(context.key(layer), len(context.split)) as merged:
+        for _key, path, _record in parts:  # manifest order: shards are contiguous and in order
+            for block in Matrix(path).rows().blocks():
+                merged.append(block)
+        path = merged.commit(context.fields(layer), context._extra(pooling))
+    for key, _path, _record in parts:  # the merged entry replaces its parts
         cache.remove(key)
-    return cache.get(context.key(layer))
+    return LayerFeatures(layer, context.encoder.depth(layer), pooling, path)
 
 
 def extract_cached(
@@ -339,11 +417,17 @@ def extract_cached(
     n_shards: int | None = None,
 ) -> list[LayerFeatures]:
     """Features of every requested layer: from the cache where present (or mergeable from ``n_shards``
-    shards), else extracted in one pass for the missing layers and stored."""
+    shards), else extracted in one pass for the missing layers and streamed into it.
+
+    With a cache, the returned features are its entries' files, read when scored; without one
+    (``cache=None``) they are arrays in memory."""
     names = context.layers
     if cache is None:
         return context.extract(names)
-    found: dict[str, tuple[np.ndarray, dict[str, Any]] | None] = {n: cache.get(context.key(n)) for n in names}
+    found: dict[str, LayerFeatures | None] = {}
+    for n in names:
+        entry = cache.locate(context.key(n))
+        found[n] = None if entry is None else LayerFeatures(n, context.encoder.depth(n), entry[1]["pooling"], entry[0])
     if n_shards:
         for n in names:
             if found[n] is None:
@@ -352,7 +436,6 @@ def extract_cached(
     if stats is not None:
         stats.hits += len(names) - len(missing)
         stats.misses += len(missing)
-    computed: dict[str, LayerFeatures] = {}
     if missing:
         if cache_only:
             raise SubclassbenchError(
@@ -360,14 +443,5 @@ def extract_cached(
                 f"(layer {missing[0]}) are not in the cache; run `subclassbench extract` with the same --model, "
                 "--weights, --task and --data first"
             )
-        fresh = context.extract(missing)
-        context.store(cache, fresh, None)
-        computed = {f.name: f for f in fresh}
-    out = []
-    for n in names:
-        if n in computed:
-            out.append(computed[n])
-        else:
-            array, record = found[n]  # type: ignore[misc]
-            out.append(LayerFeatures(n, context.encoder.depth(n), record["pooling"], array))
-    return out
+        found.update({f.name: f for f in context.extract_into(cache, missing)})
+    return [found[n] for n in names]  # type: ignore[misc]

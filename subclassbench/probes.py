@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from subclassbench.matrices import Rows, column_moments
+
 
 def _zeros(layer: nn.Linear) -> None:
     # Zero init (as in logistic regression solvers): with few steps on small sets a random
@@ -109,21 +111,14 @@ def holdout_rows(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return held
 
 
-def _standardize(train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
-    mean = train.mean(axis=0, dtype=np.float64)
-    std = train.std(axis=0, dtype=np.float64)
-    std[std < 1e-8] = 1.0  # constant (e.g. dead) units stay at zero instead of blowing up
-    return [torch.from_numpy(((x - mean) / std).astype(np.float32)) for x in (train, *others)]
-
-
 # Largest stacked feature block (bytes) one batched program holds; wider groups are split.
 GROUP_BYTES = 1 << 30
 
 
 def fit_probe(
-    x_train: np.ndarray,
+    x_train: np.ndarray | Rows,
     y_train: np.ndarray,
-    evaluations: dict[str, tuple[np.ndarray, np.ndarray]],
+    evaluations: dict[str, tuple[np.ndarray | Rows, np.ndarray]],
     n_classes: int,
     recipe: ProbeRecipe = ProbeRecipe(),
     predict: tuple[str, ...] = (),
@@ -135,9 +130,9 @@ def fit_probe(
 
 
 def fit_probes(
-    x_train: Sequence[np.ndarray],
+    x_train: Sequence[np.ndarray | Rows],
     y_train: np.ndarray,
-    evaluations: dict[str, tuple[Sequence[np.ndarray], np.ndarray]],
+    evaluations: dict[str, tuple[Sequence[np.ndarray | Rows], np.ndarray]],
     n_classes: int,
     recipe: ProbeRecipe = ProbeRecipe(),
     predict: tuple[str, ...] = (),
@@ -146,7 +141,9 @@ def fit_probes(
     """Train one linear probe per layer on the same rows and labels; score each evaluation set once,
     at the epoch chosen on held-out training rows.
 
-    ``x_train[i]`` and ``evaluations[name][0][i]`` are layer ``i``'s features.
+    ``x_train[i]`` and ``evaluations[name][0][i]`` are layer ``i``'s features: arrays, or lazy
+    :class:`~subclassbench.matrices.Rows` of a cached matrix, read a block at a time while a group's
+    stacked features are filled, so memory holds one group, never every layer.
     The evaluation sets never influence any choice (v1 took the best epoch on
     the scored set itself, which overstates accuracy). ``predict`` names sets
     whose selected-epoch predictions are returned too.
@@ -159,6 +156,8 @@ def fit_probes(
     overhead is shared.
     """
     recipe.check()
+    x_train = [Rows.of(x) for x in x_train]
+    evaluations = {name: ([Rows.of(x) for x in xs], y) for name, (xs, y) in evaluations.items()}
     y_train = np.asarray(y_train, dtype=np.int64)
     held = holdout_rows(y_train, recipe.holdout_fraction, recipe.seed)
     fits: list[ProbeFit | None] = [None] * len(x_train)
@@ -170,7 +169,7 @@ def fit_probes(
     if cpu:
         torch.set_num_threads(1)
     try:
-        for group in _groups([int(np.shape(x)[1]) for x in x_train], len(y_train)):
+        for group in _groups([x.shape[1] for x in x_train], len(y_train)):
             layer_sets = {name: ([xs[i] for i in group], y) for name, (xs, y) in evaluations.items()}
             fitted = _fit_group(
                 [x_train[i] for i in group], y_train, held, layer_sets, n_classes, recipe, predict, torch_device
@@ -196,42 +195,44 @@ def _groups(widths: list[int], n_rows: int) -> list[list[int]]:
 
 
 def _stack(
-    train: list[np.ndarray], others: list[list[np.ndarray]], standardize: bool, device: torch.device
+    train: list[Rows], others: list[list[Rows]], standardize: bool, device: torch.device
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Per-layer standardised (with the fit rows' statistics), zero-padded to the widest layer and stacked
     to G × n × D on ``device``. A padded column is zero in every row, so its gradient is zero and its weights
-    stay at their zero init under AdamW (no update, decay of zero): it changes no logit."""
+    stay at their zero init under AdamW (no update, decay of zero): it changes no logit.
+
+    Layers are read and standardised a block of rows at a time straight into the stacked tensors, in
+    float64 as ``(x - mean) / std`` then cast to float32, with the moments of
+    :func:`~subclassbench.matrices.column_moments` (numpy's own, bit for bit): the same values as
+    standardising whole matrices, without a whole float64 copy of any."""
     width = max(x.shape[1] for x in train)
-    stacked = []
-    for j in range(len(others) + 1):
-        block = torch.zeros((len(train), len(train[0]) if j == 0 else len(others[j - 1][0]), width))
-        stacked.append(block)
+    stacked = [torch.zeros((len(train), len(rows[0]), width), device=device) for rows in (train, *others)]
     for i, fit_x in enumerate(train):
-        matrices = [fit_x, *(o[i] for o in others)]
-        columns = (
-            _standardize(*matrices)
-            if standardize
-            else [torch.from_numpy(np.asarray(x, dtype=np.float32)) for x in matrices]
-        )
-        for block, column in zip(stacked, columns, strict=True):
-            block[i, :, : column.shape[1]] = column
-    stacked = [block.to(device) for block in stacked]
+        if standardize:
+            mean, std = column_moments(fit_x)
+            std[std < 1e-8] = 1.0  # constant (e.g. dead) units stay at zero instead of blowing up
+        for block, source in zip(stacked, [fit_x, *(o[i] for o in others)], strict=True):
+            start = 0
+            for part in source.blocks():
+                values = ((part - mean) / std).astype(np.float32) if standardize else part.astype(np.float32)
+                block[i, start : start + len(part), : part.shape[1]] = torch.from_numpy(values)
+                start += len(part)
     return stacked[0], stacked[1:]
 
 
 def _fit_group(
-    x_train: list[np.ndarray],
+    x_train: list[Rows],
     y_train: np.ndarray,
     held: np.ndarray,
-    evaluations: dict[str, tuple[list[np.ndarray], np.ndarray]],
+    evaluations: dict[str, tuple[list[Rows], np.ndarray]],
     n_classes: int,
     recipe: ProbeRecipe,
     predict: tuple[str, ...],
     device: torch.device,
 ) -> list[ProbeFit]:
     names = list(evaluations)
-    fit_x = [np.asarray(x)[~held] for x in x_train]
-    others = [[np.asarray(x)[held] for x in x_train], *(list(evaluations[n][0]) for n in names)]
+    fit_x = [x.select(~held) for x in x_train]
+    others = [[x.select(held) for x in x_train], *(list(evaluations[n][0]) for n in names)]
     train_x, (hold_x, *eval_xs) = _stack(fit_x, others, recipe.standardize, device)
     eval_x = dict(zip(names, eval_xs, strict=True))
     train_y = torch.from_numpy(y_train[~held]).to(device)

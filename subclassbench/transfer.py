@@ -28,6 +28,7 @@ import numpy as np
 
 from subclassbench.errors import SubclassbenchError
 from subclassbench.features import LayerFeatures
+from subclassbench.matrices import Matrix, Rows
 from subclassbench.metrics import alignment, effective_rank, numerical_rank, singular_values, tunnel_summary
 from subclassbench.probes import ProbeFit, ProbeRecipe, fit_probes
 from subclassbench.protocol import RANK_MAX_ROWS, RANK_REL_TOL, TUNNEL_STRENGTH
@@ -52,9 +53,9 @@ class ProbeSet:
     rows: np.ndarray
     labels: np.ndarray
 
-    def take_all(self, features: dict[str, list[np.ndarray]]) -> list[np.ndarray]:
-        """This set's rows of every layer."""
-        return [matrix[self.rows] for matrix in features[self.split]]
+    def take_all(self, features: dict[str, list[Matrix]]) -> list[Rows]:
+        """This set's rows of every layer, read lazily (a layer at a time, when its probe is stacked)."""
+        return [matrix.rows(self.rows) for matrix in features[self.split]]
 
 
 @dataclass
@@ -153,7 +154,7 @@ class TransferPlan:
 
 
 def _fit_on(
-    features: dict[str, list[np.ndarray]],
+    features: dict[str, list[Matrix]],
     train: ProbeSet,
     test: ProbeSet,
     n_classes: int,
@@ -184,7 +185,7 @@ class LayerTransfer:
 
 
 def score_layers_transfer(
-    features: dict[str, list[np.ndarray]],
+    features: dict[str, list[Matrix]],
     plan: TransferPlan,
     recipe: ProbeRecipe,
     device: str = "cpu",
@@ -255,7 +256,7 @@ def score_layers_transfer(
             }
         scores["ood"] = ood
         scores["ood_mean_acc"] = float(np.mean([v["acc"] for v in ood.values()])) if ood else None
-        rank_features = id_features[i][_rank_rows(len(id_features[i]))]
+        rank_features = np.asarray(id_features[i].select(_rank_rows(len(id_features[i]))))
         s = singular_values(rank_features)  # one SVD serves both ranks
         scores["numerical_rank"] = numerical_rank(rank_features, RANK_REL_TOL, s=s)
         scores["effective_rank"] = effective_rank(rank_features, s=s)
@@ -269,9 +270,13 @@ def distinct_layers(layers: list[LayerFeatures], plan: TransferPlan) -> list[boo
     rows = plan.id_train.rows
     out = []
     for i, layer in enumerate(layers):
-        later = layers[i + 1].features[rows] if i + 1 < len(layers) else None
-        out.append(later is None or not np.array_equal(layer.features[rows], later))
+        out.append(i + 1 == len(layers) or not _same_rows(layer.rows(rows), layers[i + 1].rows(rows)))
     return out
+
+
+def _same_rows(a: Rows, b: Rows) -> bool:
+    """Equal matrices, compared a block of rows at a time (equal widths give equal blocks)."""
+    return a.shape == b.shape and all(np.array_equal(x, y) for x, y in zip(a.blocks(), b.blocks(), strict=True))
 
 
 def score_transfer(
@@ -283,7 +288,7 @@ def score_transfer(
 ) -> list[LayerTransfer]:
     """Per-layer transfer scores; ``features`` maps split key → layers (same order in every split)."""
     recipe = recipe or ProbeRecipe()
-    matrices = {k: [layer.features for layer in layers] for k, layers in features.items()}
+    matrices = {k: [layer.matrix for layer in layers] for k, layers in features.items()}
     distinct = distinct_layers(features[plan.id_train.split], plan)
     out = score_layers_transfer(matrices, plan, recipe, device, progress)
     for layer, is_distinct in zip(out, distinct, strict=True):
