@@ -111,8 +111,18 @@ def holdout_rows(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return held
 
 
-# Largest stacked feature block (bytes) one batched program holds; wider groups are split.
-GROUP_BYTES = 1 << 30
+# Largest stacked block of training features (bytes) one batched program holds on the CPU; wider groups
+# are split. It bounds scoring's host memory (with the held-out and scored rows, about 1.2× this), and is
+# above every shipped result's largest group (ResNet-56 on CIFAR: 319 MiB), whose groups it leaves as they were.
+GROUP_BYTES = 512 << 20
+GPU_GROUP_SHARE = 0.25  # on a GPU: this share of its memory, so wide layers' probes batch too
+
+
+def group_bytes(device: torch.device) -> int:
+    """The stacked-feature budget of one batched program on ``device``."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory * GPU_GROUP_SHARE)
+    return GROUP_BYTES
 
 
 def fit_probe(
@@ -169,7 +179,7 @@ def fit_probes(
     if cpu:
         torch.set_num_threads(1)
     try:
-        for group in _groups([x.shape[1] for x in x_train], len(y_train)):
+        for group in _groups([x.shape[1] for x in x_train], len(y_train), group_bytes(torch_device)):
             layer_sets = {name: ([xs[i] for i in group], y) for name, (xs, y) in evaluations.items()}
             fitted = _fit_group(
                 [x_train[i] for i in group], y_train, held, layer_sets, n_classes, recipe, predict, torch_device
@@ -182,12 +192,12 @@ def fit_probes(
     return fits  # type: ignore[return-value]
 
 
-def _groups(widths: list[int], n_rows: int) -> list[list[int]]:
+def _groups(widths: list[int], n_rows: int, budget: int = GROUP_BYTES) -> list[list[int]]:
     """Layer indices batched together, narrowest first: each group is padded to its widest member and
-    holds at most :data:`GROUP_BYTES` of stacked features (a lone layer may exceed it)."""
+    holds at most ``budget`` bytes of stacked training features (a lone layer may exceed it)."""
     out: list[list[int]] = []
     for i in sorted(range(len(widths)), key=lambda i: (widths[i], i)):
-        if out and (len(out[-1]) + 1) * widths[i] * n_rows * 4 <= GROUP_BYTES:
+        if out and (len(out[-1]) + 1) * widths[i] * n_rows * 4 <= budget:
             out[-1].append(i)
         else:
             out.append([i])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # A fresh feature cache per test session: never the user's, never stale between sessions.
 os.environ["SUBCLASSBENCH_CACHE"] = tempfile.mkdtemp(prefix="subclassbench-test-cache-")
+atexit.register(shutil.rmtree, os.environ["SUBCLASSBENCH_CACHE"], ignore_errors=True)  # never left behind
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import torch
 import pytest
 import yaml
 
@@ -350,11 +351,12 @@ def test_batched_probes_equal_probes_trained_alone():
         assert np.array_equal(alone.predictions["t"], fit.predictions["t"])
 
 
-def test_probe_groups_respect_the_memory_budget(monkeypatch):
+def test_probe_groups_respect_the_memory_budget():
     from subclassbench import probes
 
-    monkeypatch.setattr(probes, "GROUP_BYTES", 100 * 8 * 4 * 2)  # two 8-wide layers of 100 rows
-    groups = probes._groups([8, 4, 8, 8, 2], 100)
+    budget = 100 * 8 * 4 * 2  # two 8-wide layers of 100 rows
+    groups = probes._groups([8, 4, 8, 8, 2], 100, budget)
     assert sorted(i for g in groups for i in g) == [0, 1, 2, 3, 4]
-    assert all(len(g) * max([8, 4, 8, 8, 2][i] for i in g) * 100 * 4 <= probes.GROUP_BYTES for g in groups)
+    assert all(len(g) * max([8, 4, 8, 8, 2][i] for i in g) * 100 * 4 <= budget for g in groups)
     assert groups[0] == [4, 1]  # narrowest first, so padding wastes least
+    assert probes.group_bytes(torch.device("cpu")) == probes.GROUP_BYTES
