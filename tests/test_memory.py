@@ -4,6 +4,7 @@ extracted, scoring reading one layer (or a block of rows) at a time, and the pie
 from __future__ import annotations
 
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def digits_train():
     return load_task("digits-5").load_split("train")
 
 
-def _peak(run) -> int:  # noqa: ANN001 - any callable
+def _peak(run: Callable[[], object]) -> int:
     """Peak bytes numpy (and Python) allocate while ``run`` runs; numpy reports its buffers to tracemalloc."""
     tracemalloc.start()
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import torch
 import pytest
+import torch
 import yaml
 
 from subclassbench.errors import SubclassbenchError
