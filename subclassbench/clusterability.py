@@ -70,14 +70,22 @@ class LayerClusters:
     reconstructed: np.ndarray | None = None  # (n,) reconstructed subclass within it (-1: an empty cluster)
 
 
-def score_clusterability(features: np.ndarray, split: SplitData, with_ward: bool = True) -> dict[str, Any]:
+def score_clusterability(features: np.ndarray | Rows, split: SplitData, with_ward: bool = True) -> dict[str, Any]:
     """k-means (and, with ``with_ward``, Ward overclustering) within each true superclass of one split."""
     return cluster_layer(features, split, with_ward).scores
 
 
-def cluster_layer(features: np.ndarray, split: SplitData, with_ward: bool = True) -> LayerClusters:
-    """:func:`score_clusterability` with the per-image cluster assignments kept."""
-    x = l2_normalize(features)
+def _unit_rows(features: Rows, rows: np.ndarray) -> np.ndarray:
+    """L2-normalised ``rows`` of a layer, read on their own: normalising is per row, so this equals
+    normalising the whole matrix and taking the rows, without holding the whole matrix."""
+    return l2_normalize(np.asarray(features.select(rows)))
+
+
+def cluster_layer(features: np.ndarray | Rows, split: SplitData, with_ward: bool = True) -> LayerClusters:
+    """:func:`score_clusterability` with the per-image cluster assignments kept.
+
+    One superclass's rows of the layer are in memory at a time."""
+    features = Rows.of(features)
     kmeans = np.full(len(split), -1, dtype=np.int64)
     factors = PARAMS["ward"]["overcluster_factors"]
     ward = np.full((len(factors), len(split)), -1, dtype=np.int64) if with_ward else None
@@ -89,13 +97,14 @@ def cluster_layer(features: np.ndarray, split: SplitData, with_ward: bool = True
         _check_superclass(split, s, rows)
         truth = split.subclass[rows]
         k = len(sup.subclasses)
-        pred = kmeans_faiss(x[rows], k, n_init=PARAMS["n_init"], max_iter=PARAMS["max_iter"], seed=PARAMS["seed"])
+        x = _unit_rows(features, rows)
+        pred = kmeans_faiss(x, k, n_init=PARAMS["n_init"], max_iter=PARAMS["max_iter"], seed=PARAMS["seed"])
         kmeans[rows] = pred
         scores, matched = scores_and_matches(truth, pred)
         matched_total += matched
         per_superclass.append({"superclass": sup.id, "name": sup.name, "n": len(rows), "k": k, **scores})
         if with_ward and len(rows) <= PARAMS["ward"]["max_points"]:
-            cuts = ward_cuts(x[rows], [f * k for f in factors])
+            cuts = ward_cuts(x, [f * k for f in factors])
             assert ward is not None
             for i, f in enumerate(factors):
                 ward[i, rows] = cuts[min(f * k, len(rows))]
@@ -166,19 +175,20 @@ def superclass_probes(
 
 
 def reconstruct(
-    train_features: np.ndarray,
+    train_features: np.ndarray | Rows,
     train: SplitData,
-    test_features: np.ndarray,
+    test_features: np.ndarray | Rows,
     test: SplitData,
     fit: ProbeFit | None = None,
 ) -> Reconstruction:
     """Yang et al. (2023)'s fine-label reconstruction from superclass-level information, for one layer.
 
-    ``fit`` is this layer's superclass probe (:func:`superclass_probes`); fit here when not given."""
+    ``fit`` is this layer's superclass probe (:func:`superclass_probes`); fit here when not given.
+    One superclass's rows of the layer are in memory at a time."""
+    train_features, test_features = Rows.of(train_features), Rows.of(test_features)
     if fit is None:
         fit = superclass_probes([train_features], train, [test_features], test)[0]
     predicted_super = fit.predictions["test"]
-    x_train, x_test = l2_normalize(train_features), l2_normalize(test_features)
     correct = np.zeros(len(test), dtype=bool)
     reconstructed = np.full(len(test), -1, dtype=np.int64)
     for s, sup in enumerate(test.task.superclasses):
@@ -186,7 +196,11 @@ def reconstruct(
         _check_superclass(train, s, rows)
         k = len(sup.subclasses)
         centroids, labels = kmeans_fit(
-            x_train[rows], k, n_init=PARAMS["n_init"], max_iter=PARAMS["max_iter"], seed=PARAMS["seed"]
+            _unit_rows(train_features, rows),
+            k,
+            n_init=PARAMS["n_init"],
+            max_iter=PARAMS["max_iter"],
+            seed=PARAMS["seed"],
         )
         # Name each cluster by the Hungarian matching of clusters to subclasses on the train labels.
         table = contingency_matrix(train.subclass[rows], labels)
@@ -196,7 +210,7 @@ def reconstruct(
         name[present_clusters[c]] = present_truth[r]
         assigned = np.flatnonzero(predicted_super == s)
         if len(assigned):
-            fine = name[nearest_centroid(x_test[assigned], centroids)]
+            fine = name[nearest_centroid(_unit_rows(test_features, assigned), centroids)]
             reconstructed[assigned] = fine
             correct[assigned] = (test.superclass[assigned] == s) & (test.subclass[assigned] == fine)
     return Reconstruction(
@@ -219,7 +233,8 @@ def score_layers(
 ) -> list[LayerClusters]:
     """Clusterability of every layer, in layer order; with ``train`` also reconstruction accuracy.
 
-    One layer's matrices are in memory at a time (the superclass probes read theirs block by block)."""
+    Layers are read from their (cached) matrices one superclass's rows at a time, and the superclass
+    probes a block at a time: memory holds part of one layer, however many layers and rows there are."""
     import sklearn
     from tqdm.auto import tqdm
 
@@ -237,12 +252,11 @@ def score_layers(
     out = []
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         for i in bar:
-            features = layers[i].features
-            layer = cluster_layer(features, split, with_ward)
+            layer = cluster_layer(layers[i].rows(), split, with_ward)
             keyed = {"reconstruction_acc": None, "superclass_acc": None, "reconstruction": None}
             if train is not None:
                 assert probes is not None
-                rec = reconstruct(train[0][i].features, train[1], features, split, probes[i])
+                rec = reconstruct(train[0][i].rows(), train[1], layers[i].rows(), split, probes[i])
                 layer.superclass_pred, layer.reconstructed = rec.superclass_pred, rec.reconstructed
                 keyed = {
                     "reconstruction_acc": rec.reconstruction_acc,
@@ -255,7 +269,6 @@ def score_layers(
                 }
             layer.scores = {**layer.scores, **keyed}
             out.append(layer)
-            del features  # before the next layer is read
     return out
 
 

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-# Bytes of one layer read at once by block-wise consumers (statistics, standardisation, checks).
-BLOCK_BYTES = 64 << 20
+# Bytes of one layer read at once by block-wise consumers (statistics, standardisation, checks): large
+# enough that reading is not per-row work, small enough that a block's float64 temporaries stay small.
+BLOCK_BYTES = 8 << 20
 
 
 class Matrix:

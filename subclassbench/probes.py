@@ -224,7 +224,11 @@ def _stack(
         for block, source in zip(stacked, [fit_x, *(o[i] for o in others)], strict=True):
             start = 0
             for part in source.blocks():
-                values = ((part - mean) / std).astype(np.float32) if standardize else part.astype(np.float32)
+                if standardize:
+                    scaled = part - mean  # float64
+                    scaled /= std
+                    part = scaled
+                values = part.astype(np.float32)
                 block[i, start : start + len(part), : part.shape[1]] = torch.from_numpy(values)
                 start += len(part)
     return stacked[0], stacked[1:]
