@@ -92,15 +92,18 @@ def _read_index(index: Path | None, keys: list[IndexKey]) -> dict[IndexKey, str]
         return {}
     try:
         with closing(_connect(path)) as connection:
-            wanted = set(keys)
-            rows = connection.execute("SELECT path, size, mtime_ns, inode, sha256 FROM hashes").fetchall()
+            # Only the files asked for, looked up through the primary key: an index shared by many
+            # datasets is never read whole.
+            connection.execute("CREATE TEMP TABLE wanted (path TEXT, size INTEGER, mtime_ns INTEGER, inode INTEGER)")
+            connection.executemany("INSERT INTO wanted VALUES (?, ?, ?, ?)", keys)
+            rows = connection.execute(
+                "SELECT h.path, h.size, h.mtime_ns, h.inode, h.sha256 FROM wanted w "
+                "JOIN hashes h ON h.path = w.path AND h.size = w.size AND h.mtime_ns = w.mtime_ns "
+                "AND h.inode = w.inode"
+            ).fetchall()
     except sqlite3.Error:
         return {}  # damaged or foreign: hash everything again (and _write_index replaces it)
-    return {
-        (p, s, m, i): h
-        for p, s, m, i, h in rows
-        if (p, s, m, i) in wanted and isinstance(h, str) and _HEX64.fullmatch(h)
-    }
+    return {(p, s, m, i): h for p, s, m, i, h in rows if isinstance(h, str) and _HEX64.fullmatch(h)}
 
 
 def _write_index(index: Path | None, computed: dict[IndexKey, str]) -> None:

@@ -181,6 +181,12 @@ class SplitData:
                     if room[i]:
                         quota[i] += 1
                         spare -= 1
+            # Floors of 2 can push the quotas past n (many tiny subclasses): take the excess back from
+            # strata above their floor, those rounded down the least first.
+            floor_quota, share = np.minimum(counts, 2), counts * n / len(self)
+            for _ in range(int(quota.sum()) - n):
+                above = np.flatnonzero(quota > floor_quota)
+                quota[above[np.argmax(quota[above] - share[above])]] -= 1
             keep = np.sort(np.concatenate([
                 rng.permutation(np.flatnonzero(strata == v))[:q] for v, q in zip(values, quota, strict=True)
             ]))  # fmt: skip

@@ -44,6 +44,19 @@ def test_limit_is_a_seeded_stratified_subset(digits_train):
         digits_train.limited(19)
 
 
+def test_limit_never_exceeds_n_when_floors_bind(digits_train):
+    """Nine subclasses of 3 samples and one of ~170: their floors of 2 would keep 18 + a share of the big
+    one; the subset still holds exactly n samples, at least 2 of each subclass."""
+    strata = digits_train.global_subclass
+    big = int(np.bincount(strata).argmax())
+    rows = np.sort(np.concatenate([np.flatnonzero(strata == v)[: (10**6 if v == big else 3)] for v in range(10)]))
+    skewed = digits_train.subset(rows)
+    for n in (20, 25, 30, 60):
+        part = skewed.limited(n)
+        counts = np.bincount(part.global_subclass, minlength=10)
+        assert len(part) == n and (counts >= 2).all(), (n, counts)
+
+
 def test_a_limited_result_is_marked_and_never_a_submission(tmp_path):
     out = tmp_path / "quick.json"
     done = cli("evaluate", "--task", "digits-5", "--limit", "60", "--metrics", "clusterability", "--out", out, "-q")
