@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,9 @@ class ImageSet:
     def sample_shape(self) -> tuple[int, ...]:
         raise NotImplementedError
 
-    def load(self, index: np.ndarray) -> torch.Tensor:
+    def load(self, index: np.ndarray) -> torch.Tensor | EncodedBatch:
+        """Samples ``index`` as a B×C×H×W float tensor, or (``--decoder torchvision``) still encoded, to be
+        decoded on the evaluation device."""
         raise NotImplementedError
 
     def content_hashes(self) -> list[str]:
@@ -114,12 +117,32 @@ class Decoding:
     image_shape: tuple[int, int, int]
     resize: int | None = None
     interpolation: str = "bilinear"
+    decoder: str = "pil"  # see DECODERS
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"image_shape": list(self.image_shape), "interpolation": self.interpolation}
         if self.resize is not None:
             out.update(resize=self.resize, center_crop=list(self.image_shape[1:]))
+        if self.decoder != "pil":  # absent for the reference decoder, so existing cache keys stay valid
+            out["decoder"] = self.decoder
         return out
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(new width, new height, left, top): torchvision's Resize(int) + CenterCrop, or a straight resize."""
+        _channels, crop_h, crop_w = self.image_shape
+        if self.resize is None:
+            return crop_w, crop_h, 0, 0
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = self.resize, int(self.resize * long / short)  # the long side truncates
+        new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+        return new_w, new_h, round((new_w - crop_w) / 2), round((new_h - crop_h) / 2)  # the offset rounds
+
+
+# How encoded images are decoded and resized: "pil" (the reference: Pillow, in the loader processes) or
+# "torchvision" (torchvision.io's libjpeg-turbo / nvJPEG decoder and torch's antialiased resize, on the
+# evaluation device: a GPU decodes and resizes whole batches). They differ in the last grey level of some
+# pixels, so the decoder keys the feature cache and is recorded with the split (docs/scaling.md).
+DECODERS = ("pil", "torchvision")
 
 
 def decode_image(source: Path | bytes, decoding: Decoding, where: str) -> torch.Tensor:
@@ -137,19 +160,68 @@ def decode_image(source: Path | bytes, decoding: Decoding, where: str) -> torch.
                 if img.size != (width, height):
                     img = img.resize((width, height), method)
             else:
-                # torchvision's Resize(int) + CenterCrop: the long side truncates, the offset rounds.
-                w, h = img.size
-                short, long = (w, h) if w <= h else (h, w)
-                new_short, new_long = decoding.resize, int(decoding.resize * long / short)
-                new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+                new_w, new_h, left, top = decoding.resized_size(*img.size)
                 img = img.resize((new_w, new_h), method)
-                left, top = round((new_w - width) / 2), round((new_h - height) / 2)
                 img = img.crop((left, top, left + width, top + height))
             pixels = np.asarray(img, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError) as exc:
         raise SubclassbenchError(f"cannot decode image {where}: {exc}; remove or replace the corrupt file") from None
     tensor = torch.from_numpy(pixels.copy()).float().div_(255.0)
     return tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor.unsqueeze(0)
+
+
+@dataclass
+class EncodedBatch:
+    """A batch of encoded images, loaded (read, not decoded) by the loader processes and decoded by
+    :meth:`decode` on the evaluation device (``--decoder torchvision``)."""
+
+    data: list[bytes]
+    where: list[str]  # each image's name, for a one-line error
+    decoding: Decoding
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def decode(self, device: torch.device) -> torch.Tensor:
+        """B×C×H×W floats in [0, 1] on ``device``: decoded (a whole batch at once by nvJPEG on a GPU), resized
+        with antialiasing and rounded to grey levels as Pillow's 8-bit resize is, then centre-cropped."""
+        from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+        channels, height, width = self.decoding.image_shape
+        mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+        raw = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in self.data]
+        images: list[torch.Tensor] | None = None
+        with warnings.catch_warnings():
+            # torchvision 0.29 (pinned) deprecates its decoders in favour of TorchCodec; they work as documented.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if device.type == "cuda":
+                try:
+                    images = decode_jpeg(raw, mode=mode, device=device)
+                except RuntimeError:  # a PNG or a corrupt file among them: decode one by one below
+                    images = None
+            if images is None:
+                images = [self._decode_one(r, i, mode, decode_image) for i, r in enumerate(raw)]
+        out = torch.empty((len(raw), channels, height, width), device=device)
+        method = "bicubic" if self.decoding.interpolation == "bicubic" else "bilinear"
+        for i, image in enumerate(images):
+            image = image.to(device).float()
+            new_w, new_h, left, top = self.decoding.resized_size(image.shape[2], image.shape[1])
+            if (new_h, new_w) != tuple(image.shape[1:]):
+                image = torch.nn.functional.interpolate(
+                    image[None], size=(new_h, new_w), mode=method, align_corners=False, antialias=True
+                )[0]
+                image = image.round_().clamp_(0, 255)
+            out[i] = image[:, top : top + height, left : left + width]
+        return out.div_(255.0)
+
+    def _decode_one(self, raw: torch.Tensor, i: int, mode: Any, decode: Any) -> torch.Tensor:
+        try:
+            return decode(raw, mode=mode)
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "not an image"
+            raise SubclassbenchError(
+                f"cannot decode image {self.where[i]}: {reason}; remove or replace the corrupt file"
+            ) from None
 
 
 @dataclass
@@ -165,6 +237,7 @@ class FileImageSet(ImageSet):
     _hashes: list[str] | None = field(default=None, repr=False)
     resize: int | None = None
     interpolation: str = "bilinear"
+    decoder: str = "pil"
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -172,15 +245,25 @@ class FileImageSet(ImageSet):
 
     @property
     def decoding(self) -> Decoding:
-        return Decoding(self.image_shape, self.resize, self.interpolation)
+        return Decoding(self.image_shape, self.resize, self.interpolation, self.decoder)
 
     def with_decoding(self, decoding: Decoding) -> FileImageSet:
         return dataclasses.replace(
-            self, image_shape=decoding.image_shape, resize=decoding.resize, interpolation=decoding.interpolation
+            self,
+            image_shape=decoding.image_shape,
+            resize=decoding.resize,
+            interpolation=decoding.interpolation,
+            decoder=decoding.decoder,
         )
 
-    def load(self, index: np.ndarray) -> torch.Tensor:
+    def load(self, index: np.ndarray) -> torch.Tensor | EncodedBatch:
         decoding = self.decoding
+        if decoding.decoder != "pil":
+            where = [str(self.paths[i]) for i in index]
+            try:
+                return EncodedBatch([self.paths[i].read_bytes() for i in index], where, decoding)
+            except OSError as exc:
+                raise SubclassbenchError(f"cannot read image {exc.filename}: {exc.strerror}") from None
         out = torch.empty((len(index), *self.image_shape), dtype=torch.float32)
         for row, i in enumerate(index):
             out[row] = decode_image(self.paths[i], decoding, str(self.paths[i]))
@@ -201,6 +284,7 @@ class FileImageSet(ImageSet):
             _hashes=hashes,
             resize=self.resize,
             interpolation=self.interpolation,
+            decoder=self.decoder,
         )
 
 

@@ -27,7 +27,7 @@ from subclassbench import __version__, intervals
 from subclassbench.bootstrap import BOOTSTRAP
 from subclassbench.cache import CacheStats, FeatureCache
 from subclassbench.clusterability import LayerClusters, commit_layer, score_layers, summarize
-from subclassbench.datasources import Decoding
+from subclassbench.datasources import DECODERS, Decoding
 from subclassbench.encoders import Encoder, EncoderSpec, load_encoder
 from subclassbench.errors import DataMissingError, SubclassbenchError
 from subclassbench.features import DTYPES, ExtractionContext, LayerFeatures, extract_cached, extract_shard
@@ -77,6 +77,7 @@ class EvaluationRequest:
     dtype: str = "fp32"  # forward-pass precision: fp32 (the protocol's reference) or bf16 (autocast)
     channels_last: bool = False  # NHWC memory layout for the forward pass
     workers: int | None = None  # loader processes for encoded images (None: one per core but one)
+    decoder: str = "pil"  # encoded images: "pil" (the reference) or "torchvision" (on the device)
 
     def check(self) -> None:
         """Options that can be checked before anything is loaded."""
@@ -90,6 +91,8 @@ class EvaluationRequest:
             raise SubclassbenchError("--batch-size must be ≥ 1")
         if self.dtype not in DTYPES:
             raise SubclassbenchError(f"unknown --dtype '{self.dtype}'; use {' or '.join(DTYPES)}")
+        if self.decoder not in DECODERS:
+            raise SubclassbenchError(f"unknown --decoder '{self.decoder}'; use {' or '.join(DECODERS)}")
         if self.limit is not None and self.limit < 1:
             raise SubclassbenchError("--limit must be ≥ 1 (samples per split)")
         if self.workers is not None and not 0 <= self.workers <= MAX_LOADER_WORKERS:
@@ -112,7 +115,12 @@ class EvaluationRequest:
 
     def compute_record(self) -> dict[str, Any]:
         """How the forward pass ran: precision, layout, loader processes (``run.compute`` in a result)."""
-        return {"dtype": self.dtype, "channels_last": self.channels_last, "workers": self.workers}
+        return {
+            "dtype": self.dtype,
+            "channels_last": self.channels_last,
+            "workers": self.workers,
+            "decoder": self.decoder,
+        }
 
 
 def check_device(device: str) -> None:
@@ -300,6 +308,20 @@ def _encoder_decoding(splits: dict[str, SplitData], preprocessing: Preprocessing
     return out
 
 
+def _with_decoder(splits: dict[str, SplitData], decoder: str) -> dict[str, SplitData]:
+    """Every split's encoded images decoded by ``decoder`` (recorded in its decoding, so in its cache keys)."""
+    out = {}
+    for name, data in splits.items():
+        if data.decoding is None or not hasattr(data.images, "with_decoding"):
+            raise SubclassbenchError(
+                f"--decoder applies to encoded images (ImageNet, image folders), not to task '{data.task.name}' "
+                f"split '{data.split}'; drop the option"
+            )
+        decoding = dataclasses.replace(data.decoding, decoder=decoder)
+        out[name] = dataclasses.replace(data, images=data.images.with_decoding(decoding), decoding=decoding)
+    return out
+
+
 def prepare(request: EvaluationRequest) -> Prepared:
     """Load the task's splits and the encoder; nothing is extracted yet."""
     started = time.perf_counter()
@@ -325,6 +347,8 @@ def prepare(request: EvaluationRequest) -> Prepared:
     ood_splits = _load_ood_splits(task, checked, request, notes) if "transfer" in metrics else {}
     if request.image_preprocessing == "encoder":
         ood_splits = _encoder_decoding(ood_splits, encoder.preprocessing)
+    if request.decoder != "pil":
+        splits, ood_splits = _with_decoder(splits, request.decoder), _with_decoder(ood_splits, request.decoder)
     if request.limit is not None:
         splits = {name: data.limited(request.limit) for name, data in splits.items()}
         ood_splits = {name: data.limited(request.limit) for name, data in ood_splits.items()}

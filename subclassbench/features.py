@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from subclassbench.cache import CacheStats, EntryWriter, FeatureCache, feature_key
-from subclassbench.datasources import ImageSet
+from subclassbench.datasources import EncodedBatch, ImageSet
 from subclassbench.encoders import EMBEDDING, Encoder
 from subclassbench.errors import SubclassbenchError
 from subclassbench.matrices import Matrix, Rows
@@ -107,7 +107,7 @@ class _Batches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return -(-len(self.images) // self.batch_size)
 
-    def __getitem__(self, i: int) -> torch.Tensor | str:
+    def __getitem__(self, i: int) -> torch.Tensor | EncodedBatch | str:
         start = i * self.batch_size
         try:
             return self.images.load(np.arange(start, min(start + self.batch_size, len(self.images))))
@@ -117,7 +117,7 @@ class _Batches(torch.utils.data.Dataset):
 
 def iterate_batches(
     images: ImageSet, batch_size: int, workers: int, pin_memory: bool = False
-) -> Iterator[torch.Tensor]:
+) -> Iterator[torch.Tensor | EncodedBatch]:
     """Every batch of ``images`` in order: loaded in this process (``workers=0``) or by ``workers`` processes
     ahead of the consumer (prefetching, optionally into pinned memory for non-blocking copies to a GPU)."""
     batches = _Batches(images, batch_size)
@@ -138,7 +138,7 @@ def iterate_batches(
         yield _checked(batch)
 
 
-def _checked(batch: torch.Tensor | str) -> torch.Tensor:
+def _checked(batch: torch.Tensor | EncodedBatch | str) -> torch.Tensor | EncodedBatch:
     if isinstance(batch, str):
         raise SubclassbenchError(batch)
     return batch
@@ -217,7 +217,10 @@ def forward_pass(
                 total=len(images), desc=f"extract {encoder.spec}", unit="img", disable=not progress or None, leave=False
             )
             for loaded in iterate_batches(images, batch_size, workers, pin_memory=torch_device.type == "cuda"):
-                x = encoder.preprocessing(loaded.to(torch_device, non_blocking=True))
+                if isinstance(loaded, EncodedBatch):  # --decoder torchvision: decoded here, on the device
+                    x = encoder.preprocessing(loaded.decode(torch_device))
+                else:
+                    x = encoder.preprocessing(loaded.to(torch_device, non_blocking=True))
                 if channels_last and x.ndim == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 FORWARD_BATCHES += 1

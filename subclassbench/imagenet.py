@@ -24,6 +24,7 @@ from subclassbench.datasources import (
     IMAGE_SUFFIXES,
     DataSource,
     Decoding,
+    EncodedBatch,
     FileImageSet,
     ImageSet,
     decode_image,
@@ -202,8 +203,10 @@ class HFImageSet(ImageSet):
             out.append(data or b"")
         return out
 
-    def load(self, index: np.ndarray) -> torch.Tensor:
+    def load(self, index: np.ndarray) -> torch.Tensor | EncodedBatch:
         encoded = self._encoded(self.rows[index].tolist())
+        if self.decoding.decoder != "pil":  # decoded on the evaluation device (datasources.DECODERS)
+            return EncodedBatch(encoded, [f"{self.ids[i]} (row {self.rows[i]})" for i in index], self.decoding)
         pairs = zip(index, encoded, strict=True)
         images = [decode_image(data, self.decoding, f"{self.ids[i]} (row {self.rows[i]})") for i, data in pairs]
         return torch.stack(images)

@@ -197,3 +197,75 @@ def test_file_hashes_are_memoised_by_path_size_and_mtime(tmp_path, monkeypatch):
     assert hashing.sha256_files(files, index) == again and len(calls) == 5
     calls.clear()
     assert hashing.sha256_files(files, index) == again and calls == []
+
+
+# --------------------------------------------------------------------------- --decoder torchvision
+
+
+def _jpegs(folder: Path) -> list[Path]:
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    paths = []
+    for i, (w, h) in enumerate([(40, 30), (33, 50), (64, 64), (16, 16), (300, 200)]):
+        ramp = np.linspace(0, 1, w)[None, :, None] * 200
+        pixels = np.clip(ramp + rng.rand(h, w, 3) * 55, 0, 255).astype(np.uint8)
+        paths.append(folder / f"{i}.jpg")
+        Image.fromarray(pixels).save(paths[-1], quality=90)
+    return paths
+
+
+@pytest.mark.parametrize(("resize", "interpolation"), [(None, "bilinear"), (28, "bilinear"), (28, "bicubic")])
+def test_torchvision_decoding_is_pillows_within_one_grey_level(tmp_path, resize, interpolation):
+    """Decoded on the device (batched nvJPEG on a GPU, libjpeg-turbo here), resized with antialiasing and
+    rounded to grey levels, each pixel is Pillow's within one level of 255; an image at its size is identical."""
+    import torch
+
+    from subclassbench.datasources import Decoding, EncodedBatch, decode_image
+
+    paths = _jpegs(tmp_path)
+    decoding = Decoding((3, 16, 16) if resize is None else (3, 24, 24), resize, interpolation)
+    reference = torch.stack([decode_image(p, decoding, str(p)) for p in paths])
+    batch = EncodedBatch([p.read_bytes() for p in paths], [str(p) for p in paths], decoding)
+    decoded = batch.decode(torch.device("cpu"))
+    levels = (decoded - reference).abs() * 255
+    assert decoded.shape == reference.shape and float(levels.max()) <= 1.0 + 1e-4
+    assert float(levels.mean()) < 0.3
+    if resize is None:
+        assert float(levels[3].max()) == 0.0  # the 16×16 image is not resized: the same decoder, the same pixels
+
+
+def test_decoder_is_recorded_and_keys_the_cache(tmp_path, tiny_image_task, tiny_image_folder):
+    outs = {}
+    for decoder in ("pil", "torchvision"):
+        outs[decoder] = tmp_path / f"{decoder}.json"
+        done = cli(
+            "evaluate", "--model", "builtin:cifar_resnet20", "--task", tiny_image_task, "--data", tiny_image_folder,
+            "--decoder", decoder, "--metrics", "clusterability", "--bootstrap", "0", "--out", outs[decoder], "-q",
+        )  # fmt: skip
+        assert done.exit_code == 0, done.output
+    docs = {d: json.loads(p.read_text()) for d, p in outs.items()}
+    assert docs["torchvision"]["task"]["splits"]["test"]["decoding"]["decoder"] == "torchvision"
+    assert "decoder" not in docs["pil"]["task"]["splits"]["test"]["decoding"]  # the reference keeps its keys
+    assert docs["torchvision"]["run"]["compute"]["decoder"] == "torchvision"
+    assert docs["torchvision"]["run"]["feature_cache"]["misses"] > 0  # its own entries, never pil's
+    # Lossless PNGs at their size: the two decoders see the same pixels, so the scores agree.
+    assert docs["torchvision"]["layers"] == docs["pil"]["layers"]
+
+
+def test_torchvision_decoder_errors_are_one_line(tmp_path, tiny_image_task, tiny_image_folder):
+    from subclassbench.datasources import Decoding
+
+    split = load_task(str(tiny_image_task)).load_split("test", str(tiny_image_folder))
+    split.images.paths[5].write_bytes(b"not an image")
+    images = split.images.with_decoding(Decoding((3, 16, 16), decoder="torchvision"))
+    encoder = load_encoder("builtin:cifar_resnet20", sample_shape=(3, 16, 16))
+    with pytest.raises(SubclassbenchError, match=r"cannot decode image .*0005") as caught:
+        extract_features(encoder, images, batch_size=8, progress=False, workers=0)
+    assert "\n" not in str(caught.value)
+    for args, message in (
+        (["--task", "digits-5", "--decoder", "torchvision"], "--decoder applies to encoded images"),
+        (["--task", "digits-5", "--decoder", "nvjpeg"], "use pil or torchvision"),
+    ):
+        done = cli("evaluate", *args, "-q")
+        assert done.exit_code == 2 and message in done.output and "Traceback" not in done.output

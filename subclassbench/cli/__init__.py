@@ -119,6 +119,13 @@ WorkersOption = Annotated[
         "[default: one per available core but one; none for in-memory arrays]",
     ),
 ]
+DecoderOption = Annotated[
+    str,
+    typer.Option(
+        help="Encoded images: decode with Pillow in the loader processes (pil, the reference) or with "
+        "torchvision on --device (torchvision: nvJPEG on a GPU). Recorded; keys the feature cache."
+    ),
+]
 DEFAULT_MODEL = "builtin:digits_cnn.digits5_coarse"
 
 

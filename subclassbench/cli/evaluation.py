@@ -12,6 +12,7 @@ from subclassbench.cli import (
     CacheDirOption,
     ChannelsLastOption,
     DataOption,
+    DecoderOption,
     DtypeOption,
     LayersOption,
     LimitOption,
@@ -125,6 +126,7 @@ def evaluate(
     dtype: DtypeOption = "fp32",
     channels_last: ChannelsLastOption = False,
     workers: WorkersOption = None,
+    decoder: DecoderOption = "pil",
     cache_dir: CacheDirOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -152,6 +154,7 @@ def evaluate(
         dtype=dtype,
         channels_last=channels_last,
         workers=workers,
+        decoder=decoder,
     )
     result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=True)
@@ -175,6 +178,7 @@ def extract(
     dtype: DtypeOption = "fp32",
     channels_last: ChannelsLastOption = False,
     workers: WorkersOption = None,
+    decoder: DecoderOption = "pil",
     cache_dir: CacheDirOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -185,7 +189,7 @@ def extract(
     part = None if shard is None else parse_shard(shard)
     request = _request(
         model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet, ood_data,
-        limit=limit, dtype=dtype, channels_last=channels_last, workers=workers,
+        limit=limit, dtype=dtype, channels_last=channels_last, workers=workers, decoder=decoder,
     )  # fmt: skip
     stats = run(request, shard=part)
     typer.echo(f"{model} on {task}{f' shard {shard}' if shard else ''}: {stats.misses} extracted, {stats.hits} cached")
@@ -217,6 +221,7 @@ def score(
     device: Annotated[
         str, typer.Option(help="The device the features were extracted on (it keys the cache); probes run on it.")
     ] = "cpu",
+    decoder: Annotated[str, typer.Option(help="The decoder the features were extracted with.")] = "pil",
     cache_dir: CacheDirOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -226,6 +231,7 @@ def score(
     request = _request(
         model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet, ood_data,
         cache="only", n_shards=shards, bootstrap=bootstrap, limit=limit, dtype=dtype, channels_last=channels_last,
+        decoder=decoder,
     )  # fmt: skip
     result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=False)
