@@ -35,14 +35,7 @@ from typing import Any
 import numpy as np
 
 from subclassbench.errors import SubclassbenchError
-from subclassbench.files import (
-    TMP_PATTERN,
-    atomic_path,
-    atomic_write,
-    check_writable_folder,
-    locked,
-    temporary_name,
-)
+from subclassbench.files import TMP_PATTERN, AtomicStream, atomic_path, atomic_write, check_writable_folder, locked
 from subclassbench.hashing import canonical_json, sha256_file, sha256_text
 
 CACHE_ENV = "SUBCLASSBENCH_CACHE"
@@ -224,9 +217,7 @@ class EntryWriter:
         self.width: int | None = None
         self._hash = hashlib.sha256()
         try:
-            self.array_path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = temporary_name(self.array_path)
-            self._handle = self._tmp.open("xb")
+            self._file = AtomicStream(self.array_path)
         except OSError as exc:
             raise cache._write_error(exc) from None
 
@@ -238,7 +229,7 @@ class EntryWriter:
 
     def _write(self, data: bytes | memoryview) -> None:
         try:
-            self._handle.write(data)
+            self._file.write(data)
         except OSError as exc:
             self.abort()
             raise self.cache._write_error(exc) from None
@@ -266,11 +257,7 @@ class EntryWriter:
             self.abort()
             raise ValueError(f"entry has {self.rows} of its {self.n_rows} rows")
         try:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
-            os.chmod(self._tmp, 0o644)
-            os.replace(self._tmp, self.array_path)
+            self._file.finish()
             record = {
                 "key": self.key,
                 "shape": [self.n_rows, self.width],
@@ -289,12 +276,7 @@ class EntryWriter:
 
     def abort(self) -> None:
         """Close and remove the temporary file, if it is still there."""
-        if not self._handle.closed:
-            self._handle.close()
-        try:
-            self._tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        self._file.discard()
 
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{64}")

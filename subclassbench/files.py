@@ -68,6 +68,34 @@ def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
         raise
 
 
+class AtomicStream:
+    """A file written piece by piece under a temporary name (:func:`temporary_name`), which becomes
+    ``path`` only through :meth:`finish` (flushed, fsynced, renamed); :meth:`discard` removes it. For
+    writers too large to stage whole, such as a feature cache entry streamed batch by batch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = temporary_name(path)
+        self.handle = self.tmp.open("xb")
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.handle.write(data)
+
+    def finish(self, mode: int = 0o644) -> Path:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        os.chmod(self.tmp, mode)
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+        _discard(self.tmp)
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` atomically (see the module docstring); returns the path."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
