@@ -333,10 +333,7 @@ class ExtractionContext:
 
     def extract(self, names: list[str], rows: tuple[int, int] | None = None) -> list[LayerFeatures]:
         """Features of ``names`` (on ``rows`` of the split, or all of it), held in memory."""
-        return extract_features(
-            self.encoder, self._images(rows), names, self.batch_size, self.device, self.progress, self.dtype,
-            self.channels_last, self.workers,
-        )  # fmt: skip
+        return extract_features(self.encoder, self._images(rows), names, **self._pass_options())
 
     def extract_into(
         self, cache: FeatureCache, names: list[str], rows: tuple[int, int] | None = None
@@ -354,12 +351,16 @@ class ExtractionContext:
                     pooling[name] = how
                 writers[name].append(block)
 
-            forward_pass(
-                self.encoder, images, names, write, self.batch_size, self.device, self.progress, self.dtype,
-                self.channels_last, self.workers,
-            )  # fmt: skip
+            forward_pass(self.encoder, images, names, write, **self._pass_options())
             paths = {name: writers[name].commit(self.fields(name, rows), self._extra(pooling[name])) for name in names}
         return [LayerFeatures(n, self.encoder.depth(n), pooling[n], paths[n]) for n in names]
+
+    def _pass_options(self) -> dict[str, Any]:
+        """How the forward pass runs: the same for in-memory and streamed extraction."""
+        return {
+            "batch_size": self.batch_size, "device": self.device, "progress": self.progress, "dtype": self.dtype,
+            "channels_last": self.channels_last, "workers": self.workers,
+        }  # fmt: skip
 
     def _images(self, rows: tuple[int, int] | None) -> ImageSet:
         return self.split.images if rows is None else self.split.images.subset(np.arange(*rows))
