@@ -7,6 +7,14 @@ Sources:
 * ``timm:<model>[.<pretrained tag>]`` — any timm model; pretrained weights from
   the local cache, the hub when online, or ``--weights FILE``.
 * ``open_clip:<arch>[@<pretrained tag>]`` — an OpenCLIP image tower.
+* ``hf:<org>/<name>[@<revision>]`` — a Hugging Face ``transformers`` vision model.
+* ``module:<name>`` — a Python ``nn.Module`` handed to :func:`subclassbench.evaluate`.
+* any source another package declares under the ``subclassbench.encoder_sources``
+  entry point (:mod:`subclassbench.registry`).
+
+Hub weights (``hf:``, and ``timm:``/``open_clip:`` tags whose weights live on the
+Hugging Face Hub) take a trailing ``@<revision>`` (branch, tag or commit); the
+commit it resolves to and the files' sha256 are recorded (:mod:`subclassbench.hub`).
 
 Every encoder exposes an ordered list of layers, input side first, ending with
 ``embedding`` (the representation fed to the classifier head). Intermediate
@@ -34,6 +42,7 @@ from subclassbench import architectures
 from subclassbench.errors import SubclassbenchError, closest, first_line
 from subclassbench.files import inside
 from subclassbench.hashing import sha256_file
+from subclassbench.hub import HubFiles, check_revision, resolve
 from subclassbench.preprocessing import Preprocessing
 from subclassbench.registry import Registry
 
@@ -49,11 +58,13 @@ BLOCK_PATTERNS = (
     r"blocks\.\d+\.\d+",  # EfficientNet / MobileNet stages of blocks
     r"blocks\.\d+",  # timm ViT, DeiT, MLP-Mixer
     r"s\d+\.b\d+",  # timm RegNet
+    r"(encoder\.)?layers?\.\d+",  # transformers ViT, DeiT, BEiT, DINOv2
+    r"encoder\.stages\.\d+\.layers\.\d+",  # transformers ResNet, ConvNeXt
     r"stages\.\d+",
     r"features\.\d+",
 )
 MIN_LAYERS = 3  # with the embedding: fewer cannot show how structure changes with depth
-STEM_CANDIDATES = ("stem", "patch_embed", "maxpool", "act1", "conv1", "conv_stem")
+STEM_CANDIDATES = ("stem", "patch_embed", "maxpool", "act1", "conv1", "conv_stem", "embeddings", "embedder")
 
 
 @dataclass
@@ -130,17 +141,22 @@ class Encoder:
         """What identifies this encoder's features in the cache: weights by content, never by name alone."""
         weights_sha256 = None if self.weights is None else self.weights.get("sha256")
         source = ENCODER_SOURCES.get(self.source)
-        return {
+        identity = {
             "spec": self.spec,
             "pretrained": self.pretrained,
             "weights_sha256": weights_sha256,
             "arch_kwargs": (self.card or {}).get("arch_kwargs") or {},
             "hub_library": source.hub_library(self.pretrained, weights_sha256),
         }
+        plugin = ENCODER_SOURCES.plugins.get(self.source)
+        if plugin is not None:  # a plug-in's code decides its features: a new release is a new model
+            identity["plugin"] = plugin
+        return identity
 
     def info(self) -> dict[str, Any]:
         """The result's ``encoder`` record."""
-        return {
+        plugin = ENCODER_SOURCES.plugins.get(self.source)
+        return ({"plugin": plugin} if plugin else {}) | {
             "spec": self.spec,
             "source": self.source,
             "arch": self.arch,
@@ -160,6 +176,7 @@ class EncoderSpec:
     source: str
     name: str
     tag: str | None
+    revision: str | None = None  # a pinned hub revision (``@<branch, tag or commit>``)
 
     @classmethod
     def parse(cls, spec: str) -> EncoderSpec:
@@ -171,14 +188,22 @@ class EncoderSpec:
             )
         source_name, _, rest = spec.partition(":")
         source = ENCODER_SOURCES.get(source_name, f" in '{spec}'")
-        name, _, tag = rest.partition(source.tag_separator)
+        revision = None
+        if source.revisions and "@" in rest:
+            # The last '@' pins a revision, unless it is open_clip's only '@' (its tag separator).
+            head, _, last = rest.rpartition("@")
+            if source.tag_separator != "@" or "@" in head:
+                rest, revision = head, last
+                check_revision(revision)
+        name, _, tag = rest.partition(source.tag_separator) if source.tag_separator else (rest, "", "")
         if not name:
             raise SubclassbenchError(f"model spec '{spec}' has no model name after '{source_name}:'")
-        return cls(source_name, name, tag or None)
+        return cls(source_name, name, tag or None, revision)
 
     def __str__(self) -> str:
         separator = ENCODER_SOURCES.get(self.source).tag_separator
-        return f"{self.source}:{self.name}" + (f"{separator}{self.tag}" if self.tag else "")
+        text = f"{self.source}:{self.name}" + (f"{separator}{self.tag}" if self.tag else "")
+        return text + (f"@{self.revision}" if self.revision else "")
 
 
 @dataclass(frozen=True)
@@ -199,7 +224,9 @@ class EncoderSource:
 
     name: str
     load: Callable[[LoadRequest], Encoder]
-    tag_separator: str = "."
+    tag_separator: str = "."  # "" for sources without tags
+    # Whether specs may pin a hub revision with a trailing ``@<revision>``.
+    revisions: bool = False
     # Hub weights without a weights file are identified by this library's version (the cache identity).
     hub_distribution: str | None = None
     # Whether ``--random-init`` applies (builtin nets are untrained unless weights are given).
@@ -513,6 +540,43 @@ def _feature_info_modules(root: nn.Module) -> list[str]:
     return [e["module"] for e in entries if isinstance(e, dict) and isinstance(e.get("module"), str)]
 
 
+TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # what timm reads from a hub repository, in order
+OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def _no_revision_with_file(parsed: EncoderSpec, meta: dict[str, Any] | None) -> None:
+    if parsed.revision and meta is not None:
+        raise SubclassbenchError(f"{parsed}: --weights FILE and a pinned @revision both name the weights; drop one")
+
+
+def _hub_snapshot(repo: str, revision: str | None, candidates: tuple[str, ...]) -> HubFiles:
+    """The first of ``candidates`` that the repository holds at ``revision``, resolved and hashed."""
+    last: SubclassbenchError | None = None
+    for name in candidates:
+        try:
+            return resolve(repo, revision, [name])
+        except SubclassbenchError as exc:
+            last = exc
+    assert last is not None
+    raise last
+
+
+def _timm_hub_files(timm: Any, name: str, revision: str | None) -> HubFiles | None:
+    """timm weights that live on the Hugging Face Hub, resolved to a commit and hashed; None for URL weights."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not hub_id:
+        if revision:
+            raise SubclassbenchError(
+                f"timm:{name} has no Hugging Face Hub weights (they come from a URL); drop @{revision} "
+                "or pass --weights FILE"
+            )
+        return None  # identified by timm's version (hub_library), as before hub pinning
+    repo, _, pinned = hub_id.partition("@")
+    filename = getattr(cfg, "hf_hub_filename", None)
+    return _hub_snapshot(repo, revision or pinned or None, (filename,) if filename else TIMM_WEIGHTS)
+
+
 def _load_timm(request: LoadRequest) -> Encoder:
     parsed, weights, pretrained = request.spec, request.weights, request.pretrained
     import timm
@@ -524,8 +588,14 @@ def _load_timm(request: LoadRequest) -> Encoder:
             f"unknown timm model '{parsed.name}'; close matches: {closest(parsed.name, timm.list_models())}"
         )
     meta = _weights_meta(weights)
+    _no_revision_with_file(parsed, meta)
     kwargs: dict[str, Any] = {}
-    if meta is not None:
+    if meta is None and pretrained:
+        hub_files = _timm_hub_files(timm, name, parsed.revision)
+        if hub_files is not None:
+            meta = hub_files.record()
+            kwargs["pretrained_cfg_overlay"] = {"file": str(hub_files.main_file)}
+    elif meta is not None:
         kwargs["pretrained_cfg_overlay"] = {"file": meta["path"]}
         pretrained = True
     try:
@@ -548,7 +618,7 @@ def _load_timm(request: LoadRequest) -> Encoder:
         return model.forward_head(model.forward_features(x), pre_logits=True)
 
     return Encoder(
-        spec=f"timm:{name}",
+        spec=f"timm:{name}" + (f"@{parsed.revision}" if parsed.revision else ""),
         source="timm",
         arch=parsed.name,
         tag=parsed.tag,
@@ -574,9 +644,26 @@ def _load_open_clip(request: LoadRequest) -> Encoder:
             f"close matches: {closest(parsed.name, open_clip.list_models())}"
         )
     meta = _weights_meta(weights)
+    _no_revision_with_file(parsed, meta)
     source: str | None = meta["path"] if meta else (parsed.tag if pretrained else None)
+    options: dict[str, Any] = {}
+    cfg = open_clip.get_pretrained_cfg(parsed.name, parsed.tag) if meta is None and pretrained and parsed.tag else {}
+    if cfg and cfg.get("hf_hub"):
+        # Hub weights: resolve and hash the file ourselves, then build the model exactly as the tag would.
+        repo_path = cfg["hf_hub"].strip("/").split("/")
+        candidates = (repo_path[2],) if len(repo_path) > 2 else OPEN_CLIP_WEIGHTS
+        hub_files = _hub_snapshot("/".join(repo_path[:2]), parsed.revision, candidates)
+        meta, source = hub_files.record(), str(hub_files.main_file)
+        options = {
+            "force_quick_gelu": bool(cfg.get("quick_gelu", False)),
+            "force_preprocess_cfg": {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg},
+        }
+    elif parsed.revision:
+        raise SubclassbenchError(
+            f"{parsed}: only Hugging Face Hub weights take an @revision; this tag has none on the hub"
+        )
     try:
-        model = open_clip.create_model(parsed.name, pretrained=source)
+        model = open_clip.create_model(parsed.name, pretrained=source, **options)
     except Exception as exc:
         first = first_line(exc, 120)
         raise SubclassbenchError(
@@ -597,7 +684,7 @@ def _load_open_clip(request: LoadRequest) -> Encoder:
         return model.encode_image(x)
 
     return Encoder(
-        spec=f"open_clip:{parsed.name}" + (f"@{parsed.tag}" if parsed.tag else ""),
+        spec=str(parsed),
         source="open_clip",
         arch=parsed.name,
         tag=parsed.tag,
@@ -612,9 +699,115 @@ def _load_open_clip(request: LoadRequest) -> Encoder:
     )
 
 
+# --------------------------------------------------------------------------- Hugging Face transformers
+
+HF_CONFIG_FILES = ("config.json", "preprocessor_config.json")
+RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL resample codes in preprocessor_config.json
+
+
+def _hf_preprocessing(folder: Path, config: Any) -> Preprocessing:
+    """The model's own eval transform from its ``preprocessor_config.json`` (else its config's image size)."""
+    path = folder / "preprocessor_config.json"
+    try:
+        pre = json.loads(path.read_text()) if path.is_file() else {}
+        if not isinstance(pre, dict):
+            raise ValueError("not a JSON object")
+        size = pre.get("size", config.image_size)
+        crop = pre.get("crop_size") if pre.get("do_center_crop") else None
+
+        def hw(value: Any) -> tuple[int, int] | None:
+            if isinstance(value, int):
+                return value, value
+            if isinstance(value, dict) and "height" in value:
+                return int(value["height"]), int(value["width"])
+            return None
+
+        short = size.get("shortest_edge") if isinstance(size, dict) else None
+        height, width = hw(crop) or hw(size) or (int(short), int(short))
+        crop_pct = height / int(short) if crop is not None and short else 1.0
+        return Preprocessing(
+            input_size=(int(getattr(config, "num_channels", 3)), height, width),
+            mean=tuple(float(v) for v in pre.get("image_mean", (0.5, 0.5, 0.5))),
+            std=tuple(float(v) for v in pre.get("image_std", (0.5, 0.5, 0.5))),
+            interpolation=RESAMPLE.get(pre.get("resample", 2), "bilinear"),
+            crop_pct=crop_pct,
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SubclassbenchError(f"{path}: cannot read the image preprocessing ({first_line(exc)})") from None
+
+
+def _load_hf(request: LoadRequest) -> Encoder:
+    """A ``transformers`` vision backbone (``AutoModel``), safetensors weights only and no remote code."""
+    parsed = request.spec
+    if request.weights is not None:
+        raise SubclassbenchError(f"{parsed}: hf: weights come from the hub repository; pin them with @REVISION")
+    hub_files = None
+    if request.pretrained:
+        hub_files = resolve(parsed.name, parsed.revision, [*HF_CONFIG_FILES, "model.safetensors"])
+        if "model.safetensors" not in hub_files.files:  # pickled .bin weights could run code: never read them
+            raise SubclassbenchError(f"{parsed} has no model.safetensors; only safetensors weights are read")
+        folder = hub_files.folder
+    else:
+        folder = resolve(parsed.name, parsed.revision, list(HF_CONFIG_FILES), weights=False).folder
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        if hub_files is not None:
+            model = transformers.AutoModel.from_pretrained(folder, use_safetensors=True, trust_remote_code=False)
+        else:
+            model = transformers.AutoModel.from_config(config, trust_remote_code=False)
+    except Exception as exc:  # unknown architecture, malformed config, mismatched weights
+        raise SubclassbenchError(
+            f"cannot load {parsed} with transformers {transformers.__version__} ({first_line(exc, 120)}); "
+            "check the repository holds a vision model with config.json and model.safetensors"
+        ) from None
+    if not hasattr(config, "image_size") and not (folder / "preprocessor_config.json").is_file():
+        raise SubclassbenchError(f"{parsed} is not an image model (no image_size, no preprocessor_config.json)")
+    cls_token = getattr(getattr(model, "embeddings", None), "cls_token", None) is not None
+    prefix = int(cls_token) + int(getattr(config, "num_register_tokens", 0) or 0)
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        out = model(pixel_values=x)
+        hidden = out.last_hidden_state
+        if cls_token:  # ViT-style models classify from the class token
+            return hidden[:, 0]
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is not None:  # convolutional models: their own global pooling
+            return pooled.flatten(1)
+        return hidden.mean(dim=1) if hidden.ndim == 3 else hidden.mean(dim=(2, 3))
+
+    commit = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
+    # Untrained models carry no weights to hash: the resolved commit of their config names the architecture.
+    revision = parsed.revision if hub_files is not None else (commit or parsed.revision)
+    return Encoder(
+        spec=str(EncoderSpec("hf", parsed.name, None, revision)),
+        source="hf",
+        arch=type(model).__name__,
+        tag=None,
+        model=model,
+        embed=embed,
+        layer_modules=discover_layers(model),
+        discovered=True,
+        preprocessing=_hf_preprocessing(folder, config),
+        prefix_tokens=prefix,
+        weights=None if hub_files is None else hub_files.record(),
+        pretrained=hub_files is not None,
+    )
+
+
+def _module_only(request: LoadRequest) -> Encoder:
+    raise SubclassbenchError(
+        "module: encoders are Python objects; evaluate one with subclassbench.evaluate(model=<nn.Module>, ...), "
+        "or make it loadable by name with a plug-in (docs/encoders.md)"
+    )
+
+
 # --------------------------------------------------------------------------- the source registry
 
-ENCODER_SOURCES: Registry[EncoderSource] = Registry("model source")
+ENCODER_SOURCES: Registry[EncoderSource] = Registry(
+    "model source", plugin_group="subclassbench.encoder_sources", plugin_type=EncoderSource
+)
 ENCODER_SOURCES.register(
     "builtin",
     EncoderSource(
@@ -631,6 +824,7 @@ ENCODER_SOURCES.register(
         "timm",
         _load_timm,
         hub_distribution="timm",
+        revisions=True,
         usage="timm:<model>[.<tag>]       any timm model (pretrained weights local/online, or --weights)",
     ),
 )
@@ -640,7 +834,28 @@ ENCODER_SOURCES.register(
         "open_clip",
         _load_open_clip,
         tag_separator="@",
+        revisions=True,
         hub_distribution="open_clip_torch",
         usage="open_clip:<arch>[@<tag>]   any OpenCLIP image tower",
+    ),
+)
+ENCODER_SOURCES.register(
+    "hf",
+    EncoderSource(
+        "hf",
+        _load_hf,
+        tag_separator="",
+        revisions=True,
+        usage="hf:<org>/<name>[@<rev>]    a Hugging Face transformers vision model (safetensors, no remote code)",
+    ),
+)
+ENCODER_SOURCES.register(
+    "module",
+    EncoderSource(
+        "module",
+        _module_only,
+        random_init=False,
+        takes_vectors=True,
+        usage="module:<name>             an nn.Module passed to subclassbench.evaluate (Python only)",
     ),
 )

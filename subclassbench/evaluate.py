@@ -78,6 +78,11 @@ class EvaluationRequest:
     channels_last: bool = False  # NHWC memory layout for the forward pass
     workers: int | None = None  # loader processes for encoded images (None: one per core but one)
     decoder: str = "pil"  # encoded images: "pil" (the reference) or "torchvision" (on the device)
+    # The Python API's own model (``model`` is then ``module:<name>``): an nn.Module, its preprocessing
+    # (a Preprocessing or its fields; default: the task's samples as they come) and embedding function.
+    module: Any = None
+    preprocess: Any = None
+    embed: Any = None
 
     def check(self) -> None:
         """Options that can be checked before anything is loaded."""
@@ -322,6 +327,28 @@ def _with_decoder(splits: dict[str, SplitData], decoder: str) -> dict[str, Split
     return out
 
 
+def _encoder(request: EvaluationRequest, sample_shape: tuple[int, ...], n_superclasses: int) -> Encoder:
+    """The request's encoder: built from its spec, or its own module wrapped."""
+    if request.module is None:
+        if request.preprocess is not None or request.embed is not None:
+            raise SubclassbenchError("preprocess= and embed= apply to a model passed as an nn.Module; drop them")
+        return load_encoder(
+            request.model,
+            weights=request.weights,
+            sample_shape=sample_shape,
+            num_classes=n_superclasses,
+            pretrained=request.pretrained,
+        )
+    from subclassbench.module_encoders import wrap_module
+
+    if request.weights is not None:
+        raise SubclassbenchError("weights= applies to specs; load the weights into your module before evaluating it")
+    name = EncoderSpec.parse(request.model).name
+    return wrap_module(
+        request.module, name=name, sample_shape=sample_shape, preprocess=request.preprocess, embed=request.embed
+    )
+
+
 def prepare(request: EvaluationRequest) -> Prepared:
     """Load the task's splits and the encoder; nothing is extracted yet."""
     started = time.perf_counter()
@@ -334,13 +361,7 @@ def prepare(request: EvaluationRequest) -> Prepared:
     notes: list[str] = []
     splits = _load_splits(task, request, metrics, notes)
     evaluation = next(iter(splits.values()))
-    encoder = load_encoder(
-        request.model,
-        weights=request.weights,
-        sample_shape=evaluation.images.sample_shape,
-        num_classes=len(task.superclasses),
-        pretrained=request.pretrained,
-    )
+    encoder = _encoder(request, evaluation.images.sample_shape, len(task.superclasses))
     if request.image_preprocessing == "encoder":
         splits = _encoder_decoding(splits, encoder.preprocessing)
         evaluation = next(iter(splits.values()))

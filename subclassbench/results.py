@@ -16,16 +16,21 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.files import atomic_write_many
 from subclassbench.samples import SampleOutputs, sidecar_name
 from subclassbench.schemas import first_error
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 # 2.0: protocol v2 (schema 1.0 results are protocol v1; see leaderboard/v1/).
 # 2.1: confidence intervals (summary.ci95, layers[].ci95, uncertainty) and the per-sample file (samples).
-SCHEMA_VERSION = "2.1"
+# 2.2: any registered encoder source (hf, module, plug-ins: encoder.plugin) and hub weights
+#      (encoder.weights.hub: repository, resolved commit, files' sha256).
+SCHEMA_VERSION = "2.2"
 
 
 class ProtocolRecord(TypedDict):
@@ -120,7 +125,15 @@ def _from_2_0(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "schema_version": "2.1"}
 
 
-MIGRATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {"2.0": ("2.1", _from_2_0)}
+def _from_2_1(doc: dict[str, Any]) -> dict[str, Any]:
+    """2.1 → 2.2 only widens what an encoder record may hold: a 2.1 result is a valid 2.2 result."""
+    return {**doc, "schema_version": "2.2"}
+
+
+MIGRATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "2.0": ("2.1", _from_2_0),
+    "2.1": ("2.2", _from_2_1),
+}
 
 
 def migrate(doc: dict[str, Any], where: str = "result") -> dict[str, Any]:
@@ -273,6 +286,40 @@ class Result:
     def canonical(self) -> bool:
         """False when any split differs from its canonical size (such results are never ranked first)."""
         return all(s.get("canonical", True) for s in self.doc["task"].get("splits", {}).values())
+
+    # ----------------------------------------------------------------- tables
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per layer, input side first: its clusterability and transfer scores, flat, with the 95%
+        interval of each as ``<column>_low`` / ``_high`` where the result has one; ``committed`` marks the
+        layer the protocol committed to (``subclassbench.load_results`` tabulates whole results instead)."""
+        import pandas as pd
+
+        committed = self.summary.get("committed_layer")
+        rows = []
+        for layer in self.layers:
+            row: dict[str, Any] = {
+                "model": self.encoder["spec"],
+                "task": self.task_name,
+                "layer": layer["name"],
+                "depth": layer["depth"],
+                "dim": layer["dim"],
+                "committed": layer["name"] == committed,
+            }
+            clusters = layer.get("clusterability") or {}
+            row.update((k, v) for k, v in clusters.items() if not isinstance(v, dict | list))
+            ward = clusters.get("ward")
+            if isinstance(ward, dict):
+                row.update((f"ward_{k}", v) for k, v in ward.items() if not isinstance(v, dict | list))
+            transfer = layer.get("transfer") or {}
+            row.update((k, v) for k, v in transfer.items() if not isinstance(v, dict | list))
+            for name, ood in (transfer.get("ood") or {}).items():
+                row[f"ood_acc[{name}]"] = ood.get("acc")
+            for column, (low, high) in (layer.get("ci95") or {}).items():
+                row[f"{column}_low"], row[f"{column}_high"] = low, high
+            row["flags"] = ",".join(layer.get("flags", [])) or None
+            rows.append(row)
+        return pd.DataFrame(rows)
 
     # ----------------------------------------------------------------- writing
 

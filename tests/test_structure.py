@@ -107,10 +107,20 @@ def test_every_write_goes_through_files_py():
 
 
 def test_source_registries_know_their_sources():
-    assert ENCODER_SOURCES.names() == ["builtin", "timm", "open_clip"]
+    assert ENCODER_SOURCES.names()[:5] == ["builtin", "timm", "open_clip", "hf", "module"]
     assert set(DATA_SOURCES.names()) == {"sklearn_digits", "synthetic_hierarchy", "image_classification", "imagenet"}
     assert EncoderSpec.parse("open_clip:ViT-B-32@openai").tag == "openai"
     assert EncoderSpec.parse("timm:resnet18.a1_in1k").tag == "a1_in1k"
+    # Hub revisions: a trailing @REV; open_clip's first '@' is its tag separator.
+    assert EncoderSpec.parse("timm:resnet18.a1_in1k@v2") == EncoderSpec("timm", "resnet18", "a1_in1k", "v2")
+    assert EncoderSpec.parse("open_clip:ViT-B-32@openai@abc") == EncoderSpec("open_clip", "ViT-B-32", "openai", "abc")
+    assert EncoderSpec.parse("hf:google/vit-base-patch16-224@main") == EncoderSpec(
+        "hf", "google/vit-base-patch16-224", None, "main"
+    )
+    assert str(EncoderSpec.parse("open_clip:ViT-B-32@openai@abc")) == "open_clip:ViT-B-32@openai@abc"
+    assert EncoderSpec.parse("builtin:cifar_resnet20.x").revision is None
+    with pytest.raises(SubclassbenchError, match="is not a branch, tag or commit"):
+        EncoderSpec.parse("hf:org/name@../../etc")
     with pytest.raises(SubclassbenchError, match="unknown model source 'hub'"):
         EncoderSpec.parse("hub:x")
     registry: Registry[int] = Registry("thing")
