@@ -42,8 +42,8 @@ def coverage(draws: int, resamples: int) -> None:
 
 
 def refit_vs_reuse(args: argparse.Namespace) -> None:
-    from subclassbench.evaluate import EvaluationRequest, prepare
     from subclassbench.features import extract_cached
+    from subclassbench.pipeline import EvaluationRequest, prepare
 
     request = EvaluationRequest(
         model=args.model, task=args.task, weights=args.weights, data=args.data, metrics=["clusterability"]

@@ -254,7 +254,7 @@ def bench_training(device: str, n: int, epochs: int, batch: int) -> None:
 
 def bench_cifar(shared: Path) -> None:
     """The CPU target: full evaluate of ResNet-56 on cifar10-5-semantic vs a bare forward pass over its images."""
-    from subclassbench.evaluate import EvaluationRequest, evaluate
+    from subclassbench.pipeline import EvaluationRequest, evaluate
 
     weights = sorted((shared / "weights").glob("resnet56-*.th"))
     if not weights or not (shared / "data").is_dir():
@@ -267,7 +267,7 @@ def bench_cifar(shared: Path) -> None:
     start = time.perf_counter()
     result = evaluate(request)
     full = time.perf_counter() - start
-    from subclassbench.evaluate import prepare
+    from subclassbench.pipeline import prepare
 
     prepared = prepare(request)
     n = sum(len(d) for d in (*prepared.splits.values(), *prepared.ood_splits.values()))

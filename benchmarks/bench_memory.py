@@ -113,8 +113,8 @@ def child(task_path: Path, data: Path, cache_dir: Path | None) -> None:
     """One evaluation's extraction and scoring; prints a JSON line with its memory and times."""
     from subclassbench import clusterability, probes, transfer
     from subclassbench.cache import FeatureCache
-    from subclassbench.evaluate import Prepared, score
     from subclassbench.features import ExtractionContext, extract_cached
+    from subclassbench.pipeline import Prepared, score
     from subclassbench.tasks import load_task
 
     # Fewer iterations than the protocol; each iteration reuses the buffers of the first.

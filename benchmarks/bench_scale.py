@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from subclassbench.evaluate import EvaluationRequest, evaluate, extract
+from subclassbench.pipeline import EvaluationRequest, evaluate, extract
 from subclassbench.runner import load_matrix, run_matrix
 
 

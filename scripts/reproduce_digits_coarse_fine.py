@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from subclassbench.evaluate import EvaluationRequest, evaluate
+from subclassbench.pipeline import EvaluationRequest, evaluate
 from subclassbench.tasks import load_task
 from subclassbench.training import Recipe, train
 

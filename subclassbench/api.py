@@ -14,16 +14,19 @@ the CLI prints.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from subclassbench.bootstrap import BOOTSTRAP
 from subclassbench.errors import SubclassbenchError
-from subclassbench.evaluate import DEFAULT_MODEL, DEFAULT_TASK, EvaluationRequest, evaluate_to_file
-from subclassbench.evaluate import evaluate as run_evaluation
+from subclassbench.pipeline import DEFAULT_MODEL, DEFAULT_TASK, EvaluationRequest, evaluate_to_file
+from subclassbench.pipeline import evaluate as run_evaluation
 from subclassbench.preprocessing import Preprocessing
 from subclassbench.results import Result
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a module's name in its spec, result and paths
 
 
 def evaluate(
@@ -58,7 +61,7 @@ def evaluate(
     size) and ``embed`` maps a batch to its embedding (default: timm's pre-logits, else the input of
     the module's linear ``fc``/``head``/``classifier``, else its output). ``layers`` names modules
     to read (default: discovered). ``out`` also writes the result JSON and its per-sample file.
-    Further keyword ``options`` are :class:`~subclassbench.evaluate.EvaluationRequest` fields
+    Further keyword ``options`` are :class:`~subclassbench.pipeline.EvaluationRequest` fields
     (``split``, ``ood_data``, ``dtype``, ``channels_last``, ``workers``, ``decoder`` …).
     """
     request_fields = set(EvaluationRequest.__dataclass_fields__)
@@ -73,7 +76,10 @@ def evaluate(
             raise SubclassbenchError("name= names an nn.Module; a spec string names itself")
         spec, module = model, None
     else:
-        spec, module = f"module:{name or type(model).__name__}", model
+        label = name or type(model).__name__
+        if not MODEL_NAME.fullmatch(label):
+            raise SubclassbenchError(f"name {label!r} cannot name a model; use letters, digits, '-', '_' and '.'")
+        spec, module = f"module:{label}", model
     request = EvaluationRequest(
         model=spec,
         task=task,

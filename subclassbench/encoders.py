@@ -854,6 +854,7 @@ ENCODER_SOURCES.register(
     EncoderSource(
         "module",
         _module_only,
+        tag_separator="",
         random_init=False,
         takes_vectors=True,
         usage="module:<name>             an nn.Module passed to subclassbench.evaluate (Python only)",

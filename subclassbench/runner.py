@@ -103,7 +103,7 @@ def load_matrix(models_file: Path, tasks_file: Path) -> list[Cell]:
 
 
 def _request(cell: Cell, cache_dir: str | None, n_shards: int | None, device: str) -> Any:
-    from subclassbench.evaluate import EvaluationRequest
+    from subclassbench.pipeline import EvaluationRequest
 
     return EvaluationRequest(
         model=cell.model,
@@ -121,8 +121,8 @@ def _request(cell: Cell, cache_dir: str | None, n_shards: int | None, device: st
 def result_path(cell: Cell, out: Path) -> Path:
     """``<out>/<model slug>/<task>-<cell hash>.json``: the hash covers weights (by content), data, metrics
     and the task file, so two different cells never share a result file."""
-    from subclassbench.evaluate import slug as safe_slug
     from subclassbench.hashing import canonical_json, sha256_file, sha256_text
+    from subclassbench.pipeline import slug as safe_slug
 
     slug = safe_slug(cell.model.replace(":", "__"))
     weights = None
@@ -155,7 +155,7 @@ def extract_shard_job(cell: Cell, index: int, n_shards: int, cache_dir: str | No
     """One (model, task, shard) unit: fill the cache. Returns the number of layers × splits computed."""
     import torch
 
-    from subclassbench.evaluate import extract
+    from subclassbench.pipeline import extract
 
     torch.set_num_threads(1)
     stats = extract(_request(cell, cache_dir, None, device), shard=(index, n_shards) if n_shards > 1 else None)
@@ -166,7 +166,7 @@ def score_job(cell: Cell, out: str, n_shards: int, cache_dir: str | None, device
     """Merge the cell's shards, score from the cache, write the result; returns its path."""
     import torch
 
-    from subclassbench.evaluate import evaluate
+    from subclassbench.pipeline import evaluate
 
     torch.set_num_threads(1)
     result = evaluate(_request(cell, cache_dir, n_shards if n_shards > 1 else None, device))

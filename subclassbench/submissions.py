@@ -476,7 +476,7 @@ def submit(request: SubmitRequest) -> Report:
     then are the weights, the results and model.yaml (last) moved into place,
     so a failure or a kill leaves the submission as it was.
     """
-    from subclassbench.evaluate import EvaluationRequest, evaluate
+    from subclassbench.pipeline import EvaluationRequest, evaluate
     from subclassbench.tasks import load_task
 
     check_submission_name(request.name)
@@ -560,7 +560,7 @@ def verify(
     ``shipped_data_only`` verifies only results on tasks whose data ships with
     subclassbench (CI's setting: no downloads, bounded time); others are skipped.
     """
-    from subclassbench.evaluate import EvaluationRequest, evaluate
+    from subclassbench.pipeline import EvaluationRequest, evaluate
     from subclassbench.tasks import load_task
 
     report = validate_submission(folder)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from subclassbench.breeds import PRESETS, Hierarchy, derive, shuffle_control
 from subclassbench.cli import app
 from subclassbench.errors import SubclassbenchError
-from subclassbench.evaluate import EvaluationRequest, evaluate
+from subclassbench.pipeline import EvaluationRequest, evaluate
 from subclassbench.results import validate_result
 from subclassbench.tasks import Task, load_task
 from tests.conftest import REPO, SHARED

@@ -17,9 +17,9 @@ from subclassbench import matrices
 from subclassbench.cache import FeatureCache
 from subclassbench.clusterability import score_layers
 from subclassbench.encoders import Encoder
-from subclassbench.evaluate import degenerate_flags
 from subclassbench.features import ExtractionContext, LayerFeatures, extract_cached
 from subclassbench.matrices import Matrix, Rows, all_finite, column_moments
+from subclassbench.pipeline import degenerate_flags
 from subclassbench.preprocessing import Preprocessing
 from subclassbench.probes import fit_probes
 from subclassbench.tasks import load_task

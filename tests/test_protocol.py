@@ -10,8 +10,8 @@ import pytest
 
 from subclassbench.clusterability import score_clusterability
 from subclassbench.clustering import kmeans_faiss, kmeans_sklearn, l2_normalize
-from subclassbench.evaluate import EvaluationRequest, evaluate
 from subclassbench.metrics import cluster_scores
+from subclassbench.pipeline import EvaluationRequest, evaluate
 from subclassbench.protocol import PROTOCOL, protocol_fingerprint
 from subclassbench.results import validate_result
 from subclassbench.tasks import Task, builtin_tasks_dir, read_task_file

@@ -15,8 +15,8 @@ from sklearn.metrics import adjusted_mutual_info_score
 from subclassbench.cli import main
 from subclassbench.clusterability import reconstruct, score_clusterability
 from subclassbench.errors import SubclassbenchError
-from subclassbench.evaluate import EvaluationRequest, evaluate
 from subclassbench.metrics import purity
+from subclassbench.pipeline import EvaluationRequest, evaluate
 from subclassbench.protocol import PROTOCOL, protocol_fingerprint, protocol_v1_fingerprint
 from subclassbench.results import Result
 from subclassbench.tasks import SplitData, Task

@@ -15,8 +15,8 @@ from subclassbench import features
 from subclassbench.cache import FeatureCache, feature_key
 from subclassbench.cli import app
 from subclassbench.encoders import load_encoder
-from subclassbench.evaluate import EvaluationRequest, evaluate, extract
 from subclassbench.features import ExtractionContext, extract_cached, extract_features, extract_shard
+from subclassbench.pipeline import EvaluationRequest, evaluate, extract
 from subclassbench.runner import Cell, load_matrix, run_matrix
 from subclassbench.tasks import load_task
 from tests.conftest import without_run

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from subclassbench.encoders import load_encoder
-from subclassbench.evaluate import EvaluationRequest, evaluate
+from subclassbench.pipeline import EvaluationRequest, evaluate
 from subclassbench.tasks import load_task
 from tests.conftest import SHARED, requires_shared
 

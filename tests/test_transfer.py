@@ -10,9 +10,9 @@ import torch
 import yaml
 
 from subclassbench.errors import SubclassbenchError
-from subclassbench.evaluate import EvaluationRequest, evaluate
 from subclassbench.features import LayerFeatures
 from subclassbench.metrics import alignment, effective_rank, numerical_rank, pearson, tunnel_summary
+from subclassbench.pipeline import EvaluationRequest, evaluate
 from subclassbench.probes import ProbeRecipe, fit_probe
 from subclassbench.results import validate_result
 from subclassbench.tasks import Task, builtin_tasks_dir, load_task, read_task_file

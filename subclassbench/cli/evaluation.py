@@ -31,7 +31,7 @@ from subclassbench.cli import (
 from subclassbench.errors import SubclassbenchError
 
 if TYPE_CHECKING:
-    from subclassbench.evaluate import EvaluationRequest
+    from subclassbench.pipeline import EvaluationRequest
     from subclassbench.results import Result
 
 
@@ -77,7 +77,7 @@ def _request(
     ood_data: list[str] | None = None,
     **extra: Any,
 ) -> EvaluationRequest:
-    from subclassbench.evaluate import EvaluationRequest, parse_ood_data
+    from subclassbench.pipeline import EvaluationRequest, parse_ood_data
 
     return EvaluationRequest(
         ood_data=parse_ood_data(ood_data),
@@ -131,7 +131,7 @@ def evaluate(
     quiet: QuietOption = False,
 ) -> None:
     """Score every layer of MODEL on TASK and write a schema-checked result JSON."""
-    from subclassbench.evaluate import evaluate_to_file
+    from subclassbench.pipeline import evaluate_to_file
 
     request = _request(
         model,
@@ -183,8 +183,8 @@ def extract(
     quiet: QuietOption = False,
 ) -> None:
     """Extract pooled per-layer features into the content-addressed cache (skipping cached entries)."""
-    from subclassbench.evaluate import extract as run
-    from subclassbench.evaluate import parse_shard
+    from subclassbench.pipeline import extract as run
+    from subclassbench.pipeline import parse_shard
 
     part = None if shard is None else parse_shard(shard)
     request = _request(
@@ -226,7 +226,7 @@ def score(
     quiet: QuietOption = False,
 ) -> None:
     """Score MODEL on TASK from cached features only (no forward pass); writes the result JSON."""
-    from subclassbench.evaluate import evaluate_to_file
+    from subclassbench.pipeline import evaluate_to_file
 
     request = _request(
         model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet, ood_data,

@@ -12,6 +12,7 @@ from subclassbench.cli import (
     app,
     user_errors,
 )
+from subclassbench.errors import SubclassbenchError
 
 
 @app.command()
@@ -46,7 +47,7 @@ def train(
     """Train a builtin architecture on TASK's superclass or subclass labels."""
     import torch
 
-    from subclassbench.evaluate import check_device
+    from subclassbench.pipeline import check_device
     from subclassbench.tasks import load_task
     from subclassbench.training import Recipe
     from subclassbench.training import train as run_training
@@ -90,9 +91,14 @@ def encoders() -> None:
         tags = packaged_tags(arch)
         tag_text = f"  [weights: {', '.join(tags)}]" if tags else ""
         typer.echo(f"builtin:{arch:<16} {info.description}{tag_text}")
-    for name, source in ENCODER_SOURCES:
-        if name != "builtin":  # listed architecture by architecture above
-            typer.echo(source.usage)
+    for name in ENCODER_SOURCES.names()[1:]:  # builtin: listed architecture by architecture above
+        try:
+            source = ENCODER_SOURCES.get(name)
+        except SubclassbenchError as exc:  # a broken plug-in is listed with its error, not a failed listing
+            typer.echo(f"{name}:  {exc}")
+            continue
+        origin = ENCODER_SOURCES.plugins.get(name)
+        typer.echo(source.usage + (f"  [plug-in {origin}]" if origin else ""))
 
 
 @app.command()
