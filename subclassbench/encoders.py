@@ -751,6 +751,7 @@ def _load_hf(request: LoadRequest) -> Encoder:
         folder = resolve(parsed.name, parsed.revision, list(HF_CONFIG_FILES), weights=False).folder
     import transformers
 
+    transformers.utils.logging.disable_progress_bar()  # subclassbench reports its own progress
     try:
         config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=False)
         if hub_files is not None:

@@ -213,8 +213,10 @@ def _check_result(report: Report, model: dict[str, Any], result: Result, path: P
     if ENCODER_SOURCES.get(encoder["source"]).random_init and random_init == bool(encoder["pretrained"]):
         state = "random-init" if random_init else "pretrained"
         report.error(str(path), f"model.yaml declares a {state} encoder but the result's encoder.pretrained disagrees")
+    if _hub_entry(result) != model["encoder"].get("hub"):
+        report.error(str(path), "hub weights differ from model.yaml's encoder.hub (repository, commit or sha256)")
     packaged = str((encoder.get("weights") or {}).get("path", "")).startswith(PACKAGED_PREFIX)
-    if declared is None and encoder.get("weights") and not packaged:
+    if declared is None and encoder.get("weights") and not packaged and _hub_entry(result) is None:
         report.error(str(path), "was computed with a weights file that model.yaml does not declare")
     reasons = []
     if result.task["definition_fingerprint"] != task.definition_fingerprint:
@@ -521,6 +523,7 @@ def submit(request: SubmitRequest) -> Report:
                     weights_label=None if weights_for_run is None else f"{stored_at}/{weights_file}",
                 )
             )
+            _record_hub(entry, result)
             results[result.task_name] = result
             default_note = result.task["data_source"] if request.data is None else f"--data {request.data}"
             # keep a recorded note on update
@@ -533,6 +536,28 @@ def submit(request: SubmitRequest) -> Report:
             result.write(folder / RESULTS_DIR / f"{result_stem(task_name, request.seed)}.json")
         write_model_file(folder, entry)
     return validate_submission(folder)
+
+
+def _hub_entry(result: Result) -> dict[str, Any] | None:
+    hub = (result.encoder.get("weights") or {}).get("hub")
+    return None if hub is None else {"repo": hub["repo"], "revision": hub["revision"], "files": hub["files"]}
+
+
+def _record_hub(entry: dict[str, Any], result: Result) -> None:
+    """Hub weights go into model.yaml with their commit and hashes; the spec must pin that commit, so anyone
+    re-running the submission reads the same bytes even after the repository's main branch moves on."""
+    hub = _hub_entry(result)
+    if hub is None:
+        return
+    import dataclasses
+
+    from subclassbench.encoders import EncoderSpec
+
+    parsed = EncoderSpec.parse(result.encoder["spec"])
+    if parsed.revision != hub["revision"]:
+        pinned = dataclasses.replace(parsed, revision=hub["revision"])
+        raise SubclassbenchError(f"{parsed} loads hub weights; a submission pins their commit: use --model {pinned}")
+    entry["encoder"]["hub"] = hub
 
 
 # --------------------------------------------------------------------------- verify (re-run and compare)

@@ -162,3 +162,26 @@ def test_timm_hub_weights_are_resolved_and_hashed(hub_cache: Path):
     assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())  # these very weights
     with pytest.raises(SubclassbenchError, match="both name the weights"):
         load_encoder(f"timm:test_resnet.r160_in1k@{COMMIT_A}", weights=folder / "model.safetensors")
+
+
+def test_a_submission_of_hub_weights_pins_the_commit_and_records_the_hashes(hub_cache: Path, tmp_path: Path):
+    import yaml
+
+    tiny_vit(snapshot(hub_cache, "org/tiny-vit", COMMIT_A), seed=0)
+    subs = tmp_path / "submissions"
+    base = ["submit", "--name", "tiny-vit", "--task", "digits-5", "--submissions", str(subs), "--labels", "none"]
+    meta = ["--description", "a tiny ViT", "--license", "MIT", "--citation", "none", "--training-data", "none", "-q"]
+    unpinned = runner.invoke(app, [*base, *meta, "--model", "hf:org/tiny-vit"])
+    assert unpinned.exit_code == 2
+    assert f"use --model hf:org/tiny-vit@{COMMIT_A}" in unpinned.output
+    assert not (subs / "tiny-vit").exists()
+    pinned = runner.invoke(app, [*base, *meta, "--model", f"hf:org/tiny-vit@{COMMIT_A}"])
+    assert pinned.exit_code == 0, pinned.output
+    model = yaml.safe_load((subs / "tiny-vit" / "model.yaml").read_text())
+    assert model["encoder"]["hub"]["revision"] == COMMIT_A
+    assert set(model["encoder"]["hub"]["files"]) == {"model.safetensors"}
+    # A hand edit of the recorded hashes is caught.
+    model["encoder"]["hub"]["files"]["model.safetensors"] = "0" * 64
+    (subs / "tiny-vit" / "model.yaml").write_text(yaml.safe_dump(model))
+    checked = runner.invoke(app, ["validate", str(subs)])
+    assert checked.exit_code == 2 and "hub weights differ from model.yaml" in checked.output
