@@ -749,7 +749,10 @@ def _load_hf(request: LoadRequest) -> Encoder:
         folder = hub_files.folder
     else:
         folder = resolve(parsed.name, parsed.revision, list(HF_CONFIG_FILES), weights=False).folder
-    import transformers
+    try:
+        import transformers
+    except ImportError:
+        raise SubclassbenchError("hf: encoders need transformers; pip install 'subclassbench[hf]'") from None
 
     transformers.utils.logging.disable_progress_bar()  # subclassbench reports its own progress
     try:

@@ -112,7 +112,7 @@ def test_hf_refuses_pickled_weights_and_remote_code(hub_cache: Path):
     folder = snapshot(hub_cache, "org/pickled", COMMIT_A)
     tiny_vit(folder, seed=0)
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
-    with pytest.raises(SubclassbenchError, match="only safetensors weights are read|cannot get org/pickled"):
+    with pytest.raises(SubclassbenchError, match=r"only safetensors weights are read|cannot get org/pickled"):
         load_encoder("hf:org/pickled", sample_shape=(3, 8, 8))
     remote = snapshot(hub_cache, "org/remote", COMMIT_A)
     tiny_vit(remote, seed=0)
