@@ -349,6 +349,24 @@ def _encoder(request: EvaluationRequest, sample_shape: tuple[int, ...], n_superc
     )
 
 
+UPSAMPLING_NOTED = 2.0  # an encoder reading the task's images at more than twice their size is said so
+
+
+def _upsampling_note(evaluation: SplitData, preprocessing: Preprocessing) -> str | None:
+    """A note when the encoder's input size blows the task's images up (8-px digits into a 224-px ViT):
+    the numbers then describe interpolated pixels, which a reader should know."""
+    native, size = evaluation.images.sample_shape, preprocessing.input_size
+    if size is None or len(native) != 3 or evaluation.decoding is not None:  # encoded images: decoded to size
+        return None
+    factor = max(size[1] / native[1], size[2] / native[2])
+    if factor <= UPSAMPLING_NOTED:
+        return None
+    return (
+        f"images upsampled {factor:.1f}x, from {native[1]}x{native[2]} to the encoder's {size[1]}x{size[2]} input; "
+        "numbers describe interpolated images"
+    )
+
+
 def prepare(request: EvaluationRequest) -> Prepared:
     """Load the task's splits and the encoder; nothing is extracted yet."""
     started = time.perf_counter()
@@ -374,6 +392,9 @@ def prepare(request: EvaluationRequest) -> Prepared:
         splits = {name: data.limited(request.limit) for name, data in splits.items()}
         ood_splits = {name: data.limited(request.limit) for name, data in ood_splits.items()}
     notes.extend(d.note for d in (*splits.values(), *ood_splits.values()) if d.note)
+    upsampling = _upsampling_note(evaluation, encoder.preprocessing)
+    if upsampling:
+        notes.append(upsampling)
     layers = encoder.select_layers(request.layers)
     return Prepared(task, metrics, notes, splits, ood_splits, encoder, layers, started, time.perf_counter())
 
