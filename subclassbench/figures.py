@@ -443,7 +443,8 @@ def heatmap_figure(
         image = ax.imshow(values, vmin=vmin, vmax=vmax, cmap="viridis", origin="lower", aspect="auto")
         size = 8 if max(n_rows, n_cols) <= 16 else 7 if max(n_rows, n_cols) <= 30 else 6
         step_r, step_c = max(1, math.ceil(n_rows / 40)), max(1, math.ceil(n_cols / 40))
-        ax.set_xticks(range(0, n_cols, step_c), list(cols)[::step_c], rotation=90, fontsize=size)
+        upright = n_cols <= 8 and max([len(c) for c in cols] or [0]) <= 10  # short names fit across a cell
+        ax.set_xticks(range(0, n_cols, step_c), list(cols)[::step_c], rotation=0 if upright else 90, fontsize=size)
         ax.set_yticks(range(0, n_rows, step_r), list(rows)[::step_r], fontsize=size)
         ax.set_xlabel(f"layer of {_wrap(label_b, 60)}")
         ax.set_ylabel(f"layer of {_wrap(label_a, 60)}")
