@@ -20,7 +20,6 @@ and the runs' mean ± std accuracy (Pliushch et al., ECCV 2022).
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,26 +242,6 @@ def compare(
     }
 
 
-def heatmap(matrix: list[list[float]], rows: list[str], cols: list[str], title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    size = max(4.0, 0.35 * max(len(rows), len(cols)) + 2)
-    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
-    image = ax.imshow(np.asarray(matrix), vmin=0, vmax=1, cmap="viridis", origin="lower")
-    ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(rows)), rows, fontsize=7)
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 # --------------------------------------------------------------------------- agreement
 
 
@@ -361,58 +340,30 @@ def agreement_over_runs(run_dirs: list[Path]) -> dict[str, Any]:
     }
 
 
-def agreement_plot(doc: dict[str, Any]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = np.arange(1, doc["epochs"] + 1)
-    panels = [("test", doc)] + ([("train", doc["train"])] if doc.get("train") else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.5), dpi=100, squeeze=False)
-    for ax, (name, part) in zip(axes[0], panels, strict=True):
-        mean, std = np.asarray(part["accuracy_mean"]), np.asarray(part["accuracy_std"])
-        ax.plot(epochs, part["agreement"], label="agreement", color="C0")
-        ax.plot(epochs, part["agreement_lower_bound"], label="lower bound", color="C0", linestyle="--")
-        ax.plot(epochs, mean, label="accuracy (mean)", color="C1")
-        ax.fill_between(epochs, mean - std, mean + std, color="C1", alpha=0.25, label="accuracy ± std")
-        ax.set_xlabel("epoch")
-        ax.set_ylim(0, 1)
-        ax.set_title(f"agreement of {len(doc['runs'])} runs on {part['n_samples']} {name} samples", fontsize=9)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 # --------------------------------------------------------------------------- output files
 
 
 def write_comparison(doc: dict[str, Any], out: Path, label_a: str, label_b: str) -> list[Path]:
-    """``compare.json``, ``cka.png`` and ``gri.png`` in ``out``, written all or nothing."""
+    """``compare.json`` and the ``cka`` and ``gri`` heatmaps (PNG, SVG, PDF) in ``out``, written all or nothing."""
+    from subclassbench.figures import heatmap_files
     from subclassbench.files import atomic_write_many, check_writable_folder
     from subclassbench.hashing import canonical_json
 
     check_writable_folder(out)
     a, b = doc["a"]["layers"], doc["b"]["layers"]
-    files = {
-        out / "compare.json": (json.dumps(json.loads(canonical_json(doc)), indent=2) + "\n").encode(),
-        out / "cka.png": heatmap(doc["cka"], a, b, f"linear CKA: {label_a} (rows) vs {label_b}"),
-        out / "gri.png": heatmap(doc["gri"], a, b, f"generalized Rand index: {label_a} (rows) vs {label_b}"),
-    }
+    files = {out / "compare.json": (json.dumps(json.loads(canonical_json(doc)), indent=2) + "\n").encode()}
+    for name, metric in (("cka", "linear CKA"), ("gri", "generalized Rand index")):
+        figure = heatmap_files(doc[name], a, b, metric, label_a, label_b)
+        files.update({out / f"{name}.{suffix}": data for suffix, data in figure.items()})
     return atomic_write_many(files)
 
 
 def write_agreement(doc: dict[str, Any], out: Path) -> list[Path]:
-    """``agreement.json`` and ``agreement.png`` in ``out``, written all or nothing."""
+    """``agreement.json`` and the agreement figure (PNG, SVG, PDF) in ``out``, written all or nothing."""
+    from subclassbench.figures import agreement_files
     from subclassbench.files import atomic_write_many, check_writable_folder
 
     check_writable_folder(out)
-    files = {
-        out / "agreement.json": (json.dumps(doc, indent=2) + "\n").encode(),
-        out / "agreement.png": agreement_plot(doc),
-    }
+    files = {out / "agreement.json": (json.dumps(doc, indent=2) + "\n").encode()}
+    files.update({out / f"agreement.{suffix}": data for suffix, data in agreement_files(doc).items()})
     return atomic_write_many(files)

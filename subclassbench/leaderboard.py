@@ -1,4 +1,4 @@
-"""The leaderboard: submissions → per-task tables (markdown, JSON), per-layer curve plots, a changelog.
+"""The leaderboard: submissions → per-task tables (markdown, JSON), per-layer figures (PNG, SVG, PDF), a changelog.
 
 Built only from ``submissions/``; byte-identical for the same submissions, so
 CI can regenerate it and ``--check`` can catch a hand edit. The leaderboard
@@ -11,7 +11,6 @@ with the best-on-test layer and the gap shown beside it.
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 from pathlib import Path
@@ -21,6 +20,8 @@ import numpy as np
 
 from subclassbench.bootstrap import combine_seeds, interval
 from subclassbench.errors import SubclassbenchError, first_line
+from subclassbench.figures import FORMATS as FIGURE_SUFFIXES
+from subclassbench.figures import read_digest
 from subclassbench.files import atomic_write_many, locked
 from subclassbench.hashing import canonical_json, sha256_text
 from subclassbench.protocol import PROTOCOL_VERSION, protocol_fingerprint
@@ -300,42 +301,12 @@ def _committed_cell(row: dict[str, Any]) -> str:
     return (layer or "—") + (" (degenerate)" if layer in row.get("degenerate_layers", {}) else "")
 
 
-def _plot(task: str, rows: list[dict[str, Any]]) -> bytes:
-    """AMI per layer against relative depth, one line per submission; the data digest rides in the PNG."""
-    import matplotlib
+def _plots(task: str, rows: list[dict[str, Any]]) -> dict[str, bytes]:
+    """The task's per-layer AMI figure, ``{suffix: bytes}`` (PNG, SVG, PDF), each carrying its data digest."""
+    from subclassbench.figures import curve_files, curve_from_row
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    digest = sha256_text(canonical_json([[r["submission"], r["curve"]] for r in rows]))
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for r in rows:
-        if not r["curve"]:  # a transfer-only result has no clusterability curve
-            continue
-        depths = [c["depth"] for c in r["curve"]]
-        top = max(depths) or 1
-        x = [d / top for d in depths]
-        (line,) = ax.plot(x, [c["ami"] for c in r["curve"]], marker="o", ms=3, label=r["submission"])
-        if all("ci95" in c for c in r["curve"]):  # the 95% interval of each layer's AMI (test images resampled)
-            low, high = zip(*(c["ci95"] for c in r["curve"]), strict=True)
-            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
-    ax.set_xlabel("relative depth (layer depth / deepest layer)")
-    ax.set_ylabel("subclass AMI (test split; bands: 95% CI)")
-    ax.set_title(f"{task}: per-layer clusterability (protocol v{LEADERBOARD_VERSION})")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None, "Description": f"subclassbench-data:{digest}"})
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def _plot_digest(data: bytes) -> str | None:
-    marker = b"subclassbench-data:"
-    at = data.find(marker)
-    return None if at < 0 else data[at + len(marker) : at + len(marker) + 64].decode()
+    title = f"{task}: subclass AMI per layer (protocol v{LEADERBOARD_VERSION})"
+    return curve_files([curve_from_row(r) for r in rows], title)
 
 
 def render(
@@ -381,8 +352,14 @@ def render(
         if len(rows) > 1:
             lines += ["Committed AMI, each row minus the next (paired bootstrap over the shared test images):", ""]
             lines += [*_ties(rows), ""]
-        lines += [f"![{task} per-layer AMI](v{LEADERBOARD_VERSION}/{task}.png)", ""]
-        files[f"v{LEADERBOARD_VERSION}/{task}.png"] = _plot(task, rows)
+        figure = f"v{LEADERBOARD_VERSION}/{task}"
+        lines += [
+            f"![{task} per-layer AMI]({figure}.png)",
+            "",
+            f"Also as [SVG]({figure}.svg) and [PDF]({figure}.pdf).",
+            "",
+        ]
+        files.update({f"{figure}.{suffix}": data for suffix, data in _plots(task, rows).items()})
     if not current:
         lines += ["No current results yet.", ""]
     if stale:
@@ -457,7 +434,8 @@ def _render_into(submissions: Path, out: Path) -> tuple[dict[str, bytes], list[s
     previous_board = _previous_board(out / "leaderboard.json")
     files = render(submissions, _previous_changelog(out / CHANGELOG), previous_board)
     plots = out / f"v{LEADERBOARD_VERSION}"
-    orphans = [p for p in sorted(plots.glob("*.png")) if p.relative_to(out).as_posix() not in files]
+    found = sorted(p for suffix in FIGURE_SUFFIXES for p in plots.glob(f"*.{suffix}"))
+    orphans = [p for p in found if p.relative_to(out).as_posix() not in files]
     return files, [p.relative_to(out).as_posix() for p in orphans]
 
 
@@ -488,6 +466,8 @@ def _previous_changelog(path: Path) -> str | None:
 def _same(path: Path, data: bytes) -> bool:
     if not path.is_file():
         return False
-    if path.suffix == ".png":  # pixels may differ across font builds; the plotted data may not
-        return _plot_digest(path.read_bytes()) == _plot_digest(data)
+    if path.suffix.lstrip(".") in FIGURE_SUFFIXES:  # pixels and glyph outlines may differ across font builds;
+        # the plotted data (and the figures' drawing version, part of the digest) may not
+        found = read_digest(path.read_bytes())
+        return found is not None and found == read_digest(data)
     return path.read_bytes() == data

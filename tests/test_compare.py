@@ -45,8 +45,12 @@ def test_compare_command_writes_json_and_heatmaps_deterministically(tmp_path):
     doc = json.loads((tmp_path / "a" / "compare.json").read_text())
     assert doc["samples"] == {"n": 300, "of": 540, "max_samples": 300, "seed": 0}
     assert np.asarray(doc["gri"]).shape == (len(doc["a"]["layers"]), len(doc["b"]["layers"]))
-    for name in ("cka.png", "gri.png"):
-        assert (tmp_path / "a" / name).read_bytes().startswith(b"\x89PNG")
+    for name in ("cka", "gri"):
+        assert (tmp_path / "a" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        for suffix in ("png", "svg", "pdf"):  # the figures are as deterministic as the JSON
+            assert (tmp_path / "a" / f"{name}.{suffix}").read_bytes() == (
+                tmp_path / "b" / f"{name}.{suffix}"
+            ).read_bytes()
     share = doc["adjacent_layer_check"]["a"]
     assert share is None or 0.0 <= share <= 1.0
 
@@ -86,6 +90,7 @@ def test_agreement_over_training_runs(runs, tmp_path):
     assert all(0.0 <= a <= 1.0 for a in doc["agreement"])
     assert all(0.0 <= s for s in doc["accuracy_std"])
     assert (tmp_path / "agreement.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "agreement.svg").is_file() and (tmp_path / "agreement.pdf").is_file()
     same = cli("agreement", runs[0], runs[0], "--out", tmp_path / "same")
     assert same.exit_code == 0
     same_doc = json.loads((tmp_path / "same" / "agreement.json").read_text())

@@ -164,7 +164,8 @@ def test_leaderboard_build_is_deterministic_and_ranked(made, tmp_path):
     build(made, first)
     build(made, second)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert [str(f) for f in files] == ["CHANGELOG.md", "README.md", "leaderboard.json", "v2/digits-5.png"]
+    figures = ["v2/digits-5.pdf", "v2/digits-5.png", "v2/digits-5.svg"]
+    assert [str(f) for f in files] == ["CHANGELOG.md", "README.md", "leaderboard.json", *figures]
     for f in files:
         assert (first / f).read_bytes() == (second / f).read_bytes(), f
     rows = json.loads((first / "leaderboard.json").read_text())["tasks"]["digits-5"]
@@ -185,8 +186,9 @@ def test_check_catches_a_hand_edit(made, tmp_path):
     bad = cli("leaderboard", "build", "--check", "--submissions", made, "--out", out)
     assert bad.exit_code == 2 and "README.md" in bad.output and "out of date" in bad.output
     (out / "v2" / "old-task.png").write_bytes(b"\x89PNG")
+    (out / "v2" / "old-task.svg").write_bytes(b"<svg/>")
     assert cli("leaderboard", "build", "--submissions", made, "--out", out).exit_code == 0
-    assert not (out / "v2" / "old-task.png").exists()
+    assert not (out / "v2" / "old-task.png").exists() and not (out / "v2" / "old-task.svg").exists()
     assert cli("leaderboard", "build", "--check", "--submissions", made, "--out", out).exit_code == 0
 
 

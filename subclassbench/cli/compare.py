@@ -46,7 +46,9 @@ def compare(
     max_tokens: Annotated[
         int | None, typer.Option(help="nlmcd: most tokens clustered per layer, an equal seeded share per image.")
     ] = None,
-    out: Annotated[Path, typer.Option(help="Output folder: compare.json, cka.png, gri.png.")] = Path("results/compare"),
+    out: Annotated[
+        Path, typer.Option(help="Output folder: compare.json, cka and gri heatmaps (.png, .svg, .pdf).")
+    ] = Path("results/compare"),
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor fill the feature cache.")] = False,
     cache_dir: CacheDirOption = None,
     quiet: QuietOption = False,
@@ -112,14 +114,14 @@ def compare(
                 f"concepts at {c['layer_a']} × {c['layer_b']}: {len(c['universal'])} universal, "
                 f"{len(c['unique_pairs'])} matched but unique, {unmatched} unmatched"
             )
-    typer.echo(f"wrote {out}/compare.json, cka.png, gri.png")
+    typer.echo(f"wrote {out}/compare.json, cka.png, gri.png (and .svg, .pdf)")
 
 
 @app.command("agreement")
 @user_errors
 def agreement_command(
     runs: Annotated[list[Path], typer.Argument(help="Run folders written by `subclassbench train`.")],
-    out: Annotated[Path, typer.Option(help="Output folder: agreement.json, agreement.png.")] = Path(
+    out: Annotated[Path, typer.Option(help="Output folder: agreement.json, agreement.png, .svg, .pdf.")] = Path(
         "results/agreement"
     ),
 ) -> None:
@@ -141,4 +143,4 @@ def agreement_command(
     if doc["train_not_recorded"]:
         runs_without = ", ".join(doc["train_not_recorded"])
         typer.echo(f"train-split agreement not reported: no train correctness log in {runs_without}")
-    typer.echo(f"wrote {out}/agreement.json, agreement.png")
+    typer.echo(f"wrote {out}/agreement.json, agreement.png (and .svg, .pdf)")

@@ -128,10 +128,20 @@ def evaluate(
     workers: WorkersOption = None,
     decoder: DecoderOption = "pil",
     cache_dir: CacheDirOption = None,
+    plot: Annotated[
+        bool,
+        typer.Option(
+            "--plot", help="Also draw the per-layer AMI curve beside the result: <out stem>.png, .svg and .pdf."
+        ),
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Score every layer of MODEL on TASK and write a schema-checked result JSON."""
     from subclassbench.pipeline import evaluate_to_file
+
+    chosen = split_list(metrics)
+    if plot and chosen is not None and "clusterability" not in chosen:  # before the work, not after it
+        raise SubclassbenchError("--plot draws the per-layer AMI: add clusterability to --metrics, or drop --plot")
 
     request = _request(
         model,
@@ -158,6 +168,11 @@ def evaluate(
     )
     result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=True)
+    if plot:
+        from subclassbench.figures import write_result_figure
+
+        for written in write_result_figure(result, path):
+            typer.echo(f"wrote {written}")
 
 
 @app.command()
