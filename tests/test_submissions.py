@@ -164,7 +164,15 @@ def test_leaderboard_build_is_deterministic_and_ranked(made, tmp_path):
     build(made, first)
     build(made, second)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert [str(f) for f in files] == ["CHANGELOG.md", "README.md", "leaderboard.json", "v2/digits-5.png"]
+    assert [str(f) for f in files] == [
+        "CHANGELOG.md",
+        "README.md",
+        "leaderboard.json",
+        "site/app.js",
+        "site/index.html",
+        "site/style.css",
+        "v2/digits-5.png",
+    ]
     for f in files:
         assert (first / f).read_bytes() == (second / f).read_bytes(), f
     rows = json.loads((first / "leaderboard.json").read_text())["tasks"]["digits-5"]
