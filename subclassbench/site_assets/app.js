@@ -196,7 +196,7 @@
     figure.appendChild(drawCurve(row));
     figure.appendChild(el("figcaption", null,
       "Subclass AMI per layer on the evaluation split (shaded: 95% interval), " + row.model + " on " + row.task +
-      "; solid marker: committed layer" + (row.best_layer ? ", dashed: best layer on the evaluation split" : "")));
+      "; solid line: committed layer" + (bestApart(row) ? ", dashed: best layer on the evaluation split" : "")));
     panel.appendChild(figure);
     panel.appendChild(renderDetails(row));
     td.appendChild(panel);
@@ -233,10 +233,14 @@
     return box;
   }
 
+  // Whether the best layer on the evaluation split gets a marker of its own (it is not a committed one).
+  function bestApart(row) {
+    return Boolean(row.best_layer) && row.committed_layers.indexOf(row.best_layer) < 0;
+  }
+
   function drawCurve(row) {
     // The layer markers' labels sit above the plot, one line each, so they never cover the curve.
-    var bestApart = row.best_layer && row.committed_layers.indexOf(row.best_layer) < 0;
-    var nLabels = row.committed_layers.length + (bestApart ? 1 : 0);
+    var nLabels = row.committed_layers.length + (bestApart(row) ? 1 : 0);
     var W = 640, left = 48, right = 16, top = 14 + 14 * nLabels, bottom = 40, plotH = 220;
     var H = top + plotH + bottom, plotW = W - left - right;
     var root = svg("svg", { class: "curve", viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img",
@@ -285,7 +289,7 @@
       root.appendChild(g);
     }
     row.committed_layers.forEach(function (name, i) { marker(name, "committed-marker", "committed", i); });
-    if (bestApart) {
+    if (bestApart(row)) {
       marker(row.best_layer, "best-marker", "best", row.committed_layers.length);
     }
 
