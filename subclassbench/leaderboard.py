@@ -433,6 +433,10 @@ def _render_into(submissions: Path, out: Path) -> tuple[dict[str, bytes], list[s
     """The files a build of ``out`` writes, and the plots in ``out`` that no task has any more."""
     previous_board = _previous_board(out / "leaderboard.json")
     files = render(submissions, _previous_changelog(out / CHANGELOG), previous_board)
+    from subclassbench.site import render_site  # site.py uses this module's formatters
+
+    # The browsable site (site/), from the very leaderboard.json just rendered: the two cannot disagree.
+    files |= render_site(json.loads(files["leaderboard.json"]))
     plots = out / f"v{LEADERBOARD_VERSION}"
     found = sorted(p for suffix in FIGURE_SUFFIXES for p in plots.glob(f"*.{suffix}"))
     orphans = [p for p in found if p.relative_to(out).as_posix() not in files]

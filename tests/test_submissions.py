@@ -165,7 +165,8 @@ def test_leaderboard_build_is_deterministic_and_ranked(made, tmp_path):
     build(made, second)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     figures = ["v2/digits-5.pdf", "v2/digits-5.png", "v2/digits-5.svg"]
-    assert [str(f) for f in files] == ["CHANGELOG.md", "README.md", "leaderboard.json", *figures]
+    site = ["site/app.js", "site/index.html", "site/style.css"]
+    assert [str(f) for f in files] == ["CHANGELOG.md", "README.md", "leaderboard.json", *site, *figures]
     for f in files:
         assert (first / f).read_bytes() == (second / f).read_bytes(), f
     rows = json.loads((first / "leaderboard.json").read_text())["tasks"]["digits-5"]

@@ -143,7 +143,7 @@ def leaderboard_build(
     submissions: Annotated[Path, typer.Option(help="The submissions folder.")] = Path("submissions"),
     out: Annotated[Path, typer.Option(help="The leaderboard folder.")] = Path("leaderboard"),
 ) -> None:
-    """Regenerate leaderboard/ (README.md, leaderboard.json, per-task plots, CHANGELOG.md)."""
+    """Regenerate leaderboard/ (README.md, leaderboard.json, per-task plots, CHANGELOG.md, the site/ page)."""
     from subclassbench.leaderboard import build
 
     changed = build(submissions, out, check=check)
