@@ -121,7 +121,12 @@ CacheDirOption = Annotated[
     typer.Option(help="Feature cache folder (default: $SUBCLASSBENCH_CACHE or ~/.cache/subclassbench/features)."),
 ]
 QuietOption = Annotated[
-    bool, typer.Option("--quiet", "-q", help="No progress on stderr (stage lines, bars) and no table on stdout.")
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No progress on stderr (stage lines, bars); evaluate, score and compare print only what they wrote.",
+    ),
 ]
 BatchSizeOption = Annotated[int, typer.Option(min=1, help="Images per forward pass (features do not depend on it).")]
 LimitOption = Annotated[
