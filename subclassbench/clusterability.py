@@ -236,9 +236,10 @@ def score_layers(
     Layers are read from their (cached) matrices one superclass's rows at a time, and the superclass
     probes a block at a time: memory holds part of one layer, however many layers and rows there are."""
     import sklearn
-    from tqdm.auto import tqdm
 
-    bar = tqdm(range(len(layers)), desc="cluster layers", unit="layer", disable=not progress or None, leave=False)
+    from subclassbench.progress import bar as progress_bar
+
+    bar = progress_bar(None, "cluster layers", "layer", progress, iterable=range(len(layers)))
     # Inputs are checked once here (finite float32, integer labels); scikit-learn's per-call
     # validation otherwise costs more than the clustering itself on superclass-sized problems.
     for layer in layers + (train[0] if train else []):

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from subclassbench.errors import SubclassbenchError, first_line
+from subclassbench.progress import bar as progress_bar
+from subclassbench.progress import stage
 
 if TYPE_CHECKING:
     from subclassbench.cache import FeatureCache
@@ -89,8 +91,19 @@ def _side(
     context = ExtractionContext.create(encoder, compared, layers, batch_size, "cpu", progress)
     extracted = extract_cached(context, cache)
     features = [f.features for f in extracted]
-    memberships = [soft_assignments(f, k, seed=seed) for f in features]
+    # The mixture fits are the slow part of a comparison: a stage line, and a bar over the layers.
+    stage(f"compare: concept memberships of {spec} (k={k}, {len(features)} layers)", progress)
+    memberships = [
+        soft_assignments(f, k, seed=seed)
+        for f in progress_bar(None, "memberships", "layer", progress, iterable=features)
+    ]
     return Side(spec, encoder, encoder.info(), [f.name for f in extracted], features, memberships)
+
+
+def _gri_matrix(rows: list[np.ndarray], cols: list[np.ndarray], progress: bool) -> np.ndarray:
+    """Layer × layer GRI of two lists of memberships, a bar counting the rows (the pairs are the slow part)."""
+    bar = progress_bar(None, "GRI layer pairs", "row", progress, iterable=rows)
+    return np.array([[generalized_rand_index(x, y) for y in cols] for x in bar])
 
 
 def _adjacent_share(matrix: np.ndarray) -> float | None:
@@ -196,18 +209,20 @@ def compare(
     a = _side(model_a, weights_a, split, rows, k, seed, layers_a, batch_size, progress, cache)
     same = model_a == model_b and weights_a == weights_b and layers_a == layers_b
     b = a if same else _side(model_b, weights_b, split, rows, k, seed, layers_b, batch_size, progress, cache)
+    stage(f"compare: CKA and GRI of {len(a.layers)} × {len(b.layers)} layer pairs", progress)
     cka = np.array([[linear_cka(x, y) for y in b.features] for x in a.features])
-    gri = np.array([[generalized_rand_index(x, y) for y in b.memberships] for x in a.memberships])
+    gri = _gri_matrix(a.memberships, b.memberships, progress)
     # Ground truth as a "model": one-hot memberships over the task's global subclass index.
     truth = split.global_subclass[rows]
     onehot = np.eye(task.n_subclasses)[truth]
     to_truth_a = [generalized_rand_index(m, onehot) for m in a.memberships]
     to_truth_b = to_truth_a if same else [generalized_rand_index(m, onehot) for m in b.memberships]
-    within_a = gri if same else np.array([[generalized_rand_index(x, y) for y in a.memberships] for x in a.memberships])
-    within_b = gri if same else np.array([[generalized_rand_index(x, y) for y in b.memberships] for x in b.memberships])
+    within_a = gri if same else _gri_matrix(a.memberships, a.memberships, progress)
+    within_b = gri if same else _gri_matrix(b.memberships, b.memberships, progress)
     la, lb = pair or (a.layers[-1], b.layers[-1])
     if la not in a.layers or lb not in b.layers:
         raise SubclassbenchError(f"--pair {la},{lb}: layers must be among {a.layers} and {b.layers}")
+    stage(f"compare: {concepts} concepts of {la} × {lb}", progress)
     if concepts == "nlmcd":
         found = _nlmcd_concepts(a, b, la, lb, split, rows, seed, min_cluster_size, max_tokens, batch_size, progress)
     else:

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from subclassbench.cache import CacheStats, EntryWriter, FeatureCache, feature_key
 from subclassbench.datasources import EncodedBatch, ImageSet
 from subclassbench.encoders import EMBEDDING, Encoder
 from subclassbench.errors import SubclassbenchError
 from subclassbench.matrices import Matrix, Rows
+from subclassbench.progress import bar as progress_bar
+from subclassbench.progress import stage
 
 if TYPE_CHECKING:
     from subclassbench.tasks import SplitData
@@ -213,9 +214,7 @@ def forward_pass(
     start = 0
     try:
         with torch.inference_mode(), autocast:
-            bar = tqdm(
-                total=len(images), desc=f"extract {encoder.spec}", unit="img", disable=not progress or None, leave=False
-            )
+            bar = progress_bar(len(images), f"extract {encoder.spec}", "img", progress)
             for loaded in iterate_batches(images, batch_size, workers, pin_memory=torch_device.type == "cuda"):
                 if isinstance(loaded, EncodedBatch):  # --decoder torchvision: decoded here, on the device
                     x = encoder.preprocessing(loaded.decode(torch_device))
@@ -427,6 +426,7 @@ def extract_cached(
     (``cache=None``) they are arrays in memory."""
     names = context.layers
     if cache is None:
+        _announce(context, len(names), 0)
         return context.extract(names)
     found: dict[str, LayerFeatures | None] = {}
     for n in names:
@@ -447,5 +447,17 @@ def extract_cached(
                 f"(layer {missing[0]}) are not in the cache; run `subclassbench extract` with the same --model, "
                 "--weights, --task and --data first"
             )
+        _announce(context, len(missing), len(names) - len(missing))
         found.update({f.name: f for f in context.extract_into(cache, missing)})
     return [found[n] for n in names]  # type: ignore[misc]
+
+
+def _announce(context: ExtractionContext, computed: int, cached: int) -> None:
+    """The stage line before a forward pass: which split, how many images and layers (a bar follows on a TTY)."""
+    split = context.split
+    from_cache = f"; {cached} from the cache" if cached else ""
+    stage(
+        f"features: {context.encoder.spec} on {split.task.name} split '{split.split}' "
+        f"({len(split)} images, {computed} layer(s){from_cache})",
+        context.progress,
+    )

@@ -203,9 +203,9 @@ def layer_tokens(
     away, so NLMCD runs its own forward pass with a hook on the one layer.
     """
     import torch
-    from tqdm.auto import tqdm
 
     from subclassbench.encoders import EMBEDDING
+    from subclassbench.progress import bar as progress_bar
 
     if layer != EMBEDDING and layer not in encoder.layer_modules:
         raise SubclassbenchError(f"layer '{layer}' is not a layer of {encoder.spec}; pick one of its --pair layers")
@@ -222,7 +222,7 @@ def layer_tokens(
     encoder.model.eval()
     try:
         with torch.inference_mode():
-            bar = tqdm(total=n, desc=f"tokens {encoder.spec}:{layer}", unit="img", disable=not progress or None)
+            bar = progress_bar(n, f"tokens {encoder.spec}:{layer}", "img", progress)
             for start in range(0, n, batch_size):
                 index = np.arange(start, min(start + batch_size, n))
                 embedding = encoder.embed(encoder.preprocessing(images.load(index)))

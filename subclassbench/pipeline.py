@@ -34,6 +34,7 @@ from subclassbench.features import DTYPES, ExtractionContext, LayerFeatures, ext
 from subclassbench.files import check_file_name, check_writable_folder, inside
 from subclassbench.matrices import Rows, all_finite
 from subclassbench.preprocessing import Preprocessing
+from subclassbench.progress import stage
 from subclassbench.protocol import PROTOCOL, PROTOCOL_VERSION, protocol_fingerprint
 from subclassbench.results import SCHEMA_VERSION, Result, check_output_path
 from subclassbench.samples import ProbeSamples, SampleOutputs
@@ -377,8 +378,10 @@ def prepare(request: EvaluationRequest) -> Prepared:
         raise SubclassbenchError("--ood-data feeds the transfer metrics' OOD sets; drop it or run transfer too")
     checked = check_ood_sets(task, request) if "transfer" in metrics else []  # before any data is read
     notes: list[str] = []
+    stage(f"loading the data of {task.name} (metrics: {', '.join(metrics)})", request.progress)
     splits = _load_splits(task, request, metrics, notes)
     evaluation = next(iter(splits.values()))
+    stage(f"loading encoder {request.model}", request.progress)
     encoder = _encoder(request, evaluation.images.sample_shape, len(task.superclasses))
     if request.image_preprocessing == "encoder":
         splits = _encoder_decoding(splits, encoder.preprocessing)
@@ -445,6 +448,7 @@ def evaluate(request: EvaluationRequest) -> Result:
     scored = time.perf_counter()
     uncertainty = None
     if request.bootstrap > 0:
+        stage(f"bootstrap intervals ({request.bootstrap} resamples)", request.progress)
         found = intervals.compute(samples, per_layer, summary, resamples=request.bootstrap)
         summary["ci95"] = found.summary
         for entry, layer_ci in zip(per_layer, found.layers(), strict=True):
@@ -490,6 +494,7 @@ def score(
     if "clusterability" in metrics:
         train = reconstruction_split(task)
         reference = (features[train], splits[train]) if train in features and train != evaluation.split else None
+        stage(f"clusterability of {len(first)} layers", progress)
         clustered = score_layers(first, evaluation, progress, reference, device=device)
         for entry, layer_clusters in zip(per_layer, clustered, strict=True):
             entry["clusterability"] = layer_clusters.scores
@@ -512,6 +517,8 @@ def score(
             samples.ward = np.stack([clustered[samples.layers.index(n)].ward for n in kept])  # type: ignore[misc]
     if "transfer" in metrics:
         plan = TransferPlan.from_task(task, splits, prepared.ood_splits)
+        ood = f" and {len(plan.ood)} OOD set(s)" if plan.ood else ""
+        stage(f"transfer probes on {len(first)} layers (ID{ood})", progress)
         transferred = score_transfer(features, plan, device=device, progress=progress)
         for entry, layer_transfer in zip(per_layer, transferred, strict=True):
             entry["transfer"] = layer_transfer.scores

@@ -20,6 +20,7 @@ from typing import Any
 
 from subclassbench import safeyaml
 from subclassbench.errors import SubclassbenchError, first_line
+from subclassbench.progress import counted, stage
 
 EXECUTORS = ("local", "ray")
 RETRIES = 1
@@ -173,25 +174,39 @@ def score_job(cell: Cell, out: str, n_shards: int, cache_dir: str | None, device
     return str(result.write(result_path(cell, Path(out))))
 
 
-def run_local(cells: list[Cell], out: Path, n_shards: int, cache_dir: str | None) -> MatrixReport:
+def _cell_status(outcome: CellOutcome, done: int, total: int, progress: bool) -> None:
+    """The stage line of a finished cell: how many of the matrix are done, and how this one ended."""
+    detail = outcome.result if outcome.status != "failed" else f"{outcome.error} (after {outcome.attempts} attempts)"
+    stage(f"{counted('run', done - 1, total)} {outcome.status}: {outcome.model} × {outcome.task}: {detail}", progress)
+
+
+def run_local(
+    cells: list[Cell], out: Path, n_shards: int, cache_dir: str | None, progress: bool = False
+) -> MatrixReport:
     report = MatrixReport()
-    for cell in cells:
+    for number, cell in enumerate(cells):
+        where = f"{counted('run', number, len(cells))} {cell.model} × {cell.task}"
         path = result_path(cell, out)
         if _finished(path, cell):
             report.outcomes.append(CellOutcome(cell.model, cell.task, "skipped", str(path)))
+            _cell_status(report.outcomes[-1], len(report.outcomes), len(cells), progress)
             continue
         outcome = CellOutcome(cell.model, cell.task, "failed")
         for _attempt in range(1 + RETRIES):
             outcome.attempts += 1
+            retry = f" (attempt {outcome.attempts}: {outcome.error})" if outcome.attempts > 1 else ""
             try:
                 for index in range(n_shards):
+                    stage(f"{where}: extracting shard {index + 1}/{n_shards}{retry}", progress)
                     extract_shard_job(cell, index, n_shards, cache_dir)
+                stage(f"{where}: scoring", progress)
                 outcome.result = score_job(cell, str(out), n_shards, cache_dir)
                 outcome.status, outcome.error = "done", None
                 break
             except Exception as exc:  # one bad cell must not stop the matrix
                 outcome.error = _describe(exc)
         report.outcomes.append(outcome)
+        _cell_status(outcome, len(report.outcomes), len(cells), progress)
     return report
 
 
@@ -212,6 +227,7 @@ def run_ray(
     address: str | None = None,
     num_cpus: int | None = None,
     gpus_per_task: float = 0.0,
+    progress: bool = False,
 ) -> MatrixReport:
     """Each shard extraction and each scoring a Ray task; failed tasks are retried once by Ray."""
     try:
@@ -239,17 +255,25 @@ def run_ray(
             path = result_path(cell, out)
             if _finished(path, cell):
                 report.outcomes.append(CellOutcome(cell.model, cell.task, "skipped", str(path)))
+                _cell_status(report.outcomes[-1], len(report.outcomes), len(cells), progress)
                 continue
             shards = [shard_remote.remote(cell, i, n_shards, cache_dir, device) for i in range(n_shards)]
             pending.append((cell, score_remote.remote(cell, str(out), n_shards, cache_dir, device, *shards)))
-        for cell, ref in pending:
+        stage(f"run: {len(pending)} cell(s) scheduled on Ray ({n_shards} shard(s) each)", progress and bool(pending))
+        finished: dict[Any, CellOutcome] = {}
+        waiting = [ref for _, ref in pending]
+        while waiting:  # cells reported as they finish, in any order; the report keeps the matrix's order
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            cell = next(c for c, r in pending if r == ready[0])
             outcome = CellOutcome(cell.model, cell.task, "failed", attempts=1 + RETRIES)
             try:
-                outcome.result = ray.get(ref)
+                outcome.result = ray.get(ready[0])
                 outcome.status, outcome.attempts = "done", 1
             except Exception as exc:  # reported per cell; the others keep their results
                 outcome.error = _describe(exc)
-            report.outcomes.append(outcome)
+            finished[ready[0]] = outcome
+            _cell_status(outcome, len(report.outcomes) + len(finished), len(cells), progress)
+        report.outcomes.extend(finished[ref] for _, ref in pending)
     finally:
         if started_here:
             ray.shutdown()
@@ -270,7 +294,9 @@ def run_matrix(
     address: str | None = None,
     num_cpus: int | None = None,
     gpus_per_task: float = 0.0,
+    progress: bool = False,
 ) -> MatrixReport:
+    """Run every cell (``progress``: a stage line per cell step and per finished cell, on stderr)."""
     if executor not in EXECUTORS:
         raise SubclassbenchError(f"unknown executor '{executor}'; use local or ray")
     if n_shards < 1:
@@ -297,5 +323,5 @@ def run_matrix(
         for c in cells
     ]
     if executor == "ray":
-        return run_ray(cells, out, n_shards, cache_dir, address, num_cpus, gpus_per_task)
-    return run_local(cells, out, n_shards, cache_dir)
+        return run_ray(cells, out, n_shards, cache_dir, address, num_cpus, gpus_per_task, progress)
+    return run_local(cells, out, n_shards, cache_dir, progress)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ from subclassbench import safeyaml
 from subclassbench.errors import SubclassbenchError
 from subclassbench.files import atomic_path, atomic_write, check_name, locked
 from subclassbench.hashing import sha256_file
+from subclassbench.progress import counted
+from subclassbench.progress import stage as announce  # `stage` names the staging folder in submit
 from subclassbench.protocol import protocol_fingerprint
 from subclassbench.results import Result
 from subclassbench.schemas import first_error
@@ -508,7 +511,11 @@ def submit(request: SubmitRequest) -> Report:
             weights_for_run = folder / entry["encoder"]["weights"]["file"]
         results: dict[str, Result] = {}
         stored_at = f"{request.submissions.as_posix()}/{request.name}"
-        for task_name in request.tasks:
+        for i, task_name in enumerate(request.tasks):
+            announce(
+                f"{counted('submit', i, len(request.tasks))}: evaluating {request.model} on {task_name}",
+                request.progress,
+            )
             result = evaluate(
                 EvaluationRequest(
                     model=request.model,
@@ -535,6 +542,7 @@ def submit(request: SubmitRequest) -> Report:
         for task_name, result in results.items():
             result.write(folder / RESULTS_DIR / f"{result_stem(task_name, request.seed)}.json")
         write_model_file(folder, entry)
+    announce(f"submit: validating {folder}", request.progress)
     return validate_submission(folder)
 
 
@@ -579,11 +587,13 @@ def verify(
     tasks: list[str] | None = None,
     progress: bool = False,
     shipped_data_only: bool = False,
+    on_outcome: Callable[[Verification], None] | None = None,
 ) -> list[Verification]:
     """Re-run each of a submission's results without the feature cache and compare within tolerance.
 
     ``shipped_data_only`` verifies only results on tasks whose data ships with
     subclassbench (CI's setting: no downloads, bounded time); others are skipped.
+    ``on_outcome`` is called with each outcome as soon as it is known.
     """
     from subclassbench.pipeline import EvaluationRequest, evaluate
     from subclassbench.tasks import load_task
@@ -593,21 +603,32 @@ def verify(
         raise SubclassbenchError(f"{report.errors[0]} (run `subclassbench validate {folder}`)")
     assert report.model is not None
     entry, wanted = report.model, set(tasks or [])
+    ordered = sorted(report.results, key=lambda r: (r.task_name, str(r.path)))
+    chosen = [r for r in ordered if not wanted or r.task_name in wanted]
     out: list[Verification] = []
-    for submitted in sorted(report.results, key=lambda r: (r.task_name, str(r.path))):
+
+    def done(outcome: Verification) -> None:
+        out.append(outcome)
+        if on_outcome is not None:  # as soon as it is known: a long verify reports each result when it is checked
+            on_outcome(outcome)
+
+    for submitted in chosen:
         name = submitted.task_name
         label = submitted.path.stem if submitted.path else name  # <task> or <task>.seed-<k>
-        if wanted and name not in wanted:
-            continue
         task = load_task(name)
         source = data or submitted.task["data_source"]
         if task.needs_data_path and shipped_data_only:
-            out.append(Verification(label, "skipped", "its data does not ship with subclassbench"))
+            done(Verification(label, "skipped", "its data does not ship with subclassbench"))
             continue
         if task.needs_data_path and not Path(source).exists():
-            out.append(Verification(label, "skipped", "needs its data; pass --data"))
+            done(Verification(label, "skipped", "needs its data; pass --data"))
             continue
         file = weights_path(folder, entry, report.seed_of.get(submitted.path))  # type: ignore[arg-type]
+        announce(
+            f"{counted('verify', len(out), len(chosen))}: {label}: re-running {entry['encoder']['spec']} "
+            "without the feature cache",
+            progress,
+        )
         rerun = evaluate(
             EvaluationRequest(
                 model=entry["encoder"]["spec"],
@@ -622,12 +643,12 @@ def verify(
             )
         )
         if rerun.task["fingerprint"] != submitted.task["fingerprint"]:
-            out.append(Verification(label, "fail", "the data differs from the submission's (task fingerprint)"))
+            done(Verification(label, "fail", "the data differs from the submission's (task fingerprint)"))
             continue
         differences = compare_results(submitted, rerun)
         if differences:
             detail = f"{len(differences)} difference(s) outside tolerance"
-            out.append(Verification(label, "fail", detail, differences))
+            done(Verification(label, "fail", detail, differences))
         else:
-            out.append(Verification(label, "ok", f"{len(rerun.layers)} layers within tolerance"))
+            done(Verification(label, "ok", f"{len(rerun.layers)} layers within tolerance"))
     return out

@@ -369,7 +369,8 @@ def _train_epochs(
 
     Loss and accuracy accumulate on the device and are read once per epoch: a per-step ``.item()``
     would stall a GPU at every step."""
-    from tqdm.auto import tqdm
+    from subclassbench.progress import bar as progress_bar
+    from subclassbench.progress import stage
 
     model, preprocess = run.model, encoder.preprocessing
     augment = recipe.resolved_augment(train_split.images.sample_shape)
@@ -379,12 +380,15 @@ def _train_epochs(
     autocast = torch.autocast(device.type, dtype=DTYPES[recipe.precision], enabled=recipe.precision != "fp32")
     y_train_np = y_train.cpu().numpy()
     steps_per_epoch = -(-len(train_split) // recipe.batch_size)
-    bar = tqdm(
-        total=recipe.epochs * steps_per_epoch,
+    if run.epoch:
+        stage(f"train: resuming after epoch {run.epoch}/{recipe.epochs}", progress)
+    bar = progress_bar(
+        recipe.epochs * steps_per_epoch,
+        f"train {encoder.arch} {labels}",
+        "step",
+        progress,
         initial=run.epoch * steps_per_epoch,
-        desc=f"train {encoder.arch} {labels}",
-        unit="step",
-        disable=not progress or None,
+        leave=True,
     )
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(run.epoch, last_epoch):
@@ -434,6 +438,12 @@ def _train_epochs(
             loss=f"{total_loss / seen:.3f}",
             acc=f"{hits / seen:.3f}",
             test_acc=f"{correct.mean():.3f}",
+        )
+        # One line per epoch as well as the bar: a log (no TTY, no bar) still shows how training goes.
+        stage(
+            f"train: epoch {epoch + 1}/{recipe.epochs} loss {entry['loss']:.4f} train acc {entry['train_acc']:.3f} "
+            f"test acc {entry['test_acc']:.3f} ({time.perf_counter() - began:.1f} s)",
+            progress,
         )
         if recipe.checkpoint_every and (epoch + 1) % recipe.checkpoint_every == 0:
             _save_weights(model, out / CHECKPOINTS / f"epoch_{epoch + 1:03d}.safetensors")

@@ -194,10 +194,10 @@ def score_layers_transfer(
     """Probe accuracies, alignment and ranks for every layer (``features``: split key → per-layer N × D).
 
     Each probe kind (ID, refit, each OOD set) trains all layers' probes in one batched program."""
-    from tqdm.auto import tqdm
+    from subclassbench.progress import bar as progress_bar
 
     kinds = 1 + (plan.refit_train is not None) + len(plan.ood)
-    bar = tqdm(total=kinds, desc="probes", unit="kind", disable=not progress or None, leave=False)
+    bar = progress_bar(kinds, "probes", "kind", progress)
     chance_id = 1.0 / plan.n_id_classes
     id_features = plan.id_train.take_all(features)
     evaluations = {"id": (plan.id_test.take_all(features), plan.id_test.labels)}

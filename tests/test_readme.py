@@ -74,7 +74,8 @@ def test_readme_example_runs_as_written(name: str, fake_shared: Path, tmp_path: 
     done = run_block(name, fake_shared, work)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     if name == "digits":
-        assert {"digits.json", "digits.csv", "digits.png", "digits.svg", "digits.pdf"} <= {p.name for p in work.iterdir()}
+        written = {p.name for p in work.iterdir()}
+        assert {"digits.json", "digits.csv", "digits.png", "digits.svg", "digits.pdf"} <= written
         assert "ami_low" in done.stdout
     elif name == "cifar":
         doc = json.loads((work / "r20.json").read_text())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -21,11 +22,23 @@ from subclassbench.errors import SubclassbenchError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Help is click's plain formatter, not typer's Rich one (rich_markup_mode=None), for two reasons:
+# * typer 0.29's Rich formatter prints a type column from TyperOption.display_type_rich(), which has no
+#   is_flag check, so every boolean flag reads `--force <bool>` as if it took a value (`--force true`
+#   then fails). typer ≤ 0.28 dropped types containing "bool" there; the plain formatter's
+#   get_help_record() has always skipped flags.
+# * Rich markup mode parses help text as markup: `[@TAG]`, `[default: every sample]` vanish from it.
+# tests/test_feedback.py holds both in place.
+HELP = {"rich_markup_mode": None}
+
 app = typer.Typer(
     help="Score every layer of an encoder for subclass clusterability and transfer.",
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
+    # click wraps help at 80 columns by default and cuts command summaries to fit; use a wide terminal.
+    context_settings={"max_content_width": 120},
+    **HELP,
 )
 
 
@@ -46,11 +59,11 @@ def _root(
     """Score every layer of an encoder for subclass clusterability and transfer."""
 
 
-tasks_app = typer.Typer(help="List tasks, or show one resolved task.", invoke_without_command=True)
+tasks_app = typer.Typer(help="List tasks, or show one resolved task.", invoke_without_command=True, **HELP)
 app.add_typer(tasks_app, name="tasks")
-cache_app = typer.Typer(help="Inspect or prune the feature cache.", no_args_is_help=True)
+cache_app = typer.Typer(help="Inspect or prune the feature cache.", no_args_is_help=True, **HELP)
 app.add_typer(cache_app, name="cache")
-leaderboard_app = typer.Typer(help="Build or check the leaderboard from submissions/.", no_args_is_help=True)
+leaderboard_app = typer.Typer(help="Build or check the leaderboard from submissions/.", no_args_is_help=True, **HELP)
 app.add_typer(leaderboard_app, name="leaderboard")
 
 
@@ -80,22 +93,42 @@ def split_list(values: list[str] | None) -> list[str] | None:
 # Options that evaluate, extract and score share (the cache key is built from the same request fields).
 ModelOption = Annotated[str, typer.Option(help="Encoder spec: builtin:ARCH[.TAG], timm:NAME, open_clip:ARCH[@TAG].")]
 TaskOption = Annotated[str, typer.Option(help="Task name (see `subclassbench tasks`) or task file path.")]
-WeightsOption = Annotated[str | None, typer.Option(help="Weights file: .safetensors or a torch checkpoint.")]
+WeightsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Weights file: .safetensors, a torch checkpoint or a `train` run folder. "
+        "[default: the spec's own: a packaged tag, pretrained timm/open_clip weights]"
+    ),
+]
 DataOption = Annotated[
     str | None,
-    typer.Option(help="Image data: .npz, a folder of *_<split>.npz, an image-folder tree or a saved HF dataset."),
+    typer.Option(
+        help="Image data: .npz, a folder of *_<split>.npz, an image-folder tree or a saved HF dataset. "
+        "[default: the task's own source; tasks whose data does not ship need it]"
+    ),
 ]
 OodDataOption = Annotated[
     list[str] | None,
     typer.Option(help="NAME=PATH: data for the task's OOD set NAME (repeatable; default: --data)."),
 ]
-LayersOption = Annotated[list[str] | None, typer.Option(help="Layers to score (comma-separated or repeated).")]
+LayersOption = Annotated[
+    list[str] | None,
+    typer.Option(help="Layers to score (comma-separated or repeated; see `subclassbench layers`). [default: all]"),
+]
 SplitOption = Annotated[str | None, typer.Option(help="Split to score (default: the task's evaluation split).")]
 CacheDirOption = Annotated[
     str | None,
     typer.Option(help="Feature cache folder (default: $SUBCLASSBENCH_CACHE or ~/.cache/subclassbench/features)."),
 ]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No progress on stderr (stage lines, bars); evaluate, score and compare print only what they wrote.",
+    ),
+]
+BatchSizeOption = Annotated[int, typer.Option(min=1, help="Images per forward pass (features do not depend on it).")]
 LimitOption = Annotated[
     int | None,
     typer.Option(
@@ -134,6 +167,21 @@ for _module in ("evaluation", "models", "tasks", "submissions", "compare", "resu
     importlib.import_module(f"subclassbench.cli.{_module}")
 
 
+def _flag_given_a_value(exc: Exception, argv: list[str]) -> str | None:
+    """The usage error of `--force true` (a flag followed by a value), said as such; None for any other.
+
+    click reports the value as an "unexpected extra argument", which does not say that flags take none.
+    """
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None or "unexpected extra argument" not in str(exc):
+        return None
+    flags = {opt for p in ctx.command.params if getattr(p, "is_flag", False) for opt in (*p.opts, *p.secondary_opts)}
+    for before, token in itertools.pairwise(argv):
+        if before in flags and token.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+            return f"{before} is a flag and takes no value: pass {before} alone, or leave it out, not {before} {token}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """The ``subclassbench`` entry point: every failure is one ``error:`` line and an exit code.
 
@@ -153,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
         code = 0
     except click_errors.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "subclassbench"
-        message = " ".join(exc.format_message().split()).rstrip(".")
+        message = _flag_given_a_value(exc, sys.argv[1:] if argv is None else argv)
+        message = message or " ".join(exc.format_message().split()).rstrip(".")
         print(f"error: {message}; see `{where} --help`", file=sys.stderr)
         code = 2
     except click_errors.ClickException as exc:

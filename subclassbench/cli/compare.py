@@ -23,8 +23,12 @@ from subclassbench.files import check_writable_folder
 def compare(
     model: Annotated[list[str], typer.Option(help="Two encoder specs (repeat --model); one compares it with itself.")],
     task: Annotated[str, typer.Option(help="Task whose evaluation split is compared.")] = "digits-5",
-    weights: Annotated[list[str] | None, typer.Option(help="Weights per --model, in order ('-' for none).")] = None,
-    data: Annotated[str | None, typer.Option(help="Data path for tasks that need one.")] = None,
+    weights: Annotated[
+        list[str] | None, typer.Option(help="Weights per --model, in order ('-' for none). [default: each spec's own]")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Data path for tasks that need one. [default: the task's own source]")
+    ] = None,
     k: Annotated[
         int | None, typer.Option(help="Concepts per layer (default: the task's number of subclasses).")
     ] = None,
@@ -44,7 +48,8 @@ def compare(
         int | None, typer.Option(help="nlmcd: smallest concept in tokens (default: 1% of the tokens, at least 5).")
     ] = None,
     max_tokens: Annotated[
-        int | None, typer.Option(help="nlmcd: most tokens clustered per layer, an equal seeded share per image.")
+        int | None,
+        typer.Option(help="nlmcd: most tokens clustered per layer, an equal seeded share per image. [default: 20000]"),
     ] = None,
     out: Annotated[
         Path, typer.Option(help="Output folder: compare.json, cka and gri heatmaps (.png, .svg, .pdf).")
@@ -117,7 +122,9 @@ def compare(
     typer.echo(f"wrote {out}/compare.json, cka.png, gri.png (and .svg, .pdf)")
 
 
-@app.command("agreement")
+@app.command(
+    "agreement", short_help="Per-epoch agreement of training runs (Pliushch et al. 2022), its bound and accuracy."
+)
 @user_errors
 def agreement_command(
     runs: Annotated[list[Path], typer.Argument(help="Run folders written by `subclassbench train`.")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -9,6 +10,7 @@ import typer
 
 from subclassbench.cli import (
     DEFAULT_MODEL,
+    BatchSizeOption,
     CacheDirOption,
     ChannelsLastOption,
     DataOption,
@@ -108,7 +110,7 @@ def evaluate(
     split: SplitOption = None,
     out: Annotated[Path | None, typer.Option(help="Result JSON path (default: results/<model>/<task>.json).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out even if it holds something else.")] = False,
-    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    batch_size: BatchSizeOption = 256,
     device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
     random_init: Annotated[
         bool, typer.Option("--random-init", help="timm/open_clip: skip pretrained weights.")
@@ -185,9 +187,16 @@ def extract(
     ood_data: OodDataOption = None,
     layers: LayersOption = None,
     split: SplitOption = None,
-    metrics: Annotated[list[str] | None, typer.Option(help="Which families' splits to extract.")] = None,
-    shard: Annotated[str | None, typer.Option(help="I/N: extract only the I-th of N contiguous parts.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Which families' splits to extract: clusterability, transfer. [default: all the task supports]"
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None, typer.Option(help="I/N: extract only the I-th of N contiguous parts. [default: the whole split]")
+    ] = None,
+    batch_size: BatchSizeOption = 256,
     device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
     limit: LimitOption = None,
     dtype: DtypeOption = "fp32",
@@ -220,12 +229,19 @@ def score(
     ood_data: OodDataOption = None,
     layers: LayersOption = None,
     split: SplitOption = None,
-    metrics: Annotated[list[str] | None, typer.Option(help="clusterability and/or transfer.")] = None,
-    shards: Annotated[int | None, typer.Option(min=1, max=10_000, help="Merge features from N cached shards.")] = None,
+    metrics: Annotated[
+        list[str] | None, typer.Option(help="clusterability and/or transfer. [default: all the task supports]")
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=10_000, help="Merge features from N cached shards. [default: features of the whole split]"
+        ),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option(min=1, help="The batch size the shards were extracted with (shard borders follow it).")
     ] = 256,
-    out: Annotated[Path | None, typer.Option(help="Result JSON path.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Result JSON path. [default: results/<model>/<task>.json]")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out even if it holds something else.")] = False,
     bootstrap: BootstrapOption = 1000,
     limit: LimitOption = None,
@@ -284,8 +300,12 @@ def cache_du(cache_dir: CacheDirOption = None) -> None:
 @cache_app.command("prune")
 @user_errors
 def cache_prune(
-    older_than_days: Annotated[float | None, typer.Option(help="Remove entries older than this.")] = None,
-    model: Annotated[str | None, typer.Option(help="Remove entries of this encoder spec.")] = None,
+    older_than_days: Annotated[
+        float | None, typer.Option(help="Remove entries older than this. [default: any age]")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Remove entries of this encoder spec. [default: any encoder]")
+    ] = None,
     all_entries: Annotated[bool, typer.Option("--all", help="Remove everything.")] = False,
     cache_dir: CacheDirOption = None,
 ) -> None:
@@ -310,16 +330,29 @@ def run_matrix_command(
     gpus_per_task: Annotated[float, typer.Option(help="GPUs per Ray task (extraction runs on cuda if > 0).")] = 0.0,
     shards: Annotated[int, typer.Option(help="Contiguous extraction shards per (model, task).")] = 1,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
-    cache_dir: Annotated[str | None, typer.Option(help="Feature cache folder (shared by all workers).")] = None,
+    cache_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Feature cache folder, shared by all workers "
+            "(default: $SUBCLASSBENCH_CACHE or ~/.cache/subclassbench/features)."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the cells' outcomes as one JSON document instead of lines.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-cell progress lines on stderr.")] = False,
 ) -> None:
     """Evaluate every model on every task; (model, task, shard) units run locally or on Ray."""
     from subclassbench.runner import load_matrix, run_matrix
 
     cells = load_matrix(models, tasks)
-    report = run_matrix(cells, out, executor, shards, cache_dir, address, workers, gpus_per_task)
-    for o in report.outcomes:
-        detail = o.result if o.status != "failed" else f"{o.error} (after {o.attempts} attempts)"
-        typer.echo(f"{o.status:7} {o.model} × {o.task}: {detail}")
+    report = run_matrix(cells, out, executor, shards, cache_dir, address, workers, gpus_per_task, progress=not quiet)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for o in report.outcomes:
+            detail = o.result if o.status != "failed" else f"{o.error} (after {o.attempts} attempts)"
+            typer.echo(f"{o.status:7} {o.model} × {o.task}: {detail}")
     if report.failed:
         typer.echo(f"{len(report.failed)} of {len(report.outcomes)} cells failed", err=True)
         raise typer.Exit(1)

@@ -25,15 +25,20 @@ def train(
         "superclass"
     ),
     epochs: Annotated[int, typer.Option(min=0, help="0 writes the seeded random initialisation.")] = 30,
-    seed: Annotated[int, typer.Option()] = 0,
-    lr: Annotated[float, typer.Option()] = 0.05,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    weight_decay: Annotated[float, typer.Option()] = 5e-4,
-    momentum: Annotated[float, typer.Option()] = 0.9,
+    seed: Annotated[int, typer.Option(help="Seed of the initialisation, the batch order and the augmentation.")] = 0,
+    lr: Annotated[float, typer.Option(help="SGD learning rate at the start of the schedule.")] = 0.05,
+    batch_size: Annotated[int, typer.Option(min=1, help="Training images per SGD step.")] = 64,
+    weight_decay: Annotated[float, typer.Option(help="SGD weight decay (L2).")] = 5e-4,
+    momentum: Annotated[float, typer.Option(help="SGD momentum (Nesterov when > 0).")] = 0.9,
     augment: Annotated[str, typer.Option(help="auto, none or crop_flip.")] = "auto",
-    norm: Annotated[str | None, typer.Option(help="cifar_resnet*: bn, ln or none.")] = None,
+    norm: Annotated[
+        str | None, typer.Option(help="cifar_resnet*: bn, ln or none. [default: the architecture's own (bn)]")
+    ] = None,
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Keep weights every k epochs (0: never).")] = 0,
-    data: Annotated[str | None, typer.Option(help="Image data folder holding the train and test splits.")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="Image data folder holding the train and test splits. [default: the task's own source]"),
+    ] = None,
     threads: Annotated[int, typer.Option(min=0, help="torch threads (0: default); recorded in the card.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run found in --out.")] = True,
     device: Annotated[
@@ -105,8 +110,13 @@ def encoders() -> None:
 @user_errors
 def layers(
     model: Annotated[str, typer.Argument(help="Encoder spec.")],
-    weights: Annotated[str | None, typer.Option()] = None,
-    random_init: Annotated[bool, typer.Option("--random-init")] = False,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Weights file, as for evaluate. [default: the spec's own]"),
+    ] = None,
+    random_init: Annotated[
+        bool, typer.Option("--random-init", help="timm/open_clip: do not download pretrained weights.")
+    ] = False,
     all_modules: Annotated[
         bool, typer.Option("--all", help="Every named module (any of them may be passed to --layers).")
     ] = False,

@@ -18,9 +18,15 @@ def results(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="Result JSON files or folders holding them (default: results/).")
     ] = None,
-    csv: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV to this file.")] = None,
-    parquet: Annotated[Path | None, typer.Option("--parquet", help="Also write it as Parquet to this file.")] = None,
-    json: Annotated[Path | None, typer.Option("--json", help="Also write it as JSON records to this file.")] = None,
+    csv: Annotated[
+        Path | None, typer.Option("--csv", help="Also write the table as CSV to this file. [default: none]")
+    ] = None,
+    parquet: Annotated[
+        Path | None, typer.Option("--parquet", help="Also write it as Parquet to this file. [default: none]")
+    ] = None,
+    json: Annotated[
+        Path | None, typer.Option("--json", help="Also write it as JSON records to this file. [default: none]")
+    ] = None,
 ) -> None:
     """One row per result file: model, task, committed layer, AMI and reconstruction accuracy with their 95%
     intervals, % OOD retained, tunnel."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from subclassbench.cli import (
+    BatchSizeOption,
     QuietOption,
     app,
     leaderboard_app,
@@ -15,6 +17,9 @@ from subclassbench.cli import (
     user_errors,
 )
 from subclassbench.errors import SubclassbenchError
+
+# model.yaml fields: a new submission must give them, an update may leave them out.
+NEW_ONLY = " [default: needed for a new submission; an update keeps model.yaml's]"
 
 
 @app.command()
@@ -24,33 +29,56 @@ def submit(
     model: Annotated[str, typer.Option(help="Encoder spec, as for evaluate.")],
     task: Annotated[list[str], typer.Option(help="Task(s) to evaluate (comma-separated or repeated).")],
     weights: Annotated[
-        Path | None, typer.Option(help="Weights file; stored in the submission as weights.safetensors.")
+        Path | None,
+        typer.Option(help="Weights file; stored in the submission as weights.safetensors. [default: the spec's own]"),
     ] = None,
-    data: Annotated[str | None, typer.Option(help="Data path for tasks that need one.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Data path for tasks that need one. [default: the task's own source]")
+    ] = None,
     labels: Annotated[
         str | None,
-        typer.Option(help="Training label granularity: fine, superclass, self-supervised, text-supervised, none."),
+        typer.Option(
+            help="Training label granularity: fine, superclass, self-supervised, text-supervised, none." + NEW_ONLY
+        ),
     ] = None,
     label_task: Annotated[
         str | None,
         typer.Option(
-            help="The task whose labels it was trained on (needed with --labels superclass; flags OOD sets it saw)."
+            help="The task whose labels it was trained on (needed with --labels superclass; flags OOD sets it saw). "
+            "[default: none]"
         ),
     ] = None,
-    training_data: Annotated[str | None, typer.Option(help="What the encoder was trained on.")] = None,
-    license: Annotated[str | None, typer.Option(help="License of the weights (SPDX id).")] = None,
-    citation: Annotated[str | None, typer.Option(help="How to cite the encoder.")] = None,
-    description: Annotated[str | None, typer.Option(help="One line about the encoder.")] = None,
+    training_data: Annotated[
+        str | None,
+        typer.Option(help="What the encoder was trained on." + NEW_ONLY),
+    ] = None,
+    license: Annotated[
+        str | None,
+        typer.Option(help="License of the weights (SPDX id)." + NEW_ONLY),
+    ] = None,
+    citation: Annotated[
+        str | None,
+        typer.Option(help="How to cite the encoder." + NEW_ONLY),
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="One line about the encoder. [default: none]")] = None,
     data_note: Annotated[
-        str | None, typer.Option(help="Where the evaluated data came from (say if it is degraded).")
+        str | None,
+        typer.Option(help="Where the evaluated data came from (say if it is degraded). [default: the data's source]"),
     ] = None,
     random_init: Annotated[bool, typer.Option("--random-init", help="timm/open_clip: no pretrained weights.")] = False,
-    metrics: Annotated[list[str] | None, typer.Option(help="Metric families (default: all).")] = None,
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(help="Metric families: clusterability, transfer. [default: all the task supports]"),
+    ] = None,
     submissions: Annotated[Path, typer.Option(help="The submissions folder.")] = Path("submissions"),
-    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    batch_size: BatchSizeOption = 256,
     seed: Annotated[
         int | None,
-        typer.Option(min=0, help="Add --weights as this training seed of an existing submission (same recipe)."),
+        typer.Option(
+            min=0,
+            help="Add --weights as this training seed of an existing submission (same recipe). "
+            "[default: the submission's first seed]",
+        ),
     ] = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -116,23 +144,43 @@ def verify(
     data: Annotated[
         str | None, typer.Option(help="Data path (default: the one the result records, if present).")
     ] = None,
-    task: Annotated[list[str] | None, typer.Option(help="Only these tasks.")] = None,
+    task: Annotated[
+        list[str] | None, typer.Option(help="Only these tasks (comma-separated or repeated). [default: every result]")
+    ] = None,
     shipped_data_only: Annotated[
         bool, typer.Option("--shipped-data-only", help="Skip tasks whose data does not ship with subclassbench.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the outcomes as one JSON document instead of lines.")
     ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Re-run a submission's results and compare them within the documented tolerances."""
+    from subclassbench.submissions import Verification
     from subclassbench.submissions import verify as run
 
-    outcomes = run(path, data, split_list(task), progress=not quiet, shipped_data_only=shipped_data_only)
-    for o in outcomes:
+    def show(o: Verification) -> None:  # printed as each result is checked, not all at the end
         typer.echo(f"{o.task}: {o.status.upper() if o.status != 'skipped' else 'skipped'} ({o.detail})")
         for d in o.differences[:10]:
             typer.echo(f"  {d}")
+
+    outcomes = run(
+        path,
+        data,
+        split_list(task),
+        progress=not quiet,
+        shipped_data_only=shipped_data_only,
+        on_outcome=None if as_json else show,
+    )
+    if as_json:
+        doc = [
+            {"task": o.task, "status": o.status, "detail": o.detail, "differences": [str(d) for d in o.differences]}
+            for o in outcomes
+        ]
+        typer.echo(json.dumps({"submission": str(path), "outcomes": doc}, indent=2))
     if any(o.status == "fail" for o in outcomes):
         raise typer.Exit(1)
-    if not any(o.status == "ok" for o in outcomes):
+    if not as_json and not any(o.status == "ok" for o in outcomes):
         typer.echo("nothing verified: no result had its data available")
 
 
@@ -142,10 +190,14 @@ def leaderboard_build(
     check: Annotated[bool, typer.Option("--check", help="Fail if the committed leaderboard is out of date.")] = False,
     submissions: Annotated[Path, typer.Option(help="The submissions folder.")] = Path("submissions"),
     out: Annotated[Path, typer.Option(help="The leaderboard folder.")] = Path("leaderboard"),
+    quiet: QuietOption = False,
 ) -> None:
     """Regenerate leaderboard/ (README.md, leaderboard.json, per-task plots, CHANGELOG.md, the site/ page)."""
     from subclassbench.leaderboard import build
+    from subclassbench.progress import stage
 
+    # Validating every submission and drawing the plots takes seconds: say so before the wait.
+    stage(f"leaderboard: validating {submissions} and rendering {out} (tables, plots)", not quiet)
     changed = build(submissions, out, check=check)
     if check:
         if changed:

@@ -37,7 +37,10 @@ def tasks(ctx: typer.Context) -> None:
 def tasks_show(
     name: Annotated[str, typer.Argument(help="Task name or task file path.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the resolved task as JSON.")] = False,
-    data: Annotated[str | None, typer.Option(help="Data path, to include content hashes in the fingerprint.")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="Data path, to include content hashes in the fingerprint. [default: definition only]"),
+    ] = None,
 ) -> None:
     """Show a resolved task: hierarchy, splits and fingerprint."""
     from subclassbench.tasks import load_task
@@ -63,11 +66,22 @@ def tasks_build_breeds(
         Path, typer.Option(help="Folder with dataset_class_info.json, class_hierarchy.txt and node_names.txt.")
     ],
     preset: Annotated[
-        str | None, typer.Option(help="A published task: living17, entity30, entity13 or nonliving26.")
+        str | None,
+        typer.Option(
+            help="A published task: living17, entity30, entity13 or nonliving26. [default: none: give --level]"
+        ),
     ] = None,
-    level: Annotated[int | None, typer.Option(help="Superclass depth below the root (root = 0).")] = None,
-    subclasses: Annotated[int | None, typer.Option(help="Subclasses per superclass (even for split tasks).")] = None,
-    ancestor: Annotated[str | None, typer.Option(help="Only superclasses inside this node's subtree.")] = None,
+    level: Annotated[
+        int | None, typer.Option(help="Superclass depth below the root (root = 0). [default: the preset's]")
+    ] = None,
+    subclasses: Annotated[
+        int | None,
+        typer.Option(help="Subclasses per superclass (even for split tasks). [default: the preset's, else all]"),
+    ] = None,
+    ancestor: Annotated[
+        str | None,
+        typer.Option(help="Only superclasses inside this node's subtree. [default: the preset's, else the root's]"),
+    ] = None,
     split: Annotated[str, typer.Option(help="Source/target split: rand, good, bad or none.")] = "rand",
     seed: Annotated[int, typer.Option(help="numpy RandomState seed (2 for every published task).")] = 2,
     shuffled: Annotated[bool, typer.Option("--shuffled", help="Build the shuffled control instead.")] = False,
