@@ -233,6 +233,8 @@ class EncoderSource:
     random_init: bool = True
     # Whether the source has encoders for vector (non-image) samples.
     takes_vectors: bool = False
+    # Whether its weights come with model cards (packaged tags, `subclassbench train` folders).
+    model_cards: bool = False
     usage: str = ""
 
     def hub_library(self, pretrained: bool, weights_sha256: str | None) -> str | None:
@@ -819,6 +821,7 @@ ENCODER_SOURCES.register(
         _load_builtin,
         random_init=False,
         takes_vectors=True,
+        model_cards=True,
         usage="builtin:<arch>[.<tag>]    reference architectures; a tag names packaged weights",
     ),
 )

@@ -272,12 +272,14 @@ def training_labels(result: Result) -> str | None:
     if not encoder.get("pretrained", True):
         return "none"
     weights = encoder.get("weights") or {}
-    card_path: Path | None = None
-    if encoder.get("source") == "builtin" and encoder.get("tag"):
-        from subclassbench.encoders import packaged_weights_dir
+    from subclassbench.encoders import ENCODER_SOURCES, packaged_weights_dir
 
+    source = encoder.get("source")
+    cards = source in ENCODER_SOURCES and ENCODER_SOURCES.get(source).model_cards
+    card_path: Path | None = None
+    if cards and encoder.get("tag"):
         card_path = packaged_weights_dir() / f"{encoder['arch']}.{encoder['tag']}.json"
-    elif encoder.get("source") == "builtin" and weights.get("path"):
+    elif cards and weights.get("path"):
         card_path = Path(weights["path"]).parent / "card.json"
     if card_path is None or not card_path.is_file():
         return None

@@ -43,7 +43,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
         self._providers = providers
         self._loaded = False
-        self._plugin_group = plugin_group
+        self.plugin_group = plugin_group
         self._plugin_type = plugin_type
         self._pending: dict[str, metadata.EntryPoint] = {}
         self.plugins: dict[str, str] = {}  # entry name → "distribution==version" of the plug-ins loaded
@@ -60,9 +60,9 @@ class Registry(Generic[T]):
         self._loaded = True
         for module in self._providers:
             importlib.import_module(module)
-        if self._plugin_group is not None:
+        if self.plugin_group is not None:
             # Built-in names win: an installed package cannot change what builtin: or timm: mean.
-            for point in metadata.entry_points(group=self._plugin_group):
+            for point in metadata.entry_points(group=self.plugin_group):
                 if point.name not in self._entries and PLUGIN_NAME.fullmatch(point.name):
                     self._pending.setdefault(point.name, point)
 
