@@ -4,6 +4,7 @@ an entry point (examples/subclassbench-plugin-example), and a broken one fails o
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +25,11 @@ runner = CliRunner()
 def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example package really installed (pip builds it from its pyproject) into a folder of its own."""
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / EXAMPLE.name
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))  # builds leave no trace
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--disable-pip-version-check", "--target", str(target), str(EXAMPLE)],
+         "--disable-pip-version-check", "--target", str(target), str(source)],
         check=True,
     )  # fmt: skip
     return target
