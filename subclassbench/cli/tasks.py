@@ -89,11 +89,33 @@ def tasks_build_breeds(
     name: Annotated[str | None, typer.Option(help="Task name (default: breeds-<preset>[-shuffled]).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output task file (default: ./<name>.yaml; '-' prints).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    classes: Annotated[
+        Path | None,
+        typer.Option(
+            help="Only these classes (a file of WNIDs, one per line, e.g. Tiny ImageNet's wnids.txt). "
+            "[default: every class of the hierarchy]"
+        ),
+    ] = None,
+    image_size: Annotated[
+        int, typer.Option(help="Side of the images in the data (64 for Tiny ImageNet: read at that size, uncropped).")
+    ] = 224,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of each class's training images held out as 'val' (layer commitment).")
+    ] = 0.04,
+    description: Annotated[
+        str | None, typer.Option(help="The task's description. [default: generated from the options]")
+    ] = None,
+    cite: Annotated[
+        str | None, typer.Option(help="Added to the BREEDS citation, e.g. the dataset the images come from.")
+    ] = None,
 ) -> None:
     """Derive a BREEDS task from the hierarchy files and write it as a frozen task file."""
     from subclassbench.breeds import BuildOptions, build_task_file, write_task_file
 
-    options = BuildOptions(preset, level, subclasses, ancestor, split, seed, shuffled, root, name)
+    options = BuildOptions(
+        preset, level, subclasses, ancestor, split, seed, shuffled, root, name,
+        None if classes is None else str(classes), image_size, val_fraction, description, cite,
+    )  # fmt: skip
     text = build_task_file(hierarchy, options)
     if out is not None and str(out) == "-":
         typer.echo(text, nl=False)
