@@ -251,8 +251,8 @@ class TimmSmall(FeatureModel):
 
     ``resnet18_small``: timm's ResNet-18 with a 3×3 stride-1 stem and no max
     pool, the usual adaptation to 32 px (and 8 px) inputs. ``vit_tiny_p4``:
-    timm's ViT-Tiny with 4×4 patches (2×2 at 8 px), class token, mean-free
-    pre-logits from the class token as in timm.
+    timm's ViT-Tiny with 4×4 patches at 32 px (2×2 at 8 px, 8×8 from 64 px up: an 8×8 grid of 64 tokens at
+    32 and 64 px alike), class token, mean-free pre-logits from the class token as in timm.
     """
 
     def __init__(self, net: nn.Module, layers: list[str]) -> None:
@@ -285,7 +285,8 @@ def build_resnet18_small(num_classes: int = 10, in_chans: int = 3, **_: Any) -> 
 def build_vit_tiny_p4(num_classes: int = 10, in_chans: int = 3, img_size: int = 32, **_: Any) -> nn.Module:
     import timm
 
-    patch = 4 if img_size >= 16 else 2
+    # A patch grid of about 8×8 at every size (Tiny ImageNet's 64 px keeps CIFAR's 64 tokens).
+    patch = 2 if img_size < 16 else 4 if img_size < 64 else 8
     net = timm.create_model(
         "vit_tiny_patch16_224",
         pretrained=False,
@@ -306,7 +307,11 @@ register(
     "timm ResNet-18 with a 3x3 stride-1 stem, no max pool (32 px / 8 px inputs)",
 )(build_resnet18_small)
 register(
-    "vit_tiny_p4", (3, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "timm ViT-Tiny, 4x4 patches at 32 px (2x2 at 8 px)"
+    "vit_tiny_p4",
+    (3, 0, 0),
+    (0.5, 0.5, 0.5),
+    (0.5, 0.5, 0.5),
+    "timm ViT-Tiny, 4x4 patches at 32 px (2x2 at 8 px, 8x8 at 64 px)",
 )(build_vit_tiny_p4)
 
 
