@@ -108,6 +108,10 @@ def tasks_build_breeds(
     cite: Annotated[
         str | None, typer.Option(help="Added to the BREEDS citation, e.g. the dataset the images come from.")
     ] = None,
+    ood_set: Annotated[
+        list[str] | None,
+        typer.Option(help="An OOD-set task for the transfer probes (repeatable). [default: none]"),
+    ] = None,
 ) -> None:
     """Derive a BREEDS task from the hierarchy files and write it as a frozen task file."""
     from subclassbench.breeds import BuildOptions, build_task_file, write_task_file
@@ -115,6 +119,7 @@ def tasks_build_breeds(
     options = BuildOptions(
         preset, level, subclasses, ancestor, split, seed, shuffled, root, name,
         None if classes is None else str(classes), image_size, val_fraction, description, cite,
+        tuple(ood_set or ()),
     )  # fmt: skip
     text = build_task_file(hierarchy, options)
     if out is not None and str(out) == "-":
