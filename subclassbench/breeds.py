@@ -528,6 +528,7 @@ def ood_complement_yaml(
     image_size: int,
     citation: str,
     val_per_class: int = 50,
+    same_classes: dict[str, dict[str, str]] | None = None,
 ) -> str:
     """An OOD set of the listed classes that are in none of ``excluded`` tasks: one superclass holding every
     class, ImageNet-layout images at ``image_size`` (Harun et al. 2024's class-disjoint OOD set)."""
@@ -558,6 +559,7 @@ def ood_complement_yaml(
         f"  preprocessing: {{resize: {image_size}, center_crop: {image_size}, interpolation: bilinear}}",
         f"  classes: {{file: {_q(class_list[0])}, count: {class_list[1]}, sha256: {class_list[2]}}}",
         f"  excludes: {_flow(list(excluded))}",
+        *_same_classes_lines(same_classes or {}, set(classes)),
         "hierarchy:",
         "  superclasses:",
         "    - id: all",
@@ -578,6 +580,27 @@ def ood_complement_yaml(
         f"    canonical_count: {val_per_class * len(classes)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def same_classes_by_wordnet(hierarchy: Hierarchy, synsets: dict[str, str]) -> dict[str, str]:
+    """Dataset classes that are WordNet descendants of another dataset's class synsets (``{class id: synset}``,
+    e.g. CIFAR-10's cat → n02121808 domestic cat): class → the other dataset's class id."""
+    out: dict[str, str] = {}
+    for their, synset in synsets.items():
+        if synset in hierarchy.level:
+            out.update((leaf, their) for leaf in hierarchy.leaves(synset))
+    return dict(sorted(out.items()))
+
+
+def _same_classes_lines(same: dict[str, dict[str, str]], kept: set[str]) -> list[str]:
+    blocks = {task: {k: v for k, v in mapping.items() if k in kept} for task, mapping in same.items()}
+    blocks = {task: mapping for task, mapping in blocks.items() if mapping}
+    if not blocks:
+        return []
+    lines = ["  same_classes_as:"]
+    for task, mapping in sorted(blocks.items()):
+        lines.append(f"    {task}: {{{', '.join(f'{k}: {v}' for k, v in mapping.items())}}}")
+    return lines
 
 
 MAX_CLASS_LIST_BYTES = 1 << 20

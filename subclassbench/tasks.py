@@ -377,9 +377,26 @@ class Task:
             raise SubclassbenchError(f"{where}: transfer names subclasses outside the hierarchy: {unknown[:3]}")
 
     def class_keys(self) -> set[tuple[str, str]]:
-        """(dataset, class) pairs this task's hierarchy covers, to tell whether two tasks share classes."""
+        """(dataset, class) pairs this task's hierarchy covers, to tell whether two tasks share classes.
+
+        Classes of other datasets declared the same (``data.same_classes_as``: another task's name → this
+        task's class id → that task's class id, e.g. Tiny ImageNet's tabby cat as CIFAR-10's cat) count too,
+        so an OOD set that holds them is known to overlap an encoder trained on the other dataset."""
         dataset = self.dataset_identity
-        return {(dataset, str(sub.id)) for sup in self.superclasses for sub in sup.subclasses}
+        keys = {(dataset, str(sub.id)) for sup in self.superclasses for sub in sup.subclasses}
+        own = {str(sub.id) for sup in self.superclasses for sub in sup.subclasses}
+        for other_name, mapping in (self.data.get("same_classes_as") or {}).items():
+            other = load_task(other_name, by_name_only=True)
+            theirs = {str(sub.id) for sup in other.superclasses for sub in sup.subclasses}
+            for mine, their in mapping.items():
+                if str(mine) not in own or str(their) not in theirs:
+                    raise SubclassbenchError(
+                        f"task '{self.name}': data.same_classes_as maps {mine} to {other_name}'s {their}, but "
+                        f"{mine if str(mine) not in own else their} is not a class of "
+                        f"{self.name if str(mine) not in own else other_name}; fix the mapping"
+                    )
+                keys.add((other.dataset_identity, str(their)))
+        return keys
 
     @property
     def dataset_identity(self) -> str:

@@ -433,3 +433,15 @@ def test_tiny_imagenet_ood_set_is_the_rest_of_the_200_classes():
     assert len(outside) == 136 and not inside & outside
     assert task.transfer is not None and [o.task for o in task.transfer.ood_sets] == ["tiny-imagenet-ood16"]
     assert ood.splits["test"]["canonical_count"] == 136 * 50
+
+
+def test_cross_dataset_class_overlaps_are_declared_and_checked(tmp_path):
+    ood, cifar = load_task("tiny-imagenet-ood16"), load_task("cifar10-5")
+    shared = {label for _, label in ood.class_keys() & cifar.class_keys()}
+    # Tiny ImageNet's cats, dogs, frogs, cars and a tractor are CIFAR-10 classes 3, 5, 6, 1 and 9.
+    assert shared == {"1", "3", "5", "6", "9"}
+    assert not load_task("breeds-tiny16").class_keys() & ood.class_keys()  # still disjoint from its own task
+    raw = yaml.safe_load((REPO / "subclassbench" / "builtin_tasks" / "tiny-imagenet-ood16.yaml").read_text())
+    raw["data"]["same_classes_as"] = {"cifar10-5": {"n01443537": 42}}
+    with pytest.raises(SubclassbenchError, match="42 is not a class of cifar10-5; fix the mapping"):
+        Task.from_dict(raw).class_keys()
