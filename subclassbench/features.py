@@ -449,6 +449,8 @@ def extract_cached(
             )
         _announce(context, len(missing), len(names) - len(missing))
         found.update({f.name: f for f in context.extract_into(cache, missing)})
+    else:  # say so too: a re-run that reads everything from the cache is not silently skipping work
+        _announce(context, 0, len(names))
     return [found[n] for n in names]  # type: ignore[misc]
 
 
@@ -456,8 +458,8 @@ def _announce(context: ExtractionContext, computed: int, cached: int) -> None:
     """The stage line before a forward pass: which split, how many images and layers (a bar follows on a TTY)."""
     split = context.split
     from_cache = f"; {cached} from the cache" if cached else ""
+    layers = f"all {cached} layer(s) from the cache" if not computed else f"{computed} layer(s){from_cache}"
     stage(
-        f"features: {context.encoder.spec} on {split.task.name} split '{split.split}' "
-        f"({len(split)} images, {computed} layer(s){from_cache})",
+        f"features: {context.encoder.spec} on {split.task.name} split '{split.split}' ({len(split)} images, {layers})",
         context.progress,
     )
