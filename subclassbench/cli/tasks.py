@@ -106,7 +106,8 @@ def tasks_build_breeds(
         str | None, typer.Option(help="The task's description. [default: generated from the options]")
     ] = None,
     cite: Annotated[
-        str | None, typer.Option(help="Added to the BREEDS citation, e.g. the dataset the images come from. [default: nothing added]")
+        str | None,
+        typer.Option(help="Added to the BREEDS citation, e.g. the dataset of the images. [default: nothing added]"),
     ] = None,
     ood_set: Annotated[
         list[str] | None,
