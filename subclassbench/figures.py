@@ -394,10 +394,14 @@ def curve_figure(curves: Sequence[Curve], title: str, split: str = "test") -> Fi
     return fig
 
 
+def curve_payload_digest(curves: Sequence[Curve], title: str, split: str = "test") -> str:
+    """The digest :func:`curve_files` writes into the figure, without drawing it."""
+    return data_digest([title, split, [c.payload() for c in curves]])
+
+
 def curve_files(curves: Sequence[Curve], title: str, split: str = "test") -> dict[str, bytes]:
     """The per-layer figure as ``{suffix: bytes}``, carrying the digest of what it shows."""
-    digest = data_digest([title, split, [c.payload() for c in curves]])
-    return render(curve_figure(curves, title, split), digest)
+    return render(curve_figure(curves, title, split), curve_payload_digest(curves, title, split))
 
 
 def result_figure_stem(path: Path) -> Path:

@@ -301,18 +301,30 @@ def _committed_cell(row: dict[str, Any]) -> str:
     return (layer or "—") + (" (degenerate)" if layer in row.get("degenerate_layers", {}) else "")
 
 
-def _plots(task: str, rows: list[dict[str, Any]]) -> dict[str, bytes]:
-    """The task's per-layer AMI figure, ``{suffix: bytes}`` (PNG, SVG, PDF), each carrying its data digest."""
-    from subclassbench.figures import curve_files, curve_from_row
+def _plots(task: str, rows: list[dict[str, Any]], existing: Path | None = None) -> dict[str, bytes]:
+    """The task's per-layer AMI figure, ``{suffix: bytes}`` (PNG, SVG, PDF), each carrying its data digest.
+
+    Files already at ``existing``.<suffix> that carry the same digest are returned as they are, unrendered:
+    the build compares figures by digest anyway, and rendering all three formats is most of a build's time."""
+    from subclassbench.figures import curve_files, curve_from_row, curve_payload_digest
 
     title = f"{task}: subclass AMI per layer (protocol v{LEADERBOARD_VERSION})"
-    return curve_files([curve_from_row(r) for r in rows], title)
+    curves = [curve_from_row(r) for r in rows]
+    if existing is not None:
+        digest = curve_payload_digest(curves, title)
+        kept = {s: existing.parent / f"{existing.name}.{s}" for s in FIGURE_SUFFIXES}
+        if all(path.is_file() and read_digest(path.read_bytes()) == digest for path in kept.values()):
+            return {s: path.read_bytes() for s, path in kept.items()}
+    return curve_files(curves, title)
 
 
 def render(
-    submissions: Path, previous_changelog: str | None, previous_board: dict[str, Any] | None = None
+    submissions: Path,
+    previous_changelog: str | None,
+    previous_board: dict[str, Any] | None = None,
+    out: Path | None = None,
 ) -> dict[str, bytes]:
-    """Every leaderboard file, relative path → bytes."""
+    """Every leaderboard file, relative path → bytes (figures already in ``out`` with the same digest reused)."""
     current, stale = collect(submissions)
     ranked = [r for rows in current.values() for r in rows]
     content = {"tasks": current, "stale": stale}
@@ -359,7 +371,8 @@ def render(
             f"Also as [SVG]({figure}.svg) and [PDF]({figure}.pdf).",
             "",
         ]
-        files.update({f"{figure}.{suffix}": data for suffix, data in _plots(task, rows).items()})
+        existing = None if out is None else out / figure
+        files.update({f"{figure}.{suffix}": data for suffix, data in _plots(task, rows, existing).items()})
     if not current:
         lines += ["No current results yet.", ""]
     if stale:
@@ -432,7 +445,7 @@ def build(submissions: Path, out: Path, check: bool = False) -> list[str]:
 def _render_into(submissions: Path, out: Path) -> tuple[dict[str, bytes], list[str]]:
     """The files a build of ``out`` writes, and the plots in ``out`` that no task has any more."""
     previous_board = _previous_board(out / "leaderboard.json")
-    files = render(submissions, _previous_changelog(out / CHANGELOG), previous_board)
+    files = render(submissions, _previous_changelog(out / CHANGELOG), previous_board, out)
     from subclassbench.site import render_site  # site.py uses this module's formatters
 
     # The browsable site (site/), from the very leaderboard.json just rendered: the two cannot disagree.
