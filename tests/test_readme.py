@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -68,10 +69,21 @@ def test_the_readme_has_its_worked_examples():
     assert set(readme_blocks()) == EXPECTED_BLOCKS
 
 
+@pytest.fixture(scope="module")
+def ran(fake_shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any]]:
+    """Every block, run side by side (independent folders; the feature cache is safe across processes):
+    most of each block's time is its processes starting, which overlaps well."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    works = {name: tmp_path_factory.mktemp(f"readme-{name}") / "work" for name in sorted(EXPECTED_BLOCKS)}
+    with ThreadPoolExecutor(max_workers=len(works)) as pool:
+        futures = {name: pool.submit(run_block, name, fake_shared, work) for name, work in works.items()}
+        return {name: (works[name], future.result()) for name, future in futures.items()}
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED_BLOCKS))
-def test_readme_example_runs_as_written(name: str, fake_shared: Path, tmp_path: Path):
-    work = tmp_path / "work"
-    done = run_block(name, fake_shared, work)
+def test_readme_example_runs_as_written(name: str, ran: dict[str, tuple[Path, Any]]):
+    work, done = ran[name]
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     if name == "digits":
         written = {p.name for p in work.iterdir()}
