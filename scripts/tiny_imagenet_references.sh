@@ -33,7 +33,11 @@ for task in $TASKS; do
         "$SB" train --task "$task" --arch "$arch" --labels "$train_labels" --epochs "$epochs" --seed "$seed" \
           --data "$DATA" --device "$DEVICE" --out "$run"
         [ "$SUBMIT" = 1 ] || continue
-        name="tiny-${arch//_/-}-${task#breeds-}-${labels}"
+        suffix=$labels
+        [ "$labels" = superclass ] && suffix=coarse
+        [ "$labels" = subclass ] && suffix=fine
+        [ "$labels" = none ] && suffix=untrained
+        name="tiny-${arch//_/-}-${task#breeds-}-${suffix}"  # e.g. tiny-cifar-resnet20-tiny16-coarse (shipped)
         granularity=$labels
         [ "$labels" = subclass ] && granularity=fine
         seed_args=()
