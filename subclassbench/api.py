@@ -14,7 +14,6 @@ the CLI prints.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,6 @@ from subclassbench.pipeline import DEFAULT_MODEL, DEFAULT_TASK, EvaluationReques
 from subclassbench.pipeline import evaluate as run_evaluation
 from subclassbench.preprocessing import Preprocessing
 from subclassbench.results import Result
-
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a module's name in its spec, result and paths
 
 
 def evaluate(
@@ -76,10 +73,9 @@ def evaluate(
             raise SubclassbenchError("name= names an nn.Module; a spec string names itself")
         spec, module = model, None
     else:
-        label = name or type(model).__name__
-        if not MODEL_NAME.fullmatch(label):
-            raise SubclassbenchError(f"name {label!r} cannot name a model; use letters, digits, '-', '_' and '.'")
-        spec, module = f"module:{label}", model
+        from subclassbench.module_encoders import check_model_name
+
+        spec, module = f"module:{check_model_name(name or type(model).__name__)}", model
     request = EvaluationRequest(
         model=spec,
         task=task,

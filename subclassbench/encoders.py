@@ -42,7 +42,7 @@ from subclassbench import architectures
 from subclassbench.errors import SubclassbenchError, closest, first_line
 from subclassbench.files import inside
 from subclassbench.hashing import sha256_file
-from subclassbench.hub import HubFiles, check_revision, resolve
+from subclassbench.hub import LOCAL_REVISION, HubFiles, check_revision, resolve
 from subclassbench.preprocessing import Preprocessing
 from subclassbench.registry import Registry
 
@@ -743,14 +743,12 @@ def _load_hf(request: LoadRequest) -> Encoder:
     parsed = request.spec
     if request.weights is not None:
         raise SubclassbenchError(f"{parsed}: hf: weights come from the hub repository; pin them with @REVISION")
-    hub_files = None
-    if request.pretrained:
-        hub_files = resolve(parsed.name, parsed.revision, [*HF_CONFIG_FILES, "model.safetensors"])
-        if "model.safetensors" not in hub_files.files:  # pickled .bin weights could run code: never read them
-            raise SubclassbenchError(f"{parsed} has no model.safetensors; only safetensors weights are read")
-        folder = hub_files.folder
-    else:
-        folder = resolve(parsed.name, parsed.revision, list(HF_CONFIG_FILES), weights=False).folder
+    patterns = [*HF_CONFIG_FILES, "model.safetensors"] if request.pretrained else list(HF_CONFIG_FILES)
+    snapshot = resolve(parsed.name, parsed.revision, patterns, weights=request.pretrained)
+    if request.pretrained and "model.safetensors" not in snapshot.files:  # pickled .bin weights could run code
+        raise SubclassbenchError(f"{parsed} has no model.safetensors; only safetensors weights are read")
+    hub_files = snapshot if request.pretrained else None
+    folder = snapshot.folder
     try:
         import transformers
     except ImportError:
@@ -783,8 +781,8 @@ def _load_hf(request: LoadRequest) -> Encoder:
             return pooled.flatten(1)
         return hidden.mean(dim=1) if hidden.ndim == 3 else hidden.mean(dim=(2, 3))
 
-    commit = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
     # Untrained models carry no weights to hash: the resolved commit of their config names the architecture.
+    commit = None if snapshot.revision == LOCAL_REVISION else snapshot.revision
     revision = parsed.revision if hub_files is not None else (commit or parsed.revision)
     return Encoder(
         spec=str(EncoderSpec("hf", parsed.name, None, revision)),

@@ -25,6 +25,7 @@ from subclassbench.hashing import sha256_file
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
 REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".npz")
+LOCAL_REVISION = "local"  # a snapshot folder that is not <cache>/snapshots/<commit>: no commit to name
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def resolve(repo: str, revision: str | None, patterns: list[str], weights: bool 
             "for an untrained model"
         ) from None
     # snapshot_download returns <cache>/models--org--name/snapshots/<commit>; a local folder has no commit.
-    commit = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else "local"
+    commit = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else LOCAL_REVISION
     files = {
         path.relative_to(folder).as_posix(): sha256_file(path)
         for path in sorted(folder.rglob("*"))

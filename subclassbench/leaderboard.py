@@ -312,9 +312,11 @@ def _plots(task: str, rows: list[dict[str, Any]], existing: Path | None = None) 
     curves = [curve_from_row(r) for r in rows]
     if existing is not None:
         digest = curve_payload_digest(curves, title)
-        kept = {s: existing.parent / f"{existing.name}.{s}" for s in FIGURE_SUFFIXES}
-        if all(path.is_file() and read_digest(path.read_bytes()) == digest for path in kept.values()):
-            return {s: path.read_bytes() for s, path in kept.items()}
+        paths = {s: existing.parent / f"{existing.name}.{s}" for s in FIGURE_SUFFIXES}
+        if all(path.is_file() for path in paths.values()):
+            kept = {s: path.read_bytes() for s, path in paths.items()}
+            if all(read_digest(data) == digest for data in kept.values()):
+                return kept
     return curve_files(curves, title)
 
 

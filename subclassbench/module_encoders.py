@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,6 +29,7 @@ from subclassbench.errors import SubclassbenchError
 from subclassbench.preprocessing import Preprocessing
 
 MODULE_SOURCE = "module"
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a module's name in its spec, result and paths
 HEAD_NAMES = ("fc", "head", "classifier", "last_linear")
 # Leaf modules whose outputs are a hidden layer of a network of fully connected layers.
 ACTIVATIONS = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Mish, nn.Hardswish)
@@ -127,6 +129,13 @@ def stage_layers(model: nn.Module, example: torch.Tensor, exclude: set[str] = fr
     return [n for n in order if isinstance(seen[n][1], ACTIVATIONS)]
 
 
+def check_model_name(label: str) -> str:
+    """The name a module's results go under (``module:<name>``), or a one-line error."""
+    if not MODEL_NAME.fullmatch(label):
+        raise SubclassbenchError(f"name {label!r} cannot name a model; use letters, digits, '-', '_' and '.'")
+    return label
+
+
 def wrap_module(
     model: nn.Module,
     *,
@@ -160,9 +169,7 @@ def wrap_module(
         modules = dict(model.named_modules())
         layers = {n: modules[n] for n in stage_layers(model, example, exclude)}
     cls = type(model)
-    label = name or cls.__name__
-    if not label or any(c in label for c in "/\\:\n") or label.startswith("."):
-        raise SubclassbenchError(f"name {label!r} cannot name a model; use letters, digits, '-', '_' and '.'")
+    label = check_model_name(name or cls.__name__)
     sha256 = module_fingerprint(model, {"embedding": embedding, "preprocessing": preprocess.to_dict()})
     return Encoder(
         spec=f"{MODULE_SOURCE}:{label}",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterator
 from importlib import metadata
 from typing import Generic, TypeVar
 
@@ -110,8 +109,3 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         self._load_providers()
         return name in self._entries or name in self._pending
-
-    def __iter__(self) -> Iterator[tuple[str, T]]:
-        """Every entry; plug-ins are loaded (and one that fails raises its one-line error)."""
-        for name in self.names():
-            yield name, self.get(name)
