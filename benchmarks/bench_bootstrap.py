@@ -11,6 +11,7 @@ Both print ratios and rates; times are this machine's and only compared
 within one run.
 
     python benchmarks/bench_bootstrap.py --draws 1000 --resamples 1000
+    python benchmarks/bench_bootstrap.py --skip-refit --compare-centring --draws 300 --resamples 300
     python benchmarks/bench_bootstrap.py --skip-coverage --model builtin:cifar_resnet20 \\
         --weights ../shared/weights/resnet20-12fca82f.th --task cifar10-5 --data ../shared/data --layer layer3.2
 """
@@ -24,21 +25,26 @@ import numpy as np
 from sklearn.metrics import adjusted_mutual_info_score
 
 from subclassbench.bootstrap import cluster_replicates, interval, stratified_counts, with_estimate
-from subclassbench.calibration import Hierarchy, measure
+from subclassbench.calibration import HIERARCHIES, measure
 from subclassbench.clusterability import PARAMS, cluster_layer
 from subclassbench.clustering import kmeans_faiss, l2_normalize
 
 
-def coverage(draws: int, resamples: int) -> None:
-    for n in (100, 400):
-        hierarchy = Hierarchy(images_per_superclass=n)
+def coverage(draws: int, resamples: int, names: list[str], compare_centring: bool) -> None:
+    for name in names:
+        hierarchy = HIERARCHIES[name]
         started = time.perf_counter()
-        for c in measure(hierarchy, draws, resamples):
-            print(
-                f"coverage n={n}/superclass {c.metric:9s}: {c.rate:.1%} of {c.draws} draws "
-                f"(mean width {c.mean_width:.4f})"
-            )
-        print(f"  ({time.perf_counter() - started:.0f} s)")
+        for centred in (True, False) if compare_centring else (True,):
+            label = "" if not compare_centring else (" centred" if centred else " uncentred")
+            for c in measure(hierarchy, draws, resamples, centre_ami=centred):
+                if compare_centring and c.metric != "ami":
+                    continue
+                print(
+                    f"coverage {name} (population AMI {hierarchy.population_ami():.4f}){label} {c.metric:9s}: "
+                    f"{c.rate:.1%} of {c.draws} draws (mean width {c.mean_width:.4f})",
+                    flush=True,
+                )
+        print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
 def refit_vs_reuse(args: argparse.Namespace) -> None:
@@ -92,6 +98,11 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--refits", type=int, default=200)
     parser.add_argument("--skip-coverage", action="store_true")
+    parser.add_argument("--hierarchies", nargs="+", choices=list(HIERARCHIES), default=list(HIERARCHIES))
+    parser.add_argument(
+        "--compare-centring", action="store_true", help="AMI coverage with and without centring, same draws"
+    )
+    parser.add_argument("--skip-refit", action="store_true")
     parser.add_argument("--model", default="builtin:digits_cnn.digits5_coarse")
     parser.add_argument("--weights")
     parser.add_argument("--task", default="digits-5")
@@ -99,8 +110,9 @@ def main() -> None:
     parser.add_argument("--layer")
     args = parser.parse_args()
     if not args.skip_coverage:
-        coverage(args.draws, args.resamples)
-    refit_vs_reuse(args)
+        coverage(args.draws, args.resamples, args.hierarchies, args.compare_centring)
+    if not args.skip_refit:
+        refit_vs_reuse(args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ per-superclass clustering needs. A replicate is a vector of multinomial counts
 sums over images: accuracies are ``counts @ correct / n``, contingency tables
 are counts summed per (subclass, cluster) cell. A first row of ones gives the
 point estimate by the same code (:func:`with_estimate`); every stored
-replicate vector is ``[estimate, replicate 1, …, replicate B]``.
+replicate vector is ``[estimate, replicate 1, …, replicate B]``. Intervals are
+bias-corrected percentile intervals of the replicates; AMI replicates are first
+centred on the sample's NMI, their value in the resampled population
+(:func:`cluster_replicates`).
 
 Clusters are **reused**, not refit: a replicate re-scores the stored
 per-image cluster assignments and probe predictions. What this interval
@@ -37,10 +40,17 @@ from sklearn.metrics.cluster._expected_mutual_info_fast import expected_mutual_i
 
 from subclassbench.hashing import sha256_text
 
+# How replicates become intervals. The first method let AMI replicates sit where resampling puts them: near chance
+# that is several standard deviations above the estimate, and its intervals collapsed to a point beside the estimate
+# (coverage 0-15% in ``calibration.near_chance``). Results record the method; intervals from different methods are
+# never paired (``leaderboard._pairing``), and ``subclassbench intervals`` recomputes an older result's.
+METHOD = "bias-corrected percentile; AMI replicates centred on the sample NMI"
+PREVIOUS_METHODS = ("bias-corrected percentile",)
+
 # The bootstrap's settings. Not part of the protocol fingerprint: they change no point estimate, only the
 # intervals around it, and every result records the settings it used (``uncertainty``).
 BOOTSTRAP = {
-    "method": "bias-corrected percentile",
+    "method": METHOD,
     "resamples": 1000,
     "seed": 0,
     "level": 0.95,
@@ -115,12 +125,29 @@ def _emi(rows: tuple[int, ...], cols: tuple[int, ...]) -> float:
     return float(expected_mutual_information(table, n))
 
 
-def ami_from_tables(tables: np.ndarray) -> np.ndarray:
-    """Adjusted mutual information (arithmetic normalisation, scikit-learn's definition) of each table.
+@dataclass(frozen=True)
+class _Information:
+    """Mutual information and marginal entropies (nats) of each of a stack of contingency tables."""
 
-    Mutual information and entropies are computed for all tables at once; the
-    expected mutual information per table, memoised on its marginals.
-    """
+    mi: np.ndarray
+    h_true: np.ndarray
+    h_pred: np.ndarray
+    row_sums: np.ndarray
+    col_sums: np.ndarray
+
+    @property
+    def degenerate(self) -> np.ndarray:
+        """Tables with one class or one cluster: scikit-learn's limit cases (both read 0, or 1 when both are one)."""
+        return ((self.row_sums > 0).sum(axis=1) <= 1) | ((self.col_sums > 0).sum(axis=1) <= 1)
+
+    @property
+    def single(self) -> np.ndarray:
+        """Tables with one class and one cluster (or no images): perfect agreement by convention."""
+        classes, clusters = (self.row_sums > 0).sum(axis=1), (self.col_sums > 0).sum(axis=1)
+        return (classes == clusters) & (classes <= 1)
+
+
+def _information(tables: np.ndarray) -> _Information:
     tables = np.asarray(tables, dtype=np.float64)
     n = tables.sum(axis=(1, 2))
     a, b = tables.sum(axis=2), tables.sum(axis=1)
@@ -133,19 +160,41 @@ def ami_from_tables(tables: np.ndarray) -> np.ndarray:
         mi = np.maximum(terms.sum(axis=(1, 2)), 0.0)
         h_true = -np.where(a > 0, a / n[:, None] * np.log(a / n[:, None]), 0.0).sum(axis=1)
         h_pred = -np.where(b > 0, b / n[:, None] * np.log(b / n[:, None]), 0.0).sum(axis=1)
-    emi = np.array(
-        [_emi(tuple(int(v) for v in row if v), tuple(int(v) for v in col if v)) for row, col in zip(a, b, strict=True)]
-    )
+    return _Information(mi, h_true, h_pred, a, b)
+
+
+def _clamp(values: np.ndarray) -> np.ndarray:
+    """Away from zero by at least machine epsilon, keeping the sign (scikit-learn's guard against 0/0)."""
     eps = np.finfo(np.float64).eps
-    denominator = (h_true + h_pred) / 2 - emi
-    denominator = np.where(denominator < 0, np.minimum(denominator, -eps), np.maximum(denominator, eps))
-    numerator = mi - emi  # clamped like the denominator: a perfect match at its expectation reads 1, not 0/0
-    numerator = np.where(numerator < 0, np.minimum(numerator, -eps), np.maximum(numerator, eps))
-    out = numerator / denominator
-    # scikit-learn's limit cases: one class and one cluster (or no images) is 1; one of either alone is 0.
-    classes, clusters = (a > 0).sum(axis=1), (b > 0).sum(axis=1)
-    out = np.where((classes <= 1) | (clusters <= 1), 0.0, out)
-    return np.where((classes == clusters) & (classes <= 1), 1.0, out)
+    return np.where(values < 0, np.minimum(values, -eps), np.maximum(values, eps))
+
+
+def ami_from_tables(tables: np.ndarray) -> np.ndarray:
+    """Adjusted mutual information (arithmetic normalisation, scikit-learn's definition) of each table.
+
+    Mutual information and entropies are computed for all tables at once; the
+    expected mutual information per table, memoised on its marginals.
+    """
+    info = _information(tables)
+    emi = np.array(
+        [
+            _emi(tuple(int(v) for v in row if v), tuple(int(v) for v in col if v))
+            for row, col in zip(info.row_sums, info.col_sums, strict=True)
+        ]
+    )
+    # The numerator is clamped like the denominator: a perfect match at its expectation reads 1, not 0/0.
+    out = _clamp(info.mi - emi) / _clamp((info.h_true + info.h_pred) / 2 - emi)
+    out = np.where(info.degenerate, 0.0, out)
+    return np.where(info.single, 1.0, out)
+
+
+def nmi_from_tables(tables: np.ndarray) -> np.ndarray:
+    """Normalised mutual information (arithmetic mean of the entropies, scikit-learn's default) of each table:
+    the value AMI tends to as the sample grows, since the expected mutual information of n images vanishes."""
+    info = _information(tables)
+    out = info.mi / np.maximum((info.h_true + info.h_pred) / 2, np.finfo(np.float64).eps)
+    out = np.where(info.degenerate, 0.0, out)
+    return np.where(info.single, 1.0, out)
 
 
 def matched_from_tables(tables: np.ndarray) -> np.ndarray:
@@ -166,14 +215,37 @@ class ClusterReplicates:
 
 
 def cluster_replicates(
-    counts: np.ndarray, superclass: np.ndarray, subclass: np.ndarray, clusters: np.ndarray
+    counts: np.ndarray,
+    superclass: np.ndarray,
+    subclass: np.ndarray,
+    clusters: np.ndarray,
+    centre_ami: bool = True,
 ) -> ClusterReplicates:
-    """AMI (unweighted mean over superclasses, as the point estimate) and matched accuracy, per replicate."""
+    """AMI (unweighted mean over superclasses, as the point estimate) and matched accuracy, per replicate.
+
+    ``counts`` is :func:`with_estimate`'s: row 0 draws every image once (the
+    estimate), rows 1… are the replicates. Each superclass's AMI replicates are
+    **centred on the sample's NMI**: replicate b becomes ``AMI_b − (NMI − AMI)``
+    of the whole sample. Why: a resample's population is the sample itself, and
+    the AMI of ever larger resamples tends to that population's NMI, not to the
+    AMI (the expected-information correction vanishes with n). Left uncentred,
+    replicates sit above the estimate by that correction, (NMI − AMI); near
+    chance this is several standard deviations (4 superclass subclasses × 50
+    images: +0.015 against a spread of 0.007), and the bias-corrected interval
+    collapsed to a point that excluded the estimate. Centred, the deviations
+    ``AMI_b − NMI`` are the bootstrap's picture of ``AMI − population value``,
+    and the intervals cover at their nominal rate near chance and as before
+    elsewhere (``calibration.py``, docs/uncertainty.md). ``centre_ami=False``
+    gives the earlier method's replicates, for the calibration's comparison.
+    """
     amis, matched = [], np.zeros(counts.shape[0])
     for s in np.unique(superclass):
         rows = np.flatnonzero(superclass == s)
         tables = cell_tables(counts[:, rows], subclass[rows], clusters[rows])
-        amis.append(ami_from_tables(tables))
+        ami = ami_from_tables(tables)
+        if centre_ami:
+            ami[1:] -= nmi_from_tables(tables[:1])[0] - ami[0]
+        amis.append(ami)
         matched += matched_from_tables(tables)
     return ClusterReplicates(ami=np.mean(amis, axis=0), matched_acc=matched / counts.shape[1])
 
@@ -204,12 +276,12 @@ def interval(values: np.ndarray, level: float = BOOTSTRAP["level"]) -> list[floa
     followed by its bootstrap replicates, rounded far below any shown digit.
 
     The percentiles are shifted by how far the replicates' median sits from
-    the estimate (z0). Bootstrap replicates of mutual-information scores sit
-    above the estimate (a resample repeats images, which reads as extra
-    agreement); the plain percentile interval inherited that shift and
-    covered the AMI's population value in only ~89% of draws
+    the estimate (z0), which corrects a statistic whose replicates are biased
+    relative to its estimate: the plain percentile interval inherited that
+    bias and covered the AMI's population value in ~89% of draws
     (``calibration.py``). For a plain mean z0 ≈ 0 and BC equals the percentile
-    interval.
+    interval. BC corrects a bias of a fraction of the spread; the AMI's larger,
+    known offset near chance is removed before (:func:`cluster_replicates`).
     """
     from scipy.stats import norm
 

@@ -11,6 +11,9 @@ population value. Three kinds of metric, one per shape of statistic:
   which is what reusing stored assignments estimates. The population value is
   the normalised mutual information of the joint distribution (the expected
   mutual information of a finite sample vanishes as n grows).
+  :data:`NEAR_CHANCE` is the same rule with four equal subclasses and clusters
+  that are mostly wrong: a population AMI of 0.04, where an untrained or weak
+  encoder's scores sit.
 * **accuracy** (a per-image mean, e.g. reconstruction accuracy): Bernoulli(p).
 * **% retained** (Harun et al.'s ratio of a curve's last point to its
   maximum): per-layer Bernoulli accuracies with a known curve.
@@ -67,6 +70,21 @@ class Hierarchy:
         return float(100 * curve[-1] / curve[best]) if tunnel else 100.0
 
 
+# Clusters barely better than chance (population AMI 0.039): 4 superclasses of 4 equal subclasses, 200 images each,
+# an image's cluster wrong with probability 0.6 (chance: 0.75), the size of the Tiny ImageNet BREEDS tasks' cells.
+NEAR_CHANCE = Hierarchy(subclass_weights=((0.25,) * 4,) * 4, flip=(0.6,) * 4)
+# The same with clusters independent of subclasses (wrong w.p. 0.75 = chance): population AMI 0.
+AT_CHANCE = Hierarchy(subclass_weights=((0.25,) * 4,) * 4, flip=(0.75,) * 4)
+
+# The hierarchies the calibration reports (docs/uncertainty.md, benchmarks/bench_bootstrap.py).
+HIERARCHIES = {
+    "100 per superclass": Hierarchy(images_per_superclass=100),
+    "400 per superclass": Hierarchy(images_per_superclass=400),
+    "near chance": NEAR_CHANCE,
+    "at chance": AT_CHANCE,
+}
+
+
 @dataclass
 class Coverage:
     metric: str
@@ -91,8 +109,9 @@ def _draw(h: Hierarchy, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     return np.concatenate(superclass), np.concatenate(subclass), np.concatenate(cluster)
 
 
-def measure(h: Hierarchy, draws: int, resamples: int, seed: int = 0) -> list[Coverage]:
-    """Coverage of the AMI, accuracy and % retained intervals over ``draws`` seeded samples of ``h``."""
+def measure(h: Hierarchy, draws: int, resamples: int, seed: int = 0, centre_ami: bool = True) -> list[Coverage]:
+    """Coverage of the AMI, accuracy and % retained intervals over ``draws`` seeded samples of ``h``
+    (``centre_ami=False``: the earlier, uncentred AMI replicates, on the same draws)."""
     rng = np.random.default_rng(seed)
     truth = {"ami": h.population_ami(), "accuracy": h.accuracy, "retained": h.population_retained()}
     covered = dict.fromkeys(truth, 0)
@@ -104,7 +123,7 @@ def measure(h: Hierarchy, draws: int, resamples: int, seed: int = 0) -> list[Cov
         curve = rng.random((n, len(h.curve))) < np.asarray(h.curve)[None, :]
         counts = with_estimate(stratified_counts(superclass, resamples, seed + d, "evaluation"))
         found = {
-            "ami": interval(cluster_replicates(counts, superclass, subclass, cluster).ami),
+            "ami": interval(cluster_replicates(counts, superclass, subclass, cluster, centre_ami).ami),
             "accuracy": interval(mean_replicates(counts, correct)),
             "retained": interval(retained_replicates(mean_replicates(counts, curve), [True] * len(h.curve))),
         }

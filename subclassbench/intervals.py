@@ -8,13 +8,17 @@ resampling and ``docs/uncertainty.md`` for the method and its calibration.
 
 from __future__ import annotations
 
+import copy
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from subclassbench.bootstrap import (
     BOOTSTRAP,
+    METHOD,
     cluster_replicates,
     interval,
     mean_replicates,
@@ -23,6 +27,8 @@ from subclassbench.bootstrap import (
     stratified_counts,
     with_estimate,
 )
+from subclassbench.errors import SubclassbenchError
+from subclassbench.results import Result
 from subclassbench.samples import SampleOutputs
 
 EVALUATION = "evaluation"  # the counts stream of the evaluation split
@@ -156,3 +162,62 @@ def compute(
 def ward_layers(summary: dict[str, Any]) -> list[str]:
     """The layers whose Ward assignments the per-sample file keeps: the committed and the best."""
     return list(dict.fromkeys(n for n in (summary.get("committed_layer"), summary.get("best_layer")) if n))
+
+
+def attach(
+    samples: SampleOutputs,
+    per_layer: list[dict[str, Any]],
+    summary: dict[str, Any],
+    resamples: int = int(BOOTSTRAP["resamples"]),  # type: ignore[call-overload]
+    seed: int = int(BOOTSTRAP["seed"]),  # type: ignore[call-overload]
+) -> dict[str, Any]:
+    """Compute the intervals and put them in place: ``summary.ci95``, each layer's ``ci95`` and the replicates
+    the per-sample file keeps. Returns the result's ``uncertainty`` record."""
+    found = compute(samples, per_layer, summary, resamples=resamples, seed=seed)
+    summary["ci95"] = found.summary
+    for entry, layer_ci in zip(per_layer, found.layers(), strict=True):
+        if layer_ci:
+            entry["ci95"] = layer_ci
+        else:
+            entry.pop("ci95", None)
+    samples.replicates, samples.layer_replicates = found.replicates, found.layer_replicates
+    return found.record
+
+
+def current(result: Result) -> bool:
+    """Whether a result's intervals were computed under the current method (or it has none)."""
+    record = result.get("uncertainty")
+    return record is None or record.get("method") == METHOD
+
+
+def refresh(result: Result) -> Result:
+    """The result with its intervals recomputed under the current method, from its per-sample file alone.
+
+    Only intervals, their replicates and the ``uncertainty`` record change:
+    every score is read from the per-sample outputs as stored, so no model,
+    data or feature is needed, and the resamples and seed stay the result's own.
+    """
+    record = result.get("uncertainty")
+    if record is None or result.samples is None:
+        raise SubclassbenchError(
+            f"{result.path or 'result'} has no intervals to recompute (evaluated with --bootstrap 0); "
+            "re-run the evaluation with --bootstrap B"
+        )
+    doc = json.loads(json.dumps(result.doc))  # a copy: the result read stays as it was
+    samples = copy.deepcopy(result.samples)
+    doc["uncertainty"] = attach(
+        samples, doc["layers"], doc["summary"], resamples=int(record["resamples"]), seed=int(record["seed"])
+    )
+    return Result.from_doc(doc, result.path, samples=samples)
+
+
+def refresh_file(path: Path, check: bool = False) -> str:
+    """Bring one result file's intervals to the current method: ``"current"`` (nothing to do), ``"outdated"``
+    (``check``: nothing written) or ``"updated"`` (the JSON and its per-sample file rewritten together)."""
+    result = Result.read(path)
+    if current(result):
+        return "current"
+    if check:
+        return "outdated"
+    refresh(result).write(path)
+    return "updated"

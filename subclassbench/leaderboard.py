@@ -98,7 +98,8 @@ def _pairing(result: Result) -> str | None:
     """What a result's replicates were drawn from: equal strings, paired replicates (None: no intervals)."""
     record = result.get("uncertainty") or {}
     digest = (record.get("digests") or {}).get("evaluation")
-    return None if digest is None else f"{digest}|{record.get('resamples')}"
+    # The method too: replicates centred one way and not the other differ by an offset, not by the images.
+    return None if digest is None else f"{digest}|{record.get('resamples')}|{record.get('method')}"
 
 
 def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None) -> dict[str, Any]:
@@ -420,6 +421,16 @@ def _changelog(
             if k in old and any(old[k].get(w) != r.get(w) for w in watched)
         ]
         lines += [f"- removed {t}: {s}" for (t, s) in old if (t, s) not in new]
+        # Intervals can move alone (a new bootstrap method recomputed from the per-sample files): say which rows.
+        moved = [
+            f"{t}: {s}"
+            for (t, s), r in new.items()
+            if (t, s) in old
+            and not any(old[(t, s)].get(w) != r.get(w) for w in watched)
+            and old[(t, s)].get("ci95") != r.get("ci95")
+        ]
+        if moved:
+            lines.append(f"- intervals changed ({len(moved)} rows): {', '.join(moved)}")
     listing = "\n".join(lines)
     entry = f"\n## v{LEADERBOARD_VERSION} · content `{digest}`\n\n{listing or '- (no current results)'}\n"
     head, sep, rest = text.partition("\n## ")

@@ -449,13 +449,7 @@ def evaluate(request: EvaluationRequest) -> Result:
     uncertainty = None
     if request.bootstrap > 0:
         stage(f"bootstrap intervals ({request.bootstrap} resamples)", request.progress)
-        found = intervals.compute(samples, per_layer, summary, resamples=request.bootstrap)
-        summary["ci95"] = found.summary
-        for entry, layer_ci in zip(per_layer, found.layers(), strict=True):
-            if layer_ci:
-                entry["ci95"] = layer_ci
-        samples.replicates, samples.layer_replicates = found.replicates, found.layer_replicates
-        uncertainty = found.record
+        uncertainty = intervals.attach(samples, per_layer, summary, resamples=request.bootstrap)
     done = time.perf_counter()
     timing = {
         "load": round(prepared.loaded - prepared.started, 3),

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 # 2.1: confidence intervals (summary.ci95, layers[].ci95, uncertainty) and the per-sample file (samples).
 # 2.2: any registered encoder source (hf, module, plug-ins: encoder.plugin) and hub weights
 #      (encoder.weights.hub: repository, resolved commit, files' sha256).
-SCHEMA_VERSION = "2.2"
+# 2.3: uncertainty.method may name the current bootstrap method (AMI replicates centred on the sample NMI);
+#      2.2 files keep the earlier one, which still reads (`subclassbench intervals` recomputes it).
+SCHEMA_VERSION = "2.3"
 
 
 class ProtocolRecord(TypedDict):
@@ -130,9 +132,15 @@ def _from_2_1(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "schema_version": "2.2"}
 
 
+def _from_2_2(doc: dict[str, Any]) -> dict[str, Any]:
+    """2.2 → 2.3 only widens the bootstrap methods a result may name: a 2.2 result is a valid 2.3 result."""
+    return {**doc, "schema_version": "2.3"}
+
+
 MIGRATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "2.0": ("2.1", _from_2_0),
     "2.1": ("2.2", _from_2_1),
+    "2.2": ("2.3", _from_2_2),
 }
 
 

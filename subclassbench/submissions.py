@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from subclassbench import safeyaml
+from subclassbench import intervals, safeyaml
 from subclassbench.errors import SubclassbenchError
 from subclassbench.files import atomic_path, atomic_write, check_name, locked
 from subclassbench.hashing import sha256_file
@@ -206,6 +206,9 @@ def _check_result(report: Report, model: dict[str, Any], result: Result, path: P
         return
     if result.limited:
         report.error(str(path), "was computed on a --limit subset (a quick try); re-run `subclassbench submit`")
+        return
+    if not intervals.current(result):  # its rank would pair replicates centred two ways
+        report.error(str(path), f"has intervals from an earlier bootstrap method; run `subclassbench intervals {path}`")
         return
     encoder, declared = result.encoder, declared_weights(model, seed)
     if encoder["spec"] != model["encoder"]["spec"]:

@@ -12,24 +12,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from sklearn.metrics import adjusted_mutual_info_score
+from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 from typer.testing import CliRunner
 
+from subclassbench import bootstrap, intervals
 from subclassbench.bootstrap import (
+    METHOD,
+    PREVIOUS_METHODS,
     ami_from_tables,
     cell_tables,
     cluster_replicates,
     combine_seeds,
     interval,
     mean_replicates,
+    nmi_from_tables,
     retained_replicates,
     stratified_counts,
     with_estimate,
 )
-from subclassbench.calibration import Hierarchy, measure
+from subclassbench.calibration import NEAR_CHANCE, Hierarchy, measure
 from subclassbench.cli import app
 from subclassbench.errors import SubclassbenchError
-from subclassbench.leaderboard import build, collect
+from subclassbench.leaderboard import _pairing, build, collect
 from subclassbench.metrics import tunnel_summary
 from subclassbench.ranking import Contender, tie_aware_ranks
 from subclassbench.results import read_result
@@ -56,6 +60,47 @@ def test_ami_from_weighted_tables_equals_scikit_learn_on_the_expanded_labels():
         for b in range(3):
             expected = adjusted_mutual_info_score(np.repeat(truth, counts[b]), np.repeat(pred, counts[b]))
             assert got[b] == pytest.approx(expected, abs=1e-12)
+
+
+def test_nmi_from_tables_equals_scikit_learn():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        truth, pred = rng.integers(0, int(rng.integers(1, 4)), n), rng.integers(0, int(rng.integers(1, 5)), n)
+        got = nmi_from_tables(cell_tables(np.ones((1, n), dtype=np.int64), truth, pred))[0]
+        assert got == pytest.approx(normalized_mutual_info_score(truth, pred), abs=1e-12)
+
+
+def test_ami_replicates_are_centred_on_the_samples_nmi_and_the_estimate_is_untouched():
+    """Near chance, resampled AMIs sit above the estimate by the chance correction (NMI − AMI); centred, they
+    straddle it, and the interval holds the estimate instead of collapsing beside it."""
+    rng = np.random.default_rng(2)
+    superclass = np.repeat(np.arange(4), 200)
+    subclass = rng.integers(0, 4, 800)
+    clusters = np.where(rng.random(800) < 0.2, subclass, rng.integers(0, 4, 800))
+    counts = with_estimate(stratified_counts(superclass, 400, 0, "evaluation"))
+    got = cluster_replicates(counts, superclass, subclass, clusters)
+    amis, offsets = [], []
+    for s in range(4):
+        rows = superclass == s
+        amis.append(adjusted_mutual_info_score(subclass[rows], clusters[rows]))
+        offsets.append(normalized_mutual_info_score(subclass[rows], clusters[rows]) - amis[-1])
+    assert got.ami[0] == pytest.approx(np.mean(amis), abs=1e-12)  # the estimate, as a result reports it
+    raw = np.mean(
+        [
+            ami_from_tables(
+                cell_tables(counts[:, superclass == s], subclass[superclass == s], clusters[superclass == s])
+            )
+            for s in range(4)
+        ],
+        axis=0,
+    )
+    assert got.ami[1:] == pytest.approx(raw[1:] - np.mean(offsets), abs=1e-12)
+    assert np.mean(raw[1:] > raw[0]) > 0.95  # uncentred: nearly every replicate above the estimate
+    assert 0.3 < np.mean(got.ami[1:] > got.ami[0]) < 0.7
+    low, high = interval(got.ami)
+    assert low < got.ami[0] < high
+    assert high - low > 2 * np.std(got.ami[1:])
 
 
 def test_counts_keep_every_stratum_size_and_are_seeded_per_sample_set():
@@ -95,6 +140,13 @@ def test_nominal_95_percent_intervals_cover_known_population_values():
     """The suite's small calibration (the full one: benchmarks/bench_bootstrap.py, docs/uncertainty.md)."""
     for coverage in measure(Hierarchy(images_per_superclass=100), draws=400, resamples=200):
         assert 0.92 <= coverage.rate <= 0.98, (coverage.metric, coverage.rate)
+
+
+def test_ami_intervals_cover_near_chance():
+    """Where untrained and weak encoders score (population AMI 0.04): the uncentred intervals covered 0-15%."""
+    (ami, *_) = measure(NEAR_CHANCE, draws=200, resamples=200)
+    assert NEAR_CHANCE.population_ami() == pytest.approx(0.039, abs=0.001)
+    assert 0.92 <= ami.rate <= 0.99, ami.rate
 
 
 def test_seed_combination_widens_the_interval_by_the_seed_spread():
@@ -149,7 +201,7 @@ def test_result_carries_intervals_and_a_per_sample_file_that_recomputes_them(eva
     assert samples is not None and (evaluated.parent / "digits.samples.npz").is_file()
     low, high = summary["ci95"]["committed_ami"]
     assert low <= summary["committed_ami"] <= high and high - low > 0
-    assert result["uncertainty"]["resamples"] == 1000 and result["uncertainty"]["method"] == "bias-corrected percentile"
+    assert result["uncertainty"]["resamples"] == 1000 and result["uncertainty"]["method"] == METHOD
     # Headline numbers follow from the per-image assignments alone, without features.
     i = result.layer_names.index(summary["committed_layer"])
     per_superclass = [
@@ -173,6 +225,64 @@ def test_the_per_sample_file_is_byte_identical_across_runs(evaluated, tmp_path):
     assert cli("evaluate", "--out", again, "--quiet", "--metrics", "clusterability").exit_code == 0
     first = (evaluated.parent / "digits.samples.npz").read_bytes()
     assert (tmp_path / "digits.samples.npz").read_bytes() == first
+
+
+def _earlier_method(result_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rewrite a result as the first bootstrap method wrote it: AMI replicates left uncentred."""
+    with monkeypatch.context() as patched:
+        patched.setattr(bootstrap, "nmi_from_tables", bootstrap.ami_from_tables)  # an offset of zero
+        patched.setitem(bootstrap.BOOTSTRAP, "method", PREVIOUS_METHODS[0])
+        patched.setattr(intervals, "METHOD", "none yet")  # so that refresh() runs
+        intervals.refresh(read_result(result_path)).write(result_path)
+
+
+def test_an_earlier_methods_result_reads_and_intervals_brings_it_to_what_evaluate_writes(copy, monkeypatch):
+    fresh = {p.name: p.read_bytes() for p in copy.parent.iterdir()}
+    fresh_ci = read_result(copy).summary["ci95"]
+    _earlier_method(copy, monkeypatch)
+    old = read_result(copy)  # still a valid result: its intervals follow from its replicates
+    assert old["uncertainty"]["method"] == PREVIOUS_METHODS[0] and not intervals.current(old)
+    assert old.summary["ci95"]["committed_ami"] != fresh_ci["committed_ami"]
+    assert old.summary["ci95"]["committed_within_superclass_acc"] == fresh_ci["committed_within_superclass_acc"]
+    checked = cli("intervals", "--check", copy.parent)
+    assert checked.exit_code == 1 and f"{copy}: outdated" in checked.output
+    assert cli("intervals", copy).exit_code == 0
+    assert {p.name: p.read_bytes() for p in copy.parent.iterdir()} == fresh  # byte for byte what evaluate wrote
+    again = cli("intervals", copy)
+    assert again.exit_code == 0 and f"{copy}: current" in again.output
+
+
+def test_intervals_command_refuses_what_it_cannot_recompute(copy, tmp_path):
+    no_bootstrap = tmp_path / "none" / "r.json"
+    assert (
+        cli("evaluate", "--out", no_bootstrap, "--quiet", "--metrics", "clusterability", "--bootstrap", "0").exit_code
+        == 0
+    )
+    for args, fragment in (
+        ((tmp_path / "missing.json",), "does not exist"),
+        ((no_bootstrap,), "current"),  # nothing to recompute, nothing written
+    ):
+        out = cli("intervals", *args)
+        assert fragment in out.output, out.output
+    (copy.parent / "digits.samples.npz").unlink()
+    out = cli("intervals", copy)
+    assert out.exit_code == 2 and out.output.startswith("error:") and out.output.count("\n") == 1
+
+
+def test_results_of_different_methods_are_never_paired(copy, monkeypatch, tmp_path):
+    current = read_result(copy)
+    files = list(copy.parent.iterdir())
+    other = tmp_path / "old" / copy.name
+    other.parent.mkdir()
+    for path in files:
+        shutil.copy(path, other.parent / path.name)
+    _earlier_method(other, monkeypatch)
+    assert _pairing(current) is not None and _pairing(current) != _pairing(read_result(other))
+
+
+def test_the_schema_names_the_current_and_every_earlier_method():
+    schema = json.loads((Path(bootstrap.__file__).parent / "schemas" / "result.schema.json").read_text())
+    assert schema["properties"]["uncertainty"]["properties"]["method"]["enum"] == [METHOD, *PREVIOUS_METHODS]
 
 
 def test_no_intervals_with_bootstrap_zero(tmp_path):
@@ -334,3 +444,13 @@ def test_seed_needs_an_existing_submission(seeded, tmp_path):
         "--seed", "1", "--submissions", seeded, "--quiet",
     )  # fmt: skip
     assert out.exit_code == 2 and out.output.startswith("error:") and "existing submission" in out.output
+
+
+def test_validate_asks_for_current_intervals(seeded, tmp_path, monkeypatch):
+    subs = tmp_path / "submissions"
+    shutil.copytree(seeded, subs)
+    assert cli("validate", subs).exit_code == 0
+    _earlier_method(subs / "mlp" / "results" / "digits-5.seed-1.json", monkeypatch)
+    out = cli("validate", subs)
+    assert out.exit_code != 0 and "has intervals from an earlier bootstrap method" in out.output
+    assert "subclassbench intervals" in out.output

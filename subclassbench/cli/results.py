@@ -52,3 +52,26 @@ def results(
         with atomic_path(target) as tmp:  # never a half-written table
             write(frame, tmp)
         typer.echo(f"wrote {target}")
+
+
+@app.command()
+@user_errors
+def intervals(
+    paths: Annotated[list[Path], typer.Argument(help="Result JSON files or folders holding them.")],
+    check: Annotated[
+        bool, typer.Option("--check", help="Only list results with outdated intervals; exit 1 if there are any.")
+    ] = False,
+) -> None:
+    """Recompute results' 95% intervals under the current bootstrap method, from their per-sample files alone
+    (no model, data or features); each outdated result and its per-sample file are rewritten together."""
+    from subclassbench.intervals import refresh_file
+    from subclassbench.tables import result_files
+
+    outdated = 0
+    for path in result_files(paths):
+        status = refresh_file(path, check=check)
+        outdated += status == "outdated"
+        typer.echo(f"{path}: {status}")
+    if outdated:
+        typer.echo(f"{outdated} result(s) have intervals from an earlier method: run `subclassbench intervals` on them")
+        raise typer.Exit(1)
