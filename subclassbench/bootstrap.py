@@ -42,7 +42,7 @@ from subclassbench.hashing import sha256_text
 
 # How replicates become intervals. The first method let AMI replicates sit where resampling puts them: near chance
 # that is several standard deviations above the estimate, and its intervals collapsed to a point beside the estimate
-# (coverage 0-15% in ``calibration.near_chance``). Results record the method; intervals from different methods are
+# (coverage 0-15% at ``calibration.NEAR_CHANCE``). Results record the method; intervals from different methods are
 # never paired (``leaderboard._pairing``), and ``subclassbench intervals`` recomputes an older result's.
 METHOD = "bias-corrected percentile; AMI replicates centred on the sample NMI"
 PREVIOUS_METHODS = ("bias-corrected percentile",)
@@ -230,8 +230,8 @@ def cluster_replicates(
     the AMI of ever larger resamples tends to that population's NMI, not to the
     AMI (the expected-information correction vanishes with n). Left uncentred,
     replicates sit above the estimate by that correction, (NMI − AMI); near
-    chance this is several standard deviations (4 superclass subclasses × 50
-    images: +0.015 against a spread of 0.007), and the bias-corrected interval
+    chance this is several standard deviations (4 subclasses of 50 images in each
+    superclass: +0.015 against a spread of 0.007), and the bias-corrected interval
     collapsed to a point that excluded the estimate. Centred, the deviations
     ``AMI_b − NMI`` are the bootstrap's picture of ``AMI − population value``,
     and the intervals cover at their nominal rate near chance and as before
