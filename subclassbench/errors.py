@@ -38,3 +38,14 @@ def first_line(exc: BaseException, limit: int = 120) -> str:
     """The first line of a third-party exception, for embedding in our message."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:limit].rstrip(" .")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a unit of work that failed (a matrix cell, a training run): our own message whole, a
+    Ray task error by the exception it wraps, anything else by its first line."""
+    if isinstance(exc, SubclassbenchError):
+        return str(exc)
+    cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError wraps the original
+    if isinstance(cause, BaseException):
+        return describe_failure(cause)
+    return first_line(exc)

@@ -13,13 +13,12 @@ local and Ray executors then compute bit-identical features.
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from subclassbench import safeyaml
-from subclassbench.errors import SubclassbenchError, first_line
+from subclassbench.errors import SubclassbenchError, describe_failure
 from subclassbench.progress import counted, stage
 
 EXECUTORS = ("local", "ray")
@@ -204,19 +203,10 @@ def run_local(
                 outcome.status, outcome.error = "done", None
                 break
             except Exception as exc:  # one bad cell must not stop the matrix
-                outcome.error = _describe(exc)
+                outcome.error = describe_failure(exc)
         report.outcomes.append(outcome)
         _cell_status(outcome, len(report.outcomes), len(cells), progress)
     return report
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, SubclassbenchError):
-        return str(exc)
-    cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError wraps the original
-    if isinstance(cause, BaseException):
-        return _describe(cause)
-    return first_line(exc) or "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
 def run_ray(
@@ -230,53 +220,44 @@ def run_ray(
     progress: bool = False,
 ) -> MatrixReport:
     """Each shard extraction and each scoring a Ray task; failed tasks are retried once by Ray."""
-    try:
-        import ray
-    except ImportError:
-        raise SubclassbenchError("--executor ray needs Ray: pip install 'subclassbench[ray]'") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        # A local cluster by default; --address joins an existing one (ray start / Slurm / KubeRay).
-        ray.init(
-            address=address,
-            num_cpus=None if address else num_cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+    from subclassbench.raycluster import connect
+
+    with connect(address, num_cpus) as ray:
+        return _schedule(ray, cells, out, n_shards, cache_dir, gpus_per_task, progress)
+
+
+def _schedule(
+    ray: Any, cells: list[Cell], out: Path, n_shards: int, cache_dir: str | None, gpus_per_task: float, progress: bool
+) -> MatrixReport:
     device = "cuda" if gpus_per_task > 0 else "cpu"
     options = {"num_cpus": 1, "num_gpus": gpus_per_task, "max_retries": RETRIES, "retry_exceptions": True}
     shard_remote = ray.remote(**options)(extract_shard_job)
     score_remote = ray.remote(**options)(_score_after)
     report = MatrixReport()
     pending = []
-    try:
-        for cell in cells:
-            path = result_path(cell, out)
-            if _finished(path, cell):
-                report.outcomes.append(CellOutcome(cell.model, cell.task, "skipped", str(path)))
-                _cell_status(report.outcomes[-1], len(report.outcomes), len(cells), progress)
-                continue
-            shards = [shard_remote.remote(cell, i, n_shards, cache_dir, device) for i in range(n_shards)]
-            pending.append((cell, score_remote.remote(cell, str(out), n_shards, cache_dir, device, *shards)))
-        stage(f"run: {len(pending)} cell(s) scheduled on Ray ({n_shards} shard(s) each)", progress and bool(pending))
-        finished: dict[Any, CellOutcome] = {}
-        waiting = [ref for _, ref in pending]
-        while waiting:  # cells reported as they finish, in any order; the report keeps the matrix's order
-            ready, waiting = ray.wait(waiting, num_returns=1)
-            cell = next(c for c, r in pending if r == ready[0])
-            outcome = CellOutcome(cell.model, cell.task, "failed", attempts=1 + RETRIES)
-            try:
-                outcome.result = ray.get(ready[0])
-                outcome.status, outcome.attempts = "done", 1
-            except Exception as exc:  # reported per cell; the others keep their results
-                outcome.error = _describe(exc)
-            finished[ready[0]] = outcome
-            _cell_status(outcome, len(report.outcomes) + len(finished), len(cells), progress)
-        report.outcomes.extend(finished[ref] for _, ref in pending)
-    finally:
-        if started_here:
-            ray.shutdown()
+    for cell in cells:
+        path = result_path(cell, out)
+        if _finished(path, cell):
+            report.outcomes.append(CellOutcome(cell.model, cell.task, "skipped", str(path)))
+            _cell_status(report.outcomes[-1], len(report.outcomes), len(cells), progress)
+            continue
+        shards = [shard_remote.remote(cell, i, n_shards, cache_dir, device) for i in range(n_shards)]
+        pending.append((cell, score_remote.remote(cell, str(out), n_shards, cache_dir, device, *shards)))
+    stage(f"run: {len(pending)} cell(s) scheduled on Ray ({n_shards} shard(s) each)", progress and bool(pending))
+    finished: dict[Any, CellOutcome] = {}
+    waiting = [ref for _, ref in pending]
+    while waiting:  # cells reported as they finish, in any order; the report keeps the matrix's order
+        ready, waiting = ray.wait(waiting, num_returns=1)
+        cell = next(c for c, r in pending if r == ready[0])
+        outcome = CellOutcome(cell.model, cell.task, "failed", attempts=1 + RETRIES)
+        try:
+            outcome.result = ray.get(ready[0])
+            outcome.status, outcome.attempts = "done", 1
+        except Exception as exc:  # reported per cell; the others keep their results
+            outcome.error = describe_failure(exc)
+        finished[ready[0]] = outcome
+        _cell_status(outcome, len(report.outcomes) + len(finished), len(cells), progress)
+    report.outcomes.extend(finished[ref] for _, ref in pending)
     return report
 
 

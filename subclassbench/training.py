@@ -264,7 +264,7 @@ class _Run:
         self.epoch = state["epoch"]
 
 
-def _check_request(labels: str, recipe: Recipe, arch: str, arch_kwargs: dict[str, Any]) -> str:
+def check_request(labels: str, recipe: Recipe, arch: str, arch_kwargs: dict[str, Any]) -> str:
     labels = LABEL_ALIASES.get(labels, labels)
     if labels not in LABELS:
         raise SubclassbenchError(f"--labels must be one of {', '.join(LABELS)}, not '{labels}'")
@@ -300,7 +300,7 @@ def train(
     interruption would (tests).
     """
     arch_kwargs = dict(arch_kwargs or {})
-    labels = _check_request(labels, recipe, arch, arch_kwargs)
+    labels = check_request(labels, recipe, arch, arch_kwargs)
     check_run_folder(out)
     train_split = task.load_split("train", data, primary=False)
     test_split = task.load_split(task.evaluation_split, data, primary=False)

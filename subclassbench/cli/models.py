@@ -85,6 +85,43 @@ def train(
     )
 
 
+@app.command("train-runs")
+@user_errors
+def train_runs_command(
+    runs: Annotated[Path, typer.Option(help="YAML list of runs: - task, arch (lists expand), labels, seed, recipe.")],
+    out: Annotated[Path, typer.Option(help="Folder of run folders: <out>/<task>-<arch>-<labels>-s<seed>.")],
+    executor: Annotated[str, typer.Option(help="local (one run after another) or ray.")] = "local",
+    device: Annotated[
+        str | None, typer.Option(help="torch device of every run. [default: cuda with --gpus-per-task, else cpu]")
+    ] = None,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads (and Ray CPUs) per run.")] = 1,
+    gpus_per_task: Annotated[float, typer.Option(help="GPUs per run on Ray: 1 trains one run per GPU, 0.5 two.")] = 0.0,
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: start a local one).")] = None,
+    workers: Annotated[int | None, typer.Option(help="CPUs of the local Ray cluster (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs' outcomes as one JSON document.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Train every run of a runs file, one after another or one per GPU on Ray; interrupted runs resume."""
+    from subclassbench.training_runs import load_runs, summary_json, train_runs
+
+    report = train_runs(
+        load_runs(runs, out), executor, device, threads, gpus_per_task, address, workers, progress=not quiet
+    )
+    if as_json:
+        typer.echo(summary_json(report))
+    else:
+        for o in report.outcomes:
+            detail = (
+                f"test accuracy {o.final_test_acc}, {o.train_seconds} s on {o.device}"
+                if o.status == "done"
+                else f"{o.error} (after {o.attempts} attempts)"
+            )
+            typer.echo(f"{o.status:6} {o.run}: {detail}")
+    if report.failed:
+        typer.echo(f"{len(report.failed)} of {len(report.outcomes)} runs failed", err=True)
+        raise typer.Exit(1)
+
+
 @app.command()
 @user_errors
 def encoders() -> None:
