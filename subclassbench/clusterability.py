@@ -20,20 +20,24 @@ committed layer (Brain-Score's layer commitment) is chosen here too.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_mutual_info_score
-from sklearn.metrics.cluster import contingency_matrix
 
-from subclassbench.clustering import kmeans_faiss, kmeans_fit, l2_normalize, nearest_centroid, ward_cuts
+from subclassbench.clusterability_cells import (
+    KMeansParams,
+    SuperclassClusters,
+    cluster_superclass,
+    portable,
+    reconstruct_superclass,
+)
 from subclassbench.errors import SubclassbenchError
 from subclassbench.matrices import Rows, all_finite
-from subclassbench.metrics import purity, scores_and_matches
 from subclassbench.probes import ProbeFit, ProbeRecipe, fit_probes
 from subclassbench.protocol import PROTOCOL
+from subclassbench.workerpool import WorkerPool
 
 if TYPE_CHECKING:  # types only: summaries are recomputed (integrity.py) without loading torch
     from subclassbench.features import LayerFeatures
@@ -75,61 +79,52 @@ def score_clusterability(features: np.ndarray | Rows, split: SplitData, with_war
     return cluster_layer(features, split, with_ward).scores
 
 
-def _unit_rows(features: Rows, rows: np.ndarray) -> np.ndarray:
-    """L2-normalised ``rows`` of a layer, read on their own: normalising is per row, so this equals
-    normalising the whole matrix and taking the rows, without holding the whole matrix."""
-    return l2_normalize(np.asarray(features.select(rows)))
+def _kmeans_params() -> KMeansParams:
+    return KMeansParams(n_init=PARAMS["n_init"], max_iter=PARAMS["max_iter"], seed=PARAMS["seed"])
 
 
-def cluster_layer(features: np.ndarray | Rows, split: SplitData, with_ward: bool = True) -> LayerClusters:
-    """:func:`score_clusterability` with the per-image cluster assignments kept.
-
-    One superclass's rows of the layer are in memory at a time."""
-    features = Rows.of(features)
-    kmeans = np.full(len(split), -1, dtype=np.int64)
-    factors = PARAMS["ward"]["overcluster_factors"]
-    ward = np.full((len(factors), len(split)), -1, dtype=np.int64) if with_ward else None
-    per_superclass = []
-    matched_total = 0
-    ward_rows: list[dict[str, Any]] = []
+def _cluster_units(features: Rows, split: SplitData, with_ward: bool) -> Iterator[tuple[Any, ...]]:
+    """One layer's units of :func:`~subclassbench.clusterability_cells.cluster_superclass`, superclass by
+    superclass (each superclass checked as its unit is made)."""
+    factors = tuple(PARAMS["ward"]["overcluster_factors"])
     for s, sup in enumerate(split.task.superclasses):
         rows = np.flatnonzero(split.superclass == s)
         _check_superclass(split, s, rows)
-        truth = split.subclass[rows]
+        ward = factors if with_ward and len(rows) <= PARAMS["ward"]["max_points"] else None
+        yield portable(features.select(rows)), split.subclass[rows], len(sup.subclasses), _kmeans_params(), ward
+
+
+def _layer_clusters(split: SplitData, with_ward: bool, units: list[SuperclassClusters]) -> LayerClusters:
+    """A layer's scores from its superclasses' units: unweighted means over superclasses."""
+    factors = PARAMS["ward"]["overcluster_factors"]
+    kmeans = np.full(len(split), -1, dtype=np.int64)
+    ward = np.full((len(factors), len(split)), -1, dtype=np.int64) if with_ward else None
+    per_superclass = []
+    for s, (sup, unit) in enumerate(zip(split.task.superclasses, units, strict=True)):
+        rows = np.flatnonzero(split.superclass == s)
+        kmeans[rows] = unit.pred
         k = len(sup.subclasses)
-        x = _unit_rows(features, rows)
-        pred = kmeans_faiss(x, k, n_init=PARAMS["n_init"], max_iter=PARAMS["max_iter"], seed=PARAMS["seed"])
-        kmeans[rows] = pred
-        scores, matched = scores_and_matches(truth, pred)
-        matched_total += matched
-        per_superclass.append({"superclass": sup.id, "name": sup.name, "n": len(rows), "k": k, **scores})
-        if with_ward and len(rows) <= PARAMS["ward"]["max_points"]:
-            cuts = ward_cuts(x, [f * k for f in factors])
-            assert ward is not None
+        per_superclass.append({"superclass": sup.id, "name": sup.name, "n": len(rows), "k": k, **unit.scores})
+        if ward is not None and unit.ward is not None:
             for i, f in enumerate(factors):
-                ward[i, rows] = cuts[min(f * k, len(rows))]
-            base, base_matched = scores_and_matches(truth, cuts[k])
-            over = [
-                {
-                    "factor": f,
-                    "ami": _ami(truth, cuts[min(f * k, len(rows))]),
-                    "purity": purity(truth, cuts[min(f * k, len(rows))]),
-                }
-                for f in factors
-            ]
-            ward_rows.append({"scores": base, "matched": base_matched, "overcluster": over})
+                ward[i, rows] = unit.ward["cuts"][f]
     result: dict[str, Any] = {key: float(np.mean([e[key] for e in per_superclass])) for key in PARAMS["metrics"]}
-    result["within_superclass_acc"] = matched_total / len(split)
-    result["ward"] = (
-        _ward_summary(ward_rows, len(split)) if with_ward and len(ward_rows) == len(per_superclass) else None
-    )
+    result["within_superclass_acc"] = sum(u.matched for u in units) / len(split)
+    ward_rows = [u.ward for u in units if u.ward is not None]
+    complete = with_ward and len(ward_rows) == len(units)  # None when a superclass was too large for Ward
+    result["ward"] = _ward_summary(ward_rows, len(split)) if complete else None
     result["per_superclass"] = per_superclass
-    complete = result["ward"] is not None
     return LayerClusters(result, kmeans, ward if complete else None)
 
 
-def _ami(truth: np.ndarray, pred: np.ndarray) -> float:
-    return float(adjusted_mutual_info_score(truth, pred))
+def cluster_layer(
+    features: np.ndarray | Rows, split: SplitData, with_ward: bool = True, pool: WorkerPool | None = None
+) -> LayerClusters:
+    """:func:`score_clusterability` with the per-image cluster assignments kept.
+
+    One superclass's rows of the layer are read per unit of work (``pool``: run in worker processes)."""
+    units = _cluster_units(Rows.of(features), split, with_ward)
+    return _layer_clusters(split, with_ward, (pool or WorkerPool()).map(cluster_superclass, units))
 
 
 def _ward_summary(rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
@@ -174,53 +169,56 @@ def superclass_probes(
     )  # fmt: skip
 
 
-def reconstruct(
-    train_features: np.ndarray | Rows,
-    train: SplitData,
-    test_features: np.ndarray | Rows,
-    test: SplitData,
-    fit: ProbeFit | None = None,
-) -> Reconstruction:
-    """Yang et al. (2023)'s fine-label reconstruction from superclass-level information, for one layer.
-
-    ``fit`` is this layer's superclass probe (:func:`superclass_probes`); fit here when not given.
-    One superclass's rows of the layer are in memory at a time."""
-    train_features, test_features = Rows.of(train_features), Rows.of(test_features)
-    if fit is None:
-        fit = superclass_probes([train_features], train, [test_features], test)[0]
-    predicted_super = fit.predictions["test"]
-    correct = np.zeros(len(test), dtype=bool)
-    reconstructed = np.full(len(test), -1, dtype=np.int64)
+def _reconstruction_units(
+    train_features: Rows, train: SplitData, test_features: Rows, test: SplitData, predicted_super: np.ndarray
+) -> Iterator[tuple[Any, ...]]:
     for s, sup in enumerate(test.task.superclasses):
         rows = np.flatnonzero(train.superclass == s)
         _check_superclass(train, s, rows)
+        assigned = np.flatnonzero(predicted_super == s)
+        assigned_x = portable(test_features.select(assigned)) if len(assigned) else None
         k = len(sup.subclasses)
-        centroids, labels = kmeans_fit(
-            _unit_rows(train_features, rows),
-            k,
-            n_init=PARAMS["n_init"],
-            max_iter=PARAMS["max_iter"],
-            seed=PARAMS["seed"],
-        )
-        # Name each cluster by the Hungarian matching of clusters to subclasses on the train labels.
-        table = contingency_matrix(train.subclass[rows], labels)
-        present_truth, present_clusters = np.unique(train.subclass[rows]), np.unique(labels)
-        r, c = linear_sum_assignment(table, maximize=True)
-        name = np.full(k, -1, dtype=np.int64)  # an empty cluster names nothing: its images count as wrong
-        name[present_clusters[c]] = present_truth[r]
+        yield portable(train_features.select(rows)), train.subclass[rows], k, _kmeans_params(), assigned_x
+
+
+def _reconstruction(test: SplitData, fit: ProbeFit, n_train: int, named: list[np.ndarray]) -> Reconstruction:
+    predicted_super = fit.predictions["test"]
+    correct = np.zeros(len(test), dtype=bool)
+    reconstructed = np.full(len(test), -1, dtype=np.int64)
+    for s, fine in enumerate(named):
         assigned = np.flatnonzero(predicted_super == s)
         if len(assigned):
-            fine = name[nearest_centroid(_unit_rows(test_features, assigned), centroids)]
             reconstructed[assigned] = fine
             correct[assigned] = (test.superclass[assigned] == s) & (test.subclass[assigned] == fine)
     return Reconstruction(
         reconstruction_acc=float(correct.mean()),
         superclass_acc=fit.scores["test"].acc,
         probe_epoch=fit.selected_epoch,
-        n_train=len(train),
+        n_train=n_train,
         superclass_pred=np.asarray(predicted_super, dtype=np.int64),
         reconstructed=reconstructed,
     )
+
+
+def reconstruct(
+    train_features: np.ndarray | Rows,
+    train: SplitData,
+    test_features: np.ndarray | Rows,
+    test: SplitData,
+    fit: ProbeFit | None = None,
+    pool: WorkerPool | None = None,
+) -> Reconstruction:
+    """Yang et al. (2023)'s fine-label reconstruction from superclass-level information, for one layer.
+
+    ``fit`` is this layer's superclass probe (:func:`superclass_probes`); fit here when not given. A linear
+    probe predicts each test image's superclass; k-means fit per superclass on the *train* split names its
+    clusters by Hungarian matching on train labels; each test image takes the name of the nearest centroid
+    of its *predicted* superclass. One superclass's rows of the layer are read per unit of work."""
+    train_features, test_features = Rows.of(train_features), Rows.of(test_features)
+    if fit is None:
+        fit = superclass_probes([train_features], train, [test_features], test)[0]
+    units = _reconstruction_units(train_features, train, test_features, test, fit.predictions["test"])
+    return _reconstruction(test, fit, len(train), (pool or WorkerPool()).map(reconstruct_superclass, units))
 
 
 def score_layers(
@@ -230,16 +228,18 @@ def score_layers(
     train: tuple[list[LayerFeatures], SplitData] | None = None,
     with_ward: bool = True,
     device: str = "cpu",
+    pool: WorkerPool | None = None,
 ) -> list[LayerClusters]:
     """Clusterability of every layer, in layer order; with ``train`` also reconstruction accuracy.
 
-    Layers are read from their (cached) matrices one superclass's rows at a time, and the superclass
-    probes a block at a time: memory holds part of one layer, however many layers and rows there are."""
+    The work is cut into (layer, superclass) units, run in ``pool``'s worker processes (inline without
+    one); each reads one superclass's rows of one layer from the (cached) matrices, and the superclass
+    probes read a block at a time: memory holds a few units, however many layers and rows there are."""
     import sklearn
 
     from subclassbench.progress import bar as progress_bar
 
-    bar = progress_bar(None, "cluster layers", "layer", progress, iterable=range(len(layers)))
+    pool = pool or WorkerPool()
     # Inputs are checked once here (finite float32, integer labels); scikit-learn's per-call
     # validation otherwise costs more than the clustering itself on superclass-sized problems.
     for layer in layers + (train[0] if train else []):
@@ -250,16 +250,33 @@ def score_layers(
         probes = superclass_probes(
             [f.rows() for f in train[0]], train[1], [f.rows() for f in layers], split, device=device
         )
-    out = []
+    n_super = len(split.task.superclasses)
+    bar = progress_bar(len(layers), "cluster layers", "layer", progress)
+    out: list[LayerClusters] = []
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-        for i in bar:
-            layer = cluster_layer(layers[i].rows(), split, with_ward)
-            keyed = {"reconstruction_acc": None, "superclass_acc": None, "reconstruction": None}
-            if train is not None:
-                assert probes is not None
-                rec = reconstruct(train[0][i].rows(), train[1], layers[i].rows(), split, probes[i])
-                layer.superclass_pred, layer.reconstructed = rec.superclass_pred, rec.reconstructed
-                keyed = {
+        units = (u for layer in layers for u in _cluster_units(layer.rows(), split, with_ward))
+        done: list[SuperclassClusters] = []
+        for unit in pool.imap(cluster_superclass, units):  # every layer's units in flight together
+            done.append(unit)
+            if len(done) == n_super:
+                out.append(_layer_clusters(split, with_ward, done))
+                done = []
+                bar.update(1)
+        if train is not None:
+            assert probes is not None
+            units = (
+                u
+                for i, layer in enumerate(layers)
+                for u in _reconstruction_units(
+                    train[0][i].rows(), train[1], layer.rows(), split, probes[i].predictions["test"]
+                )
+            )
+            named = pool.map(reconstruct_superclass, units)
+            for i, layer_clusters in enumerate(out):
+                rec = _reconstruction(split, probes[i], len(train[1]), named[i * n_super : (i + 1) * n_super])
+                layer_clusters.superclass_pred, layer_clusters.reconstructed = rec.superclass_pred, rec.reconstructed
+                layer_clusters.scores = {
+                    **layer_clusters.scores,
                     "reconstruction_acc": rec.reconstruction_acc,
                     "superclass_acc": rec.superclass_acc,
                     "reconstruction": {
@@ -268,8 +285,12 @@ def score_layers(
                         "probe_epoch": rec.probe_epoch,
                     },
                 }
-            layer.scores = {**layer.scores, **keyed}
-            out.append(layer)
+        else:
+            for layer_clusters in out:
+                layer_clusters.scores = {
+                    **layer_clusters.scores, "reconstruction_acc": None, "superclass_acc": None, "reconstruction": None,
+                }  # fmt: skip
+    bar.close()
     return out
 
 

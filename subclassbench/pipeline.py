@@ -40,6 +40,7 @@ from subclassbench.results import SCHEMA_VERSION, Result, check_output_path
 from subclassbench.samples import ProbeSamples, SampleOutputs
 from subclassbench.tasks import OODSet, SplitData, Task, load_task
 from subclassbench.transfer import TransferPlan, ood_key, score_transfer, summarize_transfer
+from subclassbench.workerpool import WorkerPool, available_cores
 
 DEFAULT_MODEL = "builtin:digits_cnn.digits5_coarse"
 DEFAULT_TASK = "digits-5"
@@ -47,6 +48,7 @@ METRICS = ("clusterability", "transfer")
 CACHE_MODES = ("use", "off", "only")
 MAX_RESAMPLES = 100_000
 MAX_LOADER_WORKERS = 64
+MAX_SCORE_WORKERS = 256
 IMAGE_PREPROCESSING = ("task", "encoder")
 
 
@@ -79,6 +81,8 @@ class EvaluationRequest:
     channels_last: bool = False  # NHWC memory layout for the forward pass
     workers: int | None = None  # loader processes for encoded images (None: one per core but one)
     decoder: str = "pil"  # encoded images: "pil" (the reference) or "torchvision" (on the device)
+    # Processes scoring clusterability's (layer, superclass) units (1: in this process; 0: one per core).
+    score_workers: int = 1
     # The Python API's own model (``model`` is then ``module:<name>``): an nn.Module, its preprocessing
     # (a Preprocessing or its fields; default: the task's samples as they come) and embedding function.
     module: Any = None
@@ -103,6 +107,10 @@ class EvaluationRequest:
             raise SubclassbenchError("--limit must be ≥ 1 (samples per split)")
         if self.workers is not None and not 0 <= self.workers <= MAX_LOADER_WORKERS:
             raise SubclassbenchError(f"--workers must be between 0 (load in this process) and {MAX_LOADER_WORKERS}")
+        if not 0 <= self.score_workers <= MAX_SCORE_WORKERS:
+            raise SubclassbenchError(
+                f"--score-workers must be between 0 (one per core) and {MAX_SCORE_WORKERS} (1: in this process)"
+            )
         if not 0 <= self.bootstrap <= MAX_RESAMPLES:
             raise SubclassbenchError(f"--bootstrap must be between 0 (no intervals) and {MAX_RESAMPLES}")
         check_device(self.device)
@@ -126,7 +134,11 @@ class EvaluationRequest:
             "channels_last": self.channels_last,
             "workers": self.workers,
             "decoder": self.decoder,
+            "score_workers": self.resolved_score_workers(),
         }
+
+    def resolved_score_workers(self) -> int:
+        return self.score_workers or available_cores()
 
 
 def check_device(device: str) -> None:
@@ -444,7 +456,9 @@ def evaluate(request: EvaluationRequest) -> Result:
         for name, data in (*prepared.splits.items(), *prepared.ood_splits.items())
     }
     extracted = time.perf_counter()
-    per_layer, summary, samples = score(prepared, features, request.progress, request.device)
+    per_layer, summary, samples = score(
+        prepared, features, request.progress, request.device, request.resolved_score_workers()
+    )
     scored = time.perf_counter()
     uncertainty = None
     if request.bootstrap > 0:
@@ -462,9 +476,22 @@ def evaluate(request: EvaluationRequest) -> Result:
 
 
 def score(
-    prepared: Prepared, features: dict[str, list[LayerFeatures]], progress: bool, device: str = "cpu"
+    prepared: Prepared,
+    features: dict[str, list[LayerFeatures]],
+    progress: bool,
+    device: str = "cpu",
+    score_workers: int = 1,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], SampleOutputs]:
-    """Per-layer scores, the summary and the per-sample outputs, for every metric family the evaluation runs."""
+    """Per-layer scores, the summary and the per-sample outputs, for every metric family the evaluation runs.
+
+    ``score_workers`` processes score clusterability's (layer, superclass) units: the same scores."""
+    with WorkerPool(score_workers) as pool:
+        return _score(prepared, features, progress, device, pool)
+
+
+def _score(
+    prepared: Prepared, features: dict[str, list[LayerFeatures]], progress: bool, device: str, pool: WorkerPool
+) -> tuple[list[dict[str, Any]], dict[str, Any], SampleOutputs]:
     task, metrics, notes, splits = prepared.task, prepared.metrics, prepared.notes, prepared.splits
     evaluation = next(iter(splits.values()))
     for split_name, layers in features.items():
@@ -489,7 +516,7 @@ def score(
         train = reconstruction_split(task)
         reference = (features[train], splits[train]) if train in features and train != evaluation.split else None
         stage(f"clusterability of {len(first)} layers", progress)
-        clustered = score_layers(first, evaluation, progress, reference, device=device)
+        clustered = score_layers(first, evaluation, progress, reference, device=device, pool=pool)
         for entry, layer_clusters in zip(per_layer, clustered, strict=True):
             entry["clusterability"] = layer_clusters.scores
         summary.update(summarize(per_layer))
@@ -500,7 +527,8 @@ def score(
         val = task.validation_split
         if val in features and val != evaluation.split:
             try:  # the validation split only chooses the layer: k-means AMI, no Ward, no reconstruction
-                validation = [c.scores for c in score_layers(features[val], splits[val], progress, with_ward=False)]
+                scored = score_layers(features[val], splits[val], progress, with_ward=False, pool=pool)
+                validation = [c.scores for c in scored]
             except SubclassbenchError as exc:  # e.g. a subset too small to cluster: report, don't fail
                 notes.append(f"no committed layer: the '{val}' split cannot be scored ({exc})")
             else:

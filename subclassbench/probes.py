@@ -179,11 +179,15 @@ def fit_probes(
     if cpu:
         torch.set_num_threads(1)
     try:
-        for group in _groups([x.shape[1] for x in x_train], len(y_train), group_bytes(torch_device)):
+        budget = group_bytes(torch_device)
+        for group in _groups([x.shape[1] for x in x_train], len(y_train), budget):
             layer_sets = {name: ([xs[i] for i in group], y) for name, (xs, y) in evaluations.items()}
+            # A lone layer over the budget cannot be split by grouping: its fit rows are read per minibatch.
+            stream = len(group) == 1 and _stacked_bytes(x_train[group[0]].shape[1], 1, len(y_train)) > budget
             fitted = _fit_group(
-                [x_train[i] for i in group], y_train, held, layer_sets, n_classes, recipe, predict, torch_device
-            )
+                [x_train[i] for i in group], y_train, held, layer_sets, n_classes, recipe, predict, torch_device,
+                stream,
+            )  # fmt: skip
             for i, fit in zip(group, fitted, strict=True):
                 fits[i] = fit
     finally:
@@ -192,46 +196,86 @@ def fit_probes(
     return fits  # type: ignore[return-value]
 
 
+def _stacked_bytes(width: int, n_layers: int, n_rows: int) -> int:
+    return n_layers * width * n_rows * 4  # float32
+
+
 def _groups(widths: list[int], n_rows: int, budget: int = GROUP_BYTES) -> list[list[int]]:
     """Layer indices batched together, narrowest first: each group is padded to its widest member and
     holds at most ``budget`` bytes of stacked training features (a lone layer may exceed it)."""
     out: list[list[int]] = []
     for i in sorted(range(len(widths)), key=lambda i: (widths[i], i)):
-        if out and (len(out[-1]) + 1) * widths[i] * n_rows * 4 <= budget:
+        if out and _stacked_bytes(widths[i], len(out[-1]) + 1, n_rows) <= budget:
             out[-1].append(i)
         else:
             out.append([i])
     return out
 
 
+Moments = tuple[np.ndarray, np.ndarray] | None  # a layer's fit-row means and stds (None: not standardised)
+
+
+def _moments(fit_x: Rows, standardize: bool) -> Moments:
+    if not standardize:
+        return None
+    mean, std = column_moments(fit_x)
+    std[std < 1e-8] = 1.0  # constant (e.g. dead) units stay at zero instead of blowing up
+    return mean, std
+
+
+def _scaled(part: np.ndarray, moments: Moments) -> np.ndarray:
+    """Rows standardised as ``(x - mean) / std`` in float64, then cast to float32: elementwise, so a block,
+    a minibatch or the whole matrix give each row the same values."""
+    if moments is not None:
+        scaled = part - moments[0]  # float64
+        scaled /= moments[1]
+        part = scaled
+    return part.astype(np.float32)
+
+
 def _stack(
-    train: list[Rows], others: list[list[Rows]], standardize: bool, device: torch.device
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    train: list[Rows], others: list[list[Rows]], moments: list[Moments], device: torch.device, with_train: bool = True
+) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
     """Per-layer standardised (with the fit rows' statistics), zero-padded to the widest layer and stacked
     to G × n × D on ``device``. A padded column is zero in every row, so its gradient is zero and its weights
     stay at their zero init under AdamW (no update, decay of zero): it changes no logit.
 
-    Layers are read and standardised a block of rows at a time straight into the stacked tensors, in
-    float64 as ``(x - mean) / std`` then cast to float32, with the moments of
-    :func:`~subclassbench.matrices.column_moments` (numpy's own, bit for bit): the same values as
-    standardising whole matrices, without a whole float64 copy of any."""
+    Layers are read and standardised a block of rows at a time straight into the stacked tensors, with
+    the moments of :func:`~subclassbench.matrices.column_moments` (numpy's own, bit for bit): the same values
+    as standardising whole matrices, without a whole float64 copy of any. ``with_train=False`` stacks only
+    ``others`` (the fit rows are then read a minibatch at a time, :class:`_StreamedRows`)."""
     width = max(x.shape[1] for x in train)
-    stacked = [torch.zeros((len(train), len(rows[0]), width), device=device) for rows in (train, *others)]
+    sets = (train, *others) if with_train else others
+    stacked = [torch.zeros((len(train), len(rows[0]), width), device=device) for rows in sets]
     for i, fit_x in enumerate(train):
-        if standardize:
-            mean, std = column_moments(fit_x)
-            std[std < 1e-8] = 1.0  # constant (e.g. dead) units stay at zero instead of blowing up
-        for block, source in zip(stacked, [fit_x, *(o[i] for o in others)], strict=True):
+        sources = [fit_x, *(o[i] for o in others)] if with_train else [o[i] for o in others]
+        for block, source in zip(stacked, sources, strict=True):
             start = 0
             for part in source.blocks():
-                if standardize:
-                    scaled = part - mean  # float64
-                    scaled /= std
-                    part = scaled
-                values = part.astype(np.float32)
-                block[i, start : start + len(part), : part.shape[1]] = torch.from_numpy(values)
+                block[i, start : start + len(part), : part.shape[1]] = torch.from_numpy(_scaled(part, moments[i]))
                 start += len(part)
-    return stacked[0], stacked[1:]
+    return (stacked[0], stacked[1:]) if with_train else (None, stacked)
+
+
+class _StreamedRows:
+    """A group's fit rows read, standardised and padded one minibatch at a time instead of stacked.
+
+    For a layer whose fit rows alone exceed the group budget (no grouping can split it): memory then holds
+    a minibatch of it, not the matrix. ``[:, idx]`` gives exactly the rows the stacked tensor would (the
+    same elementwise standardisation), so the probe trains bit for bit as from the stack, at the cost of a
+    gather from the (memory-mapped) matrix per step."""
+
+    def __init__(self, train: list[Rows], moments: list[Moments], width: int, device: torch.device) -> None:
+        self.train, self.moments, self.device = train, moments, device
+        self.shape = (len(train), len(train[0]), width)
+
+    def __getitem__(self, key: tuple[slice, torch.Tensor]) -> torch.Tensor:
+        idx = key[1].cpu().numpy()
+        out = torch.zeros((self.shape[0], len(idx), self.shape[2]))
+        for i, rows in enumerate(self.train):
+            part = np.asarray(rows.select(idx))
+            out[i, :, : part.shape[1]] = torch.from_numpy(_scaled(part, self.moments[i]))
+        return out.to(self.device, non_blocking=True)
 
 
 def _fit_group(
@@ -243,11 +287,15 @@ def _fit_group(
     recipe: ProbeRecipe,
     predict: tuple[str, ...],
     device: torch.device,
+    stream: bool = False,
 ) -> list[ProbeFit]:
     names = list(evaluations)
     fit_x = [x.select(~held) for x in x_train]
     others = [[x.select(held) for x in x_train], *(list(evaluations[n][0]) for n in names)]
-    train_x, (hold_x, *eval_xs) = _stack(fit_x, others, recipe.standardize, device)
+    moments = [_moments(x, recipe.standardize) for x in fit_x]
+    stacked, (hold_x, *eval_xs) = _stack(fit_x, others, moments, device, with_train=not stream)
+    width = max(x.shape[1] for x in fit_x)
+    train_x = _StreamedRows(fit_x, moments, width, device) if stacked is None else stacked
     eval_x = dict(zip(names, eval_xs, strict=True))
     train_y = torch.from_numpy(y_train[~held]).to(device)
     hold_y = torch.from_numpy(y_train[held]).to(device)

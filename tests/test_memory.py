@@ -203,6 +203,40 @@ def test_probes_on_lazy_rows_equal_probes_on_arrays(tmp_path, monkeypatch):
         assert np.array_equal(a.predictions["t"], b.predictions["t"])
 
 
+def test_a_layer_over_the_group_budget_is_streamed_and_trains_bit_for_bit_as_stacked(tmp_path, monkeypatch):
+    """A lone layer whose training rows exceed the budget is read a minibatch at a time (its fit rows are
+    never stacked): the same epochs, accuracies and predictions as from the stacked tensor, from a file or
+    an array. benchmarks/bench_memory.py measures what it saves."""
+    from subclassbench import probes
+
+    rng = np.random.RandomState(4)
+    y, yt = rng.randint(0, 4, 2000), rng.randint(0, 4, 200)
+    width = 300
+    means = rng.randn(4, width)
+    x = (means[y] + 2 * rng.randn(2000, width)).astype(np.float32)
+    xt = (means[yt] + 2 * rng.randn(200, width)).astype(np.float32)
+    x[:, 7] = 1.5  # a constant unit: standardised to zero on both paths
+    np.save(tmp_path / "x.npy", np.concatenate([x, xt]))
+    lazy = (Matrix(tmp_path / "x.npy").rows(np.arange(2000)), Matrix(tmp_path / "x.npy").rows(np.arange(2000, 2200)))
+    recipe = probes.ProbeRecipe(epochs=4)
+    stacked = fit_probes([x], y, {"t": ([xt], yt)}, 4, recipe, predict=("t",))[0]
+    stacks: list[bool] = []
+    original = probes._stack
+    monkeypatch.setattr(probes, "_stack", lambda *a, **k: stacks.append(k.get("with_train", True)) or original(*a, **k))
+    monkeypatch.setattr(probes, "GROUP_BYTES", 2000 * width * 4 - 1)  # this layer alone is over it
+    for source in ((x, xt), lazy):
+        streamed = fit_probes([source[0]], y, {"t": ([source[1]], yt)}, 4, recipe, predict=("t",))[0]
+        assert stacks == [False], "the over-budget layer's fit rows were stacked"
+        stacks.clear()
+        assert (streamed.selected_epoch, streamed.holdout_acc, streamed.scores) == (
+            stacked.selected_epoch, stacked.holdout_acc, stacked.scores,
+        )  # fmt: skip
+        assert np.array_equal(streamed.predictions["t"], stacked.predictions["t"])
+    monkeypatch.setattr(probes, "GROUP_BYTES", 2000 * width * 4)  # at the budget: stacked, as before
+    fit_probes([x], y, {"t": ([xt], yt)}, 4, recipe)
+    assert stacks == [True]
+
+
 def test_forward_batches_are_counted_once_per_batch(digits_train, tmp_path):
     before = features_module.FORWARD_BATCHES
     extract_cached(ExtractionContext.create(wide_encoder(), digits_train, None, batch_size=100), None)

@@ -143,6 +143,14 @@ DtypeOption = Annotated[
 ChannelsLastOption = Annotated[
     bool, typer.Option("--channels-last", help="NHWC memory layout for the forward pass (faster GPU convolutions).")
 ]
+ScoreWorkersOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        max=256,
+        help="Processes scoring clusterability's (layer, superclass) units; the same scores (0: one per core).",
+    ),
+]
 WorkersOption = Annotated[
     int | None,
     typer.Option(

@@ -21,6 +21,7 @@ from subclassbench.cli import (
     ModelOption,
     OodDataOption,
     QuietOption,
+    ScoreWorkersOption,
     SplitOption,
     TaskOption,
     WeightsOption,
@@ -129,6 +130,7 @@ def evaluate(
     channels_last: ChannelsLastOption = False,
     workers: WorkersOption = None,
     decoder: DecoderOption = "pil",
+    score_workers: ScoreWorkersOption = 1,
     cache_dir: CacheDirOption = None,
     plot: Annotated[
         bool,
@@ -167,6 +169,7 @@ def evaluate(
         channels_last=channels_last,
         workers=workers,
         decoder=decoder,
+        score_workers=score_workers,
     )
     result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=True)
@@ -253,6 +256,7 @@ def score(
         str, typer.Option(help="The device the features were extracted on (it keys the cache); probes run on it.")
     ] = "cpu",
     decoder: Annotated[str, typer.Option(help="The decoder the features were extracted with.")] = "pil",
+    score_workers: ScoreWorkersOption = 1,
     cache_dir: CacheDirOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -262,7 +266,7 @@ def score(
     request = _request(
         model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet, ood_data,
         cache="only", n_shards=shards, bootstrap=bootstrap, limit=limit, dtype=dtype, channels_last=channels_last,
-        decoder=decoder,
+        decoder=decoder, score_workers=score_workers,
     )  # fmt: skip
     result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=False)

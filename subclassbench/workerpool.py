@@ -1,0 +1,82 @@
+"""Independent units of scoring work run in worker processes, their results returned in submission order.
+
+Processes, not threads: Ward's linkage and scikit-learn's scores hold the GIL. Workers are started with
+``spawn`` (a fork after torch's or faiss's OpenMP threads have run is not safe) once per pool, and run
+one OpenMP thread each. A unit is a pure function of its arguments, so the results are the same
+whatever the number of workers (tested); with one worker the units run inline, in this process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from subclassbench.errors import SubclassbenchError
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a Slurm or container limit sets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _start_worker() -> None:
+    import sklearn
+
+    # The parent checks its inputs once (finite float32, integer labels); per-call validation would
+    # otherwise cost more than a superclass-sized clustering, as in the parent (clusterability.score_layers).
+    sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+
+
+class WorkerPool:
+    """``map`` over units in ``workers`` processes (inline when 1); at most two units per worker in flight,
+    so a lazy iterable of units is materialised a few at a time."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = max(1, int(workers))
+        self._executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(cancel_futures=True)
+            self._executor = None
+
+    def map(self, fn: Callable[..., Any], units: Iterable[tuple[Any, ...]]) -> list[Any]:
+        return list(self.imap(fn, units))
+
+    def imap(self, fn: Callable[..., Any], units: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
+        """``fn(*unit)`` for each unit, yielded in the units' order as they finish."""
+        if self.workers == 1:
+            for unit in units:
+                yield fn(*unit)
+            return
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
+            )
+        pending: deque[Future[Any]] = deque()
+        try:
+            for unit in units:
+                pending.append(self._executor.submit(fn, *unit))
+                if len(pending) >= 2 * self.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool:
+            self.close()
+            raise SubclassbenchError(
+                "a scoring worker process died (out of memory?); rerun with --score-workers 1"
+            ) from None

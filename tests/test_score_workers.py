@@ -1,0 +1,50 @@
+"""Clusterability scored in worker processes over (layer, superclass) units: the same result as in-process."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from subclassbench.errors import SubclassbenchError
+from subclassbench.pipeline import EvaluationRequest, evaluate
+from subclassbench.workerpool import WorkerPool, available_cores
+from tests.conftest import without_run
+
+
+def _die(code: int) -> int:
+    os._exit(code)  # a worker killed mid-unit (out of memory, a signal)
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_two_score_workers_give_the_in_process_result(tmp_path):
+    """Ward, reconstruction (train-split k-means) and the validation split's layer choice included."""
+    base = {"model": "builtin:digits_cnn.digits5_coarse", "task": "digits-5", "progress": False, "bootstrap": 20}
+    serial = evaluate(EvaluationRequest(**base, cache_dir=str(tmp_path / "c")))
+    parallel = evaluate(EvaluationRequest(**base, cache_dir=str(tmp_path / "c"), score_workers=2))
+    assert serial["summary"]["committed_layer"] and serial["layers"][0]["clusterability"]["ward"] is not None
+    assert serial["layers"][-1]["clusterability"]["reconstruction_acc"] is not None
+    assert without_run(serial) == without_run(parallel)
+    assert parallel["run"]["compute"]["score_workers"] == 2 and serial["run"]["compute"]["score_workers"] == 1
+
+
+def test_pool_keeps_order_and_reports_a_dead_worker():
+    with WorkerPool(2) as pool:
+        assert pool.map(_square, [(i,) for i in range(9)]) == [i * i for i in range(9)]
+        with pytest.raises(SubclassbenchError, match=r"scoring worker process died.*--score-workers 1"):
+            pool.map(_die, [(3,)])
+    assert WorkerPool(1).map(_square, [(4,)]) == [16] and available_cores() >= 1
+
+
+def test_bad_score_workers_is_one_error_line():
+    from typer.testing import CliRunner
+
+    from subclassbench.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "--score-workers", "-1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    with pytest.raises(SubclassbenchError, match="--score-workers must be between 0"):
+        evaluate(EvaluationRequest(score_workers=999, progress=False))
