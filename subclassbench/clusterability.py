@@ -30,14 +30,15 @@ from subclassbench.clusterability_cells import (
     KMeansParams,
     SuperclassClusters,
     cluster_superclass,
+    name_rows,
+    named_centroids,
     portable,
-    reconstruct_superclass,
 )
 from subclassbench.errors import SubclassbenchError
 from subclassbench.matrices import Rows, all_finite
 from subclassbench.probes import ProbeFit, ProbeRecipe, fit_probes
 from subclassbench.protocol import PROTOCOL
-from subclassbench.workerpool import WorkerPool
+from subclassbench.workerpool import Pending, WorkerPool
 
 if TYPE_CHECKING:  # types only: summaries are recomputed (integrity.py) without loading torch
     from subclassbench.features import LayerFeatures
@@ -169,25 +170,26 @@ def superclass_probes(
     )  # fmt: skip
 
 
-def _reconstruction_units(
-    train_features: Rows, train: SplitData, test_features: Rows, test: SplitData, predicted_super: np.ndarray
-) -> Iterator[tuple[Any, ...]]:
-    for s, sup in enumerate(test.task.superclasses):
+def _reconstruction_units(train_features: Rows, train: SplitData) -> Iterator[tuple[Any, ...]]:
+    """One layer's units of :func:`~subclassbench.clusterability_cells.named_centroids`: they need no probe, so
+    they run while the superclass probes train."""
+    for s, sup in enumerate(train.task.superclasses):
         rows = np.flatnonzero(train.superclass == s)
         _check_superclass(train, s, rows)
-        assigned = np.flatnonzero(predicted_super == s)
-        assigned_x = portable(test_features.select(assigned)) if len(assigned) else None
-        k = len(sup.subclasses)
-        yield portable(train_features.select(rows)), train.subclass[rows], k, _kmeans_params(), assigned_x
+        yield portable(train_features.select(rows)), train.subclass[rows], len(sup.subclasses), _kmeans_params()
 
 
-def _reconstruction(test: SplitData, fit: ProbeFit, n_train: int, named: list[np.ndarray]) -> Reconstruction:
+def _reconstruction(
+    test_features: Rows, test: SplitData, fit: ProbeFit, n_train: int, named: list[tuple[np.ndarray, np.ndarray]]
+) -> Reconstruction:
+    """Each test image takes the name of the nearest centroid of its *predicted* superclass."""
     predicted_super = fit.predictions["test"]
     correct = np.zeros(len(test), dtype=bool)
     reconstructed = np.full(len(test), -1, dtype=np.int64)
-    for s, fine in enumerate(named):
+    for s, (centroids, name) in enumerate(named):
         assigned = np.flatnonzero(predicted_super == s)
         if len(assigned):
+            fine = name_rows(test_features.select(assigned), centroids, name)
             reconstructed[assigned] = fine
             correct[assigned] = (test.superclass[assigned] == s) & (test.subclass[assigned] == fine)
     return Reconstruction(
@@ -217,8 +219,97 @@ def reconstruct(
     train_features, test_features = Rows.of(train_features), Rows.of(test_features)
     if fit is None:
         fit = superclass_probes([train_features], train, [test_features], test)[0]
-    units = _reconstruction_units(train_features, train, test_features, test, fit.predictions["test"])
-    return _reconstruction(test, fit, len(train), (pool or WorkerPool()).map(reconstruct_superclass, units))
+    named = (pool or WorkerPool()).map(named_centroids, _reconstruction_units(train_features, train))
+    return _reconstruction(test_features, test, fit, len(train), named)
+
+
+class StartedLayers:
+    """Clusterability of every layer, started: its (layer, superclass) units run in the pool's workers while
+    the caller goes on (e.g. trains the transfer probes); :meth:`finish` trains the superclass probes and
+    collects. Without workers everything runs in :meth:`finish`, one thing at a time."""
+
+    def __init__(
+        self,
+        layers: list[LayerFeatures],
+        split: SplitData,
+        progress: bool,
+        train: tuple[list[LayerFeatures], SplitData] | None,
+        with_ward: bool,
+        device: str,
+        pool: WorkerPool,
+    ) -> None:
+        self.layers, self.split, self.progress, self.train = layers, split, progress, train
+        self.with_ward, self.device = with_ward, device
+        # Inputs are checked once here (finite float32, integer labels); scikit-learn's per-call
+        # validation otherwise costs more than the clustering itself on superclass-sized problems.
+        for layer in layers + (train[0] if train else []):
+            if not all_finite(layer.rows()):
+                raise SubclassbenchError(
+                    f"layer {layer.name} has NaN or infinite features; check the encoder's weights"
+                )
+        for data in (split, *([train[1]] if train else [])):  # before any work, not when a unit gets there
+            for s in range(len(data.task.superclasses)):
+                _check_superclass(data, s, np.flatnonzero(data.superclass == s))
+        units = (u for layer in layers for u in _cluster_units(layer.rows(), split, with_ward))
+        self._clusters: Pending = pool.start(cluster_superclass, units)
+        self._named: Pending | None = None
+        if train is not None:
+            train_units = (u for layer in train[0] for u in _reconstruction_units(layer.rows(), train[1]))
+            self._named = pool.start(named_centroids, train_units)
+
+    def finish(self) -> list[LayerClusters]:
+        import sklearn
+
+        from subclassbench.progress import bar as progress_bar
+
+        layers, split, train = self.layers, self.split, self.train
+        probes = None
+        if train is not None:
+            probes = superclass_probes(
+                [f.rows() for f in train[0]], train[1], [f.rows() for f in layers], split, device=self.device
+            )
+        n_super = len(split.task.superclasses)
+        bar = progress_bar(len(layers), "cluster layers", "layer", self.progress)
+        out: list[LayerClusters] = []
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            units = self._clusters.result()
+            for i in range(len(layers)):
+                out.append(_layer_clusters(split, self.with_ward, units[i * n_super : (i + 1) * n_super]))
+                bar.update(1)
+            named = self._named.result() if self._named is not None else None
+        bar.close()
+        for i, layer_clusters in enumerate(out):
+            keyed: dict[str, Any] = {"reconstruction_acc": None, "superclass_acc": None, "reconstruction": None}
+            if train is not None:
+                assert probes is not None and named is not None
+                rec = _reconstruction(
+                    layers[i].rows(), split, probes[i], len(train[1]), named[i * n_super : (i + 1) * n_super]
+                )
+                layer_clusters.superclass_pred, layer_clusters.reconstructed = rec.superclass_pred, rec.reconstructed
+                keyed = {
+                    "reconstruction_acc": rec.reconstruction_acc,
+                    "superclass_acc": rec.superclass_acc,
+                    "reconstruction": {
+                        "train_split": train[1].split,
+                        "n_train": rec.n_train,
+                        "probe_epoch": rec.probe_epoch,
+                    },
+                }
+            layer_clusters.scores = {**layer_clusters.scores, **keyed}
+        return out
+
+
+def start_layers(
+    layers: list[LayerFeatures],
+    split: SplitData,
+    progress: bool = False,
+    train: tuple[list[LayerFeatures], SplitData] | None = None,
+    with_ward: bool = True,
+    device: str = "cpu",
+    pool: WorkerPool | None = None,
+) -> StartedLayers:
+    """:func:`score_layers`, started (see :class:`StartedLayers`)."""
+    return StartedLayers(layers, split, progress, train, with_ward, device, pool or WorkerPool())
 
 
 def score_layers(
@@ -235,63 +326,7 @@ def score_layers(
     The work is cut into (layer, superclass) units, run in ``pool``'s worker processes (inline without
     one); each reads one superclass's rows of one layer from the (cached) matrices, and the superclass
     probes read a block at a time: memory holds a few units, however many layers and rows there are."""
-    import sklearn
-
-    from subclassbench.progress import bar as progress_bar
-
-    pool = pool or WorkerPool()
-    # Inputs are checked once here (finite float32, integer labels); scikit-learn's per-call
-    # validation otherwise costs more than the clustering itself on superclass-sized problems.
-    for layer in layers + (train[0] if train else []):
-        if not all_finite(layer.rows()):
-            raise SubclassbenchError(f"layer {layer.name} has NaN or infinite features; check the encoder's weights")
-    probes = None
-    if train is not None:
-        probes = superclass_probes(
-            [f.rows() for f in train[0]], train[1], [f.rows() for f in layers], split, device=device
-        )
-    n_super = len(split.task.superclasses)
-    bar = progress_bar(len(layers), "cluster layers", "layer", progress)
-    out: list[LayerClusters] = []
-    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-        units = (u for layer in layers for u in _cluster_units(layer.rows(), split, with_ward))
-        done: list[SuperclassClusters] = []
-        for unit in pool.imap(cluster_superclass, units):  # every layer's units in flight together
-            done.append(unit)
-            if len(done) == n_super:
-                out.append(_layer_clusters(split, with_ward, done))
-                done = []
-                bar.update(1)
-        if train is not None:
-            assert probes is not None
-            units = (
-                u
-                for i, layer in enumerate(layers)
-                for u in _reconstruction_units(
-                    train[0][i].rows(), train[1], layer.rows(), split, probes[i].predictions["test"]
-                )
-            )
-            named = pool.map(reconstruct_superclass, units)
-            for i, layer_clusters in enumerate(out):
-                rec = _reconstruction(split, probes[i], len(train[1]), named[i * n_super : (i + 1) * n_super])
-                layer_clusters.superclass_pred, layer_clusters.reconstructed = rec.superclass_pred, rec.reconstructed
-                layer_clusters.scores = {
-                    **layer_clusters.scores,
-                    "reconstruction_acc": rec.reconstruction_acc,
-                    "superclass_acc": rec.superclass_acc,
-                    "reconstruction": {
-                        "train_split": train[1].split,
-                        "n_train": rec.n_train,
-                        "probe_epoch": rec.probe_epoch,
-                    },
-                }
-        else:
-            for layer_clusters in out:
-                layer_clusters.scores = {
-                    **layer_clusters.scores, "reconstruction_acc": None, "superclass_acc": None, "reconstruction": None,
-                }  # fmt: skip
-    bar.close()
-    return out
+    return start_layers(layers, split, progress, train, with_ward, device, pool).finish()
 
 
 def commit_layer(layers: list[dict[str, Any]], validation: list[dict[str, Any]], split: str) -> dict[str, Any]:

@@ -72,24 +72,23 @@ def cluster_superclass(
     return SuperclassClusters(pred, scores, matched, ward)
 
 
-def reconstruct_superclass(
-    train_x: Rows | np.ndarray,
-    train_subclass: np.ndarray,
-    k: int,
-    params: KMeansParams,
-    assigned_x: Rows | np.ndarray | None,
-) -> np.ndarray:
-    """Yang et al. (2023)'s naming step for one superclass: k-means on its train rows, each cluster named
-    by the Hungarian matching of clusters to subclasses on the train labels; returns the subclass named
-    for each of ``assigned_x`` (the scored rows the probe put in this superclass; -1: an empty cluster)."""
+def named_centroids(
+    train_x: Rows | np.ndarray, train_subclass: np.ndarray, k: int, params: KMeansParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Yang et al. (2023)'s naming step for one superclass: k-means on its train rows, each cluster named by
+    the Hungarian matching of clusters to subclasses on the train labels. Returns (centroids, the subclass
+    each cluster names; -1 for an empty cluster, whose images then count as wrong)."""
     centroids, labels = kmeans_fit(
         unit_rows(train_x), k, n_init=params.n_init, max_iter=params.max_iter, seed=params.seed
     )
     table = contingency_matrix(train_subclass, labels)
     present_truth, present_clusters = np.unique(train_subclass), np.unique(labels)
     r, c = linear_sum_assignment(table, maximize=True)
-    name = np.full(k, -1, dtype=np.int64)  # an empty cluster names nothing: its images count as wrong
+    name = np.full(k, -1, dtype=np.int64)
     name[present_clusters[c]] = present_truth[r]
-    if assigned_x is None:
-        return np.zeros(0, dtype=np.int64)
-    return name[nearest_centroid(unit_rows(assigned_x), centroids)]
+    return centroids, name
+
+
+def name_rows(x: Rows | np.ndarray, centroids: np.ndarray, name: np.ndarray) -> np.ndarray:
+    """The subclass named by the nearest centroid of each row."""
+    return name[nearest_centroid(unit_rows(x), centroids)]

@@ -26,7 +26,7 @@ import torch
 from subclassbench import __version__, intervals
 from subclassbench.bootstrap import BOOTSTRAP
 from subclassbench.cache import CacheStats, FeatureCache
-from subclassbench.clusterability import LayerClusters, commit_layer, score_layers, summarize
+from subclassbench.clusterability import LayerClusters, commit_layer, start_layers, summarize
 from subclassbench.datasources import DECODERS, Decoding
 from subclassbench.encoders import Encoder, EncoderSpec, load_encoder
 from subclassbench.errors import DataMissingError, SubclassbenchError
@@ -512,24 +512,39 @@ def _score(
     summary: dict[str, Any] = {}
     samples = SampleOutputs([f.name for f in first], evaluation.superclass, evaluation.subclass)
     clustered: list[LayerClusters] = []
+    # Clusterability's (layer, superclass) units start first and run in the pool's workers while this
+    # process trains the transfer and superclass probes; results are filled in in the result's order.
+    started = started_validation = None
+    val = task.validation_split
     if "clusterability" in metrics:
         train = reconstruction_split(task)
         reference = (features[train], splits[train]) if train in features and train != evaluation.split else None
         stage(f"clusterability of {len(first)} layers", progress)
-        clustered = score_layers(first, evaluation, progress, reference, device=device, pool=pool)
+        started = start_layers(first, evaluation, progress, reference, device=device, pool=pool)
+        if val in features and val != evaluation.split:
+            try:  # the validation split only chooses the layer: k-means AMI, no Ward, no reconstruction
+                started_validation = start_layers(features[val], splits[val], progress, with_ward=False, pool=pool)
+            except SubclassbenchError as exc:  # e.g. a subset too small to cluster: report, don't fail
+                notes.append(f"no committed layer: the '{val}' split cannot be scored ({exc})")
+    transferred = None
+    if "transfer" in metrics:
+        plan = TransferPlan.from_task(task, splits, prepared.ood_splits)
+        ood = f" and {len(plan.ood)} OOD set(s)" if plan.ood else ""
+        stage(f"transfer probes on {len(first)} layers (ID{ood})", progress)
+        transferred = score_transfer(features, plan, device=device, progress=progress)
+    if started is not None:
+        clustered = started.finish()
         for entry, layer_clusters in zip(per_layer, clustered, strict=True):
             entry["clusterability"] = layer_clusters.scores
         summary.update(summarize(per_layer))
         samples.kmeans = np.stack([c.kmeans for c in clustered])
-        if reference is not None:
+        if started.train is not None:
             samples.superclass_pred = np.stack([c.superclass_pred for c in clustered])  # type: ignore[misc]
             samples.reconstructed = np.stack([c.reconstructed for c in clustered])  # type: ignore[misc]
-        val = task.validation_split
-        if val in features and val != evaluation.split:
-            try:  # the validation split only chooses the layer: k-means AMI, no Ward, no reconstruction
-                scored = score_layers(features[val], splits[val], progress, with_ward=False, pool=pool)
-                validation = [c.scores for c in scored]
-            except SubclassbenchError as exc:  # e.g. a subset too small to cluster: report, don't fail
+        if started_validation is not None:
+            try:
+                validation = [c.scores for c in started_validation.finish()]
+            except SubclassbenchError as exc:
                 notes.append(f"no committed layer: the '{val}' split cannot be scored ({exc})")
             else:
                 summary.update(commit_layer(per_layer, validation, val))
@@ -537,11 +552,7 @@ def _score(
         if kept:
             samples.ward_layers = kept
             samples.ward = np.stack([clustered[samples.layers.index(n)].ward for n in kept])  # type: ignore[misc]
-    if "transfer" in metrics:
-        plan = TransferPlan.from_task(task, splits, prepared.ood_splits)
-        ood = f" and {len(plan.ood)} OOD set(s)" if plan.ood else ""
-        stage(f"transfer probes on {len(first)} layers (ID{ood})", progress)
-        transferred = score_transfer(features, plan, device=device, progress=progress)
+    if transferred is not None:
         for entry, layer_transfer in zip(per_layer, transferred, strict=True):
             entry["transfer"] = layer_transfer.scores
         for name, test_set in plan.test_sets().items():

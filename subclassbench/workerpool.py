@@ -12,7 +12,7 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -35,6 +35,20 @@ def _start_worker() -> None:
     sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
 
 
+class Pending:
+    """Units of work started by :meth:`WorkerPool.start`; ``result()`` waits for (or runs) them, once."""
+
+    def __init__(self, compute: Callable[[], list[Any]]) -> None:
+        self._compute: Callable[[], list[Any]] | None = compute
+        self._result: list[Any] | None = None
+
+    def result(self) -> list[Any]:
+        if self._compute is not None:
+            self._result, self._compute = self._compute(), None
+        assert self._result is not None
+        return self._result
+
+
 class WorkerPool:
     """``map`` over units in ``workers`` processes (inline when 1); at most two units per worker in flight,
     so a lazy iterable of units is materialised a few at a time."""
@@ -42,6 +56,7 @@ class WorkerPool:
     def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, int(workers))
         self._executor: ProcessPoolExecutor | None = None
+        self._feeders: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -53,6 +68,19 @@ class WorkerPool:
         if self._executor is not None:
             self._executor.shutdown(cancel_futures=True)
             self._executor = None
+        if self._feeders is not None:
+            self._feeders.shutdown(cancel_futures=True)
+            self._feeders = None
+
+    def start(self, fn: Callable[..., Any], units: Iterable[tuple[Any, ...]]) -> Pending:
+        """:meth:`map`, started now and collected with ``.result()``: with workers, the units run while the
+        caller goes on (a thread of this process feeds them to the workers); inline, they run at ``.result()``,
+        so a single process does one thing at a time, as without a pool."""
+        if self.workers == 1:
+            return Pending(lambda: self.map(fn, units))
+        if self._feeders is None:
+            self._feeders = ThreadPoolExecutor(4, thread_name_prefix="score-feeder")
+        return Pending(self._feeders.submit(self.map, fn, units).result)
 
     def map(self, fn: Callable[..., Any], units: Iterable[tuple[Any, ...]]) -> list[Any]:
         return list(self.imap(fn, units))
