@@ -15,13 +15,16 @@ Every ratio below is measured in one run, on the same machine, with the same ima
    off, no evaluation). Target on a GPU node: ≥ 0.7.
 
 ``--cifar`` adds the CPU target: a full evaluate (clusterability + transfer) of ResNet-56 on
-cifar10-5-semantic vs the bare forward pass over the same images (needs ../shared; target ≤ 2.5).
+cifar10-5-semantic vs the bare forward pass over the same images (needs ../shared; target ≤ 2.5), with
+``--score-workers`` processes scoring (default: one per core); then the same cached features re-scored in
+one process and in ``--score-workers`` processes, side by side, and whether the results are equal.
 Sizes default small on CPU so the run takes minutes; pass --images/--layers to scale up.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -36,6 +39,7 @@ from subclassbench.datasources import FileImageSet
 from subclassbench.encoders import load_encoder
 from subclassbench.features import default_workers, extract_features, iterate_batches
 from subclassbench.probes import ProbeRecipe, fit_probes
+from subclassbench.workerpool import available_cores
 
 
 def jpeg_tree(folder: Path, n: int, seed: int = 0) -> FileImageSet:
@@ -252,21 +256,36 @@ def bench_training(device: str, n: int, epochs: int, batch: int) -> None:
     )
 
 
-def bench_cifar(shared: Path) -> None:
-    """The CPU target: full evaluate of ResNet-56 on cifar10-5-semantic vs a bare forward pass over its images."""
+def _scores(result: object) -> dict:
+    """A result without what differs between identical runs (its run block and per-sample file name)."""
+    doc = {k: v for k, v in result.doc.items() if k != "run"}  # type: ignore[attr-defined]
+    doc["samples"] = {k: v for k, v in doc.get("samples", {}).items() if k != "file"}
+    return doc
+
+
+def bench_cifar(shared: Path, score_workers: int) -> None:
+    """The CPU target: full evaluate of ResNet-56 on cifar10-5-semantic vs a bare forward pass over its images;
+    then the same features re-scored from the cache in this process and in ``score_workers`` processes."""
     from subclassbench.pipeline import EvaluationRequest, evaluate
 
     weights = sorted((shared / "weights").glob("resnet56-*.th"))
     if not weights or not (shared / "data").is_dir():
         print(f"\n## CIFAR evaluate: skipped (no {shared}/weights/resnet56-*.th or {shared}/data)")
         return
-    request = EvaluationRequest(
-        model="builtin:cifar_resnet56", task="cifar10-5-semantic", weights=str(weights[0]), data=str(shared / "data"),
-        metrics=["clusterability", "transfer"], cache="off", progress=False,
-    )  # fmt: skip
-    start = time.perf_counter()
-    result = evaluate(request)
-    full = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as cache:
+        request = EvaluationRequest(
+            model="builtin:cifar_resnet56", task="cifar10-5-semantic", weights=str(weights[0]),
+            data=str(shared / "data"), metrics=["clusterability", "transfer"], cache_dir=cache, progress=False,
+            score_workers=score_workers,
+        )  # fmt: skip
+        start = time.perf_counter()
+        result = evaluate(request)  # a fresh cache: extraction, then scoring
+        full = time.perf_counter() - start
+        rescored = {}
+        for workers in (1, score_workers, 1, score_workers):  # alternated; the last of each is kept
+            start = time.perf_counter()
+            doc = evaluate(dataclasses.replace(request, cache="only", score_workers=workers, bootstrap=0))
+            rescored[workers] = (time.perf_counter() - start, doc)
     from subclassbench.pipeline import prepare
 
     prepared = prepare(request)
@@ -280,9 +299,13 @@ def bench_cifar(shared: Path) -> None:
     bare = time.perf_counter() - start
     timing = result["run"]["timing_s"]
     print(f"\n## CIFAR evaluate: ResNet-56 on cifar10-5-semantic, clusterability + transfer, cpu, {n} images")
-    print(f"  full evaluate {full:.0f} s (extract {timing['extract']:.0f}, score {timing['score']:.0f}, "
-          f"bootstrap {timing['bootstrap']:.0f}); bare forward {bare:.0f} s")  # fmt: skip
+    print(f"  full evaluate with {score_workers} score worker(s) {full:.0f} s (extract {timing['extract']:.0f}, "
+          f"score {timing['score']:.0f}, bootstrap {timing['bootstrap']:.0f}); bare forward {bare:.0f} s")  # fmt: skip
     print(f"  ratio {full / bare:.2f} (target ≤ 2.5)")
+    one, many = rescored[1], rescored[score_workers]
+    same = _scores(one[1]) == _scores(many[1])
+    print(f"  re-scored from the cache: 1 process {one[0]:.0f} s, {score_workers} score workers {many[0]:.0f} s "
+          f"= {one[0] / many[0]:.2f}× faster; {'the same' if same else 'DIFFERENT'} result")  # fmt: skip
 
 
 def main() -> None:
@@ -298,6 +321,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3 if cuda else 1)
     parser.add_argument("--cifar", action="store_true", help="also the CPU evaluate target (needs ../shared)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["extraction", "probes", "training"])
+    parser.add_argument("--score-workers", type=int, default=available_cores(), help="for --cifar's scoring")
     args = parser.parse_args()
     print(f"# bench_gpu on {args.device}" + (f" ({torch.cuda.get_device_name()})" if cuda else "")
           + f", torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
@@ -311,7 +335,7 @@ def main() -> None:
     if "training" not in args.skip:
         bench_training(args.device, args.train_images, 2, 128)
     if args.cifar:
-        bench_cifar(Path(__file__).resolve().parents[1].parent / "shared")
+        bench_cifar(Path(__file__).resolve().parents[1].parent / "shared", args.score_workers)
     sys.stdout.flush()
 
 
