@@ -299,19 +299,6 @@ class StartedLayers:
         return out
 
 
-def start_layers(
-    layers: list[LayerFeatures],
-    split: SplitData,
-    progress: bool = False,
-    train: tuple[list[LayerFeatures], SplitData] | None = None,
-    with_ward: bool = True,
-    device: str = "cpu",
-    pool: WorkerPool | None = None,
-) -> StartedLayers:
-    """:func:`score_layers`, started (see :class:`StartedLayers`)."""
-    return StartedLayers(layers, split, progress, train, with_ward, device, pool or WorkerPool())
-
-
 def score_layers(
     layers: list[LayerFeatures],
     split: SplitData,
@@ -326,7 +313,7 @@ def score_layers(
     The work is cut into (layer, superclass) units, run in ``pool``'s worker processes (inline without
     one); each reads one superclass's rows of one layer from the (cached) matrices, and the superclass
     probes read a block at a time: memory holds a few units, however many layers and rows there are."""
-    return start_layers(layers, split, progress, train, with_ward, device, pool).finish()
+    return StartedLayers(layers, split, progress, train, with_ward, device, pool or WorkerPool()).finish()
 
 
 def commit_layer(layers: list[dict[str, Any]], validation: list[dict[str, Any]], split: str) -> dict[str, Any]:

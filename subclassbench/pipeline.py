@@ -26,7 +26,7 @@ import torch
 from subclassbench import __version__, intervals
 from subclassbench.bootstrap import BOOTSTRAP
 from subclassbench.cache import CacheStats, FeatureCache
-from subclassbench.clusterability import LayerClusters, commit_layer, start_layers, summarize
+from subclassbench.clusterability import LayerClusters, StartedLayers, commit_layer, summarize
 from subclassbench.datasources import DECODERS, Decoding
 from subclassbench.encoders import Encoder, EncoderSpec, load_encoder
 from subclassbench.errors import DataMissingError, SubclassbenchError
@@ -520,10 +520,10 @@ def _score(
         train = reconstruction_split(task)
         reference = (features[train], splits[train]) if train in features and train != evaluation.split else None
         stage(f"clusterability of {len(first)} layers", progress)
-        started = start_layers(first, evaluation, progress, reference, device=device, pool=pool)
+        started = StartedLayers(first, evaluation, progress, reference, True, device, pool)
         if val in features and val != evaluation.split:
             try:  # the validation split only chooses the layer: k-means AMI, no Ward, no reconstruction
-                started_validation = start_layers(features[val], splits[val], progress, with_ward=False, pool=pool)
+                started_validation = StartedLayers(features[val], splits[val], progress, None, False, device, pool)
             except SubclassbenchError as exc:  # e.g. a subset too small to cluster: report, don't fail
                 notes.append(f"no committed layer: the '{val}' split cannot be scored ({exc})")
     transferred = None
