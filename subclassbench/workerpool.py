@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -31,7 +32,7 @@ def _start_worker() -> None:
     import sklearn
 
     # The parent checks its inputs once (finite float32, integer labels); per-call validation would
-    # otherwise cost more than a superclass-sized clustering, as in the parent (clusterability.score_layers).
+    # otherwise cost more than a superclass-sized clustering, as in the parent (clusterability.StartedLayers).
     sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
 
 
@@ -57,6 +58,7 @@ class WorkerPool:
         self.workers = max(1, int(workers))
         self._executor: ProcessPoolExecutor | None = None
         self._feeders: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()  # feeder threads share one set of worker processes
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -82,6 +84,14 @@ class WorkerPool:
             self._feeders = ThreadPoolExecutor(4, thread_name_prefix="score-feeder")
         return Pending(self._feeders.submit(self.map, fn, units).result)
 
+    def _processes(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
+                )
+            return self._executor
+
     def map(self, fn: Callable[..., Any], units: Iterable[tuple[Any, ...]]) -> list[Any]:
         return list(self.imap(fn, units))
 
@@ -91,14 +101,11 @@ class WorkerPool:
             for unit in units:
                 yield fn(*unit)
             return
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
-            )
+        executor = self._processes()
         pending: deque[Future[Any]] = deque()
         try:
             for unit in units:
-                pending.append(self._executor.submit(fn, *unit))
+                pending.append(executor.submit(fn, *unit))
                 if len(pending) >= 2 * self.workers:
                     yield pending.popleft().result()
             while pending:
