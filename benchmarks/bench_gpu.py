@@ -139,11 +139,13 @@ def bench_extraction(images: FileImageSet, model: str, device: str, batch: int, 
 
 def reference_loop(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray, classes: int) -> float:
     """The per-layer probe the project ran before batching (nn.Linear, AdamW, one layer at a time)."""
-    from subclassbench.probes import _standardize, holdout_rows
+    from subclassbench.probes import holdout_rows
 
     recipe = ProbeRecipe()
     held = holdout_rows(y, recipe.holdout_fraction, recipe.seed)
-    train_x, hold_x, test_x = _standardize(x[~held], x[held], xt)
+    mean, std = x[~held].mean(axis=0, dtype=np.float64), x[~held].std(axis=0, dtype=np.float64)
+    std[std < 1e-8] = 1.0  # as the recipe: constant units stay at zero
+    train_x, hold_x, test_x = (torch.from_numpy(((a - mean) / std).astype(np.float32)) for a in (x[~held], x[held], xt))
     train_y = torch.from_numpy(y[~held])
     probe = nn.Linear(x.shape[1], classes)
     nn.init.zeros_(probe.weight)
