@@ -170,6 +170,13 @@ def superclass_probes(
     )  # fmt: skip
 
 
+def _superclass_probes_unit(
+    train_x: list[Rows], train_y: np.ndarray, test_x: list[Rows], test_y: np.ndarray, n_classes: int
+) -> list[ProbeFit]:
+    """:func:`superclass_probes` on file-backed rows and plain labels: what a worker process is handed."""
+    return fit_probes(train_x, train_y, {"test": (test_x, test_y)}, n_classes, ProbeRecipe(), predict=("test",))
+
+
 def _reconstruction_units(train_features: Rows, train: SplitData) -> Iterator[tuple[Any, ...]]:
     """One layer's units of :func:`~subclassbench.clusterability_cells.named_centroids`: they need no probe, so
     they run while the superclass probes train."""
@@ -250,6 +257,14 @@ class StartedLayers:
         for data in (split, *([train[1]] if train else [])):  # before any work, not when a unit gets there
             for s in range(len(data.task.superclasses)):
                 _check_superclass(data, s, np.flatnonzero(data.superclass == s))
+        self._probes: Pending | None = None
+        rows = [f.rows() for f in layers + (train[0] if train else [])]
+        if train is not None and pool.workers > 1 and device == "cpu" and not any(r.matrix.in_memory for r in rows):
+            # The superclass probes are the longest single piece: with workers and cached (file-backed) features
+            # they train in a worker too, beside this process's transfer probes; the same recipe, one thread.
+            train_x, test_x = [f.rows() for f in train[0]], [f.rows() for f in layers]
+            unit = (train_x, train[1].superclass, test_x, split.superclass, len(split.task.superclasses))
+            self._probes = pool.start(_superclass_probes_unit, [unit])
         units = (u for layer in layers for u in _cluster_units(layer.rows(), split, with_ward))
         self._clusters: Pending = pool.start(cluster_superclass, units)
         self._named: Pending | None = None
@@ -264,7 +279,9 @@ class StartedLayers:
 
         layers, split, train = self.layers, self.split, self.train
         probes = None
-        if train is not None:
+        if self._probes is not None:
+            probes = self._probes.result()[0]
+        elif train is not None:
             probes = superclass_probes(
                 [f.rows() for f in train[0]], train[1], [f.rows() for f in layers], split, device=self.device
             )

@@ -111,7 +111,12 @@ class WorkerPool:
             while pending:
                 yield pending.popleft().result()
         except BrokenProcessPool:
-            self.close()
+            # Only the processes are dropped here: this may run in a feeder thread, which cannot join itself.
+            with self._lock:
+                if self._executor is executor:
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    self._executor = None
             raise SubclassbenchError(
-                "a scoring worker process died (out of memory?); rerun with --score-workers 1"
+                "a scoring worker process died (out of memory, or a Python script that starts workers without "
+                'the `if __name__ == "__main__":` guard); rerun with --score-workers 1'
             ) from None

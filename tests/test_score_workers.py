@@ -21,7 +21,8 @@ def _square(x: int) -> int:
 
 
 def test_two_score_workers_give_the_in_process_result(tmp_path):
-    """Ward, reconstruction (train-split k-means) and the validation split's layer choice included."""
+    """Ward, reconstruction (train-split k-means, the superclass probes in a worker when features are cached)
+    and the validation split's layer choice included."""
     base = {"model": "builtin:digits_cnn.digits5_coarse", "task": "digits-5", "progress": False, "bootstrap": 20}
     serial = evaluate(EvaluationRequest(**base, cache_dir=str(tmp_path / "c")))
     parallel = evaluate(EvaluationRequest(**base, cache_dir=str(tmp_path / "c"), score_workers=2))
@@ -29,13 +30,21 @@ def test_two_score_workers_give_the_in_process_result(tmp_path):
     assert serial["layers"][-1]["clusterability"]["reconstruction_acc"] is not None
     assert without_run(serial) == without_run(parallel)
     assert parallel["run"]["compute"]["score_workers"] == 2 and serial["run"]["compute"]["score_workers"] == 1
+    # In-memory features (no cache): units get copies of their rows; the superclass probes stay in this process.
+    in_memory = evaluate(EvaluationRequest(**base, cache="off", score_workers=2))
+    assert without_run(in_memory) == without_run(serial)
 
 
 def test_pool_keeps_order_and_reports_a_dead_worker():
     with WorkerPool(2) as pool:
         assert pool.map(_square, [(i,) for i in range(9)]) == [i * i for i in range(9)]
-        with pytest.raises(SubclassbenchError, match=r"scoring worker process died.*--score-workers 1"):
+        with pytest.raises(SubclassbenchError, match=r"scoring worker process died.*guard.*--score-workers 1"):
             pool.map(_die, [(3,)])
+    with WorkerPool(2) as pool:  # started units are fed by a thread of this process: the same one error
+        started = pool.start(_die, [(3,)])
+        with pytest.raises(SubclassbenchError, match="scoring worker process died"):
+            started.result()
+        assert pool.start(_square, [(5,)]).result() == [25]  # new worker processes after the loss
     assert WorkerPool(1).map(_square, [(4,)]) == [16] and available_cores() >= 1
 
 
