@@ -232,8 +232,9 @@ def reconstruct(
 
 class StartedLayers:
     """Clusterability of every layer, started: its (layer, superclass) units run in the pool's workers while
-    the caller goes on (e.g. trains the transfer probes); :meth:`finish` trains the superclass probes and
-    collects. Without workers everything runs in :meth:`finish`, one thing at a time."""
+    the caller goes on (e.g. trains the transfer probes); :meth:`finish` collects, training the superclass
+    probes first unless a worker has them. Without workers everything runs in :meth:`finish`, one thing at a
+    time."""
 
     def __init__(
         self,
