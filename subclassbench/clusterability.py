@@ -156,25 +156,20 @@ class Reconstruction:
 
 def superclass_probes(
     train_features: list[np.ndarray | Rows],
-    train: SplitData,
+    train_superclass: np.ndarray,
     test_features: list[np.ndarray | Rows],
-    test: SplitData,
+    test_superclass: np.ndarray,
+    n_superclasses: int,
     recipe: ProbeRecipe | None = None,
     device: str = "cpu",
 ) -> list[ProbeFit]:
-    """Every layer's superclass probe (trained in one batched program), scored on the test split."""
-    n_super = len(test.task.superclasses)
+    """Every layer's superclass probe (trained in one batched program), scored on the test rows.
+
+    Plain labels, not splits: with file-backed rows it is a unit a worker process can be handed."""
     return fit_probes(
-        train_features, train.superclass, {"test": (test_features, test.superclass)}, n_super,
+        train_features, train_superclass, {"test": (test_features, test_superclass)}, n_superclasses,
         recipe or ProbeRecipe(), predict=("test",), device=device,
     )  # fmt: skip
-
-
-def _superclass_probes_unit(
-    train_x: list[Rows], train_y: np.ndarray, test_x: list[Rows], test_y: np.ndarray, n_classes: int
-) -> list[ProbeFit]:
-    """:func:`superclass_probes` on file-backed rows and plain labels: what a worker process is handed."""
-    return fit_probes(train_x, train_y, {"test": (test_x, test_y)}, n_classes, ProbeRecipe(), predict=("test",))
 
 
 def _reconstruction_units(train_features: Rows, train: SplitData) -> Iterator[tuple[Any, ...]]:
@@ -225,7 +220,9 @@ def reconstruct(
     of its *predicted* superclass. One superclass's rows of the layer are read per unit of work."""
     train_features, test_features = Rows.of(train_features), Rows.of(test_features)
     if fit is None:
-        fit = superclass_probes([train_features], train, [test_features], test)[0]
+        fit = superclass_probes(
+            [train_features], train.superclass, [test_features], test.superclass, len(test.task.superclasses)
+        )[0]
     named = (pool or WorkerPool()).map(named_centroids, _reconstruction_units(train_features, train))
     return _reconstruction(test_features, test, fit, len(train), named)
 
@@ -234,7 +231,7 @@ class StartedLayers:
     """Clusterability of every layer, started: its (layer, superclass) units run in the pool's workers while
     the caller goes on (e.g. trains the transfer probes); :meth:`finish` collects, training the superclass
     probes first unless a worker has them. Without workers everything runs in :meth:`finish`, one thing at a
-    time."""
+    time. The caller has checked the features finite (:func:`score_layers` does, the pipeline for every split)."""
 
     def __init__(
         self,
@@ -248,24 +245,19 @@ class StartedLayers:
     ) -> None:
         self.layers, self.split, self.progress, self.train = layers, split, progress, train
         self.with_ward, self.device = with_ward, device
-        # Inputs are checked once here (finite float32, integer labels); scikit-learn's per-call
-        # validation otherwise costs more than the clustering itself on superclass-sized problems.
-        for layer in layers + (train[0] if train else []):
-            if not all_finite(layer.rows()):
-                raise SubclassbenchError(
-                    f"layer {layer.name} has NaN or infinite features; check the encoder's weights"
-                )
         for data in (split, *([train[1]] if train else [])):  # before any work, not when a unit gets there
             for s in range(len(data.task.superclasses)):
                 _check_superclass(data, s, np.flatnonzero(data.superclass == s))
         self._probes: Pending | None = None
-        rows = [f.rows() for f in layers + (train[0] if train else [])]
-        if train is not None and pool.workers > 1 and device == "cpu" and not any(r.matrix.in_memory for r in rows):
-            # The superclass probes are the longest single piece: with workers and cached (file-backed) features
-            # they train in a worker too, beside this process's transfer probes; the same recipe, one thread.
+        self._probe_unit: tuple[Any, ...] | None = None
+        if train is not None:
             train_x, test_x = [f.rows() for f in train[0]], [f.rows() for f in layers]
-            unit = (train_x, train[1].superclass, test_x, split.superclass, len(split.task.superclasses))
-            self._probes = pool.start(_superclass_probes_unit, [unit])
+            self._probe_unit = (train_x, train[1].superclass, test_x, split.superclass, len(split.task.superclasses))
+            file_backed = not any(r.matrix.in_memory for r in train_x + test_x)
+            if pool.workers > 1 and device == "cpu" and file_backed:
+                # The superclass probes are the longest single piece: with workers and cached (file-backed)
+                # features they train in a worker too, beside this process's transfer probes; one thread each.
+                self._probes = pool.start(superclass_probes, [self._probe_unit])
         units = (u for layer in layers for u in _cluster_units(layer.rows(), split, with_ward))
         self._clusters: Pending = pool.start(cluster_superclass, units)
         self._named: Pending | None = None
@@ -282,10 +274,8 @@ class StartedLayers:
         probes = None
         if self._probes is not None:
             probes = self._probes.result()[0]
-        elif train is not None:
-            probes = superclass_probes(
-                [f.rows() for f in train[0]], train[1], [f.rows() for f in layers], split, device=self.device
-            )
+        elif self._probe_unit is not None:
+            probes = superclass_probes(*self._probe_unit, device=self.device)
         n_super = len(split.task.superclasses)
         bar = progress_bar(len(layers), "cluster layers", "layer", self.progress)
         out: list[LayerClusters] = []
@@ -331,6 +321,11 @@ def score_layers(
     The work is cut into (layer, superclass) units, run in ``pool``'s worker processes (inline without
     one); each reads one superclass's rows of one layer from the (cached) matrices, and the superclass
     probes read a block at a time: memory holds a few units, however many layers and rows there are."""
+    # Inputs are checked once here (finite float32, integer labels; the pipeline checks every split itself,
+    # once): scikit-learn's per-call validation costs more than a superclass-sized clustering.
+    for layer in layers + (train[0] if train else []):
+        if not all_finite(layer.rows()):
+            raise SubclassbenchError(f"layer {layer.name} has NaN or infinite features; check the encoder's weights")
     return StartedLayers(layers, split, progress, train, with_ward, device, pool or WorkerPool()).finish()
 
 

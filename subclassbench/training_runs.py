@@ -16,8 +16,7 @@ without stopping the others.
 from __future__ import annotations
 
 import itertools
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +134,7 @@ def load_runs(path: Path, out: Path) -> list[TrainingRun]:
         for task, arch, labels, seed, norm in itertools.product(*grid):
             run = TrainingRun(task, arch, labels or "superclass", 0 if seed is None else seed, "", norm, data,
                               tuple(recipe))  # fmt: skip
-            run = TrainingRun(**{**asdict(run), "out": str(out / run.folder_name()), "recipe": tuple(recipe)})
+            run = replace(run, out=str(out / run.folder_name()))
             if run.out in seen and seen[run.out] != run:
                 raise SubclassbenchError(
                     f"{path}: two runs would train into {run.out} with different settings; "
@@ -279,21 +278,14 @@ def train_runs(
         _check(run)
     # Ray workers run in their own folders: hand them absolute paths only.
     runs = [
-        TrainingRun(
-            **{
-                **asdict(run),
-                "out": str(Path(run.out).resolve()),
-                "task": str(Path(run.task).resolve()) if run.task.endswith((".yaml", ".yml", ".json")) else run.task,
-                "data": str(Path(run.data).resolve()) if run.data and Path(run.data).exists() else run.data,
-                "recipe": run.recipe,
-            }
+        replace(
+            run,
+            out=str(Path(run.out).resolve()),
+            task=str(Path(run.task).resolve()) if run.task.endswith((".yaml", ".yml", ".json")) else run.task,
+            data=str(Path(run.data).resolve()) if run.data and Path(run.data).exists() else run.data,
         )
         for run in runs
     ]
     if executor == "ray":
         return _run_ray(runs, device, threads, gpus_per_task, address, num_cpus, num_gpus, progress)
     return _run_local(runs, device, threads, progress)
-
-
-def summary_json(report: RunsReport) -> str:
-    return json.dumps(report.to_dict(), indent=2)

@@ -57,3 +57,19 @@ def test_bad_score_workers_is_one_error_line():
     assert result.exit_code == 2 and "Traceback" not in result.output
     with pytest.raises(SubclassbenchError, match="--score-workers must be between 0"):
         evaluate(EvaluationRequest(score_workers=999, progress=False))
+
+
+def test_non_finite_features_are_one_error_before_any_scoring():
+    """score_layers checks its inputs itself, before any unit starts (StartedLayers leaves that to its caller)."""
+    import numpy as np
+
+    from subclassbench.clusterability import score_layers
+    from subclassbench.features import LayerFeatures
+    from subclassbench.tasks import load_task
+
+    split = load_task("digits-5").load_split("test")
+    x = np.random.RandomState(0).randn(len(split), 4).astype(np.float32)
+    x[3, 1] = np.inf
+    bad = LayerFeatures("block1", 0.5, "none", x)
+    with pytest.raises(SubclassbenchError, match="layer block1 has NaN or infinite features"):
+        score_layers([bad], split, with_ward=False, pool=WorkerPool(2))

@@ -120,6 +120,11 @@ CacheDirOption = Annotated[
     str | None,
     typer.Option(help="Feature cache folder (default: $SUBCLASSBENCH_CACHE or ~/.cache/subclassbench/features)."),
 ]
+# run and train-runs: where their Ray tasks go.
+RayAddressOption = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster to join (default: start a local one).")
+]
+RayCpusOption = Annotated[int | None, typer.Option("--workers", help="CPUs of the local Ray cluster (default: all).")]
 QuietOption = Annotated[
     bool,
     typer.Option(

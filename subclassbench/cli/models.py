@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,8 @@ import typer
 
 from subclassbench.cli import (
     QuietOption,
+    RayAddressOption,
+    RayCpusOption,
     app,
     user_errors,
 )
@@ -96,19 +99,19 @@ def train_runs_command(
     ] = None,
     threads: Annotated[int, typer.Option(min=1, help="torch threads (and Ray CPUs) per run.")] = 1,
     gpus_per_task: Annotated[float, typer.Option(help="GPUs per run on Ray: 1 trains one run per GPU, 0.5 two.")] = 0.0,
-    address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: start a local one).")] = None,
-    workers: Annotated[int | None, typer.Option(help="CPUs of the local Ray cluster (default: all).")] = None,
+    address: RayAddressOption = None,
+    workers: RayCpusOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs' outcomes as one JSON document.")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Train every run of a runs file, one after another or one per GPU on Ray; interrupted runs resume."""
-    from subclassbench.training_runs import load_runs, summary_json, train_runs
+    from subclassbench.training_runs import load_runs, train_runs
 
     report = train_runs(
         load_runs(runs, out), executor, device, threads, gpus_per_task, address, workers, progress=not quiet
     )
     if as_json:
-        typer.echo(summary_json(report))
+        typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         for o in report.outcomes:
             detail = (
