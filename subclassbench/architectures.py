@@ -175,10 +175,16 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = make_norm(norm, planes)
         self.pad = planes // 4 if (stride != 1 or in_planes != planes) else 0
+        # Without normalisation, He-initialised residual branches double the activations' variance at
+        # every block and a ResNet-20 diverges at any usable learning rate. SkipInit (De & Smith 2020)
+        # scales each branch by a learnable gain that starts at 0, so every block starts as the identity.
+        self.skip_gain = nn.Parameter(torch.zeros(())) if norm == "none" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if self.skip_gain is not None:
+            out = out * self.skip_gain
         shortcut = x
         if self.pad:
             shortcut = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
@@ -186,7 +192,8 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(FeatureModel):
-    """``norm`` switches BatchNorm for LayerNorm or none (parameter names stay ``bn*``)."""
+    """``norm`` switches BatchNorm for LayerNorm or none (parameter names stay ``bn*``; none adds each
+    block's SkipInit gain, ``skip_gain``)."""
 
     def __init__(self, depth: int = 20, num_classes: int = 10, in_chans: int = 3, norm: str = "bn") -> None:
         super().__init__()

@@ -127,6 +127,11 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
+# Public names for figures drawn elsewhere (the reproductions' reports) in the same style and layout.
+style = _style
+blank_figure = _figure
+
+
 def _title(target: Any, text: str, width_in: float) -> None:
     """A title wrapped to ``width_in`` inches (≈ 0.55 em per character at 10 pt): on a figure (suptitle) or
     on one axes, which keeps it clear of a legend placed outside the axes."""

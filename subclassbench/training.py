@@ -415,6 +415,11 @@ def _train_epochs(
             seen += len(idx)
             bar.update(1)
         total_loss, hits = float(sum_loss), int(sum_hits)
+        if not np.isfinite(total_loss):  # diverged: its weights are NaN, and every later number would be too
+            raise SubclassbenchError(
+                f"training diverged: the loss is {total_loss} in epoch {epoch + 1} of {out}; lower --lr "
+                "(an architecture without normalisation needs a smaller one); epochs before it are kept"
+            )
         run.scheduler.step()
         correct = _accuracy(model, preprocess, test_split, y_test, device)
         run.correctness.append(correct)

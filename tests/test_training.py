@@ -112,6 +112,36 @@ def test_norm_switch_is_recorded_and_reloaded(tmp_path, digits):
     assert not any(isinstance(m, torch.nn.BatchNorm2d | torch.nn.GroupNorm) for m in none.model.modules())
 
 
+def test_an_unnormalised_resnet_starts_as_identity_blocks_and_trains(tmp_path, digits):
+    """norm=none: each residual branch is scaled by a SkipInit gain that starts at 0 (He init alone makes a
+    ResNet-20 without normalisation diverge at any usable learning rate); bn and ln have no such gain."""
+    from subclassbench.architectures import ARCHITECTURES
+
+    build = ARCHITECTURES["cifar_resnet20"].build
+    none = build(num_classes=5, in_chans=1, norm="none")
+    gains = [m.skip_gain for m in none.modules() if getattr(m, "skip_gain", None) is not None]
+    assert len(gains) == 9 and all(float(g.detach()) == 0.0 for g in gains)
+    x = torch.randn(4, 16, 8, 8)
+    block = none.layer1[0]
+    assert torch.equal(block(x), torch.relu(x))  # a block at initialisation passes its input on
+    bn = build(num_classes=5, in_chans=1, norm="bn")
+    assert not any("skip_gain" in key for key in bn.state_dict())  # shipped weights keep their keys
+    card = train(digits, "cifar_resnet20", "coarse", tmp_path / "none", Recipe(epochs=2, batch_size=64),
+                 arch_kwargs={"norm": "none"}, progress=False)  # fmt: skip
+    losses = [entry["loss"] for entry in card["history"]]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def test_a_diverging_run_stops_with_the_fix_and_no_card(tmp_path, digits):
+    out = tmp_path / "diverged"
+    with pytest.raises(SubclassbenchError, match=r"training diverged: the loss is nan in epoch 1 .*lower --lr"):
+        train(digits, "digits_mlp", "coarse", out, Recipe(epochs=2, lr=1e12), progress=False)
+    assert not (out / "card.json").exists() and not (out / "model.safetensors").exists()
+    result = CliRunner().invoke(app, ["train", "--task", "digits-5", "--arch", "digits_mlp", "--epochs", "1",
+                                 "--lr", "1e12", "--out", str(tmp_path / "cli")])  # fmt: skip
+    assert result.exit_code == 2 and result.output.startswith("error: training diverged"), result.output
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

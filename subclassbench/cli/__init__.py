@@ -176,7 +176,7 @@ DEFAULT_MODEL = "builtin:digits_cnn.digits5_coarse"
 
 
 # Importing the command modules registers their commands on the apps above, in this (help) order.
-for _module in ("evaluation", "models", "tasks", "submissions", "compare", "results"):
+for _module in ("evaluation", "models", "tasks", "submissions", "compare", "results", "reproductions"):
     importlib.import_module(f"subclassbench.cli.{_module}")
 
 

@@ -1,0 +1,67 @@
+"""reproduce: re-run one of the papers' findings with the benchmark and write its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from subclassbench.cli import QuietOption, RayCpusOption, app, split_list, user_errors
+
+
+@app.command()
+@user_errors
+def reproduce(
+    claim: Annotated[
+        str,
+        typer.Argument(
+            help="yang2023, nguyen2023-shuffled, nguyen2023-architecture, harun2024, pliushch2022 or vielhaben2025."
+        ),
+    ],
+    scale: Annotated[
+        str, typer.Option(help="paper (the papers' recipes; a GPU), cpu (shortened schedules) or smoke (digits).")
+    ] = "cpu",
+    data: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=PATH for image data that is not packaged: cifar10=FOLDER, tiny-imagenet=FOLDER."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder of run folders (shared by claims: a run trains once).")] = Path(
+        "runs/reproduce"
+    ),
+    report_dir: Annotated[Path, typer.Option(help="Where <claim>.md, <claim>.json and figures/ go.")] = Path(
+        "docs/reproductions"
+    ),
+    device: Annotated[str, typer.Option(help="torch device for training and scoring, e.g. cpu or cuda.")] = "cpu",
+    executor: Annotated[str, typer.Option(help="local (one run after another) or ray.")] = "local",
+    threads: Annotated[int, typer.Option(min=1, help="torch threads (and Ray CPUs) per training run.")] = 1,
+    gpus_per_task: Annotated[float, typer.Option(help="GPUs per training run on Ray (1: one run per GPU).")] = 0.0,
+    workers: RayCpusOption = None,
+    score_workers: Annotated[int, typer.Option(help="Processes scoring clusterability (0: one per core).")] = 1,
+    stages: Annotated[
+        str, typer.Option(help="Comma-separated stages to run: train, evaluate, report (each resumes).")
+    ] = "train,evaluate,report",
+    quiet: QuietOption = False,
+) -> None:
+    """Train, score under the protocol and report one paper's finding: docs/reproductions/<claim>.md."""
+    from subclassbench.reproductions.harness import parse_data
+    from subclassbench.reproductions.harness import reproduce as run
+
+    done = run(
+        claim,
+        scale,
+        out,
+        report_dir,
+        parse_data(data),
+        device,
+        executor,
+        threads,
+        gpus_per_task,
+        workers,
+        score_workers,
+        split_list([stages]) or [],
+        progress=not quiet,
+    )
+    typer.echo(f"{done.claim} ({done.scale} scale, {done.runs} runs)" + (f": {done.verdict}" if done.verdict else ""))
+    for path in done.written:
+        typer.echo(f"wrote {path}")

@@ -1,0 +1,989 @@
+"""The six findings subclassbench standardises, each as a plan per scale and an analysis of its runs.
+
+Every analysis reads numbers the benchmark itself produced (result files scored under the protocol,
+training cards and correctness logs), reports them per seed with the result's bootstrap interval and
+across seeds as mean ± std with a t-interval, and decides a verdict by a rule written here, next to the
+numbers it reads. The paper's figure is quoted beside ours; where this benchmark measures a quantity
+differently from the paper (docs/protocol.md §5), the report says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from subclassbench.reproductions.plan import Claim, Condition, Plan, datasets_of
+from subclassbench.reproductions.report import Findings, Table
+from subclassbench.reproductions.stats import (
+    NOT_REPRODUCED,
+    PARTLY,
+    REPRODUCED,
+    combine,
+    direction_verdict,
+    image_statistics,
+    learned_at,
+    paired,
+    seed_summary,
+    spearman,
+)
+from subclassbench.results import Result
+
+CIFAR_PAPER_RECIPE = (("batch_size", 128), ("epochs", 200), ("lr", 0.1))
+CIFAR_CPU_RECIPE = (("epochs", 2),)
+DIGITS_RECIPE = (("epochs", 10),)
+SMOKE_RECIPE = (("epochs", 2),)
+SMOKE_BOOTSTRAP = 200  # smoke runs check the wiring; their intervals need not be fine
+
+
+# --------------------------------------------------------------------------- reading results
+
+
+def _summary(result: Result, key: str) -> float | None:
+    value = result.summary.get(key)
+    return None if value is None else float(value)
+
+
+def _ci(result: Result, key: str) -> tuple[float, float] | None:
+    found = (result.summary.get("ci95") or {}).get(key)
+    return None if found is None else (float(found[0]), float(found[1]))
+
+
+def _seed_cells(results: list[Result], key: str, spec: str = ".3f") -> str:
+    """Each seed's value with its bootstrap interval over the test images: ``0.812 [0.801, 0.824]``."""
+    cells = []
+    for result in results:
+        value, ci = _summary(result, key), _ci(result, key)
+        if value is None:
+            cells.append("—")
+        else:
+            cells.append(f"{value:{spec}}" + (f" [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else ""))
+    return "; ".join(cells)
+
+
+def _values(results: list[Result], key: str) -> list[float]:
+    values = [_summary(r, key) for r in results]
+    if any(v is None for v in values):
+        raise ValueError(f"a result has no {key}")
+    return values  # type: ignore[return-value]
+
+
+def _curve(result: Result, read: Callable[[dict[str, Any]], float | None]) -> tuple[list[float], list[float]]:
+    depths, values = [], []
+    for layer in result.layers:
+        value = read(layer)
+        if value is not None:
+            depths.append(float(layer["depth"]))
+            values.append(float(value))
+    return depths, values
+
+
+def _layer_ami(layer: dict[str, Any]) -> float | None:
+    return (layer.get("clusterability") or {}).get("ami")
+
+
+def _layer_ood(layer: dict[str, Any]) -> float | None:
+    return (layer.get("transfer") or {}).get("ood_mean_acc")
+
+
+def _curves_png(
+    arms: dict[str, list[Result]],
+    read: Callable[[dict[str, Any]], float | None],
+    title: str,
+    ylabel: str,
+    lines: dict[str, float] | None = None,
+) -> bytes:
+    """Per-layer curves, one per arm: the mean over seeds against relative depth, ± one std shaded."""
+    from subclassbench.figures import blank_figure, render, style
+
+    with style():
+        fig = blank_figure(6.4, 3.8)
+        ax = fig.subplots()
+        for index, (name, results) in enumerate(arms.items()):
+            curves = [_curve(r, read) for r in results]
+            depths = curves[0][0]
+            if any(d != depths for d, _ in curves):
+                continue  # seeds of one arm share an architecture, so their layers agree
+            values = np.array([v for _, v in curves])
+            mean, std = values.mean(axis=0), values.std(axis=0)
+            colour = f"C{index % 10}"
+            ax.plot(depths, mean, marker="o", markersize=3, color=colour, label=f"{name} ({len(results)} seeds)")
+            ax.fill_between(depths, mean - std, mean + std, color=colour, alpha=0.18, linewidth=0)
+        for index, (name, value) in enumerate((lines or {}).items()):
+            ax.axhline(value, color="0.3", linestyle=("--", ":", "-.")[index % 3], linewidth=1, label=name)
+        ax.set_xlabel("relative depth (stem 0, embedding 1)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, linewidth=0.5)
+        ax.legend(fontsize=7, frameon=False)
+        ax.set_title(title, fontsize=9)
+    return render(fig)["png"]
+
+
+# --------------------------------------------------------------------------- 1. Yang et al. 2023
+
+
+def _yang_plan(
+    scale: str,
+    archs: tuple[str, ...],
+    recipe: tuple[tuple[str, Any], ...],
+    task: str,
+    natural: str | None,
+    sweeps: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...],
+    shortened: str,
+    seeds: tuple[int, ...] = (0, 1, 2),
+) -> Plan:
+    conditions: list[Condition] = []
+    for arch in archs:
+        conditions.append(Condition(f"{arch} coarse", task, arch))
+        conditions.append(Condition(f"{arch} fine", task, arch, labels="subclass", metrics=None))
+        if natural:
+            conditions.append(Condition(f"{arch} coarse, natural pairs", natural, arch))
+        for name, extra in sweeps:
+            conditions.append(Condition(f"{arch} coarse, {name}", task, arch, recipe=extra))
+    return Plan(scale, tuple(conditions), seeds, recipe, shortened)
+
+
+def _analyse_yang(plan: Plan, runs: Any) -> Findings:
+    archs = list(dict.fromkeys(c.arch for c in plan.conditions))
+    rows, seed_rows, verdicts, numbers = [], [], [], {}
+    arms_for_figure: dict[str, list[Result]] = {}
+    lines: dict[str, float] = {}
+    for arch in archs:
+        fine_cards = [r.card for r in runs.of(f"{arch} fine")]
+        fine = seed_summary([float(c["final_test_acc"]) for c in fine_cards])
+        lines[f"{arch} fine: 10-way test acc (mean)"] = fine.mean
+        for condition in (c for c in plan.conditions if c.arch == arch and c.metrics):
+            results = runs.results(condition.name)
+            arms_for_figure[condition.name] = results
+            recon = _values(results, "last_reconstruction_acc")
+            superclass = _values(results, "last_superclass_acc")
+            committed = _values(results, "committed_reconstruction_acc")
+            gap = paired([float(c["final_test_acc"]) for c in fine_cards], recon)
+            chance = [s / 2 for s in superclass]  # two subclasses per superclass: a coin within the right one
+            lows = [(_ci(r, "last_reconstruction_acc") or (v, v))[0] for r, v in zip(results, recon, strict=True)]
+            above_chance = all(low > c for low, c in zip(lows, chance, strict=True))
+            recon_s = seed_summary(recon)
+            if recon_s.mean >= 0.88 and gap.difference.mean <= 0.05:
+                verdict = REPRODUCED
+            elif above_chance:
+                verdict = PARTLY
+            else:
+                verdict = NOT_REPRODUCED
+            if condition.name == f"{arch} coarse":
+                verdicts.append(verdict)
+            rows.append(
+                [
+                    condition.name,
+                    seed_summary(superclass).text(),
+                    recon_s.text(),
+                    seed_summary(committed).text(),
+                    fine.text(),
+                    gap.text(),
+                    f"{np.mean(chance):.3f}",
+                    verdict,
+                ]
+            )
+            seed_rows.append(
+                [
+                    condition.name,
+                    _seed_cells(results, "last_reconstruction_acc"),
+                    "; ".join(f"{c['final_test_acc']:.3f}" for c in fine_cards),
+                ]
+            )
+            numbers[condition.name] = {
+                "superclass_acc": seed_summary(superclass).to_dict(),
+                "reconstruction_acc": recon_s.to_dict(),
+                "committed_reconstruction_acc": seed_summary(committed).to_dict(),
+                "fine_net_acc": fine.to_dict(),
+                "fine_minus_reconstruction": gap.to_dict(),
+                "reconstruction_chance": float(np.mean(chance)),
+                "verdict": verdict,
+            }
+    verdict = combine(verdicts)
+    why = {
+        REPRODUCED: "reconstruction from the coarse-trained network is ≥ 0.88 and within 5 points of the "
+        "fine-trained network's 10-way accuracy",
+        PARTLY: "reconstruction from the coarse-trained network is above chance on every seed (the fine "
+        "structure is there) but not within 5 points of the fine-trained network, or ≥ 0.88",
+        NOT_REPRODUCED: "reconstruction is not above chance on every seed",
+    }[verdict]
+    table = Table(
+        "Reconstruction accuracy (penultimate layer) vs the fine-trained network",
+        [
+            "arm",
+            "superclass acc",
+            "reconstruction acc",
+            "reconstruction at the committed layer",
+            "fine-trained net, 10-way acc",
+            "fine − reconstruction (paired)",
+            "chance",
+            "verdict",
+        ],
+        rows,
+        "Reconstruction (protocol §3.3): a linear probe predicts the superclass, the image goes to the nearest "
+        "train-split k-means centroid of that superclass, named by Hungarian matching on the train labels. "
+        "Chance: superclass accuracy ÷ 2 (a coin within the right superclass). Verdict per arm: reproduced "
+        "when the mean is ≥ 0.88 and the paired gap ≤ 0.05; partly when every seed's interval lies above chance.",
+    )
+    per_seed = Table(
+        "Per seed", ["arm", "reconstruction acc [95% bootstrap interval]", "fine-trained net acc"], seed_rows
+    )
+    figure = _curves_png(
+        arms_for_figure,
+        lambda layer: (layer.get("clusterability") or {}).get("reconstruction_acc"),
+        "reconstruction accuracy per layer (Yang et al. 2023)",
+        "reconstruction accuracy (test)",
+        lines,
+    )
+    notes = [
+        "Yang et al. cluster the raw penultimate features and use the network's own head for the superclass; "
+        "the protocol L2-normalises and uses a linear probe (docs/protocol.md §5).",
+    ]
+    return Findings(verdict, why, [table, per_seed], {"reconstruction": figure}, numbers, notes)
+
+
+# --------------------------------------------------------------------------- 2. Nguyen & Kornblith: shuffled
+
+
+SHUFFLED_PAIRS = (  # (shuffled arm, natural arm) scored on their own tasks
+    ("cifar10-5 (random pairs)", "cifar10-5-semantic (natural pairs)"),
+    ("breeds-tiny16-shuffled", "breeds-tiny16"),
+)
+
+
+def _shuffled_plan(
+    scale: str,
+    arch: str,
+    tiny_arch: str | None,
+    recipe: tuple[tuple[str, Any], ...],
+    tiny_recipe: tuple[tuple[str, Any], ...],
+    shortened: str,
+    pairs: tuple[tuple[str, str], ...] = (("cifar10-5", "cifar10-5-semantic"),),
+) -> Plan:
+    conditions = []
+    for (shuffled_name, natural_name), (shuffled, natural) in zip(SHUFFLED_PAIRS, pairs, strict=False):
+        conditions += [Condition(shuffled_name, shuffled, arch), Condition(natural_name, natural, arch)]
+    if tiny_arch:
+        conditions += [
+            Condition("breeds-tiny16-shuffled", "breeds-tiny16-shuffled", tiny_arch, recipe=tiny_recipe),
+            Condition("breeds-tiny16", "breeds-tiny16", tiny_arch, recipe=tiny_recipe),
+        ]
+    return Plan(scale, tuple(conditions), (0, 1, 2), recipe, shortened)
+
+
+def _analyse_shuffled(plan: Plan, runs: Any) -> Findings:
+    rows, seed_rows, verdicts, numbers = [], [], [], {}
+    arms: dict[str, list[Result]] = {}
+    for shuffled, natural in SHUFFLED_PAIRS:
+        if not (runs.has(shuffled) and runs.has(natural)):
+            continue
+        a, b = runs.results(shuffled), runs.results(natural)
+        arms[shuffled], arms[natural] = a, b
+        part = {}
+        for key, label in (("committed_ami", "k-means AMI"), ("committed_ward_ami", "Ward AMI (factor 1)")):
+            av, bv = _ward_or(a, key), _ward_or(b, key)
+            diff = paired(av, bv)
+            verdict, why = direction_verdict(diff.difference, +1)
+            if key == "committed_ami":
+                verdicts.append(verdict)
+            rows.append(
+                [
+                    f"{shuffled} − {natural}",
+                    label,
+                    seed_summary(av).text(),
+                    seed_summary(bv).text(),
+                    diff.text(),
+                    verdict,
+                ]
+            )
+            part[key] = {
+                "shuffled": seed_summary(av).to_dict(),
+                "natural": seed_summary(bv).to_dict(),
+                "difference": diff.to_dict(),
+                "verdict": verdict,
+                "why": why,
+            }
+        for name, results in ((shuffled, a), (natural, b)):
+            seed_rows.append(
+                [name, _seed_cells(results, "committed_ami"), _seed_cells(results, "committed_superclass_acc")]
+            )
+        numbers[f"{shuffled} vs {natural}"] = part
+    verdict = combine(verdicts)
+    why = (
+        "shuffled minus natural committed k-means AMI, paired by seed, on "
+        + " and on ".join(f"{s.split(' ')[0]}" for s, n in SHUFFLED_PAIRS if runs.has(s))
+        + f": {', '.join(verdicts)}"
+    )
+    table = Table(
+        "Subclass clusterability: superclasses of unrelated subclasses vs natural ones",
+        ["pair", "metric (committed layer)", "shuffled", "natural", "shuffled − natural (paired by seed)", "verdict"],
+        rows,
+        "Each network is scored on the task it was trained on. Verdict: reproduced when every seed's difference "
+        "is positive and the t-interval of the mean excludes 0; the k-means AMI rows decide.",
+    )
+    per_seed = Table("Per seed [95% bootstrap interval]", ["arm", "committed AMI", "superclass acc (probe)"], seed_rows)
+    figure = _curves_png(
+        arms,
+        _layer_ami,
+        "subclass AMI per layer: shuffled vs natural superclasses",
+        "k-means AMI within superclasses (test)",
+    )
+    notes = [
+        "cifar10-5 pairs classes by index (airplane/dog, automobile/frog, …): unrelated subclasses, the role of "
+        "Nguyen & Kornblith's shuffled BREEDS superclasses; cifar10-5-semantic pairs related classes.",
+        "The two tasks of a pair have different subclasses, so their AMIs compare how much structure each "
+        "network keeps of its own task, as in the paper, not the same images.",
+    ]
+    return Findings(verdict, why, [table, per_seed], {"ami-per-layer": figure}, numbers, notes)
+
+
+def _ward_or(results: list[Result], key: str) -> list[float]:
+    if key != "committed_ward_ami":
+        return _values(results, key)
+    out = []
+    for result in results:
+        ward = result.committed_ward or {}
+        out.append(float(ward.get("ami", float("nan"))))
+    return out
+
+
+# --------------------------------------------------------------------------- 3. Nguyen & Kornblith: architecture
+
+
+def _architecture_plan(
+    scale: str,
+    tasks: tuple[str, ...],
+    resnet: str,
+    vit: str,
+    recipe: tuple[tuple[str, Any], ...],
+    shortened: str,
+    norms_arch: str = "cifar_resnet20",
+    seeds: tuple[int, ...] = (0, 1, 2),
+) -> Plan:
+    conditions = []
+    for task in tasks:
+        conditions.append(Condition(f"{task}: {resnet}", task, resnet))
+        conditions.append(Condition(f"{task}: {vit}", task, vit))
+        for norm in ("bn", "ln", "none"):
+            conditions.append(Condition(f"{task}: {norms_arch} ({norm})", task, norms_arch, norm=norm))
+    return Plan(scale, tuple(dict.fromkeys(conditions)), seeds, recipe, shortened)
+
+
+def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
+    tasks = list(dict.fromkeys(c.task for c in plan.conditions))
+    rows, norm_rows, verdicts, norm_verdicts, numbers, figures = [], [], [], [], {}, {}
+    for task in tasks:
+        arms = {c.name: runs.results(c.name) for c in plan.conditions if c.task == task}
+        resnet_name, vit_name = [c.name for c in plan.conditions if c.task == task][:2]
+        diff = paired(_values(arms[resnet_name], "committed_ami"), _values(arms[vit_name], "committed_ami"))
+        verdict, why = direction_verdict(diff.difference, +1)
+        verdicts.append(verdict)
+        for name in (resnet_name, vit_name):
+            rows.append(
+                [
+                    name,
+                    seed_summary(_values(arms[name], "committed_ami")).text(),
+                    seed_summary(_values(arms[name], "best_ami")).text(),
+                    seed_summary(_values(arms[name], "committed_superclass_acc")).text(),
+                    "",
+                ]
+            )
+        rows.append([f"{resnet_name} − {vit_name}", diff.text(), "", "", verdict])
+        norm_names = [c.name for c in plan.conditions if c.task == task and c.norm]
+        depths = {name: _values(arms[name], "best_depth") for name in norm_names}
+        for name in norm_names:
+            best_layers = [r.summary["best_layer"] for r in arms[name]]
+            norm_rows.append(
+                [
+                    name,
+                    ", ".join(best_layers),
+                    seed_summary(depths[name]).text(".2f"),
+                    seed_summary(_values(arms[name], "best_ami")).text(),
+                    seed_summary(_values(arms[name], "committed_superclass_acc")).text(),
+                ]
+            )
+        means = {name: float(np.mean(v)) for name, v in depths.items()}
+        spread = max(means.values()) - min(means.values())
+        high, low = max(means, key=means.get), min(means, key=means.get)  # type: ignore[arg-type]
+        separated = min(depths[high]) > max(depths[low])
+        norm_verdict = REPRODUCED if spread >= 0.1 and separated else PARTLY if spread >= 0.1 else NOT_REPRODUCED
+        norm_verdicts.append(norm_verdict)
+        numbers[task] = {
+            "resnet_minus_vit_committed_ami": diff.to_dict(),
+            "verdict_resnet_vit": verdict,
+            "why": why,
+            "best_depth_by_norm": {n: seed_summary(v).to_dict() for n, v in depths.items()},
+            "verdict_norm": norm_verdict,
+        }
+        figures[f"{task}-ami-per-layer"] = _curves_png(
+            arms, _layer_ami, f"{task}: subclass AMI per layer", "k-means AMI within superclasses (test)"
+        )
+    verdict = combine(verdicts + norm_verdicts)
+    why = (
+        f"ResNet − ViT committed AMI: {', '.join(verdicts)}; the normalisation moves the best layer: "
+        f"{', '.join(norm_verdicts)}"
+    )
+    tables = [
+        Table(
+            "ResNet vs ViT at the same training budget",
+            ["arm", "committed AMI", "best-layer AMI", "superclass acc (probe, committed layer)", "verdict"],
+            rows,
+            "Verdict: reproduced when every seed's ResNet − ViT difference is positive and the t-interval of "
+            "the mean excludes 0.",
+        ),
+        Table(
+            "Normalisation and the layer where subclasses cluster best",
+            ["arm", "best layer per seed", "best-layer depth", "best-layer AMI", "superclass acc"],
+            norm_rows,
+            "Verdict: reproduced when the mean best-layer depths of two normalisations differ by ≥ 0.1 and "
+            "their seeds do not overlap; partly when only the means differ by ≥ 0.1.",
+        ),
+    ]
+    notes = [
+        "A ViT that has not learned its superclasses (superclass accuracy near chance) says nothing about "
+        "architectures: read the superclass column before the AMI."
+    ]
+    return Findings(verdict, why, tables, figures, numbers, notes)
+
+
+# --------------------------------------------------------------------------- 4. Harun et al. 2024: the tunnel
+
+
+def _tunnel_plan(scale: str, task: str, arch: str, recipe: tuple[tuple[str, Any], ...], shortened: str) -> Plan:
+    transfer = ("transfer",)
+    conditions = (
+        Condition(
+            "augmented, 5 ID classes", task, arch, "subclass", recipe=(("augment", "crop_flip"),), metrics=transfer
+        ),
+        Condition(
+            "no augmentation, 5 ID classes", task, arch, "subclass", recipe=(("augment", "none"),), metrics=transfer
+        ),
+        Condition(
+            "augmented, 2 ID classes", task, arch, "superclass", recipe=(("augment", "crop_flip"),), metrics=transfer
+        ),
+    )
+    return Plan(scale, conditions, (0, 1, 2), recipe, shortened)
+
+
+def _analyse_tunnel(plan: Plan, runs: Any) -> Findings:
+    names = [c.name for c in plan.conditions]
+    arms = {name: runs.results(name) for name in names}
+    retained = {name: _values(results, "ood_retained") for name, results in arms.items()}
+    rows, numbers = [], {}
+    for name, results in arms.items():
+        strengths = [(r.summary.get("tunnel") or {}).get("strength", "none") for r in results]
+        rows.append(
+            [
+                name,
+                seed_summary(retained[name]).text(".1f"),
+                _seed_cells(results, "ood_retained", ".1f"),
+                ", ".join(strengths),
+            ]
+        )
+        numbers[name] = {"ood_retained": seed_summary(retained[name]).to_dict(), "tunnel": strengths}
+    comparisons = [
+        ("augmentation", names[0], names[1], "64 → 78 % retained (Harun et al. 2024, augmentation on)"),
+        ("more ID classes", names[0], names[2], "36 → 73 % retained (CIFAR-10 → CIFAR-100 as ID)"),
+    ]
+    test_rows, verdicts = [], []
+    for label, more, fewer, paper in comparisons:
+        diff = paired(retained[more], retained[fewer])
+        verdict, why = direction_verdict(diff.difference, +1)
+        if max(retained[fewer]) >= 95 and max(retained[more]) >= 95:
+            verdict, why = NOT_REPRODUCED, "no tunnel formed in either arm (≥ 95 % retained on every seed)"
+        verdicts.append(verdict)
+        test_rows.append([label, f"{more} − {fewer}", paper, diff.text("+.1f"), verdict])
+        numbers[label] = {"difference": diff.to_dict(), "verdict": verdict, "why": why}
+    verdict = combine(verdicts)
+    why = f"augmentation: {verdicts[0]}; more ID classes: {verdicts[1]} (% OOD retained, paired by seed)"
+    tables = [
+        Table(
+            "% OOD performance retained at the penultimate layer (class-disjoint OOD set)",
+            ["arm", "% retained", "per seed [95% bootstrap interval]", "tunnel strength per seed"],
+            rows,
+            "% retained = 100 · OOD probe accuracy at the penultimate layer ÷ at the best layer (protocol §4.3).",
+        ),
+        Table(
+            "The two variables (paired by seed; Wilcoxon signed-rank and Cliff's δ, as Harun et al.)",
+            ["variable", "difference", "paper", "ours", "verdict"],
+            test_rows,
+            "With 3 seeds the smallest two-sided exact Wilcoxon p is 0.25: the test cannot reject at 3 seeds; "
+            "the verdict rule (every seed in the paper's direction, t-interval excluding 0) is stated beside it.",
+        ),
+    ]
+    figure = _curves_png(
+        arms,
+        _layer_ood,
+        "OOD probe accuracy per layer (Harun et al. 2024)",
+        "OOD linear-probe accuracy (mean over OOD sets)",
+    )
+    notes = [
+        "Harun et al. compare 10 vs 100 ID classes (CIFAR-10 vs CIFAR-100); offline, the class-disjoint CIFAR "
+        "split has 5 ID classes, so 'more ID classes' is 5 (subclass labels) vs 2 (superclass labels) on the "
+        "same images.",
+    ]
+    return Findings(verdict, why, tables, {"ood-per-layer": figure}, numbers, notes)
+
+
+# --------------------------------------------------------------------------- 5. Pliushch et al. 2022: agreement
+
+
+def _agreement_plan(
+    scale: str,
+    task: str,
+    archs: tuple[str, ...],
+    recipe: tuple[tuple[str, Any], ...],
+    shortened: str,
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
+) -> Plan:
+    conditions = tuple(Condition(arch, task, arch, "subclass", metrics=None) for arch in archs)
+    return Plan(scale, conditions, seeds, recipe, shortened)
+
+
+def _train_images(plan: Plan, runs: Any, ids: list[str]) -> np.ndarray:
+    from subclassbench.tasks import load_task
+
+    task = plan.conditions[0].task
+    split = load_task(task).load_split("train", runs.data.get(datasets_of(task) or ""), primary=False)
+    position = {str(i): n for n, i in enumerate(split.images.ids)}
+    index = np.array([position[i] for i in ids])
+    return split.images.load(index).numpy()
+
+
+def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
+    from subclassbench.compare import agreement_over_runs
+    from subclassbench.training import load_train_correctness
+
+    archs = [c.name for c in plan.conditions]
+    rows, numbers, orders = [], {}, {}
+    above = []
+    for group, folders in [
+        *((a, [r.folder for r in runs.of(a)]) for a in archs),
+        ("all architectures", [r.folder for r in runs.records]),
+    ]:
+        doc = agreement_over_runs(folders)
+        part = doc["train"] or doc
+        logs = [load_train_correctness(f) for f in folders]
+        independent = np.prod([log.mean(axis=1)[: doc["epochs"]] for log in logs], axis=0)  # Π accuracies
+        excess = np.asarray(part["agreement"]) - independent
+        # Epochs where independence predicts neither ~none nor all right: only there can agreement exceed it.
+        informative = (independent > 1e-3) & (independent < 1 - 1e-3)
+        above.append(bool(informative.any() and np.all(excess[informative] > 0)))
+        rows.append(
+            [
+                group,
+                str(len(folders)),
+                f"{part['agreement'][0]:.3f}",
+                f"{independent[0]:.3f}",
+                f"{part['agreement'][-1]:.3f}",
+                f"{independent[-1]:.3f}",
+                f"{np.mean(part['accuracy_mean']):.3f}",
+            ]
+        )
+        numbers[group] = {
+            "agreement": part["agreement"],
+            "independent": independent.tolist(),
+            "accuracy_mean": part["accuracy_mean"],
+        }
+        if group != "all architectures":
+            orders[group] = np.mean([learned_at(log) for log in logs], axis=0)
+    order_rows, order_rhos = [], []
+    for i, a in enumerate(archs):
+        for b in archs[i + 1 :]:
+            rho = spearman(orders[a], orders[b])
+            order_rhos.append(rho if rho is not None else 0.0)
+            order_rows.append([f"{a} vs {b}", "—" if rho is None else f"{rho:+.3f}"])
+    with np.load(runs.of(archs[0])[0].folder / "correctness.npz", allow_pickle=False) as data:
+        ids = [str(i) for i in data["train_ids"]]
+    image_stats = image_statistics(_train_images(plan, runs, ids))
+    mean_order = np.mean(list(orders.values()), axis=0)
+    stat_rows, stat_rhos = [], {}
+    for name, values in image_stats.items():
+        rho = spearman(mean_order, values)
+        stat_rhos[name] = rho
+        stat_rows.append([name, "—" if rho is None else f"{rho:+.3f}"])
+    numbers["learning_order_spearman"] = dict(zip([r[0] for r in order_rows], order_rhos, strict=True))
+    numbers["order_vs_image_statistics"] = stat_rhos
+    part_a = REPRODUCED if all(above) else PARTLY if any(above) else NOT_REPRODUCED
+    part_b = REPRODUCED if min(order_rhos) >= 0.5 else PARTLY if min(order_rhos) > 0 else NOT_REPRODUCED
+    strongest = max((abs(r) for r in stat_rhos.values() if r is not None), default=0.0)
+    part_c = REPRODUCED if strongest >= 0.2 else PARTLY if strongest >= 0.1 else NOT_REPRODUCED
+    verdict = combine([part_a, part_b, part_c])
+    why = (
+        f"agreement above what independent networks would give at every informative epoch: {part_a}; learning orders "
+        f"agree across architectures (every Spearman ρ ≥ 0.5): {part_b}; learning order follows an image "
+        f"statistic (|ρ| ≥ 0.2): {part_c}"
+    )
+    numbers["verdicts"] = {"agreement": part_a, "order_across_architectures": part_b, "image_statistics": part_c}
+    tables = [
+        Table(
+            "Agreement on the train split (all networks right), against independent networks (Π accuracies)",
+            [
+                "networks",
+                "runs",
+                "agreement, epoch 1",
+                "independent, epoch 1",
+                "agreement, last epoch",
+                "independent, last epoch",
+                "mean accuracy over epochs",
+            ],
+            rows,
+            "Independent networks would all be right on a share Π accuracy_i. Part one of the verdict: agreement "
+            "above it at every informative epoch (where Π accuracy_i lies between 0.001 and 0.999).",
+        ),
+        Table(
+            "Learning order across architectures (Spearman ρ of the mean epoch each image is learned)",
+            ["pair", "ρ"],
+            order_rows,
+            "An image is learned at the first epoch from which it stays right; never: epochs + 1. Mean over seeds.",
+        ),
+        Table(
+            "Learning order against image statistics (Spearman ρ; negative: learned earlier when higher)",
+            ["statistic", "ρ with the mean learning epoch"],
+            stat_rows,
+            "entropy: grey-level histogram entropy; edges: mean Sobel magnitude; contrast: grey-level std.",
+        ),
+    ]
+    from subclassbench.figures import agreement_files
+
+    figure = agreement_files(agreement_over_runs([r.folder for r in runs.records]))["png"]
+    return Findings(verdict, why, tables, {"agreement": figure}, numbers)
+
+
+# --------------------------------------------------------------------------- 6. Vielhaben et al. 2025: concepts
+
+
+def _concepts_plan(
+    scale: str,
+    task: str,
+    archs: tuple[str, str],
+    recipe: tuple[tuple[str, Any], ...],
+    shortened: str,
+    seeds: tuple[int, ...] = (0, 1, 2),
+) -> Plan:
+    conditions = tuple(Condition(arch, task, arch, metrics=None) for arch in archs)
+    return Plan(scale, conditions, seeds, recipe, shortened)
+
+
+def _analyse_concepts(plan: Plan, runs: Any) -> Findings:
+    from subclassbench.compare import compare
+
+    a_name, b_name = (c.name for c in plan.conditions)
+    task = plan.conditions[0].task
+    rows, numbers, verdicts = [], {}, []
+    pairs = [
+        (f"{a_name} s{x.seed} vs {b_name} s{y.seed}", x, y)
+        for x, y in zip(runs.of(a_name), runs.of(b_name), strict=True)
+    ]
+    within = list(zip(runs.of(a_name), runs.of(a_name)[1:] + runs.of(a_name)[:1], strict=True))[:1]
+    pairs += [(f"{a_name} s{x.seed} vs {a_name} s{y.seed} (same architecture)", x, y) for x, y in within]
+    for label, x, y in pairs:
+        doc = compare(
+            f"builtin:{x.condition.arch}",
+            f"builtin:{y.condition.arch}",
+            task,
+            str(x.folder),
+            str(y.folder),
+            data=runs.data.get(datasets_of(task) or ""),
+            concepts="nlmcd",
+            max_samples=2000,
+        )
+        c = doc["concepts"]
+        counts = {
+            "a": c["a"]["n_concepts"],
+            "b": c["b"]["n_concepts"],
+            "universal": len(c["universal"]),
+            "unique_a": len(c["unique_a"]),
+            "unique_b": len(c["unique_b"]),
+        }
+        shared = counts["universal"] / max(1, min(counts["a"], counts["b"]))
+        if "same architecture" not in label:
+            ok = counts["universal"] > 0 and counts["unique_a"] + counts["unique_b"] > 0
+            verdicts.append(
+                REPRODUCED if ok else PARTLY if counts["universal"] or counts["unique_a"] else NOT_REPRODUCED
+            )
+        rows.append(
+            [
+                label,
+                f"{c['layer_a']} / {c['layer_b']}",
+                str(counts["a"]),
+                str(counts["b"]),
+                str(counts["universal"]),
+                str(counts["unique_a"]),
+                str(counts["unique_b"]),
+                f"{shared:.2f}",
+            ]
+        )
+        numbers[label] = {**counts, "universal_share": shared}
+    verdict = combine(verdicts)
+    why = (
+        "every cross-architecture pair shares at least one universal concept and keeps at least one unique one"
+        if verdict == REPRODUCED
+        else f"per seed pair: {', '.join(verdicts)}"
+    )
+    table = Table(
+        "Concepts of the last layers (NLMCD: UMAP + HDBSCAN on token features; universal: matched below ½ of "
+        "the mean distance)",
+        [
+            "pair",
+            "layers",
+            "concepts A",
+            "concepts B",
+            "universal",
+            "unique to A",
+            "unique to B",
+            "universal ÷ smaller set",
+        ],
+        rows,
+        "The same-architecture row is a reference: two seeds of one network, whose concepts should match more.",
+    )
+    shares = [n["universal_share"] for label, n in numbers.items() if "same architecture" not in label]
+    numbers["universal_share"] = seed_summary(shares).to_dict()
+    return Findings(verdict, why, [table], {}, numbers)
+
+
+# --------------------------------------------------------------------------- the registry
+
+_CPU_CIFAR = (
+    "cifar_resnet20 only (the paper's ResNet-18 costs ~15× more per step here), 2 epochs instead of 200 "
+    "(cosine schedule over the 2), on the JPEG-degraded CIFAR-10 of ../shared/data; no training-length or "
+    "weight-decay sweep."
+)
+_DIGITS = "on scikit-learn's 8×8 digits instead of CIFAR-10 / Tiny ImageNet"
+
+CLAIMS: dict[str, Claim] = {}
+
+
+def _register(claim: Claim) -> None:
+    if "smoke" in claim.plans:
+        claim.plans["smoke"] = replace(claim.plans["smoke"], bootstrap=SMOKE_BOOTSTRAP)
+    CLAIMS[claim.name] = claim
+
+
+_register(
+    Claim(
+        "yang2023",
+        "Yang, Steinhardt & Hu (ICML 2023)",
+        "coarse labels, fine structure",
+        "A network trained to convergence on 5 superclasses of CIFAR-10 (pairs of classes) keeps the 10 classes "
+        "apart: clustering its penultimate features within each predicted superclass recovers them nearly as well "
+        "as the same network trained on all 10 labels classifies them.",
+        "93 % of the CIFAR-10 test set reconstructed from a ResNet-18 trained on 5 superclasses, nearly matching "
+        "the 10-way accuracy of the same architecture trained on the 10 labels (Yang et al. 2023, §4).",
+        {
+            "paper": _yang_plan(
+                "paper",
+                ("resnet18_small", "cifar_resnet20"),
+                CIFAR_PAPER_RECIPE,
+                "cifar10-5",
+                "cifar10-5-semantic",
+                (
+                    ("50 epochs", (("epochs", 50),)),
+                    ("weight decay 5e-5", (("weight_decay", 5e-5),)),
+                    ("weight decay 5e-3", (("weight_decay", 5e-3),)),
+                ),
+                "none: 200 epochs, SGD lr 0.1 (cosine), batch 128, weight decay 5e-4, crop + flip; "
+                "a standard CIFAR recipe (Yang et al. tuned training length and weight decay, so "
+                "the sweep arms vary both).",
+            ),
+            "cpu": _yang_plan(
+                "cpu", ("cifar_resnet20",), CIFAR_CPU_RECIPE, "cifar10-5", "cifar10-5-semantic", (), _CPU_CIFAR
+            ),
+            "smoke": _yang_plan(
+                "smoke",
+                ("digits_cnn",),
+                SMOKE_RECIPE,
+                "digits-5",
+                None,
+                (),
+                f"{_DIGITS}, 2 epochs: a wiring check, not evidence.",
+            ),
+        },
+        _analyse_yang,
+    )
+)
+
+_register(
+    Claim(
+        "nguyen2023-shuffled",
+        "Nguyen & Kornblith (2023)",
+        "unrelated subclasses stay more clusterable",
+        "When a superclass is made of unrelated subclasses (shuffled BREEDS superclasses), a network trained on "
+        "the superclasses keeps its subclasses far more clusterable than when the superclass is natural.",
+        "Subclass clusterability is markedly higher for shuffled than for natural BREEDS superclasses in every "
+        "architecture they train (Nguyen & Kornblith 2023; quoted as a direction, the benchmark's AMI is not "
+        "their exact quantity).",
+        {
+            "paper": _shuffled_plan(
+                "paper",
+                "cifar_resnet20",
+                "resnet18_small",
+                CIFAR_PAPER_RECIPE,
+                (("epochs", 100),),
+                "CIFAR: 200 epochs, SGD lr 0.1 (cosine), batch 128; Tiny ImageNet: resnet18_small at "
+                "64 px, 100 epochs (the paper trains ResNet-50 on full-size BREEDS).",
+            ),
+            "cpu": _shuffled_plan(
+                "cpu",
+                "cifar_resnet20",
+                "cifar_resnet20",
+                CIFAR_CPU_RECIPE,
+                (("epochs", 4),),
+                f"{_CPU_CIFAR} Tiny ImageNet: cifar_resnet20 (32 px), 4 epochs.",
+            ),
+        },
+        _analyse_shuffled,
+    )
+)
+
+_register(
+    Claim(
+        "nguyen2023-architecture",
+        "Nguyen & Kornblith (2023)",
+        "ResNets keep more subclass structure than ViTs; normalisation moves the best layer",
+        "Trained on superclasses, ResNets keep more subclass structure than ViTs, and the normalisation "
+        "(batch norm, layer norm, none) changes at which layer subclasses cluster best.",
+        "ResNets above ViTs in subclass clusterability; the best layer moves with the normalisation layer "
+        "(Nguyen & Kornblith 2023; quoted as directions).",
+        {
+            "paper": _architecture_plan(
+                "paper",
+                ("cifar10-5", "breeds-tiny16"),
+                "resnet18_small",
+                "vit_tiny_p4",
+                CIFAR_PAPER_RECIPE,
+                "none beyond the architectures: 200 epochs, same recipe for every arm (the same budget).",
+            ),
+            "cpu": _architecture_plan(
+                "cpu",
+                ("digits-5",),
+                "cifar_resnet20",
+                "vit_tiny_p4",
+                DIGITS_RECIPE,
+                f"{_DIGITS}, 10 epochs; the ResNet arm is cifar_resnet20 (batch norm), since "
+                "resnet18_small costs too much on this CPU.",
+                norms_arch="cifar_resnet20",
+            ),
+            "smoke": _architecture_plan(
+                "smoke",
+                ("digits-5",),
+                "cifar_resnet20",
+                "vit_tiny_p4",
+                (("epochs", 1),),
+                f"{_DIGITS}, 1 epoch, 2 seeds: a wiring check, not evidence.",
+                seeds=(0, 1),
+            ),
+        },
+        _analyse_architecture,
+    )
+)
+
+_register(
+    Claim(
+        "harun2024",
+        "Harun et al. (2024)",
+        "augmentation and more ID classes weaken the tunnel",
+        "Deeper layers can compress the representation and hurt out-of-distribution transfer (the tunnel "
+        "effect); augmentation and more in-distribution classes weaken it.",
+        "% OOD performance retained 64 → 78 with augmentation; 36 → 73 going from CIFAR-10 to CIFAR-100 as the ID "
+        "dataset (Harun et al. 2024).",
+        {
+            "paper": _tunnel_plan(
+                "paper",
+                "cifar10-id5",
+                "resnet18_small",
+                CIFAR_PAPER_RECIPE,
+                "200 epochs, SGD lr 0.1 (cosine), batch 128; OOD set: the class-disjoint "
+                "cifar10-ood5 (Harun et al. use NINCO, ImageNet-R, CIFAR-100 and others).",
+            ),
+            "cpu": _tunnel_plan(
+                "cpu",
+                "digits-id5",
+                "cifar_resnet20",
+                DIGITS_RECIPE,
+                f"{_DIGITS} (digits-id5 → digits-ood5), cifar_resnet20, 10 epochs; crop + flip on "
+                "8×8 digits is a strong augmentation (a flip changes some digits).",
+            ),
+            "smoke": _tunnel_plan(
+                "smoke", "digits-id5", "digits_cnn", SMOKE_RECIPE, f"{_DIGITS}, 2 epochs: a wiring check, not evidence."
+            ),
+        },
+        _analyse_tunnel,
+    )
+)
+
+_register(
+    Claim(
+        "pliushch2022",
+        "Pliushch et al. (ECCV 2022)",
+        "networks agree on what they learn first",
+        "Networks trained from different seeds, and of different architectures, agree on which images they learn "
+        "first, beyond what their accuracies alone imply, in an order that follows image statistics.",
+        "High agreement from the first epoch across seeds and architectures, well above the independence "
+        "baseline; learning order related to image statistics (Pliushch et al. 2022).",
+        {
+            "paper": _agreement_plan(
+                "paper",
+                "cifar10-5",
+                ("cifar_resnet20", "resnet18_small", "vit_tiny_p4"),
+                (("batch_size", 128), ("epochs", 30), ("lr", 0.1)),
+                "30 epochs (agreement is read per epoch; convergence is not needed), 5 seeds × 3 "
+                "architectures on CIFAR-10's 10 labels (cifar10-5, subclass labels).",
+            ),
+            "cpu": _agreement_plan(
+                "cpu",
+                "digits-5",
+                ("digits_mlp", "digits_cnn", "cifar_resnet20"),
+                DIGITS_RECIPE,
+                f"{_DIGITS} (10-way: digits-5 with subclass labels), 10 epochs, 5 seeds × 3 architectures.",
+            ),
+            "smoke": _agreement_plan(
+                "smoke",
+                "digits-5",
+                ("digits_mlp", "digits_cnn"),
+                SMOKE_RECIPE,
+                f"{_DIGITS}, 2 epochs, 3 seeds: a wiring check, not evidence.",
+                seeds=(0, 1, 2),
+            ),
+        },
+        _analyse_agreement,
+    )
+)
+
+_register(
+    Claim(
+        "vielhaben2025",
+        "Vielhaben et al. (2025)",
+        "universal and unique concepts",
+        "Two networks trained on the same data share universal concepts and each keeps concepts the other lacks.",
+        "Universal concepts found across every pair of models compared, beside model-specific ones (Vielhaben et "
+        "al. 2025; quoted as a direction).",
+        {
+            "paper": _concepts_plan(
+                "paper",
+                "cifar10-5",
+                ("cifar_resnet20", "vit_tiny_p4"),
+                CIFAR_PAPER_RECIPE,
+                "200 epochs; the paper compares large ImageNet models.",
+            ),
+            "cpu": _concepts_plan(
+                "cpu",
+                "digits-5",
+                ("digits_cnn", "cifar_resnet20"),
+                DIGITS_RECIPE,
+                f"{_DIGITS}, 10 epochs, superclass labels.",
+            ),
+            "smoke": _concepts_plan(
+                "smoke",
+                "digits-5",
+                ("digits_cnn", "cifar_resnet20"),
+                SMOKE_RECIPE,
+                f"{_DIGITS}, 2 epochs, 2 seeds: a wiring check, not evidence.",
+                seeds=(0, 1),
+            ),
+        },
+        _analyse_concepts,
+    )
+)

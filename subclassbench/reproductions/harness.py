@@ -1,0 +1,283 @@
+"""``subclassbench reproduce CLAIM``: train every run a claim needs, score it under the protocol, write the report.
+
+Three stages, each resumable, so an interrupted reproduction continues where it stopped:
+
+1. **train** — every (condition, seed) is a :class:`~subclassbench.training_runs.TrainingRun`, trained with
+   :func:`~subclassbench.training_runs.train_runs` (one after another, or one per GPU on Ray); a finished
+   run only restores its saved state.
+2. **evaluate** — every condition that is scored gets ``results/<run folder>.<task>.json`` beside the run
+   folders (a run folder holds only what ``train`` writes), from
+   :func:`subclassbench.pipeline.evaluate_to_file` (protocol v2, bootstrap intervals). A result that is
+   there, reads back clean, and was scored under this protocol from these weights is kept.
+3. **report** — the claim's analysis reads the runs and results; the report is written all or nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from subclassbench.errors import SubclassbenchError
+from subclassbench.progress import counted, stage
+from subclassbench.reproductions.plan import Claim, Condition, Plan, datasets_of, training_run
+from subclassbench.reproductions.report import write_report
+from subclassbench.results import Result
+from subclassbench.training_runs import TrainingRun
+
+DATASETS = ("cifar10", "tiny-imagenet")
+
+
+@dataclass
+class RunRecord:
+    """One trained (and possibly scored) network of a reproduction."""
+
+    condition: Condition
+    seed: int
+    folder: Path
+    card: dict[str, Any]
+    result: Result | None = None
+
+    @property
+    def result_path(self) -> Path:
+        return self.folder.parent / "results" / f"{self.folder.name}.{self.condition.scored_on}.json"
+
+
+@dataclass
+class Runs:
+    """Everything a claim's analysis reads: the runs by condition, and where their data lives."""
+
+    records: list[RunRecord]
+    data: dict[str, str] = field(default_factory=dict)
+    device: str = "cpu"
+
+    def of(self, condition: str) -> list[RunRecord]:
+        """The runs of one condition, by seed."""
+        return sorted((r for r in self.records if r.condition.name == condition), key=lambda r: r.seed)
+
+    def results(self, condition: str) -> list[Result]:
+        out = [r.result for r in self.of(condition)]
+        if any(r is None for r in out):
+            raise SubclassbenchError(f"condition '{condition}' has unscored runs; run the evaluate stage")
+        return out  # type: ignore[return-value]
+
+    def has(self, condition: str) -> bool:
+        return any(r.condition.name == condition for r in self.records)
+
+
+def _claims() -> dict[str, Claim]:
+    from subclassbench.reproductions.claims import CLAIMS
+
+    return CLAIMS
+
+
+def get_claim(name: str) -> Claim:
+    claims = _claims()
+    if name not in claims:
+        raise SubclassbenchError(f"unknown claim '{name}'; choose from {', '.join(claims)}")
+    return claims[name]
+
+
+def parse_data(items: Sequence[str] | None) -> dict[str, str]:
+    """``NAME=PATH`` pairs (NAME: cifar10 or tiny-imagenet) → {name: path}."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or name not in DATASETS or not path:
+            raise SubclassbenchError(f"--data takes NAME=PATH with NAME one of {', '.join(DATASETS)} (got '{item}')")
+        if name in out:
+            raise SubclassbenchError(f"--data names {name} twice")
+        out[name] = path
+    return out
+
+
+def plan_runs(plan: Plan, root: Path, data: dict[str, str]) -> dict[tuple[str, int], TrainingRun]:
+    """(condition, seed) → its training run; the data each needs must be given."""
+    runs: dict[tuple[str, int], TrainingRun] = {}
+    for condition in plan.conditions:
+        dataset = datasets_of(condition.task)
+        if dataset is not None and dataset not in data:
+            raise SubclassbenchError(
+                f"arm '{condition.name}' trains on {condition.task}, whose images are not packaged: pass "
+                f"--data {dataset}=PATH (cifar10: a folder with cifar10_train.npz and cifar10_test.npz; "
+                "tiny-imagenet: the folder of class folders)"
+            )
+        for seed in plan.seeds:
+            runs[(condition.name, seed)] = training_run(plan, condition, seed, root, data)
+    return runs
+
+
+def _read_card(folder: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        card = json.loads((folder / "card.json").read_text())
+        if not isinstance(card, dict) or "weights_sha256" not in card:
+            raise ValueError("not a training card")
+        return card
+    except (OSError, ValueError) as exc:
+        raise SubclassbenchError(f"{folder} holds no finished training run ({exc}); run the train stage") from None
+
+
+def _kept_result(path: Path, card: dict[str, Any]) -> Result | None:
+    """The result at ``path`` when it is sound, of this protocol and of these weights; else None (re-score)."""
+    from subclassbench.protocol import protocol_fingerprint
+
+    if not path.is_file():
+        return None
+    try:
+        result = Result.read(path)
+    except SubclassbenchError:
+        return None  # damaged or edited: scored again, never trusted
+    if result.protocol_fingerprint != protocol_fingerprint() or result.weights_sha256 != card["weights_sha256"]:
+        return None
+    return result
+
+
+def evaluate_run(
+    record: RunRecord, plan: Plan, data: dict[str, str], device: str, score_workers: int, progress: bool
+) -> Result:
+    from subclassbench.pipeline import EvaluationRequest, evaluate_to_file
+
+    condition = record.condition
+    path = record.result_path
+    kept = _kept_result(path, record.card)
+    if kept is not None:
+        return kept
+    request = EvaluationRequest(
+        model=f"builtin:{condition.arch}",
+        weights=str(record.folder),
+        task=condition.scored_on,
+        data=data.get(datasets_of(condition.scored_on) or ""),
+        metrics=list(condition.metrics or ()),
+        bootstrap=plan.bootstrap,
+        device=device,
+        progress=progress,
+        score_workers=score_workers,
+    )
+    try:
+        result, _ = evaluate_to_file(request, path, force=True)
+    except SubclassbenchError as exc:
+        raise SubclassbenchError(
+            f"scoring arm '{condition.name}', seed {record.seed} ({record.folder}): {exc}"
+        ) from None
+    return result
+
+
+def command_line(claim: str, scale: str, data: dict[str, str], device: str, extra: Sequence[str] = ()) -> str:
+    parts = ["subclassbench", "reproduce", claim, "--scale", scale]
+    for name, path in sorted(data.items()):
+        parts += ["--data", f"{name}={path}"]
+    if device != "cpu":
+        parts += ["--device", device]
+    return shlex.join([*parts, *extra])
+
+
+@dataclass
+class Reproduction:
+    claim: str
+    scale: str
+    verdict: str | None
+    written: list[Path]
+    runs: int
+
+
+def reproduce(
+    claim_name: str,
+    scale: str = "cpu",
+    out: Path = Path("runs/reproduce"),
+    report_dir: Path = Path("docs/reproductions"),
+    data: dict[str, str] | None = None,
+    device: str = "cpu",
+    executor: str = "local",
+    threads: int = 1,
+    gpus_per_task: float = 0.0,
+    num_cpus: int | None = None,
+    score_workers: int = 1,
+    stages: Sequence[str] = ("train", "evaluate", "report"),
+    progress: bool = True,
+) -> Reproduction:
+    """Train, score and report one claim at one scale (see the module docstring)."""
+    from subclassbench.pipeline import check_device
+    from subclassbench.protocol import PROTOCOL_VERSION, protocol_fingerprint
+    from subclassbench.training_runs import train_runs
+
+    unknown = sorted(set(stages) - {"train", "evaluate", "report"})
+    if unknown or not stages:
+        raise SubclassbenchError(f"unknown stage '{(unknown or [''])[0]}'; use train, evaluate and/or report")
+    claim = get_claim(claim_name)
+    plan = claim.plan(scale)
+    data = dict(data or {})
+    check_device(device)
+    root = Path(out) / scale
+    runs = plan_runs(plan, root, data)
+    if "train" in stages:
+        distinct = list({run.out: run for run in runs.values()}.values())
+        report = train_runs(
+            distinct,
+            executor=executor,
+            device=device if gpus_per_task == 0 else None,
+            threads=threads,
+            gpus_per_task=gpus_per_task,
+            num_cpus=num_cpus,
+            progress=progress,
+        )
+        if report.failed:
+            first = report.failed[0]
+            raise SubclassbenchError(
+                f"{len(report.failed)} training run(s) failed, first {first.run}: {first.error}; "
+                "fix it and run the same command again (finished runs are kept)"
+            )
+    records = [
+        RunRecord(plan.condition(name), seed, Path(run.out), _read_card(Path(run.out)))
+        for (name, seed), run in runs.items()
+    ]
+    if "evaluate" in stages or "report" in stages:
+        scored = [r for r in records if r.condition.metrics]
+        for number, record in enumerate(scored):
+            path = record.result_path
+            if "evaluate" in stages:
+                stage(f"{counted('evaluate', number, len(scored))} {record.folder.name}", progress)
+                record.result = evaluate_run(record, plan, data, device, score_workers, progress)
+            else:
+                record.result = _kept_result(path, record.card)
+                if record.result is None:
+                    raise SubclassbenchError(f"{path} is missing or stale; run the evaluate stage")
+    written: list[Path] = []
+    verdict = None
+    if "report" in stages:
+        findings = claim.analyse(plan, Runs(records, data, device))
+        verdict = findings.verdict
+        devices = sorted({str(r.card.get("environment", {}).get("device", "?")) for r in records})
+        provenance = {
+            "protocol_version": PROTOCOL_VERSION,
+            "protocol_fingerprint": protocol_fingerprint(),
+            "devices": ", ".join(devices),
+            "train_hours": sum(float(r.card.get("train_seconds") or 0) for r in records) / 3600,
+            "runs": {f"{r.condition.name}/s{r.seed}": r.card["weights_sha256"] for r in records},
+        }
+        written = write_report(
+            report_dir,
+            claim,
+            plan,
+            findings,
+            command_line(claim.name, scale, data, device),
+            command_line(
+                claim.name,
+                "paper",
+                {d: f"<{d}>" for d in _datasets(claim, "paper")},
+                "cuda",
+                ["--executor", "ray", "--gpus-per-task", "1"],
+            ),
+            provenance,
+        )
+    return Reproduction(claim.name, scale, verdict, written, len(records))
+
+
+def _datasets(claim: Claim, scale: str) -> list[str]:
+    if scale not in claim.plans:
+        return []
+    found = {datasets_of(c.task) for c in claim.plans[scale].conditions}
+    return sorted(d for d in found if d)
