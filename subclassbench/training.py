@@ -92,6 +92,12 @@ def targets(split: SplitData, labels: str) -> np.ndarray:
     return split.superclass if LABEL_ALIASES.get(labels, labels) == "superclass" else split.global_subclass
 
 
+def crop_pad(size: int) -> int:
+    """Zero padding of the random crop: CIFAR's 4 px (an eighth of 32 px), an eighth of smaller images (1 px at
+    8 px, where 4 px would shift digits half off the canvas), never more than 4 px."""
+    return max(1, min(4, size // 8))
+
+
 def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Random crop after zero padding, and a random horizontal flip (standard CIFAR augmentation).
 
@@ -402,7 +408,7 @@ def _train_epochs(
             idx = order[start : start + recipe.batch_size]
             x = images(idx)
             if augment == "crop_flip":
-                x = crop_flip(x, run.generator)
+                x = crop_flip(x, run.generator, crop_pad(x.shape[-1]))
             target = y_train[idx.to(device)]
             with autocast:
                 logits = model(preprocess(x))

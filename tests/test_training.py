@@ -226,3 +226,11 @@ def test_momentum_zero_and_fresh_start_cleanup(tmp_path, digits):
     assert not (out / "card.json").exists() and not (out / "model.safetensors").exists()  # no stale run survives
     with pytest.raises(SubclassbenchError, match="--momentum and --weight-decay"):
         train(digits, "digits_cnn", "superclass", out, Recipe(epochs=1, weight_decay=-1.0), progress=False)
+
+
+def test_the_crop_padding_is_an_eighth_of_the_image_at_most_4_px():
+    """CIFAR (32 px) and larger keep the standard 4 px, so every shipped run trains as before; 8×8 digits
+    shift by at most 1 px."""
+    from subclassbench.training import crop_pad
+
+    assert [crop_pad(size) for size in (8, 16, 24, 32, 64, 224)] == [1, 2, 3, 4, 4, 4]

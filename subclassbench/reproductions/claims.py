@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from subclassbench.errors import SubclassbenchError
 from subclassbench.reproductions.plan import Claim, Condition, Plan, datasets_of
 from subclassbench.reproductions.report import Findings, Table
 from subclassbench.reproductions.stats import (
@@ -274,7 +275,7 @@ def _shuffled_plan(
 
 
 def _analyse_shuffled(plan: Plan, runs: Any) -> Findings:
-    rows, seed_rows, verdicts, numbers = [], [], [], {}
+    rows, seed_rows, verdicts, parts, numbers = [], [], [], [], {}
     arms: dict[str, list[Result]] = {}
     for shuffled, natural in SHUFFLED_PAIRS:
         if not (runs.has(shuffled) and runs.has(natural)):
@@ -288,6 +289,8 @@ def _analyse_shuffled(plan: Plan, runs: Any) -> Findings:
             verdict, why = direction_verdict(diff.difference, +1)
             if key == "committed_ami":
                 verdicts.append(verdict)
+                tasks = (runs.of(shuffled)[0].condition.task, runs.of(natural)[0].condition.task)
+                parts.append(f"{tasks[0]} vs {tasks[1]}: {verdict}")
             rows.append(
                 [
                     f"{shuffled} − {natural}",
@@ -310,12 +313,10 @@ def _analyse_shuffled(plan: Plan, runs: Any) -> Findings:
                 [name, _seed_cells(results, "committed_ami"), _seed_cells(results, "committed_superclass_acc")]
             )
         numbers[f"{shuffled} vs {natural}"] = part
+    if not verdicts:
+        raise SubclassbenchError("the plan has no shuffled/natural pair of arms to compare")
     verdict = combine(verdicts)
-    why = (
-        "shuffled minus natural committed k-means AMI, paired by seed, on "
-        + " and on ".join(f"{s.split(' ')[0]}" for s, n in SHUFFLED_PAIRS if runs.has(s))
-        + f": {', '.join(verdicts)}"
-    )
+    why = "shuffled minus natural committed k-means AMI, paired by seed: " + "; ".join(parts)
     table = Table(
         "Subclass clusterability: superclasses of unrelated subclasses vs natural ones",
         ["pair", "metric (committed layer)", "shuffled", "natural", "shuffled − natural (paired by seed)", "verdict"],

@@ -121,8 +121,9 @@ def _read_card(folder: Path) -> dict[str, Any]:
         raise SubclassbenchError(f"{folder} holds no finished training run ({exc}); run the train stage") from None
 
 
-def _kept_result(path: Path, card: dict[str, Any]) -> Result | None:
-    """The result at ``path`` when it is sound, of this protocol and of these weights; else None (re-score)."""
+def _kept_result(path: Path, card: dict[str, Any], resamples: int) -> Result | None:
+    """The result at ``path`` when it is sound, of this protocol, these weights and ``resamples`` bootstrap
+    resamples; else None (score again)."""
     from subclassbench.protocol import protocol_fingerprint
 
     if not path.is_file():
@@ -132,6 +133,8 @@ def _kept_result(path: Path, card: dict[str, Any]) -> Result | None:
     except SubclassbenchError:
         return None  # damaged or edited: scored again, never trusted
     if result.protocol_fingerprint != protocol_fingerprint() or result.weights_sha256 != card["weights_sha256"]:
+        return None
+    if (result.get("uncertainty") or {}).get("resamples", 0) != resamples:
         return None
     return result
 
@@ -143,7 +146,7 @@ def evaluate_run(
 
     condition = record.condition
     path = record.result_path
-    kept = _kept_result(path, record.card)
+    kept = _kept_result(path, record.card, plan.bootstrap)
     if kept is not None:
         return kept
     request = EvaluationRequest(
@@ -242,7 +245,7 @@ def reproduce(
                 stage(f"{counted('evaluate', number, len(scored))} {record.folder.name}", progress)
                 record.result = evaluate_run(record, plan, data, device, score_workers, progress)
             else:
-                record.result = _kept_result(path, record.card)
+                record.result = _kept_result(path, record.card, plan.bootstrap)
                 if record.result is None:
                     raise SubclassbenchError(f"{path} is missing or stale; run the evaluate stage")
     written: list[Path] = []
@@ -257,6 +260,10 @@ def reproduce(
             "devices": ", ".join(devices),
             "train_hours": sum(float(r.card.get("train_seconds") or 0) for r in records) / 3600,
             "runs": {f"{r.condition.name}/s{r.seed}": r.card["weights_sha256"] for r in records},
+            # How well each arm learned what it was trained on: read it before any clustering number.
+            "test_acc": {
+                c.name: [float(r.card["final_test_acc"]) for r in Runs(records).of(c.name)] for c in plan.conditions
+            },
         }
         written = write_report(
             report_dir,

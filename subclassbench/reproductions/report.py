@@ -14,6 +14,7 @@ from typing import Any
 
 from subclassbench.files import atomic_write_many
 from subclassbench.reproductions.plan import Claim, Plan
+from subclassbench.reproductions.stats import seed_summary
 
 
 @dataclass
@@ -75,13 +76,16 @@ def render_markdown(
         f"{plan.bootstrap} bootstrap resamples over the test images for each seed's 95% interval. Across seeds: "
         "mean ± std [95% t-interval of the mean].",
         "",
-        "| arm | trained on | labels | architecture | recipe (beside the base) | scored on |",
-        "|---|---|---|---|---|---|",
+        "| arm | trained on | labels | architecture | recipe (beside the base) | test acc on its labels | scored on |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in plan.conditions:
         arch = c.arch + (f" ({c.norm})" if c.norm else "")
         scored = c.scored_on if c.metrics else "training logs only"
-        lines.append(f"| {c.name} | {c.task} | {c.labels} | {arch} | {_recipe_text(dict(c.recipe))} | {scored} |")
+        accuracy = seed_summary(provenance["test_acc"][c.name]).text()
+        lines.append(
+            f"| {c.name} | {c.task} | {c.labels} | {arch} | {_recipe_text(dict(c.recipe))} | {accuracy} | {scored} |"
+        )
     lines += [
         "",
         f"Base recipe: {_recipe_text(dict(plan.recipe))} (other fields: `subclassbench train`'s defaults).",
