@@ -167,6 +167,19 @@ def test_bad_requests_name_the_fix(call, match):
         call()
 
 
+def test_later_stages_need_the_earlier_ones(tmp_path):
+    with pytest.raises(SubclassbenchError, match="holds no finished training run.*run the train stage"):
+        reproduce("yang2023", "smoke", tmp_path / "runs", tmp_path / "docs", stages=["report"], progress=False)
+    assert not (tmp_path / "docs").exists()
+
+
+def test_a_run_that_cannot_train_is_reported_with_its_folder(tmp_path):
+    missing = {"cifar10": str(tmp_path / "no-such-folder")}
+    with pytest.raises(SubclassbenchError, match=r"9 training run\(s\) failed, first .*run the same command again"):
+        reproduce("yang2023", "cpu", tmp_path / "runs", tmp_path / "docs", missing, stages=["train"], progress=False)
+    assert not (tmp_path / "docs").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "match"),
     [
