@@ -168,7 +168,7 @@ def test_bad_requests_name_the_fix(call, match):
 
 
 def test_later_stages_need_the_earlier_ones(tmp_path):
-    with pytest.raises(SubclassbenchError, match="holds no finished training run.*run the train stage"):
+    with pytest.raises(SubclassbenchError, match=r"holds no finished training run.*run the train stage"):
         reproduce("yang2023", "smoke", tmp_path / "runs", tmp_path / "docs", stages=["report"], progress=False)
     assert not (tmp_path / "docs").exists()
 
