@@ -262,7 +262,7 @@ def reproduce(
             "runs": {f"{r.condition.name}/s{r.seed}": r.card["weights_sha256"] for r in records},
             # How well each arm learned what it was trained on: read it before any clustering number.
             "test_acc": {
-                c.name: [float(r.card["final_test_acc"]) for r in Runs(records).of(c.name)] for c in plan.conditions
+                c.name: [r.card["final_test_acc"] for r in Runs(records).of(c.name)] for c in plan.conditions
             },
         }
         written = write_report(

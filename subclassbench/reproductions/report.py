@@ -82,7 +82,8 @@ def render_markdown(
     for c in plan.conditions:
         arch = c.arch + (f" ({c.norm})" if c.norm else "")
         scored = c.scored_on if c.metrics else "training logs only"
-        accuracy = seed_summary(provenance["test_acc"][c.name]).text()
+        accs = provenance["test_acc"][c.name]
+        accuracy = "— (untrained)" if None in accs else seed_summary(accs).text()
         lines.append(
             f"| {c.name} | {c.task} | {c.labels} | {arch} | {_recipe_text(dict(c.recipe))} | {accuracy} | {scored} |"
         )
