@@ -261,9 +261,7 @@ def reproduce(
             "train_hours": sum(float(r.card.get("train_seconds") or 0) for r in records) / 3600,
             "runs": {f"{r.condition.name}/s{r.seed}": r.card["weights_sha256"] for r in records},
             # How well each arm learned what it was trained on: read it before any clustering number.
-            "test_acc": {
-                c.name: [r.card["final_test_acc"] for r in Runs(records).of(c.name)] for c in plan.conditions
-            },
+            "test_acc": {c.name: [r.card["final_test_acc"] for r in Runs(records).of(c.name)] for c in plan.conditions},
         }
         written = write_report(
             report_dir,
