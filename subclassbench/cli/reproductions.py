@@ -24,7 +24,10 @@ def reproduce(
     ] = "cpu",
     data: Annotated[
         list[str] | None,
-        typer.Option(help="NAME=PATH for image data that is not packaged: cifar10=FOLDER, tiny-imagenet=FOLDER."),
+        typer.Option(
+            help="NAME=PATH for image data that is not packaged: cifar10=FOLDER, tiny-imagenet=FOLDER. "
+            "[default: none; a claim that needs one stops and names it]"
+        ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Folder of run folders (shared by claims: a run trains once).")] = Path(
         "runs/reproduce"

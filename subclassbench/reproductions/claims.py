@@ -507,8 +507,8 @@ def _analyse_tunnel(plan: Plan, runs: Any) -> Findings:
         )
         numbers[name] = {"ood_retained": seed_summary(retained[name]).to_dict(), "tunnel": strengths}
     comparisons = [
-        ("augmentation", names[0], names[1], "64 → 78 % retained (Harun et al. 2024, augmentation on)"),
-        ("more ID classes", names[0], names[2], "36 → 73 % retained (CIFAR-10 → CIFAR-100 as ID)"),
+        ("augmentation", names[0], names[1], "64.26 → 78.41 % retained (augmentation on)"),
+        ("more ID classes", names[0], names[2], "35.81 → 73.42 % retained (CIFAR-10 → CIFAR-100 as ID)"),
     ]
     test_rows, verdicts = [], []
     for label, more, fewer, paper in comparisons:
@@ -812,8 +812,10 @@ _register(
         "A network trained to convergence on 5 superclasses of CIFAR-10 (pairs of classes) keeps the 10 classes "
         "apart: clustering its penultimate features within each predicted superclass recovers them nearly as well "
         "as the same network trained on all 10 labels classifies them.",
-        "93 % of the CIFAR-10 test set reconstructed from a ResNet-18 trained on 5 superclasses, nearly matching "
-        "the 10-way accuracy of the same architecture trained on the 10 labels (Yang et al. 2023, §4).",
+        "Clustering recovers the 10 classes at 93 % test accuracy after training to convergence on 5 superclasses "
+        '(two classes each), "nearly matching" the normal CIFAR-10 accuracy of the same architecture (Yang, '
+        "Steinhardt & Hu 2023, abstract); their hyperparameter search covers the learning rate and weight decay "
+        "5e-3 / 5e-4 / 5e-5.",
         {
             "paper": _yang_plan(
                 "paper",
@@ -850,7 +852,7 @@ _register(
 _register(
     Claim(
         "nguyen2023-shuffled",
-        "Nguyen & Kornblith (2023)",
+        'Nguyen & Kornblith (2023), "Probing clustering in neural network representations"',
         "unrelated subclasses stay more clusterable",
         "When a superclass is made of unrelated subclasses (shuffled BREEDS superclasses), a network trained on "
         "the superclasses keeps its subclasses far more clusterable than when the superclass is natural.",
@@ -883,7 +885,7 @@ _register(
 _register(
     Claim(
         "nguyen2023-architecture",
-        "Nguyen & Kornblith (2023)",
+        'Nguyen & Kornblith (2023), "Probing clustering in neural network representations"',
         "ResNets keep more subclass structure than ViTs; normalisation moves the best layer",
         "Trained on superclasses, ResNets keep more subclass structure than ViTs, and the normalisation "
         "(batch norm, layer norm, none) changes at which layer subclasses cluster best.",
@@ -929,8 +931,9 @@ _register(
         "augmentation and more ID classes weaken the tunnel",
         "Deeper layers can compress the representation and hurt out-of-distribution transfer (the tunnel "
         "effect); augmentation and more in-distribution classes weaken it.",
-        "% OOD performance retained 64 → 78 with augmentation; 36 → 73 going from CIFAR-10 to CIFAR-100 as the ID "
-        "dataset (Harun et al. 2024).",
+        "% OOD performance retained 64.26 → 78.41 with augmentation (Wilcoxon p < 0.001, |Cliff's δ| = 0.370 over "
+        "256 pairs) and 35.81 → 73.42 from CIFAR-10 to CIFAR-100 as the ID dataset (p < 0.001, |δ| = 0.758, 16 "
+        "pairs): Harun et al. (NeurIPS 2024), §4.1.2, Appendix C.8, Tables 12–13.",
         {
             "paper": _tunnel_plan(
                 "paper",
