@@ -204,7 +204,6 @@ def reproduce(
 ) -> Reproduction:
     """Train, score and report one claim at one scale (see the module docstring)."""
     from subclassbench.pipeline import check_device
-    from subclassbench.protocol import PROTOCOL_VERSION, protocol_fingerprint
     from subclassbench.training_runs import train_runs
 
     unknown = sorted(set(stages) - {"train", "evaluate", "report"})
@@ -214,10 +213,9 @@ def reproduce(
     plan = claim.plan(scale)
     data = dict(data or {})
     check_device(device)
-    root = Path(out) / scale
-    runs = plan_runs(plan, root, data)
+    runs = plan_runs(plan, Path(out) / scale, data)
     if "train" in stages:
-        distinct = list({run.out: run for run in runs.values()}.values())
+        distinct = list({run.out: run for run in runs.values()}.values())  # claims' arms may share a run
         report = train_runs(
             distinct,
             executor=executor,
@@ -238,47 +236,58 @@ def reproduce(
         for (name, seed), run in runs.items()
     ]
     if "evaluate" in stages or "report" in stages:
-        scored = [r for r in records if r.condition.metrics]
-        for number, record in enumerate(scored):
-            path = record.result_path
-            if "evaluate" in stages:
-                stage(f"{counted('evaluate', number, len(scored))} {record.folder.name}", progress)
-                record.result = evaluate_run(record, plan, data, device, score_workers, progress)
-            else:
-                record.result = _kept_result(path, record.card, plan.bootstrap)
-                if record.result is None:
-                    raise SubclassbenchError(f"{path} is missing or stale; run the evaluate stage")
-    written: list[Path] = []
-    verdict = None
-    if "report" in stages:
-        findings = claim.analyse(plan, Runs(records, data, device))
-        verdict = findings.verdict
-        devices = sorted({str(r.card.get("environment", {}).get("device", "?")) for r in records})
-        provenance = {
-            "protocol_version": PROTOCOL_VERSION,
-            "protocol_fingerprint": protocol_fingerprint(),
-            "devices": ", ".join(devices),
-            "train_hours": sum(float(r.card.get("train_seconds") or 0) for r in records) / 3600,
-            "runs": {f"{r.condition.name}/s{r.seed}": r.card["weights_sha256"] for r in records},
-            # How well each arm learned what it was trained on: read it before any clustering number.
-            "test_acc": {c.name: [r.card["final_test_acc"] for r in Runs(records).of(c.name)] for c in plan.conditions},
-        }
-        written = write_report(
-            report_dir,
-            claim,
-            plan,
-            findings,
-            command_line(claim.name, scale, data, device),
-            command_line(
-                claim.name,
-                "paper",
-                {d: f"<{d}>" for d in _datasets(claim, "paper")},
-                "cuda",
-                ["--executor", "ray", "--gpus-per-task", "1"],
-            ),
-            provenance,
-        )
+        _score_stage(records, plan, data, device, score_workers, "evaluate" in stages, progress)
+    if "report" not in stages:
+        return Reproduction(claim.name, scale, None, [], len(records))
+    verdict, written = _report_stage(claim, plan, Runs(records, data, device), report_dir)
     return Reproduction(claim.name, scale, verdict, written, len(records))
+
+
+def _score_stage(records: list[RunRecord], plan: Plan, data: dict[str, str], device: str, score_workers: int,
+                 evaluate: bool, progress: bool) -> None:  # fmt: skip
+    """Give every scored record its result: scored now (``evaluate``) or only read back."""
+    scored = [r for r in records if r.condition.metrics]
+    for number, record in enumerate(scored):
+        if evaluate:
+            stage(f"{counted('evaluate', number, len(scored))} {record.folder.name}", progress)
+            record.result = evaluate_run(record, plan, data, device, score_workers, progress)
+        else:
+            record.result = _kept_result(record.result_path, record.card, plan.bootstrap)
+            if record.result is None:
+                raise SubclassbenchError(f"{record.result_path} is missing or stale; run the evaluate stage")
+
+
+def _report_stage(claim: Claim, plan: Plan, runs: Runs, report_dir: Path) -> tuple[str, list[Path]]:
+    from subclassbench.protocol import PROTOCOL_VERSION, protocol_fingerprint
+
+    try:
+        findings = claim.analyse(plan, runs)
+    except (KeyError, ValueError, IndexError) as exc:  # a result without the numbers this claim reads
+        raise SubclassbenchError(
+            f"cannot analyse {claim.name} from these runs ({type(exc).__name__}: {exc}); run the evaluate stage "
+            "again (results of an older protocol or other metrics lack what the claim reads)"
+        ) from None
+    records = runs.records
+    provenance = {
+        "protocol_version": PROTOCOL_VERSION,
+        "protocol_fingerprint": protocol_fingerprint(),
+        "devices": ", ".join(sorted({str(r.card.get("environment", {}).get("device", "?")) for r in records})),
+        "train_hours": sum(float(r.card.get("train_seconds") or 0) for r in records) / 3600,
+        "runs": {f"{r.condition.name}/s{r.seed}": r.card["weights_sha256"] for r in records},
+        # How well each arm learned what it was trained on: read it before any clustering number.
+        "test_acc": {c.name: [r.card["final_test_acc"] for r in runs.of(c.name)] for c in plan.conditions},
+    }
+    paper_data = {d: f"<{d}>" for d in _datasets(claim, "paper")}
+    written = write_report(
+        report_dir,
+        claim,
+        plan,
+        findings,
+        command_line(claim.name, plan.scale, runs.data, runs.device),
+        command_line(claim.name, "paper", paper_data, "cuda", ["--executor", "ray", "--gpus-per-task", "1"]),
+        provenance,
+    )
+    return findings.verdict, written
 
 
 def _datasets(claim: Claim, scale: str) -> list[str]:
