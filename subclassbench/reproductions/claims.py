@@ -595,6 +595,7 @@ def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
         # Epochs where independence predicts neither ~none nor all right: only there can agreement exceed it.
         informative = (independent > 1e-3) & (independent < 1 - 1e-3)
         above.append(bool(informative.any() and np.all(excess[informative] > 0)))
+        exceeded = f"{int(np.sum(excess[informative] > 0))}/{int(informative.sum())}"
         rows.append(
             [
                 group,
@@ -604,6 +605,7 @@ def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
                 f"{part['agreement'][-1]:.3f}",
                 f"{independent[-1]:.3f}",
                 f"{np.mean(part['accuracy_mean']):.3f}",
+                exceeded,
             ]
         )
         numbers[group] = {
@@ -652,6 +654,7 @@ def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
                 "agreement, last epoch",
                 "independent, last epoch",
                 "mean accuracy over epochs",
+                "informative epochs with agreement above independence",
             ],
             rows,
             "Independent networks would all be right on a share Π accuracy_i. Part one of the verdict: agreement "
