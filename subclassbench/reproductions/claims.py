@@ -871,7 +871,7 @@ _register(
                 CIFAR_PAPER_RECIPE,
                 (("epochs", 100),),
                 "CIFAR: 200 epochs, SGD lr 0.1 (cosine), batch 128; Tiny ImageNet: resnet18_small at "
-                "64 px, 100 epochs (the paper trains ResNet-50 on full-size BREEDS).",
+                "64 px, 100 epochs (the paper trains ImageNet-scale networks on full-size BREEDS).",
             ),
             "cpu": _shuffled_plan(
                 "cpu",
