@@ -578,16 +578,18 @@ def _train_images(plan: Plan, runs: Any, ids: list[str]) -> np.ndarray:
 
 def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
     from subclassbench.compare import agreement_over_runs
+    from subclassbench.figures import agreement_files
     from subclassbench.training import load_train_correctness
 
     archs = [c.name for c in plan.conditions]
-    rows, numbers, orders = [], {}, {}
+    rows, numbers, orders, docs = [], {}, {}, {}
     above = []
     for group, folders in [
         *((a, [r.folder for r in runs.of(a)]) for a in archs),
         ("all architectures", [r.folder for r in runs.records]),
     ]:
         doc = agreement_over_runs(folders)
+        docs[group] = doc
         part = doc["train"] or doc
         logs = [load_train_correctness(f) for f in folders]
         independent = np.prod([log.mean(axis=1)[: doc["epochs"]] for log in logs], axis=0)  # Π accuracies
@@ -673,9 +675,7 @@ def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
             "entropy: grey-level histogram entropy; edges: mean Sobel magnitude; contrast: grey-level std.",
         ),
     ]
-    from subclassbench.figures import agreement_files
-
-    figure = agreement_files(agreement_over_runs([r.folder for r in runs.records]))["png"]
+    figure = agreement_files(docs["all architectures"])["png"]  # every run, computed once above
     return Findings(verdict, why, tables, {"agreement": figure}, numbers)
 
 

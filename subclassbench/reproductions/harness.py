@@ -22,12 +22,10 @@ from typing import Any
 
 from subclassbench.errors import SubclassbenchError
 from subclassbench.progress import counted, stage
-from subclassbench.reproductions.plan import Claim, Condition, Plan, datasets_of, training_run
+from subclassbench.reproductions.plan import DATASETS, Claim, Condition, Plan, datasets_of, training_run
 from subclassbench.reproductions.report import write_report
 from subclassbench.results import Result
 from subclassbench.training_runs import TrainingRun
-
-DATASETS = ("cifar10", "tiny-imagenet")
 
 
 @dataclass

@@ -86,6 +86,9 @@ class Claim:
         return self.plans[scale]
 
 
+DATASETS = ("cifar10", "tiny-imagenet")  # the image data a plan may need, as ``--data NAME=PATH`` names it
+
+
 def datasets_of(task: str) -> str | None:
     """The dataset a task's images come from, as ``--data NAME=PATH`` names it; None: packaged data."""
     if task.startswith("cifar10"):
