@@ -13,9 +13,11 @@ baseline), or from NLMCD (``concepts="nlmcd"``, :mod:`subclassbench.nlmcd`):
 token-level UMAP + HDBSCAN concepts whose number is found, not fixed.
 
 ``agreement`` reads the per-epoch correctness logs of several ``subclassbench
-train`` runs and reports, per epoch and for the test and train splits, the
-share of samples every run gets right with its accuracy-implied lower bound
-and the runs' mean ± std accuracy (Pliushch et al., ECCV 2022).
+train`` runs and reports, per epoch and for the test and train splits,
+Pliushch et al.'s agreement (ECCV 2022: of the samples some run gets right,
+the share every run gets right) with its accuracy-implied bounds and the
+value independent runs would give, the share of all samples every run gets
+right, and the runs' mean ± std accuracy.
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ if TYPE_CHECKING:
     from subclassbench.cache import FeatureCache
 from subclassbench.similarity import (
     agreement,
+    agreement_if_independent,
     agreement_lower_bound,
+    agreement_upper_bound,
+    all_right_share,
     concept_pair_alignment,
     generalized_rand_index,
     linear_cka,
@@ -260,22 +265,25 @@ def compare(
 # --------------------------------------------------------------------------- agreement
 
 
-AGREEMENT_VERSION = "2"
+AGREEMENT_VERSION = "3"
 AGREEMENT_DEFINITION = (
-    "agreement(e) = share of all samples that every run classifies correctly after epoch e "
-    "(samples no run gets right count as disagreement); lower bound = 1 - min(sum of the runs' error rates, 1); "
-    "upper bound = lowest accuracy (Pliushch et al., ECCV 2022)"
+    "agreement(e) = of the samples at least one run classifies correctly after epoch e, the share that every run "
+    "classifies correctly (0 when no run is right on any sample), as Pliushch et al. (ECCV 2022) compute it; "
+    "lower bound = 1 - min(sum of the runs' error rates, 1); upper bound = lowest / highest accuracy; "
+    "if_independent = prod(acc) / (1 - prod(1 - acc)); all_right_share = share of all samples every run gets right"
 )
 
 
 def _split_agreement(correct: np.ndarray) -> dict[str, Any]:
-    """Agreement, its bounds and the accuracy spread per epoch, for one split (networks × epochs × samples)."""
+    """Agreement, its bounds and baseline, and the accuracy spread per epoch, for one split (networks × epochs × samples)."""
     accuracy = correct.mean(axis=2)
     return {
         "n_samples": int(correct.shape[2]),
         "agreement": agreement(correct).tolist(),
         "agreement_lower_bound": agreement_lower_bound(correct).tolist(),
-        "agreement_upper_bound": accuracy.min(axis=0).tolist(),
+        "agreement_upper_bound": agreement_upper_bound(correct).tolist(),
+        "agreement_if_independent": agreement_if_independent(correct).tolist(),
+        "all_right_share": all_right_share(correct).tolist(),
         "accuracy_mean": accuracy.mean(axis=0).tolist(),
         "accuracy_std": accuracy.std(axis=0).tolist(),
     }

@@ -503,7 +503,7 @@ def agreement_figure(doc: dict[str, Any]) -> Figure:
             low, high = accuracy_band(part)
             ax.fill_between(epochs, low, high, color=accuracy_colour, alpha=0.22, linewidth=0, label="accuracy ± std")
             ax.plot(epochs, part["accuracy_mean"], color=accuracy_colour, label="accuracy (mean of runs)")
-            ax.plot(epochs, part["agreement"], color=agreement_colour, label="agreement (all runs right)")
+            ax.plot(epochs, part["agreement"], color=agreement_colour, label="agreement (all right ÷ any right)")
             ax.plot(epochs, part["agreement_lower_bound"], color=agreement_colour, linestyle="--", label="lower bound")
             if "agreement_upper_bound" in part:
                 ax.plot(
@@ -511,7 +511,15 @@ def agreement_figure(doc: dict[str, Any]) -> Figure:
                     part["agreement_upper_bound"],
                     color=agreement_colour,
                     linestyle=":",
-                    label="upper bound (lowest accuracy)",
+                    label="upper bound (lowest ÷ highest accuracy)",
+                )
+            if "agreement_if_independent" in part:
+                ax.plot(
+                    epochs,
+                    part["agreement_if_independent"],
+                    color="0.45",
+                    linestyle="-.",
+                    label="independent runs",
                 )
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -519,7 +527,7 @@ def agreement_figure(doc: dict[str, Any]) -> Figure:
             ax.margins(x=0.02)
             ax.set_title(f"{name} split ({part['n_samples']} samples)")
             ax.grid(alpha=0.3, linewidth=0.5)
-        axes[0].set_ylabel("share of samples")
+        axes[0].set_ylabel("agreement, accuracy")
         handles, labels = axes[0].get_legend_handles_labels()
         # Centred on the right: a legend at the top corner would run into the figure title.
         fig.legend(handles, labels, loc="outside right center", frameon=False)
@@ -530,5 +538,15 @@ def agreement_figure(doc: dict[str, Any]) -> Figure:
 
 
 def agreement_files(doc: dict[str, Any]) -> dict[str, bytes]:
-    keys = ("epochs", "runs", "agreement", "agreement_lower_bound", "accuracy_mean", "accuracy_std", "train")
+    keys = (
+        "epochs",
+        "runs",
+        "agreement",
+        "agreement_lower_bound",
+        "agreement_upper_bound",
+        "agreement_if_independent",
+        "accuracy_mean",
+        "accuracy_std",
+        "train",
+    )
     return render(agreement_figure(doc), data_digest({k: doc.get(k) for k in keys}))

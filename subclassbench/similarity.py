@@ -8,9 +8,11 @@
 * :func:`concept_pair_alignment` — per-concept-pair decomposition of that
   disagreement plus a Hungarian matching of concepts (after Vielhaben et al.,
   NeurIPS 2025).
-* :func:`agreement` — the fraction of samples that every network gets right,
-  with its accuracy-implied lower bound :func:`agreement_lower_bound` and the
-  per-sample score :func:`sample_agreement` (Pliushch et al., ECCV 2022).
+* :func:`agreement` — of the samples some network gets right, the share that
+  every network gets right (Pliushch et al., ECCV 2022), with its
+  accuracy-implied bounds and independence baseline, the share of all samples
+  every network gets right (:func:`all_right_share`) and the per-sample score
+  :func:`sample_agreement`.
 * :func:`soft_assignments` — a fixed-seed Gaussian-mixture soft clustering that
   turns pooled features into concept memberships for the two functions above.
 
@@ -246,27 +248,43 @@ def sample_agreement(correct: np.ndarray) -> np.ndarray:
     when none is (the per-example true-positive agreement of Hacohen, Choshen &
     Weinshall, ICML 2020). A sample that all networks get wrong scores 0, not
     1: agreeing on a mistake is not counted as agreement (the networks need
-    not even predict the same wrong class). :func:`agreement` is the share of
-    samples whose score is exactly 1.
+    not even predict the same wrong class). :func:`all_right_share` is the share
+    of samples whose score is exactly 1.
     """
     return _check_correct(correct).mean(axis=0, dtype=np.float64)
 
 
 def agreement(correct: np.ndarray) -> np.ndarray:
-    """Per-epoch agreement of several networks (Pliushch et al., ECCV 2022).
+    """Per-epoch agreement of several networks, as Pliushch et al. (ECCV 2022) compute it.
 
     ``correct`` is boolean (or 0/1), shaped networks × epochs × samples, with
     c_{n,e}(x) = 1 when network n classifies sample x correctly after epoch e.
-    ``Agr(e) = (1/|X|) Σ_x Π_n c_{n,e}(x)``: the fraction of *all* samples that
-    every network gets right. The denominator is every sample, so a sample no
-    network gets right counts as disagreement (0) and an epoch where no network
-    is right on any sample has agreement 0; with a single network it is that
-    network's accuracy. (Up to protocol v1 the denominator was the samples
-    *some* network got right, which made "all wrong" count as full agreement.)
+    ``Agr(e) = Σ_x Π_n c_{n,e}(x) / Σ_x max_n c_{n,e}(x)``: of the samples that at
+    least one network gets right, the share that every network gets right (the
+    intersection over the union of the networks' correct sets). A sample no
+    network gets right is in neither count, and an epoch where no network is
+    right on any sample has agreement 0, as in the authors' code
+    (ccc-frankfurt/intrinsic_ordering_nn_training, ``calc_agreement``). With a
+    single network it is 1 whenever that network gets anything right.
     Returns a float64 array of length epochs.
 
-    It lies between :func:`agreement_lower_bound` and the lowest accuracy of
-    the networks. Raises ValueError on a wrong shape or non-0/1 values.
+    It lies between :func:`agreement_lower_bound` and
+    :func:`agreement_upper_bound`. Raises ValueError on a wrong shape or
+    non-0/1 values.
+    """
+    arr = _check_correct(correct)
+    all_right = arr.all(axis=0).sum(axis=-1)
+    any_right = arr.any(axis=0).sum(axis=-1)
+    return all_right / np.maximum(any_right, 1)  # 0 / 1 where nobody is right anywhere
+
+
+def all_right_share(correct: np.ndarray) -> np.ndarray:
+    """Per epoch, the share of *all* samples that every network gets right: ``(1/|X|) Σ_x Π_n c_{n,e}(x)``.
+
+    Unlike :func:`agreement` the denominator is every sample, so this share is
+    never above the weakest network's accuracy and with a single network it is
+    that network's accuracy. It is :func:`agreement` times the share of samples
+    some network gets right. Returns float64, length epochs.
     """
     arr = _check_correct(correct)
     return arr.all(axis=0).sum(axis=-1) / arr.shape[2]
@@ -277,17 +295,45 @@ def agreement_lower_bound(correct: np.ndarray) -> np.ndarray:
 
     err_n(e) is network n's error rate after epoch e. A sample leaves the
     all-right set when at least one network misses it, and by the union bound
-    at most a share Σ_n err_n of the samples is missed by some network; the
-    bound is reached when the networks' mistakes fall on disjoint samples.
-    How far :func:`agreement` lies above it is what the networks share beyond
-    what their accuracies force (Pliushch et al., ECCV 2022). Computed from
-    integer counts, so ``agreement ≥ bound`` holds exactly in floating point
-    too. Returns float64, length epochs.
+    at most a share Σ_n err_n of the samples is missed by some network, so
+    :func:`all_right_share` is never below this bound, and :func:`agreement`
+    (the same count over a union of at most all samples) is not either. For
+    two or more networks both reach it when the networks' mistakes fall on
+    disjoint samples (then every sample is right for some network). How far
+    agreement lies above it is what the networks share beyond what their
+    accuracies force; Pliushch et al. (ECCV 2022) draw this bound. Computed
+    from integer counts, so ``agreement ≥ bound`` holds exactly in floating
+    point too. Returns float64, length epochs.
     """
     arr = _check_correct(correct)
     n = arr.shape[2]
     wrong = (~arr).sum(axis=(0, 2))  # Σ_n (mistakes of network n) per epoch, an integer count
     return np.maximum(n - wrong, 0) / n
+
+
+def agreement_upper_bound(correct: np.ndarray) -> np.ndarray:
+    """The most agreement the networks' accuracies allow: ``min_n acc_n(e) / max_n acc_n(e)`` per epoch (0 if all 0).
+
+    The all-right set is no larger than the weakest network's correct set and
+    the union no smaller than the strongest one's; nested correct sets reach
+    the bound. Returns float64, length epochs.
+    """
+    right = _check_correct(correct).sum(axis=2)  # networks × epochs, integer counts
+    return right.min(axis=0) / np.maximum(right.max(axis=0), 1)
+
+
+def agreement_if_independent(correct: np.ndarray) -> np.ndarray:
+    """The agreement networks with these accuracies would have if their mistakes were independent.
+
+    Per epoch ``Π_n acc_n / (1 − Π_n (1 − acc_n))``: the expected all-right
+    share over the expected some-right share when each network misses each
+    sample independently at its own error rate (0 when that denominator is 0).
+    Agreement above it is shared beyond chance. Returns float64, length epochs.
+    """
+    accuracy = _check_correct(correct).mean(axis=2, dtype=np.float64)  # networks × epochs
+    both = np.prod(accuracy, axis=0)
+    some = 1.0 - np.prod(1.0 - accuracy, axis=0)
+    return np.divide(both, some, out=np.zeros_like(both), where=some > 0)
 
 
 # --------------------------------------------------------------------------- soft clustering

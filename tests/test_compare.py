@@ -94,9 +94,11 @@ def test_agreement_over_training_runs(runs, tmp_path):
     same = cli("agreement", runs[0], runs[0], "--out", tmp_path / "same")
     assert same.exit_code == 0
     same_doc = json.loads((tmp_path / "same" / "agreement.json").read_text())
-    # A run agrees with itself on exactly the samples it gets right: agreement = its accuracy = the upper bound.
-    assert same_doc["agreement"] == same_doc["accuracy_mean"] == same_doc["agreement_upper_bound"]
-    assert same_doc["train"]["agreement"] == same_doc["train"]["accuracy_mean"]
+    # A run agrees with itself on every sample it gets right: agreement 1 = the upper bound, and the share of
+    # samples both copies get right is its accuracy.
+    assert same_doc["agreement"] == same_doc["agreement_upper_bound"] == [1.0] * 3
+    assert same_doc["all_right_share"] == same_doc["accuracy_mean"]
+    assert same_doc["train"]["all_right_share"] == same_doc["train"]["accuracy_mean"]
 
 
 def test_agreement_bad_input(runs, tmp_path):

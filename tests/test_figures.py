@@ -130,7 +130,7 @@ def test_agreement_band_stays_within_0_and_1_and_the_axis_is_labelled():
     low, high = figures.accuracy_band(doc)
     assert low.min() >= 0.0 and high.max() <= 1.0 and high[-1] == 1.0 and low[0] == pytest.approx(0.1)
     fig = figures.agreement_figure(doc)
-    assert len(fig.axes) == 2 and fig.axes[0].get_ylabel() == "share of samples"
+    assert len(fig.axes) == 2 and fig.axes[0].get_ylabel() == "agreement, accuracy"
     for ax in fig.axes:
         bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
         assert bands

@@ -127,16 +127,25 @@ def test_claims_share_a_run_when_they_train_the_same_network(tmp_path):
     assert yang[("cifar_resnet20 coarse", 0)] == shuffled[("cifar10-5 (random pairs)", 0)]
     assert yang[("cifar_resnet20 coarse, natural pairs", 1)] == shuffled[("cifar10-5-semantic (natural pairs)", 1)]
     assert yang[("cifar_resnet20 coarse", 0)].data == "/data"
-    # A recipe change is a different run: the sweep arms of the paper scale train into their own folders.
+    # The schedule grid's default-weight-decay cell is Yang et al.'s network itself; a recipe change is a
+    # different run, in its own folder.
     paper = plan_runs(get_claim("yang2023").plan("paper"), tmp_path, data)
-    folders = [run.out for run in paper.values()]
+    grid = plan_runs(get_claim("yang2023-schedule").plan("paper"), tmp_path, data)
+    folders = [run.out for run in grid.values()]
     assert len(set(folders)) == len(folders)
-    assert paper[("cifar_resnet20 coarse, weight decay 5e-3", 0)].out != paper[("cifar_resnet20 coarse", 0)].out
+    assert grid[("resnet18_small coarse, 200 epochs, wd 0.0005", 0)] == paper[("resnet18_small coarse", 0)]
+    assert grid[("resnet18_small fine, 200 epochs, wd 0.0005", 2)] == paper[("resnet18_small fine", 2)]
+    assert grid[("resnet18_small coarse, 200 epochs, wd 0.005", 0)].out != paper[("resnet18_small coarse", 0)].out
+    # On digits, the 10-epoch cell is the network the concept claim trains.
+    cells = plan_runs(get_claim("yang2023-schedule").plan("cpu"), tmp_path, {})
+    concepts = plan_runs(get_claim("vielhaben2025").plan("cpu"), tmp_path, {})
+    assert cells[("digits_cnn coarse, 10 epochs, wd 0.0005", 1)] == concepts[("digits_cnn", 1)]
 
 
 def test_every_claim_has_a_paper_and_a_cpu_scale_with_at_least_three_seeds():
     assert set(claims_module.CLAIMS) == {
         "yang2023",
+        "yang2023-schedule",
         "nguyen2023-shuffled",
         "nguyen2023-architecture",
         "harun2024",
@@ -251,7 +260,9 @@ def test_a_hand_edited_result_is_scored_again_not_trusted(yang_smoke, tmp_path):
     assert Result.read(path).summary["last_reconstruction_acc"] == honest
 
 
-@pytest.mark.parametrize("claim", ["nguyen2023-architecture", "harun2024", "pliushch2022", "vielhaben2025"])
+@pytest.mark.parametrize(
+    "claim", ["yang2023-schedule", "nguyen2023-architecture", "harun2024", "pliushch2022", "vielhaben2025"]
+)
 def test_every_claim_runs_end_to_end_at_smoke_scale(tmp_path, claim):
     done = reproduce(claim, "smoke", tmp_path / "runs", tmp_path / "docs", progress=False)
     doc = json.loads((tmp_path / "docs" / f"{claim}.json").read_text())
@@ -260,6 +271,29 @@ def test_every_claim_runs_end_to_end_at_smoke_scale(tmp_path, claim):
     assert claim in text and "## Numbers" in text
     for figure in (tmp_path / "docs" / "figures").glob("*.png"):
         assert f"figures/{figure.name}" in text
+    if claim == "yang2023-schedule":
+        _check_schedule_numbers(doc["numbers"], tmp_path / "runs" / "smoke")
+
+
+def _check_schedule_numbers(numbers: dict, root: Path) -> None:
+    """Every grid cell pairs each coarse network with the fine one of its seed and recipe; the chosen cell is
+    the one with the best superclass accuracy."""
+    cells = {k: v for k, v in numbers.items() if "coarse," in k}
+    assert len(cells) == 4  # 2 training lengths × 2 weight decays
+    for name, cell in cells.items():
+        epochs = int(name.split(", ")[1].split()[0])
+        recipe = f"epochs{epochs}" + ("-weight_decay0.005" if name.endswith("wd 0.005") else "")
+        fine = [
+            json.loads((root / f"digits-5-digits_cnn-subclass-s{seed}-{recipe}" / "card.json").read_text())
+            for seed in (0, 1)
+        ]
+        recon = cell["reconstruction_acc"]["values"]
+        gaps = [card["final_test_acc"] - r for card, r in zip(fine, recon, strict=True)]
+        assert cell["fine_minus_reconstruction"]["values"] == pytest.approx(gaps)
+    best = max(cells, key=lambda k: cells[k]["superclass_acc"]["mean"])
+    chosen = numbers["digits_cnn: chosen"]
+    assert best == f"digits_cnn coarse, {chosen['epochs']} epochs, wd {chosen['weight_decay']:g}"
+    assert set(numbers) >= {"digits_cnn, wd 0.0005: longer training", "digits_cnn, wd 0.005: longer training"}
 
 
 def test_the_shuffled_claim_reads_its_pairs(tmp_path):

@@ -123,7 +123,7 @@ def compare(
 
 
 @app.command(
-    "agreement", short_help="Per-epoch agreement of training runs (Pliushch et al. 2022), its bound and accuracy."
+    "agreement", short_help="Per-epoch agreement of training runs (Pliushch et al. 2022), its bounds and accuracy."
 )
 @user_errors
 def agreement_command(
@@ -132,7 +132,7 @@ def agreement_command(
         "results/agreement"
     ),
 ) -> None:
-    """Per-epoch agreement of training runs (Pliushch et al. 2022) on test and train samples, bound, accuracy."""
+    """Per-epoch agreement of training runs (Pliushch et al. 2022) on test and train samples, bounds, accuracy."""
     from subclassbench.compare import agreement_over_runs, write_agreement
 
     check_writable_folder(out)  # before reading the runs
@@ -142,7 +142,8 @@ def agreement_command(
     last = doc["epochs"] - 1
     parts = [("test", doc)] + ([("train", doc["train"])] if doc["train"] else [])
     summary = "; ".join(
-        f"{name}: agreement {p['agreement'][last]:.3f} (lower bound {p['agreement_lower_bound'][last]:.3f}), "
+        f"{name}: agreement {p['agreement'][last]:.3f} (lower bound {p['agreement_lower_bound'][last]:.3f}, "
+        f"independent runs {p['agreement_if_independent'][last]:.3f}), "
         f"accuracy {p['accuracy_mean'][last]:.3f} ± {p['accuracy_std'][last]:.3f}"
         for name, p in parts
     )
