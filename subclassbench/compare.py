@@ -275,7 +275,8 @@ AGREEMENT_DEFINITION = (
 
 
 def _split_agreement(correct: np.ndarray) -> dict[str, Any]:
-    """Agreement, its bounds and baseline, and the accuracy spread per epoch, for one split (networks × epochs × samples)."""
+    """Agreement, its bounds and baseline, and the accuracy spread per epoch, for one split (networks × epochs ×
+    samples)."""
     accuracy = correct.mean(axis=2)
     return {
         "n_samples": int(correct.shape[2]),

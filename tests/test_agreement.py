@@ -1,4 +1,4 @@
-"""Agreement of training runs (Pliushch et al., ECCV 2022; agreement v3): definition, bounds, train-split logs, old runs."""
+"""Agreement of training runs (Pliushch et al., ECCV 2022; agreement v3): definition, bounds, train logs, old runs."""
 
 from __future__ import annotations
 
