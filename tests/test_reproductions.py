@@ -159,6 +159,12 @@ def test_every_claim_has_a_paper_and_a_cpu_scale_with_at_least_three_seeds():
     assert len(get_claim("pliushch2022").plan("cpu").seeds) >= 5
 
 
+def test_the_cli_help_names_every_claim():
+    text = " ".join(runner.invoke(app, ["reproduce", "--help"], env={"COLUMNS": "200"}).output.split())
+    for name in claims_module.CLAIMS:
+        assert name in text
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [

@@ -16,7 +16,8 @@ def reproduce(
     claim: Annotated[
         str,
         typer.Argument(
-            help="yang2023, nguyen2023-shuffled, nguyen2023-architecture, harun2024, pliushch2022 or vielhaben2025."
+            help="yang2023, yang2023-schedule, nguyen2023-shuffled, nguyen2023-architecture, harun2024, "
+            "pliushch2022 or vielhaben2025."
         ),
     ],
     scale: Annotated[

@@ -915,6 +915,9 @@ def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
         "Their train-split correctness is what a network predicted during its training pass (augmented inputs, "
         "weights changing within the epoch); ours is an eval pass over the unaugmented train split after each "
         "epoch.",
+        "Pliushch et al. follow, per epoch, the mean image statistic (entropy, segment count, edge strength, "
+        "frequency content) of the images every network has right; here each image's learning epoch is "
+        "rank-correlated with its own statistic, one number per statistic.",
     ]
     return Findings(verdict, why, tables, {"agreement": figure}, numbers, notes)
 
