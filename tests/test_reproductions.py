@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from subclassbench.cli import app
 from subclassbench.errors import SubclassbenchError
 from subclassbench.reproductions import claims as claims_module
-from subclassbench.reproductions.harness import get_claim, parse_data, plan_runs, reproduce
+from subclassbench.reproductions.harness import dry_run, get_claim, parse_data, plan_runs, reproduce
 from subclassbench.reproductions.plan import Claim, Condition, Plan
 from subclassbench.reproductions.stats import (
     NOT_REPRODUCED,
@@ -203,6 +203,8 @@ def test_a_run_that_cannot_train_is_reported_with_its_folder(tmp_path):
         (["reproduce", "yang2023", "--data", "../etc=/x"], "NAME=PATH"),
         (["reproduce", "yang2023", "--scale", "smoke", "--stages", "train,deploy"], "unknown stage 'deploy'"),
         (["reproduce", "yang2023", "--scale", "smoke", "--device", "tpu"], "device"),
+        (["reproduce", "nope", "--dry-run"], "unknown claim 'nope'"),
+        (["reproduce", "nguyen2023-shuffled", "--scale", "smoke", "--dry-run"], "has no 'smoke' scale"),
     ],
 )
 def test_cli_bad_input_is_one_error_line(tmp_path, args, match):
@@ -242,6 +244,43 @@ def test_yang_smoke_trains_scores_and_reports(yang_smoke):
     assert "--scale paper" in text and "--gpus-per-task 1" in text
     # Run folders hold only what train writes: a second claim can train into them (resume) unhindered.
     assert not list((root / "runs" / "smoke").glob("*/result*"))
+
+
+def test_a_dry_run_lists_what_is_there_and_what_is_left(yang_smoke, tmp_path):
+    root, _ = yang_smoke
+    done = dry_run("yang2023", "smoke", root / "runs")
+    assert len(done) == 6 and {r.status for r in done} == {"trained"} and sum(r.to_score for r in done) == 0
+    # A result that is gone is to score again; a run with only a resumable state is started, not trained.
+    copy = tmp_path / "runs" / "smoke"
+    copy.mkdir(parents=True)
+    coarse = next(r for r in done if r.arms == ("digits_cnn coarse",) and r.seed == 0)
+    (copy / coarse.folder.name).mkdir()
+    (copy / coarse.folder.name / "last.pt").write_bytes(b"")
+    partial = dry_run("yang2023", "smoke", tmp_path / "runs")
+    status = {(r.arms, r.seed): (r.status, r.to_score) for r in partial}
+    assert status[(("digits_cnn coarse",), 0)] == ("started", 1)
+    assert status[(("digits_cnn fine",), 1)] == ("to train", 0)  # fine arms are not scored
+    assert sum(r.epochs for r in partial) == 6 * 2
+
+
+def test_a_dry_run_needs_no_data_and_writes_nothing(tmp_path):
+    result = runner.invoke(
+        app, ["reproduce", "yang2023", "--scale", "paper", "--dry-run", "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "18 training runs, 0 trained, 18 to train or finish (3600 epochs at most); 12 results to score" in result.output
+    )
+    assert "to train" in result.output and not (tmp_path / "r").exists()
+    # Two arms on one network are one run, listed once with both arms.
+    twins = (Condition("a", "digits-5", "digits_cnn"), Condition("b", "digits-5", "digits_cnn"))
+    plan = Plan("smoke", twins, (0,), (), "none")
+    claims_module.CLAIMS["twin-test"] = Claim("twin-test", "p", "t", "s", "f", {"smoke": plan}, lambda *_: None)
+    try:
+        (twin,) = dry_run("twin-test", "smoke", tmp_path / "r")
+    finally:
+        del claims_module.CLAIMS["twin-test"]
+    assert twin.arms == ("a", "b") and twin.to_score == 2 and twin.epochs == 30
 
 
 def test_a_second_report_from_the_same_runs_is_byte_identical(yang_smoke):

@@ -45,12 +45,23 @@ def reproduce(
     stages: Annotated[
         str, typer.Option(help="Comma-separated stages to run: train, evaluate, report (each resumes).")
     ] = "train,evaluate,report",
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="List the runs this would train and score, and what is already there; trains, scores and "
+            "writes nothing (no --data needed).",
+        ),
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Train, score under the protocol and report one paper's finding: docs/reproductions/<claim>.md."""
     from subclassbench.reproductions.harness import parse_data
     from subclassbench.reproductions.harness import reproduce as run
 
+    if dry_run:
+        _print_dry_run(claim, scale, out)
+        return
     done = run(
         claim,
         scale,
@@ -69,3 +80,17 @@ def reproduce(
     typer.echo(f"{done.claim} ({done.scale} scale, {done.runs} runs)" + (f": {done.verdict}" if done.verdict else ""))
     for path in done.written:
         typer.echo(f"wrote {path}")
+
+
+def _print_dry_run(claim: str, scale: str, out: Path) -> None:
+    from subclassbench.reproductions.harness import dry_run
+
+    planned = dry_run(claim, scale, out)
+    for run in planned:
+        typer.echo(f"{run.status:<8}  {run.epochs:>4} epochs  {run.folder}  ({'; '.join(run.arms)})")
+    pending = [r for r in planned if r.status != "trained"]
+    typer.echo(
+        f"{claim} ({scale} scale): {len(planned)} training runs, {len(planned) - len(pending)} trained, "
+        f"{len(pending)} to train or finish ({sum(r.epochs for r in pending)} epochs at most); "
+        f"{sum(r.to_score for r in planned)} results to score"
+    )

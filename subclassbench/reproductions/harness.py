@@ -176,6 +176,51 @@ def command_line(claim: str, scale: str, data: dict[str, str], device: str, extr
     return shlex.join([*parts, *extra])
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run of a plan, as a dry run lists it."""
+
+    folder: Path
+    arms: tuple[str, ...]  # the arms that read it (claims' arms may share a run)
+    seed: int
+    epochs: int
+    status: str  # "trained" (card written), "started" (a resumable state, no card yet) or "to train"
+    to_score: int  # results it still needs (missing files; a stale one is found by the evaluate stage)
+
+
+def dry_run(claim_name: str, scale: str = "cpu", out: Path = Path("runs/reproduce")) -> list[PlannedRun]:
+    """What ``reproduce`` would train and score, and what is already there; trains, scores and writes nothing.
+
+    Image data is not needed: run folders are named without it, so a plan can be sized before the data is
+    at hand."""
+    from subclassbench.training import Recipe
+
+    plan = get_claim(claim_name).plan(scale)
+    placeholders = {name: f"<{name}>" for name in DATASETS}
+    runs = plan_runs(plan, Path(out) / scale, placeholders)
+    listed: dict[str, PlannedRun] = {}
+    for (name, seed), run in runs.items():
+        condition = plan.condition(name)
+        folder = Path(run.out)
+        record = RunRecord(condition, seed, folder, {})
+        missing = int(bool(condition.metrics) and not record.result_path.is_file())
+        known = listed.get(run.out)
+        if known is not None:  # a second arm on the same network
+            arms, to_score = (*known.arms, name), known.to_score + missing
+            listed[run.out] = PlannedRun(folder, arms, seed, known.epochs, known.status, to_score)
+            continue
+        status = (
+            "trained"
+            if (folder / "card.json").is_file()
+            else "started"
+            if (folder / "last.pt").is_file()
+            else "to train"
+        )
+        epochs = int(plan.recipe_of(condition).get("epochs", Recipe().epochs))
+        listed[run.out] = PlannedRun(folder, (name,), seed, epochs, status, missing)
+    return list(listed.values())
+
+
 @dataclass
 class Reproduction:
     claim: str
