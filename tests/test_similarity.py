@@ -9,6 +9,7 @@ from sklearn.metrics import rand_score
 from subclassbench.similarity import (
     _gri_blockwise,
     agreement,
+    all_right_share,
     concept_pair_alignment,
     generalized_rand_index,
     linear_cka,
@@ -282,14 +283,15 @@ def test_cka_rejects_bad_shapes():
 
 def test_agreement_all_and_none_right():
     np.testing.assert_array_equal(agreement(np.ones((3, 2, 10), dtype=bool)), [1.0, 1.0])
-    # Protocol v2: all networks wrong is disagreement, not agreement (v1 gave 1.0 here).
+    # Nobody right anywhere: 0, as in Pliushch et al.'s code (v1 gave 1.0 here).
     np.testing.assert_array_equal(agreement(np.zeros((3, 2, 10), dtype=bool)), [0.0, 0.0])
 
 
-def test_agreement_of_a_single_network_is_its_accuracy():
+def test_a_single_network_agrees_with_itself_and_its_all_right_share_is_its_accuracy():
     rng = np.random.default_rng(17)
     correct = rng.random((1, 4, 20)) < 0.5
-    np.testing.assert_array_equal(agreement(correct), correct[0].mean(axis=1))
+    np.testing.assert_array_equal(agreement(correct), correct[0].any(axis=1).astype(float))
+    np.testing.assert_array_equal(all_right_share(correct), correct[0].mean(axis=1))
 
 
 def test_agreement_hand_computed_two_networks():
@@ -299,10 +301,11 @@ def test_agreement_hand_computed_two_networks():
             [[1, 0, 1, 0, 0], [1, 1, 1, 1, 0], [0, 0, 0, 0, 0]],
         ]
     )
-    # Epoch 0: both right on x0 of 5 samples → 1/5. Epoch 1: 1/5. Epoch 2: nobody right → 0.
-    np.testing.assert_allclose(agreement(correct), [1 / 5, 1 / 5, 0.0])
-    np.testing.assert_allclose(agreement(correct.astype(bool)), [1 / 5, 1 / 5, 0.0])
-    np.testing.assert_allclose(agreement(correct.astype(np.float32)), [1 / 5, 1 / 5, 0.0])
+    # Epoch 0: both right on x0, some right on x0–x2 → 1/3. Epoch 1: x0 of x0–x3 → 1/4. Epoch 2: nobody right → 0.
+    for dtype in (np.int64, bool, np.float32):
+        np.testing.assert_allclose(agreement(correct.astype(dtype)), [1 / 3, 1 / 4, 0.0])
+    # Of all five samples: 1/5, 1/5, 0.
+    np.testing.assert_allclose(all_right_share(correct), [1 / 5, 1 / 5, 0.0])
 
 
 @pytest.mark.parametrize(
