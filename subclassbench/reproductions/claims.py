@@ -331,7 +331,7 @@ def _schedule_png(settings: list[_Setting]) -> bytes:
 
     archs = list(dict.fromkeys(s.arch for s in settings))
     with style():
-        fig = blank_figure(4.2 * len(archs) + 1.6, 3.6)
+        fig = blank_figure(4.2 * len(archs) + 2.4, 3.6)
         axes = fig.subplots(1, len(archs), squeeze=False, sharey=True)[0]
         for ax, arch in zip(axes, archs, strict=True):
             mine = [s for s in settings if s.arch == arch]
@@ -363,7 +363,9 @@ def _schedule_png(settings: list[_Setting]) -> bytes:
             ax.set_title(arch, fontsize=9)
             ax.grid(alpha=0.3, linewidth=0.5)
         axes[0].set_ylabel("test accuracy (10 classes)")
-        axes[-1].legend(fontsize=7, frameon=False, loc="lower right")
+        handles, labels = axes[0].get_legend_handles_labels()
+        # Outside the panels: inside, it covers the curves of the last one.
+        fig.legend(handles, labels, loc="outside right center", fontsize=7, frameon=False)
     return render(fig)["png"]
 
 
