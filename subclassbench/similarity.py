@@ -298,8 +298,9 @@ def agreement_lower_bound(correct: np.ndarray) -> np.ndarray:
     at most a share Σ_n err_n of the samples is missed by some network, so
     :func:`all_right_share` is never below this bound, and :func:`agreement`
     (the same count over a union of at most all samples) is not either. For
-    two or more networks both reach it when the networks' mistakes fall on
-    disjoint samples (then every sample is right for some network). How far
+    two or more networks both reach it: when Σ_n err_n ≤ 1 with mistakes on
+    disjoint samples (then every sample is right for some network), and above
+    that with mistakes that leave no sample right for all (both are then 0). How far
     agreement lies above it is what the networks share beyond what their
     accuracies force; Pliushch et al. (ECCV 2022) draw this bound. Computed
     from integer counts, so ``agreement ≥ bound`` holds exactly in floating
@@ -326,14 +327,20 @@ def agreement_if_independent(correct: np.ndarray) -> np.ndarray:
     """The agreement networks with these accuracies would have if their mistakes were independent.
 
     Per epoch ``Π_n acc_n / (1 − Π_n (1 − acc_n))``: the expected all-right
-    share over the expected some-right share when each network misses each
-    sample independently at its own error rate (0 when that denominator is 0).
-    Agreement above it is shared beyond chance. Returns float64, length epochs.
+    share over the expected some-right share (a ratio of expectations, not
+    the expected ratio) when each network misses each sample independently at
+    its own error rate (0 when that denominator is 0). It never exceeds
+    :func:`agreement_upper_bound`. Agreement above it is shared beyond chance.
+    Returns float64, length epochs.
     """
-    accuracy = _check_correct(correct).mean(axis=2, dtype=np.float64)  # networks × epochs
+    arr = _check_correct(correct)
+    accuracy = arr.mean(axis=2, dtype=np.float64)  # networks × epochs
     both = np.prod(accuracy, axis=0)
     some = 1.0 - np.prod(1.0 - accuracy, axis=0)
-    return np.divide(both, some, out=np.zeros_like(both), where=some > 0)
+    ratio = np.divide(both, some, out=np.zeros_like(both), where=some > 0)
+    # The ratio never exceeds the upper bound in exact arithmetic; in floating point one network at accuracy
+    # 0.1 gives 1.0000000000000002. Clipped, so the baseline always lies within the bounds it is drawn between.
+    return np.minimum(ratio, agreement_upper_bound(arr))
 
 
 # --------------------------------------------------------------------------- soft clustering

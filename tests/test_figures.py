@@ -117,8 +117,9 @@ def _agreement_doc() -> dict[str, Any]:
     part = {
         "n_samples": 10,
         "agreement": [0.4, 0.8, 0.95],
-        "agreement_lower_bound": [0.2, 0.8, 0.96],
+        "agreement_lower_bound": [0.2, 0.8, 0.94],
         "agreement_upper_bound": [0.55, 0.88, 0.97],
+        "agreement_if_independent": [0.3, 0.82, 0.945],
         "accuracy_mean": mean,
         "accuracy_std": [0.5, 0.05, 0.04],  # mean ± std runs past 0 and 1
     }
@@ -131,6 +132,8 @@ def test_agreement_band_stays_within_0_and_1_and_the_axis_is_labelled():
     assert low.min() >= 0.0 and high.max() <= 1.0 and high[-1] == 1.0 and low[0] == pytest.approx(0.1)
     fig = figures.agreement_figure(doc)
     assert len(fig.axes) == 2 and fig.axes[0].get_ylabel() == "agreement, accuracy"
+    for ax in fig.axes:  # agreement, its two bounds, the independence baseline, mean accuracy
+        assert {line.get_label() for line in ax.get_lines()} >= {"independent runs", "lower bound"}
     for ax in fig.axes:
         bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
         assert bands

@@ -133,9 +133,15 @@ def test_claims_share_a_run_when_they_train_the_same_network(tmp_path):
     grid = plan_runs(get_claim("yang2023-schedule").plan("paper"), tmp_path, data)
     folders = [run.out for run in grid.values()]
     assert len(set(folders)) == len(folders)
-    assert grid[("resnet18_small coarse, 200 epochs, wd 0.0005", 0)] == paper[("resnet18_small coarse", 0)]
-    assert grid[("resnet18_small fine, 200 epochs, wd 0.0005", 2)] == paper[("resnet18_small fine", 2)]
-    assert grid[("resnet18_small coarse, 200 epochs, wd 0.005", 0)].out != paper[("resnet18_small coarse", 0)].out
+    assert grid[("resnet18_small coarse, 200 epochs, wd 0.0005, lr 0.1", 0)] == paper[("resnet18_small coarse", 0)]
+    assert grid[("resnet18_small fine, 200 epochs, wd 0.0005, lr 0.1", 2)] == paper[("resnet18_small fine", 2)]
+    assert (
+        grid[("resnet18_small coarse, 200 epochs, wd 0.005, lr 0.1", 0)].out != paper[("resnet18_small coarse", 0)].out
+    )
+    assert (
+        grid[("resnet18_small coarse, 200 epochs, wd 0.0005, lr 0.01", 0)].out
+        != paper[("resnet18_small coarse", 0)].out
+    )
     # On digits, the 10-epoch cell is the network the concept claim trains.
     cells = plan_runs(get_claim("yang2023-schedule").plan("cpu"), tmp_path, {})
     concepts = plan_runs(get_claim("vielhaben2025").plan("cpu"), tmp_path, {})
@@ -250,15 +256,18 @@ def test_a_dry_run_lists_what_is_there_and_what_is_left(yang_smoke, tmp_path):
     root, _ = yang_smoke
     done = dry_run("yang2023", "smoke", root / "runs")
     assert len(done) == 6 and {r.status for r in done} == {"trained"} and sum(r.to_score for r in done) == 0
-    # A result that is gone is to score again; a run with only a resumable state is started, not trained.
+    # A trained run whose result is gone is to score again; a run with only a resumable state is started.
     copy = tmp_path / "runs" / "smoke"
     copy.mkdir(parents=True)
-    coarse = next(r for r in done if r.arms == ("digits_cnn coarse",) and r.seed == 0)
-    (copy / coarse.folder.name).mkdir()
-    (copy / coarse.folder.name / "last.pt").write_bytes(b"")
+    coarse = [r for r in done if r.arms == ("digits_cnn coarse",)]
+    (copy / coarse[0].folder.name).mkdir()
+    (copy / coarse[0].folder.name / "last.pt").write_bytes(b"")
+    (copy / coarse[1].folder.name).mkdir()
+    (copy / coarse[1].folder.name / "card.json").write_bytes((coarse[1].folder / "card.json").read_bytes())
     partial = dry_run("yang2023", "smoke", tmp_path / "runs")
     status = {(r.arms, r.seed): (r.status, r.to_score) for r in partial}
-    assert status[(("digits_cnn coarse",), 0)] == ("started", 1)
+    assert status[(("digits_cnn coarse",), coarse[0].seed)] == ("started", 1)
+    assert status[(("digits_cnn coarse",), coarse[1].seed)] == ("trained", 1)
     assert status[(("digits_cnn fine",), 1)] == ("to train", 0)  # fine arms are not scored
     assert sum(r.epochs for r in partial) == 6 * 2
 
@@ -272,15 +281,20 @@ def test_a_dry_run_needs_no_data_and_writes_nothing(tmp_path):
         "18 training runs, 0 trained, 18 to train or finish (3600 epochs at most); 12 results to score" in result.output
     )
     assert "to train" in result.output and not (tmp_path / "r").exists()
-    # Two arms on one network are one run, listed once with both arms.
-    twins = (Condition("a", "digits-5", "digits_cnn"), Condition("b", "digits-5", "digits_cnn"))
+    # Arms on one network are one run, listed once with every arm; two arms scored on the same task share
+    # one result file, an arm scored on another task needs its own.
+    twins = (
+        Condition("a", "digits-5", "digits_cnn"),
+        Condition("b", "digits-5", "digits_cnn"),
+        Condition("c", "digits-5", "digits_cnn", score_task="digits-ood5"),
+    )
     plan = Plan("smoke", twins, (0,), (), "none")
     claims_module.CLAIMS["twin-test"] = Claim("twin-test", "p", "t", "s", "f", {"smoke": plan}, lambda *_: None)
     try:
         (twin,) = dry_run("twin-test", "smoke", tmp_path / "r")
     finally:
         del claims_module.CLAIMS["twin-test"]
-    assert twin.arms == ("a", "b") and twin.to_score == 2 and twin.epochs == 30
+    assert twin.arms == ("a", "b", "c") and twin.to_score == 2 and twin.epochs == 30
 
 
 def test_a_second_report_from_the_same_runs_is_byte_identical(yang_smoke):
@@ -326,7 +340,7 @@ def _check_schedule_numbers(numbers: dict, root: Path) -> None:
     cells = {k: v for k, v in numbers.items() if "coarse," in k}
     assert len(cells) == 4  # 2 training lengths × 2 weight decays
     for name, cell in cells.items():
-        epochs = int(name.split(", ")[1].split()[0])
+        epochs = int(name.split(", ")[1].split()[0])  # "1 epoch" or "2 epochs"
         recipe = f"epochs{epochs}" + ("-weight_decay0.005" if name.endswith("wd 0.005") else "")
         fine = [
             json.loads((root / f"digits-5-digits_cnn-subclass-s{seed}-{recipe}" / "card.json").read_text())
@@ -337,7 +351,15 @@ def _check_schedule_numbers(numbers: dict, root: Path) -> None:
         assert cell["fine_minus_reconstruction"]["values"] == pytest.approx(gaps)
     best = max(cells, key=lambda k: cells[k]["superclass_acc"]["mean"])
     chosen = numbers["digits_cnn: chosen"]
-    assert best == f"digits_cnn coarse, {chosen['epochs']} epochs, wd {chosen['weight_decay']:g}"
+
+    def name_of(cell: dict) -> str:
+        return claims_module._schedule_arm("digits_cnn", "coarse", cell["epochs"], cell["weight_decay"])
+
+    assert cells[best]["superclass_acc"]["mean"] == cells[name_of(chosen)]["superclass_acc"]["mean"]
+    for tied in chosen["tied_with"]:  # "2 epochs, wd 0.005"
+        epochs, wd = tied.split(", ")
+        twin = cells[f"digits_cnn coarse, {epochs}, {wd}"]
+        assert twin["superclass_acc"]["mean"] == cells[best]["superclass_acc"]["mean"]
     assert set(numbers) >= {"digits_cnn, wd 0.0005: longer training", "digits_cnn, wd 0.005: longer training"}
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,15 +199,16 @@ def dry_run(claim_name: str, scale: str = "cpu", out: Path = Path("runs/reproduc
     placeholders = {name: f"<{name}>" for name in DATASETS}
     runs = plan_runs(plan, Path(out) / scale, placeholders)
     listed: dict[str, PlannedRun] = {}
+    unscored: dict[str, set[Path]] = {}  # per run folder, the missing result files (arms may share one)
     for (name, seed), run in runs.items():
         condition = plan.condition(name)
         folder = Path(run.out)
-        record = RunRecord(condition, seed, folder, {})
-        missing = int(bool(condition.metrics) and not record.result_path.is_file())
+        result_path = RunRecord(condition, seed, folder, {}).result_path
+        if condition.metrics and not result_path.is_file():
+            unscored.setdefault(run.out, set()).add(result_path)
         known = listed.get(run.out)
         if known is not None:  # a second arm on the same network
-            arms, to_score = (*known.arms, name), known.to_score + missing
-            listed[run.out] = PlannedRun(folder, arms, seed, known.epochs, known.status, to_score)
+            listed[run.out] = replace(known, arms=(*known.arms, name))
             continue
         status = (
             "trained"
@@ -217,7 +218,8 @@ def dry_run(claim_name: str, scale: str = "cpu", out: Path = Path("runs/reproduc
             else "to train"
         )
         epochs = int(plan.recipe_of(condition).get("epochs", Recipe().epochs))
-        listed[run.out] = PlannedRun(folder, (name,), seed, epochs, status, missing)
+        listed[run.out] = PlannedRun(folder, (name,), seed, epochs, status, 0)
+    listed = {out: replace(run, to_score=len(unscored.get(out, ()))) for out, run in listed.items()}
     return list(listed.values())
 
 
