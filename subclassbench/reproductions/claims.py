@@ -500,7 +500,7 @@ def _analyse_schedule(plan: Plan, runs: Any) -> Findings:
         "the protocol L2-normalises and uses a linear probe (docs/protocol.md §5).",
         "Yang et al. searched learning rate × weight decay for networks trained to convergence. The paper scale "
         "trains that grid at 50 and 200 epochs; the cpu scale keeps the base recipe's learning rate and varies "
-        "training length instead, since its schedules stop far short of convergence.",
+        "training length instead: how reconstruction moves as training goes on.",
         "Choosing the setting on test-split superclass accuracy is mildly optimistic for the superclass task; "
         "the reconstruction it is judged on uses labels the choice never saw.",
     ]
