@@ -859,7 +859,6 @@ def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
         doc = agreement_over_runs(folders)
         docs[group] = doc
         part = doc["train"] or doc
-        logs = [load_train_correctness(f) for f in folders]
         independent = np.asarray(part["agreement_if_independent"])
         excess = np.asarray(part["agreement"]) - independent
         # Epochs where the baseline is neither ~0 nor ~1: at ~1 agreement cannot exceed it, and at ~0 (the first
@@ -885,8 +884,8 @@ def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
             "all_right_share": part["all_right_share"],
             "accuracy_mean": part["accuracy_mean"],
         }
-        if group != "all architectures":
-            orders[group] = np.mean([learned_at(log) for log in logs], axis=0)
+        if group != "all architectures":  # one architecture's learning order, from its runs' train logs
+            orders[group] = np.mean([learned_at(load_train_correctness(f)) for f in folders], axis=0)
     order_rows, order_rhos = [], []
     for i, a in enumerate(archs):
         for b in archs[i + 1 :]:
@@ -1110,8 +1109,8 @@ _register(
                 "cifar10-5",
                 "cifar10-5-semantic",
                 "none: 200 epochs, SGD lr 0.1 (cosine), batch 128, weight decay 5e-4, crop + flip; "
-                "a standard CIFAR recipe (Yang et al. tuned training length and weight decay: the claim "
-                "yang2023-schedule varies both).",
+                "a standard CIFAR recipe (Yang et al. searched learning rate × weight decay: the claim "
+                "yang2023-schedule trains that grid).",
             ),
             "cpu": _yang_plan(
                 "cpu", ("cifar_resnet20",), CIFAR_CPU_RECIPE, "cifar10-5", "cifar10-5-semantic", _CPU_CIFAR
