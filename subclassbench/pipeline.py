@@ -741,21 +741,6 @@ def evaluate_to_file(request: EvaluationRequest, out: Path | None = None, force:
     return result, path
 
 
-def parse_ood_data(items: list[str] | None) -> dict[str, str] | None:
-    """``NAME=PATH`` pairs → {name: path}; each name once."""
-    if not items:
-        return None
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name.strip() or not path.strip():
-            raise SubclassbenchError(f"--ood-data needs NAME=PATH (an OOD set of the task and its data), got '{item}'")
-        if name.strip() in out:
-            raise SubclassbenchError(f"--ood-data names OOD set '{name.strip()}' twice; give each set once")
-        out[name.strip()] = path.strip()
-    return out
-
-
 def parse_shard(text: str) -> tuple[int, int]:
     """``I/N`` (1-based) → (index, count), 0-based index."""
     try:

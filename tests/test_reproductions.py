@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from subclassbench.cli import app
 from subclassbench.errors import SubclassbenchError
 from subclassbench.reproductions import claims as claims_module
-from subclassbench.reproductions.harness import dry_run, get_claim, parse_data, plan_runs, reproduce
+from subclassbench.reproductions.harness import dry_run, get_claim, plan_runs, reproduce
 from subclassbench.reproductions.plan import Claim, Condition, Plan
 from subclassbench.reproductions.stats import (
     NOT_REPRODUCED,
@@ -177,10 +177,11 @@ def test_the_cli_help_names_every_claim():
         (lambda: get_claim("nope"), "unknown claim 'nope'"),
         (lambda: get_claim("nguyen2023-shuffled").plan("smoke"), "has no 'smoke' scale"),
         (lambda: get_claim("yang2023").plan("huge"), "unknown scale 'huge'"),
-        (lambda: parse_data(["cifar10"]), "NAME=PATH"),
-        (lambda: parse_data(["imagenet=/x"]), "NAME=PATH"),
-        (lambda: parse_data(["cifar10=/a", "cifar10=/b"]), "twice"),
         (lambda: plan_runs(get_claim("yang2023").plan("cpu"), Path("x"), {}), "--data cifar10=PATH"),
+        (
+            lambda: plan_runs(get_claim("nguyen2023-shuffled").plan("cpu"), Path("x"), {"cifar10": "c"}),
+            "trains on breeds-tiny16-shuffled.*--data tiny-imagenet=PATH",
+        ),
     ],
 )
 def test_bad_requests_name_the_fix(call, match):
@@ -207,6 +208,9 @@ def test_a_run_that_cannot_train_is_reported_with_its_folder(tmp_path):
         (["reproduce", "nope"], "unknown claim"),
         (["reproduce", "yang2023", "--scale", "paper"], "--data cifar10=PATH"),
         (["reproduce", "yang2023", "--data", "../etc=/x"], "NAME=PATH"),
+        (["reproduce", "yang2023", "--data", "cifar10"], "NAME=PATH"),
+        (["reproduce", "yang2023", "--data", "imagenet=/x"], "NAME one of cifar10, tiny-imagenet"),
+        (["reproduce", "yang2023", "--data", "cifar10=/a", "--data", "cifar10=/b"], "names 'cifar10' twice"),
         (["reproduce", "yang2023", "--scale", "smoke", "--stages", "train,deploy"], "unknown stage 'deploy'"),
         (["reproduce", "yang2023", "--scale", "smoke", "--device", "tpu"], "device"),
         (["reproduce", "nope", "--dry-run"], "unknown claim 'nope'"),

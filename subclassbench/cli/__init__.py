@@ -90,6 +90,21 @@ def split_list(values: list[str] | None) -> list[str] | None:
     return [name.strip() for item in values for name in item.split(",") if name.strip()]
 
 
+def named_paths(
+    items: list[str] | None, option: str, hint: str, names: tuple[str, ...] | None = None
+) -> dict[str, str]:
+    """Repeated ``NAME=PATH`` option values → {name: path}, each name once (and one of ``names`` if given)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, path = (part.strip() for part in item.partition("="))
+        if not sep or not name or not path or (names is not None and name not in names):
+            raise SubclassbenchError(f"{option} needs NAME=PATH ({hint}), got '{item}'")
+        if name in out:
+            raise SubclassbenchError(f"{option} names '{name}' twice; give each once")
+        out[name] = path
+    return out
+
+
 # Options that evaluate, extract and score share (the cache key is built from the same request fields).
 ModelOption = Annotated[str, typer.Option(help="Encoder spec: builtin:ARCH[.TAG], timm:NAME, open_clip:ARCH[@TAG].")]
 TaskOption = Annotated[str, typer.Option(help="Task name (see `subclassbench tasks`) or task file path.")]

@@ -30,6 +30,7 @@ from subclassbench.cli import (
     WorkersOption,
     app,
     cache_app,
+    named_paths,
     split_list,
     user_errors,
 )
@@ -82,10 +83,10 @@ def _request(
     ood_data: list[str] | None = None,
     **extra: Any,
 ) -> EvaluationRequest:
-    from subclassbench.pipeline import EvaluationRequest, parse_ood_data
+    from subclassbench.pipeline import EvaluationRequest
 
     return EvaluationRequest(
-        ood_data=parse_ood_data(ood_data),
+        ood_data=named_paths(ood_data, "--ood-data", "an OOD set of the task and its data") or None,
         model=model,
         task=task,
         weights=weights,

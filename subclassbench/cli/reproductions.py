@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from subclassbench.cli import QuietOption, RayCpusOption, app, split_list, user_errors
+from subclassbench.cli import QuietOption, RayCpusOption, app, named_paths, split_list, user_errors
 
 
 @app.command()
@@ -56,8 +56,8 @@ def reproduce(
     quiet: QuietOption = False,
 ) -> None:
     """Train, score under the protocol and report one paper's finding: docs/reproductions/<claim>.md."""
-    from subclassbench.reproductions.harness import parse_data
     from subclassbench.reproductions.harness import reproduce as run
+    from subclassbench.reproductions.plan import DATASETS
 
     if dry_run:
         _print_dry_run(claim, scale, out)
@@ -67,7 +67,7 @@ def reproduce(
         scale,
         out,
         report_dir,
-        parse_data(data),
+        named_paths(data, "--data", f"NAME one of {', '.join(DATASETS)}", DATASETS),
         device,
         executor,
         threads,

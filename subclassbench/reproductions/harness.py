@@ -78,19 +78,6 @@ def get_claim(name: str) -> Claim:
     return claims[name]
 
 
-def parse_data(items: Sequence[str] | None) -> dict[str, str]:
-    """``NAME=PATH`` pairs (NAME: cifar10 or tiny-imagenet) → {name: path}."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        name, sep, path = item.partition("=")
-        if not sep or name not in DATASETS or not path:
-            raise SubclassbenchError(f"--data takes NAME=PATH with NAME one of {', '.join(DATASETS)} (got '{item}')")
-        if name in out:
-            raise SubclassbenchError(f"--data names {name} twice")
-        out[name] = path
-    return out
-
-
 def plan_runs(plan: Plan, root: Path, data: dict[str, str]) -> dict[tuple[str, int], TrainingRun]:
     """(condition, seed) → its training run; the data each needs must be given."""
     runs: dict[tuple[str, int], TrainingRun] = {}
