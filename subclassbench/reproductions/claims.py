@@ -600,12 +600,20 @@ def _analyse_shuffled(plan: Plan, runs: Any) -> Findings:
         "subclass AMI per layer: shuffled vs natural superclasses",
         "k-means AMI within superclasses (test)",
     )
-    notes = [
-        "cifar10-5 pairs classes by index (airplane/dog, automobile/frog, …): unrelated subclasses, the role of "
-        "Nguyen & Kornblith's shuffled BREEDS superclasses; cifar10-5-semantic pairs related classes.",
-        "The two tasks of a pair have different subclasses, so their AMIs compare how much structure each "
-        "network keeps of its own task, as in the paper, not the same images.",
-    ]
+    notes = []
+    if SHUFFLED_PAIRS[0][0] in arms:
+        notes += [
+            "cifar10-5 pairs classes by index (airplane/dog, automobile/frog, …): unrelated subclasses, the role "
+            "of Nguyen & Kornblith's shuffled BREEDS superclasses; cifar10-5-semantic pairs related classes. The "
+            "two tasks group the same 10 classes differently, so their AMIs compare how much structure each "
+            "network keeps of its own task's pairs, not the same within-superclass comparisons.",
+        ]
+    if SHUFFLED_PAIRS[1][0] in arms:
+        notes += [
+            "breeds-tiny16-shuffled regroups breeds-tiny16's 64 subclasses into 16 superclasses of 4 at random "
+            "(docs/breeds.md): the same images and subclasses, as in Nguyen & Kornblith's control; only the "
+            "grouping, and so the labels the network is trained on, differ.",
+        ]
     return Findings(verdict, why, [table, per_seed], {"ami-per-layer": figure}, numbers, notes)
 
 
