@@ -600,20 +600,22 @@ def _analyse_shuffled(plan: Plan, runs: Any) -> Findings:
         "subclass AMI per layer: shuffled vs natural superclasses",
         "k-means AMI within superclasses (test)",
     )
-    notes = []
+    notes = [
+        "Both tasks of a pair hold the same images and subclasses and differ only in how the subclasses are "
+        "grouped, so the networks are trained on different labels and each AMI is measured within its own "
+        "task's superclasses, as in Nguyen & Kornblith's control.",
+    ]
     if SHUFFLED_PAIRS[0][0] in arms:
-        notes += [
-            "cifar10-5 pairs classes by index (airplane/dog, automobile/frog, …): unrelated subclasses, the role "
-            "of Nguyen & Kornblith's shuffled BREEDS superclasses; cifar10-5-semantic pairs related classes. The "
-            "two tasks group the same 10 classes differently, so their AMIs compare how much structure each "
-            "network keeps of its own task's pairs, not the same within-superclass comparisons.",
-        ]
+        notes.append(
+            "cifar10-5 pairs CIFAR-10's classes by label mod 5 (airplane/dog, automobile/frog, …): unrelated "
+            "subclasses, the role of the shuffled BREEDS superclasses; cifar10-5-semantic pairs neighbouring "
+            "labels (airplane/automobile, bird/cat, …), related classes."
+        )
     if SHUFFLED_PAIRS[1][0] in arms:
-        notes += [
+        notes.append(
             "breeds-tiny16-shuffled regroups breeds-tiny16's 64 subclasses into 16 superclasses of 4 at random "
-            "(docs/breeds.md): the same images and subclasses, as in Nguyen & Kornblith's control; only the "
-            "grouping, and so the labels the network is trained on, differ.",
-        ]
+            "(docs/breeds.md)."
+        )
     return Findings(verdict, why, [table, per_seed], {"ami-per-layer": figure}, numbers, notes)
 
 
@@ -1215,8 +1217,9 @@ _register(
                 CIFAR_CPU_RECIPE,
                 (("epochs", 10),),
                 f"{_CPU_CIFAR} Tiny ImageNet: cifar_resnet20 (it reads the 64-px photographs at 32 px) for 10 "
-                "epochs on the 125 training images per class of ../shared/data/tiny-imagenet, instead of "
-                "resnet18_small at 64 px for 100 (about 25 minutes per epoch on this machine).",
+                "epochs on the train split (about 100 of the 125 images per class in ../shared/data/tiny-imagenet; "
+                "20 % are held out), instead of resnet18_small at 64 px for 100, which would take about 25 "
+                "minutes per epoch here.",
             ),
         },
         _analyse_shuffled,
