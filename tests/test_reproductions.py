@@ -21,6 +21,7 @@ from subclassbench.reproductions.stats import (
     PARTLY,
     REPRODUCED,
     cliffs_delta,
+    combine,
     direction_verdict,
     image_statistics,
     learned_at,
@@ -382,9 +383,15 @@ def test_the_shuffled_claim_reads_its_pairs(tmp_path):
     task = tmp_path / "regrouped.yaml"
     task.write_text(yaml.safe_dump(raw))
     shuffled, natural = claims_module.SHUFFLED_PAIRS[0]
+    untrained = (("epochs", 0),)
     plan = Plan(
         "smoke",
-        (Condition(shuffled, str(task), "digits_cnn"), Condition(natural, "digits-5", "digits_cnn")),
+        (
+            Condition(shuffled, str(task), "digits_cnn"),
+            Condition(natural, "digits-5", "digits_cnn"),
+            Condition(shuffled + claims_module.UNTRAINED, str(task), "digits_cnn", recipe=untrained),
+            Condition(natural + claims_module.UNTRAINED, "digits-5", "digits_cnn", recipe=untrained),
+        ),
         (0, 1, 2),
         (("epochs", 2),),
         "digits",
@@ -402,4 +409,15 @@ def test_the_shuffled_claim_reads_its_pairs(tmp_path):
     pair = numbers[f"{shuffled} vs {natural}"]["committed_ami"]
     diffs = np.subtract(pair["shuffled"]["values"], pair["natural"]["values"])
     assert pair["difference"]["difference"]["values"] == pytest.approx(diffs.tolist())
-    assert done.verdict == direction_verdict(seed_summary(diffs), +1)[0]
+    # The control: the same seeds' initialisations on the same tasks, and what training added to each arm.
+    control = numbers[f"{shuffled} vs {natural}"]["committed_ami_untrained"]
+    gains = numbers[f"{shuffled} vs {natural}"]["committed_ami_gain"]
+    shuffled_gain = np.subtract(pair["shuffled"]["values"], control["shuffled"]["values"])
+    natural_gain = np.subtract(pair["natural"]["values"], control["natural"]["values"])
+    assert gains["shuffled"]["values"] == pytest.approx(shuffled_gain.tolist())
+    assert gains["difference"]["difference"]["values"] == pytest.approx((shuffled_gain - natural_gain).tolist())
+    assert not np.allclose(control["shuffled"]["values"], pair["shuffled"]["values"])  # the control is untrained
+    verdicts = [direction_verdict(seed_summary(d), +1)[0] for d in (diffs, shuffled_gain - natural_gain)]
+    assert done.verdict == combine(verdicts)
+    report = (tmp_path / "docs" / "shuffled-test.md").read_text()
+    assert "gained by training" in report and shuffled + claims_module.UNTRAINED in report

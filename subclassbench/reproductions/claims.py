@@ -523,6 +523,9 @@ SHUFFLED_PAIRS = (  # (shuffled arm, natural arm) scored on their own tasks
 )
 
 
+UNTRAINED = ", untrained"  # the suffix of an arm's control: the same seeds' initialisations, scored on its task
+
+
 def _shuffled_plan(
     scale: str,
     arch: str,
@@ -532,13 +535,19 @@ def _shuffled_plan(
     shortened: str,
     pairs: tuple[tuple[str, str], ...] = (("cifar10-5", "cifar10-5-semantic"),),
 ) -> Plan:
-    conditions = []
-    for (shuffled_name, natural_name), (shuffled, natural) in zip(SHUFFLED_PAIRS, pairs, strict=False):
-        conditions += [Condition(shuffled_name, shuffled, arch), Condition(natural_name, natural, arch)]
+    """Each pair's shuffled and natural arms, and each arm's untrained control: the two tasks group the same
+    subclasses differently, and unrelated subclasses can be easier to cluster before any training."""
+    arms = [(names, tasks, arch, ()) for names, tasks in zip(SHUFFLED_PAIRS, pairs, strict=False)]
     if tiny_arch:
+        arms.append((SHUFFLED_PAIRS[1], ("breeds-tiny16-shuffled", "breeds-tiny16"), tiny_arch, tiny_recipe))
+    conditions = []
+    for names, tasks, network, arm_recipe in arms:
         conditions += [
-            Condition("breeds-tiny16-shuffled", "breeds-tiny16-shuffled", tiny_arch, recipe=tiny_recipe),
-            Condition("breeds-tiny16", "breeds-tiny16", tiny_arch, recipe=tiny_recipe),
+            Condition(name, task, network, recipe=arm_recipe) for name, task in zip(names, tasks, strict=True)
+        ]
+        conditions += [
+            Condition(name + UNTRAINED, task, network, recipe=(("epochs", 0),))
+            for name, task in zip(names, tasks, strict=True)
         ]
     return Plan(scale, tuple(conditions), (0, 1, 2), recipe, shortened)
 
@@ -551,33 +560,52 @@ def _analyse_shuffled(plan: Plan, runs: Any) -> Findings:
             continue
         a, b = runs.results(shuffled), runs.results(natural)
         arms[shuffled], arms[natural] = a, b
-        part = {}
+        controls = runs.has(shuffled + UNTRAINED) and runs.has(natural + UNTRAINED)
+        ua, ub = (runs.results(shuffled + UNTRAINED), runs.results(natural + UNTRAINED)) if controls else ([], [])
+        tasks = (runs.of(shuffled)[0].condition.task, runs.of(natural)[0].condition.task)
+        part: dict[str, Any] = {}
         for key, label in (("committed_ami", "k-means AMI"), ("committed_ward_ami", "Ward AMI (factor 1)")):
             av, bv = _ward_or(a, key), _ward_or(b, key)
-            diff = paired(av, bv)
-            verdict, why = direction_verdict(diff.difference, +1)
-            if key == "committed_ami":
-                verdicts.append(verdict)
-                tasks = (runs.of(shuffled)[0].condition.task, runs.of(natural)[0].condition.task)
-                parts.append(f"{tasks[0]} vs {tasks[1]}: {verdict}")
-            rows.append(
-                [
-                    f"{shuffled} − {natural}",
-                    label,
-                    seed_summary(av).text(),
-                    seed_summary(bv).text(),
-                    diff.text(),
-                    verdict,
+            comparisons = [(key, label, av, bv)]
+            if controls:
+                uav, ubv = _ward_or(ua, key), _ward_or(ub, key)
+                comparisons += [
+                    (f"{key}_untrained", f"{label}, untrained (control)", uav, ubv),
+                    (
+                        f"{key}_gain",
+                        f"{label} gained by training (trained − untrained, per seed)",
+                        list(np.subtract(av, uav)),
+                        list(np.subtract(bv, ubv)),
+                    ),
                 ]
-            )
-            part[key] = {
-                "shuffled": seed_summary(av).to_dict(),
-                "natural": seed_summary(bv).to_dict(),
-                "difference": diff.to_dict(),
-                "verdict": verdict,
-                "why": why,
-            }
-        for name, results in ((shuffled, a), (natural, b)):
+            for name, text, sv, nv in comparisons:
+                diff = paired(sv, nv)
+                verdict, why = direction_verdict(diff.difference, +1)
+                decides = name in ("committed_ami", "committed_ami_gain")
+                if decides:
+                    verdicts.append(verdict)
+                    what = "trained" if name == "committed_ami" else "gain over the untrained control"
+                    parts.append(f"{tasks[0]} vs {tasks[1]}, {what}: {verdict}")
+                rows.append(
+                    [
+                        f"{shuffled} − {natural}",
+                        text,
+                        seed_summary(sv).text(),
+                        seed_summary(nv).text(),
+                        diff.text(),
+                        "—" if name.endswith("_untrained") else verdict,
+                    ]
+                )
+                part[name] = {
+                    "shuffled": seed_summary(sv).to_dict(),
+                    "natural": seed_summary(nv).to_dict(),
+                    "difference": diff.to_dict(),
+                    "verdict": verdict,
+                    "why": why,
+                }
+        for name, results in ((shuffled, a), (natural, b)) + (
+            ((shuffled + UNTRAINED, ua), (natural + UNTRAINED, ub)) if controls else ()
+        ):
             seed_rows.append(
                 [name, _seed_cells(results, "committed_ami"), _seed_cells(results, "committed_superclass_acc")]
             )
@@ -590,8 +618,12 @@ def _analyse_shuffled(plan: Plan, runs: Any) -> Findings:
         "Subclass clusterability: superclasses of unrelated subclasses vs natural ones",
         ["pair", "metric (committed layer)", "shuffled", "natural", "shuffled − natural (paired by seed)", "verdict"],
         rows,
-        "Each network is scored on the task it was trained on. Verdict: reproduced when every seed's difference "
-        "is positive and the t-interval of the mean excludes 0; the k-means AMI rows decide.",
+        "Each network is scored on the task it was trained on; its untrained control is the same seed's "
+        "initialisation scored on the same task. Verdict: reproduced when every seed's difference is positive and "
+        "the t-interval of the mean excludes 0. The k-means AMI rows decide: the trained networks' difference (the "
+        "paper's comparison) and, where the controls ran, the difference in what training added (trained − "
+        "untrained), so that a task whose subclasses are easier to cluster before any training does not pass for "
+        "structure the training kept. The untrained rows are shown, not judged.",
     )
     per_seed = Table("Per seed [95% bootstrap interval]", ["arm", "committed AMI", "superclass acc (probe)"], seed_rows)
     figure = _curves_png(
