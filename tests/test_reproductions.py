@@ -417,6 +417,7 @@ def test_the_shuffled_claim_reads_its_pairs(tmp_path):
     assert gains["shuffled"]["values"] == pytest.approx(shuffled_gain.tolist())
     assert gains["difference"]["difference"]["values"] == pytest.approx((shuffled_gain - natural_gain).tolist())
     assert not np.allclose(control["shuffled"]["values"], pair["shuffled"]["values"])  # the control is untrained
+    assert "verdict" not in control and "verdict" in gains  # the controls are shown, not judged
     verdicts = [direction_verdict(seed_summary(d), +1)[0] for d in (diffs, shuffled_gain - natural_gain)]
     assert done.verdict == combine(verdicts)
     report = (tmp_path / "docs" / "shuffled-test.md").read_text()
