@@ -1,7 +1,7 @@
 """The bootstrap's calibration and its two designs, measured (run: python benchmarks/bench_bootstrap.py).
 
 1. Coverage: on synthetic hierarchies with known population values
-   (``subclassbench.calibration``), how often the nominal 95% interval holds
+   (``subclassbench.uncertainty.calibration``), how often the nominal 95% interval holds
    the population value, over many seeded draws. Target: 92–98%.
 2. Refit vs reuse, on real features of one layer: the committed-AMI interval
    when k-means is refit on every resample, against re-scoring the stored
@@ -24,10 +24,10 @@ import time
 import numpy as np
 from sklearn.metrics import adjusted_mutual_info_score
 
-from subclassbench.bootstrap import cluster_replicates, interval, stratified_counts, with_estimate
-from subclassbench.calibration import HIERARCHIES, measure
-from subclassbench.clusterability import PARAMS, cluster_layer
-from subclassbench.clustering import kmeans_faiss, l2_normalize
+from subclassbench.metrics.clustering import kmeans_faiss, l2_normalize
+from subclassbench.scoring.clusterability import PARAMS, cluster_layer
+from subclassbench.uncertainty.bootstrap import cluster_replicates, interval, stratified_counts, with_estimate
+from subclassbench.uncertainty.calibration import HIERARCHIES, measure
 
 
 def coverage(draws: int, resamples: int, names: list[str], compare_centring: bool) -> None:
@@ -48,8 +48,8 @@ def coverage(draws: int, resamples: int, names: list[str], compare_centring: boo
 
 
 def refit_vs_reuse(args: argparse.Namespace) -> None:
-    from subclassbench.features import extract_cached
-    from subclassbench.pipeline import EvaluationRequest, prepare
+    from subclassbench.evaluation.pipeline import EvaluationRequest, prepare
+    from subclassbench.features.extraction import extract_cached
 
     request = EvaluationRequest(
         model=args.model, task=args.task, weights=args.weights, data=args.data, metrics=["clusterability"]

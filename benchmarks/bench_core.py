@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from subclassbench.clustering import kmeans_faiss, kmeans_sklearn, l2_normalize
-from subclassbench.datasources import ArrayImageSet
-from subclassbench.encoders import load_encoder
-from subclassbench.features import extract_features
-from subclassbench.metrics import cluster_scores
+from subclassbench.encoders.sources import load_encoder
+from subclassbench.features.extraction import extract_features
+from subclassbench.metrics.clustering import kmeans_faiss, kmeans_sklearn, l2_normalize
+from subclassbench.metrics.partition import cluster_scores
+from subclassbench.tasks.datasources import ArrayImageSet
 
 SHARED_TEST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10_test.npz"
 

@@ -35,11 +35,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from subclassbench.datasources import FileImageSet
-from subclassbench.encoders import load_encoder
-from subclassbench.features import default_workers, extract_features, iterate_batches
-from subclassbench.probes import ProbeRecipe, fit_probes
-from subclassbench.workerpool import available_cores
+from subclassbench.core.workerpool import available_cores
+from subclassbench.encoders.sources import load_encoder
+from subclassbench.features.extraction import default_workers, extract_features, iterate_batches
+from subclassbench.scoring.probes import ProbeRecipe, fit_probes
+from subclassbench.tasks.datasources import FileImageSet
 
 
 def jpeg_tree(folder: Path, n: int, seed: int = 0) -> FileImageSet:
@@ -139,7 +139,7 @@ def bench_extraction(images: FileImageSet, model: str, device: str, batch: int, 
 
 def reference_loop(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray, classes: int) -> float:
     """The per-layer probe the project ran before batching (nn.Linear, AdamW, one layer at a time)."""
-    from subclassbench.probes import holdout_rows
+    from subclassbench.scoring.probes import holdout_rows
 
     recipe = ProbeRecipe()
     held = holdout_rows(y, recipe.holdout_fraction, recipe.seed)
@@ -199,8 +199,8 @@ def bench_probes(n: int, layers: int, device: str, base: int) -> None:
 def bench_training(device: str, n: int, epochs: int, batch: int) -> None:
     import yaml
 
-    from subclassbench.tasks import load_task
-    from subclassbench.training import Recipe, train
+    from subclassbench.tasks.task import load_task
+    from subclassbench.training.trainer import Recipe, train
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -268,7 +268,7 @@ def _scores(result: object) -> dict:
 def bench_cifar(shared: Path, score_workers: int) -> None:
     """The CPU target: full evaluate of ResNet-56 on cifar10-5-semantic vs a bare forward pass over its images;
     then the same features re-scored from the cache in this process and in ``score_workers`` processes."""
-    from subclassbench.pipeline import EvaluationRequest, evaluate
+    from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
 
     weights = sorted((shared / "weights").glob("resnet56-*.th"))
     if not weights or not (shared / "data").is_dir():
@@ -288,7 +288,7 @@ def bench_cifar(shared: Path, score_workers: int) -> None:
             start = time.perf_counter()
             doc = evaluate(dataclasses.replace(request, cache="only", score_workers=workers, bootstrap=0))
             rescored[workers] = (time.perf_counter() - start, doc)
-    from subclassbench.pipeline import prepare
+    from subclassbench.evaluation.pipeline import prepare
 
     prepared = prepare(request)
     n = sum(len(d) for d in (*prepared.splits.values(), *prepared.ood_splits.values()))

@@ -80,8 +80,8 @@ def standin_encoder() -> object:  # an Encoder; torch is imported in the child o
     import torch
     from torch import nn
 
-    from subclassbench.encoders import Encoder
-    from subclassbench.preprocessing import Preprocessing
+    from subclassbench.encoders.preprocessing import Preprocessing
+    from subclassbench.encoders.sources import Encoder
 
     torch.manual_seed(0)
     blocks = nn.ModuleList([nn.Linear(64, width) for width in WIDTHS])
@@ -111,11 +111,11 @@ def rss_mb() -> float:
 
 def child(task_path: Path, data: Path, cache_dir: Path | None) -> None:
     """One evaluation's extraction and scoring; prints a JSON line with its memory and times."""
-    from subclassbench import clusterability, probes, transfer
-    from subclassbench.cache import FeatureCache
-    from subclassbench.features import ExtractionContext, extract_cached
-    from subclassbench.pipeline import Prepared, score
-    from subclassbench.tasks import load_task
+    from subclassbench.evaluation.pipeline import Prepared, score
+    from subclassbench.features.cache import FeatureCache
+    from subclassbench.features.extraction import ExtractionContext, extract_cached
+    from subclassbench.scoring import clusterability, probes, transfer
+    from subclassbench.tasks.task import load_task
 
     # Fewer iterations than the protocol; each iteration reuses the buffers of the first.
     clusterability.PARAMS = {**clusterability.PARAMS, "n_init": 1, "max_iter": 3}

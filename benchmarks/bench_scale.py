@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from subclassbench.pipeline import EvaluationRequest, evaluate, extract
-from subclassbench.runner import load_matrix, run_matrix
+from subclassbench.evaluation.matrix import load_matrix, run_matrix
+from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate, extract
 
 
 def make_task(folder: Path, name: str, n: int, seed: int) -> tuple[Path, Path]:

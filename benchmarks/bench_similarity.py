@@ -16,7 +16,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from subclassbench.similarity import concept_pair_alignment, generalized_rand_index, linear_cka, soft_assignments
+from subclassbench.metrics.similarity import (
+    concept_pair_alignment,
+    generalized_rand_index,
+    linear_cka,
+    soft_assignments,
+)
 
 
 def run(name: str, fn: Callable[[], object]) -> None:

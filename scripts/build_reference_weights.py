@@ -10,8 +10,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from subclassbench.tasks import load_task
-from subclassbench.training import Recipe, package_run, train
+from subclassbench.tasks.task import load_task
+from subclassbench.training.trainer import Recipe, package_run, train
 
 OUT = Path(__file__).resolve().parent.parent / "subclassbench" / "weights"
 RECIPE = Recipe(epochs=30, batch_size=64, lr=0.05, nesterov=False, augment="none", seed=0)

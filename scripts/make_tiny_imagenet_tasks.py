@@ -1,7 +1,7 @@
 """Write the Tiny ImageNet BREEDS-style task files (docs/breeds.md) from ../shared: breeds-tiny16, its shuffled
 control, and tiny-imagenet-ood16 (the Tiny ImageNet classes in neither, their class-disjoint OOD set).
 
-    python scripts/make_tiny_imagenet_tasks.py [--shared ../shared] [--out subclassbench/builtin_tasks] [--check]
+    python scripts/make_tiny_imagenet_tasks.py [--shared ../shared] [--out subclassbench/tasks/builtin] [--check]
 
 ``--check`` compares with the files there instead of writing (the test suite runs it when ../shared exists).
 """
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from subclassbench.breeds import (
+from subclassbench.tasks.breeds import (
     BuildOptions,
     Hierarchy,
     build_task_file,
@@ -74,7 +74,7 @@ def files(shared: Path) -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
-    parser.add_argument("--out", type=Path, default=REPO / "subclassbench" / "builtin_tasks")
+    parser.add_argument("--out", type=Path, default=REPO / "subclassbench" / "tasks" / "builtin")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     stale = []

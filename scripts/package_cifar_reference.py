@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from subclassbench.training import package_run
+from subclassbench.training.trainer import package_run
 
 OUT = Path(__file__).resolve().parent.parent / "subclassbench" / "weights"
 

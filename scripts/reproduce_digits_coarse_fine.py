@@ -1,6 +1,6 @@
 """Coarse-trained vs fine-trained vs random-init digits CNNs on digits-5 (3 seeds each).
 
-Trains each encoder with `subclassbench.training.train` (epochs 0 = the seeded
+Trains each encoder with `subclassbench.training.trainer.train` (epochs 0 = the seeded
 random initialisation), scores every layer with protocol v1 clusterability,
 and prints per-layer AMI (mean ± std over seeds) and fine-label recovery.
 Run: python scripts/reproduce_digits_coarse_fine.py [--out runs/digits]
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from subclassbench.pipeline import EvaluationRequest, evaluate
-from subclassbench.tasks import load_task
-from subclassbench.training import Recipe, train
+from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.tasks.task import load_task
+from subclassbench.training.trainer import Recipe, train
 
 CONDITIONS = {"superclass": ("superclass", 30), "subclass": ("subclass", 30), "random-init": ("superclass", 0)}
 

@@ -11,10 +11,10 @@ import torch
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
-from subclassbench.compare import agreement_over_runs
-from subclassbench.encoders import load_encoder
+from subclassbench.compare.representations import agreement_over_runs
+from subclassbench.encoders.sources import load_encoder
 from subclassbench.errors import SubclassbenchError
-from subclassbench.similarity import (
+from subclassbench.metrics.similarity import (
     agreement,
     agreement_if_independent,
     agreement_lower_bound,
@@ -22,8 +22,8 @@ from subclassbench.similarity import (
     all_right_share,
     sample_agreement,
 )
-from subclassbench.tasks import load_task
-from subclassbench.training import Recipe, load_correctness, load_train_correctness, targets, train
+from subclassbench.tasks.task import load_task
+from subclassbench.training.trainer import Recipe, load_correctness, load_train_correctness, targets, train
 
 FAST = Recipe(epochs=2, batch_size=128)
 runner = CliRunner()

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 import subclassbench
 from subclassbench.cli import app
+from subclassbench.encoders.module import module_fingerprint, stage_layers, wrap_module
 from subclassbench.errors import SubclassbenchError
-from subclassbench.module_encoders import module_fingerprint, stage_layers, wrap_module
-from subclassbench.results import Result
+from subclassbench.results.result import Result
 
 from .conftest import without_run
 

@@ -11,12 +11,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from subclassbench.breeds import PRESETS, Hierarchy, derive, shuffle_control
 from subclassbench.cli import app
 from subclassbench.errors import SubclassbenchError
-from subclassbench.pipeline import EvaluationRequest, evaluate
-from subclassbench.results import validate_result
-from subclassbench.tasks import Task, load_task
+from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.results.result import validate_result
+from subclassbench.tasks.breeds import PRESETS, Hierarchy, derive, shuffle_control
+from subclassbench.tasks.task import Task, load_task
 from tests.conftest import REPO, SHARED
 
 runner = CliRunner()
@@ -203,7 +203,7 @@ def test_frozen_files_equal_a_fresh_derivation(preset, shuffled, tmp_path):
     args = ["tasks", "build-breeds", "--hierarchy", str(HIERARCHY), "--preset", preset, "--out", "-"]
     result = runner.invoke(app, args + (["--shuffled"] if shuffled else []))
     assert result.exit_code == 0, result.output
-    assert result.output == (REPO / "subclassbench" / "builtin_tasks" / f"{name}.yaml").read_text()
+    assert result.output == (REPO / "subclassbench" / "tasks" / "builtin" / f"{name}.yaml").read_text()
 
 
 # --------------------------------------------------------------------------- ImageNet on a fake tree
@@ -345,14 +345,14 @@ def test_incomplete_or_corrupt_imagenet_is_a_one_line_error(fake_imagenet, tmp_p
 
 
 def test_overlapping_hash_ranges_are_rejected():
-    raw = yaml.safe_load((REPO / "subclassbench" / "builtin_tasks" / "breeds-living17.yaml").read_text())
+    raw = yaml.safe_load((REPO / "subclassbench" / "tasks" / "builtin" / "breeds-living17.yaml").read_text())
     raw["splits"]["val"]["select"]["hash_range"] = [0.0, 0.05]
     with pytest.raises(SubclassbenchError, match="share samples"):
         Task.from_dict(raw)
 
 
 def test_hub_file_names_map_to_imagenet_file_names():
-    from subclassbench.imagenet import _file_id
+    from subclassbench.tasks.imagenet import _file_id
 
     # The hub's imagenet-1k appends the WNID; ids must equal the class-folder layout's file names.
     assert _file_id("ILSVRC2012_val_00000001_n01751748.JPEG") == "ILSVRC2012_val_00000001.JPEG"
@@ -441,7 +441,7 @@ def test_cross_dataset_class_overlaps_are_declared_and_checked(tmp_path):
     # Tiny ImageNet's cats, dogs, frogs, cars and a tractor are CIFAR-10 classes 3, 5, 6, 1 and 9.
     assert shared == {"1", "3", "5", "6", "9"}
     assert not load_task("breeds-tiny16").class_keys() & ood.class_keys()  # still disjoint from its own task
-    raw = yaml.safe_load((REPO / "subclassbench" / "builtin_tasks" / "tiny-imagenet-ood16.yaml").read_text())
+    raw = yaml.safe_load((REPO / "subclassbench" / "tasks" / "builtin" / "tiny-imagenet-ood16.yaml").read_text())
     raw["data"]["same_classes_as"] = {"cifar10-5": {"n01443537": 42}}
     with pytest.raises(SubclassbenchError, match="42 is not a class of cifar10-5; fix the mapping"):
         Task.from_dict(raw).class_keys()

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
-from subclassbench.results import read_result
+from subclassbench.results.result import read_result
 from tests.conftest import REPO, without_run
 
 runner = CliRunner()
@@ -88,7 +88,7 @@ def test_evaluate_on_image_folder_task(tmp_path, tiny_image_task, tiny_image_fol
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     if "WRONG" in args:  # the digits CNN's weights offered to the MLP
-        from subclassbench.encoders import packaged_weights_dir
+        from subclassbench.encoders.sources import packaged_weights_dir
 
         args = [
             str(packaged_weights_dir() / "digits_cnn.digits5_coarse.safetensors") if a == "WRONG" else a for a in args
@@ -152,7 +152,7 @@ def test_out_folder_is_refused_before_any_work(tmp_path):
 
 
 def test_default_paths_of_different_weights_do_not_collide(tmp_path, monkeypatch):
-    from subclassbench.pipeline import default_output_path
+    from subclassbench.evaluation.pipeline import default_output_path
 
     base = {"task": {"name": "cifar10-5", "split": "test"}}
     a = {

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from subclassbench.encoders import load_encoder
-from subclassbench.features import extract_features, pool
-from subclassbench.tasks import load_task
+from subclassbench.encoders.sources import load_encoder
+from subclassbench.features.extraction import extract_features, pool
+from subclassbench.tasks.task import load_task
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from subclassbench import progress
 from subclassbench.cli import app, main
+from subclassbench.core import progress
 
 runner = CliRunner()
 MODEL = "builtin:digits_cnn.digits5_coarse"

@@ -1,4 +1,4 @@
-"""Figures (subclassbench.figures): stable model colours, data-driven heatmap ranges, the committed layer
+"""Figures (subclassbench.figures.drawing): stable model colours, data-driven heatmap ranges, the committed layer
 marked, label granularity as line style, clipped agreement bands, PNG/SVG/PDF byte-identical on every call,
 the leaderboard's skip-unchanged check, and `evaluate --plot`."""
 
@@ -14,10 +14,10 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
 from typer.testing import CliRunner
 
-from subclassbench import figures
 from subclassbench.cli import app
-from subclassbench.figures import Curve, curve_figure, heatmap_figure, model_style
-from subclassbench.results import read_result
+from subclassbench.figures import drawing as figures
+from subclassbench.figures.drawing import Curve, curve_figure, heatmap_figure, model_style
+from subclassbench.results.result import read_result
 from tests.conftest import REPO
 
 LAYERS = ("stem", "block1", "block2", "embedding")
@@ -59,7 +59,7 @@ def test_a_model_keeps_its_colour_when_a_row_is_added():
         assert after[key].get_marker() == before[key].get_marker()
         assert to_hex(before[key].get_color()) == model_style(row["submission"])[0].lower()
     # The style is a function of the name alone, not of Python's per-process string hash.
-    code = "from subclassbench.figures import model_style; print(model_style('alpha-fine'))"
+    code = "from subclassbench.figures.drawing import model_style; print(model_style('alpha-fine'))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert other.stdout.strip() == str(model_style("alpha-fine"))
 
@@ -153,7 +153,8 @@ def test_every_format_is_written_and_byte_identical_on_a_second_call(tmp_path):
     assert figures.read_digest(changed["svg"]) not in digests
     # Another process (another string-hash seed, fresh SVG ids) gives the same bytes.
     code = (
-        "import sys; from tests.test_figures import ROWS, _curves; from subclassbench import figures; "
+        "import sys; from tests.test_figures import ROWS, _curves; "
+        "from subclassbench.figures import drawing as figures; "
         "sys.stdout.buffer.write(figures.curve_files(_curves(ROWS), 'digits-5: subclass AMI per layer')['svg'])"
     )
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=REPO, check=True)
@@ -166,7 +167,7 @@ def test_every_format_is_written_and_byte_identical_on_a_second_call(tmp_path):
 
 
 def test_leaderboard_skips_a_figure_only_when_its_digest_matches(tmp_path):
-    from subclassbench.leaderboard import _same
+    from subclassbench.leaderboard.board import _same
 
     files = figures.curve_files(_curves(ROWS), "t")
     other = figures.curve_files(_curves([ROWS[1]]), "t")

@@ -11,10 +11,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from subclassbench import safeyaml
+from subclassbench.core import safeyaml
 from subclassbench.errors import SubclassbenchError
-from subclassbench.results import Result
-from subclassbench.tasks import Task, builtin_tasks_dir
+from subclassbench.results.result import Result
+from subclassbench.tasks.task import Task, builtin_tasks_dir
 from tests.conftest import REPO
 
 TASK = yaml.safe_load((builtin_tasks_dir() / "digits-5.yaml").read_text())

@@ -11,9 +11,9 @@ import torch
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
-from subclassbench.encoders import load_encoder
+from subclassbench.core.hashing import sha256_file
+from subclassbench.encoders.sources import load_encoder
 from subclassbench.errors import SubclassbenchError
-from subclassbench.hashing import sha256_file
 
 transformers = pytest.importorskip("transformers")
 runner = CliRunner()

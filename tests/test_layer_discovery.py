@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from subclassbench.encoders import EMBEDDING, MIN_LAYERS, discover_layers, load_encoder
+from subclassbench.encoders.sources import EMBEDDING, MIN_LAYERS, discover_layers, load_encoder
 from subclassbench.errors import SubclassbenchError
 
 timm = pytest.importorskip("timm")

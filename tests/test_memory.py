@@ -12,17 +12,17 @@ import pytest
 import torch
 from torch import nn
 
-from subclassbench import features as features_module
-from subclassbench import matrices
-from subclassbench.cache import FeatureCache
-from subclassbench.clusterability import score_layers
-from subclassbench.encoders import Encoder
-from subclassbench.features import ExtractionContext, LayerFeatures, extract_cached
-from subclassbench.matrices import Matrix, Rows, all_finite, column_moments
-from subclassbench.pipeline import degenerate_flags
-from subclassbench.preprocessing import Preprocessing
-from subclassbench.probes import fit_probes
-from subclassbench.tasks import load_task
+from subclassbench.encoders.preprocessing import Preprocessing
+from subclassbench.encoders.sources import Encoder
+from subclassbench.evaluation.pipeline import degenerate_flags
+from subclassbench.features import extraction as features_module
+from subclassbench.features import matrices
+from subclassbench.features.cache import FeatureCache
+from subclassbench.features.extraction import ExtractionContext, LayerFeatures, extract_cached
+from subclassbench.features.matrices import Matrix, Rows, all_finite, column_moments
+from subclassbench.scoring.clusterability import score_layers
+from subclassbench.scoring.probes import fit_probes
+from subclassbench.tasks.task import load_task
 
 N_LAYERS, WIDTH = 18, 256
 
@@ -207,7 +207,7 @@ def test_a_layer_over_the_group_budget_is_streamed_and_trains_bit_for_bit_as_sta
     """A lone layer whose training rows exceed the budget is read a minibatch at a time (its fit rows are
     never stacked): the same epochs, accuracies and predictions as from the stacked tensor, from a file or
     an array. benchmarks/bench_memory.py measures what it saves."""
-    from subclassbench import probes
+    from subclassbench.scoring import probes
 
     rng = np.random.RandomState(4)
     y, yt = rng.randint(0, 4, 2000), rng.randint(0, 4, 200)

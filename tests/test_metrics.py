@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, normalized_mutual_info_score
 
-from subclassbench.metrics import cluster_scores, matched_accuracy, matched_count, purity
+from subclassbench.metrics.partition import cluster_scores, matched_accuracy, matched_count, purity
 
 METRICS = {
     "ami": lambda t, p: cluster_scores(t, p)["ami"],

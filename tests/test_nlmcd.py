@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
+from subclassbench.compare.nlmcd import Tokens, discover_concepts, make_tokens, nlmcd, tokens_from_output
 from subclassbench.errors import SubclassbenchError
-from subclassbench.nlmcd import Tokens, discover_concepts, make_tokens, nlmcd, tokens_from_output
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,8 +174,9 @@ def test_cli_nlmcd_on_a_feature_map_layer(tmp_path):
 
 def test_umap_and_hdbscan_are_imported_only_for_nlmcd():
     # Module-level imports only: the packages load inside discover_concepts, nlmcd inside the nlmcd branch.
-    for module in ("subclassbench/nlmcd.py", "subclassbench/compare.py", "subclassbench/cli/compare.py"):
-        tree = ast.parse((ROOT / module).read_text())
+    modules = ("compare/nlmcd.py", "compare/representations.py", "cli/compare.py")
+    for module in modules:
+        tree = ast.parse((ROOT / "subclassbench" / module).read_text())
         names = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
         names |= {node.module or "" for node in tree.body if isinstance(node, ast.ImportFrom)}
-        assert not {"umap", "hdbscan", "subclassbench.nlmcd"} & names, module
+        assert not {"umap", "hdbscan", "subclassbench.compare.nlmcd"} & names, module

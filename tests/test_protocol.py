@@ -8,13 +8,13 @@ import itertools
 import numpy as np
 import pytest
 
-from subclassbench.clusterability import score_clusterability
-from subclassbench.clustering import kmeans_faiss, kmeans_sklearn, l2_normalize
-from subclassbench.metrics import cluster_scores
-from subclassbench.pipeline import EvaluationRequest, evaluate
-from subclassbench.protocol import PROTOCOL, protocol_fingerprint
-from subclassbench.results import validate_result
-from subclassbench.tasks import Task, builtin_tasks_dir, read_task_file
+from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.metrics.clustering import kmeans_faiss, kmeans_sklearn, l2_normalize
+from subclassbench.metrics.partition import cluster_scores
+from subclassbench.results.result import validate_result
+from subclassbench.scoring.clusterability import score_clusterability
+from subclassbench.scoring.protocol import PROTOCOL, protocol_fingerprint
+from subclassbench.tasks.task import Task, builtin_tasks_dir, read_task_file
 from tests.conftest import without_run
 
 
@@ -79,7 +79,7 @@ def test_protocol_fingerprint_covers_every_parameter(monkeypatch):
     ):
         changed = copy.deepcopy(PROTOCOL)
         changed[section][key] = value
-        monkeypatch.setattr("subclassbench.protocol.PROTOCOL", changed)
+        monkeypatch.setattr("subclassbench.scoring.protocol.PROTOCOL", changed)
         assert protocol_fingerprint() != before
 
 

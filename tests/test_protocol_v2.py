@@ -13,13 +13,13 @@ from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import adjusted_mutual_info_score
 
 from subclassbench.cli import main
-from subclassbench.clusterability import reconstruct, score_clusterability
 from subclassbench.errors import SubclassbenchError
-from subclassbench.metrics import purity
-from subclassbench.pipeline import EvaluationRequest, evaluate
-from subclassbench.protocol import PROTOCOL, protocol_fingerprint, protocol_v1_fingerprint
-from subclassbench.results import Result
-from subclassbench.tasks import SplitData, Task
+from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.metrics.partition import purity
+from subclassbench.results.result import Result
+from subclassbench.scoring.clusterability import reconstruct, score_clusterability
+from subclassbench.scoring.protocol import PROTOCOL, protocol_fingerprint, protocol_v1_fingerprint
+from subclassbench.tasks.task import SplitData, Task
 from tests.conftest import REPO, add_transfer, make_images, tiny_task_raw
 
 # ----------------------------------------------------------------------------- helpers
@@ -33,7 +33,7 @@ def two_by_two() -> Task:
 
 def split_of(task: Task, name: str, subclass_of_sample: list[int]) -> SplitData:
     """A split whose samples carry the given dataset labels (0, 1: superclass 0; 2, 3: superclass 1)."""
-    from subclassbench.datasources import ArrayImageSet
+    from subclassbench.tasks.datasources import ArrayImageSet
 
     labels = np.asarray(subclass_of_sample, dtype=np.int64)
     images = ArrayImageSet(
@@ -118,7 +118,7 @@ def test_ward_overclustering_agrees_with_scikit_learn_and_purity_never_falls():
     scores = score_clusterability(x, split)
     over = scores["ward"]["overcluster"]
     assert [row["factor"] for row in over] == PROTOCOL["clusterability"]["ward"]["overcluster_factors"]
-    from subclassbench.clustering import l2_normalize
+    from subclassbench.metrics.clustering import l2_normalize
 
     xn = l2_normalize(x)
     for row in over:
@@ -155,8 +155,8 @@ def test_a_protocol_v1_result_names_the_fix(tmp_path):
 
 @pytest.fixture(scope="module")
 def id5_run(tmp_path_factory) -> Path:
-    from subclassbench.tasks import load_task
-    from subclassbench.training import Recipe, train
+    from subclassbench.tasks.task import load_task
+    from subclassbench.training.trainer import Recipe, train
 
     out = tmp_path_factory.mktemp("runs") / "id5"
     train(load_task("digits-id5"), "digits_cnn", "subclass", out, Recipe(epochs=8), progress=False)
@@ -294,7 +294,7 @@ def test_bad_ood_sets_are_one_line_errors(tmp_path, capsys, ood, extra, message)
 
 def test_an_ood_set_sharing_the_tasks_classes_is_refused(tmp_path, capsys):
     # cifar10-ood5 is CIFAR-10 classes 5-9; a task over all CIFAR-10 classes shares them.
-    raw = yaml.safe_load((REPO / "subclassbench/builtin_tasks/cifar10-5.yaml").read_text())
+    raw = yaml.safe_load((REPO / "subclassbench/tasks/builtin/cifar10-5.yaml").read_text())
     raw["transfer"]["ood_sets"] = [{"name": "cifar10-ood5"}]
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -305,8 +305,8 @@ def test_an_ood_set_sharing_the_tasks_classes_is_refused(tmp_path, capsys):
 
 def test_the_leaderboard_marks_ood_sets_seen_in_training(tmp_path):
     """A digits-5-trained encoder submitted on digits-id5 saw digits-ood5's classes: its row says so."""
-    from subclassbench.leaderboard import build
-    from subclassbench.submissions import SubmitRequest, submit
+    from subclassbench.leaderboard.board import build
+    from subclassbench.leaderboard.submissions import SubmitRequest, submit
 
     subs = tmp_path / "submissions"
     subs.mkdir()
@@ -331,7 +331,7 @@ def test_the_leaderboard_marks_ood_sets_seen_in_training(tmp_path):
 
 
 def test_ward_cuts_cap_k_at_the_number_of_points():
-    from subclassbench.clustering import ward_cuts
+    from subclassbench.metrics.clustering import ward_cuts
 
     x = np.asarray([[0.0, 1.0], [0.0, 1.1], [5.0, 0.0]], dtype=np.float32)
     cuts = ward_cuts(x, [2, 10])

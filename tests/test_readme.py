@@ -33,7 +33,7 @@ def readme_blocks() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def fake_shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``../shared`` as the README expects it: data/cifar10_{train,test}.npz and weights/resnet20-*.th."""
-    from subclassbench.architectures import ARCHITECTURES
+    from subclassbench.encoders.architectures import ARCHITECTURES
 
     root = tmp_path_factory.mktemp("shared")
     (root / "data").mkdir()

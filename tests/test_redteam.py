@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from subclassbench.cli import main
-from subclassbench.tasks import builtin_tasks_dir
+from subclassbench.tasks.task import builtin_tasks_dir
 from tests.conftest import CLASS_NAMES, REPO, add_transfer, make_images, tiny_task_raw
 
 PWNED = "PWNED"
@@ -818,7 +818,7 @@ def test_a_killed_submit_leaves_nothing_git_or_validate_trips_over(tmp_path):
     shutil.copytree(SUBMISSION, subs / SUBMISSION.name)
     (subs / ".staging-abc123").mkdir()
     (subs / ".staging-abc123" / "weights.safetensors").write_bytes(b"half")
-    from subclassbench.submissions import validate_tree
+    from subclassbench.leaderboard.submissions import validate_tree
 
     reports = validate_tree(subs)
     assert [e for r in reports for e in r.errors] == [] and [r.folder.name for r in reports] == [SUBMISSION.name]
@@ -828,8 +828,8 @@ def test_a_killed_submit_leaves_nothing_git_or_validate_trips_over(tmp_path):
 
 def test_a_fresh_train_never_deletes_what_it_did_not_write(tmp_path):
     from subclassbench.errors import SubclassbenchError
-    from subclassbench.tasks import load_task
-    from subclassbench.training import Recipe, train
+    from subclassbench.tasks.task import load_task
+    from subclassbench.training.trainer import Recipe, train
 
     run = tmp_path / "run"
     run.mkdir()
@@ -850,8 +850,8 @@ def test_a_dead_encoder_is_flagged_not_reported_as_retaining_everything(tmp_path
     """All-zero weights: every layer is constant, and the OOD curve sits at chance instead of '100 % retained'."""
     from safetensors.torch import save_file
 
-    from subclassbench.encoders import load_encoder
-    from subclassbench.pipeline import EvaluationRequest, evaluate
+    from subclassbench.encoders.sources import load_encoder
+    from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
 
     model = load_encoder("builtin:digits_mlp", num_classes=2).model  # digits-id5 has 2 superclasses
     weights = tmp_path / "dead.safetensors"
@@ -1014,8 +1014,8 @@ def _matrix(entry: str) -> Callable[[Path], list[str]]:
 def _resume_without_model(box: Path) -> list[str]:
     run = box / "run"
     args = ["train", "--task", "digits-5", "--arch", "digits_mlp", "--epochs", "2", "--out", str(run), "-q"]
-    from subclassbench.tasks import load_task
-    from subclassbench.training import Recipe, train
+    from subclassbench.tasks.task import load_task
+    from subclassbench.training.trainer import Recipe, train
 
     train(load_task("digits-5"), "digits_mlp", "superclass", run, Recipe(epochs=2), progress=False, stop_after_epochs=1)
     state = torch.load(run / "last.pt", weights_only=True)
@@ -1122,8 +1122,8 @@ def _victim_shard_intact(box: Path) -> None:
 
 
 def _zero_epoch_run(box: Path) -> list[str]:
-    from subclassbench.tasks import load_task
-    from subclassbench.training import Recipe, train
+    from subclassbench.tasks.task import load_task
+    from subclassbench.training.trainer import Recipe, train
 
     train(load_task("digits-5"), "digits_mlp", "superclass", box / "run", Recipe(epochs=0), progress=False)
     return ["agreement", str(box / "run"), "--out", str(box / "agr")]
@@ -1171,7 +1171,7 @@ def test_one_unnamed_hf_split_is_never_also_the_training_data(tmp_path):
     """A saved Dataset without named splits serves the evaluated split only: transfer is skipped with a note."""
     import datasets
 
-    from subclassbench.pipeline import EvaluationRequest, evaluate
+    from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
 
     images, labels = make_images(n_per_class=6)
     root = tmp_path / "hf"

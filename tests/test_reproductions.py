@@ -29,7 +29,8 @@ from subclassbench.reproductions.stats import (
     seed_summary,
     spearman,
 )
-from subclassbench.results import Result
+from subclassbench.results.result import Result
+from subclassbench.tasks.task import builtin_tasks_dir
 
 runner = CliRunner()
 
@@ -371,7 +372,7 @@ def _check_schedule_numbers(numbers: dict, root: Path) -> None:
 def test_the_shuffled_claim_reads_its_pairs(tmp_path):
     """The shuffled-superclass analysis on digits: digits-5 (pairs 0/5, 1/6, …) against a task grouping the
     same digits the other way, each network scored on its own task."""
-    raw = yaml.safe_load((Path(claims_module.__file__).parents[1] / "builtin_tasks" / "digits-5.yaml").read_text())
+    raw = yaml.safe_load((builtin_tasks_dir() / "digits-5.yaml").read_text())
     raw["name"] = "digits-5-regrouped"
     subs = [s for sc in raw["hierarchy"]["superclasses"] for s in sc["subclasses"]]
     subs.sort(key=lambda s: s["id"])

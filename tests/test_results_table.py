@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import subclassbench
 from subclassbench.cli import app
-from subclassbench.results import read_result
+from subclassbench.results.result import read_result
 from tests.conftest import REPO
 
 runner = CliRunner()

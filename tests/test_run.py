@@ -11,15 +11,15 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from subclassbench import features
-from subclassbench.cache import FeatureCache, feature_key
 from subclassbench.cli import app
-from subclassbench.encoders import load_encoder
+from subclassbench.encoders.sources import load_encoder
 from subclassbench.errors import SubclassbenchError
-from subclassbench.features import ExtractionContext, extract_cached, extract_features, extract_shard
-from subclassbench.pipeline import EvaluationRequest, evaluate, extract
-from subclassbench.runner import Cell, load_matrix, run_matrix
-from subclassbench.tasks import load_task
+from subclassbench.evaluation.matrix import Cell, load_matrix, run_matrix
+from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate, extract
+from subclassbench.features import extraction as features
+from subclassbench.features.cache import FeatureCache, feature_key
+from subclassbench.features.extraction import ExtractionContext, extract_cached, extract_features, extract_shard
+from subclassbench.tasks.task import load_task
 from tests.conftest import without_run
 
 runner = CliRunner()
@@ -214,7 +214,7 @@ def test_ray_matrix_equals_local(tmp_path, ray_cluster):
 
 @pytest.mark.ray
 def test_ray_trains_one_run_per_gpu_with_the_local_weights(tmp_path, ray_cluster):
-    from subclassbench.training_runs import load_runs, train_runs
+    from subclassbench.training.runs import load_runs, train_runs
 
     (tmp_path / "runs.yaml").write_text(
         "- {task: digits-5, arch: digits_cnn, labels: [superclass, subclass], seed: 0, epochs: 1, batch_size: 128}\n"
@@ -236,7 +236,7 @@ def test_ray_trains_one_run_per_gpu_with_the_local_weights(tmp_path, ray_cluster
 
 
 def test_result_paths_of_different_cells_differ(tmp_path):
-    from subclassbench.runner import result_path
+    from subclassbench.evaluation.matrix import result_path
 
     base = Cell("builtin:mlp", "synthetic-hier")
     variants = [

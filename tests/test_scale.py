@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
-from subclassbench.encoders import load_encoder
+from subclassbench.encoders.sources import load_encoder
 from subclassbench.errors import SubclassbenchError
-from subclassbench.features import ExtractionContext, extract_features, iterate_batches
-from subclassbench.tasks import load_task
+from subclassbench.features.extraction import ExtractionContext, extract_features, iterate_batches
+from subclassbench.tasks.task import load_task
 
 runner = CliRunner()
 
@@ -89,7 +89,7 @@ def test_limit_below_two_per_subclass_is_one_line():
 
 
 def test_loader_processes_give_the_features_of_an_in_process_load(tiny_image_folder, tiny_image_task):
-    from subclassbench.tasks import load_task as load
+    from subclassbench.tasks.task import load_task as load
 
     split = load(str(tiny_image_task)).load_split("test", str(tiny_image_folder))
     assert split.images.decodes
@@ -101,7 +101,7 @@ def test_loader_processes_give_the_features_of_an_in_process_load(tiny_image_fol
 
 
 def test_a_corrupt_image_in_a_loader_process_is_one_line(tiny_image_folder, tiny_image_task):
-    from subclassbench.tasks import load_task as load
+    from subclassbench.tasks.task import load_task as load
 
     split = load(str(tiny_image_task)).load_split("test", str(tiny_image_folder))
     split.images.paths[5].write_bytes(b"not an image")
@@ -139,7 +139,7 @@ def test_batched_crop_flip_draws_and_crops_as_the_per_image_loop():
     """The vectorised augmentation (one gather, any device) equals a per-image reference from the same draws."""
     import torch
 
-    from subclassbench.training import crop_flip
+    from subclassbench.training.trainer import crop_flip
 
     x = torch.rand(16, 3, 8, 8)
     reference_rng, rng = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
@@ -154,7 +154,7 @@ def test_batched_crop_flip_draws_and_crops_as_the_per_image_loop():
 
 
 def test_train_precision_is_recorded_and_fp32_keeps_earlier_identities(tmp_path):
-    from subclassbench.training import Recipe
+    from subclassbench.training.trainer import Recipe
 
     assert "precision" not in Recipe().to_dict()  # runs made before --precision keep their config hash
     done = cli(
@@ -173,7 +173,7 @@ def test_train_precision_is_recorded_and_fp32_keeps_earlier_identities(tmp_path)
 def test_file_hashes_are_memoised_by_path_size_and_mtime(tmp_path, monkeypatch):
     import os
 
-    from subclassbench import hashing
+    from subclassbench.core import hashing
 
     files = []
     for i in range(5):
@@ -221,7 +221,7 @@ def test_torchvision_decoding_is_pillows_within_one_grey_level(tmp_path, resize,
     rounded to grey levels, each pixel is Pillow's within one level of 255; an image at its size is identical."""
     import torch
 
-    from subclassbench.datasources import Decoding, EncodedBatch, decode_image
+    from subclassbench.tasks.datasources import Decoding, EncodedBatch, decode_image
 
     paths = _jpegs(tmp_path)
     decoding = Decoding((3, 16, 16) if resize is None else (3, 24, 24), resize, interpolation)
@@ -254,7 +254,7 @@ def test_decoder_is_recorded_and_keys_the_cache(tmp_path, tiny_image_task, tiny_
 
 
 def test_torchvision_decoder_errors_are_one_line(tmp_path, tiny_image_task, tiny_image_folder):
-    from subclassbench.datasources import Decoding
+    from subclassbench.tasks.datasources import Decoding
 
     split = load_task(str(tiny_image_task)).load_split("test", str(tiny_image_folder))
     split.images.paths[5].write_bytes(b"not an image")

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
+from subclassbench.core.workerpool import WorkerPool, available_cores
 from subclassbench.errors import SubclassbenchError
-from subclassbench.pipeline import EvaluationRequest, evaluate
-from subclassbench.workerpool import WorkerPool, available_cores
+from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
 from tests.conftest import without_run
 
 
@@ -63,9 +63,9 @@ def test_non_finite_features_are_one_error_before_any_scoring():
     """score_layers checks its inputs itself, before any unit starts (StartedLayers leaves that to its caller)."""
     import numpy as np
 
-    from subclassbench.clusterability import score_layers
-    from subclassbench.features import LayerFeatures
-    from subclassbench.tasks import load_task
+    from subclassbench.features.extraction import LayerFeatures
+    from subclassbench.scoring.clusterability import score_layers
+    from subclassbench.tasks.task import load_task
 
     split = load_task("digits-5").load_split("test")
     x = np.random.RandomState(0).randn(len(split), 4).astype(np.float32)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from subclassbench.encoders import load_encoder
-from subclassbench.pipeline import EvaluationRequest, evaluate
-from subclassbench.tasks import load_task
+from subclassbench.encoders.sources import load_encoder
+from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.tasks.task import load_task
 from tests.conftest import SHARED, requires_shared
 
 pytestmark = [pytest.mark.shared, requires_shared]

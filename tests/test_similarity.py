@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import rand_score
 
-from subclassbench.similarity import (
+from subclassbench.metrics.similarity import (
     _gri_blockwise,
     agreement,
     all_right_share,

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from subclassbench.leaderboard import build
-from subclassbench.site import embed_json, render_site, site_document
+from subclassbench.leaderboard.board import build
+from subclassbench.leaderboard.site import embed_json, render_site, site_document
 from tests.conftest import REPO
 
 CHROMIUM = Path(os.environ.get("SUBCLASSBENCH_CHROMIUM", "/usr/bin/chromium"))

@@ -14,14 +14,22 @@ import zipfile
 
 import pytest
 
-from subclassbench.datasources import DATA_SOURCES
-from subclassbench.encoders import ENCODER_SOURCES, EncoderSpec
+from subclassbench.core.files import atomic_write, atomic_write_many, locked
+from subclassbench.core.registry import Registry
+from subclassbench.encoders.sources import ENCODER_SOURCES, EncoderSpec
 from subclassbench.errors import SubclassbenchError
-from subclassbench.files import atomic_write, atomic_write_many, locked
-from subclassbench.registry import Registry
-from subclassbench.results import MIGRATIONS, SCHEMA_VERSION, EncoderRecord, LayerRecord, Result, ResultDoc, TaskRecord
+from subclassbench.results.result import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    EncoderRecord,
+    LayerRecord,
+    Result,
+    ResultDoc,
+    TaskRecord,
+)
 from subclassbench.schemas import load_schema
-from subclassbench.tasks import builtin_tasks_dir, list_tasks, load_task
+from subclassbench.tasks.datasources import DATA_SOURCES
+from subclassbench.tasks.task import builtin_tasks_dir, list_tasks, load_task
 from tests.conftest import REPO
 
 PACKAGE = REPO / "subclassbench"
@@ -45,7 +53,7 @@ def test_a_wheel_ships_every_builtin_task(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "SUBCLASSBENCH_TASKS"}
     env["PYTHONPATH"] = str(unpacked)
     script = (
-        "import json, subclassbench.tasks as t; "
+        "import json, subclassbench.tasks.task as t; "
         "print(json.dumps([t.__file__, t.list_tasks(), [t.load_task(n).name for n in t.list_tasks()]]))"
     )
     listed = subprocess.run(

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
-from subclassbench.leaderboard import build
+from subclassbench.leaderboard.board import build
 from tests.conftest import digits_mlp_weights
 
 runner = CliRunner()
@@ -214,8 +214,8 @@ def test_verify_reruns_and_compares(subs):
 def test_verify_compares_layers_and_summaries_nan_included(subs):
     import copy
 
-    from subclassbench.results import Result
-    from subclassbench.submissions import compare_results
+    from subclassbench.leaderboard.submissions import compare_results
+    from subclassbench.results.result import Result
 
     submitted = Result.read(subs / "mlp-random" / "results" / "digits-5.json")
     assert compare_results(submitted, submitted) == []

@@ -13,7 +13,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from subclassbench.errors import SubclassbenchError
-from subclassbench.tasks import Task, builtin_tasks_dir, list_tasks, load_task, read_task_file
+from subclassbench.tasks.task import Task, builtin_tasks_dir, list_tasks, load_task, read_task_file
 
 SHIPPED = ["cifar10-5", "cifar10-5-semantic", "digits-5", "synthetic-hier"]
 

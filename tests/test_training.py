@@ -10,11 +10,11 @@ import torch
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
-from subclassbench.encoders import load_encoder
+from subclassbench.core.hashing import sha256_file
+from subclassbench.encoders.sources import load_encoder
 from subclassbench.errors import SubclassbenchError
-from subclassbench.hashing import sha256_file
-from subclassbench.tasks import load_task
-from subclassbench.training import Recipe, load_correctness, package_run, train
+from subclassbench.tasks.task import load_task
+from subclassbench.training.trainer import Recipe, load_correctness, package_run, train
 
 FAST = Recipe(epochs=2, batch_size=128)
 
@@ -115,7 +115,7 @@ def test_norm_switch_is_recorded_and_reloaded(tmp_path, digits):
 def test_an_unnormalised_resnet_starts_as_identity_blocks_and_trains(tmp_path, digits):
     """norm=none: each residual branch is scaled by a SkipInit gain that starts at 0 (He init alone makes a
     ResNet-20 without normalisation diverge at any usable learning rate); bn and ln have no such gain."""
-    from subclassbench.architectures import ARCHITECTURES
+    from subclassbench.encoders.architectures import ARCHITECTURES
 
     build = ARCHITECTURES["cifar_resnet20"].build
     none = build(num_classes=5, in_chans=1, norm="none")
@@ -231,6 +231,6 @@ def test_momentum_zero_and_fresh_start_cleanup(tmp_path, digits):
 def test_the_crop_padding_is_an_eighth_of_the_image_at_most_4_px():
     """CIFAR (32 px) and larger keep the standard 4 px, so every shipped run trains as before; 8×8 digits
     shift by at most 1 px."""
-    from subclassbench.training import crop_pad
+    from subclassbench.training.trainer import crop_pad
 
     assert [crop_pad(size) for size in (8, 16, 24, 32, 64, 224)] == [1, 2, 3, 4, 4, 4]

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from subclassbench.cli import app
 from subclassbench.errors import SubclassbenchError
-from subclassbench.tasks import load_task
-from subclassbench.training import Recipe, train
-from subclassbench.training_runs import load_runs, train_runs
+from subclassbench.tasks.task import load_task
+from subclassbench.training.runs import load_runs, train_runs
+from subclassbench.training.trainer import Recipe, train
 
 runner = CliRunner()
 

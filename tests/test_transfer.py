@@ -10,13 +10,13 @@ import torch
 import yaml
 
 from subclassbench.errors import SubclassbenchError
-from subclassbench.features import LayerFeatures
-from subclassbench.metrics import alignment, effective_rank, numerical_rank, pearson, tunnel_summary
-from subclassbench.pipeline import EvaluationRequest, evaluate
-from subclassbench.probes import ProbeRecipe, fit_probe
-from subclassbench.results import validate_result
-from subclassbench.tasks import Task, builtin_tasks_dir, load_task, read_task_file
-from subclassbench.transfer import OODPlan, ProbeSet, TransferPlan, score_transfer, strength, summarize_transfer
+from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.features.extraction import LayerFeatures
+from subclassbench.metrics.layers import alignment, effective_rank, numerical_rank, pearson, tunnel_summary
+from subclassbench.results.result import validate_result
+from subclassbench.scoring.probes import ProbeRecipe, fit_probe
+from subclassbench.scoring.transfer import OODPlan, ProbeSet, TransferPlan, score_transfer, strength, summarize_transfer
+from subclassbench.tasks.task import Task, builtin_tasks_dir, load_task, read_task_file
 from tests.conftest import add_transfer
 
 # ----------------------------------------------------------------------------- rank
@@ -120,7 +120,7 @@ def test_probe_epoch_is_chosen_without_the_scored_set():
 
 
 def test_holdout_is_stratified_and_never_empty():
-    from subclassbench.probes import holdout_rows
+    from subclassbench.scoring.probes import holdout_rows
 
     labels = np.repeat(np.arange(5), 20)
     held = holdout_rows(labels, 0.1, 0)
@@ -331,7 +331,7 @@ def test_single_file_serves_only_the_evaluated_split(tiny_image_task, tiny_npz):
 def test_batched_probes_equal_probes_trained_alone():
     """Layers of different widths trained in one padded, batched program follow the recipe exactly as a
     probe trained alone: same chosen epoch, same held-out accuracy, same predictions."""
-    from subclassbench import probes
+    from subclassbench.scoring import probes
 
     rng = np.random.RandomState(7)
     y, yt = rng.randint(0, 4, 500), rng.randint(0, 4, 200)
@@ -352,7 +352,7 @@ def test_batched_probes_equal_probes_trained_alone():
 
 
 def test_probe_groups_respect_the_memory_budget():
-    from subclassbench import probes
+    from subclassbench.scoring import probes
 
     budget = 100 * 8 * 4 * 2  # two 8-wide layers of 100 rows
     groups = probes._groups([8, 4, 8, 8, 2], 100, budget)

@@ -15,8 +15,15 @@ import yaml
 from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 from typer.testing import CliRunner
 
-from subclassbench import bootstrap, intervals
-from subclassbench.bootstrap import (
+from subclassbench.cli import app
+from subclassbench.errors import SubclassbenchError
+from subclassbench.leaderboard.board import _pairing, build, collect
+from subclassbench.metrics.layers import tunnel_summary
+from subclassbench.results import intervals
+from subclassbench.results.result import read_result
+from subclassbench.schemas import load_schema
+from subclassbench.uncertainty import bootstrap
+from subclassbench.uncertainty.bootstrap import (
     METHOD,
     PREVIOUS_METHODS,
     ami_from_tables,
@@ -30,13 +37,8 @@ from subclassbench.bootstrap import (
     stratified_counts,
     with_estimate,
 )
-from subclassbench.calibration import NEAR_CHANCE, Hierarchy, measure
-from subclassbench.cli import app
-from subclassbench.errors import SubclassbenchError
-from subclassbench.leaderboard import _pairing, build, collect
-from subclassbench.metrics import tunnel_summary
-from subclassbench.ranking import Contender, tie_aware_ranks
-from subclassbench.results import read_result
+from subclassbench.uncertainty.calibration import NEAR_CHANCE, Hierarchy, measure
+from subclassbench.uncertainty.ranking import Contender, tie_aware_ranks
 from tests.conftest import digits_mlp_weights
 
 runner = CliRunner()
@@ -281,7 +283,7 @@ def test_results_of_different_methods_are_never_paired(copy, monkeypatch, tmp_pa
 
 
 def test_the_schema_names_the_current_and_every_earlier_method():
-    schema = json.loads((Path(bootstrap.__file__).parent / "schemas" / "result.schema.json").read_text())
+    schema = load_schema("result")
     assert schema["properties"]["uncertainty"]["properties"]["method"]["enum"] == [METHOD, *PREVIOUS_METHODS]
 
 

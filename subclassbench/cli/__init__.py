@@ -44,7 +44,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from subclassbench import __version__
+        from subclassbench.core.version import __version__
 
         typer.echo(f"subclassbench {__version__}")
         raise typer.Exit()

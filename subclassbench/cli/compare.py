@@ -14,8 +14,8 @@ from subclassbench.cli import (
     split_list,
     user_errors,
 )
+from subclassbench.core.files import check_writable_folder
 from subclassbench.errors import SubclassbenchError
-from subclassbench.files import check_writable_folder
 
 
 @app.command()
@@ -59,9 +59,9 @@ def compare(
     quiet: QuietOption = False,
 ) -> None:
     """Layer×layer CKA and generalized-Rand-index (concept) alignment between two encoders."""
-    from subclassbench.cache import FeatureCache
-    from subclassbench.compare import compare as run
-    from subclassbench.compare import write_comparison
+    from subclassbench.compare.representations import compare as run
+    from subclassbench.compare.representations import write_comparison
+    from subclassbench.features.cache import FeatureCache
 
     specs = split_list(model) or []
     given = [None if w in ("-", "") else w for w in (split_list(weights) or [])]
@@ -133,7 +133,7 @@ def agreement_command(
     ),
 ) -> None:
     """Per-epoch agreement of training runs (Pliushch et al. 2022) on test and train samples, bounds, accuracy."""
-    from subclassbench.compare import agreement_over_runs, write_agreement
+    from subclassbench.compare.representations import agreement_over_runs, write_agreement
 
     check_writable_folder(out)  # before reading the runs
 

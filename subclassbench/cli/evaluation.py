@@ -37,8 +37,8 @@ from subclassbench.cli import (
 from subclassbench.errors import SubclassbenchError
 
 if TYPE_CHECKING:
-    from subclassbench.pipeline import EvaluationRequest
-    from subclassbench.results import Result
+    from subclassbench.evaluation.pipeline import EvaluationRequest
+    from subclassbench.results.result import Result
 
 
 BootstrapOption = Annotated[
@@ -53,7 +53,7 @@ BootstrapOption = Annotated[
 
 def _report(result: Result, path: Path, quiet: bool, header: bool) -> None:
     """Print a written result's table and summary (evaluate, score)."""
-    from subclassbench.results import format_summary, format_table
+    from subclassbench.results.result import format_summary, format_table
 
     if not quiet:
         if header:
@@ -83,7 +83,7 @@ def _request(
     ood_data: list[str] | None = None,
     **extra: Any,
 ) -> EvaluationRequest:
-    from subclassbench.pipeline import EvaluationRequest
+    from subclassbench.evaluation.pipeline import EvaluationRequest
 
     return EvaluationRequest(
         ood_data=named_paths(ood_data, "--ood-data", "an OOD set of the task and its data") or None,
@@ -144,7 +144,7 @@ def evaluate(
     quiet: QuietOption = False,
 ) -> None:
     """Score every layer of MODEL on TASK and write a schema-checked result JSON."""
-    from subclassbench.pipeline import evaluate_to_file
+    from subclassbench.evaluation.pipeline import evaluate_to_file
 
     chosen = split_list(metrics)
     if plot and chosen is not None and "clusterability" not in chosen:  # before the work, not after it
@@ -177,7 +177,7 @@ def evaluate(
     result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=True)
     if plot:
-        from subclassbench.figures import write_result_figure
+        from subclassbench.figures.drawing import write_result_figure
 
         for written in write_result_figure(result, path):
             typer.echo(f"wrote {written}")
@@ -213,8 +213,8 @@ def extract(
     quiet: QuietOption = False,
 ) -> None:
     """Extract pooled per-layer features into the content-addressed cache (skipping cached entries)."""
-    from subclassbench.pipeline import extract as run
-    from subclassbench.pipeline import parse_shard
+    from subclassbench.evaluation.pipeline import extract as run
+    from subclassbench.evaluation.pipeline import parse_shard
 
     part = None if shard is None else parse_shard(shard)
     request = _request(
@@ -264,7 +264,7 @@ def score(
     quiet: QuietOption = False,
 ) -> None:
     """Score MODEL on TASK from cached features only (no forward pass); writes the result JSON."""
-    from subclassbench.pipeline import evaluate_to_file
+    from subclassbench.evaluation.pipeline import evaluate_to_file
 
     request = _request(
         model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet, ood_data,
@@ -281,7 +281,7 @@ def cache_ls(cache_dir: CacheDirOption = None) -> None:
     """One line per cached feature matrix."""
     from tabulate import tabulate
 
-    from subclassbench.cache import FeatureCache
+    from subclassbench.features.cache import FeatureCache
 
     cache = FeatureCache(cache_dir)
     rows = []
@@ -297,7 +297,7 @@ def cache_ls(cache_dir: CacheDirOption = None) -> None:
 @user_errors
 def cache_du(cache_dir: CacheDirOption = None) -> None:
     """Number of entries and bytes on disk."""
-    from subclassbench.cache import FeatureCache
+    from subclassbench.features.cache import FeatureCache
 
     cache = FeatureCache(cache_dir)
     count, size = cache.usage()
@@ -317,7 +317,7 @@ def cache_prune(
     cache_dir: CacheDirOption = None,
 ) -> None:
     """Remove cached features (and leftover temporary files)."""
-    from subclassbench.cache import FeatureCache
+    from subclassbench.features.cache import FeatureCache
 
     if older_than_days is None and model is None and not all_entries:
         raise SubclassbenchError("say what to prune: --older-than-days N, --model SPEC or --all")
@@ -350,7 +350,7 @@ def run_matrix_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-cell progress lines on stderr.")] = False,
 ) -> None:
     """Evaluate every model on every task; (model, task, shard) units run locally or on Ray."""
-    from subclassbench.runner import load_matrix, run_matrix
+    from subclassbench.evaluation.matrix import load_matrix, run_matrix
 
     cells = load_matrix(models, tasks)
     report = run_matrix(cells, out, executor, shards, cache_dir, address, workers, gpus_per_task, progress=not quiet)

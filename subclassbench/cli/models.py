@@ -55,10 +55,10 @@ def train(
     """Train a builtin architecture on TASK's superclass or subclass labels."""
     import torch
 
-    from subclassbench.pipeline import check_device
-    from subclassbench.tasks import load_task
-    from subclassbench.training import Recipe
-    from subclassbench.training import train as run_training
+    from subclassbench.evaluation.pipeline import check_device
+    from subclassbench.tasks.task import load_task
+    from subclassbench.training.trainer import Recipe
+    from subclassbench.training.trainer import train as run_training
 
     if threads:
         torch.set_num_threads(threads)
@@ -105,7 +105,7 @@ def train_runs_command(
     quiet: QuietOption = False,
 ) -> None:
     """Train every run of a runs file, one after another or one per GPU on Ray; interrupted runs resume."""
-    from subclassbench.training_runs import load_runs, train_runs
+    from subclassbench.training.runs import load_runs, train_runs
 
     report = train_runs(
         load_runs(runs, out), executor, device, threads, gpus_per_task, address, workers, progress=not quiet
@@ -129,8 +129,8 @@ def train_runs_command(
 @user_errors
 def encoders() -> None:
     """List builtin encoders (with packaged weights tags) and the other sources."""
-    from subclassbench.architectures import ARCHITECTURES
-    from subclassbench.encoders import ENCODER_SOURCES, packaged_tags
+    from subclassbench.encoders.architectures import ARCHITECTURES
+    from subclassbench.encoders.sources import ENCODER_SOURCES, packaged_tags
 
     for arch, info in ARCHITECTURES.items():
         tags = packaged_tags(arch)
@@ -162,7 +162,7 @@ def layers(
     ] = False,
 ) -> None:
     """List the layers of MODEL that `evaluate --layers` accepts, input side first."""
-    from subclassbench.encoders import load_encoder
+    from subclassbench.encoders.sources import load_encoder
 
     encoder = load_encoder(model, weights=weights, sample_shape=(3, 32, 32), pretrained=not random_init)
     names = [n for n, _ in encoder.model.named_modules() if n] if all_modules else encoder.layer_names

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from subclassbench.cli import app, user_errors
+from subclassbench.core.files import atomic_path, check_file_name, check_writable_folder
 from subclassbench.errors import SubclassbenchError
-from subclassbench.files import atomic_path, check_file_name, check_writable_folder
 
 
 @app.command()
@@ -30,7 +30,7 @@ def results(
 ) -> None:
     """One row per result file: model, task, committed layer, AMI and reconstruction accuracy with their 95%
     intervals, % OOD retained, tunnel."""
-    from subclassbench.tables import format_results, load_results
+    from subclassbench.results.tables import format_results, load_results
 
     writers = [
         (target, write)
@@ -64,8 +64,8 @@ def intervals(
 ) -> None:
     """Recompute results' 95% intervals under the current bootstrap method, from their per-sample files alone
     (no model, data or features); each outdated result and its per-sample file are rewritten together."""
-    from subclassbench.intervals import refresh_file
-    from subclassbench.tables import result_files
+    from subclassbench.results.intervals import refresh_file
+    from subclassbench.results.tables import result_files
 
     outdated = 0
     for path in result_files(paths):

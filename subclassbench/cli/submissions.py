@@ -83,8 +83,8 @@ def submit(
     quiet: QuietOption = False,
 ) -> None:
     """Evaluate MODEL on TASK(s) and create or update submissions/NAME (model.yaml + results/)."""
-    from subclassbench.submissions import SubmitRequest
-    from subclassbench.submissions import submit as run
+    from subclassbench.leaderboard.submissions import SubmitRequest
+    from subclassbench.leaderboard.submissions import submit as run
 
     report = run(
         SubmitRequest(
@@ -121,7 +121,7 @@ def validate(
     path: Annotated[Path, typer.Argument(help="submissions/ or one submissions/<name>.")] = Path("submissions"),
 ) -> None:
     """Check submissions: model.yaml schema, weights sha256, result schema, fingerprints (stale results)."""
-    from subclassbench.submissions import validate_tree
+    from subclassbench.leaderboard.submissions import validate_tree
 
     reports = validate_tree(path)
     errors = [e for r in reports for e in r.errors]
@@ -156,8 +156,8 @@ def verify(
     quiet: QuietOption = False,
 ) -> None:
     """Re-run a submission's results and compare them within the documented tolerances."""
-    from subclassbench.submissions import Verification
-    from subclassbench.submissions import verify as run
+    from subclassbench.leaderboard.submissions import Verification
+    from subclassbench.leaderboard.submissions import verify as run
 
     def show(o: Verification) -> None:  # printed as each result is checked, not all at the end
         typer.echo(f"{o.task}: {o.status.upper() if o.status != 'skipped' else 'skipped'} ({o.detail})")
@@ -193,8 +193,8 @@ def leaderboard_build(
     quiet: QuietOption = False,
 ) -> None:
     """Regenerate leaderboard/ (README.md, leaderboard.json, per-task plots, CHANGELOG.md, the site/ page)."""
-    from subclassbench.leaderboard import build
-    from subclassbench.progress import stage
+    from subclassbench.core.progress import stage
+    from subclassbench.leaderboard.board import build
 
     # Validating every submission and drawing the plots takes seconds: say so before the wait.
     stage(f"leaderboard: validating {submissions} and rendering {out} (tables, plots)", not quiet)

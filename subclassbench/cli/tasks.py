@@ -22,7 +22,7 @@ def tasks(ctx: typer.Context) -> None:
         return
     from tabulate import tabulate
 
-    from subclassbench.tasks import list_tasks, load_task
+    from subclassbench.tasks.task import list_tasks, load_task
 
     rows = []
     for name in list_tasks():
@@ -43,7 +43,7 @@ def tasks_show(
     ] = None,
 ) -> None:
     """Show a resolved task: hierarchy, splits and fingerprint."""
-    from subclassbench.tasks import load_task
+    from subclassbench.tasks.task import load_task
 
     task = load_task(name)
     summary = task.summary(task.load_split(data_path=data) if not task.needs_data_path or data else None)
@@ -115,7 +115,7 @@ def tasks_build_breeds(
     ] = None,
 ) -> None:
     """Derive a BREEDS task from the hierarchy files and write it as a frozen task file."""
-    from subclassbench.breeds import BuildOptions, build_task_file, write_task_file
+    from subclassbench.tasks.breeds import BuildOptions, build_task_file, write_task_file
 
     options = BuildOptions(
         preset, level, subclasses, ancestor, split, seed, shuffled, root, name,

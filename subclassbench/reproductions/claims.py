@@ -30,7 +30,7 @@ from subclassbench.reproductions.stats import (
     seed_summary,
     spearman,
 )
-from subclassbench.results import Result
+from subclassbench.results.result import Result
 
 CIFAR_PAPER_RECIPE = (("batch_size", 128), ("epochs", 200), ("lr", 0.1))
 CIFAR_CPU_RECIPE = (("epochs", 2),)
@@ -97,7 +97,7 @@ def _curves_png(
     lines: dict[str, float] | None = None,
 ) -> bytes:
     """Per-layer curves, one per arm: the mean over seeds against relative depth, ± one std shaded."""
-    from subclassbench.figures import blank_figure, render, style
+    from subclassbench.figures.drawing import blank_figure, render, style
 
     with style():
         fig = blank_figure(6.4, 3.8)
@@ -271,7 +271,7 @@ def _schedule_plan(
 ) -> Plan:
     """Every (learning rate, weight decay, training length) setting, trained on the superclasses and on the 10
     labels. ``lrs`` (None,): the base recipe's learning rate, left out of the arms' names."""
-    from subclassbench.training import Recipe
+    from subclassbench.training.trainer import Recipe
 
     conditions: list[Condition] = []
     for arch in archs:
@@ -319,7 +319,7 @@ class _Setting:
 
 def _schedule_settings(plan: Plan, runs: Any) -> list[_Setting]:
     """The grid's cells in plan order; each coarse arm is paired with the fine arm of the same recipe."""
-    from subclassbench.training import Recipe
+    from subclassbench.training.trainer import Recipe
 
     def key(condition: Condition) -> tuple[Any, ...]:
         recipe = plan.recipe_of(condition)
@@ -354,7 +354,7 @@ def _schedule_settings(plan: Plan, runs: Any) -> list[_Setting]:
 
 def _schedule_png(settings: list[_Setting]) -> bytes:
     """Reconstruction (solid, ± std) and the fine-trained network's accuracy (dashed) against training length."""
-    from subclassbench.figures import blank_figure, render, style
+    from subclassbench.figures.drawing import blank_figure, render, style
 
     archs = list(dict.fromkeys(s.arch for s in settings))
     with_lr = len({s.lr for s in settings}) > 1
@@ -876,7 +876,7 @@ def _agreement_plan(
 
 
 def _train_images(plan: Plan, runs: Any, ids: list[str]) -> np.ndarray:
-    from subclassbench.tasks import load_task
+    from subclassbench.tasks.task import load_task
 
     task = plan.conditions[0].task
     split = load_task(task).load_split("train", runs.data.get(datasets_of(task) or ""), primary=False)
@@ -886,9 +886,9 @@ def _train_images(plan: Plan, runs: Any, ids: list[str]) -> np.ndarray:
 
 
 def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
-    from subclassbench.compare import agreement_over_runs
-    from subclassbench.figures import agreement_files
-    from subclassbench.training import load_train_correctness
+    from subclassbench.compare.representations import agreement_over_runs
+    from subclassbench.figures.drawing import agreement_files
+    from subclassbench.training.trainer import load_train_correctness
 
     archs = [c.name for c in plan.conditions]
     rows, numbers, orders, docs = [], {}, {}, {}
@@ -1024,7 +1024,7 @@ def _concepts_plan(
 
 
 def _concept_counts(runs: Any, task: str, x: Any, y: Any) -> dict[str, Any]:
-    from subclassbench.compare import compare
+    from subclassbench.compare.representations import compare
 
     doc = compare(
         f"builtin:{x.condition.arch}",

@@ -2,12 +2,12 @@
 
 Three stages, each resumable, so an interrupted reproduction continues where it stopped:
 
-1. **train** — every (condition, seed) is a :class:`~subclassbench.training_runs.TrainingRun`, trained with
-   :func:`~subclassbench.training_runs.train_runs` (one after another, or one per GPU on Ray); a finished
+1. **train** — every (condition, seed) is a :class:`~subclassbench.training.runs.TrainingRun`, trained with
+   :func:`~subclassbench.training.runs.train_runs` (one after another, or one per GPU on Ray); a finished
    run only restores its saved state.
 2. **evaluate** — every condition that is scored gets ``results/<run folder>.<task>.json`` beside the run
    folders (a run folder holds only what ``train`` writes), from
-   :func:`subclassbench.pipeline.evaluate_to_file` (protocol v2, bootstrap intervals). A result that is
+   :func:`subclassbench.evaluation.pipeline.evaluate_to_file` (protocol v2, bootstrap intervals). A result that is
    there, reads back clean, and was scored under this protocol from these weights is kept.
 3. **report** — the claim's analysis reads the runs and results; the report is written all or nothing.
 """
@@ -20,12 +20,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from subclassbench.core.progress import counted, stage
 from subclassbench.errors import SubclassbenchError
-from subclassbench.progress import counted, stage
 from subclassbench.reproductions.plan import DATASETS, Claim, Condition, Plan, datasets_of, training_run
 from subclassbench.reproductions.report import write_report
-from subclassbench.results import Result
-from subclassbench.training_runs import TrainingRun
+from subclassbench.results.result import Result
+from subclassbench.training.runs import TrainingRun
 
 
 @dataclass
@@ -109,7 +109,7 @@ def _read_card(folder: Path) -> dict[str, Any]:
 def _kept_result(path: Path, card: dict[str, Any], resamples: int) -> Result | None:
     """The result at ``path`` when it is sound, of this protocol, these weights and ``resamples`` bootstrap
     resamples; else None (score again)."""
-    from subclassbench.protocol import protocol_fingerprint
+    from subclassbench.scoring.protocol import protocol_fingerprint
 
     if not path.is_file():
         return None
@@ -127,7 +127,7 @@ def _kept_result(path: Path, card: dict[str, Any], resamples: int) -> Result | N
 def evaluate_run(
     record: RunRecord, plan: Plan, data: dict[str, str], device: str, score_workers: int, progress: bool
 ) -> Result:
-    from subclassbench.pipeline import EvaluationRequest, evaluate_to_file
+    from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate_to_file
 
     condition = record.condition
     path = record.result_path
@@ -180,7 +180,7 @@ def dry_run(claim_name: str, scale: str = "cpu", out: Path = Path("runs/reproduc
 
     Image data is not needed: run folders are named without it, so a plan can be sized before the data is
     at hand."""
-    from subclassbench.training import Recipe
+    from subclassbench.training.trainer import Recipe
 
     plan = get_claim(claim_name).plan(scale)
     placeholders = {name: f"<{name}>" for name in DATASETS}
@@ -235,8 +235,8 @@ def reproduce(
     progress: bool = True,
 ) -> Reproduction:
     """Train, score and report one claim at one scale (see the module docstring)."""
-    from subclassbench.pipeline import check_device
-    from subclassbench.training_runs import train_runs
+    from subclassbench.evaluation.pipeline import check_device
+    from subclassbench.training.runs import train_runs
 
     unknown = sorted(set(stages) - {"train", "evaluate", "report"})
     if unknown or not stages:
@@ -290,7 +290,7 @@ def _score_stage(records: list[RunRecord], plan: Plan, data: dict[str, str], dev
 
 
 def _report_stage(claim: Claim, plan: Plan, runs: Runs, report_dir: Path) -> tuple[str, list[Path]]:
-    from subclassbench.protocol import PROTOCOL_VERSION, protocol_fingerprint
+    from subclassbench.scoring.protocol import PROTOCOL_VERSION, protocol_fingerprint
 
     try:
         findings = claim.analyse(plan, runs)

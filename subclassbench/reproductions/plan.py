@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from subclassbench.errors import SubclassbenchError
-from subclassbench.training_runs import TrainingRun
+from subclassbench.training.runs import TrainingRun
 
 SCALES = ("paper", "cpu", "smoke")
 SCALE_HELP = {

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from subclassbench.files import atomic_write_many
+from subclassbench.core.files import atomic_write_many
 from subclassbench.reproductions.plan import Claim, Plan
 from subclassbench.reproductions.stats import seed_summary
 

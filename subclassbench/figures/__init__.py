@@ -1,0 +1,1 @@
+"""Every figure subclassbench draws (per-layer curves, heatmaps, agreement): :mod:`~subclassbench.figures.drawing`."""

@@ -1,0 +1,43 @@
+"""How one leaderboard number is written: the estimate, its spread across seeds and its 95% interval.
+
+The markdown tables (:mod:`subclassbench.leaderboard.board`) and the site
+(:mod:`subclassbench.leaderboard.site`) both print cells this way, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    """The value to ``digits`` decimals, or an em dash when there is none."""
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def cell(row: dict[str, Any], field: str, digits: int = 3) -> str:
+    """``value [low, high]`` (the 95% interval), with ``± std`` across training seeds when there are several."""
+    value = row[field]
+    if value is None:
+        return "—"
+    text = num(value, digits)
+    std = row.get("seeds", {}).get("std", {}).get(field)
+    if std is not None:
+        text += f" ± {std:.{digits}f}"
+    ci = row.get("ci95", {}).get(field)
+    return text if ci is None else f"{text} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def ood_cell(row: dict[str, Any]) -> str:
+    """% OOD retained, ``flat`` where the curve is flat, marked where the OOD set was seen in training."""
+    if row["ood_retained"] is None:
+        return "—"
+    text = "flat" if row.get("flat_ood_curve") else cell(row, "ood_retained", 1)
+    return text + (" (seen in training)" if row.get("ood_seen_in_training") else "")
+
+
+def committed_cell(row: dict[str, Any]) -> str:
+    """The committed layer, marked when its features were degenerate."""
+    layer = row["committed_layer"]
+    return (layer or "—") + (" (degenerate)" if layer in row.get("degenerate_layers", {}) else "")
+
+

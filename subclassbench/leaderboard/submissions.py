@@ -1,0 +1,658 @@
+"""Submissions: ``submissions/<name>/model.yaml`` plus ``results/<task>.json``; create, validate, verify.
+
+A submission is declarative (no code): which encoder, which weights (by
+sha256), under which license, trained on what and with which label
+granularity, and the result files ``subclassbench evaluate`` wrote. CI runs
+:func:`validate_tree` on every pull request; :func:`verify` re-runs a
+submission where its data and weights are available.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from subclassbench.core import safeyaml
+from subclassbench.core.files import atomic_path, atomic_write, check_name, locked
+from subclassbench.core.hashing import sha256_file
+from subclassbench.core.progress import counted
+from subclassbench.core.progress import stage as announce  # `stage` names the staging folder in submit
+from subclassbench.errors import SubclassbenchError
+from subclassbench.results import intervals
+from subclassbench.results.result import Result
+from subclassbench.schemas import first_error
+from subclassbench.scoring.protocol import protocol_fingerprint
+
+if TYPE_CHECKING:
+    from subclassbench.tasks.task import Task
+
+MODEL_FILE = "model.yaml"
+RESULTS_DIR = "results"
+WEIGHTS_FILE = "weights.safetensors"
+LABELS = ("fine", "superclass", "self-supervised", "text-supervised", "none")
+
+# Re-running a submission must land within these absolute differences; see docs/submitting.md.
+TOLERANCES: dict[str, float] = {
+    "ami": 0.01,
+    "ari": 0.01,
+    "nmi": 0.01,
+    "purity": 0.01,
+    "matched_acc": 0.01,
+    "within_superclass_acc": 0.01,
+    "reconstruction_acc": 0.02,  # built on a probe's superclass predictions
+    "superclass_acc": 0.02,
+    "id_acc": 0.02,
+    "subpop_shift_acc": 0.02,
+    "subpop_refit_acc": 0.02,
+    "ood_mean_acc": 0.02,
+}
+
+
+@dataclass
+class Report:
+    """Problems (errors) and stale results found in one submission folder, with what was read.
+
+    ``model`` and ``results`` hold the parsed model.yaml and the validated
+    results, so callers (the leaderboard, verify) never read a file twice.
+    """
+
+    folder: Path
+    errors: list[str] = field(default_factory=list)
+    stale_reasons: dict[Path, str] = field(default_factory=dict)  # result file → why it is stale
+    results: list[Result] = field(default_factory=list)
+    model: dict[str, Any] | None = None
+    seed_of: dict[Path, int | None] = field(default_factory=dict)  # result file → its training seed (None: primary)
+
+    def error(self, where: str, message: str) -> None:
+        self.errors.append(f"{where}: {message}")
+
+    @property
+    def stale(self) -> list[str]:
+        return [f"{path}: stale {reason}" for path, reason in self.stale_reasons.items()]
+
+
+def read_model_file(folder: Path) -> dict[str, Any]:
+    path = folder / MODEL_FILE
+    if not path.is_file():
+        raise SubclassbenchError(f"{path} is missing; run `subclassbench submit` or copy an existing submission")
+    raw = safeyaml.load_file(path)
+    if not isinstance(raw, dict):
+        raise SubclassbenchError(f"{path}: must be a mapping of fields (see docs/submitting.md)")
+    problem = first_error(raw, "submission")
+    if problem:
+        raise SubclassbenchError(f"{path}: invalid model file {problem}")
+    weights = raw["encoder"].get("weights")
+    if weights is not None and weights.get("file") != WEIGHTS_FILE:
+        raise SubclassbenchError(f"{path}: encoder.weights.file must be {WEIGHTS_FILE} (the file in this folder)")
+    seen_seeds = {training_seed(raw)}
+    for entry in raw["encoder"].get("seeds", []):
+        if entry["weights"]["file"] != seed_weights_file(entry["seed"]):
+            raise SubclassbenchError(
+                f"{path}: seed {entry['seed']}'s weights must be {seed_weights_file(entry['seed'])}"
+            )
+        if entry["seed"] in seen_seeds:
+            raise SubclassbenchError(f"{path}: seed {entry['seed']} is listed twice; each seed once")
+        seen_seeds.add(entry["seed"])
+    if raw["encoder"].get("seeds") and weights is None:
+        raise SubclassbenchError(f"{path}: encoder.seeds needs encoder.weights (the first seed's file)")
+    if raw["name"] != folder.name:
+        raise SubclassbenchError(f"{path}: name '{raw['name']}' must equal the folder name '{folder.name}'")
+    training = raw["training"]
+    if training["labels"] == "superclass" and not training.get("label_task"):
+        raise SubclassbenchError(f"{path}: training.labels is superclass, so training.label_task must name the task")
+    return raw
+
+
+def weights_path(folder: Path, model: dict[str, Any], seed: int | None = None) -> Path | None:
+    """The weights file of the primary encoder (``seed`` None) or of one of ``encoder.seeds``."""
+    weights = declared_weights(model, seed)
+    return None if weights is None else folder / weights["file"]  # the file name is checked on reading
+
+
+def declared_weights(model: dict[str, Any], seed: int | None = None) -> dict[str, Any] | None:
+    if seed is None:
+        return model["encoder"].get("weights")
+    return next(e["weights"] for e in model["encoder"].get("seeds", []) if e["seed"] == seed)
+
+
+def training_seed(model: dict[str, Any]) -> int:
+    return int(model["training"].get("seed", 0))
+
+
+def seed_weights_file(seed: int) -> str:
+    return f"weights.seed-{seed}.safetensors"
+
+
+SEED_MARK = ".seed-"
+
+
+def result_stem(task: str, seed: int | None) -> str:
+    """``<task>`` for the primary weights, ``<task>.seed-<k>`` for seed k of ``encoder.seeds``."""
+    return task if seed is None else f"{task}{SEED_MARK}{seed}"
+
+
+def parse_result_stem(stem: str) -> tuple[str, int | None]:
+    task, mark, seed = stem.rpartition(SEED_MARK)
+    if mark and seed.isdigit() and len(seed) < 10:
+        return task, int(seed)
+    return stem, None
+
+
+def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> Report:
+    """Every problem in one submission, one line each; stale results are reported, not failed.
+
+    ``tasks`` memoises loaded tasks across submissions (one read of each task file per tree).
+    """
+    report = Report(folder)
+    tasks = {} if tasks is None else tasks
+    try:
+        model = read_model_file(folder)
+    except SubclassbenchError as exc:
+        report.errors.append(str(exc))
+        return report
+    report.model = model
+    for seed in [None, *(e["seed"] for e in model["encoder"].get("seeds", []))]:
+        declared = declared_weights(model, seed)
+        if declared is None:
+            continue
+        path = folder / declared["file"]
+        if not path.is_file():
+            report.error(str(path), "weights file is missing; commit it or remove it from model.yaml")
+        elif (actual := sha256_file(path)) != declared["sha256"]:
+            report.error(str(path), f"sha256 {actual[:12]}… does not match model.yaml's {declared['sha256'][:12]}…")
+    results = sorted((folder / RESULTS_DIR).glob("*.json"))
+    if not results:
+        report.error(str(folder / RESULTS_DIR), "no result files; run `subclassbench submit` to add one")
+    for path in results:
+        try:
+            result = Result.read(path)
+        except SubclassbenchError as exc:
+            report.errors.append(str(exc))
+            continue
+        _check_result(report, model, result, path, tasks)
+    primaries = {r.task_name for r in report.results if report.seed_of.get(r.path) is None}  # type: ignore[arg-type]
+    for result in report.results:
+        if report.seed_of.get(result.path) is not None and result.task_name not in primaries:  # type: ignore[arg-type]
+            report.error(str(result.path), f"is a seed of a task without the first seed's {result.task_name}.json")
+    return report
+
+
+def _check_result(report: Report, model: dict[str, Any], result: Result, path: Path, tasks: dict[str, Task]) -> None:
+    """One result file against its model.yaml, its task and the current protocol."""
+    from subclassbench.encoders.sources import ENCODER_SOURCES, PACKAGED_PREFIX
+    from subclassbench.tasks.task import load_task
+
+    task_name = result.task_name
+    named_task, seed = parse_result_stem(path.stem)
+    seeds = {e["seed"] for e in model["encoder"].get("seeds", [])}
+    if named_task != task_name:
+        report.error(str(path), f"holds task '{task_name}'; name the file {result_stem(task_name, seed)}.json")
+        return
+    if seed is not None and seed not in seeds:
+        report.error(str(path), f"is named for seed {seed}, which model.yaml's encoder.seeds does not list")
+        return
+    try:
+        if task_name not in tasks:  # by registered name: a YAML file in the working directory is not a task here
+            tasks[task_name] = load_task(task_name, by_name_only=True)
+        task = tasks[task_name]
+    except SubclassbenchError:
+        report.error(str(path), f"result for unknown task '{task_name}'; use a task from `subclassbench tasks`")
+        return
+    if result.limited:
+        report.error(str(path), "was computed on a --limit subset (a quick try); re-run `subclassbench submit`")
+        return
+    if not intervals.current(result):  # its rank would pair replicates centred two ways
+        report.error(str(path), f"has intervals from an earlier bootstrap method; run `subclassbench intervals {path}`")
+        return
+    encoder, declared = result.encoder, declared_weights(model, seed)
+    if encoder["spec"] != model["encoder"]["spec"]:
+        report.error(str(path), f"encoder '{encoder['spec']}' differs from model.yaml's '{model['encoder']['spec']}'")
+    if declared is not None and result.weights_sha256 != declared["sha256"]:
+        report.error(str(path), "was computed with other weights than model.yaml declares (sha256 differs)")
+    random_init = bool(model["encoder"].get("random_init", False))
+    if ENCODER_SOURCES.get(encoder["source"]).random_init and random_init == bool(encoder["pretrained"]):
+        state = "random-init" if random_init else "pretrained"
+        report.error(str(path), f"model.yaml declares a {state} encoder but the result's encoder.pretrained disagrees")
+    if _hub_entry(result) != model["encoder"].get("hub"):
+        report.error(str(path), "hub weights differ from model.yaml's encoder.hub (repository, commit or sha256)")
+    packaged = str((encoder.get("weights") or {}).get("path", "")).startswith(PACKAGED_PREFIX)
+    if declared is None and encoder.get("weights") and not packaged and _hub_entry(result) is None:
+        report.error(str(path), "was computed with a weights file that model.yaml does not declare")
+    reasons = []
+    if result.task["definition_fingerprint"] != task.definition_fingerprint:
+        reasons.append(f"task {task_name} changed (now v{task.version})")
+    if result.protocol_fingerprint != protocol_fingerprint():
+        reasons.append("protocol changed")
+    uncommitted = "clusterability" in result.metrics and "committed_layer" not in result.summary
+    if reasons:
+        report.stale_reasons[path] = f"({'; '.join(reasons)}); re-run `subclassbench submit`"
+    elif task.validation_split and uncommitted:
+        split = task.validation_split
+        report.error(str(path), f"has no committed layer; re-run with --data holding the '{split}' split too")
+        return
+    report.results.append(result)
+    report.seed_of[path] = seed
+
+
+def validate_tree(root: Path) -> list[Report]:
+    """``root`` is one submission folder (has model.yaml) or a folder of them."""
+    if not root.is_dir():
+        raise SubclassbenchError(f"{root} is not a folder; pass submissions/ or submissions/<name>")
+    if (root / MODEL_FILE).exists():
+        return [validate_submission(root)]
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    tasks: dict[str, Task] = {}
+    return [validate_submission(p, tasks) for p in folders]
+
+
+# --------------------------------------------------------------------------- submit
+
+
+def new_model_file(
+    name: str,
+    spec: str,
+    labels: str,
+    training_data: str,
+    license: str,
+    citation: str,
+    label_task: str | None = None,
+    description: str | None = None,
+    data_notes: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    if labels not in LABELS:
+        raise SubclassbenchError(f"unknown label granularity '{labels}'; use one of {', '.join(LABELS)}")
+    model: dict[str, Any] = {
+        "name": name,
+        "description": description or spec,
+        "encoder": {"spec": spec, "weights": None},
+        "license": license,
+        "citation": citation,
+        "training": {"data": training_data, "labels": labels},
+        "evaluation_data": dict(data_notes or {}),
+    }
+    if label_task:
+        model["training"]["label_task"] = label_task
+    return model
+
+
+def store_weights(folder: Path, source: Path, name: str = WEIGHTS_FILE) -> dict[str, str]:
+    """Copy (or convert to) ``name`` (``weights.safetensors``) in the submission; returns the model.yaml entry."""
+    from safetensors.torch import save_file
+
+    from subclassbench.encoders.sources import read_state_dict
+
+    target = folder / name
+    with atomic_path(target) as tmp:
+        if source.suffix == ".safetensors":
+            shutil.copyfile(source, tmp)
+        else:  # a torch checkpoint: store its tensors as safetensors, which loads without pickle
+            state, _ = read_state_dict(source)
+            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    return {"file": name, "sha256": sha256_file(target), "converted_from": source.name}
+
+
+def write_model_file(folder: Path, model: dict[str, Any]) -> None:
+    problem = first_error(model, "submission")
+    if problem:
+        raise SubclassbenchError(f"model.yaml would be invalid: {problem}")
+    atomic_write(folder / MODEL_FILE, yaml.safe_dump(model, sort_keys=False, allow_unicode=True, width=100))
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@dataclass
+class Difference:
+    layer: str
+    metric: str
+    submitted: float
+    rerun: float
+
+    def __str__(self) -> str:
+        tol = TOLERANCES[self.metric]
+        return f"{self.layer} {self.metric}: submitted {self.submitted:.4f}, re-run {self.rerun:.4f} (tolerance {tol})"
+
+
+# Summary values compared by verify, with the per-layer metric whose tolerance applies to them.
+SUMMARY_TOLERANCES: dict[str, str] = {
+    "best_ami": "ami",
+    "best_within_superclass_acc": "within_superclass_acc",
+    "last_ami": "ami",
+    "last_within_superclass_acc": "within_superclass_acc",
+    "last_reconstruction_acc": "reconstruction_acc",
+    "committed_ami": "ami",
+    "committed_within_superclass_acc": "within_superclass_acc",
+    "committed_reconstruction_acc": "reconstruction_acc",
+    "committed_gap": "ami",
+    "ood_retained": "ood_retained",
+}
+TOLERANCES["ood_retained"] = 2.0  # percentage points: a ratio of two probe accuracies (each within 0.02)
+
+
+def _outside(was: Any, now: Any, tolerance: float) -> bool:
+    """True unless both are numbers within ``tolerance`` (a NaN or a missing value is always outside)."""
+    if not isinstance(was, int | float) or not isinstance(now, int | float):
+        return was != now
+    return not abs(float(was) - float(now)) <= tolerance
+
+
+def compare_results(submitted: Result, rerun: Result) -> list[Difference | str]:
+    """Metrics that differ by more than their tolerance, layers that do not line up, a moved committed layer."""
+    out: list[Difference | str] = []
+    old = {layer["name"]: layer for layer in submitted.layers}
+    if list(old) != rerun.layer_names:
+        out.append(f"layers differ: submitted {list(old)}, re-run {rerun.layer_names}")
+    # Not the tunnel layer: it may flip between near-ties, and its accuracy is compared within tolerance.
+    for key in ("committed_layer", "best_layer"):
+        if submitted.summary.get(key) != rerun.summary.get(key):
+            out.append(f"{key}: submitted {submitted.summary.get(key)}, re-run {rerun.summary.get(key)}")
+    for key, metric in SUMMARY_TOLERANCES.items():
+        was, now = submitted.summary.get(key), rerun.summary.get(key)
+        if (was is not None or now is not None) and _outside(was, now, TOLERANCES[metric]):
+            out.append(f"summary.{key}: submitted {was}, re-run {now} (tolerance {TOLERANCES[metric]})")
+    for layer in rerun.layers:
+        before = old.get(layer["name"])
+        if before is None:
+            continue
+        for family in ("clusterability", "transfer"):
+            for metric, value in layer.get(family, {}).items():
+                if metric not in TOLERANCES or not isinstance(value, int | float):
+                    continue
+                was = before.get(family, {}).get(metric)
+                if _outside(was, value, TOLERANCES[metric]):
+                    submitted_value = math.nan if not isinstance(was, int | float) else float(was)
+                    out.append(Difference(layer["name"], metric, submitted_value, float(value)))
+    return out
+
+
+# --------------------------------------------------------------------------- submit (create or update)
+
+
+def check_submission_name(name: str) -> None:
+    """A submission name is one folder under submissions/: no separators, no ``..``, nothing hidden."""
+    check_name(name, "submission name")
+
+
+@dataclass
+class SubmitRequest:
+    """Everything ``subclassbench submit`` needs; metadata is required for a new submission only."""
+
+    name: str
+    model: str
+    tasks: list[str]
+    weights: Path | None = None
+    data: str | None = None
+    labels: str | None = None
+    label_task: str | None = None
+    training_data: str | None = None
+    license: str | None = None
+    citation: str | None = None
+    description: str | None = None
+    data_note: str | None = None
+    random_init: bool = False
+    metrics: list[str] | None = None
+    submissions: Path = Path("submissions")
+    batch_size: int = 256
+    progress: bool = True
+    seed: int | None = None  # add these weights as another training seed of an existing submission
+
+    @property
+    def folder(self) -> Path:
+        return self.submissions / self.name
+
+
+def _resolve_weights(weights: Path | None) -> Path | None:
+    if weights is None:
+        return None
+    from subclassbench.encoders.sources import resolve_trained_weights
+
+    if not weights.exists():
+        raise SubclassbenchError(f"weights {weights} do not exist; pass a .safetensors or torch checkpoint file")
+    resolved, card = resolve_trained_weights(weights)
+    if card and card.get("arch_kwargs"):
+        raise SubclassbenchError(
+            f"{resolved} needs architecture switches {card['arch_kwargs']}; submit it as a packaged builtin tag"
+        )
+    return resolved
+
+
+def _model_entry(request: SubmitRequest) -> dict[str, Any]:
+    """The existing model.yaml (checked against the request) or a new one from the request's metadata."""
+    folder = request.folder
+    if (folder / MODEL_FILE).exists():
+        entry = read_model_file(folder)
+        if entry["encoder"]["spec"] != request.model:
+            raise SubclassbenchError(
+                f"{folder} is a submission of {entry['encoder']['spec']}, not {request.model}; choose another --name"
+            )
+        if request.random_init != bool(entry["encoder"].get("random_init", False)):
+            raise SubclassbenchError(f"--random-init must match {folder}'s model.yaml (encoder.random_init)")
+        return entry
+    fields = {
+        "labels": request.labels,
+        "training-data": request.training_data,
+        "license": request.license,
+        "citation": request.citation,
+    }
+    missing = [f"--{flag}" for flag, value in fields.items() if not value]
+    if missing:
+        raise SubclassbenchError(f"a new submission needs {', '.join(missing)} (see docs/submitting.md)")
+    entry = new_model_file(
+        request.name,
+        request.model,
+        str(request.labels),
+        str(request.training_data),
+        str(request.license),
+        str(request.citation),
+        request.label_task,
+        request.description,
+    )
+    if request.random_init:
+        entry["encoder"]["random_init"] = True
+    return entry
+
+
+def _add_seed(request: SubmitRequest, entry: dict[str, Any], weights: Path | None, stage: Path) -> Path:
+    """Stage another training seed's weights and list it in ``entry`` (an existing submission's model.yaml)."""
+    seed = request.seed
+    assert seed is not None
+    if weights is None or entry["encoder"].get("weights") is None:
+        raise SubclassbenchError("--seed needs --weights, and a submission whose first seed has a weights file")
+    if seed == training_seed(entry):
+        raise SubclassbenchError(f"seed {seed} is the submission's first seed (training.seed); choose another --seed")
+    stored = store_weights(stage, weights, seed_weights_file(seed))
+    seeds = entry["encoder"].setdefault("seeds", [])
+    known = next((e for e in seeds if e["seed"] == seed), None)
+    if known is not None and known["weights"]["sha256"] != stored["sha256"]:
+        raise SubclassbenchError(f"seed {seed} of {request.folder} has other weights; remove it from model.yaml first")
+    if known is None:
+        seeds.append({"seed": seed, "weights": stored})
+        seeds.sort(key=lambda e: e["seed"])
+    return stage / seed_weights_file(seed)
+
+
+def submit(request: SubmitRequest) -> Report:
+    """Evaluate the request's tasks and create or update the submission folder; returns its validation report.
+
+    Everything is computed in a staging folder beside the target first; only
+    then are the weights, the results and model.yaml (last) moved into place,
+    so a failure or a kill leaves the submission as it was.
+    """
+    from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+    from subclassbench.tasks.task import load_task
+
+    check_submission_name(request.name)
+    for task_name in request.tasks:
+        check_name(task_name, "--task name (it names the result file)")
+        load_task(task_name, by_name_only=True)  # submissions are on registered tasks, never a local file
+    weights = _resolve_weights(request.weights)
+    folder = request.folder
+    request.submissions.mkdir(parents=True, exist_ok=True)  # staging beside the target keeps renames atomic
+    with locked(folder), tempfile.TemporaryDirectory(prefix=".staging-", dir=request.submissions) as tmp:
+        if request.seed is not None and not (folder / MODEL_FILE).exists():
+            raise SubclassbenchError(f"--seed adds a seed to an existing submission; submit {request.name} first")
+        entry = _model_entry(request)  # read under the lock: two submits never lose each other's updates
+        stage = Path(tmp)
+        weights_for_run: Path | None = None
+        weights_file = WEIGHTS_FILE if request.seed is None else seed_weights_file(request.seed)
+        if request.seed is not None:
+            weights_for_run = _add_seed(request, entry, weights, stage)
+        elif weights is not None:
+            stored = store_weights(stage, weights)
+            declared = entry["encoder"]["weights"]
+            if declared is not None and declared["sha256"] != stored["sha256"]:
+                raise SubclassbenchError(f"{weights} differs from the weights of {folder}; choose another --name")
+            entry["encoder"]["weights"] = declared or stored
+            weights_for_run = stage / WEIGHTS_FILE
+        elif entry["encoder"]["weights"] is not None:
+            weights_for_run = folder / entry["encoder"]["weights"]["file"]
+        results: dict[str, Result] = {}
+        stored_at = f"{request.submissions.as_posix()}/{request.name}"
+        for i, task_name in enumerate(request.tasks):
+            announce(
+                f"{counted('submit', i, len(request.tasks))}: evaluating {request.model} on {task_name}",
+                request.progress,
+            )
+            result = evaluate(
+                EvaluationRequest(
+                    model=request.model,
+                    task=task_name,
+                    weights=None if weights_for_run is None else str(weights_for_run),
+                    data=request.data,
+                    batch_size=request.batch_size,
+                    pretrained=not (request.random_init or entry["encoder"].get("random_init", False)),
+                    progress=request.progress,
+                    metrics=request.metrics,
+                    # a portable path: where the weights live in the repository
+                    weights_label=None if weights_for_run is None else f"{stored_at}/{weights_file}",
+                )
+            )
+            _record_hub(entry, result)
+            results[result.task_name] = result
+            default_note = result.task["data_source"] if request.data is None else f"--data {request.data}"
+            # keep a recorded note on update
+            note = request.data_note or entry["evaluation_data"].get(result.task_name) or default_note
+            entry["evaluation_data"][result.task_name] = note
+        if weights is not None and not (folder / weights_file).exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            (stage / weights_file).replace(folder / weights_file)
+        for task_name, result in results.items():
+            result.write(folder / RESULTS_DIR / f"{result_stem(task_name, request.seed)}.json")
+        write_model_file(folder, entry)
+    announce(f"submit: validating {folder}", request.progress)
+    return validate_submission(folder)
+
+
+def _hub_entry(result: Result) -> dict[str, Any] | None:
+    hub = (result.encoder.get("weights") or {}).get("hub")
+    return None if hub is None else {"repo": hub["repo"], "revision": hub["revision"], "files": hub["files"]}
+
+
+def _record_hub(entry: dict[str, Any], result: Result) -> None:
+    """Hub weights go into model.yaml with their commit and hashes; the spec must pin that commit, so anyone
+    re-running the submission reads the same bytes even after the repository's main branch moves on."""
+    hub = _hub_entry(result)
+    if hub is None:
+        return
+    import dataclasses
+
+    from subclassbench.encoders.sources import EncoderSpec
+
+    parsed = EncoderSpec.parse(result.encoder["spec"])
+    if parsed.revision != hub["revision"]:
+        pinned = dataclasses.replace(parsed, revision=hub["revision"])
+        raise SubclassbenchError(f"{parsed} loads hub weights; a submission pins their commit: use --model {pinned}")
+    entry["encoder"]["hub"] = hub
+
+
+# --------------------------------------------------------------------------- verify (re-run and compare)
+
+
+@dataclass
+class Verification:
+    """The outcome of re-running one result: ``ok``, ``fail`` or ``skipped``, with the reasons."""
+
+    task: str
+    status: str
+    detail: str
+    differences: list[Difference | str] = field(default_factory=list)
+
+
+def verify(
+    folder: Path,
+    data: str | None = None,
+    tasks: list[str] | None = None,
+    progress: bool = False,
+    shipped_data_only: bool = False,
+    on_outcome: Callable[[Verification], None] | None = None,
+) -> list[Verification]:
+    """Re-run each of a submission's results without the feature cache and compare within tolerance.
+
+    ``shipped_data_only`` verifies only results on tasks whose data ships with
+    subclassbench (CI's setting: no downloads, bounded time); others are skipped.
+    ``on_outcome`` is called with each outcome as soon as it is known.
+    """
+    from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+    from subclassbench.tasks.task import load_task
+
+    report = validate_submission(folder)
+    if report.errors:
+        raise SubclassbenchError(f"{report.errors[0]} (run `subclassbench validate {folder}`)")
+    assert report.model is not None
+    entry, wanted = report.model, set(tasks or [])
+    ordered = sorted(report.results, key=lambda r: (r.task_name, str(r.path)))
+    chosen = [r for r in ordered if not wanted or r.task_name in wanted]
+    out: list[Verification] = []
+
+    def done(outcome: Verification) -> None:
+        out.append(outcome)
+        if on_outcome is not None:  # as soon as it is known: a long verify reports each result when it is checked
+            on_outcome(outcome)
+
+    for submitted in chosen:
+        name = submitted.task_name
+        label = submitted.path.stem if submitted.path else name  # <task> or <task>.seed-<k>
+        task = load_task(name)
+        source = data or submitted.task["data_source"]
+        if task.needs_data_path and shipped_data_only:
+            done(Verification(label, "skipped", "its data does not ship with subclassbench"))
+            continue
+        if task.needs_data_path and not Path(source).exists():
+            done(Verification(label, "skipped", "needs its data; pass --data"))
+            continue
+        file = weights_path(folder, entry, report.seed_of.get(submitted.path))  # type: ignore[arg-type]
+        announce(
+            f"{counted('verify', len(out), len(chosen))}: {label}: re-running {entry['encoder']['spec']} "
+            "without the feature cache",
+            progress,
+        )
+        rerun = evaluate(
+            EvaluationRequest(
+                model=entry["encoder"]["spec"],
+                task=name,
+                weights=None if file is None else str(file),
+                data=source if task.needs_data_path else None,
+                split=submitted.task["split"],
+                pretrained=not entry["encoder"].get("random_init", False),
+                progress=progress,
+                metrics=submitted.metrics,
+                cache="off",  # a verification recomputes features, never reads them back
+            )
+        )
+        if rerun.task["fingerprint"] != submitted.task["fingerprint"]:
+            done(Verification(label, "fail", "the data differs from the submission's (task fingerprint)"))
+            continue
+        differences = compare_results(submitted, rerun)
+        if differences:
+            detail = f"{len(differences)} difference(s) outside tolerance"
+            done(Verification(label, "fail", detail, differences))
+        else:
+            done(Verification(label, "ok", f"{len(rerun.layers)} layers within tolerance"))
+    return out
