@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from subclassbench.encoders.sources import load_encoder
+from subclassbench.encoders.base import load_encoder
 from subclassbench.features.extraction import extract_features
 from subclassbench.metrics.clustering import kmeans_faiss, kmeans_sklearn, l2_normalize
 from subclassbench.metrics.partition import cluster_scores

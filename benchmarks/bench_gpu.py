@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from subclassbench.core.workerpool import available_cores
-from subclassbench.encoders.sources import load_encoder
+from subclassbench.encoders.base import load_encoder
 from subclassbench.features.extraction import default_workers, extract_features, iterate_batches
 from subclassbench.scoring.probes import ProbeRecipe, fit_probes
 from subclassbench.tasks.datasources import FileImageSet

@@ -80,8 +80,8 @@ def standin_encoder() -> object:  # an Encoder; torch is imported in the child o
     import torch
     from torch import nn
 
+    from subclassbench.encoders.base import Encoder
     from subclassbench.encoders.preprocessing import Preprocessing
-    from subclassbench.encoders.sources import Encoder
 
     torch.manual_seed(0)
     blocks = nn.ModuleList([nn.Linear(64, width) for width in WIDTHS])

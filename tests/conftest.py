@@ -102,7 +102,7 @@ def digits_mlp_weights(path: Path, seed: int | None = None) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from subclassbench.encoders.sources import load_encoder
+    from subclassbench.encoders.base import load_encoder
 
     if seed is not None:
         torch.manual_seed(seed)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from subclassbench.cli import app
 from subclassbench.compare.representations import agreement_over_runs
-from subclassbench.encoders.sources import load_encoder
+from subclassbench.encoders.base import load_encoder
 from subclassbench.errors import SubclassbenchError
 from subclassbench.metrics.similarity import (
     agreement,

@@ -88,7 +88,7 @@ def test_evaluate_on_image_folder_task(tmp_path, tiny_image_task, tiny_image_fol
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     if "WRONG" in args:  # the digits CNN's weights offered to the MLP
-        from subclassbench.encoders.sources import packaged_weights_dir
+        from subclassbench.encoders.builtin import packaged_weights_dir
 
         args = [
             str(packaged_weights_dir() / "digits_cnn.digits5_coarse.safetensors") if a == "WRONG" else a for a in args

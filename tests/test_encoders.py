@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from subclassbench.core.hashing import sha256_file
-from subclassbench.encoders.sources import EncoderSpec, list_builtin, load_encoder, packaged_weights_dir
+from subclassbench.encoders.base import EncoderSpec, load_encoder
+from subclassbench.encoders.builtin import list_builtin, packaged_weights_dir
 from subclassbench.errors import SubclassbenchError
 
 
@@ -194,7 +195,7 @@ def test_tampered_packaged_weights_fail_their_hash(tmp_path, monkeypatch):
     card = json.loads(card_path.read_text())
     card["weights_sha256"] = "0" * 64
     card_path.write_text(json.dumps(card))
-    monkeypatch.setattr("subclassbench.encoders.sources.packaged_weights_dir", lambda: tmp_path)
+    monkeypatch.setattr("subclassbench.encoders.builtin.packaged_weights_dir", lambda: tmp_path)
     with pytest.raises(SubclassbenchError, match="fail the sha256 check"):
         load_encoder("builtin:digits_cnn.digits5_coarse", sample_shape=(1, 8, 8))
 

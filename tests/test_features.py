@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from subclassbench.encoders.sources import load_encoder
+from subclassbench.encoders.base import load_encoder
 from subclassbench.features.extraction import extract_features, pool
 from subclassbench.tasks.task import load_task
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from subclassbench.cli import app
 from subclassbench.core.hashing import sha256_file
-from subclassbench.encoders.sources import load_encoder
+from subclassbench.encoders.base import load_encoder
 from subclassbench.errors import SubclassbenchError
 
 transformers = pytest.importorskip("transformers")

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from subclassbench.encoders.sources import EMBEDDING, MIN_LAYERS, discover_layers, load_encoder
+from subclassbench.encoders.base import EMBEDDING, load_encoder
+from subclassbench.encoders.layers import MIN_LAYERS, discover_layers
 from subclassbench.errors import SubclassbenchError
 
 timm = pytest.importorskip("timm")

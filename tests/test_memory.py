@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from subclassbench.encoders.base import Encoder
 from subclassbench.encoders.preprocessing import Preprocessing
-from subclassbench.encoders.sources import Encoder
 from subclassbench.evaluation.pipeline import degenerate_flags
 from subclassbench.features import extraction as features_module
 from subclassbench.features import matrices

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
-from subclassbench.encoders.sources import ENCODER_SOURCES, load_encoder
+from subclassbench.encoders.base import ENCODER_SOURCES, load_encoder
 from subclassbench.errors import SubclassbenchError
 
 REPO = Path(__file__).resolve().parent.parent

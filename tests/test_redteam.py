@@ -850,7 +850,7 @@ def test_a_dead_encoder_is_flagged_not_reported_as_retaining_everything(tmp_path
     """All-zero weights: every layer is constant, and the OOD curve sits at chance instead of '100 % retained'."""
     from safetensors.torch import save_file
 
-    from subclassbench.encoders.sources import load_encoder
+    from subclassbench.encoders.base import load_encoder
     from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
 
     model = load_encoder("builtin:digits_mlp", num_classes=2).model  # digits-id5 has 2 superclasses

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
-from subclassbench.encoders.sources import load_encoder
+from subclassbench.encoders.base import load_encoder
 from subclassbench.errors import SubclassbenchError
 from subclassbench.evaluation.matrix import Cell, load_matrix, run_matrix
 from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate, extract

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
-from subclassbench.encoders.sources import load_encoder
+from subclassbench.encoders.base import load_encoder
 from subclassbench.errors import SubclassbenchError
 from subclassbench.features.extraction import ExtractionContext, extract_features, iterate_batches
 from subclassbench.tasks.task import load_task

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from subclassbench.encoders.sources import load_encoder
+from subclassbench.encoders.base import load_encoder
 from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
 from subclassbench.tasks.task import load_task
 from tests.conftest import SHARED, requires_shared

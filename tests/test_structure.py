@@ -16,7 +16,7 @@ import pytest
 
 from subclassbench.core.files import atomic_write, atomic_write_many, locked
 from subclassbench.core.registry import Registry
-from subclassbench.encoders.sources import ENCODER_SOURCES, EncoderSpec
+from subclassbench.encoders.base import ENCODER_SOURCES, EncoderSpec
 from subclassbench.errors import SubclassbenchError
 from subclassbench.results.result import (
     MIGRATIONS,

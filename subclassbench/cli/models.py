@@ -130,7 +130,8 @@ def train_runs_command(
 def encoders() -> None:
     """List builtin encoders (with packaged weights tags) and the other sources."""
     from subclassbench.encoders.architectures import ARCHITECTURES
-    from subclassbench.encoders.sources import ENCODER_SOURCES, packaged_tags
+    from subclassbench.encoders.base import ENCODER_SOURCES
+    from subclassbench.encoders.builtin import packaged_tags
 
     for arch, info in ARCHITECTURES.items():
         tags = packaged_tags(arch)
@@ -162,7 +163,7 @@ def layers(
     ] = False,
 ) -> None:
     """List the layers of MODEL that `evaluate --layers` accepts, input side first."""
-    from subclassbench.encoders.sources import load_encoder
+    from subclassbench.encoders.base import load_encoder
 
     encoder = load_encoder(model, weights=weights, sample_shape=(3, 32, 32), pretrained=not random_init)
     names = [n for n, _ in encoder.model.named_modules() if n] if all_modules else encoder.layer_names

@@ -205,7 +205,7 @@ def layer_tokens(
     import torch
 
     from subclassbench.core.progress import bar as progress_bar
-    from subclassbench.encoders.sources import EMBEDDING
+    from subclassbench.encoders.base import EMBEDDING
 
     if layer != EMBEDDING and layer not in encoder.layer_modules:
         raise SubclassbenchError(f"layer '{layer}' is not a layer of {encoder.spec}; pick one of its --pair layers")

@@ -86,7 +86,7 @@ def _side(
 ) -> Side:
     """One encoder's features on the compared rows: from the feature cache when there (an evaluation of the
     same encoder on the whole split fills it), else extracted and stored."""
-    from subclassbench.encoders.sources import load_encoder
+    from subclassbench.encoders.base import load_encoder
     from subclassbench.features.extraction import ExtractionContext, extract_cached
 
     encoder = load_encoder(

@@ -93,3 +93,15 @@ def resolve(repo: str, revision: str | None, patterns: list[str], weights: bool 
     if weights and not files:
         raise SubclassbenchError(f"{repo}@{commit} holds no weights files ({', '.join(patterns)})")
     return HubFiles(repo, revision, commit, folder, files)
+
+
+def resolve_first(repo: str, revision: str | None, candidates: tuple[str, ...]) -> HubFiles:
+    """The first of ``candidates`` that the repository holds at ``revision``, resolved and hashed."""
+    last: SubclassbenchError | None = None
+    for name in candidates:
+        try:
+            return resolve(repo, revision, [name])
+        except SubclassbenchError as exc:
+            last = exc
+    assert last is not None
+    raise last

@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from subclassbench.encoders.base import ENCODER_SOURCES, Encoder, EncoderSource, LoadRequest
+from subclassbench.encoders.layers import discover_layers
 from subclassbench.encoders.preprocessing import Preprocessing
-from subclassbench.encoders.sources import Encoder, discover_layers
 from subclassbench.errors import SubclassbenchError
 
 MODULE_SOURCE = "module"
@@ -185,3 +186,23 @@ def wrap_module(
         weights={"sha256": sha256, "format": "module", "embedding": embedding},
         pretrained=True,
     )
+
+
+def _module_only(request: LoadRequest) -> Encoder:
+    raise SubclassbenchError(
+        "module: encoders are Python objects; evaluate one with subclassbench.evaluate(model=<nn.Module>, ...), "
+        "or make it loadable by name with a plug-in (docs/encoders.md)"
+    )
+
+
+ENCODER_SOURCES.register(
+    "module",
+    EncoderSource(
+        "module",
+        _module_only,
+        tag_separator="",
+        random_init=False,
+        takes_vectors=True,
+        usage="module:<name>             an nn.Module passed to subclassbench.evaluate (Python only)",
+    ),
+)

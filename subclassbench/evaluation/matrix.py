@@ -282,7 +282,7 @@ def run_matrix(
         raise SubclassbenchError(f"unknown executor '{executor}'; use local or ray")
     if n_shards < 1:
         raise SubclassbenchError("--shards must be ≥ 1")
-    from subclassbench.encoders.sources import EncoderSpec
+    from subclassbench.encoders.base import EncoderSpec
     from subclassbench.tasks.task import load_task
 
     for cell in cells:  # malformed specs and unknown tasks fail before any work is scheduled

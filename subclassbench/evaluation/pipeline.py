@@ -27,8 +27,8 @@ from subclassbench.core.files import check_file_name, check_writable_folder, ins
 from subclassbench.core.progress import stage
 from subclassbench.core.version import __version__
 from subclassbench.core.workerpool import WorkerPool, available_cores
+from subclassbench.encoders.base import Encoder, EncoderSpec, load_encoder
 from subclassbench.encoders.preprocessing import Preprocessing
-from subclassbench.encoders.sources import Encoder, EncoderSpec, load_encoder
 from subclassbench.errors import DataMissingError, SubclassbenchError
 from subclassbench.features.cache import CacheStats, FeatureCache
 from subclassbench.features.extraction import DTYPES, ExtractionContext, LayerFeatures, extract_cached, extract_shard

@@ -27,7 +27,7 @@ import torch
 
 from subclassbench.core.progress import bar as progress_bar
 from subclassbench.core.progress import stage
-from subclassbench.encoders.sources import EMBEDDING, Encoder
+from subclassbench.encoders.base import EMBEDDING, Encoder
 from subclassbench.errors import SubclassbenchError
 from subclassbench.features.cache import CacheStats, EntryWriter, FeatureCache, feature_key
 from subclassbench.features.matrices import Matrix, Rows

@@ -277,7 +277,8 @@ def training_labels(result: Result) -> str | None:
     if not encoder.get("pretrained", True):
         return "none"
     weights = encoder.get("weights") or {}
-    from subclassbench.encoders.sources import ENCODER_SOURCES, packaged_weights_dir
+    from subclassbench.encoders.base import ENCODER_SOURCES
+    from subclassbench.encoders.builtin import packaged_weights_dir
 
     source = encoder.get("source")
     cards = source in ENCODER_SOURCES and ENCODER_SOURCES.get(source).model_cards

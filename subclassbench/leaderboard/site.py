@@ -124,7 +124,7 @@ def site_row(row: dict[str, Any]) -> dict[str, Any]:
 def architecture(spec: str) -> str:
     """The encoder spec without its weights tag (``builtin:cifar_resnet20.cifar10_5_coarse`` →
     ``builtin:cifar_resnet20``), parsed by the source registry that knows each source's tag separator."""
-    from subclassbench.encoders.sources import EncoderSpec  # the board build has imported it already (validation)
+    from subclassbench.encoders.base import EncoderSpec  # the board build has imported it already (validation)
 
     try:
         parsed = EncoderSpec.parse(spec)

@@ -186,7 +186,7 @@ def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> R
 
 def _check_result(report: Report, model: dict[str, Any], result: Result, path: Path, tasks: dict[str, Task]) -> None:
     """One result file against its model.yaml, its task and the current protocol."""
-    from subclassbench.encoders.sources import ENCODER_SOURCES, PACKAGED_PREFIX
+    from subclassbench.encoders.base import ENCODER_SOURCES, PACKAGED_PREFIX
     from subclassbench.tasks.task import load_task
 
     task_name = result.task_name
@@ -286,7 +286,7 @@ def store_weights(folder: Path, source: Path, name: str = WEIGHTS_FILE) -> dict[
     """Copy (or convert to) ``name`` (``weights.safetensors``) in the submission; returns the model.yaml entry."""
     from safetensors.torch import save_file
 
-    from subclassbench.encoders.sources import read_state_dict
+    from subclassbench.encoders.weights import read_state_dict
 
     target = folder / name
     with atomic_path(target) as tmp:
@@ -411,7 +411,7 @@ class SubmitRequest:
 def _resolve_weights(weights: Path | None) -> Path | None:
     if weights is None:
         return None
-    from subclassbench.encoders.sources import resolve_trained_weights
+    from subclassbench.encoders.builtin import resolve_trained_weights
 
     if not weights.exists():
         raise SubclassbenchError(f"weights {weights} do not exist; pass a .safetensors or torch checkpoint file")
@@ -563,7 +563,7 @@ def _record_hub(entry: dict[str, Any], result: Result) -> None:
         return
     import dataclasses
 
-    from subclassbench.encoders.sources import EncoderSpec
+    from subclassbench.encoders.base import EncoderSpec
 
     parsed = EncoderSpec.parse(result.encoder["spec"])
     if parsed.revision != hub["revision"]:

@@ -39,7 +39,7 @@ from torch import nn
 from subclassbench.core.files import TMP_PATTERN, atomic_path, atomic_write, check_writable_folder, locked
 from subclassbench.core.hashing import sha256_file, sha256_json
 from subclassbench.encoders import architectures
-from subclassbench.encoders.sources import load_encoder
+from subclassbench.encoders.base import load_encoder
 from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.features.extraction import DTYPES
 from subclassbench.tasks.task import SplitData, Task

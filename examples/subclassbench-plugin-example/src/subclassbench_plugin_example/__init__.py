@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from subclassbench.encoders.sources import Encoder, EncoderSource, LoadRequest, read_state_dict
+from subclassbench.encoders import Encoder, EncoderSource, LoadRequest, read_state_dict
 from subclassbench.errors import SubclassbenchError
-from subclassbench.encoders.preprocessing import Preprocessing
+from subclassbench.preprocessing import Preprocessing
 
 
 class TinyNet(nn.Module):
