@@ -48,7 +48,8 @@ def coverage(draws: int, resamples: int, names: list[str], compare_centring: boo
 
 
 def refit_vs_reuse(args: argparse.Namespace) -> None:
-    from subclassbench.evaluation.pipeline import EvaluationRequest, prepare
+    from subclassbench.evaluation.pipeline import prepare
+    from subclassbench.evaluation.request import EvaluationRequest
     from subclassbench.features.extraction import extract_cached
 
     request = EvaluationRequest(

@@ -268,7 +268,8 @@ def _scores(result: object) -> dict:
 def bench_cifar(shared: Path, score_workers: int) -> None:
     """The CPU target: full evaluate of ResNet-56 on cifar10-5-semantic vs a bare forward pass over its images;
     then the same features re-scored from the cache in this process and in ``score_workers`` processes."""
-    from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+    from subclassbench.evaluation.pipeline import evaluate
+    from subclassbench.evaluation.request import EvaluationRequest
 
     weights = sorted((shared / "weights").glob("resnet56-*.th"))
     if not weights or not (shared / "data").is_dir():

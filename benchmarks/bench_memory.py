@@ -111,7 +111,8 @@ def rss_mb() -> float:
 
 def child(task_path: Path, data: Path, cache_dir: Path | None) -> None:
     """One evaluation's extraction and scoring; prints a JSON line with its memory and times."""
-    from subclassbench.evaluation.pipeline import Prepared, score
+    from subclassbench.evaluation.pipeline import score
+    from subclassbench.evaluation.request import Prepared
     from subclassbench.features.cache import FeatureCache
     from subclassbench.features.extraction import ExtractionContext, extract_cached
     from subclassbench.scoring import clusterability, probes, transfer

@@ -25,7 +25,8 @@ import numpy as np
 import yaml
 
 from subclassbench.evaluation.matrix import load_matrix, run_matrix
-from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate, extract
+from subclassbench.evaluation.pipeline import evaluate, extract
+from subclassbench.evaluation.request import EvaluationRequest
 
 
 def make_task(folder: Path, name: str, n: int, seed: int) -> tuple[Path, Path]:

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.evaluation.pipeline import evaluate
+from subclassbench.evaluation.request import EvaluationRequest
 from subclassbench.tasks.task import load_task
 from subclassbench.training.trainer import Recipe, train
 

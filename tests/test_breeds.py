@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from subclassbench.cli import app
 from subclassbench.errors import SubclassbenchError
-from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.evaluation.pipeline import evaluate
+from subclassbench.evaluation.request import EvaluationRequest
 from subclassbench.results.result import validate_result
 from subclassbench.tasks.breeds import PRESETS, Hierarchy, derive, shuffle_control
 from subclassbench.tasks.task import Task, load_task

@@ -152,7 +152,7 @@ def test_out_folder_is_refused_before_any_work(tmp_path):
 
 
 def test_default_paths_of_different_weights_do_not_collide(tmp_path, monkeypatch):
-    from subclassbench.evaluation.pipeline import default_output_path
+    from subclassbench.evaluation.outputs import default_output_path
 
     base = {"task": {"name": "cifar10-5", "split": "test"}}
     a = {

@@ -8,7 +8,8 @@ import itertools
 import numpy as np
 import pytest
 
-from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.evaluation.pipeline import evaluate
+from subclassbench.evaluation.request import EvaluationRequest
 from subclassbench.metrics.clustering import kmeans_faiss, kmeans_sklearn, l2_normalize
 from subclassbench.metrics.partition import cluster_scores
 from subclassbench.results.result import validate_result

@@ -14,7 +14,8 @@ from sklearn.metrics import adjusted_mutual_info_score
 
 from subclassbench.cli import main
 from subclassbench.errors import SubclassbenchError
-from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.evaluation.pipeline import evaluate
+from subclassbench.evaluation.request import EvaluationRequest
 from subclassbench.metrics.partition import purity
 from subclassbench.results.result import Result
 from subclassbench.scoring.clusterability import reconstruct, score_clusterability

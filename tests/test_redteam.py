@@ -851,7 +851,8 @@ def test_a_dead_encoder_is_flagged_not_reported_as_retaining_everything(tmp_path
     from safetensors.torch import save_file
 
     from subclassbench.encoders.base import load_encoder
-    from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+    from subclassbench.evaluation.pipeline import evaluate
+    from subclassbench.evaluation.request import EvaluationRequest
 
     model = load_encoder("builtin:digits_mlp", num_classes=2).model  # digits-id5 has 2 superclasses
     weights = tmp_path / "dead.safetensors"
@@ -1171,7 +1172,8 @@ def test_one_unnamed_hf_split_is_never_also_the_training_data(tmp_path):
     """A saved Dataset without named splits serves the evaluated split only: transfer is skipped with a note."""
     import datasets
 
-    from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+    from subclassbench.evaluation.pipeline import evaluate
+    from subclassbench.evaluation.request import EvaluationRequest
 
     images, labels = make_images(n_per_class=6)
     root = tmp_path / "hf"

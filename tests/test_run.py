@@ -15,7 +15,8 @@ from subclassbench.cli import app
 from subclassbench.encoders.base import load_encoder
 from subclassbench.errors import SubclassbenchError
 from subclassbench.evaluation.matrix import Cell, load_matrix, run_matrix
-from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate, extract
+from subclassbench.evaluation.pipeline import evaluate, extract
+from subclassbench.evaluation.request import EvaluationRequest
 from subclassbench.features import extraction as features
 from subclassbench.features.cache import FeatureCache, feature_key
 from subclassbench.features.extraction import ExtractionContext, extract_cached, extract_features, extract_shard

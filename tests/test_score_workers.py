@@ -8,7 +8,8 @@ import pytest
 
 from subclassbench.core.workerpool import WorkerPool, available_cores
 from subclassbench.errors import SubclassbenchError
-from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.evaluation.pipeline import evaluate
+from subclassbench.evaluation.request import EvaluationRequest
 from tests.conftest import without_run
 
 

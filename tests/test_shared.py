@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from subclassbench.encoders.base import load_encoder
-from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.evaluation.pipeline import evaluate
+from subclassbench.evaluation.request import EvaluationRequest
 from subclassbench.tasks.task import load_task
 from tests.conftest import SHARED, requires_shared
 

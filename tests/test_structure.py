@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -71,6 +73,134 @@ def test_user_task_folders_come_first_and_add_tasks(tmp_path, monkeypatch):
     monkeypatch.setenv("SUBCLASSBENCH_TASKS", str(tmp_path))
     assert "my-digits" in list_tasks() and "cifar10-5" in list_tasks()
     assert load_task("my-digits").name == "my-digits"
+
+
+# --------------------------------------------------------------------------- the import graph
+
+
+def _modules() -> dict[str, pathlib.Path]:
+    """Every module of the package by dotted name (a package by its own name)."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(modules: dict[str, pathlib.Path]) -> list[tuple[str, str, str | None]]:
+    """(importer, imported module, imported name or None) for every import of the package's own modules, at any
+    depth: module level, inside functions and under ``if TYPE_CHECKING``, so that none can hide a cycle."""
+    edges = []
+    for module, path in modules.items():
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [(alias.name, None) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the importer's package, up level - 1 more
+                    up = module.split(".") if is_package else module.split(".")[:-1]
+                    base = ".".join(up[: len(up) - node.level + 1] + ([base] if base else []))
+                targets = [
+                    (f"{base}.{alias.name}", None) if f"{base}.{alias.name}" in modules else (base, alias.name)
+                    for alias in node.names
+                ]
+            else:
+                continue
+            for target, name in targets:
+                while target and target not in modules:  # a name inside a module: that module
+                    target = target.rpartition(".")[0]
+                if target and target != module:
+                    edges.append((module, target, name))
+    return edges
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one node (Tarjan, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_module_imports_another_in_a_cycle():
+    """Counting imports inside functions and under TYPE_CHECKING: a deferred import still couples two modules."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for importer, imported, _ in _imports(modules):
+        if imported.startswith("subclassbench"):
+            graph[importer].add(imported)
+    assert _cycles(graph) == []
+
+
+def test_the_subpackages_form_layers():
+    """No subpackage imports one that imports it back: the folders read as layers (README, Layout)."""
+    def folder(module: str) -> str:
+        """A subpackage, or a module at the top (``errors``; the package's own ``__init__`` is ``subclassbench``)."""
+        return module.split(".")[1] if "." in module else module
+
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for importer, imported, _ in _imports(modules):
+        if imported.startswith("subclassbench") and folder(importer) != folder(imported):
+            graph.setdefault(folder(importer), set()).add(folder(imported))
+            graph.setdefault(folder(imported), set())
+    assert _cycles(graph) == []
+    assert {"core", "tasks", "encoders", "scoring", "results", "evaluation", "leaderboard"} <= set(graph)
+
+
+def test_no_module_imports_another_modules_private_names():
+    private = [
+        f"{importer} imports {name} from {imported}"
+        for importer, imported, name in _imports(_modules())
+        if imported.startswith("subclassbench") and name and name.startswith("_") and not name.startswith("__")
+    ]
+    assert private == []
+
+
+def test_the_structure_tests_see_deferred_imports(tmp_path):
+    """The import graph above counts an import inside a function, and finds the cycle it closes."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
+    source = "def f():\n    from subclassbench.core import files\n"
+    tree = ast.parse(source)
+    assert any(isinstance(n, ast.ImportFrom) and n.module == "subclassbench.core" for n in ast.walk(tree))
 
 
 # --------------------------------------------------------------------------- files

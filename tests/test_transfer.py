@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from subclassbench.errors import SubclassbenchError
-from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.evaluation.pipeline import evaluate
+from subclassbench.evaluation.request import EvaluationRequest
 from subclassbench.features.extraction import LayerFeatures
 from subclassbench.metrics.layers import alignment, effective_rank, numerical_rank, pearson, tunnel_summary
 from subclassbench.results.result import validate_result

@@ -37,7 +37,7 @@ from subclassbench.cli import (
 from subclassbench.errors import SubclassbenchError
 
 if TYPE_CHECKING:
-    from subclassbench.evaluation.pipeline import EvaluationRequest
+    from subclassbench.evaluation.request import EvaluationRequest
     from subclassbench.results.result import Result
 
 
@@ -83,7 +83,7 @@ def _request(
     ood_data: list[str] | None = None,
     **extra: Any,
 ) -> EvaluationRequest:
-    from subclassbench.evaluation.pipeline import EvaluationRequest
+    from subclassbench.evaluation.request import EvaluationRequest
 
     return EvaluationRequest(
         ood_data=named_paths(ood_data, "--ood-data", "an OOD set of the task and its data") or None,
@@ -213,8 +213,8 @@ def extract(
     quiet: QuietOption = False,
 ) -> None:
     """Extract pooled per-layer features into the content-addressed cache (skipping cached entries)."""
+    from subclassbench.evaluation.outputs import parse_shard
     from subclassbench.evaluation.pipeline import extract as run
-    from subclassbench.evaluation.pipeline import parse_shard
 
     part = None if shard is None else parse_shard(shard)
     request = _request(

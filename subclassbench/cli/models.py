@@ -55,7 +55,7 @@ def train(
     """Train a builtin architecture on TASK's superclass or subclass labels."""
     import torch
 
-    from subclassbench.evaluation.pipeline import check_device
+    from subclassbench.evaluation.request import check_device
     from subclassbench.tasks.task import load_task
     from subclassbench.training.trainer import Recipe
     from subclassbench.training.trainer import train as run_training

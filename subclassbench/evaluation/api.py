@@ -20,8 +20,9 @@ from typing import Any
 
 from subclassbench.encoders.preprocessing import Preprocessing
 from subclassbench.errors import SubclassbenchError
-from subclassbench.evaluation.pipeline import DEFAULT_MODEL, DEFAULT_TASK, EvaluationRequest, evaluate_to_file
 from subclassbench.evaluation.pipeline import evaluate as run_evaluation
+from subclassbench.evaluation.pipeline import evaluate_to_file
+from subclassbench.evaluation.request import DEFAULT_MODEL, DEFAULT_TASK, EvaluationRequest
 from subclassbench.results.result import Result
 from subclassbench.uncertainty.bootstrap import BOOTSTRAP
 

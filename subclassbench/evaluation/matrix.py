@@ -103,7 +103,7 @@ def load_matrix(models_file: Path, tasks_file: Path) -> list[Cell]:
 
 
 def _request(cell: Cell, cache_dir: str | None, n_shards: int | None, device: str) -> Any:
-    from subclassbench.evaluation.pipeline import EvaluationRequest
+    from subclassbench.evaluation.request import EvaluationRequest
 
     return EvaluationRequest(
         model=cell.model,
@@ -122,7 +122,7 @@ def result_path(cell: Cell, out: Path) -> Path:
     """``<out>/<model slug>/<task>-<cell hash>.json``: the hash covers weights (by content), data, metrics
     and the task file, so two different cells never share a result file."""
     from subclassbench.core.hashing import canonical_json, sha256_file, sha256_text
-    from subclassbench.evaluation.pipeline import slug as safe_slug
+    from subclassbench.evaluation.outputs import slug as safe_slug
 
     slug = safe_slug(cell.model.replace(":", "__"))
     weights = None

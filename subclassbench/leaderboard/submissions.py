@@ -485,7 +485,8 @@ def submit(request: SubmitRequest) -> Report:
     then are the weights, the results and model.yaml (last) moved into place,
     so a failure or a kill leaves the submission as it was.
     """
-    from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+    from subclassbench.evaluation.pipeline import evaluate
+    from subclassbench.evaluation.request import EvaluationRequest
     from subclassbench.tasks.task import load_task
 
     check_submission_name(request.name)
@@ -599,7 +600,8 @@ def verify(
     subclassbench (CI's setting: no downloads, bounded time); others are skipped.
     ``on_outcome`` is called with each outcome as soon as it is known.
     """
-    from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+    from subclassbench.evaluation.pipeline import evaluate
+    from subclassbench.evaluation.request import EvaluationRequest
     from subclassbench.tasks.task import load_task
 
     report = validate_submission(folder)

@@ -127,7 +127,8 @@ def _kept_result(path: Path, card: dict[str, Any], resamples: int) -> Result | N
 def evaluate_run(
     record: RunRecord, plan: Plan, data: dict[str, str], device: str, score_workers: int, progress: bool
 ) -> Result:
-    from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate_to_file
+    from subclassbench.evaluation.pipeline import evaluate_to_file
+    from subclassbench.evaluation.request import EvaluationRequest
 
     condition = record.condition
     path = record.result_path
@@ -235,7 +236,7 @@ def reproduce(
     progress: bool = True,
 ) -> Reproduction:
     """Train, score and report one claim at one scale (see the module docstring)."""
-    from subclassbench.evaluation.pipeline import check_device
+    from subclassbench.evaluation.request import check_device
     from subclassbench.training.runs import train_runs
 
     unknown = sorted(set(stages) - {"train", "evaluate", "report"})

@@ -1,7 +1,7 @@
 """Results: the typed result file, its per-sample sidecar, integrity, intervals and tables.
 
 - :mod:`~subclassbench.results.result`: :class:`Result`, schema check, migrations, reading and writing.
-- :mod:`~subclassbench.results.samples`: the per-sample sidecar (``<result>.samples.npz``).
+- :mod:`~subclassbench.scoring.samples`: the per-sample sidecar (``<result>.samples.npz``).
 - :mod:`~subclassbench.results.integrity`: a summary recomputed from its per-layer data.
 - :mod:`~subclassbench.results.intervals`: bootstrap intervals from the per-sample outputs.
 - :mod:`~subclassbench.results.tables`: results as one table (``load_results``).

@@ -20,7 +20,7 @@ from subclassbench.scoring.transfer import ood_probe, tunnel_record
 from subclassbench.uncertainty.bootstrap import cluster_replicates, interval
 
 if TYPE_CHECKING:
-    from subclassbench.results.samples import SampleOutputs
+    from subclassbench.scoring.samples import SampleOutputs
 
 CLUSTER_KEYS = ("ami", "ari", "nmi", "purity", "matched_acc")
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from subclassbench.errors import SubclassbenchError
 from subclassbench.results.result import Result
-from subclassbench.results.samples import SampleOutputs
+from subclassbench.scoring.samples import SampleOutputs
 from subclassbench.uncertainty.bootstrap import (
     BOOTSTRAP,
     METHOD,
@@ -157,11 +157,6 @@ def compute(
         n_layers=len(names),
         record=record,
     )
-
-
-def ward_layers(summary: dict[str, Any]) -> list[str]:
-    """The layers whose Ward assignments the per-sample file keeps: the committed and the best."""
-    return list(dict.fromkeys(n for n in (summary.get("committed_layer"), summary.get("best_layer")) if n))
 
 
 def attach(

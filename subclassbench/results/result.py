@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from subclassbench.core.files import atomic_write_many
 from subclassbench.errors import SubclassbenchError, first_line
-from subclassbench.results.samples import SampleOutputs, sidecar_name
 from subclassbench.schemas import first_error
+from subclassbench.scoring.samples import SampleOutputs, sidecar_name
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -54,7 +54,7 @@ class TrainingRun:
     recipe: tuple[tuple[str, Any], ...] = ()  # Recipe fields set by the file (others: Recipe's defaults)
 
     def folder_name(self) -> str:
-        from subclassbench.evaluation.pipeline import slug
+        from subclassbench.evaluation.outputs import slug
 
         task = Path(self.task).stem if self.task.endswith((".yaml", ".yml", ".json")) else self.task
         parts = [task, self.arch, *([self.norm] if self.norm else []), self.labels, f"s{self.seed}"]
@@ -263,7 +263,7 @@ def train_runs(
 ) -> RunsReport:
     """Train every run. ``device`` defaults to ``cuda`` when Ray gives each task a GPU, else ``cpu``;
     ``num_cpus``/``num_gpus`` size a local Ray cluster (default: what the machine has)."""
-    from subclassbench.evaluation.pipeline import check_device
+    from subclassbench.evaluation.request import check_device
 
     if executor not in EXECUTORS:
         raise SubclassbenchError(f"unknown executor '{executor}'; use local or ray")
