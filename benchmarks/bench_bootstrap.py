@@ -1,5 +1,10 @@
 """The bootstrap's calibration and its two designs, measured (run: python benchmarks/bench_bootstrap.py).
 
+End-to-end ratio script (coverage rates and cost ratios, measured in one run), not a pytest-benchmark
+micro-benchmark: pytest does not collect it; run it directly, ``python benchmarks/bench_bootstrap.py``
+(``--help`` lists its options). The micro-benchmarks, with saved baselines, are benchmarks/test_micro.py
+(docs/benchmarks.md).
+
 1. Coverage: on synthetic hierarchies with known population values
    (``subclassbench.uncertainty.calibration``), how often the nominal 95% interval holds
    the population value, over many seeded draws. Target: 92–98%.

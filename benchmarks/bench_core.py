@@ -1,5 +1,9 @@
 """Side-by-side ratios for the core pipeline (run: python benchmarks/bench_core.py).
 
+End-to-end ratio script (ratios measured side by side in one run), not a pytest-benchmark micro-benchmark:
+pytest does not collect it; run it directly, ``python benchmarks/bench_core.py`` (``--help`` lists its
+options). The micro-benchmarks, with saved baselines, are benchmarks/test_micro.py (docs/benchmarks.md).
+
 1. Feature extraction overhead: ``extract_features`` (hooks on every layer,
    on-the-fly pooling, preprocessing, copies to numpy) vs a bare forward pass
    over the same preprocessed images. Target: ratio ≤ 1.25.

@@ -1,5 +1,10 @@
 """Side-by-side throughput on one node, GPU or CPU (run: python benchmarks/bench_gpu.py [--device cuda]).
 
+End-to-end ratio script (ratios measured side by side in one run), not a pytest-benchmark micro-benchmark:
+pytest does not collect it; run it directly, ``python benchmarks/bench_gpu.py [--device cuda]`` (``--help``
+lists its options). The micro-benchmarks, with saved baselines, are benchmarks/test_micro.py
+(docs/benchmarks.md).
+
 Every ratio below is measured in one run, on the same machine, with the same images:
 
 1. **Extraction** (``features.extract_features``: loader processes, every layer hooked and pooled)

@@ -1,5 +1,10 @@
 """Peak memory of an evaluation against its total feature bytes (issue 16, target: ≤ 25%).
 
+End-to-end ratio script (peak memory / feature bytes, two runs side by side), not a pytest-benchmark
+micro-benchmark: pytest does not collect it; run it directly,
+``python benchmarks/bench_memory.py [--images N]`` (``--help`` lists its options). The micro-benchmarks, with
+saved baselines, are benchmarks/test_micro.py (docs/benchmarks.md).
+
 The stand-in: a generated 100,000-image task (90,000 train, 10,000 test; five superclasses of two
 subclasses) and an 18-layer encoder whose layers have ResNet-50's widths (64 … 2048; 17,216 floats
 per image, ~6.9 GB of features in all). Each layer is a fixed random projection of the 8×8 image,

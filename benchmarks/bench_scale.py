@@ -1,5 +1,9 @@
 """Side-by-side ratios for the extract/score split and the Ray executor (run: python benchmarks/bench_scale.py).
 
+End-to-end ratio script (ratios measured side by side in one run), not a pytest-benchmark micro-benchmark:
+pytest does not collect it; run it directly, ``python benchmarks/bench_scale.py`` (``--help`` lists its
+options). The micro-benchmarks, with saved baselines, are benchmarks/test_micro.py (docs/benchmarks.md).
+
 1. Re-scoring from the feature cache vs a full evaluate (extraction + scoring)
    of the same encoder and task. Target: ≤ 5 % of the time.
 2. A 2-model × 2-task matrix on the Ray executor with 2 workers vs 1 worker

@@ -1,5 +1,9 @@
 """Time and memory of the representation-comparison metrics at n = 20,000 (run: python benchmarks/bench_similarity.py).
 
+End-to-end script (time and memory at full size, in one run), not a pytest-benchmark micro-benchmark: pytest
+does not collect it; run it directly, ``python benchmarks/bench_similarity.py [--n N]`` (``--help`` lists its
+options). The micro-benchmarks, with saved baselines, are benchmarks/test_micro.py (docs/benchmarks.md).
+
 Random soft memberships (Dirichlet, c = 10) and Gaussian features; prints wall
 time, tracemalloc peak and the process's peak RSS after each call. The point
 is the absence of any n × n matrix: memory must stay far below n² floats
