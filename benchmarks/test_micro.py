@@ -24,7 +24,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_mutual_info_score
 
-from subclassbench.encoders.sources import load_encoder
+from subclassbench.encoders.base import load_encoder
 from subclassbench.features.extraction import extract_features
 from subclassbench.metrics.clustering import kmeans_faiss, l2_normalize
 from subclassbench.scoring.clusterability import PARAMS
