@@ -8,5 +8,6 @@
 - :mod:`~subclassbench.core.progress`: progress on stderr.
 - :mod:`~subclassbench.core.workerpool`: independent units of work in spawned worker processes.
 - :mod:`~subclassbench.core.raycluster`: joining or starting a Ray cluster.
+- :mod:`~subclassbench.core.executor`: many units of work, locally or on Ray, each retried once, then reported.
 - :mod:`~subclassbench.core.version`: the package version recorded in results.
 """

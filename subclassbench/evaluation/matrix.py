@@ -4,8 +4,9 @@ A cell is one model on one task. It is extracted in ``shards`` contiguous
 parts (each a Ray task when ``executor="ray"``), then scored from the feature
 cache, and its result written to ``<out>/<model slug>/<task>.json``. A cell
 whose result file already exists (and is valid) is skipped, so a killed run
-resumes; the cache makes interrupted extraction resume too. A failing cell
-is retried once, then reported, without stopping the others.
+resumes; the cache makes interrupted extraction resume too. The cells run
+on :mod:`subclassbench.core.executor` (the executor training runs use too): a
+failing cell is retried once, then reported, without stopping the others.
 
 Each worker uses one torch thread: parallelism comes from workers, and the
 local and Ray executors then compute bit-identical features.
@@ -18,11 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from subclassbench.core import safeyaml
+from subclassbench.core.executor import EXECUTORS, Call, Outcome, RayOptions, Unit, run_units
 from subclassbench.core.progress import counted, stage
-from subclassbench.errors import SubclassbenchError, describe_failure
-
-EXECUTORS = ("local", "ray")
-RETRIES = 1
+from subclassbench.errors import SubclassbenchError
 
 
 @dataclass(frozen=True)
@@ -179,91 +178,56 @@ def _cell_status(outcome: CellOutcome, done: int, total: int, progress: bool) ->
     stage(f"{counted('run', done - 1, total)} {outcome.status}: {outcome.model} × {outcome.task}: {detail}", progress)
 
 
-def run_local(
-    cells: list[Cell], out: Path, n_shards: int, cache_dir: str | None, progress: bool = False
+def _cell_units(
+    cells: list[tuple[int, Cell]], out: Path, n_shards: int, cache_dir: str | None, device: str
+) -> list[Unit]:
+    """One unit per (position in the matrix, cell): its shard extractions, then its scoring from the merged cache."""
+    return [
+        Unit(
+            final=Call(score_job, (cell, str(out), n_shards, cache_dir, device), "scoring"),
+            before=tuple(
+                Call(extract_shard_job, (cell, i, n_shards, cache_dir, device), f"extracting shard {i + 1}/{n_shards}")
+                for i in range(n_shards)
+            ),
+            tag=(position, cell),
+        )
+        for position, cell in cells
+    ]
+
+
+def _run(
+    cells: list[Cell], out: Path, n_shards: int, cache_dir: str | None, executor: str, ray: RayOptions, progress: bool
 ) -> MatrixReport:
-    report = MatrixReport()
-    for number, cell in enumerate(cells):
-        where = f"{counted('run', number, len(cells))} {cell.model} × {cell.task}"
+    """Every cell whose result is not already there, on the executor; the report keeps the matrix's order."""
+    total = len(cells)
+    outcomes: dict[int, CellOutcome] = {}
+    todo = []
+    for position, cell in enumerate(cells):
         path = result_path(cell, out)
         if _finished(path, cell):
-            report.outcomes.append(CellOutcome(cell.model, cell.task, "skipped", str(path)))
-            _cell_status(report.outcomes[-1], len(report.outcomes), len(cells), progress)
-            continue
-        outcome = CellOutcome(cell.model, cell.task, "failed")
-        for _attempt in range(1 + RETRIES):
-            outcome.attempts += 1
-            retry = f" (attempt {outcome.attempts}: {outcome.error})" if outcome.attempts > 1 else ""
-            try:
-                for index in range(n_shards):
-                    stage(f"{where}: extracting shard {index + 1}/{n_shards}{retry}", progress)
-                    extract_shard_job(cell, index, n_shards, cache_dir)
-                stage(f"{where}: scoring", progress)
-                outcome.result = score_job(cell, str(out), n_shards, cache_dir)
-                outcome.status, outcome.error = "done", None
-                break
-            except Exception as exc:  # one bad cell must not stop the matrix
-                outcome.error = describe_failure(exc)
-        report.outcomes.append(outcome)
-        _cell_status(outcome, len(report.outcomes), len(cells), progress)
-    return report
+            outcomes[position] = CellOutcome(cell.model, cell.task, "skipped", str(path))
+            _cell_status(outcomes[position], len(outcomes), total, progress)
+        else:
+            todo.append((position, cell))
+    units = _cell_units(todo, out, n_shards, cache_dir, "cuda" if ray.task_gpus > 0 else "cpu")
 
+    def announce(unit: Unit, call: Call, attempt: int, error: str | None) -> None:
+        position, cell = unit.tag
+        retry = f" (attempt {attempt}: {error})" if attempt > 1 and call is not unit.final else ""
+        stage(f"{counted('run', position, total)} {cell.model} × {cell.task}: {call.label}{retry}", progress)
 
-def run_ray(
-    cells: list[Cell],
-    out: Path,
-    n_shards: int,
-    cache_dir: str | None,
-    address: str | None = None,
-    num_cpus: int | None = None,
-    gpus_per_task: float = 0.0,
-    progress: bool = False,
-) -> MatrixReport:
-    """Each shard extraction and each scoring a Ray task; failed tasks are retried once by Ray."""
-    from subclassbench.core.raycluster import connect
+    def scheduled(n: int) -> None:
+        stage(f"run: {n} cell(s) scheduled on Ray ({n_shards} shard(s) each)", progress)
 
-    with connect(address, num_cpus) as ray:
-        return _schedule(ray, cells, out, n_shards, cache_dir, gpus_per_task, progress)
+    def finished(outcome: Outcome, _done: int) -> None:
+        position, cell = outcome.unit.tag
+        outcomes[position] = cell_outcome = CellOutcome(
+            cell.model, cell.task, outcome.status, outcome.value, outcome.attempts, outcome.error
+        )
+        _cell_status(cell_outcome, len(outcomes), total, progress)
 
-
-def _schedule(
-    ray: Any, cells: list[Cell], out: Path, n_shards: int, cache_dir: str | None, gpus_per_task: float, progress: bool
-) -> MatrixReport:
-    device = "cuda" if gpus_per_task > 0 else "cpu"
-    options = {"num_cpus": 1, "num_gpus": gpus_per_task, "max_retries": RETRIES, "retry_exceptions": True}
-    shard_remote = ray.remote(**options)(extract_shard_job)
-    score_remote = ray.remote(**options)(_score_after)
-    report = MatrixReport()
-    pending = []
-    for cell in cells:
-        path = result_path(cell, out)
-        if _finished(path, cell):
-            report.outcomes.append(CellOutcome(cell.model, cell.task, "skipped", str(path)))
-            _cell_status(report.outcomes[-1], len(report.outcomes), len(cells), progress)
-            continue
-        shards = [shard_remote.remote(cell, i, n_shards, cache_dir, device) for i in range(n_shards)]
-        pending.append((cell, score_remote.remote(cell, str(out), n_shards, cache_dir, device, *shards)))
-    stage(f"run: {len(pending)} cell(s) scheduled on Ray ({n_shards} shard(s) each)", progress and bool(pending))
-    finished: dict[Any, CellOutcome] = {}
-    waiting = [ref for _, ref in pending]
-    while waiting:  # cells reported as they finish, in any order; the report keeps the matrix's order
-        ready, waiting = ray.wait(waiting, num_returns=1)
-        cell = next(c for c, r in pending if r == ready[0])
-        outcome = CellOutcome(cell.model, cell.task, "failed", attempts=1 + RETRIES)
-        try:
-            outcome.result = ray.get(ready[0])
-            outcome.status, outcome.attempts = "done", 1
-        except Exception as exc:  # reported per cell; the others keep their results
-            outcome.error = describe_failure(exc)
-        finished[ready[0]] = outcome
-        _cell_status(outcome, len(report.outcomes) + len(finished), len(cells), progress)
-    report.outcomes.extend(finished[ref] for _, ref in pending)
-    return report
-
-
-def _score_after(cell: Cell, out: str, n_shards: int, cache_dir: str | None, device: str, *shards: int) -> str:
-    # ``shards`` are the shard jobs' results: Ray starts this task only after all of them finished.
-    return score_job(cell, out, n_shards, cache_dir, device)
+    run_units(units, executor, ray, announce, scheduled, finished)
+    return MatrixReport([outcomes[i] for i in range(total)])
 
 
 def run_matrix(
@@ -303,6 +267,5 @@ def run_matrix(
         )
         for c in cells
     ]
-    if executor == "ray":
-        return run_ray(cells, out, n_shards, cache_dir, address, num_cpus, gpus_per_task, progress)
-    return run_local(cells, out, n_shards, cache_dir, progress)
+    options = RayOptions(address, num_cpus, task_gpus=gpus_per_task)
+    return _run(cells, out, n_shards, cache_dir, executor, options, progress)

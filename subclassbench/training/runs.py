@@ -9,8 +9,9 @@ only rewrites its (identical) outputs; a half-finished one continues from its la
 
 Under Ray each run is one task that asks for ``gpus_per_task`` GPUs (``cuda`` then) and ``threads`` CPUs:
 Ray gives each task its own GPU (it sets ``CUDA_VISIBLE_DEVICES``), so a node with n GPUs trains n runs
-at once, and a cluster spreads them over its nodes. A failing run is retried once, then reported,
-without stopping the others.
+at once, and a cluster spreads them over its nodes. The runs go through :mod:`subclassbench.core.executor`
+(the executor model × task matrices use too): a failing run is retried once, then reported, without stopping
+the others.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from subclassbench.core import safeyaml
+from subclassbench.core.executor import EXECUTORS, Call, Outcome, RayOptions, Unit, run_units
 from subclassbench.core.progress import counted, stage
-from subclassbench.errors import SubclassbenchError, describe_failure
+from subclassbench.errors import SubclassbenchError
 
-EXECUTORS = ("local", "ray")
-RETRIES = 1
 GRID_FIELDS = ("task", "arch", "labels", "seed", "norm")  # may be lists: the entry is their product
 RECIPE_FIELDS = {  # Recipe field → the type its value must have
     "epochs": int,
@@ -182,12 +182,6 @@ def train_job(run: TrainingRun, device: str = "cpu", threads: int = 1) -> dict[s
     }
 
 
-def _ray_train_job(run: TrainingRun, device: str, threads: int) -> dict[str, Any]:
-    import ray
-
-    return {**train_job(run, device, threads), "gpu_ids": [str(i) for i in ray.get_gpu_ids()]}
-
-
 def _report(outcome: RunOutcome, done: int, total: int, progress: bool) -> None:
     if outcome.status == "done":
         detail = f"test acc {outcome.final_test_acc}, {outcome.train_seconds} s on {outcome.device}"
@@ -197,57 +191,13 @@ def _report(outcome: RunOutcome, done: int, total: int, progress: bool) -> None:
     stage(f"{counted('train', done - 1, total)} {outcome.status}: {outcome.run}: {detail}", progress)
 
 
-def _run_local(runs: list[TrainingRun], device: str, threads: int, progress: bool) -> RunsReport:
-    report = RunsReport()
-    for number, run in enumerate(runs):
-        stage(f"{counted('train', number, len(runs))} {run.out}", progress)
-        outcome = RunOutcome(run.out, "failed")
-        for _attempt in range(1 + RETRIES):
-            outcome.attempts += 1
-            try:
-                for key, value in train_job(run, device, threads).items():
-                    setattr(outcome, key, value)
-                outcome.status, outcome.error = "done", None
-                break
-            except Exception as exc:  # one bad run must not stop the others
-                outcome.error = describe_failure(exc)
-        report.outcomes.append(outcome)
-        _report(outcome, len(report.outcomes), len(runs), progress)
-    return report
-
-
-def _run_ray(
-    runs: list[TrainingRun],
-    device: str,
-    threads: int,
-    gpus_per_task: float,
-    address: str | None,
-    num_cpus: int | None,
-    num_gpus: int | None,
-    progress: bool,
-) -> RunsReport:
-    from subclassbench.core.raycluster import connect
-
-    with connect(address, num_cpus, num_gpus) as ray:
-        options = {"num_cpus": threads, "num_gpus": gpus_per_task, "max_retries": RETRIES, "retry_exceptions": True}
-        remote = ray.remote(**options)(_ray_train_job)
-        pending = {remote.remote(run, device, threads): run for run in runs}
-        stage(f"train: {len(runs)} run(s) scheduled on Ray", progress)
-        finished: dict[str, RunOutcome] = {}
-        waiting = list(pending)
-        while waiting:  # reported as they finish; the report keeps the file's order
-            ready, waiting = ray.wait(waiting, num_returns=1)
-            run = pending[ready[0]]
-            outcome = RunOutcome(run.out, "failed", attempts=1 + RETRIES)
-            try:
-                for key, value in ray.get(ready[0]).items():
-                    setattr(outcome, key, value)
-                outcome.status, outcome.attempts = "done", 1
-            except Exception as exc:  # reported per run; the others keep theirs
-                outcome.error = describe_failure(exc)
-            finished[run.out] = outcome
-            _report(outcome, len(finished), len(runs), progress)
-    return RunsReport([finished[run.out] for run in runs])
+def _run_outcome(outcome: Outcome) -> RunOutcome:
+    run: TrainingRun = outcome.unit.tag
+    card = outcome.value or {}
+    return RunOutcome(
+        run.out, outcome.status, outcome.attempts, card.get("final_test_acc"), card.get("train_seconds"),
+        card.get("device"), outcome.gpu_ids, outcome.error,
+    )  # fmt: skip
 
 
 def train_runs(
@@ -286,6 +236,19 @@ def train_runs(
         )
         for run in runs
     ]
-    if executor == "ray":
-        return _run_ray(runs, device, threads, gpus_per_task, address, num_cpus, num_gpus, progress)
-    return _run_local(runs, device, threads, progress)
+    units = [Unit(Call(train_job, (run, device, threads), run.out), tag=run) for run in runs]
+    total, position = len(units), {id(unit): i for i, unit in enumerate(units)}
+
+    def announce(unit: Unit, _call: Call, attempt: int, _error: str | None) -> None:
+        if attempt == 1:  # once per run, as it starts
+            stage(f"{counted('train', position[id(unit)], total)} {unit.tag.out}", progress)
+
+    def scheduled(n: int) -> None:
+        stage(f"train: {n} run(s) scheduled on Ray", progress)
+
+    def finished(outcome: Outcome, done: int) -> None:
+        _report(_run_outcome(outcome), done, total, progress)
+
+    options = RayOptions(address, num_cpus, num_gpus, task_cpus=threads, task_gpus=gpus_per_task)
+    outcomes = run_units(units, executor, options, announce, scheduled, finished)
+    return RunsReport([_run_outcome(o) for o in outcomes])
