@@ -359,7 +359,7 @@ def _check_schedule_numbers(numbers: dict, root: Path) -> None:
     chosen = numbers["digits_cnn: chosen"]
 
     def name_of(cell: dict) -> str:
-        return claims_module._schedule_arm("digits_cnn", "coarse", cell["epochs"], cell["weight_decay"])
+        return claims_module.schedule_arm("digits_cnn", "coarse", cell["epochs"], cell["weight_decay"])
 
     assert cells[best]["superclass_acc"]["mean"] == cells[name_of(chosen)]["superclass_acc"]["mean"]
     for tied in chosen["tied_with"]:  # "2 epochs, wd 0.005"

@@ -9,13 +9,27 @@ differently from the paper (docs/protocol.md §5), the report says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from subclassbench.errors import SubclassbenchError
+from subclassbench.reproductions.claims.common import (
+    CIFAR_CPU_RECIPE,
+    CIFAR_PAPER_RECIPE,
+    CLAIMS,
+    CPU_CIFAR,
+    DIGITS_RECIPE,
+    ON_DIGITS,
+    SMOKE_RECIPE,
+    ci95,
+    curves_png,
+    layer_ami,
+    register,
+    seed_cells,
+    seed_values,
+)
 from subclassbench.reproductions.plan import Claim, Condition, Plan, datasets_of
 from subclassbench.reproductions.report import Findings, Table
 from subclassbench.reproductions.stats import (
@@ -31,96 +45,6 @@ from subclassbench.reproductions.stats import (
     spearman,
 )
 from subclassbench.results.result import Result
-
-CIFAR_PAPER_RECIPE = (("batch_size", 128), ("epochs", 200), ("lr", 0.1))
-CIFAR_CPU_RECIPE = (("epochs", 2),)
-DIGITS_RECIPE = (("epochs", 10),)
-SMOKE_RECIPE = (("epochs", 2),)
-SMOKE_BOOTSTRAP = 200  # smoke runs check the wiring; their intervals need not be fine
-
-
-# --------------------------------------------------------------------------- reading results
-
-
-def _summary(result: Result, key: str) -> float | None:
-    value = result.summary.get(key)
-    return None if value is None else float(value)
-
-
-def _ci(result: Result, key: str) -> tuple[float, float] | None:
-    found = (result.summary.get("ci95") or {}).get(key)
-    return None if found is None else (float(found[0]), float(found[1]))
-
-
-def _seed_cells(results: list[Result], key: str, spec: str = ".3f") -> str:
-    """Each seed's value with its bootstrap interval over the test images: ``0.812 [0.801, 0.824]``."""
-    cells = []
-    for result in results:
-        value, ci = _summary(result, key), _ci(result, key)
-        if value is None:
-            cells.append("—")
-        else:
-            cells.append(f"{value:{spec}}" + (f" [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else ""))
-    return "; ".join(cells)
-
-
-def _values(results: list[Result], key: str) -> list[float]:
-    values = [_summary(r, key) for r in results]
-    if any(v is None for v in values):
-        raise ValueError(f"a result has no {key}")
-    return values  # type: ignore[return-value]
-
-
-def _curve(result: Result, read: Callable[[dict[str, Any]], float | None]) -> tuple[list[float], list[float]]:
-    depths, values = [], []
-    for layer in result.layers:
-        value = read(layer)
-        if value is not None:
-            depths.append(float(layer["depth"]))
-            values.append(float(value))
-    return depths, values
-
-
-def _layer_ami(layer: dict[str, Any]) -> float | None:
-    return (layer.get("clusterability") or {}).get("ami")
-
-
-def _layer_ood(layer: dict[str, Any]) -> float | None:
-    return (layer.get("transfer") or {}).get("ood_mean_acc")
-
-
-def _curves_png(
-    arms: dict[str, list[Result]],
-    read: Callable[[dict[str, Any]], float | None],
-    title: str,
-    ylabel: str,
-    lines: dict[str, float] | None = None,
-) -> bytes:
-    """Per-layer curves, one per arm: the mean over seeds against relative depth, ± one std shaded."""
-    from subclassbench.figures.drawing import blank_figure, render, style
-
-    with style():
-        fig = blank_figure(6.4, 3.8)
-        ax = fig.subplots()
-        for index, (name, results) in enumerate(arms.items()):
-            curves = [_curve(r, read) for r in results]
-            depths = curves[0][0]
-            if any(d != depths for d, _ in curves):
-                continue  # seeds of one arm share an architecture, so their layers agree
-            values = np.array([v for _, v in curves])
-            mean, std = values.mean(axis=0), values.std(axis=0)
-            colour = f"C{index % 10}"
-            ax.plot(depths, mean, marker="o", markersize=3, color=colour, label=f"{name} ({len(results)} seeds)")
-            ax.fill_between(depths, mean - std, mean + std, color=colour, alpha=0.18, linewidth=0)
-        for index, (name, value) in enumerate((lines or {}).items()):
-            ax.axhline(value, color="0.3", linestyle=("--", ":", "-.")[index % 3], linewidth=1, label=name)
-        ax.set_xlabel("relative depth (stem 0, embedding 1)")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3, linewidth=0.5)
-        ax.legend(fontsize=7, frameon=False)
-        ax.set_title(title, fontsize=9)
-    return render(fig)["png"]
-
 
 # --------------------------------------------------------------------------- 1. Yang et al. 2023
 
@@ -155,12 +79,12 @@ def _analyse_yang(plan: Plan, runs: Any) -> Findings:
         for condition in (c for c in plan.conditions if c.arch == arch and c.metrics):
             results = runs.results(condition.name)
             arms_for_figure[condition.name] = results
-            recon = _values(results, "last_reconstruction_acc")
-            superclass = _values(results, "last_superclass_acc")
-            committed = _values(results, "committed_reconstruction_acc")
+            recon = seed_values(results, "last_reconstruction_acc")
+            superclass = seed_values(results, "last_superclass_acc")
+            committed = seed_values(results, "committed_reconstruction_acc")
             gap = paired([float(c["final_test_acc"]) for c in fine_cards], recon)
             chance = [s / 2 for s in superclass]  # two subclasses per superclass: a coin within the right one
-            lows = [(_ci(r, "last_reconstruction_acc") or (v, v))[0] for r, v in zip(results, recon, strict=True)]
+            lows = [(ci95(r, "last_reconstruction_acc") or (v, v))[0] for r, v in zip(results, recon, strict=True)]
             above_chance = all(low > c for low, c in zip(lows, chance, strict=True))
             recon_s = seed_summary(recon)
             if recon_s.mean >= 0.88 and gap.difference.mean <= 0.05:
@@ -193,7 +117,7 @@ def _analyse_yang(plan: Plan, runs: Any) -> Findings:
             seed_rows.append(
                 [
                     condition.name,
-                    _seed_cells(results, "last_reconstruction_acc"),
+                    seed_cells(results, "last_reconstruction_acc"),
                     "; ".join(f"{c['final_test_acc']:.3f}" for c in fine_cards),
                 ]
             )
@@ -229,7 +153,7 @@ def _analyse_yang(plan: Plan, runs: Any) -> Findings:
     per_seed = Table(
         "Per seed", ["arm", "reconstruction acc [95% bootstrap interval]", "fine-trained net acc"], seed_rows
     )
-    figure = _curves_png(
+    figure = curves_png(
         arms_for_figure,
         lambda layer: (layer.get("clusterability") or {}).get("reconstruction_acc"),
         "reconstruction accuracy per layer (Yang et al. 2023)",
@@ -253,7 +177,8 @@ def _epochs(n: int) -> str:
     return f"{n} epoch{'' if n == 1 else 's'}"
 
 
-def _schedule_arm(arch: str, labels: str, epochs: int, weight_decay: float, lr: float | None = None) -> str:
+def schedule_arm(arch: str, labels: str, epochs: int, weight_decay: float, lr: float | None = None) -> str:
+    """A grid cell's arm name: ``digits_cnn coarse, 10 epochs, wd 0.0005``, then ``, lr 0.1`` if given."""
     name = f"{arch} {labels}, {_epochs(epochs)}, wd {weight_decay:g}"
     return name if lr is None else f"{name}, lr {lr:g}"
 
@@ -284,8 +209,8 @@ def _schedule_plan(
                         + ((("lr", lr),) if lr is not None else ())
                         + ((("weight_decay", weight_decay),) if weight_decay != Recipe().weight_decay else ())
                     )
-                    coarse = _schedule_arm(arch, "coarse", length, weight_decay, lr)
-                    fine = _schedule_arm(arch, "fine", length, weight_decay, lr)
+                    coarse = schedule_arm(arch, "coarse", length, weight_decay, lr)
+                    fine = schedule_arm(arch, "fine", length, weight_decay, lr)
                     conditions.append(Condition(coarse, task, arch, recipe=extra))
                     conditions.append(Condition(fine, task, arch, labels="subclass", recipe=extra, metrics=None))
     return Plan(scale, tuple(conditions), seeds, recipe, shortened)
@@ -337,9 +262,9 @@ def _schedule_settings(plan: Plan, runs: Any) -> list[_Setting]:
             continue
         results = runs.results(condition.name)
         fine_cards = [r.card for r in runs.of(fine_arm[key(condition)])]
-        recon = _values(results, "last_reconstruction_acc")
-        superclass = _values(results, "last_superclass_acc")
-        lows = [(_ci(r, "last_reconstruction_acc") or (v, v))[0] for r, v in zip(results, recon, strict=True)]
+        recon = seed_values(results, "last_reconstruction_acc")
+        superclass = seed_values(results, "last_superclass_acc")
+        lows = [(ci95(r, "last_reconstruction_acc") or (v, v))[0] for r, v in zip(results, recon, strict=True)]
         settings.append(
             _Setting(
                 *key(condition),
@@ -418,7 +343,7 @@ def _analyse_schedule(plan: Plan, runs: Any) -> Findings:
                     "← chosen" if s is chosen else "tied with the chosen" if s in tied else "",
                 ]
             )
-            name = _schedule_arm(arch, "coarse", s.epochs, s.weight_decay, s.lr if with_lr else None)
+            name = schedule_arm(arch, "coarse", s.epochs, s.weight_decay, s.lr if with_lr else None)
             numbers[name] = {
                 "superclass_acc": seed_summary(s.superclass).to_dict(),
                 "reconstruction_acc": seed_summary(s.reconstruction).to_dict(),
@@ -606,7 +531,7 @@ def _analyse_shuffled(plan: Plan, runs: Any) -> Findings:
             ((shuffled + UNTRAINED, ua), (natural + UNTRAINED, ub)) if controls else ()
         ):
             seed_rows.append(
-                [name, _seed_cells(results, "committed_ami"), _seed_cells(results, "committed_superclass_acc")]
+                [name, seed_cells(results, "committed_ami"), seed_cells(results, "committed_superclass_acc")]
             )
         numbers[f"{shuffled} vs {natural}"] = part
     if not verdicts:
@@ -625,9 +550,9 @@ def _analyse_shuffled(plan: Plan, runs: Any) -> Findings:
         "structure the training kept. The untrained rows are shown, not judged.",
     )
     per_seed = Table("Per seed [95% bootstrap interval]", ["arm", "committed AMI", "superclass acc (probe)"], seed_rows)
-    figure = _curves_png(
+    figure = curves_png(
         arms,
-        _layer_ami,
+        layer_ami,
         "subclass AMI per layer: shuffled vs natural superclasses",
         "k-means AMI within superclasses (test)",
     )
@@ -652,7 +577,7 @@ def _analyse_shuffled(plan: Plan, runs: Any) -> Findings:
 
 def _ward_or(results: list[Result], key: str) -> list[float]:
     if key != "committed_ward_ami":
-        return _values(results, key)
+        return seed_values(results, key)
     out = []
     for result in results:
         ward = result.committed_ward or {}
@@ -711,21 +636,21 @@ def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
     for task in tasks:
         arms = {c.name: runs.results(c.name) for c in plan.conditions if c.task == task}
         resnet_name, vit_name, norm_names = _architecture_arms(plan, task)
-        diff = paired(_values(arms[resnet_name], "committed_ami"), _values(arms[vit_name], "committed_ami"))
+        diff = paired(seed_values(arms[resnet_name], "committed_ami"), seed_values(arms[vit_name], "committed_ami"))
         verdict, why = direction_verdict(diff.difference, +1)
         verdicts.append(verdict)
         for name in (resnet_name, vit_name):
             rows.append(
                 [
                     name,
-                    seed_summary(_values(arms[name], "committed_ami")).text(),
-                    seed_summary(_values(arms[name], "best_ami")).text(),
-                    seed_summary(_values(arms[name], "committed_superclass_acc")).text(),
+                    seed_summary(seed_values(arms[name], "committed_ami")).text(),
+                    seed_summary(seed_values(arms[name], "best_ami")).text(),
+                    seed_summary(seed_values(arms[name], "committed_superclass_acc")).text(),
                     "",
                 ]
             )
         rows.append([f"{resnet_name} − {vit_name}", diff.text(), "", "", verdict])
-        depths = {name: _values(arms[name], "best_depth") for name in norm_names}
+        depths = {name: seed_values(arms[name], "best_depth") for name in norm_names}
         for name in norm_names:
             best_layers = [r.summary["best_layer"] for r in arms[name]]
             norm_rows.append(
@@ -733,8 +658,8 @@ def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
                     name,
                     ", ".join(best_layers),
                     seed_summary(depths[name]).text(".2f"),
-                    seed_summary(_values(arms[name], "best_ami")).text(),
-                    seed_summary(_values(arms[name], "committed_superclass_acc")).text(),
+                    seed_summary(seed_values(arms[name], "best_ami")).text(),
+                    seed_summary(seed_values(arms[name], "committed_superclass_acc")).text(),
                 ]
             )
         means = {name: float(np.mean(v)) for name, v in depths.items()}
@@ -750,8 +675,8 @@ def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
             "best_depth_by_norm": {n: seed_summary(v).to_dict() for n, v in depths.items()},
             "verdict_norm": norm_verdict,
         }
-        figures[f"{task}-ami-per-layer"] = _curves_png(
-            arms, _layer_ami, f"{task}: subclass AMI per layer", "k-means AMI within superclasses (test)"
+        figures[f"{task}-ami-per-layer"] = curves_png(
+            arms, layer_ami, f"{task}: subclass AMI per layer", "k-means AMI within superclasses (test)"
         )
     verdict = combine(verdicts + norm_verdicts)
     why = (
@@ -784,6 +709,10 @@ def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
 # --------------------------------------------------------------------------- 4. Harun et al. 2024: the tunnel
 
 
+def _layer_ood(layer: dict[str, Any]) -> float | None:
+    return (layer.get("transfer") or {}).get("ood_mean_acc")
+
+
 def _tunnel_plan(scale: str, task: str, arch: str, recipe: tuple[tuple[str, Any], ...], shortened: str) -> Plan:
     transfer = ("transfer",)
     conditions = (
@@ -803,7 +732,7 @@ def _tunnel_plan(scale: str, task: str, arch: str, recipe: tuple[tuple[str, Any]
 def _analyse_tunnel(plan: Plan, runs: Any) -> Findings:
     names = [c.name for c in plan.conditions]
     arms = {name: runs.results(name) for name in names}
-    retained = {name: _values(results, "ood_retained") for name, results in arms.items()}
+    retained = {name: seed_values(results, "ood_retained") for name, results in arms.items()}
     rows, numbers = [], {}
     for name, results in arms.items():
         strengths = [(r.summary.get("tunnel") or {}).get("strength", "none") for r in results]
@@ -811,7 +740,7 @@ def _analyse_tunnel(plan: Plan, runs: Any) -> Findings:
             [
                 name,
                 seed_summary(retained[name]).text(".1f"),
-                _seed_cells(results, "ood_retained", ".1f"),
+                seed_cells(results, "ood_retained", ".1f"),
                 ", ".join(strengths),
             ]
         )
@@ -846,7 +775,7 @@ def _analyse_tunnel(plan: Plan, runs: Any) -> Findings:
             "the verdict rule (every seed in the paper's direction, t-interval excluding 0) is stated beside it.",
         ),
     ]
-    figure = _curves_png(
+    figure = curves_png(
         arms,
         _layer_ood,
         "OOD probe accuracy per layer (Harun et al. 2024)",
@@ -1114,23 +1043,7 @@ def _analyse_concepts(plan: Plan, runs: Any) -> Findings:
 
 # --------------------------------------------------------------------------- the registry
 
-_CPU_CIFAR = (
-    "cifar_resnet20 only (the paper's ResNet-18 costs ~15× more per step here), 2 epochs instead of 200 "
-    "(cosine schedule over the 2), on the JPEG-degraded CIFAR-10 of ../shared/data; no training-length or "
-    "weight-decay sweep."
-)
-_DIGITS = "on scikit-learn's 8×8 digits instead of CIFAR-10 / Tiny ImageNet"
-
-CLAIMS: dict[str, Claim] = {}
-
-
-def _register(claim: Claim) -> None:
-    if "smoke" in claim.plans:
-        claim.plans["smoke"] = replace(claim.plans["smoke"], bootstrap=SMOKE_BOOTSTRAP)
-    CLAIMS[claim.name] = claim
-
-
-_register(
+register(
     Claim(
         "yang2023",
         "Yang, Steinhardt & Hu (ICML 2023)",
@@ -1154,7 +1067,7 @@ _register(
                 "yang2023-schedule trains that grid).",
             ),
             "cpu": _yang_plan(
-                "cpu", ("cifar_resnet20",), CIFAR_CPU_RECIPE, "cifar10-5", "cifar10-5-semantic", _CPU_CIFAR
+                "cpu", ("cifar_resnet20",), CIFAR_CPU_RECIPE, "cifar10-5", "cifar10-5-semantic", CPU_CIFAR
             ),
             "smoke": _yang_plan(
                 "smoke",
@@ -1162,14 +1075,14 @@ _register(
                 SMOKE_RECIPE,
                 "digits-5",
                 None,
-                f"{_DIGITS}, 2 epochs: a wiring check, not evidence.",
+                f"{ON_DIGITS}, 2 epochs: a wiring check, not evidence.",
             ),
         },
         _analyse_yang,
     )
 )
 
-_register(
+register(
     Claim(
         "yang2023-schedule",
         "Yang, Steinhardt & Hu (ICML 2023)",
@@ -1202,7 +1115,7 @@ _register(
                 ("digits_cnn", "cifar_resnet20"),
                 (2, 5, 10, 20),
                 (),
-                f"{_DIGITS} (digits-5: the 10 digits in 5 pairs), digits_cnn and cifar_resnet20, 2 / 5 / 10 / "
+                f"{ON_DIGITS} (digits-5: the 10 digits in 5 pairs), digits_cnn and cifar_resnet20, 2 / 5 / 10 / "
                 "20 epochs × weight decay 5e-5 / 5e-4 / 5e-3 at the default learning rate (0.05), 3 seeds; the "
                 "paper trains ResNet-18 on CIFAR-10 to convergence and searches the learning rate too.",
             ),
@@ -1212,7 +1125,7 @@ _register(
                 ("digits_cnn",),
                 (1, 2),
                 (),
-                f"{_DIGITS}, 1 / 2 epochs × weight decay 5e-4 / 5e-3, 2 seeds: a wiring check, not evidence.",
+                f"{ON_DIGITS}, 1 / 2 epochs × weight decay 5e-4 / 5e-3, 2 seeds: a wiring check, not evidence.",
                 weight_decays=(5e-4, 5e-3),
                 seeds=(0, 1),
             ),
@@ -1221,7 +1134,7 @@ _register(
     )
 )
 
-_register(
+register(
     Claim(
         "nguyen2023-shuffled",
         'Nguyen & Kornblith (2023), "Probing clustering in neural network representations"',
@@ -1247,7 +1160,7 @@ _register(
                 "cifar_resnet20",
                 CIFAR_CPU_RECIPE,
                 (("epochs", 10),),
-                f"{_CPU_CIFAR} Tiny ImageNet: cifar_resnet20 (it reads the 64-px photographs at 32 px) for 10 "
+                f"{CPU_CIFAR} Tiny ImageNet: cifar_resnet20 (it reads the 64-px photographs at 32 px) for 10 "
                 "epochs on the train split (about 100 of the 125 images per class in ../shared/data/tiny-imagenet; "
                 "20 % are held out), instead of resnet18_small at 64 px for 100, which would take about 25 "
                 "minutes per epoch here.",
@@ -1257,7 +1170,7 @@ _register(
     )
 )
 
-_register(
+register(
     Claim(
         "nguyen2023-architecture",
         'Nguyen & Kornblith (2023), "Probing clustering in neural network representations"',
@@ -1281,7 +1194,7 @@ _register(
                 "cifar_resnet20",
                 "vit_tiny_p4",
                 DIGITS_RECIPE,
-                f"{_DIGITS}, 10 epochs; the ResNet arm is cifar_resnet20 (batch norm), since "
+                f"{ON_DIGITS}, 10 epochs; the ResNet arm is cifar_resnet20 (batch norm), since "
                 "resnet18_small costs too much on this CPU.",
                 norms_arch="cifar_resnet20",
             ),
@@ -1291,7 +1204,7 @@ _register(
                 "cifar_resnet20",
                 "vit_tiny_p4",
                 (("epochs", 1),),
-                f"{_DIGITS}, 1 epoch, 2 seeds: a wiring check, not evidence.",
+                f"{ON_DIGITS}, 1 epoch, 2 seeds: a wiring check, not evidence.",
                 seeds=(0, 1),
             ),
         },
@@ -1299,7 +1212,7 @@ _register(
     )
 )
 
-_register(
+register(
     Claim(
         "harun2024",
         "Harun et al. (2024)",
@@ -1323,18 +1236,22 @@ _register(
                 "digits-id5",
                 "cifar_resnet20",
                 DIGITS_RECIPE,
-                f"{_DIGITS} (digits-id5 → digits-ood5), cifar_resnet20, 10 epochs; crop + flip on "
+                f"{ON_DIGITS} (digits-id5 → digits-ood5), cifar_resnet20, 10 epochs; crop + flip on "
                 "8×8 digits is a strong augmentation (a flip changes some digits).",
             ),
             "smoke": _tunnel_plan(
-                "smoke", "digits-id5", "digits_cnn", SMOKE_RECIPE, f"{_DIGITS}, 2 epochs: a wiring check, not evidence."
+                "smoke",
+                "digits-id5",
+                "digits_cnn",
+                SMOKE_RECIPE,
+                f"{ON_DIGITS}, 2 epochs: a wiring check, not evidence.",
             ),
         },
         _analyse_tunnel,
     )
 )
 
-_register(
+register(
     Claim(
         "pliushch2022",
         "Pliushch et al. (ECCV 2022)",
@@ -1357,14 +1274,14 @@ _register(
                 "digits-5",
                 ("digits_mlp", "digits_cnn", "cifar_resnet20"),
                 DIGITS_RECIPE,
-                f"{_DIGITS} (10-way: digits-5 with subclass labels), 10 epochs, 5 seeds × 3 architectures.",
+                f"{ON_DIGITS} (10-way: digits-5 with subclass labels), 10 epochs, 5 seeds × 3 architectures.",
             ),
             "smoke": _agreement_plan(
                 "smoke",
                 "digits-5",
                 ("digits_mlp", "digits_cnn"),
                 SMOKE_RECIPE,
-                f"{_DIGITS}, 2 epochs, 3 seeds: a wiring check, not evidence.",
+                f"{ON_DIGITS}, 2 epochs, 3 seeds: a wiring check, not evidence.",
                 seeds=(0, 1, 2),
             ),
         },
@@ -1372,7 +1289,7 @@ _register(
     )
 )
 
-_register(
+register(
     Claim(
         "vielhaben2025",
         "Vielhaben et al. (2025)",
@@ -1393,17 +1310,19 @@ _register(
                 "digits-5",
                 ("digits_cnn", "cifar_resnet20"),
                 DIGITS_RECIPE,
-                f"{_DIGITS}, 10 epochs, superclass labels.",
+                f"{ON_DIGITS}, 10 epochs, superclass labels.",
             ),
             "smoke": _concepts_plan(
                 "smoke",
                 "digits-5",
                 ("digits_cnn", "cifar_resnet20"),
                 SMOKE_RECIPE,
-                f"{_DIGITS}, 2 epochs, 2 seeds: a wiring check, not evidence.",
+                f"{ON_DIGITS}, 2 epochs, 2 seeds: a wiring check, not evidence.",
                 seeds=(0, 1),
             ),
         },
         _analyse_concepts,
     )
 )
+
+__all__ = ["CLAIMS", "SHUFFLED_PAIRS", "UNTRAINED", "schedule_arm"]
