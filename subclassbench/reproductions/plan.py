@@ -78,6 +78,12 @@ class Claim:
     # (plan, runs) → Findings: reads the trained and scored runs (harness.Runs) and says what they show.
     analyse: Callable[[Plan, Any], Any]
 
+    @property
+    def source(self) -> str:
+        """The file that defines the claim, from the repository root: its analysis's module, where it is registered
+        (``subclassbench/reproductions/claims/harun2024.py``)."""
+        return self.analyse.__module__.replace(".", "/") + ".py"
+
     def plan(self, scale: str) -> Plan:
         if scale not in SCALES:
             raise SubclassbenchError(f"unknown scale '{scale}'; use {', '.join(SCALES)}")

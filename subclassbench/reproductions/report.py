@@ -57,7 +57,7 @@ def render_markdown(
     lines = [
         f"# {claim.paper}: {claim.title}",
         "",
-        f"<!-- written by `{command}`; edit the claim in subclassbench/reproductions/claims.py, not this file -->",
+        f"<!-- written by `{command}`; edit the claim in {claim.source}, not this file -->",
         "",
         f"**Verdict ({plan.scale} scale): {findings.verdict}.** {findings.why}",
         "",

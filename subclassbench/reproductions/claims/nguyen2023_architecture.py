@@ -1,0 +1,190 @@
+"""Nguyen & Kornblith (2023): ResNets keep more subclass structure than ViTs at the same training budget, and
+the normalisation (batch norm, layer norm, none) moves the layer where subclasses cluster best.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from subclassbench.reproductions.claims.common import (
+    CIFAR_PAPER_RECIPE,
+    DIGITS_RECIPE,
+    ON_DIGITS,
+    curves_png,
+    layer_ami,
+    register,
+    seed_values,
+)
+from subclassbench.reproductions.plan import Claim, Condition, Plan
+from subclassbench.reproductions.report import Findings, Table
+from subclassbench.reproductions.stats import (
+    NOT_REPRODUCED,
+    PARTLY,
+    REPRODUCED,
+    combine,
+    direction_verdict,
+    paired,
+    seed_summary,
+)
+
+NORMS = ("bn", "ln", "none")
+
+
+def _norm_arm(task: str, arch: str, norm: str) -> str:
+    return f"{task}: {arch} ({norm})"
+
+
+def _architecture_plan(
+    scale: str,
+    tasks: tuple[str, ...],
+    resnet: str,
+    vit: str,
+    recipe: tuple[tuple[str, Any], ...],
+    shortened: str,
+    norms_arch: str = "cifar_resnet20",
+    seeds: tuple[int, ...] = (0, 1, 2),
+) -> Plan:
+    """Per task: the ResNet and ViT arms, and ``norms_arch`` with each normalisation. When the ResNet arm is
+    ``norms_arch`` itself, its batch-norm arm is the ResNet arm (one network, trained once)."""
+    conditions = []
+    for task in tasks:
+        if resnet != norms_arch:
+            conditions.append(Condition(f"{task}: {resnet}", task, resnet))
+        conditions.append(Condition(f"{task}: {vit}", task, vit))
+        for norm in NORMS:
+            # bn is the architecture's default: left unset, the run is the one every other claim trains.
+            conditions.append(
+                Condition(_norm_arm(task, norms_arch, norm), task, norms_arch, norm=None if norm == "bn" else norm)
+            )
+    return Plan(scale, tuple(conditions), seeds, recipe, shortened)
+
+
+def _architecture_arms(plan: Plan, task: str) -> tuple[str, str, list[str]]:
+    """(ResNet arm, ViT arm, normalisation arms) of ``task`` in ``plan``."""
+    names = [c.name for c in plan.conditions if c.task == task]
+    norm_arms = [n for n in names if n.endswith(tuple(f" ({norm})" for norm in NORMS))]
+    vit = next(c.name for c in plan.conditions if c.task == task and c.arch.startswith("vit"))
+    others = [n for n in names if n not in norm_arms and n != vit]
+    resnet = others[0] if others else next(n for n in norm_arms if n.endswith(" (bn)"))
+    return resnet, vit, norm_arms
+
+
+def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
+    tasks = list(dict.fromkeys(c.task for c in plan.conditions))
+    rows, norm_rows, verdicts, norm_verdicts, numbers, figures = [], [], [], [], {}, {}
+    for task in tasks:
+        arms = {c.name: runs.results(c.name) for c in plan.conditions if c.task == task}
+        resnet_name, vit_name, norm_names = _architecture_arms(plan, task)
+        diff = paired(seed_values(arms[resnet_name], "committed_ami"), seed_values(arms[vit_name], "committed_ami"))
+        verdict, why = direction_verdict(diff.difference, +1)
+        verdicts.append(verdict)
+        for name in (resnet_name, vit_name):
+            rows.append(
+                [
+                    name,
+                    seed_summary(seed_values(arms[name], "committed_ami")).text(),
+                    seed_summary(seed_values(arms[name], "best_ami")).text(),
+                    seed_summary(seed_values(arms[name], "committed_superclass_acc")).text(),
+                    "",
+                ]
+            )
+        rows.append([f"{resnet_name} − {vit_name}", diff.text(), "", "", verdict])
+        depths = {name: seed_values(arms[name], "best_depth") for name in norm_names}
+        for name in norm_names:
+            best_layers = [r.summary["best_layer"] for r in arms[name]]
+            norm_rows.append(
+                [
+                    name,
+                    ", ".join(best_layers),
+                    seed_summary(depths[name]).text(".2f"),
+                    seed_summary(seed_values(arms[name], "best_ami")).text(),
+                    seed_summary(seed_values(arms[name], "committed_superclass_acc")).text(),
+                ]
+            )
+        means = {name: float(np.mean(v)) for name, v in depths.items()}
+        spread = max(means.values()) - min(means.values())
+        high, low = max(means, key=means.get), min(means, key=means.get)  # type: ignore[arg-type]
+        separated = min(depths[high]) > max(depths[low])
+        norm_verdict = REPRODUCED if spread >= 0.1 and separated else PARTLY if spread >= 0.1 else NOT_REPRODUCED
+        norm_verdicts.append(norm_verdict)
+        numbers[task] = {
+            "resnet_minus_vit_committed_ami": diff.to_dict(),
+            "verdict_resnet_vit": verdict,
+            "why": why,
+            "best_depth_by_norm": {n: seed_summary(v).to_dict() for n, v in depths.items()},
+            "verdict_norm": norm_verdict,
+        }
+        figures[f"{task}-ami-per-layer"] = curves_png(
+            arms, layer_ami, f"{task}: subclass AMI per layer", "k-means AMI within superclasses (test)"
+        )
+    verdict = combine(verdicts + norm_verdicts)
+    why = (
+        f"ResNet − ViT committed AMI: {', '.join(verdicts)}; the normalisation moves the best layer: "
+        f"{', '.join(norm_verdicts)}"
+    )
+    tables = [
+        Table(
+            "ResNet vs ViT at the same training budget",
+            ["arm", "committed AMI", "best-layer AMI", "superclass acc (probe, committed layer)", "verdict"],
+            rows,
+            "Verdict: reproduced when every seed's ResNet − ViT difference is positive and the t-interval of "
+            "the mean excludes 0.",
+        ),
+        Table(
+            "Normalisation and the layer where subclasses cluster best",
+            ["arm", "best layer per seed", "best-layer depth", "best-layer AMI", "superclass acc"],
+            norm_rows,
+            "Verdict: reproduced when the mean best-layer depths of two normalisations differ by ≥ 0.1 and "
+            "their seeds do not overlap; partly when only the means differ by ≥ 0.1.",
+        ),
+    ]
+    notes = [
+        "A ViT that has not learned its superclasses (superclass accuracy near chance) says nothing about "
+        "architectures: read the superclass column before the AMI."
+    ]
+    return Findings(verdict, why, tables, figures, numbers, notes)
+
+
+register(
+    Claim(
+        "nguyen2023-architecture",
+        'Nguyen & Kornblith (2023), "Probing clustering in neural network representations"',
+        "ResNets keep more subclass structure than ViTs; normalisation moves the best layer",
+        "Trained on superclasses, ResNets keep more subclass structure than ViTs, and the normalisation "
+        "(batch norm, layer norm, none) changes at which layer subclasses cluster best.",
+        "ResNets above ViTs in subclass clusterability; the best layer moves with the normalisation layer "
+        "(Nguyen & Kornblith 2023; quoted as directions).",
+        {
+            "paper": _architecture_plan(
+                "paper",
+                ("cifar10-5", "breeds-tiny16"),
+                "resnet18_small",
+                "vit_tiny_p4",
+                CIFAR_PAPER_RECIPE,
+                "none beyond the architectures: 200 epochs, same recipe for every arm (the same budget).",
+            ),
+            "cpu": _architecture_plan(
+                "cpu",
+                ("digits-5",),
+                "cifar_resnet20",
+                "vit_tiny_p4",
+                DIGITS_RECIPE,
+                f"{ON_DIGITS}, 10 epochs; the ResNet arm is cifar_resnet20 (batch norm), since "
+                "resnet18_small costs too much on this CPU.",
+                norms_arch="cifar_resnet20",
+            ),
+            "smoke": _architecture_plan(
+                "smoke",
+                ("digits-5",),
+                "cifar_resnet20",
+                "vit_tiny_p4",
+                (("epochs", 1),),
+                f"{ON_DIGITS}, 1 epoch, 2 seeds: a wiring check, not evidence.",
+                seeds=(0, 1),
+            ),
+        },
+        _analyse_architecture,
+    )
+)
