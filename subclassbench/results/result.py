@@ -77,6 +77,8 @@ class LayerRecord(TypedDict, total=False):
     pooling: str
     clusterability: dict[str, Any]
     transfer: dict[str, Any]
+    flags: list[str]  # degenerate features: "constant", "mostly_dead_units"
+    ci95: dict[str, list[float]]  # metric → [low, high]
 
 
 class Summary(TypedDict, total=False):

@@ -68,11 +68,15 @@ class SampleOutputs:
         """(L, n) whether each image's subclass was reconstructed (Yang et al.'s accuracy, per image)."""
         if self.superclass_pred is None or self.reconstructed is None:
             return None
-        return (self.superclass_pred == self.superclass[None, :]) & (self.reconstructed == self.subclass[None, :])
+        correct: np.ndarray = (self.superclass_pred == self.superclass[None, :]) & (
+            self.reconstructed == self.subclass[None, :]
+        )
+        return correct
 
     def probe_correct(self, name: str) -> np.ndarray:
         probe = self.probes[name]
-        return probe.pred == probe.truth[None, :]
+        correct: np.ndarray = probe.pred == probe.truth[None, :]
+        return correct
 
     # ------------------------------------------------------------------ bytes
 
