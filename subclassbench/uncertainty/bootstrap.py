@@ -33,6 +33,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypedDict
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -47,9 +48,19 @@ from subclassbench.core.hashing import sha256_text
 METHOD = "bias-corrected percentile; AMI replicates centred on the sample NMI"
 PREVIOUS_METHODS = ("bias-corrected percentile",)
 
+class BootstrapSettings(TypedDict):
+    method: str
+    resamples: int
+    seed: int
+    level: float
+    unit: str
+    clusters: str
+    seeds: str
+
+
 # The bootstrap's settings. Not part of the protocol fingerprint: they change no point estimate, only the
 # intervals around it, and every result records the settings it used (``uncertainty``).
-BOOTSTRAP = {
+BOOTSTRAP: BootstrapSettings = {
     "method": METHOD,
     "resamples": 1000,
     "seed": 0,
@@ -275,7 +286,7 @@ def with_estimate(counts: np.ndarray) -> np.ndarray:
     return np.vstack([np.ones((1, counts.shape[1]), dtype=counts.dtype), counts])
 
 
-def interval(values: np.ndarray, level: float = BOOTSTRAP["level"]) -> list[float]:  # type: ignore[assignment]
+def interval(values: np.ndarray, level: float = BOOTSTRAP["level"]) -> list[float]:
     """The bias-corrected percentile interval (BC; Efron 1987) ``[low, high]`` from ``values`` = the estimate
     followed by its bootstrap replicates, rounded far below any shown digit.
 
