@@ -451,7 +451,8 @@ def extract_cached(
         found.update({f.name: f for f in context.extract_into(cache, missing)})
     else:  # say so too: a re-run that reads everything from the cache is not silently skipping work
         _announce(context, 0, len(names))
-    return [found[n] for n in names]  # type: ignore[misc]
+    features = {n: f for n, f in found.items() if f is not None}  # every layer, by now
+    return [features[n] for n in names]
 
 
 def _announce(context: ExtractionContext, computed: int, cached: int) -> None:
