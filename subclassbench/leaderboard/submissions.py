@@ -365,11 +365,11 @@ def compare_results(submitted: Result, rerun: Result) -> list[Difference | str]:
         was, now = submitted.summary.get(key), rerun.summary.get(key)
         if (was is not None or now is not None) and _outside(was, now, TOLERANCES[metric]):
             out.append(f"summary.{key}: submitted {was}, re-run {now} (tolerance {TOLERANCES[metric]})")
+    families: tuple[Literal["clusterability", "transfer"], ...] = ("clusterability", "transfer")
     for layer in rerun.layers:
         before = old.get(layer["name"])
         if before is None:
             continue
-        families: tuple[Literal["clusterability", "transfer"], ...] = ("clusterability", "transfer")
         for family in families:
             for metric, value in layer.get(family, {}).items():
                 if metric not in TOLERANCES or not isinstance(value, int | float):
