@@ -34,8 +34,8 @@ def closest(name: str, options: list[str], limit: int = 12) -> str:
     return ", ".join(shown) + more
 
 
-def first_line(exc: BaseException, limit: int = 120) -> str:
-    """The first line of a third-party exception, for embedding in our message."""
+def first_line(exc: BaseException | str, limit: int = 120) -> str:
+    """The first line of a third-party exception (or of any text), for embedding in our message."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:limit].rstrip(" .")
 

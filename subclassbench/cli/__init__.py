@@ -14,13 +14,19 @@ import importlib
 import itertools
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, ParamSpec, TypedDict, TypeVar
 
 import typer
 
 from subclassbench.errors import SubclassbenchError
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _HelpStyle(TypedDict):  # the Typer keyword arguments every app here shares
+    rich_markup_mode: None
+
 
 # Help is click's plain formatter, not typer's Rich one (rich_markup_mode=None), for two reasons:
 # * typer 0.29's Rich formatter prints a type column from TyperOption.display_type_rich(), which has no
@@ -29,7 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #   get_help_record() has always skipped flags.
 # * Rich markup mode parses help text as markup: `[@TAG]`, `[default: every sample]` vanish from it.
 # tests/test_feedback.py holds both in place.
-HELP = {"rich_markup_mode": None}
+HELP: _HelpStyle = {"rich_markup_mode": None}
 
 app = typer.Typer(
     help="Score every layer of an encoder for subclass clusterability and transfer.",
@@ -67,9 +73,9 @@ leaderboard_app = typer.Typer(help="Build or check the leaderboard from submissi
 app.add_typer(leaderboard_app, name="leaderboard")
 
 
-def user_errors(func: F) -> F:
+def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except SubclassbenchError as exc:
@@ -80,7 +86,7 @@ def user_errors(func: F) -> F:
             typer.echo(f"error: cannot use{where}: {exc.strerror or exc}; check the path", err=True)
             raise typer.Exit(2) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def split_list(values: list[str] | None) -> list[str] | None:
@@ -219,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     try:  # typer ≥ 0.20 carries its own copy of click
         from typer._click import exceptions as click_errors
     except ImportError:  # pragma: no cover - older typer uses click itself
-        from click import exceptions as click_errors
+        from click import exceptions as click_errors  # type: ignore[no-redef]  # the same module, from click
 
     command = typer.main.get_command(app)
     try:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from subclassbench.cli import app, user_errors
 from subclassbench.core.files import atomic_path, check_file_name, check_writable_folder
 from subclassbench.errors import SubclassbenchError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @app.command()
@@ -32,15 +36,12 @@ def results(
     intervals, % OOD retained, tunnel."""
     from subclassbench.results.tables import format_results, load_results
 
-    writers = [
-        (target, write)
-        for target, write in (
-            (csv, lambda f, p: f.to_csv(p, index=False)),
-            (parquet, lambda f, p: f.to_parquet(p, index=False)),
-            (json, lambda f, p: f.to_json(p, orient="records", indent=2)),
-        )
-        if target is not None
+    outputs: list[tuple[Path | None, Callable[[pd.DataFrame, Path], object]]] = [
+        (csv, lambda f, p: f.to_csv(p, index=False)),
+        (parquet, lambda f, p: f.to_parquet(p, index=False)),
+        (json, lambda f, p: f.to_json(p, orient="records", indent=2)),
     ]
+    writers = [(target, write) for target, write in outputs if target is not None]
     for target, _ in writers:  # before any reading: a bad target fails first and writes nothing
         if target.is_dir():
             raise SubclassbenchError(f"{target} is a folder; give a file path")

@@ -112,7 +112,8 @@ def _pool_grid(grid: np.ndarray, size: int) -> np.ndarray:
     rows, cols = np.arange(0, h, size), np.arange(0, w, size)
     sums = np.add.reduceat(np.add.reduceat(grid, rows, axis=1), cols, axis=2)
     counts = np.outer(np.diff([*rows, h]), np.diff([*cols, w]))
-    return sums / counts[None, :, :, None]
+    pooled: np.ndarray = sums / counts[None, :, :, None]
+    return pooled
 
 
 def tokens_from_output(

@@ -113,7 +113,7 @@ def _gri_matrix(rows: list[np.ndarray], cols: list[np.ndarray], progress: bool) 
 
 def _adjacent_share(matrix: np.ndarray) -> float | None:
     """Share of layers whose most aligned *other* layer is a direct neighbour (square, same-model matrix)."""
-    n = matrix.shape[0]
+    n: int = matrix.shape[0]
     if n < 3:
         return None
     hits = 0
@@ -126,7 +126,8 @@ def _adjacent_share(matrix: np.ndarray) -> float | None:
 
 def _concepts(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     result = concept_pair_alignment(a, b)
-    universal, unique = [], []
+    universal: list[dict[str, float]] = []
+    unique: list[dict[str, float]] = []
     for (ca, cb), d in zip(result.matching, result.matched_distance.tolist(), strict=True):
         baseline = float(result.distance[ca].mean())
         entry = {"a": int(ca), "b": int(cb), "distance": d, "baseline": baseline}
@@ -325,7 +326,10 @@ def agreement_over_runs(run_dirs: list[Path]) -> dict[str, Any]:
     """
     if not run_dirs:
         raise SubclassbenchError("pass at least one run folder written by `subclassbench train`")
-    cards, logs, train_logs, missing = [], [], [], []
+    cards: list[dict[str, Any]] = []
+    logs: list[np.ndarray] = []
+    train_logs: list[np.ndarray] = []
+    missing: list[str] = []
     test_ids: list[str] | None = None
     train_ids: list[str] | None = None
     for index, run in enumerate(run_dirs):

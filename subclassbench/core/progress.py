@@ -47,7 +47,7 @@ def stage(message: str, enabled: bool = True) -> None:
         tqdm.write(message, file=sys.stderr)
 
 
-def bar(total: int | None, desc: str, unit: str, enabled: bool = True, **options: Any) -> tqdm:
+def bar(total: int | None, desc: str, unit: str, enabled: bool = True, **options: Any) -> tqdm[Any]:
     """A tqdm bar on stderr, drawn only on a terminal; ``options`` go to tqdm (``iterable``, ``initial``, …).
 
     A disabled bar still iterates and counts, so callers update it without checking ``enabled``.

@@ -78,7 +78,7 @@ class Registry(Generic[T]):
         dist = point.dist
         origin = f"{dist.name}=={dist.version}" if dist is not None else point.value
         try:
-            entry = point.load()
+            entry: T = point.load()  # whatever the entry point names; checked below when a type is set
         except Exception as exc:  # whatever a third-party import raises: one line naming the package to fix
             raise SubclassbenchError(
                 f"plug-in {self.kind} '{name}' (from {origin}) failed to load ({first_line(exc, 160)}); "

@@ -13,7 +13,7 @@ import inspect
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,8 @@ def register(
 class FeatureModel(nn.Module):
     """Base class: a classifier whose embedding and layers subclassbench can read."""
 
+    head: nn.Module  # the classifier after the embedding: a submodule, or a property naming one
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -58,7 +60,8 @@ class FeatureModel(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
+        logits: torch.Tensor = self.head(self.forward_features(x))
+        return logits
 
 
 # --------------------------------------------------------------------------- digits
@@ -74,7 +77,8 @@ class DigitsMLP(FeatureModel):
         self.head = nn.Linear(width // 2, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc3(self.fc2(self.fc1(self.flatten(x))))
+        embedding: torch.Tensor = self.fc3(self.fc2(self.fc1(self.flatten(x))))
+        return embedding
 
     def feature_layers(self) -> list[str]:
         return ["fc1", "fc2"]  # fc3 is the embedding
@@ -98,7 +102,8 @@ class DigitsCNN(FeatureModel):
         self.head = nn.Linear(64, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embedding(self.block2(self.block1(self.stem(x))))
+        embedding: torch.Tensor = self.embedding(self.block2(self.block1(self.stem(x))))
+        return embedding
 
     def feature_layers(self) -> list[str]:
         return ["stem", "block1", "block2"]
@@ -137,7 +142,8 @@ class Identity(FeatureModel):
         self.head = nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.flatten(x)
+        flat: torch.Tensor = self.flatten(x)
+        return flat
 
     def feature_layers(self) -> list[str]:
         return []
@@ -218,7 +224,7 @@ class CifarResNet(FeatureModel):
                 nn.init.kaiming_normal_(module.weight)
 
     @property
-    def head(self) -> nn.Module:  # type: ignore[override]
+    def head(self) -> nn.Module:  # type: ignore[override]  # read-only: the classifier is registered as `linear`
         return self.linear
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -253,6 +259,16 @@ for _depth in (20, 32, 44, 56):
 # --------------------------------------------------------------------------- timm nets for small inputs
 
 
+class _TimmNet(Protocol):
+    """The methods of a timm classifier that :class:`TimmSmall` calls."""
+
+    def get_classifier(self) -> nn.Module: ...
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor: ...
+
+
 class TimmSmall(FeatureModel):
     """A timm network wrapped so that subclassbench can read its layers.
 
@@ -269,11 +285,15 @@ class TimmSmall(FeatureModel):
         self.num_prefix_tokens = int(getattr(net, "num_prefix_tokens", 0))
 
     @property
-    def head(self) -> nn.Module:  # type: ignore[override]
-        return self.net.get_classifier()
+    def head(self) -> nn.Module:  # type: ignore[override]  # read-only: the classifier is timm's, inside `net`
+        return self._timm.get_classifier()
+
+    @property
+    def _timm(self) -> _TimmNet:
+        return cast("_TimmNet", self.net)  # timm.create_model is typed as returning a plain nn.Module
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+        return self._timm.forward_head(self._timm.forward_features(x), pre_logits=True)
 
     def feature_layers(self) -> list[str]:
         return self._layers
@@ -302,7 +322,8 @@ def build_vit_tiny_p4(num_classes: int = 10, in_chans: int = 3, img_size: int = 
         img_size=img_size,
         patch_size=patch,
     )
-    layers = ["net.patch_embed"] + [f"net.blocks.{i}" for i in range(len(net.blocks))]
+    blocks = cast(nn.Sequential, net.blocks)  # timm's ViT holds its transformer blocks in an nn.Sequential
+    layers = ["net.patch_embed"] + [f"net.blocks.{i}" for i in range(len(blocks))]
     return TimmSmall(net, layers)
 
 

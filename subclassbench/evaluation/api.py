@@ -39,7 +39,7 @@ def evaluate(
     data: str | Path | None = None,
     device: str = "cpu",
     metrics: list[str] | None = None,
-    bootstrap: int = int(BOOTSTRAP["resamples"]),  # type: ignore[call-overload]
+    bootstrap: int = int(BOOTSTRAP["resamples"]),
     limit: int | None = None,
     batch_size: int = 256,
     pretrained: bool = True,

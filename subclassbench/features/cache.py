@@ -239,7 +239,7 @@ class EntryWriter:
             self._write(buffer.getvalue())
         if block.shape[1] != self.width or self.rows + len(block) > self.n_rows:
             raise ValueError(f"block of shape {block.shape} does not fit a {self.n_rows} × {self.width} entry")
-        self._write(memoryview(block).cast("B"))
+        self._write(block.data.cast("B"))  # the array's own buffer, as bytes
         self.rows += len(block)
 
     def commit(self, fields: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:

@@ -68,18 +68,18 @@ class LayerFeatures:
 
 
 def pool(
-    output: torch.Tensor | tuple | list, prefix_tokens: int, channels_last: bool = False
+    output: torch.Tensor | tuple[Any, ...] | list[Any], prefix_tokens: int, channels_last: bool = False
 ) -> tuple[torch.Tensor, str]:
     """Reduce one layer's output to a B×D matrix; returns it and the pooling used."""
-    if isinstance(output, tuple | list):  # some blocks return (tensor, extras)
-        output = output[0]
-    if output.ndim == 4:
-        return output.mean(dim=(1, 2) if channels_last else (2, 3)), "global_avg_pool"
-    if output.ndim == 3:
-        return output[:, prefix_tokens:].mean(dim=1), f"mean_tokens_excl_{prefix_tokens}_prefix"
-    if output.ndim == 2:
-        return output, "none"
-    return output.flatten(1), "flatten"
+    # Some blocks return (tensor, extras).
+    tensor: torch.Tensor = output[0] if isinstance(output, tuple | list) else output
+    if tensor.ndim == 4:
+        return tensor.mean(dim=(1, 2) if channels_last else (2, 3)), "global_avg_pool"
+    if tensor.ndim == 3:
+        return tensor[:, prefix_tokens:].mean(dim=1), f"mean_tokens_excl_{prefix_tokens}_prefix"
+    if tensor.ndim == 2:
+        return tensor, "none"
+    return tensor.flatten(1), "flatten"
 
 
 # Compute precisions for the forward pass; fp32 is the protocol's reference (docs/scaling.md).
@@ -96,7 +96,7 @@ def default_workers(images: ImageSet) -> int:
     return max(0, min(MAX_WORKERS, cores - 1))
 
 
-class _Batches(torch.utils.data.Dataset):
+class _Batches(torch.utils.data.Dataset[torch.Tensor | EncodedBatch | str]):
     """Item ``i`` is batch ``i`` of an image set (contiguous rows), loaded in a worker process.
 
     A load error travels back as its message: a DataLoader would otherwise re-raise it wrapped in the
@@ -198,7 +198,7 @@ def forward_pass(
     captured: dict[str, torch.Tensor] = {}
     pooling: dict[str, str] = {}
 
-    def hook_for(name: str):  # noqa: ANN202 - torch hook signature
+    def hook_for(name: str) -> Callable[[torch.nn.Module, object, torch.Tensor], None]:
         def hook(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
             captured[name], pooling[name] = pool(output, encoder.prefix_for(name), encoder.channels_last_maps)
 
@@ -451,7 +451,8 @@ def extract_cached(
         found.update({f.name: f for f in context.extract_into(cache, missing)})
     else:  # say so too: a re-run that reads everything from the cache is not silently skipping work
         _announce(context, 0, len(names))
-    return [found[n] for n in names]  # type: ignore[misc]
+    features = {n: f for n, f in found.items() if f is not None}  # every layer, by now
+    return [features[n] for n in names]
 
 
 def _announce(context: ExtractionContext, computed: int, cached: int) -> None:

@@ -45,7 +45,8 @@ class Matrix:
         """The whole matrix, in this process's memory (a file is read, not mapped)."""
         if isinstance(self.source, np.ndarray):
             return self.source
-        return np.load(self.source, allow_pickle=False)
+        loaded: np.ndarray = np.load(self.source, allow_pickle=False)
+        return loaded
 
     def rows(self, index: np.ndarray | None = None) -> Rows:
         """A lazy view of some rows (all when ``index`` is None), in the given order."""
@@ -126,7 +127,7 @@ def column_moments(rows: Rows) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _squared_deviation(block: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    deviation = block - mean  # float64, as numpy's var computes it
+    deviation: np.ndarray = block - mean  # float64, as numpy's var computes it
     np.multiply(deviation, deviation, out=deviation)
     return deviation
 

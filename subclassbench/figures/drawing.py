@@ -38,6 +38,7 @@ from subclassbench.errors import SubclassbenchError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.typing import RcKeyType
 
     from subclassbench.results.result import Result
 
@@ -85,7 +86,7 @@ GRANULARITY: dict[str | None, tuple[Any, str]] = {
 }
 
 # Applied while a figure is built and saved, so the bytes do not depend on the user's matplotlibrc.
-_RC: dict[str, Any] = {
+_RC: dict[RcKeyType, Any] = {
     "svg.hashsalt": "subclassbench",  # else SVG element ids are random per process
     "svg.fonttype": "path",  # glyphs as outlines: the SVG looks the same without the fonts installed
     "pdf.fonttype": 42,  # TrueType, not Type 3: what publishers ask for, and text stays selectable
@@ -281,7 +282,7 @@ def training_labels(result: Result) -> str | None:
     from subclassbench.encoders.builtin import packaged_weights_dir
 
     source = encoder.get("source")
-    cards = source in ENCODER_SOURCES and ENCODER_SOURCES.get(source).model_cards
+    cards = source is not None and source in ENCODER_SOURCES and ENCODER_SOURCES.get(source).model_cards
     card_path: Path | None = None
     if cards and encoder.get("tag"):
         card_path = packaged_weights_dir() / f"{encoder['arch']}.{encoder['tag']}.json"
@@ -384,12 +385,18 @@ def curve_figure(curves: Sequence[Curve], title: str, split: str = "test") -> Fi
             handles.append(Line2D([], [], color="0.25", linestyle=style, linewidth=1.5))
             labels.append(text if key in GRANULARITY else f"{key} (unknown granularity)")
         header("marks")
-        star = {"linestyle": "none", "marker": COMMITTED_MARKER, "markersize": 11, "markeredgecolor": "black"}
+
+        def star(face: str) -> Line2D:
+            return Line2D(
+                [], [], markerfacecolor=face, linestyle="none", marker=COMMITTED_MARKER, markersize=11,
+                markeredgecolor="black",
+            )  # fmt: skip
+
         if any(len(c.committed) == 1 for c in drawn):
-            handles.append(Line2D([], [], markerfacecolor="0.6", **star))
+            handles.append(star("0.6"))
             labels.append("committed layer\n(best on validation split)")
         if any(len(c.committed) > 1 for c in drawn):
-            handles.append(Line2D([], [], markerfacecolor="white", **star))
+            handles.append(star("white"))
             labels.append("committed by some\ntraining seeds")
         if any(c.bands is not None for c in drawn):
             handles.append(Patch(color="0.5", alpha=0.3, linewidth=0))

@@ -69,27 +69,41 @@ def _seed_row(folder: Path, model: dict[str, Any], results: list[Result], stale:
                 row["seeds"]["std"][field] = float(np.std(values, ddof=1))
         row["ci95"] = {}
         for field, name in CI_FIELDS.items():
-            stacked = [r.samples.replicates.get(name) if r.samples else None for r in results]
-            if all(v is not None for v in stacked):
-                row["ci95"][field] = interval(combine_seeds(np.stack(stacked)))  # type: ignore[arg-type]
+            stacked = _all_replicates(results, name)
+            if stacked is not None:
+                row["ci95"][field] = interval(combine_seeds(np.stack(stacked)))
         committed = {r["committed_layer"] for r in rows}
         if len(committed) > 1:
             row["committed_layer"] = "varies: " + ", ".join(sorted(c or "—" for c in committed))
-        layer_reps = [r.samples.layer_replicates.get("ami") if r.samples else None for r in results]
+        layer_reps = _all_replicates(results, "ami", per_layer=True)
         row["curve"] = [
             {key: value for key, value in point.items() if key != "ci95"}
             | {"ami": float(np.mean([r["curve"][i]["ami"] for r in rows]))}
-            | ({} if any(v is None for v in layer_reps) else {"ci95": _seed_band(layer_reps, i)})  # type: ignore[arg-type]
+            | ({} if layer_reps is None else {"ci95": _seed_band(layer_reps, i)})
             for i, point in enumerate(row["curve"])
         ]
     # Ranked on the same replicates its interval comes from (seeds combined; one seed: its own).
     pairings = {_pairing(result) for result in results}
-    reps = [r.samples.replicates.get(CI_FIELDS[RANKED_BY]) if r.samples else None for r in results]
+    reps = _all_replicates(results, CI_FIELDS[RANKED_BY])
     combined = None
-    if len(pairings) == 1 and all(r is not None for r in reps):
-        combined = combine_seeds(np.stack(reps))  # type: ignore[arg-type]
+    if len(pairings) == 1 and reps is not None:
+        combined = combine_seeds(np.stack(reps))
     row["_contender"] = Contender(row[RANKED_BY], combined, pairings.pop() if combined is not None else None)
     return row
+
+
+def _all_replicates(results: list[Result], name: str, per_layer: bool = False) -> list[np.ndarray] | None:
+    """Every result's bootstrap replicates of ``name`` (``per_layer``: its per-layer ones), or None when a
+    result lacks them."""
+    out: list[np.ndarray] = []
+    for r in results:
+        found = None
+        if r.samples:
+            found = (r.samples.layer_replicates if per_layer else r.samples.replicates).get(name)
+        if found is None:
+            return None
+        out.append(found)
+    return out
 
 
 def _seed_band(layer_reps: list[np.ndarray], layer: int) -> list[float]:
@@ -152,7 +166,7 @@ def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None)
         "ood_retained": None if transfer is None else transfer["ood_retained"],
         "ood_sets": [] if transfer is None else [s["name"] for s in transfer["ood_sets"]],
         "tunnel": None if transfer is None else transfer["tunnel"],
-        "subpop_retained": None if shift_kind is None else shift[shift_kind]["retained"],
+        "subpop_retained": None if shift is None or shift_kind is None else shift[shift_kind]["retained"],
         "n_samples": result.task["n_samples"],
         "canonical": result.canonical,
         "protocol_version": result["protocol"]["version"],
@@ -191,7 +205,7 @@ def collect(submissions: Path) -> tuple[dict[str, list[dict[str, Any]]], list[di
     for report in reports:
         assert report.model is not None  # a report without errors has read its model.yaml
         groups: dict[str, list[Result]] = {}
-        for result in sorted(report.results, key=lambda r: _seed_order(report.seed_of.get(r.path))):  # type: ignore[arg-type]
+        for result in sorted(report.results, key=lambda r: _seed_order(report.seed(r))):
             groups.setdefault(result.task_name, []).append(result)
         for results in groups.values():
             reasons = [report.stale_reasons[r.path] for r in results if r.path in report.stale_reasons]

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -73,6 +73,10 @@ class Report:
     def error(self, where: str, message: str) -> None:
         self.errors.append(f"{where}: {message}")
 
+    def seed(self, result: Result) -> int | None:
+        """The training seed of one of :attr:`results` (None: the primary encoder's, or not from a file)."""
+        return None if result.path is None else self.seed_of.get(result.path)
+
     @property
     def stale(self) -> list[str]:
         return [f"{path}: stale {reason}" for path, reason in self.stale_reasons.items()]
@@ -117,9 +121,12 @@ def weights_path(folder: Path, model: dict[str, Any], seed: int | None = None) -
 
 
 def declared_weights(model: dict[str, Any], seed: int | None = None) -> dict[str, Any] | None:
+    weights: dict[str, Any] | None  # model.yaml's entry, checked against the submission schema
     if seed is None:
-        return model["encoder"].get("weights")
-    return next(e["weights"] for e in model["encoder"].get("seeds", []) if e["seed"] == seed)
+        weights = model["encoder"].get("weights")
+    else:
+        weights = next(e["weights"] for e in model["encoder"].get("seeds", []) if e["seed"] == seed)
+    return weights
 
 
 def training_seed(model: dict[str, Any]) -> int:
@@ -177,9 +184,9 @@ def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> R
             report.errors.append(str(exc))
             continue
         _check_result(report, model, result, path, tasks)
-    primaries = {r.task_name for r in report.results if report.seed_of.get(r.path) is None}  # type: ignore[arg-type]
+    primaries = {r.task_name for r in report.results if report.seed(r) is None}
     for result in report.results:
-        if report.seed_of.get(result.path) is not None and result.task_name not in primaries:  # type: ignore[arg-type]
+        if report.seed(result) is not None and result.task_name not in primaries:
             report.error(str(result.path), f"is a seed of a task without the first seed's {result.task_name}.json")
     return report
 
@@ -339,7 +346,8 @@ TOLERANCES["ood_retained"] = 2.0  # percentage points: a ratio of two probe accu
 def _outside(was: Any, now: Any, tolerance: float) -> bool:
     """True unless both are numbers within ``tolerance`` (a NaN or a missing value is always outside)."""
     if not isinstance(was, int | float) or not isinstance(now, int | float):
-        return was != now
+        differs: bool = was != now
+        return differs
     return not abs(float(was) - float(now)) <= tolerance
 
 
@@ -357,11 +365,12 @@ def compare_results(submitted: Result, rerun: Result) -> list[Difference | str]:
         was, now = submitted.summary.get(key), rerun.summary.get(key)
         if (was is not None or now is not None) and _outside(was, now, TOLERANCES[metric]):
             out.append(f"summary.{key}: submitted {was}, re-run {now} (tolerance {TOLERANCES[metric]})")
+    families: tuple[Literal["clusterability", "transfer"], ...] = ("clusterability", "transfer")
     for layer in rerun.layers:
         before = old.get(layer["name"])
         if before is None:
             continue
-        for family in ("clusterability", "transfer"):
+        for family in families:
             for metric, value in layer.get(family, {}).items():
                 if metric not in TOLERANCES or not isinstance(value, int | float):
                     continue
@@ -629,7 +638,7 @@ def verify(
         if task.needs_data_path and not Path(source).exists():
             done(Verification(label, "skipped", "needs its data; pass --data"))
             continue
-        file = weights_path(folder, entry, report.seed_of.get(submitted.path))  # type: ignore[arg-type]
+        file = weights_path(folder, entry, report.seed(submitted))
         announce(
             f"{counted('verify', len(out), len(chosen))}: {label}: re-running {entry['encoder']['spec']} "
             "without the feature cache",

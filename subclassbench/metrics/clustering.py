@@ -12,7 +12,8 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
         return x.astype(np.float32)
     step = max(1, (16 << 20) // max(1, x.shape[1] * x.itemsize))
     norms = np.concatenate([np.linalg.norm(x[a : a + step], axis=1, keepdims=True) for a in range(0, len(x), step)])
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)  # one copy of the matrix, not two
+    unit: np.ndarray = (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)  # one copy of the matrix, not two
+    return unit
 
 
 def kmeans_faiss(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: int) -> np.ndarray:
@@ -56,7 +57,8 @@ def kmeans_fit(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: int) 
 def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the nearest centroid (squared Euclidean; the first of ties) for every row."""
     d = (x * x).sum(1, keepdims=True) - 2.0 * x @ centroids.T + (centroids * centroids).sum(1)[None, :]
-    return np.argmin(d, axis=1).astype(np.int64)
+    nearest: np.ndarray = np.argmin(d, axis=1).astype(np.int64)
+    return nearest
 
 
 def kmeans_sklearn(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: int) -> np.ndarray:
@@ -66,13 +68,15 @@ def kmeans_sklearn(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: i
     km = KMeans(
         n_clusters=k, init="random", n_init=n_init, max_iter=max_iter, tol=0.0, random_state=seed, algorithm="lloyd"
     )
-    return km.fit_predict(x).astype(np.int64)
+    labels: np.ndarray = km.fit_predict(x).astype(np.int64)
+    return labels
 
 
 def ward(x: np.ndarray, k: int) -> np.ndarray:
     from sklearn.cluster import AgglomerativeClustering
 
-    return AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(x).astype(np.int64)
+    labels: np.ndarray = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(x).astype(np.int64)
+    return labels
 
 
 def ward_cuts(x: np.ndarray, ks: list[int]) -> dict[int, np.ndarray]:

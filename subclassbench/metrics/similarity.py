@@ -95,12 +95,13 @@ def _one_hot_labels(m: np.ndarray) -> np.ndarray | None:
     """Column index of each row's single 1 if ``m`` is exactly one-hot, else None."""
     if not np.all((m == 0.0) | (m == 1.0)) or not np.all(m.sum(axis=1) == 1.0):
         return None
-    return m.argmax(axis=1)
+    labels: np.ndarray = m.argmax(axis=1)
+    return labels
 
 
 def _rand_index_from_labels(labels_a: np.ndarray, labels_b: np.ndarray, c_a: int, c_b: int) -> float:
     """Ordinary Rand index from the contingency table, in O(n + c_A·c_B) with exact integer pair counts."""
-    n = labels_a.shape[0]
+    n: int = labels_a.shape[0]
     table = np.bincount(labels_a * c_b + labels_b, minlength=c_a * c_b).reshape(c_a, c_b)
 
     def pairs(counts: np.ndarray) -> int:
@@ -119,7 +120,7 @@ def _gri_blockwise(a: np.ndarray, b: np.ndarray, block_size: int) -> float:
     """GRI by summing |E_A − E_B| over i < j in row blocks; peak extra memory ≈ 2 · block_size · n floats."""
     if block_size < 1:
         raise ValueError(f"block_size must be ≥ 1, got {block_size}")
-    n = a.shape[0]
+    n: int = a.shape[0]
     total = 0.0
     for start in range(0, n - 1, block_size):
         stop = min(start + block_size, n)
@@ -172,7 +173,8 @@ def _pair_abs_sum(z: np.ndarray) -> np.ndarray:
     n = z.shape[0]
     # After sorting, the k-th smallest value is added k times and subtracted n − 1 − k times.
     weights = 2.0 * np.arange(n, dtype=np.float64) - (n - 1)
-    return weights @ np.sort(z, axis=0)
+    sums: np.ndarray = weights @ np.sort(z, axis=0)
+    return sums
 
 
 def concept_pair_alignment(A: np.ndarray, B: np.ndarray) -> ConceptAlignment:
@@ -251,7 +253,8 @@ def sample_agreement(correct: np.ndarray) -> np.ndarray:
     not even predict the same wrong class). :func:`all_right_share` is the share
     of samples whose score is exactly 1.
     """
-    return _check_correct(correct).mean(axis=0, dtype=np.float64)
+    scores: np.ndarray = _check_correct(correct).mean(axis=0, dtype=np.float64)
+    return scores
 
 
 def agreement(correct: np.ndarray) -> np.ndarray:
@@ -275,7 +278,8 @@ def agreement(correct: np.ndarray) -> np.ndarray:
     arr = _check_correct(correct)
     all_right = arr.all(axis=0).sum(axis=-1)
     any_right = arr.any(axis=0).sum(axis=-1)
-    return all_right / np.maximum(any_right, 1)  # 0 / 1 where nobody is right anywhere
+    shares: np.ndarray = all_right / np.maximum(any_right, 1)  # 0 / 1 where nobody is right anywhere
+    return shares
 
 
 def all_right_share(correct: np.ndarray) -> np.ndarray:
@@ -287,7 +291,8 @@ def all_right_share(correct: np.ndarray) -> np.ndarray:
     some network gets right. Returns float64, length epochs.
     """
     arr = _check_correct(correct)
-    return arr.all(axis=0).sum(axis=-1) / arr.shape[2]
+    shares: np.ndarray = arr.all(axis=0).sum(axis=-1) / arr.shape[2]
+    return shares
 
 
 def agreement_lower_bound(correct: np.ndarray) -> np.ndarray:
@@ -309,7 +314,8 @@ def agreement_lower_bound(correct: np.ndarray) -> np.ndarray:
     arr = _check_correct(correct)
     n = arr.shape[2]
     wrong = (~arr).sum(axis=(0, 2))  # Σ_n (mistakes of network n) per epoch, an integer count
-    return np.maximum(n - wrong, 0) / n
+    bound: np.ndarray = np.maximum(n - wrong, 0) / n
+    return bound
 
 
 def agreement_upper_bound(correct: np.ndarray) -> np.ndarray:
@@ -320,7 +326,8 @@ def agreement_upper_bound(correct: np.ndarray) -> np.ndarray:
     the bound. Returns float64, length epochs.
     """
     right = _check_correct(correct).sum(axis=2)  # networks × epochs, integer counts
-    return right.min(axis=0) / np.maximum(right.max(axis=0), 1)
+    bound: np.ndarray = right.min(axis=0) / np.maximum(right.max(axis=0), 1)
+    return bound
 
 
 def agreement_if_independent(correct: np.ndarray) -> np.ndarray:
@@ -340,7 +347,8 @@ def agreement_if_independent(correct: np.ndarray) -> np.ndarray:
     ratio = np.divide(both, some, out=np.zeros_like(both), where=some > 0)
     # The ratio never exceeds the upper bound in exact arithmetic; in floating point one network at accuracy
     # 0.1 gives 1.0000000000000002. Clipped, so the baseline always lies within the bounds it is drawn between.
-    return np.minimum(ratio, agreement_upper_bound(arr))
+    baseline: np.ndarray = np.minimum(ratio, agreement_upper_bound(arr))
+    return baseline
 
 
 # --------------------------------------------------------------------------- soft clustering
@@ -384,4 +392,5 @@ def soft_assignments(features: np.ndarray, k: int, seed: int = 0, temperature: f
     sq = (x**2) @ precision.T - 2.0 * x @ (means * precision).T + (means**2 * precision).sum(axis=1)
     var = gmm.covariances_
     log_prob = -0.5 * (sq + np.log(2.0 * np.pi * var).sum(axis=1)) + np.log(gmm.weights_)
-    return np.exp(log_softmax(log_prob / temperature, axis=1))
+    memberships: np.ndarray = np.exp(log_softmax(log_prob / temperature, axis=1))
+    return memberships

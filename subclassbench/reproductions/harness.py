@@ -56,10 +56,11 @@ class Runs:
         return sorted((r for r in self.records if r.condition.name == condition), key=lambda r: r.seed)
 
     def results(self, condition: str) -> list[Result]:
-        out = [r.result for r in self.of(condition)]
-        if any(r is None for r in out):
+        runs = self.of(condition)
+        out = [r.result for r in runs if r.result is not None]
+        if len(out) < len(runs):
             raise SubclassbenchError(f"condition '{condition}' has unscored runs; run the evaluate stage")
-        return out  # type: ignore[return-value]
+        return out
 
     def has(self, condition: str) -> bool:
         return any(r.condition.name == condition for r in self.records)

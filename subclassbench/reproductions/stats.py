@@ -46,7 +46,7 @@ def seed_summary(values: Sequence[float]) -> SeedSummary:
     return SeedSummary(tuple(map(float, x)), mean, std, mean - half, mean + half)
 
 
-def cliffs_delta(a: Sequence[float], b: Sequence[float]) -> float:
+def cliffs_delta(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     """P(a > b) − P(a < b) over all pairs (Cliff 1993): +1 when every value of ``a`` beats every one of ``b``."""
     x, y = np.asarray(a, dtype=float)[:, None], np.asarray(b, dtype=float)[None, :]
     return float(np.sign(x - y).mean())
@@ -120,7 +120,7 @@ def learned_at(log: np.ndarray) -> np.ndarray:
     epochs = log.shape[0]
     # Walk back from the last epoch: a sample stays "learned" while every epoch from here on is right.
     stays = np.flip(np.logical_and.accumulate(np.flip(log, axis=0), axis=0), axis=0)
-    first = np.where(stays.any(axis=0), stays.argmax(axis=0) + 1, epochs + 1)
+    first: np.ndarray = np.where(stays.any(axis=0), stays.argmax(axis=0) + 1, epochs + 1)
     return first.astype(np.int64)
 
 

@@ -28,7 +28,8 @@ CLUSTER_KEYS = ("ami", "ari", "nmi", "purity", "matched_acc")
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
+    same: bool = a == b
+    return same
 
 
 def _compare(problems: list[str], where: str, stored: Any, expected: dict[str, Any], strict: bool = True) -> None:

@@ -84,8 +84,8 @@ def compute(
     samples: SampleOutputs,
     per_layer: list[dict[str, Any]],
     summary: dict[str, Any],
-    resamples: int = int(BOOTSTRAP["resamples"]),  # type: ignore[call-overload]
-    seed: int = int(BOOTSTRAP["seed"]),  # type: ignore[call-overload]
+    resamples: int = int(BOOTSTRAP["resamples"]),
+    seed: int = int(BOOTSTRAP["seed"]),
 ) -> Intervals:
     """Bootstrap replicates of every headline metric and of the per-layer curves (their intervals follow)."""
     rep = _Replicator(samples, resamples, seed)
@@ -143,7 +143,11 @@ def compute(
 
     streams = [EVALUATION] if samples.kmeans is not None else []
     record = {
-        **{k: BOOTSTRAP[k] for k in ("method", "level", "unit", "clusters", "seeds")},
+        "method": BOOTSTRAP["method"],
+        "level": BOOTSTRAP["level"],
+        "unit": BOOTSTRAP["unit"],
+        "clusters": BOOTSTRAP["clusters"],
+        "seeds": BOOTSTRAP["seeds"],
         "resamples": resamples,
         "seed": seed,
         "digests": {name: rep.digest(name) for name in streams + sorted(samples.probes)},
@@ -163,8 +167,8 @@ def attach(
     samples: SampleOutputs,
     per_layer: list[dict[str, Any]],
     summary: dict[str, Any],
-    resamples: int = int(BOOTSTRAP["resamples"]),  # type: ignore[call-overload]
-    seed: int = int(BOOTSTRAP["seed"]),  # type: ignore[call-overload]
+    resamples: int = int(BOOTSTRAP["resamples"]),
+    seed: int = int(BOOTSTRAP["seed"]),
 ) -> dict[str, Any]:
     """Compute the intervals and put them in place: ``summary.ci95``, each layer's ``ci95`` and the replicates
     the per-sample file keeps. Returns the result's ``uncertainty`` record."""

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from subclassbench.core.files import atomic_write_many
 from subclassbench.errors import SubclassbenchError, first_line
@@ -77,6 +77,8 @@ class LayerRecord(TypedDict, total=False):
     pooling: str
     clusterability: dict[str, Any]
     transfer: dict[str, Any]
+    flags: list[str]  # degenerate features: "constant", "mostly_dead_units"
+    ci95: dict[str, list[float]]  # metric → [low, high]
 
 
 class Summary(TypedDict, total=False):
@@ -211,7 +213,7 @@ class Result:
             raise SubclassbenchError(
                 f"{where}: {problems[0]}{more}; results must not be edited by hand: re-run the evaluation"
             )
-        return cls(doc, path, samples)  # type: ignore[arg-type]
+        return cls(cast(ResultDoc, doc), path, samples)  # a ResultDoc: it passed the result schema above
 
     @classmethod
     def read(cls, path: str | Path) -> Result:
@@ -228,7 +230,8 @@ class Result:
 
     def __getitem__(self, key: str) -> Any:
         """Plain-dict access to a top-level field, for scripts and notebooks."""
-        return self.doc[key]  # type: ignore[literal-required]
+        fields: Mapping[str, Any] = self.doc  # any key, not only the typed ones
+        return fields[key]
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.doc.get(key, default)

@@ -53,6 +53,7 @@ def result_row(result: Result) -> dict[str, Any]:
     """One result's identity and headline numbers, flat (intervals as ``<column>_low`` / ``_high``)."""
     summary, encoder, task = result.summary, result.encoder, result.task
     transfer = summary.get("transfer") or {}
+    tunnel = summary.get("tunnel")
     ward = result.committed_ward
     row: dict[str, Any] = {
         "file": str(result.path) if result.path else None,
@@ -75,9 +76,7 @@ def result_row(result: Result) -> dict[str, Any]:
         "best_ami": summary.get("best_ami"),
         "last_ami": summary.get("last_ami"),
         "ood_retained": summary.get("ood_retained"),
-        "tunnel": None
-        if not summary.get("tunnel")
-        else f"{summary['tunnel']['start']} ({summary['tunnel']['strength']})",
+        "tunnel": None if not tunnel else f"{tunnel['start']} ({tunnel['strength']})",
         "best_id_acc": transfer.get("best_id_acc"),
     }
     ci = summary.get("ci95", {})

@@ -11,7 +11,8 @@ from typing import Any
 @cache
 def load_schema(name: str) -> dict[str, Any]:
     """``name`` is ``task`` or ``result``."""
-    return json.loads(resources.files(__name__).joinpath(f"{name}.schema.json").read_text())
+    schema: dict[str, Any] = json.loads(resources.files(__name__).joinpath(f"{name}.schema.json").read_text())
+    return schema
 
 
 def first_error(instance: Any, name: str) -> str | None:

@@ -91,4 +91,5 @@ def named_centroids(
 
 def name_rows(x: Rows | np.ndarray, centroids: np.ndarray, name: np.ndarray) -> np.ndarray:
     """The subclass named by the nearest centroid of each row."""
-    return name[nearest_centroid(unit_rows(x), centroids)]
+    named: np.ndarray = name[nearest_centroid(unit_rows(x), centroids)]
+    return named

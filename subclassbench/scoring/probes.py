@@ -10,7 +10,7 @@ that epoch, and at the final epoch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -142,7 +142,7 @@ def fit_probe(
 def fit_probes(
     x_train: Sequence[np.ndarray | Rows],
     y_train: np.ndarray,
-    evaluations: dict[str, tuple[Sequence[np.ndarray | Rows], np.ndarray]],
+    evaluations: Mapping[str, tuple[Sequence[np.ndarray | Rows], np.ndarray]],
     n_classes: int,
     recipe: ProbeRecipe = ProbeRecipe(),
     predict: tuple[str, ...] = (),
@@ -166,11 +166,11 @@ def fit_probes(
     overhead is shared.
     """
     recipe.check()
-    x_train = [Rows.of(x) for x in x_train]
-    evaluations = {name: ([Rows.of(x) for x in xs], y) for name, (xs, y) in evaluations.items()}
+    train_rows = [Rows.of(x) for x in x_train]
+    evaluation_rows = {name: ([Rows.of(x) for x in xs], y) for name, (xs, y) in evaluations.items()}
     y_train = np.asarray(y_train, dtype=np.int64)
     held = holdout_rows(y_train, recipe.holdout_fraction, recipe.seed)
-    fits: list[ProbeFit | None] = [None] * len(x_train)
+    fits: dict[int, ProbeFit] = {}  # layer index → its probe (groups are by width, not in layer order)
     torch_device = torch.device(device)
     # One torch thread on CPU: probe steps are small, and on shared cores extra threads made lone probes
     # ~10× slower and batched groups no faster (benchmarks/bench_gpu.py under load).
@@ -180,12 +180,12 @@ def fit_probes(
         torch.set_num_threads(1)
     try:
         budget = group_bytes(torch_device)
-        for group in _groups([x.shape[1] for x in x_train], len(y_train), budget):
-            layer_sets = {name: ([xs[i] for i in group], y) for name, (xs, y) in evaluations.items()}
+        for group in _groups([x.shape[1] for x in train_rows], len(y_train), budget):
+            layer_sets = {name: ([xs[i] for i in group], y) for name, (xs, y) in evaluation_rows.items()}
             # A lone layer over the budget cannot be split by grouping: its fit rows are read per minibatch.
-            stream = len(group) == 1 and _stacked_bytes(x_train[group[0]].shape[1], 1, len(y_train)) > budget
+            stream = len(group) == 1 and _stacked_bytes(train_rows[group[0]].shape[1], 1, len(y_train)) > budget
             fitted = _fit_group(
-                [x_train[i] for i in group], y_train, held, layer_sets, n_classes, recipe, predict, torch_device,
+                [train_rows[i] for i in group], y_train, held, layer_sets, n_classes, recipe, predict, torch_device,
                 stream,
             )  # fmt: skip
             for i, fit in zip(group, fitted, strict=True):
@@ -193,7 +193,7 @@ def fit_probes(
     finally:
         if cpu:
             torch.set_num_threads(threads)
-    return fits  # type: ignore[return-value]
+    return [fits[i] for i in range(len(train_rows))]  # every layer is in one group
 
 
 def _stacked_bytes(width: int, n_layers: int, n_rows: int) -> int:

@@ -68,11 +68,15 @@ class SampleOutputs:
         """(L, n) whether each image's subclass was reconstructed (Yang et al.'s accuracy, per image)."""
         if self.superclass_pred is None or self.reconstructed is None:
             return None
-        return (self.superclass_pred == self.superclass[None, :]) & (self.reconstructed == self.subclass[None, :])
+        correct: np.ndarray = (self.superclass_pred == self.superclass[None, :]) & (
+            self.reconstructed == self.subclass[None, :]
+        )
+        return correct
 
     def probe_correct(self, name: str) -> np.ndarray:
         probe = self.probes[name]
-        return probe.pred == probe.truth[None, :]
+        correct: np.ndarray = probe.pred == probe.truth[None, :]
+        return correct
 
     # ------------------------------------------------------------------ bytes
 
@@ -144,48 +148,49 @@ class SampleOutputs:
 
     @classmethod
     def _from_arrays(cls, arrays: dict[str, np.ndarray], record: dict[str, Any]) -> SampleOutputs:
-        def get(key: str, ndim: int, required: bool = True) -> np.ndarray | None:
+        def optional(key: str, ndim: int) -> np.ndarray | None:
             value = arrays.get(key)
             if value is None:
-                if required:
-                    raise SubclassbenchError(f"array '{key}' is missing")
                 return None
             if value.ndim != ndim or not np.issubdtype(value.dtype, np.number):
                 raise SubclassbenchError(f"array '{key}' has shape {value.shape} and type {value.dtype}")
             return value
 
+        def get(key: str, ndim: int) -> np.ndarray:
+            value = optional(key, ndim)
+            if value is None:
+                raise SubclassbenchError(f"array '{key}' is missing")
+            return value
+
         fmt = get("format", 1)
-        if fmt is None or fmt.tolist() != [FORMAT]:
+        if fmt.tolist() != [FORMAT]:
             raise SubclassbenchError(f"unknown per-sample format {fmt!r}")
         n, layers, ward_layers = int(record["n"]), list(record["layers"]), list(record["ward_layers"])
-        out = cls(layers=layers, superclass=get("superclass", 1), subclass=get("subclass", 1))  # type: ignore[arg-type]
+        out = cls(layers=layers, superclass=get("superclass", 1), subclass=get("subclass", 1))
         _shape(out.superclass, (n,), "superclass")
         _shape(out.subclass, (n,), "subclass")
         for key in ("kmeans", "superclass_pred", "reconstructed"):
-            value = get(key, 2, required=False)
+            value = optional(key, 2)
             if value is not None:
                 _shape(value, (len(layers), n), key)
             setattr(out, key, value)
         out.ward_layers = ward_layers
-        out.ward = get("ward", 3, required=bool(ward_layers))
+        out.ward = get("ward", 3) if ward_layers else optional("ward", 3)
         if out.ward is not None:
             if out.ward.shape[0] != len(ward_layers) or out.ward.shape[2] != n:
                 raise SubclassbenchError(f"array 'ward' has shape {out.ward.shape}")
         for name, size in record["probes"].items():
             truth, pred = get(f"{_member(name)}.truth", 1), get(f"{_member(name)}.pred", 2)
-            assert truth is not None and pred is not None
             _shape(truth, (int(size),), f"{_member(name)}.truth")
             _shape(pred, (len(layers), int(size)), f"{_member(name)}.pred")
             out.probes[name] = ProbeSamples(truth, pred)
         for name in record["replicates"]:
             reps = get(f"replicates.{name}", 1)
-            assert reps is not None
             if not np.isfinite(reps).all():
                 raise SubclassbenchError(f"replicates of {name} are not finite")
             out.replicates[name] = reps.astype(np.float64)
         for name in record["layer_replicates"]:
             reps = get(f"layer_replicates.{name}", 2)
-            assert reps is not None
             if reps.shape[0] != len(layers) or not np.isfinite(reps).all():
                 raise SubclassbenchError(f"per-layer replicates of {name} have shape {reps.shape} or are not finite")
             out.layer_replicates[name] = reps.astype(np.float64)

@@ -149,10 +149,10 @@ def decode_image(source: Path | bytes, decoding: Decoding, where: str) -> torch.
     from PIL import Image
 
     channels, height, width = decoding.image_shape
-    method = Image.BICUBIC if decoding.interpolation == "bicubic" else Image.BILINEAR
+    method = Image.Resampling.BICUBIC if decoding.interpolation == "bicubic" else Image.Resampling.BILINEAR
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-            img = img.convert("RGB" if channels == 3 else "L")
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
+            img = opened.convert("RGB" if channels == 3 else "L")
             if decoding.resize is None:
                 if img.size != (width, height):
                     img = img.resize((width, height), method)
@@ -211,7 +211,9 @@ class EncodedBatch:
             out[i] = image[:, top : top + height, left : left + width]
         return out.div_(255.0)
 
-    def _decode_one(self, raw: torch.Tensor, i: int, mode: Any, decode: Any) -> torch.Tensor:
+    def _decode_one(
+        self, raw: torch.Tensor, i: int, mode: Any, decode: Callable[..., torch.Tensor]
+    ) -> torch.Tensor:
         try:
             return decode(raw, mode=mode)
         except RuntimeError as exc:
@@ -356,7 +358,10 @@ def generate_synthetic_hierarchy(params: dict[str, Any]) -> tuple[ArrayImageSet,
     super_centres = rng.randn(n_super, dim) * float(params["superclass_separation"]) / np.sqrt(dim)
     sub_offsets = rng.randn(n_super, n_sub, dim) * float(params["subclass_separation"]) / np.sqrt(dim)
     noise = float(params.get("noise", 1.0))
-    samples, labels, splits, ids = [], [], [], []
+    samples: list[np.ndarray] = []
+    labels: list[int] = []
+    splits: list[str] = []
+    ids: list[str] = []
     for s in range(n_super):
         for k in range(n_sub):
             centre = super_centres[s] + sub_offsets[s, k]

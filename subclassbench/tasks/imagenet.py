@@ -301,8 +301,11 @@ def _load_hub(
 def _load_split(
     task: Task, split: str, path: str | Path | None, primary: bool, decoding: Decoding | None
 ) -> tuple[ImageSet, str]:
-    classes = {sub.id: sub.index for sup in task.superclasses for sub in sup.subclasses}
-    images = load_imagenet(task.name, task.data, split, path, classes, decoding or task.decoding(), primary)
+    classes = {str(sub.id): sub.index for sup in task.superclasses for sub in sup.subclasses}  # ids are WNIDs
+    decoding = decoding or task.decoding()
+    if decoding is None:  # the task schema requires `preprocessing` of an imagenet task
+        raise SubclassbenchError(f"task '{task.name}' has no preprocessing; an imagenet task needs one")
+    images = load_imagenet(task.name, task.data, split, path, classes, decoding, primary)
     return images, str(path) if path else f"hf:{task.data['hf_dataset']['path']}"
 
 

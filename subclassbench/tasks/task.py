@@ -206,7 +206,8 @@ class SplitData:
     def global_subclass(self) -> np.ndarray:
         """Each sample's subclass as one index over the whole hierarchy, in hierarchy order."""
         offsets = np.cumsum([0] + [len(s.subclasses) for s in self.task.superclasses])
-        return offsets[self.superclass] + self.subclass
+        index: np.ndarray = offsets[self.superclass] + self.subclass
+        return index
 
     @cached_property
     def manifest_digest(self) -> str:
@@ -334,14 +335,16 @@ class Task:
         ra, rb = _hash_select(sa), _hash_select(sb)
         if ra and rb and ra["salt"] == rb["salt"]:
             (lo_a, hi_a), (lo_b, hi_b) = ra["hash_range"], rb["hash_range"]
-            return lo_a < hi_b and lo_b < hi_a
+            overlap: bool = lo_a < hi_b and lo_b < hi_a
+            return overlap
         return True  # 'all' overlaps everything; ids vs. a hash range cannot be checked without data
 
     def _source_pool(self, split: str) -> str:
         """The set of samples a split's ids index: digits has one pool, other sources one per source split."""
         if self.source.single_pool:
             return "all"
-        return self.splits[split].get("source_split", split)
+        pool: str = self.splits[split].get("source_split", split)
+        return pool
 
     def _check_transfer(self, spec: TransferSpec, where: str) -> None:
         splits = [spec.id_train_split, spec.id_test_split] + ([spec.ood_split] if spec.ood_split else [])
@@ -632,10 +635,14 @@ def _validate_schema(raw: Any, where: str) -> None:
 
 def read_task_file(path: Path) -> dict[str, Any]:
     """Parse a task file (JSON, or YAML without aliases and within the size limit)."""
+    # Not checked here: Task.from_dict validates it (a mapping, against the task schema).
+    doc: dict[str, Any]
     if path.suffix != ".json":
-        return safeyaml.load_file(path)
+        doc = safeyaml.load_file(path)
+        return doc
     try:
-        return json.loads(path.read_text(), parse_constant=_no_constant)
+        doc = json.loads(path.read_text(), parse_constant=_no_constant)
+        return doc
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise SubclassbenchError(f"cannot parse task file {path}: {first_line(exc)}") from None
 

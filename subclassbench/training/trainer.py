@@ -42,6 +42,7 @@ from subclassbench.encoders import architectures
 from subclassbench.encoders.base import load_encoder
 from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.features.extraction import DTYPES
+from subclassbench.tasks.datasources import EncodedBatch
 from subclassbench.tasks.task import SplitData, Task
 
 LABELS = ("superclass", "subclass")
@@ -114,6 +115,14 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torc
     return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
 
+def _to_device(batch: torch.Tensor | EncodedBatch, device: torch.device, non_blocking: bool = False) -> torch.Tensor:
+    """A loaded batch on ``device``; encoded images (``--decoder torchvision``) are decoded there, as
+    feature extraction does."""
+    if isinstance(batch, EncodedBatch):
+        return batch.decode(device)
+    return batch.to(device, non_blocking=non_blocking)
+
+
 def _accuracy(
     model: nn.Module, preprocess: Any, split: SplitData, y: np.ndarray, device: torch.device, batch: int = 1024
 ) -> np.ndarray:
@@ -123,7 +132,7 @@ def _accuracy(
     with torch.inference_mode():
         for start in range(0, len(split), batch):
             index = np.arange(start, min(start + batch, len(split)))
-            pred = model(preprocess(split.images.load(index).to(device))).argmax(dim=1).cpu().numpy()
+            pred = model(preprocess(_to_device(split.images.load(index), device))).argmax(dim=1).cpu().numpy()
             correct[index] = pred == y[index]
     return correct
 
@@ -136,12 +145,12 @@ class _TrainImages:
         self.split, self.device = split, device
         self.resident = None
         if device.type != "cpu" and not split.images.decodes:
-            self.resident = split.images.load(np.arange(len(split))).to(device)
+            self.resident = _to_device(split.images.load(np.arange(len(split))), device)
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         if self.resident is not None:
             return self.resident[idx.to(self.device)]
-        return self.split.images.load(idx.numpy()).to(self.device, non_blocking=True)
+        return _to_device(self.split.images.load(idx.numpy()), self.device, non_blocking=True)
 
 
 # --------------------------------------------------------------------------- the run folder

@@ -33,6 +33,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypedDict
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -47,9 +48,19 @@ from subclassbench.core.hashing import sha256_text
 METHOD = "bias-corrected percentile; AMI replicates centred on the sample NMI"
 PREVIOUS_METHODS = ("bias-corrected percentile",)
 
+class BootstrapSettings(TypedDict):
+    method: str
+    resamples: int
+    seed: int
+    level: float
+    unit: str
+    clusters: str
+    seeds: str
+
+
 # The bootstrap's settings. Not part of the protocol fingerprint: they change no point estimate, only the
 # intervals around it, and every result records the settings it used (``uncertainty``).
-BOOTSTRAP = {
+BOOTSTRAP: BootstrapSettings = {
     "method": METHOD,
     "resamples": 1000,
     "seed": 0,
@@ -83,7 +94,8 @@ def plan_digest(strata: np.ndarray, resamples: int, seed: int, name: str) -> str
 
 def mean_replicates(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Replicates of a per-image mean (an accuracy): ``values`` (n,) → (B,), or (n, L) → (B, L)."""
-    return (counts.astype(np.float64) @ np.asarray(values, dtype=np.float64)) / counts.shape[1]
+    replicates: np.ndarray = (counts.astype(np.float64) @ np.asarray(values, dtype=np.float64)) / counts.shape[1]
+    return replicates
 
 
 # --------------------------------------------------------------------------- AMI from contingency tables
@@ -138,13 +150,15 @@ class _Information:
     @property
     def degenerate(self) -> np.ndarray:
         """Tables with one class or one cluster: scikit-learn's limit cases (both read 0, or 1 when both are one)."""
-        return ((self.row_sums > 0).sum(axis=1) <= 1) | ((self.col_sums > 0).sum(axis=1) <= 1)
+        degenerate: np.ndarray = ((self.row_sums > 0).sum(axis=1) <= 1) | ((self.col_sums > 0).sum(axis=1) <= 1)
+        return degenerate
 
     @property
     def single(self) -> np.ndarray:
         """Tables with one class and one cluster (or no images): perfect agreement by convention."""
         classes, clusters = (self.row_sums > 0).sum(axis=1), (self.col_sums > 0).sum(axis=1)
-        return (classes == clusters) & (classes <= 1)
+        single: np.ndarray = (classes == clusters) & (classes <= 1)
+        return single
 
 
 def _information(tables: np.ndarray) -> _Information:
@@ -166,7 +180,8 @@ def _information(tables: np.ndarray) -> _Information:
 def _clamp(values: np.ndarray) -> np.ndarray:
     """Away from zero by at least machine epsilon, keeping the sign (scikit-learn's guard against 0/0)."""
     eps = np.finfo(np.float64).eps
-    return np.where(values < 0, np.minimum(values, -eps), np.maximum(values, eps))
+    clamped: np.ndarray = np.where(values < 0, np.minimum(values, -eps), np.maximum(values, eps))
+    return clamped
 
 
 def ami_from_tables(tables: np.ndarray) -> np.ndarray:
@@ -271,7 +286,7 @@ def with_estimate(counts: np.ndarray) -> np.ndarray:
     return np.vstack([np.ones((1, counts.shape[1]), dtype=counts.dtype), counts])
 
 
-def interval(values: np.ndarray, level: float = BOOTSTRAP["level"]) -> list[float]:  # type: ignore[assignment]
+def interval(values: np.ndarray, level: float = BOOTSTRAP["level"]) -> list[float]:
     """The bias-corrected percentile interval (BC; Efron 1987) ``[low, high]`` from ``values`` = the estimate
     followed by its bootstrap replicates, rounded far below any shown digit.
 
@@ -287,7 +302,9 @@ def interval(values: np.ndarray, level: float = BOOTSTRAP["level"]) -> list[floa
 
     values = np.asarray(values, dtype=np.float64)
     estimate, replicates = values[0], values[1:]
-    below = (np.count_nonzero(replicates < estimate) + 0.5 * np.count_nonzero(replicates == estimate)) / len(replicates)
+    below: float = (
+        np.count_nonzero(replicates < estimate) + 0.5 * np.count_nonzero(replicates == estimate)
+    ) / len(replicates)
     below = min(max(below, 0.5 / len(replicates)), 1 - 0.5 / len(replicates))
     z0 = norm.ppf(below)
     tail = norm.ppf((1.0 - level) / 2.0)
@@ -302,7 +319,8 @@ def combine_seeds(values: np.ndarray, seed: int = 0) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     n_seeds, width = values.shape
     if n_seeds == 1:
-        return values[0]
+        single: np.ndarray = values[0]
+        return single
     rng = np.random.default_rng([seed, zlib.crc32(b"training-seeds")])
     draws = rng.integers(0, n_seeds, size=(width - 1, n_seeds))
     replicates = values[draws, np.arange(1, width)[:, None]].mean(axis=1)

@@ -51,7 +51,8 @@ class Hierarchy:
         k = len(w)
         confusion = np.full((k, k), self.flip[s] / (k - 1))
         np.fill_diagonal(confusion, 1 - self.flip[s])
-        return w[:, None] * confusion
+        joint: np.ndarray = w[:, None] * confusion
+        return joint
 
     def population_ami(self) -> float:
         values = []
