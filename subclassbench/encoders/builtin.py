@@ -43,16 +43,21 @@ def list_builtin() -> list[str]:
     return names
 
 
-def _build_arch(info: architectures.ArchInfo, **kwargs: Any) -> nn.Module:
+def _build_arch(info: architectures.ArchInfo, **kwargs: Any) -> architectures.FeatureModel:
+    """The architecture with the keyword arguments its builder accepts (every builtin is a FeatureModel)."""
     accepted = inspect.signature(info.build).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        return info.build(**kwargs)
-    return info.build(**{k: v for k, v in kwargs.items() if k in accepted})
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    model = info.build(**kwargs)
+    if not isinstance(model, architectures.FeatureModel):  # a registry entry that breaks the builtin contract
+        raise TypeError(f"builtin architecture {info.build!r} built a {type(model).__name__}, not a FeatureModel")
+    return model
 
 
 def _head_name(model: nn.Module) -> str:
-    head = model.head  # type: ignore[attr-defined]
-    return next(name for name, module in model.named_modules() if module is head)
+    head: object = model.head  # builtin architectures name their classifier head
+    name: str = next(name for name, module in model.named_modules() if module is head)
+    return name
 
 
 def resolve_trained_weights(weights: str | Path) -> tuple[Path, dict[str, Any] | None]:
@@ -158,7 +163,7 @@ def _load_builtin(request: LoadRequest) -> Encoder:
         model = _build_arch(info, **kwargs)  # seeded by load_encoder: a reproducible baseline
     modules = dict(model.named_modules())
     # Wrapped timm nets name their modules net.*; users see timm's block names and "stem".
-    layers = {_display_name(name): modules[name] for name in model.feature_layers()}  # type: ignore[operator]
+    layers = {_display_name(name): modules[name] for name in model.feature_layers()}
     if vector_model:
         preprocessing = Preprocessing(input_size=None)
     else:
@@ -169,7 +174,7 @@ def _load_builtin(request: LoadRequest) -> Encoder:
         arch=parsed.name,
         tag=parsed.tag,
         model=model,
-        embed=model.forward_features,  # type: ignore[arg-type]
+        embed=model.forward_features,
         layer_modules=layers,
         preprocessing=preprocessing,
         prefix_tokens=int(getattr(model, "num_prefix_tokens", 0)),

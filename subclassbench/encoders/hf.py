@@ -36,7 +36,12 @@ def _hf_preprocessing(folder: Path, config: Any) -> Preprocessing:
             return None
 
         short = size.get("shortest_edge") if isinstance(size, dict) else None
-        height, width = hw(crop) or hw(size) or (int(short), int(short))
+        shape = hw(crop) or hw(size)
+        if shape is None:
+            if short is None:
+                raise ValueError("no image size")
+            shape = (int(short), int(short))
+        height, width = shape
         crop_pct = height / int(short) if crop is not None and short else 1.0
         return Preprocessing(
             input_size=(int(getattr(config, "num_channels", 3)), height, width),
@@ -65,13 +70,15 @@ def _load_hf(request: LoadRequest) -> Encoder:
     except ImportError:
         raise SubclassbenchError("hf: encoders need transformers; pip install 'subclassbench[hf]'") from None
 
-    transformers.utils.logging.disable_progress_bar()  # subclassbench reports its own progress
+    # subclassbench reports its own progress (transformers leaves these two functions unannotated)
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated there
     try:
         config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=False)
         if hub_files is not None:
             model = transformers.AutoModel.from_pretrained(folder, use_safetensors=True, trust_remote_code=False)
         else:
-            model = transformers.AutoModel.from_config(config, trust_remote_code=False)
+            # from_config is unannotated in transformers
+            model = transformers.AutoModel.from_config(config, trust_remote_code=False)  # type: ignore[no-untyped-call]  # as above
     except Exception as exc:  # unknown architecture, malformed config, mismatched weights
         raise SubclassbenchError(
             f"cannot load {parsed} with transformers {transformers.__version__} ({first_line(exc, 120)}); "
@@ -84,10 +91,10 @@ def _load_hf(request: LoadRequest) -> Encoder:
 
     def embed(x: torch.Tensor) -> torch.Tensor:
         out = model(pixel_values=x)
-        hidden = out.last_hidden_state
+        hidden: torch.Tensor = out.last_hidden_state
         if cls_token:  # ViT-style models classify from the class token
             return hidden[:, 0]
-        pooled = getattr(out, "pooler_output", None)
+        pooled: torch.Tensor | None = getattr(out, "pooler_output", None)
         if pooled is not None:  # convolutional models: their own global pooling
             return pooled.flatten(1)
         return hidden.mean(dim=1) if hidden.ndim == 3 else hidden.mean(dim=(2, 3))

@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Set
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -27,6 +27,7 @@ from torch import nn
 from subclassbench.encoders.base import ENCODER_SOURCES, Encoder, EncoderSource, LoadRequest
 from subclassbench.encoders.layers import discover_layers
 from subclassbench.encoders.preprocessing import Preprocessing
+from subclassbench.encoders.timm import TimmClassifier
 from subclassbench.errors import SubclassbenchError
 
 MODULE_SOURCE = "module"
@@ -56,7 +57,7 @@ def _head(model: nn.Module) -> tuple[str, nn.Module] | None:
         head = getattr(model, name, None)
         last = head[-1] if isinstance(head, nn.Sequential) and len(head) else head
         if isinstance(last, nn.Linear):
-            return name, head  # type: ignore[return-value]
+            return name, cast(nn.Module, head)  # a Linear, or a Sequential ending in one
     return None
 
 
@@ -65,7 +66,8 @@ def _embedding(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor]
     if callable(getattr(model, "forward_features", None)) and callable(getattr(model, "forward_head", None)):
 
         def timm_embed(x: torch.Tensor) -> torch.Tensor:
-            return model.forward_head(model.forward_features(x), pre_logits=True)  # type: ignore[operator]
+            net = cast(TimmClassifier, model)  # it has both methods (checked above)
+            return net.forward_head(net.forward_features(x), pre_logits=True)
 
         return timm_embed, "forward_head(pre_logits=True)", set()
     found = _head(model)
@@ -87,7 +89,7 @@ def _embedding(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor]
     return model, "output", set()
 
 
-def stage_layers(model: nn.Module, example: torch.Tensor, exclude: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+def stage_layers(model: nn.Module, example: torch.Tensor, exclude: Set[str] = frozenset()) -> list[str]:
     """Layers of a model no name pattern fits, from one traced forward pass of ``example``.
 
     Every leaf module's call order and output shape are recorded. For feature
@@ -154,12 +156,14 @@ def wrap_module(
         )
     if isinstance(preprocess, Mapping):
         try:
-            preprocess = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in preprocess.items()})
+            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in preprocess.items()}
+            preprocess = Preprocessing(**fields)
         except TypeError as exc:
             raise SubclassbenchError(f"preprocess: {exc}; use input_size, mean, std, interpolation, crop_pct") from None
     if preprocess is None:  # the task's samples as they come: [0, 1] at their native size
         image = sample_shape is not None and len(sample_shape) == 3
-        preprocess = Preprocessing(input_size=tuple(sample_shape) if image else None)  # type: ignore[arg-type]
+        size = (sample_shape[0], sample_shape[1], sample_shape[2]) if sample_shape is not None and image else None
+        preprocess = Preprocessing(input_size=size)
     model.eval()
     embed_fn, embedding, exclude = (embed, "embed function", set()) if embed is not None else _embedding(model)
     layers = {n: m for n, m in discover_layers(model).items() if n.split(".")[0] not in exclude}

@@ -63,7 +63,8 @@ def _load_open_clip(request: LoadRequest) -> Encoder:
     prefix = 0 if getattr(visual, "class_embedding", None) is None else 1
 
     def embed(x: torch.Tensor) -> torch.Tensor:
-        return model.encode_image(x)
+        image_embedding: torch.Tensor = model.encode_image(x)
+        return image_embedding
 
     return Encoder(
         spec=str(parsed),

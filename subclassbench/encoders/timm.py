@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 
@@ -12,6 +12,15 @@ from subclassbench.encoders.layers import discover_layers
 from subclassbench.encoders.preprocessing import Preprocessing
 from subclassbench.encoders.weights import check_one_weights_source, weights_record
 from subclassbench.errors import SubclassbenchError, closest, first_line
+
+
+class TimmClassifier(Protocol):
+    """The two methods of a timm classifier that give its embedding (the input of its head)."""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor: ...
+
 
 TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # what timm reads from a hub repository, in order
 
@@ -35,7 +44,7 @@ def _timm_hub_files(timm: Any, name: str, revision: str | None) -> HubFiles | No
 def _load_timm(request: LoadRequest) -> Encoder:
     parsed, weights, pretrained = request.spec, request.weights, request.pretrained
     import timm
-    from timm.data import resolve_data_config
+    from timm.data.config import resolve_data_config
 
     name = parsed.name + (f".{parsed.tag}" if parsed.tag else "")
     if not timm.is_model(parsed.name):
@@ -60,7 +69,7 @@ def _load_timm(request: LoadRequest) -> Encoder:
         raise SubclassbenchError(
             f"cannot load timm:{name} weights ({first}); pass --weights FILE, or --random-init for an untrained model"
         ) from None
-    cfg = resolve_data_config({}, model=model)
+    cfg = resolve_data_config({}, model=model)  # type: ignore[no-untyped-call]  # timm leaves it unannotated
     preprocessing = Preprocessing(
         input_size=tuple(cfg["input_size"]),
         mean=tuple(cfg["mean"]),
@@ -69,8 +78,10 @@ def _load_timm(request: LoadRequest) -> Encoder:
         crop_pct=float(cfg.get("crop_pct", 1.0)),
     )
 
+    net = cast(TimmClassifier, model)  # timm.create_model is typed as returning a plain nn.Module
+
     def embed(x: torch.Tensor) -> torch.Tensor:
-        return model.forward_head(model.forward_features(x), pre_logits=True)
+        return net.forward_head(net.forward_features(x), pre_logits=True)
 
     return Encoder(
         spec=f"timm:{name}" + (f"@{parsed.revision}" if parsed.revision else ""),

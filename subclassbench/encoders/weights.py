@@ -30,6 +30,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     meta = weights_record(path)
     assert meta is not None
     path = Path(meta["path"])
+    state: Any  # a file's contents: checked to be a state dict of tensors below
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -51,7 +52,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             ) from None
         for key in ("state_dict", "model", "model_state_dict"):
             if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
+                state = state[key]  # a training checkpoint: its model's state dict
                 break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SubclassbenchError(f"{path} holds no state dict of tensors; save model.state_dict() instead")

@@ -67,7 +67,8 @@ def _encoder_decoding(splits: dict[str, SplitData], preprocessing: Preprocessing
     size = preprocessing.input_size
     if size is None:
         raise SubclassbenchError("--image-preprocessing encoder needs an image encoder; this one takes vectors")
-    decoding = Decoding(tuple(size), math.floor(max(size[1:]) / preprocessing.crop_pct), preprocessing.interpolation)
+    resize = math.floor(max(size[1:]) / preprocessing.crop_pct)
+    decoding = Decoding((size[0], size[1], size[2]), resize, preprocessing.interpolation)
     out = {}
     for name, data in splits.items():
         if not hasattr(data.images, "with_decoding"):

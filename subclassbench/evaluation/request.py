@@ -49,7 +49,7 @@ class EvaluationRequest:
     # OOD set name → its data (default: ``data``, which serves OOD sets drawn from the same dataset).
     ood_data: dict[str, str] | None = None
     # Bootstrap resamples for the confidence intervals (0: no intervals; the per-sample file is written anyway).
-    bootstrap: int = int(BOOTSTRAP["resamples"])  # type: ignore[call-overload]
+    bootstrap: int = int(BOOTSTRAP["resamples"])
     # A seeded, subclass-stratified subset of at most this many samples per split: quick tries, never ranked.
     limit: int | None = None
     dtype: str = "fp32"  # forward-pass precision: fp32 (the protocol's reference) or bf16 (autocast)

@@ -20,7 +20,7 @@ committed layer (Brain-Score's layer commitment) is chosen here too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -155,9 +155,9 @@ class Reconstruction:
 
 
 def superclass_probes(
-    train_features: list[np.ndarray | Rows],
+    train_features: Sequence[np.ndarray | Rows],
     train_superclass: np.ndarray,
-    test_features: list[np.ndarray | Rows],
+    test_features: Sequence[np.ndarray | Rows],
     test_superclass: np.ndarray,
     n_superclasses: int,
     recipe: ProbeRecipe | None = None,
@@ -227,6 +227,9 @@ def reconstruct(
     return _reconstruction(test_features, test, fit, len(train), named)
 
 
+ProbeUnit = tuple[list[Rows], np.ndarray, list[Rows], np.ndarray, int]
+
+
 class StartedLayers:
     """Clusterability of every layer, started: its (layer, superclass) units run in the pool's workers while
     the caller goes on (e.g. trains the transfer probes); :meth:`finish` collects, training the superclass
@@ -249,7 +252,8 @@ class StartedLayers:
             for s in range(len(data.task.superclasses)):
                 _check_superclass(data, s, np.flatnonzero(data.superclass == s))
         self._probes: Pending | None = None
-        self._probe_unit: tuple[Any, ...] | None = None
+        # superclass_probes' arguments: train rows, their superclasses, test rows, theirs, how many superclasses.
+        self._probe_unit: ProbeUnit | None = None
         if train is not None:
             train_x, test_x = [f.rows() for f in train[0]], [f.rows() for f in layers]
             self._probe_unit = (train_x, train[1].superclass, test_x, split.superclass, len(split.task.superclasses))

@@ -27,6 +27,13 @@ def reconstruction_split(task: Task) -> str | None:
     return "train" if "train" in task.splits else None
 
 
+def _stacked(arrays: list[np.ndarray | None]) -> np.ndarray:
+    """Per-layer arrays as one (layers × …) array; every layer computed them, so none is missing."""
+    present = [a for a in arrays if a is not None]
+    assert len(present) == len(arrays), "a layer lacks a per-sample array its family computed for all"
+    return np.stack(present)
+
+
 def ward_layers(summary: dict[str, Any]) -> list[str]:
     """The layers whose Ward assignments the per-sample file keeps: the committed and the best."""
     return list(dict.fromkeys(n for n in (summary.get("committed_layer"), summary.get("best_layer")) if n))
@@ -92,8 +99,8 @@ class _ClusterabilityRun(FamilyRun):
         scored.summary.update(summarize(scored.per_layer))
         scored.samples.kmeans = np.stack([c.kmeans for c in clustered])
         if self.started.train is not None:
-            scored.samples.superclass_pred = np.stack([c.superclass_pred for c in clustered])
-            scored.samples.reconstructed = np.stack([c.reconstructed for c in clustered])
+            scored.samples.superclass_pred = _stacked([c.superclass_pred for c in clustered])
+            scored.samples.reconstructed = _stacked([c.reconstructed for c in clustered])
         if self.validation is not None:
             try:
                 validation = [c.scores for c in self.validation.finish()]
@@ -105,7 +112,7 @@ class _ClusterabilityRun(FamilyRun):
         kept = [n for n in ward_layers(scored.summary) if clustered[names.index(n)].ward is not None]
         if kept:
             scored.samples.ward_layers = kept
-            scored.samples.ward = np.stack([clustered[names.index(n)].ward for n in kept])
+            scored.samples.ward = _stacked([clustered[names.index(n)].ward for n in kept])
 
 
 METRIC_FAMILIES.register(Clusterability.name, Clusterability())

@@ -86,7 +86,13 @@ class TransferPlan:
         spec = task.transfer
         assert spec is not None
         return list(
-            dict.fromkeys([spec.id_train_split, spec.id_test_split, *([spec.ood_split] if spec.has_shift else [])])
+            dict.fromkeys(
+                [
+                    spec.id_train_split,
+                    spec.id_test_split,
+                    *([spec.ood_split] if spec.has_shift and spec.ood_split else []),
+                ]
+            )
         )
 
     @classmethod

@@ -7,7 +7,7 @@ the claim modules in the order ``CLAIMS`` lists them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -35,7 +35,7 @@ ON_DIGITS = "on scikit-learn's 8×8 digits instead of CIFAR-10 / Tiny ImageNet"
 
 
 def _summary(result: Result, key: str) -> float | None:
-    value = result.summary.get(key)
+    value: Any = result.summary.get(key)
     return None if value is None else float(value)
 
 
@@ -60,12 +60,13 @@ def seed_cells(results: list[Result], key: str, spec: str = ".3f") -> str:
 def seed_values(results: list[Result], key: str) -> list[float]:
     """Each result's ``key`` from its summary, one per seed; a result without it is an error."""
     values = [_summary(r, key) for r in results]
-    if any(v is None for v in values):
+    present = [v for v in values if v is not None]
+    if len(present) != len(values):
         raise ValueError(f"a result has no {key}")
-    return values  # type: ignore[return-value]
+    return present
 
 
-def _curve(result: Result, read: Callable[[dict[str, Any]], float | None]) -> tuple[list[float], list[float]]:
+def _curve(result: Result, read: Callable[[Mapping[str, Any]], float | None]) -> tuple[list[float], list[float]]:
     depths, values = [], []
     for layer in result.layers:
         value = read(layer)
@@ -75,14 +76,14 @@ def _curve(result: Result, read: Callable[[dict[str, Any]], float | None]) -> tu
     return depths, values
 
 
-def layer_ami(layer: dict[str, Any]) -> float | None:
+def layer_ami(layer: Mapping[str, Any]) -> float | None:
     """One layer's k-means AMI within superclasses: a ``read`` for :func:`curves_png`."""
     return (layer.get("clusterability") or {}).get("ami")
 
 
 def curves_png(
     arms: dict[str, list[Result]],
-    read: Callable[[dict[str, Any]], float | None],
+    read: Callable[[Mapping[str, Any]], float | None],
     title: str,
     ylabel: str,
     lines: dict[str, float] | None = None,

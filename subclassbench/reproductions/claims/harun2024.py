@@ -6,6 +6,7 @@ the best layer, on a class-disjoint OOD set; each variable is compared paired by
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from subclassbench.reproductions.claims.common import (
@@ -29,7 +30,7 @@ from subclassbench.reproductions.stats import (
 )
 
 
-def _layer_ood(layer: dict[str, Any]) -> float | None:
+def _layer_ood(layer: Mapping[str, Any]) -> float | None:
     return (layer.get("transfer") or {}).get("ood_mean_acc")
 
 

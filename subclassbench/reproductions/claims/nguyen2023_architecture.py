@@ -105,7 +105,7 @@ def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
             )
         means = {name: float(np.mean(v)) for name, v in depths.items()}
         spread = max(means.values()) - min(means.values())
-        high, low = max(means, key=means.get), min(means, key=means.get)  # type: ignore[arg-type]
+        high, low = max(means, key=lambda n: means[n]), min(means, key=lambda n: means[n])
         separated = min(depths[high]) > max(depths[low])
         norm_verdict = REPRODUCED if spread >= 0.1 and separated else PARTLY if spread >= 0.1 else NOT_REPRODUCED
         norm_verdicts.append(norm_verdict)

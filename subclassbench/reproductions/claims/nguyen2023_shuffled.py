@@ -51,7 +51,9 @@ def _shuffled_plan(
 ) -> Plan:
     """Each pair's shuffled and natural arms, and each arm's untrained control: the two tasks group the same
     subclasses differently, and unrelated subclasses can be easier to cluster before any training."""
-    arms = [(SHUFFLED_PAIRS[0], ("cifar10-5", "cifar10-5-semantic"), arch, ())]
+    arms: list[tuple[tuple[str, str], tuple[str, str], str, tuple[tuple[str, Any], ...]]] = [
+        (SHUFFLED_PAIRS[0], ("cifar10-5", "cifar10-5-semantic"), arch, ())
+    ]
     if tiny_arch:  # the Tiny ImageNet arms are named after their tasks
         arms.append((SHUFFLED_PAIRS[1], SHUFFLED_PAIRS[1], tiny_arch, tiny_recipe))
     conditions = []

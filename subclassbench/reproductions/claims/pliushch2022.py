@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from subclassbench.errors import SubclassbenchError
 from subclassbench.reproductions.claims.common import (
     DIGITS_RECIPE,
     ON_DIGITS,
@@ -40,19 +41,32 @@ def _agreement_plan(
 
 
 def _train_images(plan: Plan, runs: Any, ids: list[str]) -> np.ndarray:
+    from subclassbench.tasks.datasources import EncodedBatch
     from subclassbench.tasks.task import load_task
 
     task = plan.conditions[0].task
     split = load_task(task).load_split("train", runs.data.get(datasets_of(task) or ""), primary=False)
     position = {str(i): n for n, i in enumerate(split.images.ids)}
     index = np.array([position[i] for i in ids])
-    return split.images.load(index).numpy()
+    images = split.images.load(index)
+    if isinstance(images, EncodedBatch):  # the claim's image statistics read pixels; its tasks ship them decoded
+        raise SubclassbenchError(f"task '{task}': the image statistics need decoded images, not encoded files")
+    return images.numpy()
+
+
+def _train_log(folder: Any) -> np.ndarray:
+    """A run's per-epoch correctness on its train split (protocol v2 training records it)."""
+    from subclassbench.training.trainer import load_train_correctness
+
+    log = load_train_correctness(folder)
+    if log is None:
+        raise SubclassbenchError(f"{folder} has no train-split correctness log; re-run its training")
+    return log
 
 
 def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
     from subclassbench.compare.representations import agreement_over_runs
     from subclassbench.figures.drawing import agreement_files
-    from subclassbench.training.trainer import load_train_correctness
 
     archs = [c.name for c in plan.conditions]
     rows, numbers, orders, docs = [], {}, {}, {}
@@ -90,7 +104,7 @@ def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
             "accuracy_mean": part["accuracy_mean"],
         }
         if group != "all architectures":  # one architecture's learning order, from its runs' train logs
-            orders[group] = np.mean([learned_at(load_train_correctness(f)) for f in folders], axis=0)
+            orders[group] = np.mean([learned_at(_train_log(f)) for f in folders], axis=0)
     order_rows, order_rhos = [], []
     for i, a in enumerate(archs):
         for b in archs[i + 1 :]:

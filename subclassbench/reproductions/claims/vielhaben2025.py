@@ -77,7 +77,8 @@ def _analyse_concepts(plan: Plan, runs: Any) -> Findings:
         "control": list(zip(runs.of(a_name), runs.of(control_name), strict=True)),
         "same architecture": list(zip(runs.of(a_name), runs.of(a_name)[1:], strict=False))[:1],
     }
-    rows, numbers, shares = [], {}, {kind: [] for kind in kinds}
+    shares: dict[str, list[float]] = {kind: [] for kind in kinds}
+    rows, numbers = [], {}
     both_kinds = []
     for kind, pairs in kinds.items():
         for x, y in pairs:

@@ -107,7 +107,7 @@ def _schedule_settings(plan: Plan, runs: Any) -> list[_Setting]:
     """The grid's cells in plan order; each coarse arm is paired with the fine arm of the same recipe."""
     from subclassbench.training.trainer import Recipe
 
-    def key(condition: Condition) -> tuple[Any, ...]:
+    def key(condition: Condition) -> tuple[str, float, float, int]:
         recipe = plan.recipe_of(condition)
         return (
             condition.arch,
