@@ -153,7 +153,7 @@ def test_every_format_is_written_and_byte_identical_on_a_second_call(tmp_path):
     assert figures.read_digest(changed["svg"]) not in digests
     # Another process (another string-hash seed, fresh SVG ids) gives the same bytes.
     code = (
-        "import sys; from tests.test_figures import ROWS, _curves; "
+        "import sys; from tests.figures.test_drawing import ROWS, _curves; "
         "from subclassbench.figures import drawing as figures; "
         "sys.stdout.buffer.write(figures.curve_files(_curves(ROWS), 'digits-5: subclass AMI per layer')['svg'])"
     )

@@ -16,7 +16,7 @@ from subclassbench.cli import app
 from subclassbench.encoders.sources import ENCODER_SOURCES, load_encoder
 from subclassbench.errors import SubclassbenchError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "subclassbench-plugin-example"
 runner = CliRunner()
 

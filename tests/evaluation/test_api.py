@@ -17,8 +17,7 @@ from subclassbench.cli import app
 from subclassbench.encoders.module import module_fingerprint, stage_layers, wrap_module
 from subclassbench.errors import SubclassbenchError
 from subclassbench.results.result import Result
-
-from .conftest import without_run
+from tests.conftest import without_run
 
 FAST = {"metrics": ["clusterability"], "bootstrap": 0}
 

@@ -15,7 +15,7 @@ from subclassbench.compare.nlmcd import Tokens, discover_concepts, make_tokens, 
 from subclassbench.errors import SubclassbenchError
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- tokens
