@@ -1,17 +1,21 @@
-"""The command line end to end, including every bad-input path."""
+"""`subclassbench evaluate`, `extract`, `score`, `cache` and `run` on the command line
+(subclassbench.cli.evaluation), including every bad-input path and run's progress."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
+from subclassbench.core import progress
+from subclassbench.evaluation.pipeline import EvaluationRequest, evaluate
+from subclassbench.features.cache import FeatureCache
 from subclassbench.results.result import read_result
-from tests.conftest import REPO, without_run
+from tests.conftest import without_run
 
 runner = CliRunner()
 
@@ -103,67 +107,83 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
-def test_console_script_exit_code_and_stderr(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "subclassbench", "evaluate", "--task", "nope", "--out", str(tmp_path / "x.json")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("error: unknown task 'nope'")
-    assert "Traceback" not in proc.stderr
-
-
-def test_tasks_list_and_show():
-    listing = run("tasks")
-    assert listing.exit_code == 0
-    for name in ("digits-5", "cifar10-5", "cifar10-5-semantic", "synthetic-hier"):
-        assert name in listing.output
-    shown = run("tasks", "show", "cifar10-5-semantic", "--json")
-    assert shown.exit_code == 0
-    data = json.loads(shown.output)
-    assert data["name"] == "cifar10-5-semantic" and len(data["fingerprint"]) == 64
-    assert data["superclasses"][4] == {
-        "name": "ship/truck",
-        "id": 4,
-        "subclasses": [8, 9],
-        "subclass_names": ["ship", "truck"],
-        "source": [8],
-        "target": [9],
-    }
-    assert data["data_hashed"] is False
-    digits = json.loads(run("tasks", "show", "digits-5", "--json").output)
-    assert digits["data_hashed"] is True and digits["fingerprint"] != digits["definition_fingerprint"]
-    assert run("tasks", "show", "nope").exit_code == 2
-
-
-def test_layers_and_encoders_commands():
-    layers = run("layers", "builtin:cifar_resnet20")
-    assert layers.exit_code == 0
-    assert layers.output.split() == ["stem"] + [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)] + ["embedding"]
-    listing = run("encoders")
-    assert "builtin:digits_cnn" in listing.output and "digits5_coarse" in listing.output
-
-
 def test_out_folder_is_refused_before_any_work(tmp_path):
     result = run("evaluate", "--out", str(tmp_path), "--quiet")
     assert result.exit_code == 2 and "is a folder" in result.stderr
 
 
-def test_default_paths_of_different_weights_do_not_collide(tmp_path, monkeypatch):
-    from subclassbench.evaluation.pipeline import default_output_path
+# --------------------------------------------------------------------------- progress of run
 
-    base = {"task": {"name": "cifar10-5", "split": "test"}}
-    a = {
-        **base,
-        "encoder": {"spec": "builtin:cifar_resnet20", "tag": None, "pretrained": True, "weights": {"sha256": "a" * 64}},
-    }
-    b = {
-        **base,
-        "encoder": {"spec": "builtin:cifar_resnet20", "tag": None, "pretrained": True, "weights": {"sha256": "b" * 64}},
-    }
-    r = {**base, "encoder": {"spec": "builtin:cifar_resnet20", "tag": None, "pretrained": False, "weights": None}}
-    paths = {default_output_path(x) for x in (a, b, r)}
-    assert len(paths) == 3
-    assert str(default_output_path(r)).endswith("builtin__cifar_resnet20-random/cifar10-5.json")
+
+def cli(*args: object, env: dict[str, str] | None = None):
+    return runner.invoke(app, [str(a) for a in args], env=env)
+
+
+ALWAYS = {progress.ENV: "always"}  # CliRunner's stderr is no terminal: the override shows stage lines there
+
+
+def test_run_counts_cells_and_keeps_its_json_clean(tmp_path):
+    models, tasks = tmp_path / "models.yaml", tmp_path / "tasks.yaml"
+    models.write_text(yaml.safe_dump([{"model": "builtin:identity"}, {"model": "builtin:nope"}]))
+    tasks.write_text(yaml.safe_dump([{"task": "synthetic-hier", "metrics": ["clusterability"]}]))
+    args = ["run", "--models", models, "--tasks", tasks, "--out", tmp_path / "out", "--cache-dir", tmp_path / "c"]
+    result = cli(*args, "--json", env=ALWAYS)
+    assert result.exit_code == 1  # one cell failed
+    doc = json.loads(result.stdout)
+    assert [c["status"] for c in doc["cells"]] == ["done", "failed"]
+    err = result.stderr.splitlines()
+    assert "run 1/2 builtin:identity × synthetic-hier: extracting shard 1/1" in err
+    assert "run 1/2 builtin:identity × synthetic-hier: scoring" in err
+    assert any(line.startswith("run 1/2 done: builtin:identity × synthetic-hier: ") for line in err)
+    retried = "run 2/2 builtin:nope × synthetic-hier: extracting shard 1/1 (attempt 2: "
+    assert any(line.startswith(retried) for line in err)
+    assert any(line.startswith("run 2/2 failed: builtin:nope × synthetic-hier: ") for line in err)
+    again = cli(*args, env=ALWAYS)  # the finished cell is skipped, and said to be
+    assert any(line.startswith("run 1/2 skipped: builtin:identity") for line in again.stderr.splitlines())
+
+
+# --------------------------------------------------------------------------- extract, score and cache
+
+
+def request(cache_dir: Path, **kw) -> EvaluationRequest:
+    base = {"model": "builtin:digits_mlp", "task": "digits-5", "metrics": ["clusterability"], "progress": False}
+    return EvaluationRequest(**{**base, "cache_dir": str(cache_dir), **kw})
+
+
+def test_cache_commands(tmp_path):
+    evaluate(request(tmp_path))
+    listed = runner.invoke(app, ["cache", "ls", "--cache-dir", str(tmp_path)])
+    assert listed.exit_code == 0 and "builtin:digits_mlp" in listed.output and "fc1" in listed.output
+    du = runner.invoke(app, ["cache", "du", "--cache-dir", str(tmp_path)])
+    assert du.exit_code == 0 and "entries" in du.output
+    nothing = runner.invoke(app, ["cache", "prune", "--cache-dir", str(tmp_path)])
+    assert nothing.exit_code == 2 and "say what to prune" in nothing.output
+    pruned = runner.invoke(app, ["cache", "prune", "--model", "builtin:digits_mlp", "--cache-dir", str(tmp_path)])
+    assert pruned.exit_code == 0 and FeatureCache(tmp_path).entries() == []
+
+
+def test_extract_and_score_commands(tmp_path):
+    cache = ["--cache-dir", str(tmp_path)]
+    common = ["--model", "builtin:digits_mlp", "--metrics", "clusterability", *cache]
+    missing = runner.invoke(app, ["score", *common, "--quiet", "--out", str(tmp_path / "r.json")])
+    assert missing.exit_code == 2 and "subclassbench extract" in missing.output and not (tmp_path / "r.json").exists()
+    for shard in ("1/2", "2/2"):
+        done = runner.invoke(app, ["extract", *common, "--shard", shard, "--quiet"])
+        assert done.exit_code == 0, done.output
+    scored = runner.invoke(app, ["score", *common, "--shards", "2", "--quiet", "--out", str(tmp_path / "r.json")])
+    assert scored.exit_code == 0, scored.output
+    bad = runner.invoke(app, ["extract", *common, "--shard", "3/2"])
+    assert bad.exit_code == 2 and "--shard 3/2" in bad.output
+
+
+# --------------------------------------------------------------------------- one-line errors of --limit and --dtype
+
+
+def test_limit_below_two_per_subclass_is_one_line():
+    done = cli("evaluate", "--task", "digits-5", "--limit", "5", "-q")
+    assert done.exit_code == 2 and "use --limit 20 or more" in done.output and "Traceback" not in done.output
+
+
+def test_unknown_dtype_is_one_line():
+    done = cli("evaluate", "--task", "digits-5", "--dtype", "fp8", "-q")
+    assert done.exit_code == 2 and "use fp32 or bf16" in done.output

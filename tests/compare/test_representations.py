@@ -1,4 +1,5 @@
-"""`subclassbench compare` (CKA / GRI between layers of two encoders) and `subclassbench agreement`."""
+"""`subclassbench compare` (CKA / GRI between layers of two encoders) and `subclassbench agreement`
+(subclassbench.compare.representations), train-split logs and runs written before them included."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
-from subclassbench.compare.representations import compare
+from subclassbench.compare.representations import agreement_over_runs, compare
+from subclassbench.errors import SubclassbenchError
+from subclassbench.training.trainer import load_correctness, load_train_correctness
 
 runner = CliRunner()
 
@@ -60,14 +63,6 @@ def test_compare_bad_input_is_one_line(tmp_path):
     assert bad_pair.exit_code == 2 and "--pair fc1,nope" in bad_pair.output
     three = cli("compare", "--model", "a:x", "--model", "b:y", "--model", "c:z")
     assert three.exit_code == 2 and "one or two --model" in three.output
-
-
-def test_the_metrics_package_exposes_the_comparison_metrics():
-    import subclassbench.metrics as metrics
-
-    x = np.random.RandomState(0).randn(50, 4)
-    assert metrics.linear_cka(x, 3 * x) == pytest.approx(1.0)
-    assert metrics.generalized_rand_index(np.eye(5)[[0, 1, 2] * 5], np.eye(5)[[0, 1, 2] * 5]) == pytest.approx(1.0)
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +142,55 @@ def test_compare_reads_features_an_evaluation_cached(tmp_path, monkeypatch):
     fresh = cli(*args, "--no-cache", "--out", tmp_path / "fresh")
     assert fresh.exit_code == 0 and features.FORWARD_BATCHES > before
     assert (tmp_path / "cached" / "compare.json").read_bytes() == (tmp_path / "fresh" / "compare.json").read_bytes()
+
+
+# --------------------------------------------------------------------------- agreement over runs with train-split logs
+
+
+def test_agreement_reports_test_and_train(two_runs, tmp_path):
+    doc = agreement_over_runs(two_runs)
+    assert doc["agreement_version"] == "3" and doc["train_not_recorded"] == []
+    for part in (doc, doc["train"]):
+        agr, low, high = (np.asarray(part[k]) for k in ("agreement", "agreement_lower_bound", "agreement_upper_bound"))
+        assert agr.shape == (2,) and np.all(low <= agr) and np.all(agr <= high)
+        assert np.all(np.asarray(part["all_right_share"]) <= agr) and len(part["agreement_if_independent"]) == 2
+        assert all(s >= 0 for s in part["accuracy_std"])
+    assert doc["train"]["n_samples"] > doc["n_samples"] == 540
+    result = runner.invoke(app, ["agreement", *map(str, two_runs), "--out", str(tmp_path / "agr")])
+    assert result.exit_code == 0, result.output
+    assert "train: agreement" in result.output and "lower bound" in result.output and "independent" in result.output
+    assert json.loads((tmp_path / "agr" / "agreement.json").read_text())["train"] == doc["train"]
+
+
+def _strip_train_log(run: Path, dest: Path) -> Path:
+    """A copy of ``run`` whose correctness.npz looks like one written before protocol v2."""
+    dest.mkdir()
+    (dest / "card.json").write_bytes((run / "card.json").read_bytes())
+    with np.load(run / "correctness.npz") as data:
+        kept = {k: data[k] for k in data.files if not k.startswith("train_")}
+    np.savez_compressed(dest / "correctness.npz", **kept)
+    return dest
+
+
+def test_a_run_without_train_correctness_is_still_readable(two_runs, tmp_path):
+    old = _strip_train_log(two_runs[0], tmp_path / "old")
+    assert load_train_correctness(old) is None
+    np.testing.assert_array_equal(load_correctness(old), load_correctness(two_runs[0]))
+    doc = agreement_over_runs([old, two_runs[1]])
+    assert doc["train"] is None and doc["train_not_recorded"] == [str(old)]
+    assert doc["agreement"] == agreement_over_runs(two_runs)["agreement"]
+    result = runner.invoke(app, ["agreement", str(old), str(two_runs[1]), "--out", str(tmp_path / "agr")])
+    assert result.exit_code == 0, result.output
+    assert "not reported" in result.output and (tmp_path / "agr" / "agreement.png").is_file()
+
+
+def test_train_logs_of_different_train_splits_are_refused(two_runs, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "card.json").write_bytes((two_runs[0] / "card.json").read_bytes())
+    with np.load(two_runs[0] / "correctness.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["train_ids"] = np.array([f"x{i}" for i in range(len(arrays["train_ids"]))])
+    np.savez_compressed(other / "correctness.npz", **arrays)
+    with pytest.raises(SubclassbenchError, match="other samples"):
+        agreement_over_runs([two_runs[1], other])

@@ -1,5 +1,6 @@
-"""Encoder-source plug-ins: a package installed beside subclassbench adds a ``name:`` spec prefix through
-an entry point (examples/subclassbench-plugin-example), and a broken one fails only where it is used."""
+"""Plug-ins through the registry's entry points (subclassbench.core.registry): a package installed beside
+subclassbench adds a ``name:`` encoder-source prefix (examples/subclassbench-plugin-example), and a broken one
+fails only where it is used."""
 
 from __future__ import annotations
 

@@ -49,20 +49,6 @@ def test_bad_specs(spec, message):
         load_encoder(spec, pretrained=False)
 
 
-@pytest.mark.parametrize(("depth", "blocks"), [(20, 3), (56, 9)])
-def test_cifar_resnet_layers(depth, blocks):
-    encoder = load_encoder(f"builtin:cifar_resnet{depth}")
-    assert encoder.layer_names[0] == "stem" and encoder.layer_names[-1] == "embedding"
-    assert len(encoder.layer_names) == 3 * blocks + 2
-
-
-@pytest.mark.parametrize(("depth", "params"), [(20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018)])
-def test_cifar_resnet_parameter_count_matches_reference(depth, params):
-    # The published counts of He et al.'s CIFAR ResNets with a 10-way head (option-A shortcuts).
-    encoder = load_encoder(f"builtin:cifar_resnet{depth}", num_classes=10)
-    assert sum(p.numel() for p in encoder.model.parameters()) == params
-
-
 def test_loads_shared_style_checkpoint(tmp_path):
     torch.manual_seed(1)
     source = load_encoder("builtin:cifar_resnet20", num_classes=10).model
@@ -127,16 +113,6 @@ def test_unknown_layer_lists_valid_layers():
     with pytest.raises(SubclassbenchError, match=r"unknown layer 'layer4.0'.*valid layers: stem, layer1.0"):
         encoder.select_layers(["layer4.0"])
     assert encoder.select_layers(["embedding", "stem"]) == ["stem", "embedding"]  # encoder order
-
-
-def test_preprocessing_adapts_digits_to_cifar_models():
-    encoder = load_encoder("builtin:cifar_resnet20")
-    x = torch.rand(2, 1, 8, 8)
-    y = encoder.preprocessing(x)
-    assert y.shape == (2, 3, 32, 32)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    assert torch.allclose(encoder.preprocessing(torch.full((1, 3, 32, 32), 0.5)), (0.5 - mean) / std)
 
 
 def test_timm_cnn_layers_and_preprocessing():

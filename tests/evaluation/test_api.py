@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import subclassbench
 from subclassbench.cli import app
-from subclassbench.encoders.module import module_fingerprint, stage_layers, wrap_module
+from subclassbench.encoders.module import module_fingerprint
 from subclassbench.errors import SubclassbenchError
 from subclassbench.results.result import Result
 from tests.conftest import without_run
@@ -108,11 +108,6 @@ def test_preprocess_and_explicit_layers_and_embed():
     assert result.encoder["weights"]["embedding"] == "embed function"
 
 
-def test_stage_layers_of_a_network_of_linear_layers_are_its_activations():
-    mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.GELU(), nn.Linear(32, 5))
-    assert stage_layers(mlp, torch.rand(1, 1, 8, 8)) == ["2", "4"]
-
-
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -138,13 +133,3 @@ def test_module_spec_on_the_command_line_points_to_the_python_api():
     result = CliRunner().invoke(app, ["evaluate", "--model", "module:Net"])
     assert result.exit_code == 2
     assert result.output.strip().startswith("error: module: encoders are Python objects")
-
-
-def test_wrap_module_reads_timm_style_models():
-    timm = pytest.importorskip("timm")
-    model = timm.create_model("resnet10t", pretrained=False, num_classes=5)
-    encoder = wrap_module(model, sample_shape=(3, 32, 32))
-    assert encoder.weights["embedding"] == "forward_head(pre_logits=True)"
-    assert [n for n in encoder.layer_names if n.startswith("layer")] == [
-        "layer1.0", "layer2.0", "layer3.0", "layer4.0",
-    ]  # fmt: skip

@@ -1,6 +1,6 @@
 """Figures (subclassbench.figures.drawing): stable model colours, data-driven heatmap ranges, the committed layer
 marked, label granularity as line style, clipped agreement bands, PNG/SVG/PDF byte-identical on every call,
-the leaderboard's skip-unchanged check, and `evaluate --plot`."""
+and `evaluate --plot`."""
 
 from __future__ import annotations
 
@@ -164,20 +164,6 @@ def test_every_format_is_written_and_byte_identical_on_a_second_call(tmp_path):
         heat, ["a", "b"], ["c", "d"], "GRI", "A", "B"
     )
     assert figures.agreement_files(_agreement_doc()) == figures.agreement_files(_agreement_doc())
-
-
-def test_leaderboard_skips_a_figure_only_when_its_digest_matches(tmp_path):
-    from subclassbench.leaderboard.board import _same
-
-    files = figures.curve_files(_curves(ROWS), "t")
-    other = figures.curve_files(_curves([ROWS[1]]), "t")
-    for suffix, data in files.items():
-        path = tmp_path / f"task.{suffix}"
-        path.write_bytes(data + b"\n")
-        assert _same(path, data)  # same plotted data: kept even where the bytes differ (another font build)
-        assert not _same(path, other[suffix])
-        path.write_bytes(b"\x89PNG no digest")
-        assert not _same(path, data)
 
 
 def test_evaluate_plot_writes_the_curve_beside_the_result(tmp_path):

@@ -1,73 +1,28 @@
-"""Submissions (submit / validate / verify) and the leaderboard build, on digits-5 submissions made in the test."""
+"""Submissions (submit / validate / verify, subclassbench.leaderboard.submissions) on digits-5 submissions made
+in the test, with several training seeds (the board built from them: test_board.py)."""
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
-from subclassbench.leaderboard.board import build
+from subclassbench.leaderboard.board import build, collect
+from subclassbench.results.result import read_result
 from tests.conftest import digits_mlp_weights
+from tests.results.conftest import _earlier_method
 
 runner = CliRunner()
 
 
 def cli(*args: str):
     return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def made(tmp_path_factory) -> Path:
-    """submissions/ with two valid digits-5 submissions: a packaged tag and a weights file."""
-    root = tmp_path_factory.mktemp("sub")
-    subs = root / "submissions"
-    subs.mkdir()
-    common = ["--task", "digits-5", "--metrics", "clusterability", "--submissions", subs, "--quiet"]
-    meta = ["--training-data", "digits-5 train split", "--license", "MIT", "--citation", "This test suite."]
-    first = cli(
-        "submit",
-        "--name",
-        "cnn-coarse",
-        "--model",
-        "builtin:digits_cnn.digits5_coarse",
-        *common,
-        *meta,
-        "--labels",
-        "superclass",
-        "--label-task",
-        "digits-5",
-    )
-    assert first.exit_code == 0, first.output
-    weights = digits_mlp_weights(root / "mlp.safetensors")
-    second = cli(
-        "submit",
-        "--name",
-        "mlp-random",
-        "--model",
-        "builtin:digits_mlp",
-        "--weights",
-        weights,
-        *common,
-        *meta,
-        "--labels",
-        "none",
-    )
-    assert second.exit_code == 0, second.output
-    return subs
-
-
-@pytest.fixture
-def subs(made: Path, tmp_path: Path) -> Path:
-    """A private copy each test may break."""
-    copy = tmp_path / "submissions"
-    shutil.copytree(made, copy)
-    return copy
 
 
 def test_submit_writes_a_valid_submission_with_a_committed_layer(subs):
@@ -159,47 +114,6 @@ def test_stale_fingerprint_is_listed_apart(subs, tmp_path):
     assert "## Stale results (not ranked)" in readme and "`cnn-coarse` on `digits-5`" in readme
 
 
-def test_leaderboard_build_is_deterministic_and_ranked(made, tmp_path):
-    first, second = tmp_path / "a", tmp_path / "b"
-    build(made, first)
-    build(made, second)
-    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    figures = ["v2/digits-5.pdf", "v2/digits-5.png", "v2/digits-5.svg"]
-    site = ["site/app.js", "site/index.html", "site/style.css"]
-    assert [str(f) for f in files] == ["CHANGELOG.md", "README.md", "leaderboard.json", *site, *figures]
-    for f in files:
-        assert (first / f).read_bytes() == (second / f).read_bytes(), f
-    rows = json.loads((first / "leaderboard.json").read_text())["tasks"]["digits-5"]
-    assert [r["rank"] for r in rows] == [1, 2]
-    assert rows[0]["committed_ami"] >= rows[1]["committed_ami"]
-    assert re.search(r"^\| rank +\| encoder", (first / "README.md").read_text(), re.M)
-    assert build(made, first) == []  # nothing to rewrite, and no second changelog entry
-    assert (first / "CHANGELOG.md").read_text().count("## v2") == 1
-
-
-def test_check_catches_a_hand_edit(made, tmp_path):
-    out = tmp_path / "lb"
-    assert cli("leaderboard", "build", "--submissions", made, "--out", out).exit_code == 0
-    ok = cli("leaderboard", "build", "--check", "--submissions", made, "--out", out)
-    assert ok.exit_code == 0 and "up to date" in ok.output
-    readme = out / "README.md"
-    readme.write_text(readme.read_text().replace("cnn-coarse", "cnn-coarse-best", 1))
-    bad = cli("leaderboard", "build", "--check", "--submissions", made, "--out", out)
-    assert bad.exit_code == 2 and "README.md" in bad.output and "out of date" in bad.output
-    (out / "v2" / "old-task.png").write_bytes(b"\x89PNG")
-    (out / "v2" / "old-task.svg").write_bytes(b"<svg/>")
-    assert cli("leaderboard", "build", "--submissions", made, "--out", out).exit_code == 0
-    assert not (out / "v2" / "old-task.png").exists() and not (out / "v2" / "old-task.svg").exists()
-    assert cli("leaderboard", "build", "--check", "--submissions", made, "--out", out).exit_code == 0
-
-
-def test_an_invalid_submission_stops_the_build_and_writes_nothing(subs, tmp_path):
-    (subs / "cnn-coarse" / "model.yaml").write_text("name: [unclosed\n")
-    out = cli("leaderboard", "build", "--submissions", subs, "--out", tmp_path / "lb")
-    assert out.exit_code == 2 and out.output.startswith("error: cannot build the leaderboard")
-    assert not (tmp_path / "lb").exists()
-
-
 def test_verify_reruns_and_compares(subs):
     ok = cli("verify", subs / "mlp-random")
     assert ok.exit_code == 0 and "digits-5: OK" in ok.output
@@ -247,31 +161,6 @@ def test_new_submission_needs_its_metadata(subs):
     assert out.exit_code == 2 and "--labels" in out.output and not (subs / "x").exists()
 
 
-def test_a_transfer_only_result_is_listed_without_a_curve(subs, tmp_path):
-    meta = ["--training-data", "none", "--license", "MIT", "--citation", "This test suite.", "--labels", "none"]
-    out = cli(
-        "submit",
-        "--name",
-        "cnn-transfer",
-        "--model",
-        "builtin:digits_cnn",
-        "--task",
-        "digits-5",
-        "--metrics",
-        "transfer",
-        "--submissions",
-        subs,
-        "--quiet",
-        *meta,
-    )
-    assert out.exit_code == 0, out.output
-    build(subs, tmp_path / "lb")
-    rows = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())["tasks"]["digits-5"]
-    assert rows[-1]["submission"] == "cnn-transfer" and rows[-1]["committed_ami"] is None
-    assert rows[-1]["subpop_retained"] is not None  # digits-5's transfer is a subpopulation shift
-    assert rows[-1]["ood_retained"] is None and rows[-1]["tunnel"] is None  # … and no OOD set
-
-
 def test_submit_with_missing_weights_is_one_line(subs):
     out = cli(
         "submit",
@@ -312,12 +201,78 @@ def test_resubmitting_keeps_the_recorded_data_note(subs):
     assert yaml.safe_load(path.read_text())["evaluation_data"]["digits-5"] == "scikit-learn digits, as shipped"
 
 
-def test_changelog_lists_what_changed(subs, tmp_path):
-    out = tmp_path / "lb"
-    build(subs, out)
-    shutil.rmtree(subs / "mlp-random")
-    build(subs, out)
-    log = (out / "CHANGELOG.md").read_text()
-    assert log.count("## v2") == 2
-    newest = log.split("## v2")[1]
-    assert "- removed digits-5: mlp-random" in newest and "- changed digits-5: cnn-coarse (rank 1" in newest
+# --------------------------------------------------------------------------- seeds
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("seeds")
+    subs = root / "submissions"
+    common = ["--task", "digits-5", "--metrics", "clusterability", "--submissions", subs, "--quiet"]
+    meta = ["--training-data", "none", "--license", "MIT", "--citation", "This test suite.", "--labels", "none"]
+    for name, seed in (("mlp", None), ("mlp", 1), ("mlp", 2), ("mlp-other", None)):
+        weights = digits_mlp_weights(root / f"{name}-{seed}.safetensors", 0 if seed is None else seed)
+        extra = [] if seed is None else ["--seed", seed]
+        if name == "mlp-other":
+            weights = digits_mlp_weights(root / "other.safetensors", 7)
+        out = cli(
+            "submit", "--name", name, "--model", "builtin:digits_mlp", "--weights", weights, *common, *meta, *extra
+        )
+        assert out.exit_code == 0, out.output
+    return subs
+
+
+def test_a_submission_holds_seeds_and_its_row_shows_their_mean_spread_and_interval(seeded, tmp_path):
+    model = yaml.safe_load((seeded / "mlp" / "model.yaml").read_text())
+    assert [e["seed"] for e in model["encoder"]["seeds"]] == [1, 2]
+    assert (seeded / "mlp" / "results" / "digits-5.seed-2.json").is_file()
+    current, _ = collect(seeded)
+    row = next(r for r in current["digits-5"] if r["submission"] == "mlp")
+    amis = [read_result(p).summary["committed_ami"] for p in sorted((seeded / "mlp" / "results").glob("*.json"))]
+    assert row["seeds"]["n"] == 3
+    assert row["committed_ami"] == pytest.approx(np.mean(amis))
+    assert row["seeds"]["std"]["committed_ami"] == pytest.approx(np.std(amis, ddof=1))
+    low, high = row["ci95"]["committed_ami"]
+    assert low <= row["committed_ami"] <= high
+    out = tmp_path / "board"
+    build(seeded, out)
+    text = (out / "README.md").read_text()
+    assert "(3 seeds)" in text and "paired bootstrap over the shared test images" in text
+    assert build(seeded, out, check=True) == []  # seeded: a rebuild is byte-stable
+
+
+def test_seed_files_must_be_declared_and_named_for_their_seed(seeded, tmp_path):
+    subs = tmp_path / "s"
+    shutil.copytree(seeded, subs)
+    results = subs / "mlp" / "results"
+    doc = json.loads((results / "digits-5.seed-2.json").read_text())
+    doc["samples"]["file"] = "digits-5.seed-9.samples.npz"  # a consistent copy, under an undeclared seed
+    (results / "digits-5.seed-9.json").write_text(json.dumps(doc))
+    shutil.copy(results / "digits-5.seed-2.samples.npz", results / "digits-5.seed-9.samples.npz")
+    out = cli("validate", subs)
+    assert out.exit_code == 2 and "seed 9" in out.output
+    (results / "digits-5.seed-9.json").unlink()
+    model = yaml.safe_load((subs / "mlp" / "model.yaml").read_text())
+    model["encoder"]["seeds"][0]["weights"]["file"] = "weights.seed-2.safetensors"  # seed 1 under seed 2's name
+    (subs / "mlp" / "model.yaml").write_text(yaml.safe_dump(model))
+    out = cli("validate", subs)
+    assert out.exit_code == 2 and "weights must be weights.seed-1.safetensors" in out.output
+
+
+def test_seed_needs_an_existing_submission(seeded, tmp_path):
+    weights = digits_mlp_weights(tmp_path / "w.safetensors", 3)
+    out = cli(
+        "submit", "--name", "fresh", "--model", "builtin:digits_mlp", "--weights", weights, "--task", "digits-5",
+        "--seed", "1", "--submissions", seeded, "--quiet",
+    )  # fmt: skip
+    assert out.exit_code == 2 and out.output.startswith("error:") and "existing submission" in out.output
+
+
+def test_validate_asks_for_current_intervals(seeded, tmp_path, monkeypatch):
+    subs = tmp_path / "submissions"
+    shutil.copytree(seeded, subs)
+    assert cli("validate", subs).exit_code == 0
+    _earlier_method(subs / "mlp" / "results" / "digits-5.seed-1.json", monkeypatch)
+    out = cli("validate", subs)
+    assert out.exit_code != 0 and "has intervals from an earlier bootstrap method" in out.output
+    assert "subclassbench intervals" in out.output

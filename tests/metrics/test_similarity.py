@@ -1,4 +1,5 @@
-"""Representation-comparison metrics against brute-force references and scikit-learn."""
+"""Representation-comparison metrics against brute-force references and scikit-learn, and the agreement of
+training runs (Pliushch et al., ECCV 2022; agreement v3): definition and bounds."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from sklearn.metrics import rand_score
 from subclassbench.metrics.similarity import (
     _gri_blockwise,
     agreement,
+    agreement_if_independent,
+    agreement_lower_bound,
+    agreement_upper_bound,
     all_right_share,
     concept_pair_alignment,
     generalized_rand_index,
     linear_cka,
+    sample_agreement,
     soft_assignments,
 )
 
@@ -383,3 +388,135 @@ def test_soft_assignments_feed_the_partition_metrics():
 def test_soft_assignments_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         soft_assignments(_blobs(22, 40, 3), **kwargs)
+
+
+# --------------------------------------------------------------------------- agreement of training runs
+
+
+def _authors_agreement(correct: np.ndarray) -> np.ndarray:
+    """Pliushch et al.'s computation as their code states it (``calc_agreement``): Σ Π over Σ max, 0/1 → 0."""
+    arr = np.asarray(correct, dtype=np.int64)
+    intersection = np.prod(arr, axis=0).sum(axis=1)
+    union = np.max(arr, axis=0).sum(axis=1)
+    return intersection / np.where(union == 0, 1, union)
+
+
+def test_a_sample_no_network_gets_right_is_left_out():
+    # Three networks, one epoch, three samples: x0 right everywhere, x1 right for one network, x2 wrong everywhere.
+    correct = np.array([[[1, 1, 0]], [[1, 0, 0]], [[1, 0, 0]]], dtype=bool)
+    np.testing.assert_array_equal(sample_agreement(correct), [[1.0, 1 / 3, 0.0]])
+    np.testing.assert_array_equal(agreement(correct), [0.5])  # x0 of {x0, x1}; x2 counts in neither
+    np.testing.assert_array_equal(all_right_share(correct), [1 / 3])  # x0 of all three
+    # Nobody right anywhere: agreement 0 (the authors' code divides by 1 there); everybody right everywhere: 1.
+    np.testing.assert_array_equal(agreement(np.zeros((3, 2, 10), dtype=bool)), [0.0, 0.0])
+    np.testing.assert_array_equal(agreement(np.ones((3, 2, 10), dtype=bool)), [1.0, 1.0])
+
+
+def test_the_papers_worked_example():
+    # Three models, three images, three epochs with agreement 0, 1/2, 2/3: the values of the worked example in
+    # the authors' README (the correctness pattern here is ours).
+    correct = np.array(
+        [
+            [[1, 0, 0], [1, 1, 0], [1, 1, 1]],
+            [[0, 1, 0], [1, 1, 0], [1, 1, 0]],
+            [[0, 0, 0], [1, 0, 0], [1, 1, 0]],
+        ],
+        dtype=bool,
+    )
+    np.testing.assert_allclose(agreement(correct), [0.0, 1 / 2, 2 / 3])
+
+
+def test_hand_computed_three_networks():
+    correct = np.array(
+        [
+            [[1, 1, 1, 0, 0, 1], [1, 1, 1, 1, 1, 1]],
+            [[1, 1, 0, 1, 0, 1], [1, 1, 1, 1, 0, 1]],
+            [[1, 0, 1, 1, 0, 1], [1, 1, 1, 1, 1, 0]],
+        ]
+    )
+    # Epoch 0: all right on x0, x5; some right on x0–x3, x5 → 2/5; of all six samples 2/6.
+    #   errors 2/6 each → lower bound 1 − min(1, 1) = 0; accuracies 4/6 each → upper bound 1.
+    # Epoch 1: all right on x0–x3, some right on all six → 4/6; errors 0, 1/6, 1/6 → lower bound 4/6 (disjoint
+    #   misses); accuracies 1, 5/6, 5/6 → upper bound 5/6.
+    np.testing.assert_allclose(agreement(correct), [2 / 5, 4 / 6])
+    np.testing.assert_allclose(all_right_share(correct), [2 / 6, 4 / 6])
+    np.testing.assert_allclose(agreement_lower_bound(correct), [0.0, 4 / 6])
+    np.testing.assert_allclose(agreement_upper_bound(correct), [1.0, 5 / 6])
+    # Independent networks at 2/3 each: (8/27) / (1 − 1/27) = 8/26.
+    assert agreement_if_independent(correct)[0] == pytest.approx(8 / 26)
+    np.testing.assert_allclose(sample_agreement(correct)[0], [1, 2 / 3, 2 / 3, 2 / 3, 0, 1])
+    np.testing.assert_allclose(sample_agreement(correct)[1], [1, 1, 1, 1, 2 / 3, 2 / 3])
+
+
+def test_single_network():
+    correct = np.random.default_rng(3).random((1, 4, 50)) < 0.7
+    np.testing.assert_array_equal(agreement(correct), [1.0, 1.0, 1.0, 1.0])  # its correct set against itself
+    np.testing.assert_allclose(all_right_share(correct), correct[0].mean(axis=1))
+    np.testing.assert_allclose(agreement_lower_bound(correct), correct[0].mean(axis=1))
+    np.testing.assert_allclose(agreement_if_independent(correct), [1.0, 1.0, 1.0, 1.0], rtol=0, atol=1e-12)
+    # Every accuracy k/200 of one network: a / (1 − (1 − a)) is 1 in exact arithmetic, not always in floating
+    # point (0.1 gives 1.0000000000000002); the baseline never passes the upper bound.
+    for k in range(1, 201):
+        one = (np.arange(200) < k)[None, None, :]
+        assert 1.0 - 1e-12 < agreement_if_independent(one)[0] <= 1.0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_agreement_matches_the_authors_computation_and_stays_within_its_bounds(seed):
+    rng = np.random.default_rng(seed)
+    networks, epochs, samples = rng.integers(1, 6), rng.integers(1, 5), rng.integers(1, 200)
+    # Accuracies spread from 0 to near 1, so both branches of min(Σ err, 1) and empty unions occur.
+    rate = rng.random((networks, epochs, 1)) * rng.integers(0, 2, (1, epochs, 1))
+    correct = rng.random((networks, epochs, samples)) < rate
+    agr = agreement(correct)
+    np.testing.assert_allclose(agr, _authors_agreement(correct), rtol=0, atol=1e-15)
+    assert np.all(agr >= agreement_lower_bound(correct))
+    assert np.all(agr <= agreement_upper_bound(correct))
+    share = all_right_share(correct)
+    assert np.all(share <= agr) and np.all(share >= agreement_lower_bound(correct))
+    np.testing.assert_allclose(share, agr * correct.any(axis=0).mean(axis=1))
+    baseline = agreement_if_independent(correct)
+    assert np.all(baseline >= 0) and np.all(baseline <= agreement_upper_bound(correct))
+
+
+def test_bounds_are_reached():
+    # Disjoint mistakes: every sample is right for some network, so agreement = the share = the lower bound.
+    correct = np.ones((3, 1, 9), dtype=bool)
+    correct[0, 0, 0:2] = correct[1, 0, 2:4] = correct[2, 0, 4:5] = False
+    assert agreement(correct)[0] == all_right_share(correct)[0] == agreement_lower_bound(correct)[0]
+    assert agreement(correct)[0] == pytest.approx(4 / 9)
+    # Nested correct sets: agreement = lowest / highest accuracy.
+    nested = np.zeros((3, 1, 10), dtype=bool)
+    nested[0, 0, :3], nested[1, 0, :6], nested[2, 0, :8] = True, True, True
+    assert agreement(nested)[0] == agreement_upper_bound(nested)[0] == pytest.approx(3 / 8)
+
+
+def test_independent_networks_agree_as_the_baseline_says():
+    rng = np.random.default_rng(0)
+    rate = np.array([0.9, 0.6, 0.3])[:, None, None]
+    correct = rng.random((3, 1, 200_000)) < rate
+    assert agreement(correct)[0] == pytest.approx(agreement_if_independent(correct)[0], abs=0.005)
+    # Networks that share their mistakes agree far above it.
+    shared = np.broadcast_to(correct[1:2], correct.shape)
+    assert agreement(shared)[0] == 1.0 > agreement_if_independent(shared)[0] + 0.3
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.ones((2, 5), dtype=bool), "3-D"),
+        (np.ones((2, 3, 0), dtype=bool), "at least one sample"),
+        (np.full((2, 3, 4), 0.5), "0/1"),
+    ],
+)
+def test_bad_correctness_arrays(bad, match):
+    for function in (
+        agreement,
+        all_right_share,
+        agreement_lower_bound,
+        agreement_upper_bound,
+        agreement_if_independent,
+        sample_agreement,
+    ):
+        with pytest.raises(ValueError, match=match):
+            function(bad)

@@ -53,11 +53,6 @@ def test_results_command_writes_csv_parquet_and_json_of_the_same_table(tmp_path)
         assert frame["committed_ami"].tolist() == pytest.approx(expected["committed_ami"].tolist())
 
 
-def test_version():
-    out = cli("--version")
-    assert out.exit_code == 0 and out.output.strip() == f"subclassbench {subclassbench.__version__}"
-
-
 @pytest.mark.parametrize("case", ["missing", "folder-as-csv", "edited"])
 def test_bad_input_is_one_error_line_and_writes_nothing(case, tmp_path):
     args: list[object] = ["results"]

@@ -1,4 +1,5 @@
-"""Task files: loading, validation, manifests, fingerprints and data sources."""
+"""Task files (subclassbench.tasks.task): loading, validation, manifests, fingerprints, --limit subsets,
+transfer blocks, class overlaps across datasets, and fuzzed task files."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from subclassbench.errors import SubclassbenchError
 from subclassbench.tasks.task import Task, builtin_tasks_dir, list_tasks, load_task, read_task_file
+from tests.conftest import REPO
+from tests.fuzzing import FUZZ, mutated, paths, reads_or_fails_cleanly, values
 
 SHIPPED = ["cifar10-5", "cifar10-5-semantic", "digits-5", "synthetic-hier"]
 
@@ -126,35 +131,6 @@ def test_synthetic_is_seeded():
     assert Task.from_dict(raw).load_split("test").manifest_digest != a.manifest_digest
 
 
-def test_cifar_without_data_names_the_fix():
-    with pytest.raises(SubclassbenchError, match="--data PATH"):
-        load_task("cifar10-5").load_split()
-
-
-def test_cifar_with_incomplete_data_is_an_error(tiny_npz):
-    with pytest.raises(SubclassbenchError, match="expected 10000"):
-        load_task("cifar10-5").load_split(data_path=tiny_npz)
-
-
-def test_npz_source(tiny_image_task, tiny_npz):
-    split = load_task(tiny_image_task).load_split(data_path=tiny_npz)
-    assert len(split) == 40
-    assert split.images.sample_shape == (3, 16, 16)
-    batch = split.images.load(np.arange(4))
-    assert batch.shape == (4, 3, 16, 16) and 0.0 <= float(batch.min()) and float(batch.max()) <= 1.0
-    assert np.array_equal(split.superclass, np.repeat([0, 0, 1, 1], 10))
-
-
-def test_image_folder_and_npz_agree(tiny_image_task, tiny_npz, tiny_image_folder):
-    task = load_task(tiny_image_task)
-    from_npz = task.load_split(data_path=tiny_npz)
-    from_folder = task.load_split(data_path=tiny_image_folder)
-    assert np.array_equal(from_folder.superclass, from_npz.superclass)
-    # PNG is lossless: the pixels are identical, only ids and content hashes (file bytes) differ.
-    assert np.allclose(from_folder.images.load(np.arange(40)).numpy(), from_npz.images.load(np.arange(40)).numpy())
-    assert from_folder.fingerprint != from_npz.fingerprint
-
-
 def test_data_variants_change_the_fingerprint(tiny_image_task, tiny_npz, tmp_path):
     task = load_task(tiny_image_task)
     with np.load(tiny_npz) as d:
@@ -165,35 +141,6 @@ def test_data_variants_change_the_fingerprint(tiny_image_task, tiny_npz, tmp_pat
     a, b = task.load_split(data_path=tiny_npz), task.load_split(data_path=other)
     assert a.fingerprint != b.fingerprint
     assert task.summary(a)["definition_fingerprint"] == task.summary(b)["definition_fingerprint"]
-
-
-def test_corrupt_image_names_the_file(tiny_image_task, tiny_image_folder):
-    victim = sorted((tiny_image_folder / "test" / "dog").iterdir())[0]
-    victim.write_bytes(b"not a png")
-    split = load_task(tiny_image_task).load_split(data_path=tiny_image_folder)
-    with pytest.raises(SubclassbenchError, match=f"cannot decode image .*{victim.name}"):
-        split.images.load(np.arange(len(split)))
-
-
-def test_hf_saved_dataset_source(tiny_image_task, tmp_path):
-    import datasets
-    from PIL import Image
-
-    from tests.conftest import make_images
-
-    images, labels = make_images()
-    ds = datasets.Dataset.from_dict({"img": [Image.fromarray(i) for i in images], "label": labels.tolist()})
-    datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "hf"))
-    split = load_task(tiny_image_task).load_split(data_path=tmp_path / "hf")
-    assert len(split) == 40
-    assert np.allclose(split.images.load(np.arange(3)).numpy() * 255, images[:3].transpose(0, 3, 1, 2))
-
-
-def test_npz_without_labels(tiny_image_task, tmp_path):
-    path = tmp_path / "x_test.npz"
-    np.savez(path, images=np.zeros((40, 16, 16, 3), np.uint8))
-    with pytest.raises(SubclassbenchError, match="must hold arrays 'images' and 'labels'"):
-        load_task(tiny_image_task).load_split(data_path=path)
 
 
 def test_summary_json_shape():
@@ -227,3 +174,96 @@ def test_split_with_no_sample_in_the_hierarchy(tmp_path, tiny_image_task, tiny_n
     raw["splits"]["test"].pop("expected_count")
     with pytest.raises(SubclassbenchError, match="no samples whose label is in the hierarchy"):
         Task.from_dict(raw).load_split(data_path=tiny_npz)
+
+
+# --------------------------------------------------------------------------- class overlaps across datasets
+
+
+def test_cross_dataset_class_overlaps_are_declared_and_checked(tmp_path):
+    ood, cifar = load_task("tiny-imagenet-ood16"), load_task("cifar10-5")
+    shared = {label for _, label in ood.class_keys() & cifar.class_keys()}
+    # Tiny ImageNet's cats, dogs, frogs, cars and a tractor are CIFAR-10 classes 3, 5, 6, 1 and 9.
+    assert shared == {"1", "3", "5", "6", "9"}
+    assert not load_task("breeds-tiny16").class_keys() & ood.class_keys()  # still disjoint from its own task
+    raw = yaml.safe_load((REPO / "subclassbench" / "tasks" / "builtin" / "tiny-imagenet-ood16.yaml").read_text())
+    raw["data"]["same_classes_as"] = {"cifar10-5": {"n01443537": 42}}
+    with pytest.raises(SubclassbenchError, match="42 is not a class of cifar10-5; fix the mapping"):
+        Task.from_dict(raw).class_keys()
+
+
+# --------------------------------------------------------------------------- --limit subsets
+
+
+def test_limit_is_a_seeded_stratified_subset(digits_train):
+    part = digits_train.limited(100)
+    assert len(part) == 100 and part.limit == {"n": 100, "seed": 0, "of": len(digits_train)}
+    assert part.canonical is False and part.record()["limit"]["n"] == 100
+    counts = np.bincount(part.global_subclass, minlength=10)
+    full = np.bincount(digits_train.global_subclass, minlength=10)
+    assert (counts >= 2).all() and np.abs(counts - full * 100 / len(digits_train)).max() <= 1.0  # each its share
+    assert part.images.ids == digits_train.limited(100).images.ids  # seeded: the same try twice
+    position = {sample: i for i, sample in enumerate(digits_train.images.ids)}
+    assert [position[i] for i in part.images.ids] == sorted(position[i] for i in part.images.ids)  # manifest order
+    assert part.fingerprint != digits_train.fingerprint  # features of the subset never pass for the full split's
+    assert len(digits_train.limited(10**6)) == len(digits_train)  # a limit above the size keeps everything
+    with pytest.raises(SubclassbenchError, match="use --limit 20 or more"):
+        digits_train.limited(19)
+
+
+def test_limit_never_exceeds_n_when_floors_bind(digits_train):
+    """Nine subclasses of 3 samples and one of ~170: their floors of 2 would keep 18 + a share of the big
+    one; the subset still holds exactly n samples, at least 2 of each subclass."""
+    strata = digits_train.global_subclass
+    big = int(np.bincount(strata).argmax())
+    rows = np.sort(np.concatenate([np.flatnonzero(strata == v)[: (10**6 if v == big else 3)] for v in range(10)]))
+    skewed = digits_train.subset(rows)
+    for n in (20, 25, 30, 60):
+        part = skewed.limited(n)
+        counts = np.bincount(part.global_subclass, minlength=10)
+        assert len(part) == n and (counts >= 2).all(), (n, counts)
+
+
+# --------------------------------------------------------------------------- transfer blocks
+
+
+def test_shipped_transfer_splits():
+    semantic = load_task("cifar10-5-semantic").transfer
+    assert semantic.source == (0, 2, 4, 6, 8) and semantic.target == (1, 3, 5, 7, 9)
+    digits = load_task("digits-5").transfer
+    assert digits.source == (0, 1, 2, 3, 4) and digits.id_train_split == "train"
+    synthetic = load_task("synthetic-hier").transfer
+    assert len(synthetic.source) == 4 and len(synthetic.target) == 8
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t: t["transfer"].update(target=[0, 5, 6, 7, 8, 9]), "share subclasses"),
+        (lambda t: t["transfer"].update(target=[6, 7, 8, 9]), "needs at least one source and one target"),
+        (lambda t: t["transfer"].update(ood_split="holdout"), "transfer split 'holdout'"),
+    ],
+)
+def test_invalid_transfer_blocks(mutate, message):
+    raw = copy.deepcopy(read_task_file(builtin_tasks_dir() / "digits-5.yaml"))
+    mutate(raw)
+    with pytest.raises(SubclassbenchError, match=message):
+        Task.from_dict(raw)
+
+
+# --------------------------------------------------------------------------- fuzzed task files
+
+
+TASK = yaml.safe_load((builtin_tasks_dir() / "digits-5.yaml").read_text())
+TASK_PATHS = paths(TASK)
+
+
+@FUZZ
+@given(st.sampled_from(TASK_PATHS), values, st.booleans())
+def test_fuzzed_task_files(where, value, delete):
+    raw = mutated(TASK, where, value, delete)
+
+    def load() -> None:
+        task = Task.from_dict(raw)
+        json.dumps(task.summary())
+
+    reads_or_fails_cleanly(load)

@@ -1,4 +1,5 @@
-"""`subclassbench train`: cards, determinism, resume, random-init control, norm switch."""
+"""`subclassbench train` (subclassbench.training.trainer): cards, determinism, resume, random-init control,
+norm switch, train-split correctness logs, augmentation and precision."""
 
 from __future__ import annotations
 
@@ -14,14 +15,9 @@ from subclassbench.core.hashing import sha256_file
 from subclassbench.encoders.sources import load_encoder
 from subclassbench.errors import SubclassbenchError
 from subclassbench.tasks.task import load_task
-from subclassbench.training.trainer import Recipe, load_correctness, package_run, train
+from subclassbench.training.trainer import Recipe, load_correctness, load_train_correctness, package_run, targets, train
 
 FAST = Recipe(epochs=2, batch_size=128)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_task("digits-5")
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +230,83 @@ def test_the_crop_padding_is_an_eighth_of_the_image_at_most_4_px():
     from subclassbench.training.trainer import crop_pad
 
     assert [crop_pad(size) for size in (8, 16, 24, 32, 64, 224)] == [1, 2, 3, 4, 4, 4]
+
+
+# --------------------------------------------------------------------------- train-split correctness logs
+
+
+def test_train_correctness_round_trips(two_runs, digits):
+    run = two_runs[1]
+    card = json.loads((run / "card.json").read_text())
+    split = digits.load_split("train", primary=False)
+    log = load_train_correctness(run)
+    assert log is not None and log.dtype == bool and log.shape == (2, len(split))
+    assert [h["train_eval_acc"] for h in card["history"]] == [round(float(e.mean()), 6) for e in log]
+    with np.load(run / "correctness.npz") as data:
+        assert list(data["train_ids"]) == split.images.ids
+        assert data["train_packed"].shape == (2, -(-len(split) // 8))
+        np.testing.assert_array_equal(data["train_labels"], targets(split, "superclass"))
+    # The last epoch's log is what the saved weights predict on the train split in eval mode.
+    encoder = load_encoder("builtin:digits_mlp", weights=run, sample_shape=split.images.sample_shape, num_classes=5)
+    encoder.model.eval()
+    with torch.inference_mode():
+        pred = encoder.model(encoder.preprocessing(split.images.load(np.arange(len(split))))).argmax(1).numpy()
+    np.testing.assert_array_equal(log[-1], pred == targets(split, "superclass"))
+    assert load_correctness(run).shape == (2, len(digits.load_split(primary=False)))
+
+
+def test_resuming_a_state_saved_before_train_logging(tmp_path, digits):
+    out = tmp_path / "resumed"
+    assert train(digits, "digits_mlp", "superclass", out, FAST, progress=False, stop_after_epochs=1)
+    state = torch.load(out / "last.pt", weights_only=True)
+    del state["train_correctness"]  # as a protocol v1 run left it
+    torch.save(state, out / "last.pt")
+    card = train(digits, "digits_mlp", "superclass", out, FAST, progress=False)
+    assert len(card["history"]) == 2 and "train_eval_acc" not in card["history"][-1]
+    assert load_train_correctness(out) is None  # no log with a hole in it
+    assert load_correctness(out).shape == (2, 540)
+
+
+# --------------------------------------------------------------------------- augmentation and precision
+
+
+runner = CliRunner()
+
+
+def cli(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_batched_crop_flip_draws_and_crops_as_the_per_image_loop():
+    """The vectorised augmentation (one gather, any device) equals a per-image reference from the same draws."""
+    import torch
+
+    from subclassbench.training.trainer import crop_flip
+
+    x = torch.rand(16, 3, 8, 8)
+    reference_rng, rng = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    offsets = torch.randint(0, 9, (16, 2), generator=reference_rng)
+    flips = torch.rand(16, generator=reference_rng) < 0.5
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    expected = torch.stack([
+        padded[i, :, t : t + 8, s : s + 8].flip(-1) if f else padded[i, :, t : t + 8, s : s + 8]
+        for i, ((t, s), f) in enumerate(zip(offsets.tolist(), flips.tolist(), strict=True))
+    ])  # fmt: skip
+    assert torch.equal(crop_flip(x, rng), expected)
+
+
+def test_train_precision_is_recorded_and_fp32_keeps_earlier_identities(tmp_path):
+    from subclassbench.training.trainer import Recipe
+
+    assert "precision" not in Recipe().to_dict()  # runs made before --precision keep their config hash
+    done = cli(
+        "train", "--task", "digits-5", "--arch", "digits_mlp", "--epochs", "1", "--precision", "bf16",
+        "--out", tmp_path / "run", "-q",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    assert card["recipe"]["precision"] == "bf16" and card["environment"]["device"] == "cpu"
+    bad = cli("train", "--task", "digits-5", "--arch", "digits_mlp", "--precision", "fp8", "--out", tmp_path / "x")
+    assert bad.exit_code == 2 and "--precision must be one of fp32, bf16" in bad.output
+    absent = cli("train", "--task", "digits-5", "--arch", "digits_mlp", "--device", "cuda:7", "--out", tmp_path / "y")
+    assert absent.exit_code == 2 and "not available here" in absent.output
