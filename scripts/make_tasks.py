@@ -3,7 +3,7 @@ pairs (digits-id5/ood5, cifar10-id5/ood5) and the Hugging Face OOD sets.
 
 Run once by maintainers; the YAML files in ``subclassbench/tasks/builtin/`` are the source of truth
 and are never re-derived at run time. Re-running must reproduce them byte for
-byte (tests/test_tasks.py checks the digits split against this recipe).
+byte (tests/tasks/test_task.py checks the digits split against this recipe).
 """
 
 from __future__ import annotations

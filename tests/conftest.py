@@ -1,4 +1,5 @@
-"""Shared fixtures. Core tests need neither the network nor ../shared."""
+"""Fixtures and helpers shared by test files in every folder (a folder's own ones are in its conftest.py).
+Core tests need neither the network nor ../shared."""
 
 from __future__ import annotations
 
@@ -112,6 +113,41 @@ def digits_mlp_weights(path: Path, seed: int | None = None) -> Path:
             torch.nn.init.normal_(parameter, std=0.1)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
+
+
+def add_train_split_and_transfer(task_file, expected_count: int | None = None) -> dict:
+    """Give the tiny image task a train split and a transfer block (cat, car → dog, truck)."""
+    raw = add_transfer(yaml.safe_load(task_file.read_text()), expected_count)
+    task_file.write_text(yaml.safe_dump(raw))
+    return raw
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from subclassbench.tasks.task import load_task
+
+    return load_task("digits-5")
+
+
+@pytest.fixture(scope="module")
+def digits_train():
+    from subclassbench.tasks.task import load_task
+
+    return load_task("digits-5").load_split("train")
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, digits) -> list[Path]:
+    """Two digits_mlp runs (seeds 0 and 1, two epochs) with their test and train correctness logs."""
+    from subclassbench.training.trainer import Recipe, train
+
+    root = tmp_path_factory.mktemp("v2runs")
+    out = []
+    for seed in (0, 1):
+        run = root / f"mlp-s{seed}"
+        train(digits, "digits_mlp", "superclass", run, Recipe(epochs=2, batch_size=128, seed=seed), progress=False)
+        out.append(run)
+    return out
 
 
 def without_run(result) -> dict:

@@ -1084,7 +1084,7 @@ def _toy_hierarchy(damage: Callable[[Path], None]) -> Callable[[Path], list[str]
     """The toy BREEDS hierarchy of test_breeds, damaged, then built into a task."""
 
     def setup(box: Path) -> list[str]:
-        from tests.test_breeds import write_hierarchy
+        from tests.tasks.test_breeds import write_hierarchy
 
         folder = write_hierarchy(box / "hier")
         damage(folder)

@@ -34,7 +34,7 @@ class _HelpStyle(TypedDict):  # the Typer keyword arguments every app here share
 #   then fails). typer ≤ 0.28 dropped types containing "bool" there; the plain formatter's
 #   get_help_record() has always skipped flags.
 # * Rich markup mode parses help text as markup: `[@TAG]`, `[default: every sample]` vanish from it.
-# tests/test_feedback.py holds both in place.
+# tests/cli/test_cli.py holds both in place.
 HELP: _HelpStyle = {"rich_markup_mode": None}
 
 app = typer.Typer(

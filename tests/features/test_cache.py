@@ -1,0 +1,70 @@
+"""The feature cache (subclassbench.features.cache): entries written whole as np.save writes them, an
+interrupted or damaged entry never read."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from subclassbench.features.cache import FeatureCache, feature_key
+
+# --------------------------------------------------------------------------- entries written whole
+
+
+def test_entry_writer_writes_what_np_save_writes(tmp_path):
+    cache = FeatureCache(tmp_path)
+    x = np.random.RandomState(0).randn(103, 7).astype(np.float32)
+    key = "ab" * 32
+    fields = {"layer": "a"}
+    with cache.writer(key, len(x)) as writer:
+        for start in range(0, len(x), 10):
+            writer.append(x[start : start + 10])
+        writer.commit(fields, {"pooling": "none"})
+    reference = tmp_path / "reference.npy"
+    np.save(reference, x)
+    array_path = tmp_path / key[:2] / f"{key}.npy"
+    assert array_path.read_bytes() == reference.read_bytes()
+    assert not list((tmp_path / key[:2]).glob(".*.tmp"))
+
+
+def test_an_interrupted_entry_leaves_nothing(tmp_path):
+    """A run killed or failing mid-extraction leaves no entry and no temporary file; a short entry is refused."""
+    cache = FeatureCache(tmp_path)
+    key = "cd" * 32
+    with pytest.raises(KeyboardInterrupt), cache.writer(key, 20) as writer:
+        writer.append(np.zeros((10, 3), dtype=np.float32))
+        raise KeyboardInterrupt
+    with pytest.raises(ValueError, match="10 of its 20 rows"), cache.writer(key, 20) as writer:
+        writer.append(np.zeros((10, 3), dtype=np.float32))
+        writer.commit({}, {"pooling": "none"})
+    with pytest.raises(ValueError, match="does not fit"), cache.writer(key, 20) as writer:
+        writer.append(np.zeros((10, 3), dtype=np.float32))
+        writer.append(np.zeros((10, 4), dtype=np.float32))
+    assert cache.locate(key) is None and list(tmp_path.rglob("*")) == [tmp_path / key[:2]]
+
+
+# --------------------------------------------------------------------------- damaged entries
+
+
+def test_a_half_written_or_damaged_entry_is_never_read(tmp_path):
+    cache = FeatureCache(tmp_path)
+    fields = {"layer": "x"}
+    key = feature_key(fields)
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    # An array file without its record (a writer killed between the two renames).
+    (tmp_path / key[:2]).mkdir()
+    np.save(tmp_path / key[:2] / f"{key}.npy", array)
+    assert cache.get(key) is None
+    cache.put(key, array, fields, {"pooling": "none"})
+    got = cache.get(key)
+    assert got is not None and np.array_equal(got[0], array)
+    # Truncated after the record was written: the sha256 no longer matches.
+    path = tmp_path / key[:2] / f"{key}.npy"
+    path.write_bytes(path.read_bytes()[:-8])
+    assert cache.get(key) is None
+    stray = tmp_path / key[:2] / f".{'e' * 32}.tmp"
+    stray.write_bytes(b"partial")
+    os.utime(stray, (0, 0))  # a leftover of a writer killed long ago
+    assert cache.prune(everything=True) == 1 and not list(tmp_path.glob(f"{key[:2]}/*"))

@@ -1,0 +1,146 @@
+"""The leaderboard built from submissions (subclassbench.leaderboard.board): deterministic and ranked, the
+--check of a hand edit, an invalid submission stopping the build, rows without a curve, the changelog, figures
+rewritten only when their data changed, and OOD sets seen in training marked."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+from typer.testing import CliRunner
+
+from subclassbench.cli import app
+from subclassbench.figures import drawing as figures
+from subclassbench.leaderboard.board import build
+from tests.figures.test_drawing import ROWS, _curves
+
+runner = CliRunner()
+
+
+def cli(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_leaderboard_build_is_deterministic_and_ranked(made, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    build(made, first)
+    build(made, second)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    figures = ["v2/digits-5.pdf", "v2/digits-5.png", "v2/digits-5.svg"]
+    site = ["site/app.js", "site/index.html", "site/style.css"]
+    assert [str(f) for f in files] == ["CHANGELOG.md", "README.md", "leaderboard.json", *site, *figures]
+    for f in files:
+        assert (first / f).read_bytes() == (second / f).read_bytes(), f
+    rows = json.loads((first / "leaderboard.json").read_text())["tasks"]["digits-5"]
+    assert [r["rank"] for r in rows] == [1, 2]
+    assert rows[0]["committed_ami"] >= rows[1]["committed_ami"]
+    assert re.search(r"^\| rank +\| encoder", (first / "README.md").read_text(), re.M)
+    assert build(made, first) == []  # nothing to rewrite, and no second changelog entry
+    assert (first / "CHANGELOG.md").read_text().count("## v2") == 1
+
+
+def test_check_catches_a_hand_edit(made, tmp_path):
+    out = tmp_path / "lb"
+    assert cli("leaderboard", "build", "--submissions", made, "--out", out).exit_code == 0
+    ok = cli("leaderboard", "build", "--check", "--submissions", made, "--out", out)
+    assert ok.exit_code == 0 and "up to date" in ok.output
+    readme = out / "README.md"
+    readme.write_text(readme.read_text().replace("cnn-coarse", "cnn-coarse-best", 1))
+    bad = cli("leaderboard", "build", "--check", "--submissions", made, "--out", out)
+    assert bad.exit_code == 2 and "README.md" in bad.output and "out of date" in bad.output
+    (out / "v2" / "old-task.png").write_bytes(b"\x89PNG")
+    (out / "v2" / "old-task.svg").write_bytes(b"<svg/>")
+    assert cli("leaderboard", "build", "--submissions", made, "--out", out).exit_code == 0
+    assert not (out / "v2" / "old-task.png").exists() and not (out / "v2" / "old-task.svg").exists()
+    assert cli("leaderboard", "build", "--check", "--submissions", made, "--out", out).exit_code == 0
+
+
+def test_an_invalid_submission_stops_the_build_and_writes_nothing(subs, tmp_path):
+    (subs / "cnn-coarse" / "model.yaml").write_text("name: [unclosed\n")
+    out = cli("leaderboard", "build", "--submissions", subs, "--out", tmp_path / "lb")
+    assert out.exit_code == 2 and out.output.startswith("error: cannot build the leaderboard")
+    assert not (tmp_path / "lb").exists()
+
+
+def test_a_transfer_only_result_is_listed_without_a_curve(subs, tmp_path):
+    meta = ["--training-data", "none", "--license", "MIT", "--citation", "This test suite.", "--labels", "none"]
+    out = cli(
+        "submit",
+        "--name",
+        "cnn-transfer",
+        "--model",
+        "builtin:digits_cnn",
+        "--task",
+        "digits-5",
+        "--metrics",
+        "transfer",
+        "--submissions",
+        subs,
+        "--quiet",
+        *meta,
+    )
+    assert out.exit_code == 0, out.output
+    build(subs, tmp_path / "lb")
+    rows = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())["tasks"]["digits-5"]
+    assert rows[-1]["submission"] == "cnn-transfer" and rows[-1]["committed_ami"] is None
+    assert rows[-1]["subpop_retained"] is not None  # digits-5's transfer is a subpopulation shift
+    assert rows[-1]["ood_retained"] is None and rows[-1]["tunnel"] is None  # … and no OOD set
+
+
+def test_changelog_lists_what_changed(subs, tmp_path):
+    out = tmp_path / "lb"
+    build(subs, out)
+    shutil.rmtree(subs / "mlp-random")
+    build(subs, out)
+    log = (out / "CHANGELOG.md").read_text()
+    assert log.count("## v2") == 2
+    newest = log.split("## v2")[1]
+    assert "- removed digits-5: mlp-random" in newest and "- changed digits-5: cnn-coarse (rank 1" in newest
+
+
+# --------------------------------------------------------------------------- figures kept when unchanged
+
+
+def test_leaderboard_skips_a_figure_only_when_its_digest_matches(tmp_path):
+    from subclassbench.leaderboard.board import _same
+
+    files = figures.curve_files(_curves(ROWS), "t")
+    other = figures.curve_files(_curves([ROWS[1]]), "t")
+    for suffix, data in files.items():
+        path = tmp_path / f"task.{suffix}"
+        path.write_bytes(data + b"\n")
+        assert _same(path, data)  # same plotted data: kept even where the bytes differ (another font build)
+        assert not _same(path, other[suffix])
+        path.write_bytes(b"\x89PNG no digest")
+        assert not _same(path, data)
+
+
+# --------------------------------------------------------------------------- OOD sets seen in training
+
+
+def test_the_leaderboard_marks_ood_sets_seen_in_training(tmp_path):
+    """A digits-5-trained encoder submitted on digits-id5 saw digits-ood5's classes: its row says so."""
+    from subclassbench.leaderboard.board import build
+    from subclassbench.leaderboard.submissions import SubmitRequest, submit
+
+    subs = tmp_path / "submissions"
+    subs.mkdir()
+    submit(
+        SubmitRequest(
+            name="coarse-on-id5",
+            model="builtin:digits_cnn.digits5_coarse",
+            tasks=["digits-id5"],
+            submissions=subs,
+            labels="superclass",
+            label_task="digits-5",
+            training_data="digits-5 train split",
+            license="MIT",
+            citation="This test suite.",
+            progress=False,
+        )
+    )
+    build(subs, tmp_path / "lb")
+    row = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())["tasks"]["digits-id5"][0]
+    assert row["ood_seen_in_training"] == ["digits-ood5"] and row["ood_sets"] == ["digits-ood5"]
+    assert "(seen in training)" in (tmp_path / "lb" / "README.md").read_text()

@@ -1,0 +1,54 @@
+"""Fixtures and helpers of the result tests (tests/results/test_samples.py, test_intervals.py): one evaluated
+digits-5 result with its per-sample file, a private copy of it per test, a result rewritten as the first
+bootstrap method wrote it, and the one-line refusal of a result that does not read."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from subclassbench.cli import app
+from subclassbench.errors import SubclassbenchError
+from subclassbench.results import intervals
+from subclassbench.results.result import read_result
+from subclassbench.uncertainty import bootstrap
+from subclassbench.uncertainty.bootstrap import PREVIOUS_METHODS
+
+runner = CliRunner()
+
+
+def cli(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ci") / "digits.json"
+    result = cli("evaluate", "--out", out, "--quiet", "--metrics", "clusterability")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture
+def copy(evaluated: Path, tmp_path: Path) -> Path:
+    for path in evaluated.parent.iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    return tmp_path / evaluated.name
+
+
+def _earlier_method(result_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rewrite a result as the first bootstrap method wrote it: AMI replicates left uncentred."""
+    with monkeypatch.context() as patched:
+        patched.setattr(bootstrap, "nmi_from_tables", bootstrap.ami_from_tables)  # an offset of zero
+        patched.setitem(bootstrap.BOOTSTRAP, "method", PREVIOUS_METHODS[0])
+        patched.setattr(intervals, "METHOD", "none yet")  # so that refresh() runs
+        intervals.refresh(read_result(result_path)).write(result_path)
+
+
+def _refused(path: Path, fragment: str) -> None:
+    with pytest.raises(SubclassbenchError) as caught:
+        read_result(path)
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)

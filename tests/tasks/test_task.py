@@ -1,0 +1,269 @@
+"""Task files (subclassbench.tasks.task): loading, validation, manifests, fingerprints, --limit subsets,
+transfer blocks, class overlaps across datasets, and fuzzed task files."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from subclassbench.errors import SubclassbenchError
+from subclassbench.tasks.task import Task, builtin_tasks_dir, list_tasks, load_task, read_task_file
+from tests.conftest import REPO
+from tests.fuzzing import FUZZ, mutated, paths, reads_or_fails_cleanly, values
+
+SHIPPED = ["cifar10-5", "cifar10-5-semantic", "digits-5", "synthetic-hier"]
+
+
+def raw_task(name: str) -> dict:
+    return read_task_file(builtin_tasks_dir() / f"{name}.yaml")
+
+
+def test_shipped_tasks_are_listed_and_valid():
+    assert set(SHIPPED) <= set(list_tasks())
+    for name in SHIPPED:
+        task = load_task(name)
+        assert task.name == name
+        assert len(task.definition_fingerprint) == 64
+        assert task.citation and task.description
+
+
+def test_hierarchies():
+    mod5 = load_task("cifar10-5")
+    assert [[c.id for c in s.subclasses] for s in mod5.superclasses] == [[c, c + 5] for c in range(5)]
+    semantic = load_task("cifar10-5-semantic")
+    assert [[c.id for c in s.subclasses] for s in semantic.superclasses] == [[2 * c, 2 * c + 1] for c in range(5)]
+    assert semantic.superclasses[0].name == "airplane/automobile"
+    digits = load_task("digits-5")
+    assert next(s.name for s in digits.superclasses) == "zero/five"
+
+
+def test_digits_splits_are_the_recorded_stratified_split():
+    task = load_task("digits-5")
+    ids = {k: [int(i) for i in v["ids"]] for k, v in task.splits.items()}
+    all_ids = ids["train"] + ids["val"] + ids["test"]
+    assert sorted(all_ids) == list(range(1797))  # disjoint and complete
+    digits = load_digits()
+    index = np.arange(1797)
+    rest, test = train_test_split(index, test_size=0.3, stratify=digits.target, random_state=0)
+    _train, val = train_test_split(rest, test_size=1 / 7, stratify=digits.target[rest], random_state=0)
+    assert ids["test"] == sorted(test.tolist())
+    assert ids["val"] == sorted(val.tolist())
+    counts = np.bincount(digits.target[ids["test"]], minlength=10)
+    assert counts.min() >= 52 and counts.max() <= 56  # stratified: ~54 per digit
+
+
+def test_digits_split_labels():
+    split = load_task("digits-5").load_split("test")
+    assert len(split) == 540
+    digit = split.images.labels
+    assert np.array_equal(split.superclass, digit % 5)
+    assert np.array_equal(split.subclass, digit // 5)
+
+
+def test_fingerprint_is_stable_and_sensitive():
+    a, b = load_task("digits-5"), load_task("digits-5")
+    assert a.definition_fingerprint == b.definition_fingerprint
+    assert a.load_split().fingerprint == b.load_split().fingerprint
+    raw = raw_task("digits-5")
+    raw["version"] += 1
+    assert Task.from_dict(raw).definition_fingerprint != a.definition_fingerprint
+    raw = raw_task("digits-5")
+    raw["splits"]["test"]["ids"] = raw["splits"]["test"]["ids"][1:]
+    raw["splits"]["test"].pop("manifest_sha256")
+    assert Task.from_dict(raw).definition_fingerprint != a.definition_fingerprint
+
+
+def test_wrong_manifest_hash_is_an_error():
+    raw = raw_task("digits-5")
+    raw["splits"]["test"]["manifest_sha256"] = "0" * 64
+    with pytest.raises(SubclassbenchError, match="does not match the task's manifest hash"):
+        Task.from_dict(raw).load_split("test")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: r.pop("citation"), "'citation' is a required property"),
+        (lambda r: r["data"].update(source="ftp"), "data/source"),
+        (lambda r: r["hierarchy"]["superclasses"][1]["subclasses"].append({"id": 0}), "appears in two superclasses"),
+        (lambda r: r.update(evaluation_split="holdout"), "evaluation_split 'holdout'"),
+        (lambda r: r["splits"]["val"]["ids"].append(r["splits"]["train"]["ids"][0]), "share samples"),
+        (lambda r: r["hierarchy"]["superclasses"][0]["subclasses"].pop(), "at least 2 subclasses"),
+    ],
+)
+def test_invalid_task_files(mutate, message):
+    raw = copy.deepcopy(raw_task("digits-5"))
+    mutate(raw)
+    with pytest.raises(SubclassbenchError, match=message):
+        Task.from_dict(raw, Path("bad.yaml"))
+
+
+def test_unknown_task_lists_valid_ones():
+    with pytest.raises(SubclassbenchError, match=r"unknown task 'digits5'.*digits-5"):
+        load_task("digits5")
+
+
+def test_unparsable_task_file(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SubclassbenchError, match="cannot parse YAML in"):
+        load_task(bad)
+
+
+def test_synthetic_is_seeded():
+    task = load_task("synthetic-hier")
+    a, b = task.load_split("test"), task.load_split("test")
+    assert a.manifest_digest == b.manifest_digest
+    train, val = task.load_split("train"), task.load_split("val")
+    assert len(a) == 1200 and len(train) + len(val) == 1200  # val: a hash-selected tenth of the train samples
+    assert 60 < len(val) < 180 and not set(train.images.ids) & set(val.images.ids)
+    raw = raw_task("synthetic-hier")
+    raw["data"]["params"]["seed"] = 1
+    assert Task.from_dict(raw).load_split("test").manifest_digest != a.manifest_digest
+
+
+def test_data_variants_change_the_fingerprint(tiny_image_task, tiny_npz, tmp_path):
+    task = load_task(tiny_image_task)
+    with np.load(tiny_npz) as d:
+        images, labels = d["images"].copy(), d["labels"]
+    images[0, 0, 0, 0] ^= 1  # one pixel differs
+    other = tmp_path / "other_test.npz"
+    np.savez(other, images=images, labels=labels)
+    a, b = task.load_split(data_path=tiny_npz), task.load_split(data_path=other)
+    assert a.fingerprint != b.fingerprint
+    assert task.summary(a)["definition_fingerprint"] == task.summary(b)["definition_fingerprint"]
+
+
+def test_summary_json_shape():
+    summary = load_task("digits-5").summary()
+    json.dumps(summary)
+    assert {"name", "version", "fingerprint", "superclasses"} <= set(summary)
+    assert summary["superclasses"][0] == {
+        "name": "zero/five",
+        "id": 0,
+        "subclasses": [0, 5],
+        "subclass_names": ["zero", "five"],
+        "source": [0],
+        "target": [5],
+    }
+
+
+def test_task_name_must_match_file(tmp_path, monkeypatch):
+    raw = raw_task("digits-5")
+    raw["name"] = "other"
+    (tmp_path / "digits-5.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("SUBCLASSBENCH_TASKS", str(tmp_path))
+    with pytest.raises(SubclassbenchError, match="must equal the file name"):
+        load_task("digits-5")
+
+
+def test_split_with_no_sample_in_the_hierarchy(tmp_path, tiny_image_task, tiny_npz):
+    raw = yaml.safe_load(tiny_image_task.read_text())
+    for sup in raw["hierarchy"]["superclasses"]:
+        for sub in sup["subclasses"]:
+            sub["id"] = f"n{sub['id']:08d}"  # WNID-like ids that the npz labels never match
+    raw["splits"]["test"].pop("expected_count")
+    with pytest.raises(SubclassbenchError, match="no samples whose label is in the hierarchy"):
+        Task.from_dict(raw).load_split(data_path=tiny_npz)
+
+
+# --------------------------------------------------------------------------- class overlaps across datasets
+
+
+def test_cross_dataset_class_overlaps_are_declared_and_checked(tmp_path):
+    ood, cifar = load_task("tiny-imagenet-ood16"), load_task("cifar10-5")
+    shared = {label for _, label in ood.class_keys() & cifar.class_keys()}
+    # Tiny ImageNet's cats, dogs, frogs, cars and a tractor are CIFAR-10 classes 3, 5, 6, 1 and 9.
+    assert shared == {"1", "3", "5", "6", "9"}
+    assert not load_task("breeds-tiny16").class_keys() & ood.class_keys()  # still disjoint from its own task
+    raw = yaml.safe_load((REPO / "subclassbench" / "tasks" / "builtin" / "tiny-imagenet-ood16.yaml").read_text())
+    raw["data"]["same_classes_as"] = {"cifar10-5": {"n01443537": 42}}
+    with pytest.raises(SubclassbenchError, match="42 is not a class of cifar10-5; fix the mapping"):
+        Task.from_dict(raw).class_keys()
+
+
+# --------------------------------------------------------------------------- --limit subsets
+
+
+def test_limit_is_a_seeded_stratified_subset(digits_train):
+    part = digits_train.limited(100)
+    assert len(part) == 100 and part.limit == {"n": 100, "seed": 0, "of": len(digits_train)}
+    assert part.canonical is False and part.record()["limit"]["n"] == 100
+    counts = np.bincount(part.global_subclass, minlength=10)
+    full = np.bincount(digits_train.global_subclass, minlength=10)
+    assert (counts >= 2).all() and np.abs(counts - full * 100 / len(digits_train)).max() <= 1.0  # each its share
+    assert part.images.ids == digits_train.limited(100).images.ids  # seeded: the same try twice
+    position = {sample: i for i, sample in enumerate(digits_train.images.ids)}
+    assert [position[i] for i in part.images.ids] == sorted(position[i] for i in part.images.ids)  # manifest order
+    assert part.fingerprint != digits_train.fingerprint  # features of the subset never pass for the full split's
+    assert len(digits_train.limited(10**6)) == len(digits_train)  # a limit above the size keeps everything
+    with pytest.raises(SubclassbenchError, match="use --limit 20 or more"):
+        digits_train.limited(19)
+
+
+def test_limit_never_exceeds_n_when_floors_bind(digits_train):
+    """Nine subclasses of 3 samples and one of ~170: their floors of 2 would keep 18 + a share of the big
+    one; the subset still holds exactly n samples, at least 2 of each subclass."""
+    strata = digits_train.global_subclass
+    big = int(np.bincount(strata).argmax())
+    rows = np.sort(np.concatenate([np.flatnonzero(strata == v)[: (10**6 if v == big else 3)] for v in range(10)]))
+    skewed = digits_train.subset(rows)
+    for n in (20, 25, 30, 60):
+        part = skewed.limited(n)
+        counts = np.bincount(part.global_subclass, minlength=10)
+        assert len(part) == n and (counts >= 2).all(), (n, counts)
+
+
+# --------------------------------------------------------------------------- transfer blocks
+
+
+def test_shipped_transfer_splits():
+    semantic = load_task("cifar10-5-semantic").transfer
+    assert semantic.source == (0, 2, 4, 6, 8) and semantic.target == (1, 3, 5, 7, 9)
+    digits = load_task("digits-5").transfer
+    assert digits.source == (0, 1, 2, 3, 4) and digits.id_train_split == "train"
+    synthetic = load_task("synthetic-hier").transfer
+    assert len(synthetic.source) == 4 and len(synthetic.target) == 8
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t: t["transfer"].update(target=[0, 5, 6, 7, 8, 9]), "share subclasses"),
+        (lambda t: t["transfer"].update(target=[6, 7, 8, 9]), "needs at least one source and one target"),
+        (lambda t: t["transfer"].update(ood_split="holdout"), "transfer split 'holdout'"),
+    ],
+)
+def test_invalid_transfer_blocks(mutate, message):
+    raw = copy.deepcopy(read_task_file(builtin_tasks_dir() / "digits-5.yaml"))
+    mutate(raw)
+    with pytest.raises(SubclassbenchError, match=message):
+        Task.from_dict(raw)
+
+
+# --------------------------------------------------------------------------- fuzzed task files
+
+
+TASK = yaml.safe_load((builtin_tasks_dir() / "digits-5.yaml").read_text())
+TASK_PATHS = paths(TASK)
+
+
+@FUZZ
+@given(st.sampled_from(TASK_PATHS), values, st.booleans())
+def test_fuzzed_task_files(where, value, delete):
+    raw = mutated(TASK, where, value, delete)
+
+    def load() -> None:
+        task = Task.from_dict(raw)
+        json.dumps(task.summary())
+
+    reads_or_fails_cleanly(load)

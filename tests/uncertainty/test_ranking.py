@@ -1,0 +1,22 @@
+"""Tie-aware ranks (subclassbench.uncertainty.ranking): rows a paired bootstrap cannot separate share a rank."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from subclassbench.uncertainty.ranking import Contender, tie_aware_ranks
+
+
+def test_ranks_are_shared_by_rows_a_paired_bootstrap_cannot_separate():
+    rng = np.random.default_rng(4)
+    shared = rng.normal(0, 0.02, 1000)  # image-level noise the rows share (paired)
+    a = Contender(0.80, np.r_[0.80, 0.80 + shared + rng.normal(0, 0.004, 1000)], "same")
+    b = Contender(0.799, np.r_[0.799, 0.799 + shared + rng.normal(0, 0.004, 1000)], "same")
+    c = Contender(0.70, np.r_[0.70, 0.70 + shared + rng.normal(0, 0.004, 1000)], "same")
+    assert tie_aware_ranks([a, b, c]) == [1, 1, 3]
+    # Unpaired rows (other images) fall back to point values: no shared rank without evidence.
+    b_elsewhere = Contender(0.799, b.replicates, "other")
+    assert tie_aware_ranks([a, b_elsewhere, c]) == [1, 2, 3]
+    # Pairing matters: the same two rows with independent noise of that size would not separate.
+    d = Contender(0.78, np.r_[0.78, 0.78 + shared + rng.normal(0, 0.004, 1000)], "same")
+    assert tie_aware_ranks([a, d]) == [1, 2]
