@@ -267,3 +267,32 @@ def test_fuzzed_task_files(where, value, delete):
         json.dumps(task.summary())
 
     reads_or_fails_cleanly(load)
+
+
+def test_hash_selected_splits_are_pinned_by_salt_and_id():
+    """A hash-range split (cifar10-5's val: 10% of CIFAR train) keeps a sample when sha256("<salt>:<id>")'s first
+    15 hex digits, read as a fraction of 16**15, fall in the range: computed here with hashlib, not the code."""
+    import hashlib
+
+    from subclassbench.tasks.datasources import ArrayImageSet
+    from subclassbench.tasks.task import _hash_position
+
+    def position(salt: str, sample_id: str) -> float:
+        return int(hashlib.sha256(f"{salt}:{sample_id}".encode()).hexdigest()[:15], 16) / 16**15
+
+    salt = "subclassbench-cifar10-val-v1"
+    assert _hash_position(salt, "train/00042.png") == position(salt, "train/00042.png")
+    task = load_task("cifar10-5")
+    ids = [f"train/{i:05d}.png" for i in range(400)]
+    images = ArrayImageSet(np.zeros((400, 2, 2, 3), np.uint8), np.arange(400) % 10, ids)
+    val_spec = task.splits["val"]
+    assert val_spec["select"] == {"hash_range": [0.0, 0.1], "salt": salt}  # the shipped task's selection
+    chosen = task._select(images, val_spec, "val")
+    assert chosen.tolist() == [i for i, s in enumerate(ids) if position(salt, s) < 0.1]
+    assert 20 <= len(chosen) <= 60  # about a tenth of 400
+    # The same range under another salt selects other samples: the salt is part of the split's definition.
+    other = task._select(images, {**val_spec, "select": {"hash_range": [0.0, 0.1], "salt": salt + "x"}}, "val")
+    assert set(other.tolist()) != set(chosen.tolist())
+    # train and val partition the source split.
+    train = task._select(images, task.splits["train"], "train")
+    assert sorted([*chosen.tolist(), *train.tolist()]) == list(range(400))

@@ -133,3 +133,24 @@ def test_seed_combination_widens_the_interval_by_the_seed_spread():
 def test_the_schema_names_the_current_and_every_earlier_method():
     schema = load_schema("result")
     assert schema["properties"]["uncertainty"]["properties"]["method"]["enum"] == [METHOD, *PREVIOUS_METHODS]
+
+
+def test_the_bias_corrected_interval_has_efrons_endpoints_on_skewed_replicates():
+    """Efron's (1987) BC interval, computed here with the standard library: the percentiles
+    Φ(2·z0 ± z_{0.975}), z0 = Φ⁻¹(share of replicates below the estimate, ties counted half)."""
+    from statistics import NormalDist
+
+    replicates = np.random.default_rng(11).exponential(1.0, 999)  # right-skewed: the median lies below the mean
+    estimate = float(replicates.mean())
+    below = (np.sum(replicates < estimate) + 0.5 * np.sum(replicates == estimate)) / replicates.size
+    normal = NormalDist()
+    z0 = normal.inv_cdf(below)
+    assert z0 > 0.2  # skewed enough that the correction moves the endpoints
+    z = normal.inv_cdf(0.975)
+    expected = [float(np.quantile(replicates, normal.cdf(2 * z0 + sign * z))) for sign in (-1, 1)]
+    low, high = interval(np.concatenate([[estimate], replicates]))
+    assert low == pytest.approx(expected[0], abs=1e-9) and high == pytest.approx(expected[1], abs=1e-9)
+    # Half the correction (or none) gives endpoints this test tells apart.
+    half = float(np.quantile(replicates, normal.cdf(z0 - z)))
+    plain = float(np.quantile(replicates, 0.025))
+    assert abs(low - half) > 1e-3 and abs(low - plain) > 1e-3

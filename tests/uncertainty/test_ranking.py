@@ -20,3 +20,15 @@ def test_ranks_are_shared_by_rows_a_paired_bootstrap_cannot_separate():
     # Pairing matters: the same two rows with independent noise of that size would not separate.
     d = Contender(0.78, np.r_[0.78, 0.78 + shared + rng.normal(0, 0.004, 1000)], "same")
     assert tie_aware_ranks([a, d]) == [1, 2]
+
+
+def test_rows_with_identical_resamples_share_rank_one():
+    """A difference of exactly zero in every replicate is no evidence that either row is better: its interval
+    is [0, 0], and "better" needs an interval strictly above zero."""
+    replicates = np.random.default_rng(3).normal(0.5, 0.02, 200)
+    a = Contender(0.5, replicates.copy(), "same images")
+    b = Contender(0.5, replicates.copy(), "same images")
+    assert tie_aware_ranks([a, b]) == [1, 1]
+    # A replicate-by-replicate lead of any size is distinguishable, however small.
+    ahead = Contender(0.5 + 1e-6, replicates + 1e-6, "same images")
+    assert tie_aware_ranks([a, ahead]) == [2, 1]
