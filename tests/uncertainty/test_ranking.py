@@ -59,3 +59,4 @@ def test_the_difference_of_two_paired_rows_and_its_interval():
     assert 0.01 <= low < 0.02 < high <= 0.03
     assert difference(j, Contender(0.5, base, "other images")) is None
     assert difference(j, Contender(0.5)) is None
+    assert difference(j, Contender(0.5, None, "same")) is None  # a pairing string without replicates
