@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from subclassbench.metrics.layers import alignment, effective_rank, numerical_rank, pearson, tunnel_summary
+from subclassbench.metrics.layers import (
+    alignment,
+    effective_rank,
+    numerical_rank,
+    pearson,
+    singular_values,
+    tunnel_summary,
+)
 
 
 @pytest.mark.parametrize("rank", [1, 3, 10])
@@ -59,3 +66,46 @@ def test_pearson_and_alignment():
     assert alignment(0.2, 0.9, 0.2, 0.1) == 0.0  # ID at chance
     assert alignment(1.0, 1.0, 0.25, 0.5) == pytest.approx(0.75 * 0.5)
     assert alignment(0.1, 0.9, 0.2, 0.2) < 0  # below chance on one side
+
+
+# --------------------------------------------------------------------------- edge cases (mutation testing)
+
+
+def test_singular_values_are_float64_whatever_the_input():
+    x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    s = singular_values(x)
+    assert s.dtype == np.float64 and np.allclose(s, np.linalg.svd(x.astype(np.float64), compute_uv=False))
+
+
+def test_numerical_rank_at_its_boundaries():
+    assert numerical_rank(np.zeros((0, 3))) == 0  # no rows: no singular value
+    assert numerical_rank(np.array([[2.0]])) == 1  # a single singular value
+    assert numerical_rank(np.eye(4)) == 4  # the largest singular value is exactly 1
+    assert numerical_rank(np.zeros((5, 3))) == 0
+    # A singular value exactly at the relative tolerance does not count; the tolerance scales with the largest.
+    assert numerical_rank(np.eye(2), s=np.array([1.0, 1e-3])) == 1
+    assert numerical_rank(np.eye(2), s=np.array([10.0, 0.005])) == 1
+    assert numerical_rank(np.eye(2), s=np.array([10.0, 0.011])) == 2
+    # Precomputed singular values are used as given (the matrix is not decomposed again).
+    assert numerical_rank(np.eye(3), s=np.array([1.0, 0.0, 0.0])) == 1
+
+
+def test_effective_rank_of_given_singular_values():
+    assert effective_rank(np.eye(3), s=np.array([0.5, 0.5])) == pytest.approx(2.0)  # values below 1 count
+    assert effective_rank(np.eye(3), s=np.array([1.0, 0.0, 0.0])) == pytest.approx(1.0)
+    assert effective_rank(np.zeros((3, 3))) == 0.0
+
+
+def test_tunnel_summary_names_its_numbers_and_survives_a_zero_curve():
+    summary = tunnel_summary(["a", "b", "c"], [0.5, 0.6, 0.7], [0.2, 0.4, 0.3])
+    assert summary["best_layer"] == "b" and summary["tunnel"] is True
+    assert summary["best_acc"] == pytest.approx(0.4) and summary["penultimate_acc"] == pytest.approx(0.3)
+    assert summary["ood_retained"] == pytest.approx(75.0)
+    flat = tunnel_summary(["a", "b"], [0.5, 0.6], [0.0, 0.0])  # chance everywhere: no tunnel, nothing lost
+    assert flat["tunnel"] is False and flat["ood_retained"] == 100.0
+
+
+def test_pearson_on_the_shortest_and_unit_range_curves():
+    assert pearson([0.0, 1.0], [1.0, 3.0]) == pytest.approx(1.0)  # two points define a correlation
+    assert pearson([0.0, 1.0, 2.0], [0.0, 0.5, 1.0]) == pytest.approx(1.0)  # a range of exactly 1
+    assert pearson([1.0], [2.0]) is None and pearson([1.0, 1.0], [0.0, 1.0]) is None
