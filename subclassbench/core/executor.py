@@ -75,6 +75,12 @@ def _quiet(*_: Any) -> None:
     pass
 
 
+def check_executor(executor: str) -> None:
+    """An executor name this module runs, or a one-line error (callers check before any other work)."""
+    if executor not in EXECUTORS:
+        raise SubclassbenchError(f"unknown executor '{executor}'; use local or ray")
+
+
 def run_units(
     units: Sequence[Unit],
     executor: str = "local",
@@ -84,8 +90,7 @@ def run_units(
     finished: Finished = _quiet,
 ) -> list[Outcome]:
     """Run every unit; one outcome per unit, in the units' order."""
-    if executor not in EXECUTORS:
-        raise SubclassbenchError(f"unknown executor '{executor}'; use local or ray")
+    check_executor(executor)
     if executor == "ray":
         return _run_ray(units, ray or RayOptions(), scheduled, finished)
     return _run_local(units, announce, finished)

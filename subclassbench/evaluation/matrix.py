@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from subclassbench.core import safeyaml
-from subclassbench.core.executor import EXECUTORS, Call, Outcome, RayOptions, Unit, run_units
+from subclassbench.core.executor import Call, Outcome, RayOptions, Unit, check_executor, run_units
 from subclassbench.core.progress import counted, stage
 from subclassbench.errors import SubclassbenchError
 
@@ -242,8 +242,7 @@ def run_matrix(
     progress: bool = False,
 ) -> MatrixReport:
     """Run every cell (``progress``: a stage line per cell step and per finished cell, on stderr)."""
-    if executor not in EXECUTORS:
-        raise SubclassbenchError(f"unknown executor '{executor}'; use local or ray")
+    check_executor(executor)
     if n_shards < 1:
         raise SubclassbenchError("--shards must be ≥ 1")
     from subclassbench.encoders.base import EncoderSpec

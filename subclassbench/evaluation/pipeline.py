@@ -268,7 +268,7 @@ def _score(
             entry["flags"] = flags
     samples = SampleOutputs([f.name for f in first], evaluation.superclass, evaluation.subclass)
     inputs = ScoringInputs(
-        task, evaluation, splits, prepared.extra_splits, features, prepared.layers, trained_on(prepared.encoder),
+        task, evaluation, splits, prepared.extra_splits, features, prepared.layers, prepared.encoder.card,
         notes, device, progress, pool,
     )  # fmt: skip
     scored = Scored(per_layer, {}, samples)
@@ -281,18 +281,6 @@ def _score(
     for run in runs:
         run.finish(scored)
     return per_layer, scored.summary, samples
-
-
-def trained_on(encoder: Encoder) -> set[tuple[str, str]] | None:
-    """The (dataset, class) pairs an encoder's training covered, when its card names the task; else None."""
-    card = encoder.card or {}
-    name = card.get("task")
-    if not isinstance(name, str):
-        return None
-    try:
-        return load_task(name, by_name_only=True).class_keys()
-    except SubclassbenchError:
-        return None
 
 
 def degenerate_flags(features: np.ndarray | Rows) -> list[str]:

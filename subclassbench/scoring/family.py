@@ -54,7 +54,7 @@ class ScoringInputs:
     extra_splits: dict[str, SplitData]  # the sets of :meth:`MetricFamily.load_extra_splits`
     features: dict[str, list[LayerFeatures]]  # split (or extra set) → the layers' features, in layer order
     layers: list[str]
-    trained_on: set[tuple[str, str]] | None  # the (dataset, class) pairs the encoder was trained on, if known
+    encoder_card: dict[str, Any] | None  # the encoder's model card (what it was trained on), if it has one
     notes: list[str]
     device: str
     progress: bool

@@ -8,6 +8,8 @@ clusterability family's units run in the worker pool.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from subclassbench.core.progress import stage
@@ -49,6 +51,17 @@ def check_ood_sets(task: Task, named_data: dict[str, str] | None) -> list[tuple[
                 )
         out.append((ood, ood_task))
     return out
+
+
+def trained_on(card: dict[str, Any] | None) -> set[tuple[str, str]] | None:
+    """The (dataset, class) pairs an encoder's training covered, when its card names the task; else None."""
+    name = (card or {}).get("task")
+    if not isinstance(name, str):
+        return None
+    try:
+        return load_task(name, by_name_only=True).class_keys()
+    except SubclassbenchError:
+        return None
 
 
 class Transfer(MetricFamily):
@@ -121,7 +134,7 @@ class _TransferRun(FamilyRun):
             pred = np.stack([t.predictions[name] for t in self.transferred])
             scored.samples.probes[name] = ProbeSamples(np.asarray(test_set.labels, dtype=np.int64), pred)
         detail = summarize_transfer(self.inputs.layers, [e[Transfer.name] for e in scored.per_layer], self.plan)
-        seen = self.inputs.trained_on
+        seen = trained_on(self.inputs.encoder_card)
         ood_tasks = {data.task.name: data.task for data in self.inputs.extra_splits.values()}
         for entry in detail["ood_sets"]:
             entry["seen_in_training"] = None if seen is None else bool(seen & ood_tasks[entry["task"]].class_keys())

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from subclassbench.core import safeyaml
-from subclassbench.core.executor import EXECUTORS, Call, Outcome, RayOptions, Unit, run_units
+from subclassbench.core.executor import Call, Outcome, RayOptions, Unit, check_executor, run_units
 from subclassbench.core.progress import counted, stage
 from subclassbench.errors import SubclassbenchError
 
@@ -215,8 +215,7 @@ def train_runs(
     ``num_cpus``/``num_gpus`` size a local Ray cluster (default: what the machine has)."""
     from subclassbench.evaluation.request import check_device
 
-    if executor not in EXECUTORS:
-        raise SubclassbenchError(f"unknown executor '{executor}'; use local or ray")
+    check_executor(executor)
     if threads < 1:
         raise SubclassbenchError("--threads must be ≥ 1")
     if gpus_per_task < 0 or (gpus_per_task > 0 and executor != "ray"):

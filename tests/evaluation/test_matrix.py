@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -57,16 +56,6 @@ def test_bad_matrix_files(tmp_path):
     models, tasks = write_matrix(tmp_path)
     bad = runner.invoke(app, ["run", "--models", str(models), "--tasks", str(tasks), "--executor", "spark"])
     assert bad.exit_code == 2 and "unknown executor" in bad.output
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """One local Ray cluster for this file's Ray tests (starting one costs more than the tests): 2 CPUs and
-    2 GPUs that Ray is told about (logical resources), so GPU placement is exercised on a CPU machine."""
-    ray = pytest.importorskip("ray", reason="optional extra: pip install 'subclassbench[ray]'")
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
 
 
 def test_result_paths_of_different_cells_differ(tmp_path):
