@@ -41,7 +41,6 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._providers = providers
-        self._providers_imported = False
         self._loaded = False
         self.plugin_group = plugin_group
         self._plugin_type = plugin_type
@@ -49,9 +48,6 @@ class Registry(Generic[T]):
         self.plugins: dict[str, str] = {}  # entry name → "distribution==version" of the plug-ins loaded
 
     def register(self, name: str, entry: T) -> T:
-        # The providers' entries come first, whoever registers first: the order of the built-in entries is
-        # fixed (results record families in it), and later entries follow them.
-        self._import_providers()
         if name in self._entries:
             raise ValueError(f"{self.kind} '{name}' is registered twice")
         self._entries[name] = entry
@@ -61,19 +57,13 @@ class Registry(Generic[T]):
         if self._loaded:
             return
         self._loaded = True
-        self._import_providers()
+        for module in self._providers:
+            importlib.import_module(module)
         if self.plugin_group is not None:
             # Built-in names win: an installed package cannot change what builtin: or timm: mean.
             for point in metadata.entry_points(group=self.plugin_group):
                 if point.name not in self._entries and PLUGIN_NAME.fullmatch(point.name):
                     self._pending.setdefault(point.name, point)
-
-    def _import_providers(self) -> None:
-        if self._providers_imported:
-            return
-        self._providers_imported = True  # before the imports: the providers' own register() calls land here
-        for module in self._providers:
-            importlib.import_module(module)
 
     def refresh_plugins(self) -> None:
         """Look for newly installed plug-ins again (entry points are read once per process otherwise)."""
