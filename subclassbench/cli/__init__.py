@@ -14,7 +14,7 @@ import importlib
 import itertools
 import sys
 from collections.abc import Callable
-from typing import Annotated, ParamSpec, TypedDict, TypeVar
+from typing import Annotated, Any, ParamSpec, TypedDict, TypeVar
 
 import typer
 
@@ -111,6 +111,34 @@ def named_paths(
     return out
 
 
+def _scalar(text: str) -> Any:
+    """A command-line value as the number, true/false/none or string it spells."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def assignments(items: list[str] | None, option: str, example: str) -> dict[str, Any] | None:
+    """Repeated ``KEY=VALUE`` option values → {key: value}, numbers and true/false parsed; each key once."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key or not value:
+            raise SubclassbenchError(f"{option} needs KEY=VALUE (e.g. {option} {example}), got '{item}'")
+        if key in out:
+            raise SubclassbenchError(f"{option} sets '{key}' twice; give each once")
+        out[key] = value if "," in value else _scalar(value)
+    return out or None
+
+
 # Options that evaluate, extract and score share (the cache key is built from the same request fields).
 ModelOption = Annotated[str, typer.Option(help="Encoder spec: builtin:ARCH[.TAG], timm:NAME, open_clip:ARCH[@TAG].")]
 TaskOption = Annotated[str, typer.Option(help="Task name (see `subclassbench tasks`) or task file path.")]
@@ -119,6 +147,23 @@ WeightsOption = Annotated[
     typer.Option(
         help="Weights file: .safetensors, a torch checkpoint or a `train` run folder. "
         "[default: the spec's own: a packaged tag, pretrained timm/open_clip weights]"
+    ),
+]
+ModelArgOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-arg",
+        help="A constructor argument of the model, KEY=VALUE (repeatable), e.g. --model-arg pad_type=same "
+        "(timm) or --model-arg norm=gn (builtin). Recorded in the result.",
+    ),
+]
+PreprocessOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--preprocess",
+        help="Replace a field of the encoder's preprocessing, KEY=VALUE (repeatable): mean, std (one value or "
+        "one per channel, comma-separated), input_size (SIZE or H,W), interpolation (bilinear, bicubic), "
+        "crop_pct. Recorded in the result.",
     ),
 ]
 DataOption = Annotated[

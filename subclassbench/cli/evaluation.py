@@ -18,8 +18,10 @@ from subclassbench.cli import (
     DtypeOption,
     LayersOption,
     LimitOption,
+    ModelArgOption,
     ModelOption,
     OodDataOption,
+    PreprocessOption,
     QuietOption,
     RayAddressOption,
     RayCpusOption,
@@ -29,6 +31,7 @@ from subclassbench.cli import (
     WeightsOption,
     WorkersOption,
     app,
+    assignments,
     cache_app,
     named_paths,
     split_list,
@@ -81,11 +84,15 @@ def _request(
     cache_dir: str | None,
     quiet: bool,
     ood_data: list[str] | None = None,
+    model_arg: list[str] | None = None,
+    preprocess: list[str] | None = None,
     **extra: Any,
 ) -> EvaluationRequest:
     from subclassbench.evaluation.request import EvaluationRequest
 
     return EvaluationRequest(
+        model_args=assignments(model_arg, "--model-arg", "pad_type=same"),
+        preprocess=assignments(preprocess, "--preprocess", "mean=0.5"),
         ood_data=named_paths(ood_data, "--ood-data", "an OOD set of the task and its data") or None,
         model=model,
         task=task,
@@ -108,6 +115,8 @@ def evaluate(
     model: ModelOption = DEFAULT_MODEL,
     task: TaskOption = "digits-5",
     weights: WeightsOption = None,
+    model_arg: ModelArgOption = None,
+    preprocess: PreprocessOption = None,
     data: DataOption = None,
     ood_data: OodDataOption = None,
     layers: LayersOption = None,
@@ -163,6 +172,8 @@ def evaluate(
         cache_dir,
         quiet,
         ood_data,
+        model_arg,
+        preprocess,
         pretrained=not random_init,
         image_preprocessing=image_preprocessing,
         cache="off" if no_cache else "use",
@@ -189,6 +200,8 @@ def extract(
     model: ModelOption = DEFAULT_MODEL,
     task: TaskOption = "digits-5",
     weights: WeightsOption = None,
+    model_arg: ModelArgOption = None,
+    preprocess: PreprocessOption = None,
     data: DataOption = None,
     ood_data: OodDataOption = None,
     layers: LayersOption = None,
@@ -219,7 +232,7 @@ def extract(
     part = None if shard is None else parse_shard(shard)
     request = _request(
         model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet, ood_data,
-        limit=limit, dtype=dtype, channels_last=channels_last, workers=workers, decoder=decoder,
+        model_arg, preprocess, limit=limit, dtype=dtype, channels_last=channels_last, workers=workers, decoder=decoder,
     )  # fmt: skip
     stats = run(request, shard=part)
     typer.echo(f"{model} on {task}{f' shard {shard}' if shard else ''}: {stats.misses} extracted, {stats.hits} cached")
@@ -231,6 +244,8 @@ def score(
     model: ModelOption = DEFAULT_MODEL,
     task: TaskOption = "digits-5",
     weights: WeightsOption = None,
+    model_arg: ModelArgOption = None,
+    preprocess: PreprocessOption = None,
     data: DataOption = None,
     ood_data: OodDataOption = None,
     layers: LayersOption = None,
@@ -268,8 +283,8 @@ def score(
 
     request = _request(
         model, task, weights, data, layers, split, metrics, batch_size, device, cache_dir, quiet, ood_data,
-        cache="only", n_shards=shards, bootstrap=bootstrap, limit=limit, dtype=dtype, channels_last=channels_last,
-        decoder=decoder, score_workers=score_workers,
+        model_arg, preprocess, cache="only", n_shards=shards, bootstrap=bootstrap, limit=limit, dtype=dtype,
+        channels_last=channels_last, decoder=decoder, score_workers=score_workers,
     )  # fmt: skip
     result, path = evaluate_to_file(request, out, force)
     _report(result, path, quiet, header=False)

@@ -47,6 +47,11 @@ def stage(message: str, enabled: bool = True) -> None:
         tqdm.write(message, file=sys.stderr)
 
 
+def warn(message: str) -> None:
+    """A ``warning:`` line on stderr, whatever the progress mode: it is about the numbers, not the progress."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def bar(total: int | None, desc: str, unit: str, enabled: bool = True, **options: Any) -> tqdm[Any]:
     """A tqdm bar on stderr, drawn only on a terminal; ``options`` go to tqdm (``iterable``, ``initial``, …).
 

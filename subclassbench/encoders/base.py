@@ -36,6 +36,7 @@ from subclassbench.core.registry import Registry
 from subclassbench.encoders.hub import check_revision
 from subclassbench.encoders.layers import MIN_LAYERS
 from subclassbench.encoders.preprocessing import Preprocessing
+from subclassbench.encoders.weights import metadata_mismatches, weights_metadata
 from subclassbench.errors import SubclassbenchError
 
 EMBEDDING = "embedding"
@@ -65,6 +66,19 @@ class Encoder:
     # Layers found by discover_layers (timm, OpenCLIP), not declared by the architecture (builtins, whose
     # declared list may rightly be just the embedding: the identity / raw-pixel baseline).
     discovered: bool = False
+    # Constructor arguments the model was built with (builtin switches such as ``norm``, timm's ``pad_type``):
+    # they decide the features, so they key the cache and are recorded. None: a model card's, if any.
+    arch_kwargs: dict[str, Any] | None = None
+    # The preprocessing fields a user replaced (``--preprocess``), recorded beside the preprocessing itself.
+    preprocessing_overrides: dict[str, Any] = field(default_factory=dict)
+    # What the loader noticed but could not fix (weights metadata that disagrees with the run): printed and noted.
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def constructor_args(self) -> dict[str, Any]:
+        if self.arch_kwargs is not None:
+            return dict(self.arch_kwargs)
+        return dict((self.card or {}).get("arch_kwargs") or {})
 
     @property
     def layer_names(self) -> list[str]:
@@ -120,7 +134,7 @@ class Encoder:
             "spec": self.spec,
             "pretrained": self.pretrained,
             "weights_sha256": weights_sha256,
-            "arch_kwargs": (self.card or {}).get("arch_kwargs") or {},
+            "arch_kwargs": self.constructor_args,
             "hub_library": source.hub_library(self.pretrained, weights_sha256),
         }
         plugin = ENCODER_SOURCES.plugins.get(self.source)
@@ -131,19 +145,28 @@ class Encoder:
     def info(self) -> dict[str, Any]:
         """The result's ``encoder`` record."""
         plugin = ENCODER_SOURCES.plugins.get(self.source)
-        return ({"plugin": plugin} if plugin else {}) | {
-            "spec": self.spec,
-            "source": self.source,
-            "arch": self.arch,
-            "tag": self.tag,
-            "pretrained": self.pretrained,
-            "weights": None if self.weights is None else dict(self.weights),
-            "n_params": self.n_params,
-            "preprocessing": self.preprocessing.to_dict(),
-            "prefix_tokens": self.prefix_tokens,
-            "arch_kwargs": (self.card or {}).get("arch_kwargs") or {},
-            "layers": self.layer_names,
-        }
+        overrides = self.preprocessing_overrides
+        return (
+            ({"plugin": plugin} if plugin else {})
+            | {
+                "spec": self.spec,
+                "source": self.source,
+                "arch": self.arch,
+                "tag": self.tag,
+                "pretrained": self.pretrained,
+                "weights": None if self.weights is None else dict(self.weights),
+                "n_params": self.n_params,
+                "preprocessing": self.preprocessing.to_dict(),
+                "prefix_tokens": self.prefix_tokens,
+                "arch_kwargs": self.constructor_args,
+                "layers": self.layer_names,
+            }
+            | ({"preprocessing_overrides": _jsonable(overrides)} if overrides else {})
+        )
+
+
+def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in fields.items()}
 
 
 @dataclass(frozen=True)
@@ -210,6 +233,8 @@ class EncoderSource:
     takes_vectors: bool = False
     # Whether its weights come with model cards (packaged tags, `subclassbench train` folders).
     model_cards: bool = False
+    # Whether ``--model-arg KEY=VALUE`` reaches the model's constructor (builtin switches, timm kwargs).
+    constructor_args: bool = False
     usage: str = ""
 
     def hub_library(self, pretrained: bool, weights_sha256: str | None) -> str | None:
@@ -234,12 +259,16 @@ def load_encoder(
     pretrained: bool = True,
     arch_kwargs: dict[str, Any] | None = None,
     init_seed: int = 0,
+    preprocess: dict[str, Any] | None = None,
 ) -> Encoder:
     """Build an encoder from a spec; ``sample_shape`` is the task's native C×H×W (or D).
 
-    ``arch_kwargs`` are builtin architecture switches (e.g. ``norm``); a model
-    card next to the weights supplies them too. Models are built under
-    ``torch.manual_seed(init_seed)``, so random-init encoders are reproducible.
+    ``arch_kwargs`` are constructor arguments: builtin architecture switches
+    (e.g. ``norm``; a model card next to the weights supplies them too) or a
+    timm model's (e.g. ``pad_type="same"``). ``preprocess`` replaces fields of
+    the encoder's own preprocessing (mean, std, input_size, interpolation,
+    crop_pct). Models are built under ``torch.manual_seed(init_seed)``, so
+    random-init encoders are reproducible.
     """
     parsed = EncoderSpec.parse(spec)
     source = ENCODER_SOURCES.get(parsed.source)
@@ -249,6 +278,19 @@ def load_encoder(
             "use builtin:mlp or builtin:identity"
         )
     torch.manual_seed(init_seed)
+    if arch_kwargs and not source.constructor_args:
+        raise SubclassbenchError(
+            f"{parsed.source}: models take no constructor arguments here; drop --model-arg "
+            f"({', '.join(sorted(arch_kwargs))})"
+        )
     encoder = source.load(LoadRequest(parsed, weights, sample_shape, num_classes, pretrained, arch_kwargs or {}))
+    if preprocess:
+        encoder.preprocessing = encoder.preprocessing.with_overrides(preprocess)
+        encoder.preprocessing_overrides = {key: getattr(encoder.preprocessing, key) for key in sorted(preprocess)}
+    if encoder.weights is not None and encoder.weights.get("path"):
+        metadata = weights_metadata(encoder.weights["path"])
+        encoder.warnings.extend(
+            metadata_mismatches(metadata, encoder.spec, encoder.preprocessing.to_dict(), encoder.constructor_args)
+        )
     encoder.model.eval()
     return encoder

@@ -136,13 +136,16 @@ def _load_builtin(request: LoadRequest) -> Encoder:
     input_size = info.input_size
     if not vector_model and input_size[1] == 0:
         input_size = (input_size[0], shape[-2] if len(shape) == 3 else 32, shape[-1] if len(shape) == 3 else 32)
+    switches = {
+        **architectures.check_switches(parsed.name, (card or {}).get("arch_kwargs") or {}),
+        **architectures.check_switches(parsed.name, request.arch_kwargs),
+    }
     kwargs: dict[str, Any] = {
         "num_classes": request.num_classes,
         "in_features": int(np.prod(shape if vector_model else input_size)),
         "in_chans": input_size[0] or 1,
         "img_size": input_size[1] or 32,
-        **architectures.check_switches(parsed.name, (card or {}).get("arch_kwargs") or {}),
-        **architectures.check_switches(parsed.name, request.arch_kwargs),
+        **switches,
     }
     meta = None
     if weights is not None:
@@ -181,6 +184,7 @@ def _load_builtin(request: LoadRequest) -> Encoder:
         weights=meta,
         pretrained=weights is not None,
         card=card,
+        arch_kwargs=switches,
     )
 
 
@@ -192,6 +196,7 @@ ENCODER_SOURCES.register(
         random_init=False,
         takes_vectors=True,
         model_cards=True,
+        constructor_args=True,
         usage="builtin:<arch>[.<tag>]    reference architectures; a tag names packaged weights",
     ),
 )

@@ -9,11 +9,18 @@ whole batches, so it adds little to a forward pass.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from subclassbench.errors import SubclassbenchError
+
+INTERPOLATIONS = ("bilinear", "bicubic")
+OVERRIDABLE = ("mean", "std", "input_size", "interpolation", "crop_pct")
+MAX_INPUT_SIZE = 4096  # pixels per side: anything larger is a typo, and would exhaust memory
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,58 @@ class Preprocessing:
         data["std"] = list(self.std)
         return data
 
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Preprocessing:
+        """This preprocessing with some fields replaced (``--preprocess KEY=VALUE``), each value checked.
+
+        ``input_size`` may be one side (square), H×W or C×H×W; ``mean`` and ``std``
+        one value for every channel or one per channel.
+        """
+        unknown = sorted(set(overrides) - set(OVERRIDABLE))
+        if unknown:
+            raise SubclassbenchError(
+                f"unknown preprocessing field '{unknown[0]}'; use {', '.join(OVERRIDABLE)} (e.g. --preprocess mean=0.5)"
+            )
+        if self.input_size is None:
+            raise SubclassbenchError("this encoder takes vectors; --preprocess applies to image encoders")
+        fields: dict[str, Any] = dict(overrides)
+        channels = self.input_size[0]
+        if "input_size" in fields:
+            size = _numbers("input_size", fields["input_size"], integers=True)
+            if len(size) not in (1, 2, 3) or any(not 0 < v <= MAX_INPUT_SIZE for v in size):
+                raise SubclassbenchError(
+                    f"--preprocess input_size must be 1 to 3 sizes between 1 and {MAX_INPUT_SIZE} (SIZE, H,W or "
+                    f"C,H,W), got {fields['input_size']}"
+                )
+            if len(size) == 3 and size[0] not in (1, 3):
+                raise SubclassbenchError(f"--preprocess input_size: {int(size[0])} channels; use 1 or 3")
+            spatial = [int(v) for v in (size * 2 if len(size) == 1 else size[-2:])]
+            channels = int(size[0]) if len(size) == 3 else channels
+            fields["input_size"] = (channels, spatial[0], spatial[1])
+        for key in ("mean", "std"):
+            if key in fields:
+                values = _numbers(key, fields[key])
+                if len(values) == 1:
+                    values = values * channels
+                if len(values) != channels or (key == "std" and any(v <= 0 for v in values)):
+                    wanted = "positive " if key == "std" else ""
+                    raise SubclassbenchError(
+                        f"--preprocess {key} needs one {wanted}value or {channels} {wanted}values (one per channel), "
+                        f"got {fields[key]}"
+                    )
+                fields[key] = tuple(values)
+        if "interpolation" in fields and fields["interpolation"] not in INTERPOLATIONS:
+            raise SubclassbenchError(
+                f"--preprocess interpolation must be {' or '.join(INTERPOLATIONS)}, got {fields['interpolation']!r}"
+            )
+        if "crop_pct" in fields:
+            crop = _numbers("crop_pct", fields["crop_pct"])
+            if len(crop) != 1 or not 0.05 <= crop[0] <= 1:
+                raise SubclassbenchError(
+                    f"--preprocess crop_pct must be one number in [0.05, 1], got {fields['crop_pct']}"
+                )
+            fields["crop_pct"] = crop[0]
+        return replace(self, **fields)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_size is None or x.ndim != 4:
             return x
@@ -43,6 +102,24 @@ class Preprocessing:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
+
+
+def _numbers(key: str, value: Any, integers: bool = False) -> list[float]:
+    """A number, a list of numbers or a comma-separated string of them; finite, and whole where ``integers``."""
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list | tuple) else [value]
+    out = []
+    for item in items:
+        try:
+            number = float(item.strip()) if isinstance(item, str) else float(item)
+        except (TypeError, ValueError):
+            raise SubclassbenchError(f"--preprocess {key} takes numbers, got {value!r}") from None
+        if isinstance(item, bool) or not math.isfinite(number) or (integers and number != int(number)):
+            kind = "whole numbers" if integers else "finite numbers"
+            raise SubclassbenchError(f"--preprocess {key} takes {kind}, got {value!r}")
+        out.append(number)
+    if not out:
+        raise SubclassbenchError(f"--preprocess {key} needs a value")
+    return out
 
 
 def _adapt_channels(x: torch.Tensor, channels: int) -> torch.Tensor:

@@ -23,6 +23,58 @@ class TimmClassifier(Protocol):
 
 
 TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # what timm reads from a hub repository, in order
+# Constructor arguments that would change where weights come from or what the model returns: not a user's to set.
+RESERVED_ARGS = frozenset(
+    {"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir", "features_only",
+     "out_indices", "feature_cfg", "model_name"}
+)  # fmt: skip
+MAX_ARGS = 32
+
+
+def check_constructor_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """``--model-arg`` values for ``timm.create_model``: identifiers mapped to plain scalars (or lists of them)."""
+    if len(args) > MAX_ARGS:
+        raise SubclassbenchError(f"{len(args)} --model-arg values; at most {MAX_ARGS}")
+    for key, value in args.items():
+        if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
+            raise SubclassbenchError(f"--model-arg name {key!r} is not a keyword argument name; use KEY=VALUE")
+        if key in RESERVED_ARGS:
+            raise SubclassbenchError(
+                f"--model-arg {key} is set by subclassbench (weights come from --weights or the spec); drop it"
+            )
+        items = value if isinstance(value, list) else [value]
+        if not all(item is None or isinstance(item, str | int | float | bool) for item in items):
+            raise SubclassbenchError(f"--model-arg {key} must be a number, string, true/false or a list of them")
+    return dict(args)
+
+
+def _build(timm: Any, name: str, pretrained: bool, args: dict[str, Any], overlay: dict[str, Any]) -> Any:
+    try:
+        return timm.create_model(name, pretrained=pretrained, **args, **overlay)
+    except TypeError as exc:  # a constructor argument this model does not take
+        raise SubclassbenchError(
+            f"timm:{name} does not take the constructor argument(s) {', '.join(sorted(args))} "
+            f"({first_line(exc, 100)}); check --model-arg"
+        ) from None
+
+
+def _with_untrained_residuals(timm: Any, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments for a random-init model whose residual branches are not zeroed.
+
+    timm's ResNets (and a few others) zero-initialise each block's last
+    normalisation (``zero_init_last``), which makes every untrained block an
+    identity map: consecutive layers are then equal, and an "untrained"
+    baseline measures the stem alone. Random-init models are built with
+    ``zero_init_last=False`` where the model has that switch; the result
+    records it among the constructor arguments.
+    """
+    if "zero_init_last" in args:
+        return args
+    with torch.random.fork_rng():  # the probe must not move the seeded initialisation of the real model
+        probe = _build(timm, name, False, args, {})
+    if any(callable(getattr(module, "zero_init_last", None)) for module in probe.modules()):
+        return {**args, "zero_init_last": False}
+    return args
 
 
 def _timm_hub_files(timm: Any, name: str, revision: str | None) -> HubFiles | None:
@@ -53,6 +105,7 @@ def _load_timm(request: LoadRequest) -> Encoder:
         )
     meta = weights_record(weights)
     check_one_weights_source(parsed, meta)
+    args = check_constructor_args(name, request.arch_kwargs)
     kwargs: dict[str, Any] = {}
     if meta is None and pretrained:
         hub_files = _timm_hub_files(timm, name, parsed.revision)
@@ -60,10 +113,15 @@ def _load_timm(request: LoadRequest) -> Encoder:
             meta = hub_files.record()
             kwargs["pretrained_cfg_overlay"] = {"file": str(hub_files.main_file)}
     elif meta is not None:
+        # timm reads the file: safetensors, or a torch checkpoint with weights_only=True (no pickled code runs).
         kwargs["pretrained_cfg_overlay"] = {"file": meta["path"]}
         pretrained = True
+    if not pretrained:
+        args = _with_untrained_residuals(timm, name, args)
     try:
-        model = timm.create_model(name, pretrained=pretrained, **kwargs)
+        model = _build(timm, name, pretrained, args, kwargs)
+    except SubclassbenchError:
+        raise
     except Exception as exc:  # hub errors, missing files, mismatched checkpoints
         first = first_line(exc, 120)
         raise SubclassbenchError(
@@ -97,6 +155,7 @@ def _load_timm(request: LoadRequest) -> Encoder:
         channels_last_maps=getattr(model, "output_fmt", "NCHW") == "NHWC",
         weights=meta,
         pretrained=pretrained,
+        arch_kwargs=args,
     )
 
 
@@ -107,6 +166,7 @@ ENCODER_SOURCES.register(
         _load_timm,
         hub_distribution="timm",
         revisions=True,
+        constructor_args=True,
         usage="timm:<model>[.<tag>]       any timm model (pretrained weights local/online, or --weights)",
     ),
 )

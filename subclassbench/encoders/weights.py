@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -86,3 +87,73 @@ def check_one_weights_source(parsed: Any, meta: dict[str, Any] | None) -> None:
     """A weights file and a pinned hub revision cannot both name the weights."""
     if parsed.revision and meta is not None:
         raise SubclassbenchError(f"{parsed}: --weights FILE and a pinned @revision both name the weights; drop one")
+
+
+# Keys of a safetensors file's metadata that describe how its weights must be used, and what they are checked
+# against: the spec, the preprocessing, or the model's constructor arguments. Other keys (e.g. "format") are
+# not claims about the run and are left alone.
+METADATA_PREPROCESSING = ("mean", "std", "input_size", "interpolation", "crop_pct")
+METADATA_CONSTRUCTOR = ("pad_type", "num_classes", "in_chans")
+MAX_HEADER_BYTES = 100 << 20  # safetensors caps its own header at 100 MB
+
+
+def weights_metadata(path: str | Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file (empty for other formats or files without it)."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as handle:  # the header's declared length is bounded before it is read
+            length = int.from_bytes(handle.read(8), "little")
+            if length > MAX_HEADER_BYTES:
+                return {}
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}  # not readable as safetensors: reading the weights themselves reports it
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict):
+        return {}
+    return {str(k): v for k, v in metadata.items() if isinstance(v, str)}
+
+
+def _same_numbers(claimed: str, used: Any) -> bool:
+    """``"0.5,0.5,0.5"`` (or one value for every channel, or H,W against C×H×W) equals ``used``."""
+    try:
+        numbers = [float(part) for part in claimed.split(",") if part.strip()]
+    except ValueError:
+        return False
+    values = [float(v) for v in (used if isinstance(used, list | tuple) else [used])]
+    if len(numbers) == 1 and len(values) > 1 and len(set(values)) == 1:
+        numbers = numbers * len(values)
+    if len(numbers) == 2 and len(values) == 3:  # H,W claimed against C,H,W used
+        values = values[1:]
+    return len(numbers) == len(values) and all(abs(a - b) <= 1e-6 for a, b in zip(numbers, values, strict=True))
+
+
+def metadata_mismatches(
+    metadata: dict[str, str], spec: str, preprocessing: dict[str, Any], constructor_args: dict[str, Any]
+) -> list[str]:
+    """One sentence per claim of a weights file's metadata that this run does not follow, naming the fix."""
+    out = []
+    arch = metadata.get("arch")
+    if arch is not None and arch not in (spec, spec.partition("@")[0], spec.partition("@")[0].partition(":")[2]):
+        out.append(f"the weights file says it is for {arch}, but the model is {spec}; check --model")
+    for key in METADATA_PREPROCESSING:
+        if key not in metadata or preprocessing.get(key) is None:
+            continue
+        used = preprocessing[key]
+        same = metadata[key] == str(used) if key == "interpolation" else _same_numbers(metadata[key], used)
+        if not same:
+            shown = ",".join(f"{v:g}" for v in used) if isinstance(used, list | tuple) else used
+            out.append(
+                f"the weights file says {key} {metadata[key]}, but this run uses {shown}; "
+                f"pass --preprocess {key}={metadata[key]} if the file is right"
+            )
+    for key in METADATA_CONSTRUCTOR:
+        if key in metadata and str(constructor_args.get(key, "")) != metadata[key]:
+            used = constructor_args.get(key, "the model's default")
+            out.append(
+                f"the weights file says {key} {metadata[key]}, but the model was built with {key} {used}; "
+                f"pass --model-arg {key}={metadata[key]} if the file is right"
+            )
+    return out

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from subclassbench.core.files import check_writable_folder
-from subclassbench.core.progress import stage
+from subclassbench.core.progress import stage, warn
 from subclassbench.core.workerpool import WorkerPool
 from subclassbench.encoders.base import Encoder, EncoderSpec, load_encoder
 from subclassbench.encoders.preprocessing import Preprocessing
@@ -38,9 +39,7 @@ from subclassbench.tasks.task import SplitData, Task, load_task
 NAMED_DATA_UNUSED = "--ood-data feeds the transfer metrics' OOD sets; drop it or run transfer too"
 
 
-def _load_splits(
-    task: Task, request: EvaluationRequest, families: list[str], notes: list[str]
-) -> dict[str, SplitData]:
+def _load_splits(task: Task, request: EvaluationRequest, families: list[str], notes: list[str]) -> dict[str, SplitData]:
     """The evaluation split, then each family's splits (the validation split for layer commitment, the train
     split for reconstruction accuracy and the probes).
 
@@ -97,15 +96,23 @@ def _with_decoder(splits: dict[str, SplitData], decoder: str) -> dict[str, Split
 def _encoder(request: EvaluationRequest, sample_shape: tuple[int, ...], n_superclasses: int) -> Encoder:
     """The request's encoder: built from its spec, or its own module wrapped."""
     if request.module is None:
-        if request.preprocess is not None or request.embed is not None:
-            raise SubclassbenchError("preprocess= and embed= apply to a model passed as an nn.Module; drop them")
+        if request.embed is not None:
+            raise SubclassbenchError("embed= applies to a model passed as an nn.Module; drop it")
+        if request.preprocess is not None and not isinstance(request.preprocess, Mapping):
+            raise SubclassbenchError(
+                "preprocess= for a model spec is a mapping of the fields to change, e.g. {'mean': 0.5, 'std': 0.5}"
+            )
         return load_encoder(
             request.model,
             weights=request.weights,
             sample_shape=sample_shape,
             num_classes=n_superclasses,
             pretrained=request.pretrained,
+            arch_kwargs=request.model_args,
+            preprocess=dict(request.preprocess) if request.preprocess else None,
         )
+    if request.model_args:
+        raise SubclassbenchError("model_args= applies to specs; build your module with its arguments instead")
     from subclassbench.encoders.module import wrap_module
 
     if request.weights is not None:
@@ -120,18 +127,31 @@ UPSAMPLING_NOTED = 2.0  # an encoder reading the task's images at more than twic
 
 
 def _upsampling_note(evaluation: SplitData, preprocessing: Preprocessing) -> str | None:
-    """A note when the encoder's input size blows the task's images up (8-px digits into a 224-px ViT):
-    the numbers then describe interpolated pixels, which a reader should know."""
-    native, size = evaluation.images.sample_shape, preprocessing.input_size
-    if size is None or len(native) != 3 or evaluation.decoding is not None:  # encoded images: decoded to size
+    """A note when the encoder's input size blows the task's images up (8-px digits into a 224-px ViT, 64-px
+    Tiny ImageNet photographs into a 224-px CNN): the numbers then describe interpolated pixels.
+
+    The native size is the task's declared image size for encoded images (files are decoded to it, or
+    straight to the encoder's size with ``--image-preprocessing encoder``), else the stored samples' size.
+    """
+    size = preprocessing.input_size
+    declared = evaluation.task.data.get("image_shape")
+    native = tuple(declared) if evaluation.decoding is not None and declared else evaluation.images.sample_shape
+    if size is None or len(native) != 3:
         return None
-    factor = max(size[1] / native[1], size[2] / native[2])
+    # The encoder's resize: its shorter side to size / crop_pct, then a centre crop to its input (timm's eval
+    # transform). Without a crop, a straight resize to the input.
+    resized = math.floor(max(size[1:]) / preprocessing.crop_pct)
+    factor = resized / min(native[1], native[2])
     if factor <= UPSAMPLING_NOTED:
         return None
-    return (
-        f"images upsampled {factor:.1f}x, from {native[1]}x{native[2]} to the encoder's {size[1]}x{size[2]} input; "
-        "numbers describe interpolated images"
+    target = (
+        f"{resized}x{resized}, centre-cropped to the encoder's {size[1]}x{size[2]} input "
+        f"(crop_pct {preprocessing.crop_pct:g})"
+        if resized != max(size[1:])
+        else f"the encoder's {size[1]}x{size[2]} input"
     )
+    scale = f"images upsampled {factor:.1f}x, from {native[1]}x{native[2]} to {target}"
+    return f"{scale}; numbers describe interpolated images"
 
 
 def prepare(request: EvaluationRequest) -> Prepared:
@@ -150,6 +170,9 @@ def prepare(request: EvaluationRequest) -> Prepared:
     evaluation = next(iter(splits.values()))
     stage(f"loading encoder {request.model}", request.progress)
     encoder = _encoder(request, evaluation.images.sample_shape, len(task.superclasses))
+    for warning in encoder.warnings:
+        warn(warning)
+        notes.append(f"warning: {warning}")
     if request.image_preprocessing == "encoder":
         splits = _encoder_decoding(splits, encoder.preprocessing)
         evaluation = next(iter(splits.values()))

@@ -26,7 +26,6 @@ MAX_SCORE_WORKERS = 256
 IMAGE_PREPROCESSING = ("task", "encoder")
 
 
-
 @dataclass
 class EvaluationRequest:
     model: str = DEFAULT_MODEL
@@ -58,8 +57,11 @@ class EvaluationRequest:
     decoder: str = "pil"  # encoded images: "pil" (the reference) or "torchvision" (on the device)
     # Processes scoring clusterability's (layer, superclass) units (1: in this process; 0: one per core).
     score_workers: int = 1
+    # Constructor arguments of a spec's model (``--model-arg``): timm kwargs such as pad_type, builtin switches.
+    model_args: dict[str, Any] | None = None
     # The Python API's own model (``model`` is then ``module:<name>``): an nn.Module, its preprocessing
     # (a Preprocessing or its fields; default: the task's samples as they come) and embedding function.
+    # For a spec, ``preprocess`` is a mapping of fields that replace the encoder's own (``--preprocess``).
     module: Any = None
     preprocess: Any = None
     embed: Any = None

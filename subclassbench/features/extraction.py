@@ -240,8 +240,9 @@ def forward_pass(
 
 # --------------------------------------------------------------------------- cached extraction
 
-# Bump when pooling or extraction changes what a cached feature matrix holds.
-FEATURE_CODE_VERSION = "1"
+# Bump when pooling or extraction changes what a cached feature matrix holds. Version 2: entries are keyed
+# by the split's images (ids, content, data block), not its labels or hierarchy.
+FEATURE_CODE_VERSION = "2"
 DTYPE = "float32"
 
 
@@ -325,7 +326,7 @@ class ExtractionContext:
 
     @cached_property
     def _split_fingerprint(self) -> str:
-        return self.split.fingerprint
+        return self.split.images_fingerprint
 
     def _extra(self, pooling: str) -> dict[str, Any]:
         return {"pooling": pooling, "task": self.split.task.name, "split_name": self.split.split}

@@ -63,6 +63,11 @@ def list_tasks() -> list[str]:
     return sorted(names)
 
 
+# Keys of a task's data block that choose or name classes but never change a sample's pixels (see
+# SplitData.images_fingerprint); a key not listed here is assumed to change them.
+HIERARCHY_ONLY_DATA = frozenset({"breeds", "excludes", "same_classes_as", "class_names"})
+
+
 @dataclass(frozen=True)
 class Subclass:
     id: int | str
@@ -218,6 +223,19 @@ class SplitData:
     @property
     def fingerprint(self) -> str:
         return sha256_text(self.task.definition_fingerprint + "\n" + self.manifest_digest)
+
+    @cached_property
+    def images_fingerprint(self) -> str:
+        """What decides the pixels an encoder sees: the task's data block, less the keys that only choose or name
+        classes, and each sample's id and content hash, in order.
+
+        Labels and the hierarchy are left out, so two tasks over the same images share cached features: a
+        shuffled control (Nguyen & Kornblith 2023) re-chunks its natural task's subclasses, and its images
+        are the same files in the same order.
+        """
+        data = {key: value for key, value in self.task.data.items() if key not in HIERARCHY_ONLY_DATA}
+        rows = zip(self.images.ids, self.images.content_hashes(), strict=False)
+        return sha256_text(sha256_json(data) + "\n" + "\n".join(f"{i}\t{h}" for i, h in rows))
 
     def record(self) -> dict[str, Any]:
         """What a result stores about this split."""

@@ -116,7 +116,10 @@ def test_preprocess_and_explicit_layers_and_embed():
         (lambda: subclassbench.evaluate(small_cnn(), preprocess={"size": 3}), "preprocess: .*use input_size"),
         (lambda: subclassbench.evaluate(small_cnn(), name="../x"), "cannot name a model"),
         (lambda: subclassbench.evaluate(small_cnn(), weights="w.safetensors"), "load the weights into your module"),
-        (lambda: subclassbench.evaluate("builtin:digits_cnn", preprocess={}), "apply to a model passed as an nn"),
+        (lambda: subclassbench.evaluate("builtin:digits_cnn", embed=len), "applies to a model passed as an nn"),
+        (lambda: subclassbench.evaluate("builtin:digits_cnn", preprocess={"size": 3}), "unknown preprocessing field"),
+        (lambda: subclassbench.evaluate("builtin:digits_cnn", preprocess={"std": 0}), "std needs one positive"),
+        (lambda: subclassbench.evaluate("builtin:digits_cnn", model_args={"bogus": 1}), "does not apply to"),
         (lambda: subclassbench.evaluate("builtin:digits_cnn", name="x"), "name= names an nn.Module"),
         (
             lambda: subclassbench.evaluate(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), **FAST),
