@@ -235,3 +235,23 @@ def test_bad_score_workers_is_one_error_line():
     assert result.exit_code == 2 and "Traceback" not in result.output
     with pytest.raises(SubclassbenchError, match="--score-workers must be between 0"):
         evaluate(EvaluationRequest(score_workers=999, progress=False))
+
+
+def test_weights_metadata_the_run_ignores_is_a_warning_and_a_note(tmp_path, capsys):
+    """A weights file that says its inputs are normalised otherwise: the run warns on stderr and the result says so."""
+    from safetensors.torch import load_file, save_file
+
+    packaged = Path(__file__).parents[2] / "subclassbench/weights/digits_cnn.digits5_coarse.safetensors"
+    path = tmp_path / "digits.safetensors"
+    save_file(load_file(str(packaged)), str(path), metadata={"arch": "builtin:digits_cnn", "mean": "0.25"})
+    request = EvaluationRequest(
+        model="builtin:digits_cnn", weights=str(path), metrics=["clusterability"], bootstrap=0, cache="off",
+        progress=False,
+    )  # fmt: skip
+    warning = "the weights file says mean 0.25, but this run uses 0; pass --preprocess mean=0.25 if the file is right"
+    assert f"warning: {warning}" in evaluate(request)["notes"]
+    assert f"warning: {warning}" in capsys.readouterr().err
+    request.preprocess = {"mean": 0.25}
+    result = evaluate(request)
+    assert not any(note.startswith("warning:") for note in result["notes"])
+    assert result["encoder"]["preprocessing_overrides"] == {"mean": [0.25]}

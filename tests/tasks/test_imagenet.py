@@ -162,3 +162,69 @@ def test_hub_file_names_map_to_imagenet_file_names():
     assert _file_id("ILSVRC2012_val_00000001_n01751748.JPEG") == "ILSVRC2012_val_00000001.JPEG"
     assert _file_id("n01440764_10026_n01440764.JPEG") == "n01440764_10026.JPEG"
     assert _file_id("n01440764_10026.JPEG") == "n01440764_10026.JPEG"
+
+
+def test_a_shuffled_control_reuses_its_natural_tasks_features(fake_imagenet, tmp_path):
+    """The shuffled control regroups the same subclasses: the same images, so the same cached features."""
+    cache = str(tmp_path / "cache")
+    natural = evaluate(_request("breeds-living17", fake_imagenet, cache_dir=cache, bootstrap=0))
+    control = evaluate(_request("breeds-living17-shuffled", fake_imagenet, cache_dir=cache, bootstrap=0))
+    first, second = natural["run"]["feature_cache"], control["run"]["feature_cache"]
+    assert first["hits"] == 0 and first["misses"] > 0
+    assert second == {"mode": "use", "hits": first["misses"], "misses": 0}
+    assert natural["task"]["fingerprint"] != control["task"]["fingerprint"]  # the tasks still differ
+
+
+def test_the_images_fingerprint_follows_pixels_not_labels(fake_imagenet):
+    natural = load_task("breeds-living17").load_split("test", fake_imagenet)
+    control = load_task("breeds-living17-shuffled").load_split("test", fake_imagenet)
+    assert natural.images_fingerprint == control.images_fingerprint and natural.fingerprint != control.fingerprint
+    assert natural.subset(np.arange(4)).images_fingerprint != natural.images_fingerprint
+    assert natural.subset(np.arange(4)[::-1]).images_fingerprint != natural.subset(np.arange(4)).images_fingerprint
+    task = load_task("breeds-living17")
+    task.data = {**task.data, "preprocessing": {**task.data["preprocessing"], "resize": 300}}
+    assert task.load_split("test", fake_imagenet).images_fingerprint != natural.images_fingerprint
+
+
+@pytest.fixture(scope="module")
+def fake_tiny_imagenet(tmp_path_factory) -> Path:
+    """train/<wnid>/*.JPEG and val/<wnid>/*.JPEG for breeds-tiny16's 64 classes, at Tiny ImageNet's 64 px."""
+    root = tmp_path_factory.mktemp("tiny-imagenet")
+    rng = np.random.RandomState(1)
+    task = load_task("breeds-tiny16")
+    for n, wnid in enumerate(sorted(c.id for s in task.superclasses for c in s.subclasses)):
+        for split, count in (("train", 3), ("val", 2)):
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(count):
+                _jpeg(folder / f"{wnid}_{split}_{i}.JPEG", rng, n, size=(64, 64))
+    return root
+
+
+def _pooled_conv():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 5, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def test_upsampling_of_encoded_images_is_noted_with_the_crop(fake_tiny_imagenet):
+    """Tiny ImageNet's 64-px photographs read by a 224-px encoder: the result says how far, and what was cut."""
+    import subclassbench
+
+    result = subclassbench.evaluate(
+        _pooled_conv(), task="breeds-tiny16", data=str(fake_tiny_imagenet), metrics=["clusterability"],
+        layers=["0", "1"],
+        preprocess={"input_size": (3, 224, 224), "crop_pct": 0.875}, bootstrap=0, cache="off", progress=False,
+    )  # fmt: skip
+    assert (
+        "images upsampled 4.0x, from 64x64 to 256x256, centre-cropped to the encoder's 224x224 input (crop_pct 0.875); "
+        "numbers describe interpolated images"
+    ) in result["notes"]
+    same = subclassbench.evaluate(
+        _pooled_conv(), task="breeds-tiny16", data=str(fake_tiny_imagenet), metrics=["clusterability"],
+        layers=["0", "1"],
+        preprocess={"input_size": (3, 64, 64)}, bootstrap=0, cache="off", progress=False,
+    )  # fmt: skip
+    assert not any("upsampled" in note for note in same["notes"])
