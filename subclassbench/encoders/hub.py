@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from subclassbench.core.hashing import sha256_file
+from subclassbench.core.network import hub_reachable
 from subclassbench.errors import SubclassbenchError, first_line
 
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
@@ -75,7 +76,9 @@ def resolve(repo: str, revision: str | None, patterns: list[str], weights: bool 
     from huggingface_hub import snapshot_download
 
     try:
-        folder = Path(snapshot_download(repo, revision=revision, allow_patterns=patterns))
+        # Without a network only the local cache can answer: ask it alone, not after the client's retries.
+        local_only = not hub_reachable()
+        folder = Path(snapshot_download(repo, revision=revision, allow_patterns=patterns, local_files_only=local_only))
     except Exception as exc:  # offline and not cached, unknown repo or revision, network errors
         at = f"@{revision}" if revision else ""
         raise SubclassbenchError(

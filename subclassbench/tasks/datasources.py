@@ -13,7 +13,6 @@ an ``.npz`` file, an image-folder tree, a saved or hub Hugging Face dataset.
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from subclassbench.core.hashing import sha256_bytes, sha256_files
+from subclassbench.core.network import hub_reachable
 from subclassbench.core.registry import Registry
 from subclassbench.errors import DataMissingError, SubclassbenchError, first_line
 
@@ -580,7 +580,7 @@ def load_saved_dataset(path: Path) -> Any:
 
 def _load_hf_hub(task_name: str, config: dict[str, Any], source_split: str) -> ArrayImageSet:
     hub = config.get("hf_dataset")
-    if not hub or os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+    if not hub or not hub_reachable():  # offline: say what to do now, not after the hub client's retries
         raise DataMissingError(_no_data_message(task_name, config))
     try:
         import datasets

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from subclassbench.core.hashing import sha256_bytes
+from subclassbench.core.network import hub_reachable
 from subclassbench.errors import DataMissingError, SubclassbenchError, first_line
 from subclassbench.tasks.datasources import (
     DATA_SOURCES,
@@ -287,7 +287,7 @@ def _load_hub(
     task_name: str, config: dict[str, Any], source_split: str, classes: dict[str, int | None], decoding: Decoding
 ) -> HFImageSet:
     hub = config.get("hf_dataset")
-    if not hub or os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+    if not hub or not hub_reachable():  # offline: say what to do now, not after the hub client's retries
         raise SubclassbenchError(layout_help(task_name))
     try:
         import datasets
