@@ -426,6 +426,8 @@ def write_result_figure(result: Result, path: Path) -> list[Path]:
     """The per-layer AMI figure of one result file, as ``<stem>.png``, ``.svg`` and ``.pdf`` beside it."""
     curve = curve_from_result(result)
     title = f"{result.encoder['spec']} on {result.task_name}: subclass AMI per layer"
+    if result.limited:  # a quick try must not pass for a full result once the figure travels alone
+        title += " (--limit quick try: a subset of the images)"
     return write_figure(curve_files([curve], title, result.task.get("split", "test")), result_figure_stem(path))
 
 

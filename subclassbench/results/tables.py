@@ -100,6 +100,9 @@ def load_results(paths: Iterable[str | Path] | str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+LIMITED_MARK = "limited"  # how a --limit quick try is marked wherever its numbers are shown
+
+
 def format_results(frame: pd.DataFrame) -> str:
     """The terminal table: headline numbers as ``value [low, high]``, short model and file names."""
     from tabulate import tabulate
@@ -115,7 +118,7 @@ def format_results(frame: pd.DataFrame) -> str:
     body = [
         [
             row["model"] + (f" ({row['weights_sha256'][:8]})" if isinstance(row["weights_sha256"], str) else ""),
-            row["task"],
+            row["task"] + (f" ({LIMITED_MARK})" if row["limited"] else ""),
             _text(row["committed_layer"]),
             cell(row, "committed_ami"),
             cell(row, "committed_reconstruction_acc"),
@@ -126,7 +129,10 @@ def format_results(frame: pd.DataFrame) -> str:
         for _, row in frame.iterrows()
     ]
     headers = ["model (weights)", "task", "committed layer", "AMI", "reconstruction acc", "OOD retained %", "tunnel"]
-    return tabulate(body, headers=[*headers, "file"], disable_numparse=True)
+    table = tabulate(body, headers=[*headers, "file"], disable_numparse=True)
+    if frame.empty or not frame["limited"].any():
+        return table
+    return table + f"\n{LIMITED_MARK}: a --limit quick try on a subset of the images; not comparable with full results"
 
 
 def _text(value: Any) -> str:

@@ -189,6 +189,16 @@ def test_a_limited_result_is_marked_and_never_a_submission(tmp_path):
     doc = json.loads(out.read_text())
     assert all(s["canonical"] is False and s["limit"]["n"] == 60 for s in doc["task"]["splits"].values())
     assert doc["task"]["n_samples"] == 60 and any("never ranked" in note for note in doc["notes"])
+    # Wherever its numbers are shown, it says it is a quick try: the results table and the figure's title.
+    listed = cli("results", out)
+    assert listed.exit_code == 0, listed.output
+    assert "digits-5 (limited)" in listed.output and "--limit quick try" in listed.output
+    svg = tmp_path / "quick.svg"
+    from subclassbench.figures.drawing import write_result_figure
+    from subclassbench.results.result import read_result
+
+    write_result_figure(read_result(out), out)
+    assert "quick try" in svg.read_text()
     # Hand it in as if it were the submission's result: validation refuses it, in one line.
     subs = tmp_path / "submissions"
     made = cli(
