@@ -71,6 +71,9 @@ class Encoder:
     arch_kwargs: dict[str, Any] | None = None
     # The preprocessing fields a user replaced (``--preprocess``), recorded beside the preprocessing itself.
     preprocessing_overrides: dict[str, Any] = field(default_factory=dict)
+    # Why this encoder's features cannot be identified for the feature cache (a module whose code cannot be
+    # fingerprinted); None: they can. Such an evaluation neither reads nor fills the cache.
+    uncacheable: str | None = None
     # What the loader noticed but could not fix (weights metadata that disagrees with the run): printed and noted.
     warnings: list[str] = field(default_factory=list)
 

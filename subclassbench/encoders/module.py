@@ -4,7 +4,11 @@ No spec can rebuild such a model, so it is identified by content: its class,
 its structure (``repr``) and the bytes of every parameter and buffer hash into
 the ``weights.sha256`` that keys the feature cache and goes into the result.
 Two modules with the same architecture and weights share cache entries; a
-changed weight or layer never reads another model's features.
+changed weight or layer never reads another model's features. Code counts
+too: the module's classes, its plain attributes and the ``embed`` function
+are fingerprinted (:mod:`subclassbench.encoders.fingerprint`); where that
+cannot be done reliably the cache is bypassed unless the caller names the
+model's state with ``cache_key=``.
 
 The embedding (the representation a classifier head reads) is, in order of
 preference: an ``embed`` function given by the caller; timm's
@@ -25,6 +29,7 @@ import torch
 from torch import nn
 
 from subclassbench.encoders.base import ENCODER_SOURCES, Encoder, EncoderSource, LoadRequest
+from subclassbench.encoders.fingerprint import behaviour_fingerprint
 from subclassbench.encoders.layers import discover_layers
 from subclassbench.encoders.preprocessing import Preprocessing
 from subclassbench.encoders.timm import TimmClassifier
@@ -146,6 +151,7 @@ def wrap_module(
     sample_shape: tuple[int, ...] | None = None,
     preprocess: Preprocessing | Mapping[str, Any] | None = None,
     embed: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    cache_key: str | None = None,
 ) -> Encoder:
     """An :class:`Encoder` for ``model``: layers found by name patterns, timm's ``feature_info``, or a traced
     forward pass on one sample of the task's native shape (after ``preprocess``)."""
@@ -175,7 +181,13 @@ def wrap_module(
         layers = {n: modules[n] for n in stage_layers(model, example, exclude)}
     cls = type(model)
     label = check_model_name(name or cls.__name__)
-    sha256 = module_fingerprint(model, {"embedding": embedding, "preprocessing": preprocess.to_dict()})
+    # Code and plain attributes decide the features as much as the weights do (a changed embed function or
+    # self.scale must never read the last run's features); the caller's cache_key vouches where we cannot.
+    behaviour = behaviour_fingerprint(model, embed)
+    if cache_key is not None and (not isinstance(cache_key, str) or not cache_key.strip() or len(cache_key) > 200):
+        raise SubclassbenchError("cache_key= must be a non-empty string of at most 200 characters")
+    extra = {"embedding": embedding, "preprocessing": preprocess.to_dict(), "behaviour": behaviour.digest}
+    sha256 = module_fingerprint(model, extra | ({"cache_key": cache_key} if cache_key is not None else {}))
     return Encoder(
         spec=f"{MODULE_SOURCE}:{label}",
         source=MODULE_SOURCE,
@@ -189,6 +201,7 @@ def wrap_module(
         prefix_tokens=int(getattr(model, "num_prefix_tokens", 0)),
         weights={"sha256": sha256, "format": "module", "embedding": embedding},
         pretrained=True,
+        uncacheable=None if cache_key is not None else behaviour.unreliable,
     )
 
 

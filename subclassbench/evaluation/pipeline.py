@@ -95,6 +95,8 @@ def _with_decoder(splits: dict[str, SplitData], decoder: str) -> dict[str, Split
 
 def _encoder(request: EvaluationRequest, sample_shape: tuple[int, ...], n_superclasses: int) -> Encoder:
     """The request's encoder: built from its spec, or its own module wrapped."""
+    if request.cache_key is not None and request.module is None:
+        raise SubclassbenchError("cache_key= applies to a model passed as an nn.Module; a spec identifies itself")
     if request.module is None:
         if request.embed is not None:
             raise SubclassbenchError("embed= applies to a model passed as an nn.Module; drop it")
@@ -119,8 +121,9 @@ def _encoder(request: EvaluationRequest, sample_shape: tuple[int, ...], n_superc
         raise SubclassbenchError("weights= applies to specs; load the weights into your module before evaluating it")
     name = EncoderSpec.parse(request.model).name
     return wrap_module(
-        request.module, name=name, sample_shape=sample_shape, preprocess=request.preprocess, embed=request.embed
-    )
+        request.module, name=name, sample_shape=sample_shape, preprocess=request.preprocess, embed=request.embed,
+        cache_key=request.cache_key,
+    )  # fmt: skip
 
 
 UPSAMPLING_NOTED = 2.0  # an encoder reading the task's images at more than twice their size is said so
@@ -204,6 +207,7 @@ def extract(request: EvaluationRequest, shard: tuple[int, int] | None = None) ->
     if cache is None:
         raise SubclassbenchError("extract writes to the feature cache; it cannot run with the cache off")
     prepared = prepare(request)
+    _check_cacheable(prepared.encoder, request, extracting=True)
     stats = CacheStats()
     for data in (*prepared.splits.values(), *prepared.extra_splits.values()):
         context = request.context(prepared.encoder, data, prepared.layers)
@@ -214,6 +218,18 @@ def extract(request: EvaluationRequest, shard: tuple[int, int] | None = None) ->
     return stats
 
 
+def _check_cacheable(encoder: Encoder, request: EvaluationRequest, extracting: bool = False) -> bool:
+    """Whether the feature cache may serve this encoder. ``extract`` and ``cache="only"`` need it: an error."""
+    if encoder.uncacheable is None:
+        return True
+    if extracting or request.cache == "only":
+        raise SubclassbenchError(
+            f"the model's features cannot be cached: it cannot be fingerprinted ({encoder.uncacheable}); "
+            "pass cache_key= naming its state"
+        )
+    return False
+
+
 def evaluate(request: EvaluationRequest) -> Result:
     """Run the protocol and return the validated result (not yet written).
 
@@ -221,7 +237,12 @@ def evaluate(request: EvaluationRequest) -> Result:
     re-run or a re-score after ``extract`` runs no forward pass.
     """
     prepared = prepare(request)
-    cache = request.feature_cache()
+    cache = request.feature_cache() if _check_cacheable(prepared.encoder, request) else None
+    if prepared.encoder.uncacheable is not None and request.cache == "use":
+        prepared.notes.append(
+            f"features were not cached: the model cannot be fingerprinted ({prepared.encoder.uncacheable}); "
+            "pass cache_key= naming its state to cache them"
+        )
     if cache is not None and request.cache == "use":
         cache.check_writable()  # before the forward pass, not after it
     stats = CacheStats()

@@ -65,6 +65,8 @@ class EvaluationRequest:
     module: Any = None
     preprocess: Any = None
     embed: Any = None
+    # A name for the module's state, for the cache, where its code cannot be fingerprinted (see encoders/fingerprint).
+    cache_key: str | None = None
 
     def check(self) -> None:
         """Options that can be checked before anything is loaded."""

@@ -226,6 +226,13 @@ def forward_pass(
                 embedding = encoder.embed(x)
                 if EMBEDDING in names:
                     captured[EMBEDDING], pooling[EMBEDDING] = pool(embedding, encoder.prefix_tokens)
+                missing = [name for name in names if name not in captured]
+                if missing:  # hooks fire only when the model runs: an embed function that skipped the layer
+                    raise SubclassbenchError(
+                        f"layer '{missing[0]}' of {encoder.spec} did not run in the forward pass; the embed "
+                        "function must run the model (e.g. embed=lambda x: model.forward_features(x)), or drop "
+                        "the layer from layers="
+                    )
                 for name in names:
                     sink(name, start, pooling[name], captured.pop(name).float().cpu().numpy())
                 start += len(loaded)
