@@ -54,8 +54,10 @@ def is_batch_counter(key: str) -> bool:
     return key.rpartition(".")[2] == BATCH_COUNTER
 
 
-def _shape(tensor: torch.Tensor | None) -> str:
-    return "nothing" if tensor is None else f"({', '.join(str(n) for n in tensor.shape)})"
+def _describe(side: str, key: str | None, tensor: torch.Tensor | None) -> str:
+    if key is None or tensor is None:
+        return f"{side} (none left)"
+    return f"{side} {key} ({', '.join(str(n) for n in tensor.shape)})"
 
 
 def _pair(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], what: str) -> list[tuple[str, str]]:
@@ -65,21 +67,20 @@ def _pair(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], what
     counts = "" if len(src) == len(tgt) else f"the source holds {len(src)} {what} and the target {len(tgt)}; "
     for i in range(max(len(src), len(tgt))):
         skey, tkey = (src[i] if i < len(src) else None), (tgt[i] if i < len(tgt) else None)
-        stensor, ttensor = source.get(skey or ""), target.get(tkey or "")
-        same = (
-            stensor is not None
-            and ttensor is not None
-            and stensor.shape == ttensor.shape
-            and stensor.is_floating_point() == ttensor.is_floating_point()
+        stensor = source[skey] if skey is not None else None
+        ttensor = target[tkey] if tkey is not None else None
+        if stensor is None or ttensor is None:
+            problem = "first unpaired"
+        elif stensor.shape != ttensor.shape:
+            problem = "differ in shape"
+        elif stensor.is_floating_point() != ttensor.is_floating_point():
+            problem = f"differ in kind ({stensor.dtype} vs {ttensor.dtype})"
+        else:
+            continue
+        raise SubclassbenchError(
+            f"{counts}{what} #{i} {problem}: {_describe('source', skey, stensor)} vs "
+            f"{_describe('target', tkey, ttensor)}; {fix}"
         )
-        if not same:
-            kinds = ""
-            if stensor is not None and ttensor is not None and stensor.shape == ttensor.shape:
-                kinds = f" ({stensor.dtype} vs {ttensor.dtype})"
-            raise SubclassbenchError(
-                f"{counts}{what} #{i} differ{kinds}: source {skey or 'has no more'} {_shape(stensor)} vs "
-                f"target {tkey or 'has no more'} {_shape(ttensor)}; {fix}"
-            )
     return list(zip(src, tgt, strict=True))
 
 
