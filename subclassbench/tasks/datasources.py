@@ -142,8 +142,54 @@ class Decoding:
 DECODERS = ("pil", "torchvision")
 
 
+HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16-bit (or 32-bit integer) greyscale
+MAX_HIGH_BIT = 65535
+
+
+def _truthful(img: Any, channels: int, where: str) -> Any:
+    """``img`` in the mode the task reads ("RGB", "L", or "F" for more than 8 bits), its values preserved.
+
+    Pillow's ``convert`` clips 16-bit greyscale to 0 or 255 and drops alpha whatever it hides; both
+    would be evaluated as if they were the image. Here 16-bit values are scaled into [0, 1], an alpha
+    channel must be fully opaque, and what cannot be read truthfully (float images outside [0, 1],
+    32-bit integers beyond 16 bits) is refused with the fix.
+    """
+    from PIL import Image
+
+    mode = img.mode
+    if mode in HIGH_BIT_MODES:
+        values = np.asarray(img, dtype=np.float64)
+        if values.size and (values.min() < 0 or values.max() > MAX_HIGH_BIT):
+            raise SubclassbenchError(
+                f"image {where} holds {mode} integers outside 0-{MAX_HIGH_BIT}; save it as 8- or 16-bit PNG or JPEG"
+            )
+        return Image.fromarray((values / MAX_HIGH_BIT).astype(np.float32), mode="F")
+    if mode == "F":
+        values = np.asarray(img, dtype=np.float32)
+        if values.size and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+            raise SubclassbenchError(
+                f"image {where} is a float image with values outside [0, 1]; save it as 8- or 16-bit PNG or JPEG"
+            )
+        return img
+    if (
+        "A" in mode
+        or (mode == "P" and "transparency" in img.info)
+        or (mode in ("RGB", "L") and "transparency" in img.info)
+    ):
+        alpha = img.convert("RGBA").getchannel("A")
+        if alpha.getextrema()[0] < 255:
+            raise SubclassbenchError(
+                f"image {where} has transparent pixels, whose hidden colours would be read as the image; flatten it "
+                "onto a background first"
+            )
+    return img.convert("RGB" if channels == 3 else "L")
+
+
 def decode_image(source: Path | bytes, decoding: Decoding, where: str) -> torch.Tensor:
-    """One encoded image → C×H×W float tensor in [0, 1]; a corrupt file is a one-line error."""
+    """One encoded image → C×H×W float tensor in [0, 1]; a corrupt, transparent or oversized file is one error line.
+
+    8-bit images are resized as 8-bit images (Pillow's reference behaviour); 16-bit ones in float, so
+    that their extra precision is kept rather than rounded away."""
     import io
 
     from PIL import Image
@@ -151,18 +197,30 @@ def decode_image(source: Path | bytes, decoding: Decoding, where: str) -> torch.
     channels, height, width = decoding.image_shape
     method = Image.Resampling.BICUBIC if decoding.interpolation == "bicubic" else Image.Resampling.BILINEAR
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
-            img = opened.convert("RGB" if channels == 3 else "L")
-            if decoding.resize is None:
-                if img.size != (width, height):
-                    img = img.resize((width, height), method)
-            else:
-                new_w, new_h, left, top = decoding.resized_size(*img.size)
-                img = img.resize((new_w, new_h), method)
-                img = img.crop((left, top, left + width, top + height))
-            pixels = np.asarray(img, dtype=np.uint8)
+        with warnings.catch_warnings():
+            # Pillow warns past MAX_IMAGE_PIXELS and raises past twice that: a header claiming a huge size
+            # (a decompression bomb) is refused at the first limit, before any pixel is decoded.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
+                img = _truthful(opened, channels, where)
+                if decoding.resize is None:
+                    if img.size != (width, height):
+                        img = img.resize((width, height), method)
+                else:
+                    new_w, new_h, left, top = decoding.resized_size(*img.size)
+                    img = img.resize((new_w, new_h), method)
+                    img = img.crop((left, top, left + width, top + height))
+                pixels = np.asarray(img, dtype=np.float32 if img.mode == "F" else np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise SubclassbenchError(
+            f"image {where} claims more pixels than is safe to decode ({first_line(exc, 80)}); it may be a "
+            "decompression bomb: remove or replace it"
+        ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise SubclassbenchError(f"cannot decode image {where}: {exc}; remove or replace the corrupt file") from None
+    if pixels.dtype == np.float32:
+        tensor = torch.from_numpy(pixels.copy()).clamp_(0.0, 1.0)  # bicubic overshoot stays in range, as 8-bit clips
+        return tensor.unsqueeze(0).expand(channels, -1, -1).contiguous()  # greyscale into an RGB task: replicated
     tensor = torch.from_numpy(pixels.copy()).float().div_(255.0)
     return tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor.unsqueeze(0)
 
@@ -201,7 +259,8 @@ class EncodedBatch:
         out = torch.empty((len(raw), channels, height, width), device=device)
         method = "bicubic" if self.decoding.interpolation == "bicubic" else "bilinear"
         for i, image in enumerate(images):
-            image = image.to(device).float()
+            # 16-bit PNGs decode to uint16: scale to the 8-bit range the rest of this path works in.
+            image = image.to(device).float() * (255.0 / 65535.0 if image.dtype == torch.uint16 else 1.0)
             new_w, new_h, left, top = self.decoding.resized_size(image.shape[2], image.shape[1])
             if (new_h, new_w) != tuple(image.shape[1:]):
                 image = torch.nn.functional.interpolate(
@@ -211,9 +270,7 @@ class EncodedBatch:
             out[i] = image[:, top : top + height, left : left + width]
         return out.div_(255.0)
 
-    def _decode_one(
-        self, raw: torch.Tensor, i: int, mode: Any, decode: Callable[..., torch.Tensor]
-    ) -> torch.Tensor:
+    def _decode_one(self, raw: torch.Tensor, i: int, mode: Any, decode: Callable[..., torch.Tensor]) -> torch.Tensor:
         try:
             return decode(raw, mode=mode)
         except RuntimeError as exc:
