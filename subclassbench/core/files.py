@@ -14,12 +14,15 @@ the ``filelock`` library.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import stat
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from subclassbench.errors import SubclassbenchError
 
@@ -200,3 +203,58 @@ def inside(root: Path, path: Path, what: str) -> Path:
     if resolved != base and base not in resolved.parents:
         raise SubclassbenchError(f"{what} {path} lies outside {root}; use a path inside it")
     return resolved
+
+
+MAX_JSON_BYTES = 64 << 20  # a result, card or task file; the largest shipped result is a few hundred kB
+
+
+def read_bounded(path: str | Path, what: str, max_bytes: int, root: Path | None = None) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (inside ``root`` when given), or one error line.
+
+    A FIFO or a device would block or never end, a huge file would exhaust memory, and a link out of a
+    submission's tree would read another file: each is refused before anything is read.
+    """
+    path = Path(path)
+    if root is not None:
+        inside(root, path, what)
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise SubclassbenchError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SubclassbenchError(f"{what} {path} is not a regular file (a FIFO, device or folder); replace it")
+    if info.st_size > max_bytes:
+        raise SubclassbenchError(f"{what} {path} is {info.st_size:,} bytes, more than the {max_bytes:,} allowed")
+    with path.open("rb") as handle:
+        data = handle.read(max_bytes + 1)  # the file may have grown since stat
+    if len(data) > max_bytes:
+        raise SubclassbenchError(f"{what} {path} is more than the {max_bytes:,} bytes allowed")
+    return data
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        twice = next(key for key in keys if keys.count(key) > 1)
+        # With a duplicate key, a reader and this tool could see different values: never pick one.
+        raise ValueError(f"key {twice!r} appears twice in one object")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """JSON without duplicate keys and without NaN or infinity (ValueError otherwise)."""
+    return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
+def read_json(path: str | Path, what: str, max_bytes: int = MAX_JSON_BYTES, root: Path | None = None) -> Any:
+    """A JSON file read within bounds (:func:`read_bounded`) and strictly (:func:`loads_strict`), or one error line."""
+    data = read_bounded(path, what, max_bytes, root)
+    try:
+        return loads_strict(data)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:160]
+        raise SubclassbenchError(f"cannot read {what} {path}: {reason}") from None

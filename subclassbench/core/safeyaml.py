@@ -5,6 +5,9 @@ allows is an "alias bomb" (a few lines of nested anchors that expand to
 billions of nodes and hang whatever walks the result) and unbounded input.
 subclassbench's own files never use anchors, so any alias is refused as soon
 as the parser meets it, and files above :data:`MAX_BYTES` are refused unread.
+A key given twice in one mapping is refused too: YAML says keys are unique,
+and a parser that keeps the last one would show a reader one value and the
+tool another.
 """
 
 from __future__ import annotations
@@ -27,6 +30,17 @@ class _NoAliasLoader(yaml.SafeLoader):
             raise yaml.YAMLError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]  # unannotated
+                if isinstance(key, str | int | float | bool) or key is None:
+                    if key in seen:
+                        raise yaml.YAMLError(f"key {key!r} appears twice (line {key_node.start_mark.line + 1})")
+                    seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 def loads(text: str, where: str) -> Any:
     """Parse YAML text; any problem is one line naming the file."""
@@ -41,10 +55,11 @@ def loads(text: str, where: str) -> Any:
 
 def load_file(path: Path) -> Any:
     """Read and parse a YAML file (size checked before reading)."""
+    from subclassbench.core.files import read_bounded
+
+    data = read_bounded(path, "file", MAX_BYTES)  # a regular file, never a FIFO or a device, within the limit
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise SubclassbenchError(f"{path} {TOO_LARGE}")
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
         raise SubclassbenchError(f"cannot read {path}: {first_line(exc)}") from None
     return loads(text, str(path))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
-from subclassbench.core.files import atomic_write_many
+from subclassbench.core.files import atomic_write_many, read_json
 from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.schemas import first_error
 from subclassbench.scoring.samples import SampleOutputs, sidecar_name
@@ -219,11 +219,11 @@ class Result:
     def read(cls, path: str | Path) -> Result:
         path = Path(path)
         try:
-            # NaN and infinity are not JSON; a file that holds them was not written by subclassbench.
-            doc = json.loads(path.read_text(), parse_constant=_reject_constant)
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else first_line(exc)
-            raise SubclassbenchError(f"cannot read result {path}: {reason}; re-run the evaluation") from None
+            # NaN and infinity are not JSON, nor is a key given twice (a reader and this tool could see two
+            # different numbers); a file that holds them was not written by subclassbench.
+            doc = read_json(path, "result")
+        except SubclassbenchError as exc:
+            raise SubclassbenchError(f"{exc}; re-run the evaluation") from None
         return cls.from_doc(doc, path)
 
     # ----------------------------------------------------------------- accessors
@@ -381,9 +381,6 @@ def _read_samples(path: Path, record: dict[str, Any]) -> SampleOutputs:
         )
     return SampleOutputs.read(path.parent / expected, record)
 
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a valid value in a result")
 
 
 def read_result(path: str | Path) -> Result:

@@ -17,7 +17,6 @@ computes the task fingerprint:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from subclassbench.core import safeyaml
-from subclassbench.core.files import check_name
+from subclassbench.core.files import check_name, read_json
 from subclassbench.core.hashing import sha256_json, sha256_text
-from subclassbench.errors import SubclassbenchError, closest, first_line
+from subclassbench.errors import SubclassbenchError, closest
 from subclassbench.schemas import first_error
 from subclassbench.tasks import datasources
 
@@ -659,14 +658,11 @@ def read_task_file(path: Path) -> dict[str, Any]:
         doc = safeyaml.load_file(path)
         return doc
     try:
-        doc = json.loads(path.read_text(), parse_constant=_no_constant)
-        return doc
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise SubclassbenchError(f"cannot parse task file {path}: {first_line(exc)}") from None
+        doc = read_json(path, "task file", safeyaml.MAX_BYTES)
+    except SubclassbenchError as exc:
+        raise SubclassbenchError(f"cannot parse {str(exc).removeprefix('cannot read ')}") from None
+    return doc
 
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in a task file")
 
 
 def load_task(name_or_path: str | Path, by_name_only: bool = False) -> Task:
