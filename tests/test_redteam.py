@@ -524,10 +524,27 @@ def _edit_model(edit: Callable[[str], str]) -> Callable[[Path], list[str]]:
 
 
 TRAVERSAL_WEIGHTS = "  weights: {file: ../../../../etc/passwd, sha256: '" + "0" * 64 + "'}"
+
+
+def _source(source: str, sha256: str = "0" * 64) -> Callable[[str], str]:
+    """model.yaml naming uncommitted weights by ``source`` (a YAML flow mapping)."""
+    return lambda t: t.replace("  weights: null", f"  weights: {{sha256: '{sha256}', source: {source}}}")
+
+
 MODEL_EDITS = [
     ("alias-bomb", lambda t: ALIAS_BOMB),
     ("python-tag", lambda t: "name: !!python/object/apply:builtins.open ['PWNED', 'w']\n"),
     ("weights-traversal", lambda t: t.replace("  weights: null", TRAVERSAL_WEIGHTS)),
+    ("source-traversal", _source("{kind: shared, path: ../../../../etc/passwd}")),
+    ("source-absolute", _source("{kind: shared, path: /etc/passwd}")),
+    ("source-unknown-kind", _source("{kind: ftp, path: w.safetensors}")),
+    ("source-not-a-mapping", _source("[shared, w.safetensors]")),
+    ("source-path-not-a-string", _source("{kind: shared, path: [a, b]}")),
+    ("source-hub-revision", _source("{kind: hub, repo: a/b, revision: ../../x, path: w.bin}")),
+    ("source-converted-shell", _source("{kind: package, name: p, version: '1', path: w, converted_by: 'x.py; rm'}")),
+    ("source-bad-sha256", _source("{kind: shared, path: w.safetensors}", sha256="xyz")),
+    ("source-and-file", lambda t: t.replace("  weights: null", TRAVERSAL_WEIGHTS[:-1] + ", source: {kind: x}}")),
+    ("preprocess-unknown-field", lambda t: t.replace("  weights: null", "  weights: null\n  preprocess: {gamma: 2}")),
     ("name-mismatch", lambda t: t.replace("name: digits-cnn-coarse", "name: other")),
     ("not-a-mapping", lambda t: "- a\n- b\n"),
 ]

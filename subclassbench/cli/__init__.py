@@ -154,7 +154,7 @@ ModelArgOption = Annotated[
     typer.Option(
         "--model-arg",
         help="A constructor argument of the model, KEY=VALUE (repeatable), e.g. --model-arg pad_type=same "
-        "(timm) or --model-arg norm=gn (builtin). Recorded in the result.",
+        "(timm) or --model-arg norm=gn (builtin). Recorded in the result. [default: the model's own]",
     ),
 ]
 PreprocessOption = Annotated[
@@ -163,7 +163,7 @@ PreprocessOption = Annotated[
         "--preprocess",
         help="Replace a field of the encoder's preprocessing, KEY=VALUE (repeatable): mean, std (one value or "
         "one per channel, comma-separated), input_size (SIZE or H,W), interpolation (bilinear, bicubic), "
-        "crop_pct. Recorded in the result.",
+        "crop_pct. Recorded in the result. [default: the encoder's own]",
     ),
 ]
 DataOption = Annotated[

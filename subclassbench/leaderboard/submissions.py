@@ -25,8 +25,10 @@ from subclassbench.core.hashing import sha256_file
 from subclassbench.core.progress import counted
 from subclassbench.core.progress import stage as announce  # `stage` names the staging folder in submit
 from subclassbench.errors import SubclassbenchError
+from subclassbench.leaderboard.external import check_source, is_external, locate, parse_source
+from subclassbench.leaderboard.external import label as source_label
 from subclassbench.results import intervals
-from subclassbench.results.result import Result
+from subclassbench.results.result import EncoderRecord, Result
 from subclassbench.schemas import first_error
 from subclassbench.scoring.protocol import protocol_fingerprint
 
@@ -89,11 +91,12 @@ def read_model_file(folder: Path) -> dict[str, Any]:
     raw = safeyaml.load_file(path)
     if not isinstance(raw, dict):
         raise SubclassbenchError(f"{path}: must be a mapping of fields (see docs/submitting.md)")
+    _check_weights_entry(path, raw.get("encoder"))  # before the schema: its messages quote regular expressions
     problem = first_error(raw, "submission")
     if problem:
         raise SubclassbenchError(f"{path}: invalid model file {problem}")
     weights = raw["encoder"].get("weights")
-    if weights is not None and weights.get("file") != WEIGHTS_FILE:
+    if weights is not None and not is_external(weights) and weights.get("file") != WEIGHTS_FILE:
         raise SubclassbenchError(f"{path}: encoder.weights.file must be {WEIGHTS_FILE} (the file in this folder)")
     seen_seeds = {training_seed(raw)}
     for entry in raw["encoder"].get("seeds", []):
@@ -114,10 +117,40 @@ def read_model_file(folder: Path) -> dict[str, Any]:
     return raw
 
 
+def _check_weights_entry(path: Path, encoder: object) -> None:
+    """encoder.weights is a committed file or an uncommitted source, never both; a source's paths stay inside
+    their folder. Only what is there and of the right type is checked: the schema says the rest."""
+    weights = encoder.get("weights") if isinstance(encoder, dict) else None
+    if not isinstance(weights, dict):
+        return
+    if "file" in weights and "source" in weights:
+        raise SubclassbenchError(
+            f"{path}: encoder.weights has both file (committed) and source (not committed); keep one of them"
+        )
+    if "file" not in weights and "source" not in weights:
+        raise SubclassbenchError(
+            f"{path}: encoder.weights needs file ({WEIGHTS_FILE}, committed) or source (where uncommitted weights "
+            "come from; see docs/submitting.md)"
+        )
+    source = weights.get("source")
+    if isinstance(source, dict):
+        check_source(source, f"{path}: encoder.weights.source")
+
+
+def repository_of(folder: Path) -> Path:
+    """The repository of a submission folder: the folder that holds ``submissions/`` (``shared/`` lies beside it)."""
+    return folder.resolve().parent.parent
+
+
 def weights_path(folder: Path, model: dict[str, Any], seed: int | None = None) -> Path | None:
-    """The weights file of the primary encoder (``seed`` None) or of one of ``encoder.seeds``."""
+    """The committed weights file of the primary encoder (``seed`` None) or of one of ``encoder.seeds``.
+
+    None when there is none in the folder: no weights, or weights that are not committed (:func:`locate`).
+    """
     weights = declared_weights(model, seed)
-    return None if weights is None else folder / weights["file"]  # the file name is checked on reading
+    if weights is None or is_external(weights):
+        return None
+    return folder / str(weights["file"])  # the file name is checked on reading
 
 
 def declared_weights(model: dict[str, Any], seed: int | None = None) -> dict[str, Any] | None:
@@ -169,6 +202,9 @@ def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> R
         declared = declared_weights(model, seed)
         if declared is None:
             continue
+        if is_external(declared):  # nothing to hash here; no weights file may be committed beside it
+            _check_nothing_committed(report, model)
+            continue
         path = folder / declared["file"]
         if not path.is_file():
             report.error(str(path), "weights file is missing; commit it or remove it from model.yaml")
@@ -189,6 +225,62 @@ def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> R
         if report.seed(result) is not None and result.task_name not in primaries:
             report.error(str(result.path), f"is a seed of a task without the first seed's {result.task_name}.json")
     return report
+
+
+def _check_nothing_committed(report: Report, model: dict[str, Any]) -> None:
+    """Uncommitted weights stay out of the repository: a weights-like file beside model.yaml is an error."""
+    from subclassbench.encoders.hub import WEIGHT_SUFFIXES
+
+    seed_files = {e["weights"]["file"] for e in model["encoder"].get("seeds", [])}
+    for path in sorted(report.folder.iterdir()):
+        if path.suffix in WEIGHT_SUFFIXES and path.name not in seed_files:
+            report.error(
+                str(path), "model.yaml names its weights by source (encoder.weights.source): do not commit them"
+            )
+
+
+_ABSENT = object()
+
+
+def _options_problem(model: dict[str, Any], encoder: EncoderRecord) -> str | None:
+    """Whether a result's constructor arguments and preprocessing overrides are model.yaml's; None when so."""
+    from subclassbench.encoders.base import ENCODER_SOURCES
+
+    wanted = model["encoder"].get("model_args") or {}
+    recorded = encoder.get("arch_kwargs") or {}
+    # A packaged tag's model card adds its own switches; any other extra argument is not model.yaml's.
+    cards = encoder.get("source") in ENCODER_SOURCES and ENCODER_SOURCES.get(encoder["source"]).model_cards
+    if any(recorded.get(k, _ABSENT) != v for k, v in wanted.items()) or (not cards and set(recorded) - set(wanted)):
+        return f"was computed with constructor arguments {recorded}, not model.yaml's encoder.model_args {wanted}"
+    wanted = model["encoder"].get("preprocess") or {}
+    recorded = encoder.get("preprocessing_overrides") or {}
+    ours, theirs = resolved_preprocess(wanted, encoder), resolved_preprocess(recorded, encoder)
+    if ours is None or theirs is None or ours != theirs:
+        return f"was computed with preprocessing overrides {recorded}, not model.yaml's encoder.preprocess {wanted}"
+    return None
+
+
+def resolved_preprocess(fields: dict[str, Any], encoder: EncoderRecord) -> dict[str, Any] | None:
+    """``--preprocess`` fields as the encoder of a result resolves them (``mean: 0.5`` → one per channel);
+    None when they do not apply to it."""
+    from subclassbench.encoders.preprocessing import Preprocessing
+
+    if not fields:
+        return {}
+    try:
+        final = encoder["preprocessing"]
+        base = Preprocessing(
+            input_size=tuple(final["input_size"]),
+            mean=tuple(final["mean"]),
+            std=tuple(final["std"]),
+            interpolation=final["interpolation"],
+            crop_pct=final["crop_pct"],
+        )
+        applied = base.with_overrides(fields)
+    except (SubclassbenchError, KeyError, TypeError, ValueError):
+        return None
+    values = {key: getattr(applied, key) for key in sorted(fields)}
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
 
 
 def _check_result(report: Report, model: dict[str, Any], result: Result, path: Path, tasks: dict[str, Task]) -> None:
@@ -223,13 +315,25 @@ def _check_result(report: Report, model: dict[str, Any], result: Result, path: P
         report.error(str(path), f"encoder '{encoder['spec']}' differs from model.yaml's '{model['encoder']['spec']}'")
     if declared is not None and result.weights_sha256 != declared["sha256"]:
         report.error(str(path), "was computed with other weights than model.yaml declares (sha256 differs)")
+    elif (
+        declared is not None
+        and is_external(declared)
+        and (named := (encoder.get("weights") or {}).get("path")) != (expected := source_label(declared["source"]))
+    ):
+        report.error(
+            str(path),
+            f"names its weights {named!r}, not model.yaml's source {expected!r}; re-run `subclassbench submit`",
+        )
+    if (problem := _options_problem(model, encoder)) is not None:
+        report.error(str(path), f"{problem}; re-run `subclassbench submit`")
     random_init = bool(model["encoder"].get("random_init", False))
     if ENCODER_SOURCES.get(encoder["source"]).random_init and random_init == bool(encoder["pretrained"]):
         state = "random-init" if random_init else "pretrained"
         report.error(str(path), f"model.yaml declares a {state} encoder but the result's encoder.pretrained disagrees")
     if _hub_entry(result) != model["encoder"].get("hub"):
         report.error(str(path), "hub weights differ from model.yaml's encoder.hub (repository, commit or sha256)")
-    packaged = str((encoder.get("weights") or {}).get("path", "")).startswith(PACKAGED_PREFIX)
+    # Weights packaged with subclassbench (not a package:NAME==VERSION source, which model.yaml declares).
+    packaged = str((encoder.get("weights") or {}).get("path", "")).startswith(f"{PACKAGED_PREFIX}subclassbench/")
     if declared is None and encoder.get("weights") and not packaged and _hub_entry(result) is None:
         report.error(str(path), "was computed with a weights file that model.yaml does not declare")
     reasons = []
@@ -411,10 +515,20 @@ class SubmitRequest:
     batch_size: int = 256
     progress: bool = True
     seed: int | None = None  # add these weights as another training seed of an existing submission
+    # Weights that are not committed: ``weights`` is evaluated, never copied, and named by sha256 and this
+    # source (``shared:PATH``, ``hub:REPO@REVISION:PATH``, ``package:NAME==VERSION:PATH``).
+    weights_source: str | None = None
+    converted_by: str | None = None  # the repository script that made the evaluated file (package sources)
+    model_args: dict[str, Any] | None = None  # constructor arguments (``--model-arg``), recorded in model.yaml
+    preprocess: dict[str, Any] | None = None  # preprocessing fields (``--preprocess``), recorded in model.yaml
 
     @property
     def folder(self) -> Path:
         return self.submissions / self.name
+
+    @property
+    def repository(self) -> Path:
+        return repository_of(self.folder)
 
 
 def _resolve_weights(weights: Path | None) -> Path | None:
@@ -443,6 +557,7 @@ def _model_entry(request: SubmitRequest) -> dict[str, Any]:
             )
         if request.random_init != bool(entry["encoder"].get("random_init", False)):
             raise SubclassbenchError(f"--random-init must match {folder}'s model.yaml (encoder.random_init)")
+        _model_options(request, entry, existing=True)
         return entry
     fields = {
         "labels": request.labels,
@@ -465,7 +580,90 @@ def _model_entry(request: SubmitRequest) -> dict[str, Any]:
     )
     if request.random_init:
         entry["encoder"]["random_init"] = True
+    _model_options(request, entry, existing=False)
     return entry
+
+
+def _model_options(request: SubmitRequest, entry: dict[str, Any], existing: bool) -> None:
+    """``--model-arg`` and ``--preprocess`` go into a new model.yaml; an update re-uses the recorded ones, and
+    a different value is refused (one submission evaluates one model)."""
+    given = {"model_args": request.model_args or None, "preprocess": normal_preprocess(request.preprocess)}
+    for key, option in (("model_args", "--model-arg"), ("preprocess", "--preprocess")):
+        value, recorded = given[key], entry["encoder"].get(key)
+        if existing and value is not None and value != recorded:
+            raise SubclassbenchError(
+                f"{option} {value} differs from {request.folder}'s model.yaml (encoder.{key}: {recorded or 'none'}); "
+                f"leave {option} out to re-use model.yaml's, or choose another --name"
+            )
+        if not existing and value is not None:
+            entry["encoder"][key] = value
+
+
+def normal_preprocess(fields: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``--preprocess`` values as model.yaml records them: comma-separated numbers become a list."""
+    from subclassbench.encoders.preprocessing import OVERRIDABLE
+
+    if not fields:
+        return None
+    unknown = sorted(set(fields) - set(OVERRIDABLE))
+    if unknown:
+        raise SubclassbenchError(
+            f"unknown preprocessing field '{unknown[0]}'; use {', '.join(OVERRIDABLE)} (e.g. --preprocess mean=0.5)"
+        )
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        out[key] = value
+        if isinstance(value, str) and "," in value:
+            try:
+                numbers = [float(item) for item in value.split(",")]
+            except ValueError:
+                continue  # not numbers: the encoder's check says what it takes
+            out[key] = [int(n) if key == "input_size" and n.is_integer() else n for n in numbers]
+    return out
+
+
+def _weights_source(request: SubmitRequest) -> dict[str, str] | None:
+    """``--weights-source`` parsed and checked before any work, or None."""
+    if request.weights_source is None:
+        if request.converted_by is not None:
+            raise SubclassbenchError("--converted-by goes with --weights-source package:NAME==VERSION:PATH")
+        return None
+    if request.seed is not None:
+        raise SubclassbenchError(
+            "--weights-source names a submission's first weights; a further seed (--seed) is a committed file"
+        )
+    return parse_source(request.weights_source, request.converted_by)
+
+
+EVALUATED_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+
+def _external_weights(request: SubmitRequest, entry: dict[str, Any], source: dict[str, str] | None) -> Path:
+    """The uncommitted weights file to evaluate (``--weights``, or found by :func:`locate`); a new submission
+    records its sha256 and source in ``entry``, an existing one must have those exact bytes."""
+    folder, declared = request.folder, entry["encoder"]["weights"]
+    if declared is not None and not is_external(declared):
+        raise SubclassbenchError(
+            f"{folder} commits its weights ({declared['file']}); --weights-source is for weights that are not "
+            "committed: choose another --name"
+        )
+    if declared is not None:
+        if source is not None and source != declared["source"]:
+            raise SubclassbenchError(
+                f"--weights-source {source_label(source)} differs from {folder}'s model.yaml "
+                f"({source_label(declared['source'])}); leave it out, or choose another --name"
+            )
+        source = declared["source"]
+    assert source is not None
+    file, sha256 = locate(source, None if declared is None else declared["sha256"], request.repository, request.weights)
+    if file.suffix not in EVALUATED_SUFFIXES:
+        raise SubclassbenchError(
+            f"{file}: weights that are not committed are evaluated as they are; pass a .safetensors file or a torch "
+            f"checkpoint ({', '.join(EVALUATED_SUFFIXES[1:])})"
+        )
+    if declared is None:
+        entry["encoder"]["weights"] = {"sha256": sha256, "source": dict(source)}
+    return file
 
 
 def _add_seed(request: SubmitRequest, entry: dict[str, Any], weights: Path | None, stage: Path) -> Path:
@@ -502,7 +700,9 @@ def submit(request: SubmitRequest) -> Report:
     for task_name in request.tasks:
         check_name(task_name, "--task name (it names the result file)")
         load_task(task_name, by_name_only=True)  # submissions are on registered tasks, never a local file
-    weights = _resolve_weights(request.weights)
+    source = _weights_source(request)
+    if request.weights is not None and not request.weights.exists():  # before anything is created
+        raise SubclassbenchError(f"weights {request.weights} do not exist; pass a .safetensors or torch checkpoint")
     folder = request.folder
     request.submissions.mkdir(parents=True, exist_ok=True)  # staging beside the target keeps renames atomic
     with locked(folder), tempfile.TemporaryDirectory(prefix=".staging-", dir=request.submissions) as tmp:
@@ -512,8 +712,14 @@ def submit(request: SubmitRequest) -> Report:
         stage = Path(tmp)
         weights_for_run: Path | None = None
         weights_file = WEIGHTS_FILE if request.seed is None else seed_weights_file(request.seed)
+        stored_at = f"{request.submissions.as_posix()}/{request.name}"
+        # Uncommitted weights are read where they are; any other --weights file is staged to be committed.
+        external = request.seed is None and (source is not None or is_external(entry["encoder"]["weights"]))
+        weights = None if external else _resolve_weights(request.weights)
         if request.seed is not None:
             weights_for_run = _add_seed(request, entry, weights, stage)
+        elif external:
+            weights_for_run = _external_weights(request, entry, source)
         elif weights is not None:
             stored = store_weights(stage, weights)
             declared = entry["encoder"]["weights"]
@@ -523,8 +729,18 @@ def submit(request: SubmitRequest) -> Report:
             weights_for_run = stage / WEIGHTS_FILE
         elif entry["encoder"]["weights"] is not None:
             weights_for_run = folder / entry["encoder"]["weights"]["file"]
+        problem = first_error(entry, "submission")  # before the work, not after it
+        if problem:
+            raise SubclassbenchError(f"model.yaml would be invalid: {problem}")
+        # A portable name for the weights: where they live in the repository, or their source.
+        declared = entry["encoder"]["weights"]
+        if weights_for_run is None:
+            weights_label = None
+        elif request.seed is None and is_external(declared):
+            weights_label = source_label(declared["source"])
+        else:
+            weights_label = f"{stored_at}/{weights_file}"
         results: dict[str, Result] = {}
-        stored_at = f"{request.submissions.as_posix()}/{request.name}"
         for i, task_name in enumerate(request.tasks):
             announce(
                 f"{counted('submit', i, len(request.tasks))}: evaluating {request.model} on {task_name}",
@@ -540,8 +756,9 @@ def submit(request: SubmitRequest) -> Report:
                     pretrained=not (request.random_init or entry["encoder"].get("random_init", False)),
                     progress=request.progress,
                     metrics=request.metrics,
-                    # a portable path: where the weights live in the repository
-                    weights_label=None if weights_for_run is None else f"{stored_at}/{weights_file}",
+                    weights_label=weights_label,
+                    model_args=entry["encoder"].get("model_args"),
+                    preprocess=entry["encoder"].get("preprocess"),
                 )
             )
             _record_hub(entry, result)
@@ -602,12 +819,16 @@ def verify(
     progress: bool = False,
     shipped_data_only: bool = False,
     on_outcome: Callable[[Verification], None] | None = None,
+    weights: Path | None = None,
 ) -> list[Verification]:
     """Re-run each of a submission's results without the feature cache and compare within tolerance.
 
     ``shipped_data_only`` verifies only results on tasks whose data ships with
     subclassbench (CI's setting: no downloads, bounded time); others are skipped.
     ``on_outcome`` is called with each outcome as soon as it is known.
+    ``weights`` is the file of weights that model.yaml names by sha256 and source (not committed);
+    without it they are looked for (:func:`subclassbench.leaderboard.external.locate`) when a result is
+    first re-run, and checked against their sha256 before they load.
     """
     from subclassbench.evaluation.pipeline import evaluate
     from subclassbench.evaluation.request import EvaluationRequest
@@ -618,6 +839,24 @@ def verify(
         raise SubclassbenchError(f"{report.errors[0]} (run `subclassbench validate {folder}`)")
     assert report.model is not None
     entry, wanted = report.model, set(tasks or [])
+    declared = declared_weights(entry)
+    if weights is not None and not is_external(declared):
+        raise SubclassbenchError(
+            f"--weights is for weights that model.yaml names by source; {folder} "
+            + ("commits its weights file" if declared is not None else "declares no weights file")
+            + ": drop --weights"
+        )
+    found: list[Path] = []  # the uncommitted weights, once found
+
+    def weights_file(seed: int | None) -> Path | None:
+        if seed is not None or not is_external(declared):
+            return weights_path(folder, entry, seed)
+        if not found:
+            assert declared is not None
+            file, _ = locate(declared["source"], declared["sha256"], repository_of(folder), weights)
+            found.append(file)
+        return found[0]
+
     ordered = sorted(report.results, key=lambda r: (r.task_name, str(r.path)))
     chosen = [r for r in ordered if not wanted or r.task_name in wanted]
     out: list[Verification] = []
@@ -638,7 +877,7 @@ def verify(
         if task.needs_data_path and not Path(source).exists():
             done(Verification(label, "skipped", "needs its data; pass --data"))
             continue
-        file = weights_path(folder, entry, report.seed(submitted))
+        file = weights_file(report.seed(submitted))
         announce(
             f"{counted('verify', len(out), len(chosen))}: {label}: re-running {entry['encoder']['spec']} "
             "without the feature cache",
@@ -655,10 +894,15 @@ def verify(
                 progress=progress,
                 metrics=submitted.metrics,
                 cache="off",  # a verification recomputes features, never reads them back
+                model_args=entry["encoder"].get("model_args"),
+                preprocess=entry["encoder"].get("preprocess"),
             )
         )
         if rerun.task["fingerprint"] != submitted.task["fingerprint"]:
             done(Verification(label, "fail", "the data differs from the submission's (task fingerprint)"))
+            continue
+        if is_external(declared) and rerun.weights_sha256 != submitted.weights_sha256:  # changed after the check
+            done(Verification(label, "fail", "the re-run read other weights than the submission's (sha256)"))
             continue
         differences = compare_results(submitted, rerun)
         if differences:

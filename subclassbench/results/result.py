@@ -67,6 +67,7 @@ class EncoderRecord(TypedDict, total=False):
     preprocessing: dict[str, Any]
     prefix_tokens: int
     arch_kwargs: dict[str, Any]
+    preprocessing_overrides: dict[str, Any]  # the fields --preprocess replaced, resolved
     layers: list[str]
 
 

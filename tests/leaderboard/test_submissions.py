@@ -125,6 +125,12 @@ def test_verify_reruns_and_compares(subs):
     assert bad.exit_code == 2 and "edited by hand" in bad.output
 
 
+def test_verify_takes_weights_only_for_weights_that_are_not_committed(subs, tmp_path):
+    other = digits_mlp_weights(tmp_path / "other.safetensors", 5)
+    out = cli("verify", subs / "mlp-random", "--weights", other)
+    assert out.exit_code == 2 and "commits its weights file: drop --weights" in out.output
+
+
 def test_verify_compares_layers_and_summaries_nan_included(subs):
     import copy
 
