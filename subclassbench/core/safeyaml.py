@@ -34,7 +34,7 @@ class _NoAliasLoader(yaml.SafeLoader):
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
             for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]  # unannotated
+                key = self.construct_object(key_node, deep=True)
                 if isinstance(key, str | int | float | bool) or key is None:
                     if key in seen:
                         raise yaml.YAMLError(f"key {key!r} appears twice (line {key_node.start_mark.line + 1})")
