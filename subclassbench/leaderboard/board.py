@@ -23,7 +23,7 @@ from subclassbench.core.hashing import canonical_json, sha256_text
 from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.figures.drawing import FORMATS as FIGURE_SUFFIXES
 from subclassbench.figures.drawing import read_digest
-from subclassbench.leaderboard.cells import cell, committed_cell, num, ood_cell
+from subclassbench.leaderboard.cells import cell, committed_cell, labels_cell, md, num, ood_cell
 from subclassbench.leaderboard.site import render_site
 from subclassbench.leaderboard.submissions import validate_tree
 from subclassbench.results.result import Result
@@ -140,6 +140,11 @@ def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None)
     seen = [] if transfer is None else [s["name"] for s in transfer["ood_sets"] if _seen(s, model)]
     if seen:  # the encoder was trained on an OOD set's classes: its OOD numbers are not OOD
         extra["ood_seen_in_training"] = seen
+    label_set = model["training"].get("label_set")
+    if label_set:  # only when present, so boards without label sets stay byte-identical
+        extra["label_set"] = label_set
+        if _in_label_set(label_set, result.task_name):
+            extra["subclasses_seen_in_training"] = True
     ward = result.committed_ward
     shift = None if transfer is None else transfer["subpopulation_shift"]
     # The BREEDS measure: the ID probe, unchanged, on the new subpopulations (the refit curve is in the JSON).
@@ -177,11 +182,31 @@ def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None)
     }
 
 
+def _in_label_set(label_set: str, task_name: str) -> bool:
+    """Whether every subclass of a task is a class of ``label_set``. ImageNet-1k: an ImageNet-sourced task whose
+    subclasses carry an ImageNet-1k class index (0-999), as Tiny ImageNet's and BREEDS's do."""
+    from subclassbench.tasks.task import load_task
+
+    if label_set != "imagenet-1k":
+        return False
+    try:
+        task = load_task(task_name)
+    except SubclassbenchError:
+        return False
+    subclasses = [sub for sup in task.superclasses for sub in sup.subclasses]
+    return task.data.get("source") == "imagenet" and all(
+        sub.index is not None and 0 <= sub.index < 1000 for sub in subclasses
+    )
+
+
 def _seen(ood_set: dict[str, Any], model: dict[str, Any]) -> bool:
     """Whether an OOD set's classes were in the encoder's training data: the result's own record (from the
     training card), or else the task model.yaml says the encoder was trained on."""
     if ood_set.get("seen_in_training") is not None:
         return bool(ood_set["seen_in_training"])
+    label_set = model["training"].get("label_set")
+    if label_set and _in_label_set(label_set, ood_set["task"]):
+        return True
     label_task = model["training"].get("label_task")
     if not label_task:
         return False
@@ -249,22 +274,22 @@ def _table(rows: list[dict[str, Any]], with_rank: bool = True) -> str:
     headers += ["subpop. shift retained %", "result"]
     body = []
     for r in rows:
-        labels = r["labels"] + (f" ({r['label_task']})" if r["label_task"] else "")
+        labels = md(labels_cell(r))
         seeds = f" ({r['seeds']['n']} seeds)" if "seeds" in r else ""
         line = [r["rank"]] if with_rank else []
         line += [
             f"[{r['submission']}](../submissions/{r['submission']}/model.yaml){seeds}",
             labels,
-            committed_cell(r),
+            md(committed_cell(r)),
             cell(r, "committed_ami"),
-            r["best_layer"] or "—",
+            md(r["best_layer"] or "—"),
             cell(r, "best_ami"),
             num(r["gap"]),
             cell(r, "committed_ward_ami"),
             cell(r, "committed_reconstruction_acc"),
             cell(r, "committed_within_superclass_acc"),
             ood_cell(r),
-            "—" if r["tunnel"] is None else f"{r['tunnel']['start']} ({r['tunnel']['strength']})",
+            "—" if r["tunnel"] is None else md(f"{r['tunnel']['start']} ({r['tunnel']['strength']})"),
             cell(r, "subpop_retained", 1),
             f"[json](../{r['result']})" + ("" if r["canonical"] else " (non-canonical data)"),
         ]
@@ -373,7 +398,7 @@ def render(
             "Computed under another protocol or task version; re-run `subclassbench submit` to bring them back.",
             "",
         ]
-        lines += [f"- `{r['submission']}` on `{r['task']}`: {r['stale']}" for r in stale]
+        lines += [f"- `{r['submission']}` on `{r['task']}`: {md(r['stale'])}" for r in stale]
         lines.append("")
     files["README.md"] = "\n".join(lines).encode()
     before = None

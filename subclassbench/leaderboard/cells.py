@@ -41,3 +41,27 @@ def committed_cell(row: dict[str, Any]) -> str:
     return (layer or "—") + (" (degenerate)" if layer in row.get("degenerate_layers", {}) else "")
 
 
+
+
+MARKDOWN_SPECIAL = "\\`*_[]<>!|~&"  # parentheses and "#" are inert inside a table cell
+
+
+def md(text: object) -> str:
+    """Free text for a markdown table cell: every markup character escaped, line breaks flattened.
+
+    Names, label tasks and layer names come from submissions; unescaped, a pipe would split a row and a
+    bracket or angle bracket would inject links or HTML into the board a pull request changes."""
+    flat = " ".join(str(text).split())
+    return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in flat)
+
+
+# Label sets that no task file describes (model.yaml training.label_set), as the board names them.
+LABEL_SETS = {"imagenet-1k": "ImageNet-1k"}
+
+
+def labels_cell(row: dict[str, Any]) -> str:
+    """What the encoder was trained on: the label granularity, the task or label set, and whether this task's
+    subclasses were among its training labels."""
+    source = row.get("label_task") or LABEL_SETS.get(row.get("label_set") or "")
+    text = str(row["labels"]) + (f" ({source})" if source else "")
+    return text + ("; subclasses seen in training" if row.get("subclasses_seen_in_training") else "")

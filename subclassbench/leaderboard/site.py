@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Any
 
 from subclassbench.errors import SubclassbenchError
-from subclassbench.leaderboard.cells import cell, committed_cell, num, ood_cell
+from subclassbench.leaderboard.cells import cell, committed_cell, labels_cell, num, ood_cell
 
 SITE_DIR = "site"
 ASSETS = ("app.js", "style.css")  # copied as they are
@@ -92,7 +92,7 @@ def site_document(board: dict[str, Any]) -> dict[str, Any]:
 def site_row(row: dict[str, Any]) -> dict[str, Any]:
     """One table row: per column a sort value (``v``, null sorts last) and the text shown (``t``), the
     filter keys, the curve and the details panel. Texts come from the markdown board's formatters."""
-    labels_text = row["labels"] + (f" ({row['label_task']})" if row.get("label_task") else "")
+    labels_text = labels_cell(row)
     seeds = row.get("seeds", {}).get("n")
     cells = {
         "rank": {"v": row.get("rank"), "t": str(row.get("rank", "—"))},

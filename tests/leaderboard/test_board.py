@@ -144,3 +144,64 @@ def test_the_leaderboard_marks_ood_sets_seen_in_training(tmp_path):
     row = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())["tasks"]["digits-id5"][0]
     assert row["ood_seen_in_training"] == ["digits-ood5"] and row["ood_sets"] == ["digits-ood5"]
     assert "(seen in training)" in (tmp_path / "lb" / "README.md").read_text()
+
+
+def _one_line_error(result) -> str:
+    """validate's one error line for the one problem planted (its summary line follows)."""
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.strip().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def test_free_text_cannot_inject_markup_into_the_board(subs, tmp_path):
+    """A label task that tries to add a cell, a link and HTML to the markdown board is printed inert."""
+    model = subs / "cnn-coarse" / "model.yaml"
+    hostile = "digits-5 | injected cell [click](https://evil.example) <img src=x onerror=alert(1)>"
+    text = model.read_text()
+    model.write_text(text.replace("label_task: digits-5", f"label_task: '{hostile}'"))
+    assert hostile in model.read_text()
+    build(subs, tmp_path / "lb")
+    board = (tmp_path / "lb" / "README.md").read_text()
+    row = next(line for line in board.splitlines() if "cnn-coarse" in line and line.startswith("|"))
+    header = next(line for line in board.splitlines() if line.startswith("| rank"))
+    assert row.count(" | ") + row.count(" |") >= header.count(" | ")
+    unescaped = re.sub(r"\\.", "", row)  # what is left once escaped characters are removed
+    assert "<img" not in unescaped and "[click]" not in unescaped
+    assert unescaped.count("|") == header.count("|")  # no extra cell
+    assert "\\<img src=x onerror=alert(1)\\>" in row and "\\[click\\]" in row
+
+
+def test_a_result_whose_layer_name_carries_markup_is_refused(subs):
+    result = subs / "cnn-coarse" / "results" / "digits-5.json"
+    doc = json.loads(result.read_text())
+    doc["layers"][0]["name"] = "conv1|<b>bold</b>"
+    result.write_text(json.dumps(doc))
+    assert "does not match result schema" in _one_line_error(cli("validate", subs))
+
+
+def test_json_and_yaml_with_a_key_given_twice_are_refused(subs):
+    """With a duplicate key a reader sees one number and the tool another: never pick one."""
+    result = subs / "cnn-coarse" / "results" / "digits-5.json"
+    text = result.read_text()
+    assert text.startswith("{")
+    result.write_text('{"schema_version": "0.0", ' + text[1:])
+    assert "appears twice" in _one_line_error(cli("validate", subs))
+    result.write_text(text)
+    model = subs / "cnn-coarse" / "model.yaml"
+    model.write_text(model.read_text() + "license: Proprietary\n")
+    assert "appears twice" in _one_line_error(cli("validate", subs))
+
+
+def test_imagenet_1k_label_set_marks_tiny_imagenet_classes_as_seen():
+    """Networks trained on ImageNet-1k labels saw every Tiny ImageNet class: subclasses and OOD set alike."""
+    from subclassbench.leaderboard import board
+    from subclassbench.leaderboard.cells import labels_cell
+
+    assert board._in_label_set("imagenet-1k", "breeds-tiny16")
+    assert board._in_label_set("imagenet-1k", "tiny-imagenet-ood16")
+    assert not board._in_label_set("imagenet-1k", "digits-5")
+    model = {"training": {"labels": "fine", "label_set": "imagenet-1k"}}
+    assert board._seen({"name": "tiny-imagenet-ood16", "task": "tiny-imagenet-ood16"}, model)
+    row = {"labels": "fine", "label_task": None, "label_set": "imagenet-1k", "subclasses_seen_in_training": True}
+    assert labels_cell(row) == "fine (ImageNet-1k); subclasses seen in training"
