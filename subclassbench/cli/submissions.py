@@ -10,6 +10,7 @@ import typer
 
 from subclassbench.cli import (
     BatchSizeOption,
+    ChannelsLastOption,
     QuietOption,
     app,
     assignments,
@@ -83,6 +84,13 @@ def submit(
             "[default: none]"
         ),
     ] = None,
+    label_set: Annotated[
+        str | None,
+        typer.Option(
+            help="A dataset whose labels it was trained on where no task describes them: imagenet-1k (its classes "
+            "are marked seen in training). [default: none]"
+        ),
+    ] = None,
     training_data: Annotated[
         str | None,
         typer.Option(help="What the encoder was trained on." + NEW_ONLY),
@@ -107,6 +115,7 @@ def submit(
     ] = None,
     submissions: Annotated[Path, typer.Option(help="The submissions folder.")] = Path("submissions"),
     batch_size: BatchSizeOption = 256,
+    channels_last: ChannelsLastOption = False,
     seed: Annotated[
         int | None,
         typer.Option(
@@ -130,6 +139,8 @@ def submit(
             data=data,
             labels=labels,
             label_task=label_task,
+            label_set=label_set,
+            channels_last=channels_last,
             training_data=training_data,
             license=license,
             citation=citation,

@@ -39,6 +39,7 @@ MODEL_FILE = "model.yaml"
 RESULTS_DIR = "results"
 WEIGHTS_FILE = "weights.safetensors"
 LABELS = ("fine", "superclass", "self-supervised", "text-supervised", "none")
+LABEL_SETS = ("imagenet-1k",)  # datasets whose labels no task file describes (model.yaml training.label_set)
 
 # Re-running a submission must land within these absolute differences; see docs/submitting.md.
 TOLERANCES: dict[str, float] = {
@@ -376,6 +377,7 @@ def new_model_file(
     label_task: str | None = None,
     description: str | None = None,
     data_notes: dict[str, str] | None = None,
+    label_set: str | None = None,
 ) -> dict[str, Any]:
     if labels not in LABELS:
         raise SubclassbenchError(f"unknown label granularity '{labels}'; use one of {', '.join(LABELS)}")
@@ -390,6 +392,10 @@ def new_model_file(
     }
     if label_task:
         model["training"]["label_task"] = label_task
+    if label_set:
+        if label_set not in LABEL_SETS:
+            raise SubclassbenchError(f"unknown label set '{label_set}'; use one of {', '.join(LABEL_SETS)}")
+        model["training"]["label_set"] = label_set
     return model
 
 
@@ -504,6 +510,8 @@ class SubmitRequest:
     data: str | None = None
     labels: str | None = None
     label_task: str | None = None
+    label_set: str | None = None  # a dataset's labels no task describes (imagenet-1k): its classes were seen
+    channels_last: bool = False  # NHWC forward pass (recorded in each result's run.compute; features alike)
     training_data: str | None = None
     license: str | None = None
     citation: str | None = None
@@ -577,6 +585,7 @@ def _model_entry(request: SubmitRequest) -> dict[str, Any]:
         str(request.citation),
         request.label_task,
         request.description,
+        label_set=request.label_set,
     )
     if request.random_init:
         entry["encoder"]["random_init"] = True
@@ -753,6 +762,7 @@ def submit(request: SubmitRequest) -> Report:
                     weights=None if weights_for_run is None else str(weights_for_run),
                     data=request.data,
                     batch_size=request.batch_size,
+                    channels_last=request.channels_last,
                     pretrained=not (request.random_init or entry["encoder"].get("random_init", False)),
                     progress=request.progress,
                     metrics=request.metrics,
@@ -894,6 +904,8 @@ def verify(
                 progress=progress,
                 metrics=submitted.metrics,
                 cache="off",  # a verification recomputes features, never reads them back
+                # The submission's memory layout: the same kernels, so the same last bits.
+                channels_last=bool((submitted.get("run") or {}).get("compute", {}).get("channels_last", False)),
                 model_args=entry["encoder"].get("model_args"),
                 preprocess=entry["encoder"].get("preprocess"),
             )
