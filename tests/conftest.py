@@ -105,12 +105,12 @@ def digits_mlp_weights(path: Path, seed: int | None = None) -> Path:
 
     from subclassbench.encoders.base import load_encoder
 
-    if seed is not None:
-        torch.manual_seed(seed)
     model = load_encoder("builtin:digits_mlp", num_classes=5).model
-    if seed is not None:
-        for parameter in model.parameters():
-            torch.nn.init.normal_(parameter, std=0.1)
+    if seed is not None:  # drawn from the seed itself: load_encoder reseeds torch's global generator
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
 

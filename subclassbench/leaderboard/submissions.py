@@ -21,7 +21,7 @@ import yaml
 
 from subclassbench.core import safeyaml
 from subclassbench.core.files import atomic_path, atomic_write, check_name, locked
-from subclassbench.core.hashing import sha256_file
+from subclassbench.core.hashing import canonical_json, sha256_file
 from subclassbench.core.progress import counted
 from subclassbench.core.progress import stage as announce  # `stage` names the staging folder in submit
 from subclassbench.errors import SubclassbenchError
@@ -199,10 +199,17 @@ def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> R
         report.errors.append(str(exc))
         return report
     report.model = model
+    weights_of_seed: dict[str, int | None] = {}
     for seed in [None, *(e["seed"] for e in model["encoder"].get("seeds", []))]:
         declared = declared_weights(model, seed)
         if declared is None:
             continue
+        first = weights_of_seed.setdefault(declared["sha256"], seed)
+        if first != seed:  # one network counted as two seeds would shrink the spread across seeds
+            name = "the first seed" if first is None else f"seed {first}"
+            report.error(
+                str(folder / MODEL_FILE), f"seed {seed} has the same weights as {name}; list each network once"
+            )
         if is_external(declared):  # nothing to hash here; no weights file may be committed beside it
             _check_nothing_committed(report, model)
             continue
@@ -241,6 +248,8 @@ def _check_nothing_committed(report: Report, model: dict[str, Any]) -> None:
 
 
 _ABSENT = object()
+# Constructor arguments a loader sets itself (timm's random-init models: zero_init_last=False), not model.yaml's.
+LOADER_ARGS = frozenset({"zero_init_last"})
 
 
 def _options_problem(model: dict[str, Any], encoder: EncoderRecord) -> str | None:
@@ -251,7 +260,8 @@ def _options_problem(model: dict[str, Any], encoder: EncoderRecord) -> str | Non
     recorded = encoder.get("arch_kwargs") or {}
     # A packaged tag's model card adds its own switches; any other extra argument is not model.yaml's.
     cards = encoder.get("source") in ENCODER_SOURCES and ENCODER_SOURCES.get(encoder["source"]).model_cards
-    if any(recorded.get(k, _ABSENT) != v for k, v in wanted.items()) or (not cards and set(recorded) - set(wanted)):
+    extra = set(recorded) - set(wanted) - LOADER_ARGS
+    if any(recorded.get(k, _ABSENT) != v for k, v in wanted.items()) or (not cards and extra):
         return f"was computed with constructor arguments {recorded}, not model.yaml's encoder.model_args {wanted}"
     wanted = model["encoder"].get("preprocess") or {}
     recorded = encoder.get("preprocessing_overrides") or {}
@@ -294,6 +304,9 @@ def _check_result(report: Report, model: dict[str, Any], result: Result, path: P
     seeds = {e["seed"] for e in model["encoder"].get("seeds", [])}
     if named_task != task_name:
         report.error(str(path), f"holds task '{task_name}'; name the file {result_stem(task_name, seed)}.json")
+        return
+    if path.stem != result_stem(task_name, seed):  # seed-01 beside seed-1 would count one seed twice
+        report.error(str(path), f"is not named canonically; name it {result_stem(task_name, seed)}.json")
         return
     if seed is not None and seed not in seeds:
         report.error(str(path), f"is named for seed {seed}, which model.yaml's encoder.seeds does not list")
@@ -361,7 +374,41 @@ def validate_tree(root: Path) -> list[Report]:
         return [validate_submission(root)]
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     tasks: dict[str, Task] = {}
-    return [validate_submission(p, tasks) for p in folders]
+    reports = [validate_submission(p, tasks) for p in folders]
+    _refuse_duplicates(reports)
+    return reports
+
+
+def model_identity(result: Result) -> str:
+    """What makes two results the same model: spec, weights (by sha256), constructor arguments, preprocessing."""
+    encoder = result.encoder
+    return canonical_json(
+        {
+            "spec": encoder["spec"],
+            "weights": result.weights_sha256,
+            "pretrained": encoder.get("pretrained"),
+            "arch_kwargs": encoder.get("arch_kwargs") or {},
+            "preprocessing": encoder.get("preprocessing"),
+        }
+    )
+
+
+def _refuse_duplicates(reports: list[Report]) -> None:
+    """One model, one row: the same model submitted under a second name on a task it already has is refused
+    (the untrained network shown on a task and on its shuffled control is one model on two tasks: allowed)."""
+    owner: dict[tuple[str, str], str] = {}
+    for report in reports:
+        for result in report.results:
+            if report.seed(result) is not None:
+                continue
+            key = (result.task_name, model_identity(result))
+            first = owner.setdefault(key, report.folder.name)
+            if first != report.folder.name:
+                report.error(
+                    str(result.path),
+                    f"is the same model as submissions/{first} on {result.task_name} (same spec, weights and "
+                    "options): one model ranks once; remove one of the two",
+                )
 
 
 # --------------------------------------------------------------------------- submit

@@ -282,3 +282,49 @@ def test_validate_asks_for_current_intervals(seeded, tmp_path, monkeypatch):
     out = cli("validate", subs)
     assert out.exit_code != 0 and "has intervals from an earlier bootstrap method" in out.output
     assert "subclassbench intervals" in out.output
+
+
+# --------------------------------------------------------------------------- replayed evidence
+
+
+def _errors(subs: Path) -> list[str]:
+    out = cli("validate", subs)
+    assert out.exit_code == 2, out.output
+    return [line for line in out.output.splitlines() if line.startswith("error:")]
+
+
+def test_a_zero_padded_seed_file_does_not_count_twice(seeded, tmp_path):
+    subs = tmp_path / "submissions"
+    shutil.copytree(seeded, subs)
+    results = subs / "mlp" / "results"
+    doc = json.loads((results / "digits-5.seed-1.json").read_text())
+    doc["samples"]["file"] = "digits-5.seed-01.samples.npz"  # renamed together, as a replay would be
+    (results / "digits-5.seed-01.json").write_text(json.dumps(doc))
+    shutil.copy(results / "digits-5.seed-1.samples.npz", results / "digits-5.seed-01.samples.npz")
+    (errors,) = _errors(subs)
+    assert "digits-5.seed-01.json: is not named canonically; name it digits-5.seed-1.json" in errors
+
+
+def test_two_seeds_with_the_same_weights_are_refused(seeded, tmp_path):
+    subs = tmp_path / "submissions"
+    shutil.copytree(seeded, subs)
+    model_file = subs / "mlp" / "model.yaml"
+    model = yaml.safe_load(model_file.read_text())
+    first = model["encoder"]["weights"]
+    model["encoder"]["seeds"][1]["weights"]["sha256"] = first["sha256"]  # seed 2 claims seed 0's network
+    shutil.copy(subs / "mlp" / first["file"], subs / "mlp" / model["encoder"]["seeds"][1]["weights"]["file"])
+    model_file.write_text(yaml.safe_dump(model, sort_keys=False))
+    errors = _errors(subs)
+    assert any("seed 2 has the same weights as the first seed" in e for e in errors), errors
+
+
+def test_the_same_model_under_a_second_name_is_refused(seeded, tmp_path):
+    subs = tmp_path / "submissions"
+    shutil.copytree(seeded, subs)
+    twin = subs / "mlp-twin"
+    shutil.copytree(subs / "mlp-other", twin)
+    model = yaml.safe_load((twin / "model.yaml").read_text())
+    model["name"] = "mlp-twin"
+    (twin / "model.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
+    (error,) = _errors(subs)
+    assert "is the same model as submissions/mlp-other on digits-5" in error and "mlp-twin" in error
