@@ -297,11 +297,11 @@ def bench_cifar(shared: Path, score_workers: int) -> None:
     from subclassbench.evaluation.pipeline import prepare
 
     prepared = prepare(request)
-    n = sum(len(d) for d in (*prepared.splits.values(), *prepared.ood_splits.values()))
+    n = sum(len(d) for d in (*prepared.splits.values(), *prepared.extra_splits.values()))
     model = prepared.encoder.model.eval()
     start = time.perf_counter()
     with torch.inference_mode():
-        for data in (*prepared.splits.values(), *prepared.ood_splits.values()):
+        for data in (*prepared.splits.values(), *prepared.extra_splits.values()):
             for begin in range(0, len(data), 256):
                 model(prepared.encoder.preprocessing(data.images.load(np.arange(begin, min(begin + 256, len(data))))))
     bare = time.perf_counter() - start
