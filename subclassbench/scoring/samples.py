@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from subclassbench.core.files import read_bounded
 from subclassbench.core.hashing import sha256_bytes
 from subclassbench.errors import SubclassbenchError, first_line
 
@@ -128,13 +129,10 @@ class SampleOutputs:
     @classmethod
     def read(cls, path: Path, record: dict[str, Any]) -> SampleOutputs:
         """Read and check a sidecar against its JSON record: name, sha256, every array's shape and range."""
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise SubclassbenchError(
-                f"cannot read the per-sample file {path} ({exc.strerror}); keep it beside its result JSON "
-                "or re-run the evaluation"
-            ) from None
+        try:  # a regular file within the size any evaluation writes: never a FIFO, a device or a huge file
+            data = read_bounded(path, "the per-sample file", MAX_BYTES)
+        except SubclassbenchError as exc:
+            raise SubclassbenchError(f"{exc}; keep it beside its result JSON or re-run the evaluation") from None
         if sha256_bytes(data) != record["sha256"]:
             raise SubclassbenchError(
                 f"{path}: sha256 differs from its result's record; the per-sample file was changed or belongs to "
@@ -224,6 +222,10 @@ def _load(data: bytes) -> dict[str, np.ndarray]:
             members = archive.infolist()
             if sum(m.file_size for m in members) > MAX_BYTES:
                 raise SubclassbenchError("the arrays are larger than any evaluation writes")
+            names = [m.filename for m in members]
+            if len(set(names)) != len(names):  # a zip may hold one name twice: a reader could see the other one
+                twice = next(name for name in names if names.count(name) > 1)
+                raise SubclassbenchError(f"member '{first_line(twice, 60)}' appears twice")
             out = {}
             for member in members:
                 if not member.filename.endswith(".npy") or "/" in member.filename:

@@ -129,3 +129,31 @@ def _npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
+
+
+def test_a_per_sample_member_given_twice_is_refused(copy):
+    """A zip may hold one name twice; which copy a reader sees depends on the reader."""
+    import hashlib
+    import warnings
+
+    with np.load(copy.parent / "digits.samples.npz") as data:
+        members = [(f"{k}.npy", _npy(data[k])) for k in data.files]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate it is asked to write
+        for name, blob in [*members, ("superclass.npy", _npy(np.zeros(len(np.load(io.BytesIO(members[0][1]))))))]:
+            archive.writestr(name, blob)
+    (copy.parent / "digits.samples.npz").write_bytes(buffer.getvalue())
+    doc = json.loads(copy.read_text())
+    doc["samples"]["sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    copy.write_text(json.dumps(doc))
+    _refused(copy, "appears twice")
+
+
+def test_a_per_sample_fifo_is_refused_without_blocking(copy):
+    import os
+
+    sidecar = copy.parent / "digits.samples.npz"
+    sidecar.unlink()
+    os.mkfifo(sidecar)  # reading it would wait forever for a writer
+    _refused(copy, "not a regular file")
