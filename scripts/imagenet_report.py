@@ -1,6 +1,6 @@
 """The tables of docs/imagenet-encoders.md, computed from the shipped submissions' results and per-sample files.
 
-    python scripts/imagenet_report.py [--submissions submissions] > /tmp/tables.md
+    python scripts/imagenet_report.py [--submissions submissions] [--figures docs/figures/imagenet] > tables.md
 
 Per network: the committed and best layers with their depths, committed AMI, Ward AMI, reconstruction
 accuracy, % OOD retained and the tunnel, each with its 95% interval. Then paired differences (same test
@@ -141,11 +141,36 @@ def pairs_table(submissions: Path, task: str) -> list[str]:
     return lines
 
 
+def write_figures(submissions: Path, folder: Path) -> list[Path]:
+    """One per-layer AMI figure per network: its curve on breeds-tiny16 and on the shuffled control, with bands."""
+    import dataclasses
+
+    from subclassbench.figures.drawing import curve_files, curve_from_result, write_figure
+
+    written: list[Path] = []
+    for name in IMAGENET:
+        curves = []
+        for task in TASKS:
+            found = results_of(submissions, name, task)
+            if found:
+                curves.append(dataclasses.replace(curve_from_result(found[0]), name=task, labels="fine"))
+        if curves:
+            title = f"{name}: subclass AMI per layer (95% bands; ImageNet-1k labels seen in training)"
+            files = curve_files(curves, title)
+            written += write_figure({"png": files["png"]}, folder / name)  # the page shows the PNG
+    return written
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submissions", type=Path, default=Path("submissions"))
+    parser.add_argument("--figures", type=Path, default=None, help="Also write each network's figure here.")
     args = parser.parse_args()
     try:
+        if args.figures is not None:
+            args.figures.mkdir(parents=True, exist_ok=True)
+            for path in write_figures(args.submissions, args.figures):
+                print(f"wrote {path}", file=sys.stderr)
         for task in TASKS:
             print(f"### {task}\n")
             print("\n".join(network_table(args.submissions, task, IMAGENET + REFERENCES[task])))
