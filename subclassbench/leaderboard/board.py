@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -182,9 +183,12 @@ def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None)
     }
 
 
+WNID = re.compile(r"n\d{8}")
+
+
 def _in_label_set(label_set: str, task_name: str) -> bool:
-    """Whether every subclass of a task is a class of ``label_set``. ImageNet-1k: an ImageNet-sourced task whose
-    subclasses carry an ImageNet-1k class index (0-999), as Tiny ImageNet's and BREEDS's do."""
+    """Whether every subclass of a task is a class of ``label_set``. ImageNet-1k: subclasses that are WordNet ids
+    with an ImageNet-1k class index (0-999), as Tiny ImageNet's and BREEDS's are."""
     from subclassbench.tasks.task import load_task
 
     if label_set != "imagenet-1k":
@@ -194,9 +198,8 @@ def _in_label_set(label_set: str, task_name: str) -> bool:
     except SubclassbenchError:
         return False
     subclasses = [sub for sup in task.superclasses for sub in sup.subclasses]
-    return task.data.get("source") == "imagenet" and all(
-        sub.index is not None and 0 <= sub.index < 1000 for sub in subclasses
-    )
+    # An ImageNet-1k class is a WordNet id with its ImageNet-1k index, whatever source reads its images.
+    return all(WNID.fullmatch(str(sub.id)) and sub.index is not None and 0 <= sub.index < 1000 for sub in subclasses)
 
 
 def _seen(ood_set: dict[str, Any], model: dict[str, Any]) -> bool:
