@@ -65,6 +65,9 @@ class _Hasher:
         self.digest = hashlib.sha256()
         self.unreliable: str | None = None
         self.seen: dict[int, int] = {}  # id → visit number (cycles and shared objects hash once)
+        # Every object given a number stays alive until hashing ends: an id is unique only while its object
+        # lives, and a container built on the fly (a module's parameter dict) would free its id for the next.
+        self.alive: list[Any] = []
 
     def put(self, *parts: object) -> None:
         self.digest.update(("\x1f".join(str(p) for p in parts) + "\x1e").encode())
@@ -87,6 +90,7 @@ class _Hasher:
             self.put("ref", self.seen[key])
             return
         self.seen[key] = len(self.seen)
+        self.alive.append(obj)
         if isinstance(obj, torch.Tensor):
             data = obj.detach().to("cpu").contiguous()
             self.put("tensor", data.dtype, tuple(data.shape))

@@ -117,3 +117,13 @@ def test_a_model_that_cannot_be_fingerprinted_bypasses_the_cache_unless_keyed(tm
 def test_an_embed_function_that_skips_the_model_is_one_error(tmp_path):
     with pytest.raises(SubclassbenchError, match="did not run in the forward pass; the embed function must run"):
         _evaluate(_net(), tmp_path, embed=lambda x: x.mean((2, 3)))
+
+
+def test_the_same_module_always_has_the_same_fingerprint():
+    """Containers built while hashing (a module's parameter dict) must not lend their freed ids to the next one:
+    a timm network fingerprinted twice once gave two digests, so its features were never read back."""
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", pretrained=False).eval()
+    assert len({behaviour_fingerprint(model).digest for _ in range(3)}) == 1
