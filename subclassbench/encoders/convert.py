@@ -28,6 +28,7 @@ from torch import nn
 
 from subclassbench.core.files import atomic_write
 from subclassbench.core.hashing import sha256_bytes
+from subclassbench.encoders.timm import create_model
 from subclassbench.encoders.weights import read_state_dict
 from subclassbench.errors import SubclassbenchError, first_line
 
@@ -189,13 +190,8 @@ def build_timm(arch: str, model_args: dict[str, Any] | None = None) -> nn.Module
 
     if not timm.is_model(arch):
         raise SubclassbenchError(f"unknown timm model '{arch}'; check --arch")
-    try:
-        return timm.create_model(arch, pretrained=False, **(model_args or {}))
-    except TypeError as exc:
-        raise SubclassbenchError(
-            f"timm:{arch} does not take {', '.join(sorted(model_args or {}))} ({first_line(exc, 100)}); "
-            "check --model-arg"
-        ) from None
+    model: nn.Module = create_model(arch, False, model_args or {})
+    return model
 
 
 def load_strict(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:

@@ -48,9 +48,12 @@ def check_constructor_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     return dict(args)
 
 
-def _build(timm: Any, name: str, pretrained: bool, args: dict[str, Any], overlay: dict[str, Any]) -> Any:
+def create_model(name: str, pretrained: bool, args: dict[str, Any], overlay: dict[str, Any] | None = None) -> Any:
+    """``timm.create_model`` with the user's constructor arguments; an argument the model lacks is one line."""
+    import timm
+
     try:
-        return timm.create_model(name, pretrained=pretrained, **args, **overlay)
+        return timm.create_model(name, pretrained=pretrained, **args, **(overlay or {}))
     except TypeError as exc:  # a constructor argument this model does not take
         raise SubclassbenchError(
             f"timm:{name} does not take the constructor argument(s) {', '.join(sorted(args))} "
@@ -58,7 +61,7 @@ def _build(timm: Any, name: str, pretrained: bool, args: dict[str, Any], overlay
         ) from None
 
 
-def _with_untrained_residuals(timm: Any, name: str, args: dict[str, Any]) -> dict[str, Any]:
+def _with_untrained_residuals(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """Constructor arguments for a random-init model whose residual branches are not zeroed.
 
     timm's ResNets (and a few others) zero-initialise each block's last
@@ -71,7 +74,7 @@ def _with_untrained_residuals(timm: Any, name: str, args: dict[str, Any]) -> dic
     if "zero_init_last" in args:
         return args
     with torch.random.fork_rng():  # the probe must not move the seeded initialisation of the real model
-        probe = _build(timm, name, False, args, {})
+        probe = create_model(name, False, args)
     if any(callable(getattr(module, "zero_init_last", None)) for module in probe.modules()):
         return {**args, "zero_init_last": False}
     return args
@@ -117,9 +120,9 @@ def _load_timm(request: LoadRequest) -> Encoder:
         kwargs["pretrained_cfg_overlay"] = {"file": meta["path"]}
         pretrained = True
     if not pretrained:
-        args = _with_untrained_residuals(timm, name, args)
+        args = _with_untrained_residuals(name, args)
     try:
-        model = _build(timm, name, pretrained, args, kwargs)
+        model = create_model(name, pretrained, args, kwargs)
     except SubclassbenchError:
         raise
     except Exception as exc:  # hub errors, missing files, mismatched checkpoints
