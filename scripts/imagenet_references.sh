@@ -39,22 +39,24 @@ submit_net() {
 }
 
 CORAL="Coral test data (google-coral/test_data, commit 104342d2d3480b3e66203073dac24f4e2dbb4c41), Apache-2.0"
+# The two Coral MobileNets: one file each under ../shared/weights/imagenet, TensorFlow padding, inputs in [-1, 1].
+submit_coral() {
+  local version=$1 file=$2 quantized=$3 citation=$4
+  submit_net "imagenet-mobilenet$version-coral" "timm:mobilenet${version}_100" "$SHARED/weights/imagenet/$file" \
+    "shared:weights/imagenet/$file" \
+    "MobileNet${version^^} 1.0 (ImageNet-1k), Google's $quantized TFLite classifier made float (BatchNorm folded); TensorFlow padding, inputs in [-1, 1]" \
+    Apache-2.0 "$citation Weights: $CORAL." \
+    --model-arg pad_type=same --preprocess mean=0.5 --preprocess std=0.5
+}
+
 for net in $NETS; do
   case $net in
     mobilenetv2)
-      submit_net imagenet-mobilenetv2-coral timm:mobilenetv2_100 \
-        "$SHARED/weights/imagenet/coral-mobilenetv2_100-int8ptq.safetensors" \
-        shared:weights/imagenet/coral-mobilenetv2_100-int8ptq.safetensors \
-        "MobileNetV2 1.0 (ImageNet-1k), Google's int8 TFLite classifier made float (BatchNorm folded); TensorFlow padding, inputs in [-1, 1]" \
-        Apache-2.0 "Sandler, M. et al. (2018). MobileNetV2: Inverted Residuals and Linear Bottlenecks. CVPR 2018. Weights: $CORAL." \
-        --model-arg pad_type=same --preprocess mean=0.5 --preprocess std=0.5 ;;
+      submit_coral v2 coral-mobilenetv2_100-int8ptq.safetensors int8 \
+        "Sandler, M. et al. (2018). MobileNetV2: Inverted Residuals and Linear Bottlenecks. CVPR 2018." ;;
     mobilenetv1)
-      submit_net imagenet-mobilenetv1-coral timm:mobilenetv1_100 \
-        "$SHARED/weights/imagenet/coral-mobilenetv1_100-uint8.safetensors" \
-        shared:weights/imagenet/coral-mobilenetv1_100-uint8.safetensors \
-        "MobileNetV1 1.0 (ImageNet-1k), Google's uint8 TFLite classifier made float (BatchNorm folded); TensorFlow padding, inputs in [-1, 1]" \
-        Apache-2.0 "Howard, A. G. et al. (2017). MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications. arXiv:1704.04861. Weights: $CORAL." \
-        --model-arg pad_type=same --preprocess mean=0.5 --preprocess std=0.5 ;;
+      submit_coral v1 coral-mobilenetv1_100-uint8.safetensors uint8 \
+        "Howard, A. G. et al. (2017). MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications. arXiv:1704.04861." ;;
     lite0|lite1|lite2)
       n=${net#lite}
       pth=$(python3 -c "print({'0': 'efficientnet-lite0-57934424.pth', '1': 'efficientnet-lite1-77cc7160.pth', '2': 'efficientnet-lite2-9656183e.pth'}['$n'])")
