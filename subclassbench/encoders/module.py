@@ -162,8 +162,7 @@ def wrap_module(
         )
     if isinstance(preprocess, Mapping):
         try:
-            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in preprocess.items()}
-            preprocess = Preprocessing(**fields)
+            preprocess = Preprocessing.from_dict(preprocess)
         except TypeError as exc:
             raise SubclassbenchError(f"preprocess: {exc}; use input_size, mean, std, interpolation, crop_pct") from None
     if preprocess is None:  # the task's samples as they come: [0, 1] at their native size

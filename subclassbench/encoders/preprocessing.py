@@ -33,6 +33,12 @@ class Preprocessing:
     interpolation: str = "bilinear"
     crop_pct: float = 1.0
 
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> Preprocessing:
+        """The inverse of :meth:`to_dict` (JSON lists back to tuples); an unknown field raises ``TypeError``."""
+        values: dict[str, Any] = {key: tuple(v) if isinstance(v, list) else v for key, v in fields.items()}
+        return cls(**values)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["input_size"] = list(self.input_size) if self.input_size else None

@@ -279,15 +279,7 @@ def resolved_preprocess(fields: dict[str, Any], encoder: EncoderRecord) -> dict[
     if not fields:
         return {}
     try:
-        final = encoder["preprocessing"]
-        base = Preprocessing(
-            input_size=tuple(final["input_size"]),
-            mean=tuple(final["mean"]),
-            std=tuple(final["std"]),
-            interpolation=final["interpolation"],
-            crop_pct=final["crop_pct"],
-        )
-        applied = base.with_overrides(fields)
+        applied = Preprocessing.from_dict(encoder["preprocessing"]).with_overrides(fields)
     except (SubclassbenchError, KeyError, TypeError, ValueError):
         return None
     values = {key: getattr(applied, key) for key in sorted(fields)}
