@@ -208,15 +208,13 @@ def inside(root: Path, path: Path, what: str) -> Path:
 MAX_JSON_BYTES = 64 << 20  # a result, card or task file; the largest shipped result is a few hundred kB
 
 
-def read_bounded(path: str | Path, what: str, max_bytes: int, root: Path | None = None) -> bytes:
-    """The bytes of a regular file of at most ``max_bytes`` (inside ``root`` when given), or one error line.
+def read_bounded(path: str | Path, what: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, or one error line.
 
-    A FIFO or a device would block or never end, a huge file would exhaust memory, and a link out of a
-    submission's tree would read another file: each is refused before anything is read.
+    A FIFO or a device would block or never end, and a huge file would exhaust memory: each is refused
+    before anything is read.
     """
     path = Path(path)
-    if root is not None:
-        inside(root, path, what)
     try:
         info = path.stat()
     except OSError as exc:
@@ -250,9 +248,9 @@ def loads_strict(text: str | bytes) -> Any:
     return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
 
 
-def read_json(path: str | Path, what: str, max_bytes: int = MAX_JSON_BYTES, root: Path | None = None) -> Any:
+def read_json(path: str | Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
     """A JSON file read within bounds (:func:`read_bounded`) and strictly (:func:`loads_strict`), or one error line."""
-    data = read_bounded(path, what, max_bytes, root)
+    data = read_bounded(path, what, max_bytes)
     try:
         return loads_strict(data)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
