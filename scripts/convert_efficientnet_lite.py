@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             print(_report(args.arch, conversion_check(done.model, prep, args.check), prep))
     except SubclassbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2  # bad input, as the CLI says it
     return 0
 
 

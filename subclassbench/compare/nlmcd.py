@@ -207,6 +207,7 @@ def layer_tokens(
 
     from subclassbench.core.progress import bar as progress_bar
     from subclassbench.encoders.base import EMBEDDING
+    from subclassbench.features.outputs import output_tensor, run_forward
 
     if layer != EMBEDDING and layer not in encoder.layer_modules:
         raise SubclassbenchError(f"layer '{layer}' is not a layer of {encoder.spec}; pick one of its --pair layers")
@@ -226,10 +227,9 @@ def layer_tokens(
             bar = progress_bar(n, f"tokens {encoder.spec}:{layer}", "img", progress)
             for start in range(0, n, batch_size):
                 index = np.arange(start, min(start + batch_size, n))
-                embedding = encoder.embed(encoder.preprocessing(images.load(index)))
-                out = embedding if layer == EMBEDDING else captured.pop("out")
-                if isinstance(out, tuple | list):
-                    out = out[0]
+                embedding = run_forward(encoder.spec, encoder.embed, encoder.preprocessing(images.load(index)))
+                what = f"layer '{layer}' of {encoder.spec}"
+                out = output_tensor(embedding if layer == EMBEDDING else captured.pop("out"), what)
                 tokens, pooling = tokens_from_output(out.float().cpu().numpy(), prefix, encoder.channels_last_maps)
                 keep = _keep_per_image(tokens.shape[1], n, max_tokens) if keep is None else keep
                 batches.append(_subsample_tokens(tokens, keep, rng))

@@ -205,6 +205,26 @@ def inside(root: Path, path: Path, what: str) -> Path:
     return resolved
 
 
+def tree_file(root: Path, path: Path, what: str) -> Path:
+    """``path`` checked to be a regular file inside ``root`` once links are followed, or one error line.
+
+    A FIFO or device would block a read, and a link out of the tree would let a data folder or a
+    submission make the benchmark read a file elsewhere on the machine; links within the tree are fine."""
+    resolved, base = path.resolve(), root.resolve()
+    if base not in resolved.parents:
+        raise SubclassbenchError(
+            f"{what} {path} is a link to {resolved}, outside {root}; copy the file into the folder "
+            "(links out of a data or submission folder are not followed)"
+        )
+    try:
+        mode = resolved.stat().st_mode
+    except OSError as exc:
+        raise SubclassbenchError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise SubclassbenchError(f"{what} {path} is not a regular file (a FIFO, device or folder); replace it")
+    return resolved
+
+
 MAX_JSON_BYTES = 64 << 20  # a result, card or task file; the largest shipped result is a few hundred kB
 
 

@@ -37,7 +37,7 @@ from subclassbench.encoders.hub import check_revision
 from subclassbench.encoders.layers import MIN_LAYERS
 from subclassbench.encoders.preprocessing import Preprocessing
 from subclassbench.encoders.weights import metadata_mismatches, weights_metadata
-from subclassbench.errors import SubclassbenchError
+from subclassbench.errors import SubclassbenchError, first_line
 
 EMBEDDING = "embedding"
 PACKAGED_PREFIX = "package:"  # how results name weights packaged with subclassbench (machine-independent)
@@ -286,7 +286,8 @@ def load_encoder(
             f"{parsed.source}: models take no constructor arguments here; drop --model-arg "
             f"({', '.join(sorted(arch_kwargs))})"
         )
-    encoder = source.load(LoadRequest(parsed, weights, sample_shape, num_classes, pretrained, arch_kwargs or {}))
+    request = LoadRequest(parsed, weights, sample_shape, num_classes, pretrained, arch_kwargs or {})
+    encoder = _load_with(source, parsed.source, request)
     if preprocess:
         encoder.preprocessing = encoder.preprocessing.with_overrides(preprocess)
         encoder.preprocessing_overrides = {key: getattr(encoder.preprocessing, key) for key in sorted(preprocess)}
@@ -296,4 +297,28 @@ def load_encoder(
             metadata_mismatches(metadata, encoder.spec, encoder.preprocessing.to_dict(), encoder.constructor_args)
         )
     encoder.model.eval()
+    return encoder
+
+
+def _load_with(source: EncoderSource, name: str, request: LoadRequest) -> Encoder:
+    """``source.load(request)``; a plug-in's failure (an exception, ``sys.exit``, something other than an
+    Encoder) is one line naming the plug-in's release. Built-in sources' errors are ours and stay bugs."""
+    origin = ENCODER_SOURCES.plugins.get(name)
+    if origin is None:
+        return source.load(request)
+    try:
+        encoder = source.load(request)
+    except SubclassbenchError:
+        raise
+    except (Exception, SystemExit) as exc:
+        reason = f"it called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else first_line(exc, 160)
+        raise SubclassbenchError(
+            f"plug-in model source '{name}' ({origin}) failed to build {request.spec} ({type(exc).__name__}: "
+            f"{reason}); report it to the plug-in's authors or pin another release"
+        ) from exc
+    if not isinstance(encoder, Encoder):
+        raise SubclassbenchError(
+            f"plug-in model source '{name}' ({origin}) returned a {type(encoder).__name__} for "
+            f"{request.spec}, not an Encoder; report it to the plug-in's authors"
+        )
     return encoder

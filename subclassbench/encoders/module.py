@@ -171,11 +171,19 @@ def wrap_module(
         preprocess = Preprocessing(input_size=size)
     model.eval()
     embed_fn, embedding, exclude = (embed, "embed function", set()) if embed is not None else _embedding(model)
+    dtype, warnings = _parameter_dtype(model), []
+    if dtype is not None and dtype != torch.float32:  # a float64 or float16 model gets its own dtype in
+        embed_fn = _cast_input(embed_fn, dtype)
+        warnings.append(
+            f"the module's parameters are {str(dtype).removeprefix('torch.')}: its forward pass runs in that "
+            "precision (features are stored as float32); the protocol's reference is float32"
+        )
     layers = {n: m for n, m in discover_layers(model).items() if n.split(".")[0] not in exclude}
     blocks = [m for n, m in layers.items() if n != "stem"]
     # Too few blocks, or names that matched single operations (a Sequential of convs and ReLUs): trace instead.
     if sample_shape is not None and (len(blocks) < 2 or not all(any(True for _ in m.children()) for m in blocks)):
         example = preprocess(torch.rand(1, *sample_shape, generator=torch.Generator().manual_seed(0)))
+        example = example if dtype is None else example.to(dtype)
         modules = dict(model.named_modules())
         layers = {n: modules[n] for n in stage_layers(model, example, exclude)}
     cls = type(model)
@@ -187,7 +195,7 @@ def wrap_module(
         raise SubclassbenchError("cache_key= must be a non-empty string of at most 200 characters")
     extra = {"embedding": embedding, "preprocessing": preprocess.to_dict(), "behaviour": behaviour.digest}
     sha256 = module_fingerprint(model, extra | ({"cache_key": cache_key} if cache_key is not None else {}))
-    return Encoder(
+    encoder = Encoder(
         spec=f"{MODULE_SOURCE}:{label}",
         source=MODULE_SOURCE,
         arch=f"{cls.__module__}.{cls.__qualname__}",
@@ -202,6 +210,23 @@ def wrap_module(
         pretrained=True,
         uncacheable=None if cache_key is not None else behaviour.unreliable,
     )
+    encoder.warnings.extend(warnings)
+    return encoder
+
+
+def _parameter_dtype(model: nn.Module) -> torch.dtype | None:
+    """The one floating dtype of a module's parameters and buffers, or None when it has none or several."""
+    dtypes = {t.dtype for t in itertools.chain(model.parameters(), model.buffers()) if t.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else None
+
+
+def _cast_input(embed: Callable[[torch.Tensor], Any], dtype: torch.dtype) -> Callable[[torch.Tensor], Any]:
+    """``embed`` on images cast to the model's dtype (preprocessing gives float32)."""
+
+    def cast_embed(x: torch.Tensor) -> Any:
+        return embed(x.to(dtype))
+
+    return cast_embed
 
 
 def _module_only(request: LoadRequest) -> Encoder:

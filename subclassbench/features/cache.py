@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import re
+import stat
 import time
 import warnings
 from dataclasses import dataclass
@@ -34,11 +35,20 @@ from typing import Any
 import numpy as np
 
 from subclassbench.core.cache_dir import cache_root
-from subclassbench.core.files import TMP_PATTERN, AtomicStream, atomic_path, atomic_write, check_writable_folder, locked
+from subclassbench.core.files import (
+    TMP_PATTERN,
+    AtomicStream,
+    atomic_path,
+    atomic_write,
+    check_writable_folder,
+    locked,
+    read_bounded,
+)
 from subclassbench.core.hashing import canonical_json, sha256_file, sha256_text
 from subclassbench.errors import SubclassbenchError
 
 STALE_TMP_S = 3600  # temporary files older than this are leftovers of killed writers
+MAX_RECORD_BYTES = 1 << 20  # a record holds its key's fields: a few kilobytes; anything larger is not ours
 
 
 
@@ -88,14 +98,16 @@ class FeatureCache:
         and float32 dtype, so a caller may map it (``np.load(path, mmap_mode="r")``) and read rows
         as needed instead of loading it whole."""
         array_path, record_path = self._paths(check_key(key))
+        if not (_plain_file(record_path) and _plain_file(array_path)):
+            return None  # a FIFO would block the read, a link could lead anywhere: never ours, a miss
         try:
-            record = json.loads(record_path.read_text())
+            record = json.loads(read_bounded(record_path, "cache record", MAX_RECORD_BYTES))
             if sha256_file(array_path) != record["sha256"]:
                 return None
             array = np.load(array_path, mmap_mode="r", allow_pickle=False)
             shape, dtype = list(array.shape), array.dtype
             del array  # only the header was read
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, SubclassbenchError):
             return None  # an absent, damaged or foreign entry is a miss, never an error
         if (
             not isinstance(record, dict)
@@ -141,10 +153,11 @@ class FeatureCache:
         if not self.root.is_dir():
             return out
         for record_path in sorted(self.root.glob("??/*.json")):
-            if not record_path.is_file() or record_path.is_symlink():  # a FIFO, a folder or a link: not ours
+            if not _plain_file(record_path):  # a FIFO, a folder or a link: not ours
                 continue
             try:
-                out.append(CacheEntry.from_record(json.loads(record_path.read_text()), record_path))
+                record = json.loads(read_bounded(record_path, "cache record", MAX_RECORD_BYTES))
+                out.append(CacheEntry.from_record(record, record_path))
             except Exception as exc:  # a record is data from disk: anything malformed is skipped, never trusted
                 warnings.warn(f"skipping malformed cache record {record_path}: {exc}", stacklevel=2)
         return out
@@ -277,6 +290,14 @@ POOLING_PATTERN = re.compile(r"global_avg_pool|none|flatten|mean_tokens_excl_\d{
 def _our_temporary(name: str) -> bool:
     """A temporary file this cache wrote: ``.<uuid>.tmp``, or ``<key>.npy|json.<uuid>.tmp`` from earlier versions."""
     return bool(TMP_PATTERN.fullmatch(name) or re.fullmatch(r"[0-9a-f]{64}\.(npy|json)\.[0-9a-f]{32}\.tmp", name))
+
+
+def _plain_file(path: Path) -> bool:
+    """A regular file itself, not a link to one (``lstat``): the cache never writes links or special files."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _trusted(record: dict[str, Any], key: str) -> bool:

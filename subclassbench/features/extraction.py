@@ -31,6 +31,7 @@ from subclassbench.encoders.base import EMBEDDING, Encoder
 from subclassbench.errors import SubclassbenchError
 from subclassbench.features.cache import CacheStats, EntryWriter, FeatureCache, feature_key
 from subclassbench.features.matrices import Matrix, Rows
+from subclassbench.features.outputs import BlockChecks, output_tensor, run_forward
 from subclassbench.tasks.datasources import EncodedBatch, ImageSet
 
 if TYPE_CHECKING:
@@ -67,17 +68,16 @@ class LayerFeatures:
         return self.matrix.rows(index)
 
 
-def pool(
-    output: torch.Tensor | tuple[Any, ...] | list[Any], prefix_tokens: int, channels_last: bool = False
-) -> tuple[torch.Tensor, str]:
-    """Reduce one layer's output to a B×D matrix; returns it and the pooling used."""
-    # Some blocks return (tensor, extras).
-    tensor: torch.Tensor = output[0] if isinstance(output, tuple | list) else output
+def pool(tensor: torch.Tensor, prefix_tokens: int, channels_last: bool = False) -> tuple[torch.Tensor, str]:
+    """Reduce one layer's output (checked by :func:`~subclassbench.features.outputs.output_tensor`) to a B×D
+    matrix; returns it and the pooling used."""
     if tensor.ndim == 4:
         return tensor.mean(dim=(1, 2) if channels_last else (2, 3)), "global_avg_pool"
     if tensor.ndim == 3:
         return tensor[:, prefix_tokens:].mean(dim=1), f"mean_tokens_excl_{prefix_tokens}_prefix"
     if tensor.ndim == 2:
+        return tensor, "none"
+    if tensor.ndim < 2:  # not one row per image: BlockChecks says so with the batch's size
         return tensor, "none"
     return tensor.flatten(1), "flatten"
 
@@ -200,7 +200,8 @@ def forward_pass(
 
     def hook_for(name: str) -> Callable[[torch.nn.Module, object, torch.Tensor], None]:
         def hook(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
-            captured[name], pooling[name] = pool(output, encoder.prefix_for(name), encoder.channels_last_maps)
+            tensor = output_tensor(output, f"layer '{name}' of {encoder.spec}")
+            captured[name], pooling[name] = pool(tensor, encoder.prefix_for(name), encoder.channels_last_maps)
 
         return hook
 
@@ -212,10 +213,12 @@ def forward_pass(
     workers = default_workers(images) if workers is None else workers
     autocast = torch.autocast(torch_device.type, dtype=DTYPES[dtype], enabled=dtype != "fp32")
     start = 0
+    checks = BlockChecks(encoder.spec)
     try:
         with torch.inference_mode(), autocast:
             bar = progress_bar(len(images), f"extract {encoder.spec}", "img", progress)
-            for loaded in iterate_batches(images, batch_size, workers, pin_memory=torch_device.type == "cuda"):
+            batches = iterate_batches(images, batch_size, workers, pin_memory=torch_device.type == "cuda")
+            for number, loaded in enumerate(batches, start=1):
                 if isinstance(loaded, EncodedBatch):  # --decoder torchvision: decoded here, on the device
                     x = encoder.preprocessing(loaded.decode(torch_device))
                 else:
@@ -223,9 +226,10 @@ def forward_pass(
                 if channels_last and x.ndim == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 FORWARD_BATCHES += 1
-                embedding = encoder.embed(x)
+                embedding = run_forward(encoder.spec, encoder.embed, x)  # user code may run here: checked
                 if EMBEDDING in names:
-                    captured[EMBEDDING], pooling[EMBEDDING] = pool(embedding, encoder.prefix_tokens)
+                    tensor = output_tensor(embedding, f"the embedding of {encoder.spec}")
+                    captured[EMBEDDING], pooling[EMBEDDING] = pool(tensor, encoder.prefix_tokens)
                 missing = [name for name in names if name not in captured]
                 if missing:  # hooks fire only when the model runs: an embed function that skipped the layer
                     raise SubclassbenchError(
@@ -234,7 +238,9 @@ def forward_pass(
                         "the layer from layers="
                     )
                 for name in names:
-                    sink(name, start, pooling[name], captured.pop(name).float().cpu().numpy())
+                    block = captured.pop(name)
+                    checks.check(name, block, len(loaded), number)
+                    sink(name, start, pooling[name], block.float().cpu().numpy())
                 start += len(loaded)
                 bar.update(len(loaded))
             bar.close()

@@ -193,6 +193,11 @@ def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> R
     """
     report = Report(folder)
     tasks = {} if tasks is None else tasks
+    if folder.is_symlink():
+        report.error(str(folder), "is a link; a submission is a folder in the tree, not a link to one elsewhere")
+    report.errors.extend(special_files(folder))
+    if report.errors:  # nothing in a folder with a link or a FIFO is read: it could lead anywhere or block
+        return report
     try:
         model = read_model_file(folder)
     except SubclassbenchError as exc:
@@ -233,6 +238,20 @@ def validate_submission(folder: Path, tasks: dict[str, Task] | None = None) -> R
         if report.seed(result) is not None and result.task_name not in primaries:
             report.error(str(result.path), f"is a seed of a task without the first seed's {result.task_name}.json")
     return report
+
+
+def special_files(folder: Path) -> list[str]:
+    """One line for each link, FIFO, device or socket under a submission folder (links are not followed).
+
+    A submission arrives by pull request: a link could make `validate` read or hash a file elsewhere on the
+    CI machine, and a FIFO would block it. Submissions hold plain files and folders only."""
+    problems = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            problems.append(f"{path}: is a link; commit the file itself (submissions hold plain files only)")
+        elif not (path.is_dir() or path.is_file()):
+            problems.append(f"{path}: is not a regular file (a FIFO, device or socket); remove it")
+    return problems
 
 
 def _check_nothing_committed(report: Report, model: dict[str, Any]) -> None:

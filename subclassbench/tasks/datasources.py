@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from subclassbench.core.files import inside, tree_file
 from subclassbench.core.hashing import sha256_bytes, sha256_files
 from subclassbench.core.network import hub_reachable
 from subclassbench.core.registry import Registry
@@ -475,6 +476,7 @@ def load_image_classification(
         return _load_npz(path, source_split, config)
     npz = sorted(path.glob(f"*{source_split}.npz"))
     if npz:
+        tree_file(path, npz[0], "data file")
         return _load_npz(npz[0], source_split, config)
     if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
         return _load_hf_disk(path, config, source_split, primary)
@@ -549,6 +551,7 @@ def _load_image_folder(root: Path, config: dict[str, Any], source_split: str) ->
     labels: list[int] = []
     folders = []
     for folder in (p for p in root.iterdir() if p.is_dir()):
+        inside(root, folder, "class folder")  # a linked class folder must stay in the tree
         if folder.name in names:
             folders.append((names.index(folder.name), folder))
         elif folder.name.isdigit():
@@ -559,7 +562,11 @@ def _load_image_folder(root: Path, config: dict[str, Any], source_split: str) ->
                 f"{', '.join(names)} or a numeric label); rename or remove it"
             )
     for label, folder in sorted(folders):  # label order, so every layout lists samples alike
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        # Every image-named entry is a regular file in the tree: never skipped (a sample silently lost), never
+        # a FIFO (a read that blocks), never a link to a file elsewhere on the machine.
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        for f in files:
+            tree_file(root, f, "image")
         if not files:
             raise SubclassbenchError(f"class folder {folder} holds no images; add its images or remove the folder")
         paths.extend(files)

@@ -236,7 +236,7 @@ def test_script_writes_the_file_and_prints_its_sha256(tmp_path, foreign_pth, cap
     out = tmp_path / "s.safetensors"
     assert script.main(["--pth", str(pth), "--arch", SMALL, "--out", str(out)]) == 0
     assert f"sha256 {sha256_file(out)}" in capsys.readouterr().out
-    assert script.main(["--pth", str(pth), "--arch", SMALL, "--out", str(tmp_path / "s.bin")]) == 1
+    assert script.main(["--pth", str(pth), "--arch", SMALL, "--out", str(tmp_path / "s.bin")]) == 2
     assert "must end in .safetensors" in capsys.readouterr().err
 
 

@@ -68,3 +68,33 @@ def test_a_half_written_or_damaged_entry_is_never_read(tmp_path):
     stray.write_bytes(b"partial")
     os.utime(stray, (0, 0))  # a leftover of a writer killed long ago
     assert cache.prune(everything=True) == 1 and not list(tmp_path.glob(f"{key[:2]}/*"))
+
+
+def test_special_files_and_links_in_the_cache_are_misses_that_never_block(tmp_path):
+    """A FIFO in a record's or an array's place would block a read forever, a link could serve a file from
+    anywhere, an oversized record could exhaust memory: each is a miss (and skipped when listing)."""
+    cache = FeatureCache(tmp_path / "cache")
+    fields = {"layer": "x"}
+    key = feature_key(fields)
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    cache.put(key, array, fields, {"pooling": "none"})
+    folder = tmp_path / "cache" / key[:2]
+    record, data = folder / f"{key}.json", folder / f"{key}.npy"
+    assert cache.get(key) is not None and len(cache.entries()) == 1
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for path in (record, data):
+        kept = outside / path.name
+        path.rename(kept)
+        os.mkfifo(path)  # read_text or hashing would block here
+        assert cache.get(key) is None
+        path.unlink()
+        path.symlink_to(kept)  # the same bytes, through a link out of the cache
+        assert cache.get(key) is None
+        path.unlink()
+        kept.rename(path)
+    assert cache.get(key) is not None
+    record.write_text(record.read_text() + " " * (2 << 20))  # valid JSON, but no record is this large
+    assert cache.get(key) is None
+    with pytest.warns(UserWarning, match="skipping malformed cache record"):
+        assert cache.entries() == []

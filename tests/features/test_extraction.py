@@ -22,6 +22,7 @@ from subclassbench.features.extraction import (
     iterate_batches,
     pool,
 )
+from subclassbench.features.outputs import output_tensor
 from subclassbench.tasks.task import load_task
 from tests.memory import N_LAYERS, WIDTH, _peak, wide_encoder
 
@@ -78,7 +79,7 @@ def test_token_pooling_excludes_prefix_tokens():
 
 def test_pool_shapes():
     assert pool(torch.ones(2, 4, 3, 3), 0)[0].shape == (2, 4)
-    assert pool((torch.ones(2, 6), None), 0)[0].shape == (2, 6)
+    assert pool(output_tensor((torch.ones(2, 6), None), "a block"), 0)[0].shape == (2, 6)  # (tensor, extras)
     assert pool(torch.ones(2, 6), 0)[1] == "none"
 
 
@@ -125,13 +126,13 @@ def test_extraction_failing_midway_leaves_no_entry(digits_train, tmp_path, monke
     def failing(x: torch.Tensor) -> torch.Tensor:
         calls["n"] += 1
         if calls["n"] == 3:
-            raise RuntimeError("out of memory")
+            raise torch.OutOfMemoryError("CUDA out of memory")
         return forward(x)
 
     encoder.embed = failing
     cache = FeatureCache(tmp_path / "cache")
     context = ExtractionContext.create(encoder, digits_train, None, batch_size=64)
-    with pytest.raises(RuntimeError, match="out of memory"):
+    with pytest.raises(SubclassbenchError, match="ran out of memory on a batch of shape 64x.*lower --batch-size"):
         extract_cached(context, cache)
     assert cache.entries() == [] and not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 

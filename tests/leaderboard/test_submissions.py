@@ -328,3 +328,27 @@ def test_the_same_model_under_a_second_name_is_refused(seeded, tmp_path):
     (twin / "model.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
     (error,) = _errors(subs)
     assert "is the same model as submissions/mlp-other on digits-5" in error and "mlp-twin" in error
+
+
+@pytest.mark.parametrize("kind", ["link-out", "fifo", "linked-folder"])
+def test_links_and_special_files_in_a_submission_are_refused_before_anything_is_read(subs, tmp_path, kind):
+    """A pull request could add a link to a file elsewhere on the CI machine (read or hashed by validate) or a
+    FIFO (which would block it): validate names each one and reads nothing else in that folder."""
+    folder = subs / "mlp-random"
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"not": "yours"}')
+    if kind == "link-out":
+        target = folder / "results" / "digits-5.json"
+        target.unlink()
+        target.symlink_to(secret)
+    elif kind == "fifo":
+        import os
+
+        os.mkfifo(folder / "weights.safetensors.part")
+    else:
+        moved = tmp_path / "elsewhere"
+        shutil.move(str(folder), moved)
+        folder.symlink_to(moved)
+    out = _error(subs)  # returns at all: nothing blocked
+    assert ("is a link" if kind != "fifo" else "is not a regular file (a FIFO") in out
+    assert "yours" not in out  # the linked file's content was never read into a message

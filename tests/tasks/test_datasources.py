@@ -57,6 +57,40 @@ def test_corrupt_image_names_the_file(tiny_image_task, tiny_image_folder):
         split.images.load(np.arange(len(split)))
 
 
+def test_links_within_an_image_folder_are_followed_and_links_out_are_refused(tiny_image_task, tiny_image_folder):
+    """A link inside the tree is just another name for a file; a link out of it (to any file on the machine)
+    and a FIFO named like an image (a read that blocks, or a sample silently skipped) are one error line."""
+    task = load_task(tiny_image_task)
+    dog = tiny_image_folder / "test" / "dog"
+    first, second = sorted(dog.iterdir())[:2]
+    reference = task.load_split(data_path=tiny_image_folder).images.load(np.arange(40)).numpy()
+    second.unlink()
+    second.symlink_to(first)  # within the tree: read as the file it names
+    linked = task.load_split(data_path=tiny_image_folder).images.load(np.arange(40)).numpy()
+    index = sorted(p.name for p in dog.iterdir()).index(second.name) + 10  # cat's 10 images come first
+    assert np.array_equal(linked[index], reference[index - 1]) and len(linked) == 40
+    outside = tiny_image_folder.parent / "outside.png"
+    outside.write_bytes(first.read_bytes())
+    second.unlink()
+    second.symlink_to(outside)
+    with pytest.raises(SubclassbenchError, match=r"image .* is a link to .*outside.png, outside .*copy the file"):
+        task.load_split(data_path=tiny_image_folder)
+    second.unlink()
+    import os
+
+    os.mkfifo(second)
+    with pytest.raises(SubclassbenchError, match=r"is not a regular file \(a FIFO"):
+        task.load_split(data_path=tiny_image_folder)
+
+
+def test_a_fifo_named_like_a_split_file_is_refused(tiny_image_task, tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "x_test.npz")
+    with pytest.raises(SubclassbenchError, match=r"data file .*x_test.npz is not a regular file"):
+        load_task(tiny_image_task).load_split(data_path=tmp_path)
+
+
 def test_hf_saved_dataset_source(tiny_image_task, tmp_path):
     import datasets
     from PIL import Image
