@@ -1203,3 +1203,230 @@ def test_one_unnamed_hf_split_is_never_also_the_training_data(tmp_path):
         EvaluationRequest(model="builtin:digits_mlp", task=str(task), data=str(root), progress=False, cache="off")
     )
     assert "transfer" not in result.metrics and any("transfer skipped" in n for n in result.notes)
+
+
+# --------------------------------------------------------------------------- issue 34: hostile input, round two
+# Classes 2 (reads without bounds), 6 (user code: plug-ins), 7 (writes that race or overwrite) and 8 (sizes and
+# numbers without limits), through the CLI. Classes 1, 3, 4, 5 and 6 (the Python API) have their own suites:
+# tests/leaderboard (board escaping, replayed evidence), tests/encoders/test_fingerprint.py, tests/tasks
+# (decoding) and tests/features/test_outputs.py (user code, with a hypothesis fuzzer).
+
+TRAIN = ["train", "--task", "digits-5", "--arch", "digits_mlp", "--epochs", "1", "--out", "run", "-q"]
+RUN = ["run", "--models", "m.yaml", "--tasks", "t.yaml", "-q"]
+NUMBERS = [
+    ("train-seed-beyond-64-bits", [*TRAIN, "--seed", str(2**64)]),
+    ("train-seed-negative", [*TRAIN, "--seed", "-1"]),
+    ("train-lr-nan", [*TRAIN, "--lr", "nan"]),
+    ("train-lr-inf", [*TRAIN, "--lr", "inf"]),
+    ("train-lr-zero", [*TRAIN, "--lr", "0"]),
+    ("train-momentum-one", [*TRAIN, "--momentum", "1"]),
+    ("train-momentum-nan", [*TRAIN, "--momentum", "nan"]),
+    ("train-weight-decay-nan", [*TRAIN, "--weight-decay", "nan"]),
+    ("train-weight-decay-negative", [*TRAIN, "--weight-decay", "-1"]),
+    ("train-batch-size-zero", [*TRAIN, "--batch-size", "0"]),
+    ("run-gpus-nan", [*RUN, "--gpus-per-task", "nan"]),
+    ("run-gpus-negative", [*RUN, "--gpus-per-task", "-1"]),
+    ("run-gpus-inf", [*RUN, "--gpus-per-task", "inf"]),
+    ("run-workers-negative", [*RUN, "--workers", "-3"]),
+    ("run-shards-zero", [*RUN, "--shards", "0"]),
+    ("run-shards-huge", [*RUN, "--shards", "100000000"]),
+    ("train-runs-gpus-nan", ["train-runs", "--runs", "r.yaml", "--out", "o", "--gpus-per-task", "nan"]),
+    ("reproduce-gpus-nan", ["reproduce", "yang2023", "--gpus-per-task", "nan", "-q"]),
+    ("reproduce-score-workers-negative", ["reproduce", "yang2023", "--score-workers", "-1", "-q"]),
+    ("compare-seed-beyond-64-bits", ["compare", "--model", "builtin:digits_mlp", "--seed", str(2**64), "-q"]),
+    ("evaluate-limit-zero", ["evaluate", "-q", "--limit", "0"]),
+    ("evaluate-limit-nan", ["evaluate", "-q", "--limit", "nan"]),
+    ("evaluate-bootstrap-nan", ["evaluate", "-q", "--bootstrap", "nan"]),
+    ("evaluate-workers-negative", ["evaluate", "-q", "--workers", "-3"]),
+    ("evaluate-workers-huge", ["evaluate", "-q", "--workers", "1000"]),
+    ("evaluate-score-workers-negative", ["evaluate", "-q", "--score-workers", "-2"]),
+]
+ROUND_TWO = [Case(f"number-{name}", lambda _b, a=args: list(a)) for name, args in NUMBERS]
+
+
+def _runs_file(text: str) -> Callable[[Path], list[str]]:
+    def setup(box: Path) -> list[str]:
+        (box / "r.yaml").write_text(text)
+        return ["train-runs", "--runs", str(box / "r.yaml"), "--out", str(box / "o"), "-q"]
+
+    return setup
+
+
+SEEDS_200 = "[" + ", ".join(str(i) for i in range(200)) + "]"
+ROUND_TWO += [
+    Case("runs-expand-beyond-limit", _runs_file(f"- task: digits-5\n  arch: digits_mlp\n  seed: {SEEDS_200}\n"
+                                                f"  labels: [superclass, fine, random]\n  norm: [bn, gn, none]\n"
+                                                f"- task: digits-5\n  arch: digits_mlp\n  seed: {SEEDS_200}\n"
+                                                f"  labels: [superclass, fine, random]\n  norm: [bn, gn, none, ln]\n"
+                                                + "".join(f"- task: digits-5\n  arch: digits_mlp\n  seed: {SEEDS_200}\n"
+                                                          f"  labels: [superclass, fine, random]\n  norm: [x{i}]\n"
+                                                          for i in range(10)))),
+    Case("runs-seed-beyond-64-bits", _runs_file(f"- task: digits-5\n  arch: digits_mlp\n  seed: {2**70}\n")),
+    Case("runs-seed-negative", _runs_file("- task: digits-5\n  arch: digits_mlp\n  seed: [1, -4]\n")),
+    Case("runs-lr-nan", _runs_file("- task: digits-5\n  arch: digits_mlp\n  lr: .nan\n  epochs: 1\n")),
+    Case("runs-momentum-above-one", _runs_file("- task: digits-5\n  arch: digits_mlp\n  momentum: 1.5\n  epochs: 1\n")),
+]  # fmt: skip
+
+
+def _wide_superclass(raw: dict) -> dict:
+    subclasses = [{"id": 1000 + i, "name": f"s{i}"} for i in range(1001)]
+    return _set(raw, "hierarchy/superclasses/0/subclasses", subclasses)
+
+
+def _many_subclasses(raw: dict) -> dict:
+    raw["hierarchy"]["superclasses"] = [
+        {"id": s, "name": f"sup{s}", "subclasses": [{"id": s * 1000 + i, "name": f"c{s}-{i}"} for i in range(1000)]}
+        for s in range(101)
+    ]
+    return raw
+
+
+ROUND_TWO += [task_case("superclass-with-1001-subclasses", _wide_superclass)]
+ROUND_TWO += [task_case("hierarchy-of-101000-subclasses", _many_subclasses, ".json")]
+
+
+# Class 2: special files and links in data, cache and submission trees.
+def _folder_with(damage: Callable[[Path], None]) -> Callable[[Path], list[str]]:
+    def setup(box: Path) -> list[str]:
+        task = tiny_task(box)
+        root = image_folder(box)
+        damage(root / "test")
+        return ["evaluate", "--task", str(task), "--data", str(root), "--metrics", "clusterability", "-q",
+                "--out", "out/r.json", "--no-cache"]  # fmt: skip
+
+    return setup
+
+
+def _link_image_out(test: Path) -> None:
+    victim = sorted((test / "cat").iterdir())[0]
+    secret = test.parents[2] / "elsewhere" / "secret.png"
+    secret.parent.mkdir(exist_ok=True)
+    shutil.copy(victim, secret)
+    victim.unlink()
+    victim.symlink_to(secret)
+
+
+def _link_class_out(test: Path) -> None:
+    elsewhere = test.parents[2] / "elsewhere" / "dog"
+    elsewhere.parent.mkdir()
+    shutil.move(str(test / "dog"), elsewhere)
+    (test / "dog").symlink_to(elsewhere)
+
+
+def _fifo_image(test: Path) -> None:
+    os.mkfifo(test / "cat" / "9999.png")
+
+
+def _folder_named_image(test: Path) -> None:
+    (test / "cat" / "9999.png").mkdir()
+
+
+def _fifo_npz(box: Path) -> list[str]:
+    task = tiny_task(box)
+    (box / "d").mkdir()
+    os.mkfifo(box / "d" / "tiny_test.npz")
+    return ["evaluate", "--task", str(task), "--data", str(box / "d"), "--metrics", "clusterability", "-q",
+            "--out", "out/r.json", "--no-cache"]  # fmt: skip
+
+
+def _cache_entry_link(box: Path) -> list[str]:
+    key = "ab" + "2" * 62
+    (box / "cache" / "ab").mkdir(parents=True)
+    target = box.parent / "outside-record.json"
+    target.write_text(json.dumps({"key": key, "shape": [1], "created": 0}))
+    (box / "cache" / "ab" / f"{key}.json").symlink_to(target)
+    return ["cache", "ls", "--cache-dir", str(box / "cache")]
+
+
+def _cache_record_huge(box: Path) -> list[str]:
+    key = "ab" + "3" * 62
+    (box / "cache" / "ab").mkdir(parents=True)
+    (box / "cache" / "ab" / f"{key}.json").write_text(" " * (3 << 20) + "{}")
+    return ["cache", "ls", "--cache-dir", str(box / "cache")]
+
+
+def _submission_with(damage: Callable[[Path], None]) -> Callable[[Path], list[str]]:
+    def setup(box: Path) -> list[str]:
+        folder = box / "submissions" / "x"
+        (folder / "results").mkdir(parents=True)
+        (folder / "model.yaml").write_text("name: x\n")
+        damage(folder)
+        return ["validate", str(box / "submissions")]
+
+    return setup
+
+
+ROUND_TWO += [
+    Case("data-image-linked-out-of-the-tree", _folder_with(_link_image_out)),
+    Case("data-class-folder-linked-out-of-the-tree", _folder_with(_link_class_out)),
+    Case("data-fifo-named-like-an-image", _folder_with(_fifo_image)),
+    Case("data-folder-named-like-an-image", _folder_with(_folder_named_image)),
+    Case("data-fifo-named-like-a-split-file", _fifo_npz),
+    Case("cache-record-linked-out", _cache_entry_link, code=0),
+    Case("cache-record-huge", _cache_record_huge, code=0),
+    Case("submission-result-linked-out",
+         _submission_with(lambda f: (f / "results" / "t.json").symlink_to("/etc/passwd"))),
+    Case("submission-fifo-result", _submission_with(lambda f: os.mkfifo(f / "results" / "t.json"))),
+    Case("submission-fifo-weights", _submission_with(lambda f: os.mkfifo(f / "weights.safetensors"))),
+    Case("submission-model-linked-out", _submission_with(
+        lambda f: ((f / "model.yaml").unlink(), (f / "model.yaml").symlink_to("/etc/hostname")))),
+    Case("submission-folder-linked-out", lambda b: (
+        (b.parent / "elsewhere" / "x").mkdir(parents=True), (b / "submissions").mkdir(),
+        (b / "submissions" / "x").symlink_to(b.parent / "elsewhere" / "x"), ["validate", str(b / "submissions")])[-1]),
+]  # fmt: skip
+
+
+# Class 7: a quick --limit try never replaces a full result; a submit that fails leaves nothing behind.
+def _full_result_then_limited(force: bool) -> Callable[[Path], list[str]]:
+    def setup(box: Path) -> list[str]:
+        args = ["evaluate", "-q", "--metrics", "clusterability", "--bootstrap", "0", "--no-cache", "--out", "r.json"]
+        assert main_quietly([*args], box) == 0
+        return [*args, "--limit", "40", *(["--force"] if force else [])]
+
+    return setup
+
+
+def main_quietly(args: list[str], box: Path) -> int:
+    old = Path.cwd()
+    os.chdir(box)
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        os.chdir(old)
+    return 0
+
+
+def _still_full(box: Path) -> None:
+    doc = json.loads((box / "r.json").read_text())
+    assert all(s.get("limit") is None for s in doc["task"]["splits"].values())
+
+
+def _now_limited(box: Path) -> None:
+    doc = json.loads((box / "r.json").read_text())
+    assert all((s.get("limit") or {}).get("n") == 40 for s in doc["task"]["splits"].values())
+
+
+SUBMIT = ["submit", "--name", "x", "--model", "builtin:digits_cnn.digits5_coarse", "--task", "digits-5",
+          "--training-data", "digits", "--license", "MIT", "--citation", "c", "--description", "d", "-q"]  # fmt: skip
+
+
+def _nothing_submitted(box: Path) -> None:
+    assert not (box / "submissions" / "x").exists()
+
+
+ROUND_TWO += [
+    Case("out-limited-over-full", _full_result_then_limited(False), after=_still_full),
+    Case("out-limited-over-full-forced", _full_result_then_limited(True), code=0, after=_now_limited,
+         may_create=("r.samples.npz", ".r.json.lock")),
+    Case("submit-superclass-without-label-task", lambda b: [*SUBMIT, "--labels", "superclass"],
+         after=_nothing_submitted),
+    Case("submit-unknown-label-task", lambda b: [*SUBMIT, "--labels", "superclass", "--label-task", "nope"],
+         after=_nothing_submitted),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ROUND_TWO, ids=[c.id for c in ROUND_TWO])
+def test_red_team_round_two(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch):
+    test_red_team(case, tmp_path, capsys, monkeypatch)

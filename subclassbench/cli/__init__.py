@@ -12,12 +12,14 @@ from __future__ import annotations
 import functools
 import importlib
 import itertools
+import math
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, ParamSpec, TypedDict, TypeVar
 
 import typer
 
+from subclassbench.core.limits import MAX_SEED
 from subclassbench.errors import SubclassbenchError
 
 P = ParamSpec("P")
@@ -190,7 +192,29 @@ CacheDirOption = Annotated[
 RayAddressOption = Annotated[
     str | None, typer.Option("--address", help="Ray cluster to join (default: start a local one).")
 ]
-RayCpusOption = Annotated[int | None, typer.Option("--workers", help="CPUs of the local Ray cluster (default: all).")]
+RayCpusOption = Annotated[
+    int | None, typer.Option("--workers", min=1, help="CPUs of the local Ray cluster (default: all).")
+]
+
+
+def finite_number(value: float | None) -> float | None:
+    """An option callback: NaN passes click's min/max checks (every comparison with it is false), so refuse it."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+MAX_GPUS_PER_TASK = 64.0
+
+
+def gpus_option(help: str) -> Any:
+    """``--gpus-per-task``: a finite number from 0 to :data:`MAX_GPUS_PER_TASK`."""
+    return typer.Option("--gpus-per-task", min=0, max=MAX_GPUS_PER_TASK, callback=finite_number, help=help)
+
+
+def seed_option(help: str) -> Any:
+    """``--seed``: an integer from 0 to 2**63 - 1 (docs/limits.md)."""
+    return typer.Option("--seed", min=0, max=MAX_SEED, help=help)
 QuietOption = Annotated[
     bool,
     typer.Option(

@@ -11,6 +11,7 @@ from subclassbench.cli import (
     CacheDirOption,
     QuietOption,
     app,
+    seed_option,
     split_list,
     user_errors,
 )
@@ -33,7 +34,7 @@ def compare(
         int | None, typer.Option(help="Concepts per layer (default: the task's number of subclasses).")
     ] = None,
     max_samples: Annotated[int, typer.Option(min=0, help="Seeded subsample of the split (0: all samples).")] = 5000,
-    seed: Annotated[int, typer.Option(help="Seed of the subsample and the soft clustering.")] = 0,
+    seed: Annotated[int, seed_option("Seed of the subsample and the soft clustering.")] = 0,
     pair: Annotated[
         str | None, typer.Option(help="LAYER_A,LAYER_B for the concept list (default: last layers).")
     ] = None,

@@ -33,11 +33,13 @@ from subclassbench.cli import (
     app,
     assignments,
     cache_app,
+    gpus_option,
     named_paths,
     split_list,
     user_errors,
 )
 from subclassbench.errors import SubclassbenchError
+from subclassbench.evaluation.outputs import MAX_SHARDS
 
 if TYPE_CHECKING:
     from subclassbench.evaluation.request import EvaluationRequest
@@ -349,8 +351,10 @@ def run_matrix_command(
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     address: RayAddressOption = None,
     workers: RayCpusOption = None,
-    gpus_per_task: Annotated[float, typer.Option(help="GPUs per Ray task (extraction runs on cuda if > 0).")] = 0.0,
-    shards: Annotated[int, typer.Option(help="Contiguous extraction shards per (model, task).")] = 1,
+    gpus_per_task: Annotated[float, gpus_option("GPUs per Ray task (extraction runs on cuda if > 0).")] = 0.0,
+    shards: Annotated[
+        int, typer.Option(min=1, max=MAX_SHARDS, help="Contiguous extraction shards per (model, task).")
+    ] = 1,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     cache_dir: Annotated[
         str | None,

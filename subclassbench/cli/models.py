@@ -13,6 +13,8 @@ from subclassbench.cli import (
     RayAddressOption,
     RayCpusOption,
     app,
+    gpus_option,
+    seed_option,
     user_errors,
 )
 from subclassbench.errors import SubclassbenchError
@@ -28,7 +30,7 @@ def train(
         "superclass"
     ),
     epochs: Annotated[int, typer.Option(min=0, help="0 writes the seeded random initialisation.")] = 30,
-    seed: Annotated[int, typer.Option(help="Seed of the initialisation, the batch order and the augmentation.")] = 0,
+    seed: Annotated[int, seed_option("Seed of the initialisation, the batch order and the augmentation.")] = 0,
     lr: Annotated[float, typer.Option(help="SGD learning rate at the start of the schedule.")] = 0.05,
     batch_size: Annotated[int, typer.Option(min=1, help="Training images per SGD step.")] = 64,
     weight_decay: Annotated[float, typer.Option(help="SGD weight decay (L2).")] = 5e-4,
@@ -98,7 +100,7 @@ def train_runs_command(
         str | None, typer.Option(help="torch device of every run. [default: cuda with --gpus-per-task, else cpu]")
     ] = None,
     threads: Annotated[int, typer.Option(min=1, help="torch threads (and Ray CPUs) per run.")] = 1,
-    gpus_per_task: Annotated[float, typer.Option(help="GPUs per run on Ray: 1 trains one run per GPU, 0.5 two.")] = 0.0,
+    gpus_per_task: Annotated[float, gpus_option("GPUs per run on Ray: 1 trains one run per GPU, 0.5 two.")] = 0.0,
     address: RayAddressOption = None,
     workers: RayCpusOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs' outcomes as one JSON document.")] = False,

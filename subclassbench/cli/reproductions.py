@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from subclassbench.cli import QuietOption, RayCpusOption, app, named_paths, split_list, user_errors
+from subclassbench.cli import (
+    QuietOption,
+    RayCpusOption,
+    app,
+    gpus_option,
+    named_paths,
+    split_list,
+    user_errors,
+)
+from subclassbench.evaluation.request import MAX_SCORE_WORKERS
 
 
 @app.command()
@@ -39,9 +48,11 @@ def reproduce(
     device: Annotated[str, typer.Option(help="torch device for training and scoring, e.g. cpu or cuda.")] = "cpu",
     executor: Annotated[str, typer.Option(help="local (one run after another) or ray.")] = "local",
     threads: Annotated[int, typer.Option(min=1, help="torch threads (and Ray CPUs) per training run.")] = 1,
-    gpus_per_task: Annotated[float, typer.Option(help="GPUs per training run on Ray (1: one run per GPU).")] = 0.0,
+    gpus_per_task: Annotated[float, gpus_option("GPUs per training run on Ray (1: one run per GPU).")] = 0.0,
     workers: RayCpusOption = None,
-    score_workers: Annotated[int, typer.Option(help="Processes scoring clusterability (0: one per core).")] = 1,
+    score_workers: Annotated[
+        int, typer.Option(min=0, max=MAX_SCORE_WORKERS, help="Processes scoring clusterability (0: one per core).")
+    ] = 1,
     stages: Annotated[
         str, typer.Option(help="Comma-separated stages to run: train, evaluate, report (each resumes).")
     ] = "train,evaluate,report",

@@ -83,7 +83,9 @@ def tasks_build_breeds(
         typer.Option(help="Only superclasses inside this node's subtree. [default: the preset's, else the root's]"),
     ] = None,
     split: Annotated[str, typer.Option(help="Source/target split: rand, good, bad or none.")] = "rand",
-    seed: Annotated[int, typer.Option(help="numpy RandomState seed (2 for every published task).")] = 2,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="numpy RandomState seed (2 for every published task).")
+    ] = 2,
     shuffled: Annotated[bool, typer.Option("--shuffled", help="Build the shuffled control instead.")] = False,
     root: Annotated[str, typer.Option(help="The hierarchy's root node (level 0).")] = "n00001740",
     name: Annotated[str | None, typer.Option(help="Task name (default: breeds-<preset>[-shuffled]).")] = None,

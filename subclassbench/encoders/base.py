@@ -321,4 +321,7 @@ def _load_with(source: EncoderSource, name: str, request: LoadRequest) -> Encode
             f"plug-in model source '{name}' ({origin}) returned a {type(encoder).__name__} for "
             f"{request.spec}, not an Encoder; report it to the plug-in's authors"
         )
+    # A plug-in may build on another source's loader and hand back its Encoder as it came: the result must still
+    # say which code ran (source, plug-in release) and the cache must not file it under the other source.
+    encoder.source, encoder.spec = name, str(request.spec)
     return encoder

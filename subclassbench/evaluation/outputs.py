@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from subclassbench.core.files import check_file_name, check_writable_folder, inside
+from subclassbench.core.files import check_file_name, check_writable_folder, inside, locked
+from subclassbench.core.hashing import sha256_file
 from subclassbench.errors import SubclassbenchError
 from subclassbench.evaluation.request import EvaluationRequest
 from subclassbench.results.result import Result, check_output_path
 from subclassbench.tasks.task import load_task
 
 RESULTS_ROOT = Path("results")
+ANY = object()  # write_result: no earlier check to compare with (the default path, chosen after the run)
 MAX_SHARDS = 10_000
 
 
@@ -39,23 +41,59 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".") or "_"
 
 
-def check_result_target(path: Path, request: EvaluationRequest, force: bool) -> None:
+def check_result_target(path: Path, request: EvaluationRequest, force: bool) -> str | None:
     """Before any work: ``--out`` must be a writable file path, and an existing file is replaced only when it
-    is an earlier result of the same model on the same task (or with ``force``)."""
+    is an earlier result of the same model on the same task (or with ``force``). Returns what the file held
+    (its sha256, None when absent), which :func:`write_result` checks again under a lock at write time."""
     check_file_name(path)  # first: the file system refuses even to look at a name that is too long
     check_output_path(path)
     check_writable_folder(path.parent)
-    if not path.exists() or force:
+    _check_replaceable(path, request.model, load_task(request.task).name, request.limit is not None, force)
+    return _content(path)
+
+
+def write_result(result: Result, path: Path, force: bool, expected: str | object | None = ANY) -> Path:
+    """Write ``result`` to ``path`` under a lock on the file, re-checking what is there at that moment.
+
+    Two runs writing one path at once: the second to take the lock finds a file that was not there (or not
+    that file) when it checked before its work, and fails with one line; neither result is silently lost.
+    A quick ``--limit`` result never replaces a full one unless ``force``."""
+    with locked(path):  # a hidden .<name>.lock beside the file: within the output folder
+        if not force:
+            if expected is not ANY and _content(path) != expected:
+                raise SubclassbenchError(
+                    f"{path} was written by another run while this one ran, so this result was not written; "
+                    "re-run with another --out (or --force to replace it)"
+                )
+            _check_replaceable(path, result.encoder["spec"], result.task_name, result.limited, force)
+        return result.write(path)
+
+
+def _content(path: Path) -> str | None:
+    try:
+        return sha256_file(path) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _check_replaceable(path: Path, spec: str, task: str, limited: bool, force: bool) -> None:
+    """An existing file at ``path`` may be replaced by a result of ``spec`` on ``task``: it is an earlier result of
+    the same model on the same task, and a quick ``--limit`` run does not replace a full one (without ``force``)."""
+    if force or not path.exists():
         return
     try:
         earlier = Result.read(path)
     except SubclassbenchError:
         earlier = None
-    task = load_task(request.task)
-    if earlier is None or earlier.encoder["spec"] != request.model or earlier.task_name != task.name:
+    if earlier is None or earlier.encoder["spec"] != spec or earlier.task_name != task:
         raise SubclassbenchError(
-            f"--out {path} exists and is not a result of {request.model} on {task.name}; "
+            f"--out {path} exists and is not a result of {spec} on {task}; "
             "pass --force to overwrite it, or choose another path"
+        )
+    if limited and not earlier.limited:
+        raise SubclassbenchError(
+            f"{path} holds a full result of {spec} on {task}; a --limit quick try does not replace it: "
+            "pass another --out, or --force to replace it"
         )
 
 

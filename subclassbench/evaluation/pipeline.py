@@ -23,7 +23,13 @@ from subclassbench.core.workerpool import WorkerPool
 from subclassbench.encoders.base import Encoder, EncoderSpec, load_encoder
 from subclassbench.encoders.preprocessing import Preprocessing
 from subclassbench.errors import SubclassbenchError
-from subclassbench.evaluation.outputs import RESULTS_ROOT, check_result_target, default_output_path
+from subclassbench.evaluation.outputs import (
+    ANY,
+    RESULTS_ROOT,
+    check_result_target,
+    default_output_path,
+    write_result,
+)
 from subclassbench.evaluation.record import result_document
 from subclassbench.evaluation.request import EvaluationRequest, Prepared
 from subclassbench.features.cache import CacheStats
@@ -348,10 +354,11 @@ def degenerate_flags(features: np.ndarray | Rows) -> list[str]:
 
 def evaluate_to_file(request: EvaluationRequest, out: Path | None = None, force: bool = False) -> tuple[Result, Path]:
     """Evaluate and write the result to ``out`` (or the default path); the target is checked before any work."""
+    expected: str | object | None = ANY
     if out is not None:
-        check_result_target(out, request, force)
+        expected = check_result_target(out, request, force)
     else:
         check_writable_folder(RESULTS_ROOT, "the results folder")
     result = evaluate(request)
-    path = result.write(out or default_output_path(result))
+    path = write_result(result, out or default_output_path(result), force, expected)
     return result, path

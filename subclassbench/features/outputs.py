@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from subclassbench.core.limits import MAX_FEATURE_WIDTH
 from subclassbench.errors import SubclassbenchError, first_line
 
 
@@ -53,7 +54,7 @@ def output_tensor(value: object, what: str) -> torch.Tensor:
             raise SubclassbenchError(
                 f"{what} returned a {str(value.dtype).removeprefix('torch.')} tensor; return real-valued features"
             )
-        return value
+        return value if value.is_floating_point() else value.float()  # integers: pooled (averaged) as floats
     if isinstance(value, Mapping):
         keys = ", ".join(repr(k) for k in list(value)[:6])
         raise SubclassbenchError(
@@ -84,6 +85,11 @@ class BlockChecks:
                 "a layer must give one row per image: check the embed function or drop the layer with layers="
             )
         width = int(pooled.shape[1])
+        if width > MAX_FEATURE_WIDTH:  # refused on the first batch, before a row is stored or a probe fitted
+            raise SubclassbenchError(
+                f"{what} gives {width:,} features per image, more than the {MAX_FEATURE_WIDTH:,} a layer may have "
+                "(docs/limits.md: probes hold images x width); pool it in the embed function or drop it with layers="
+            )
         first = self.widths.setdefault(layer, (width, batch))
         if first[0] != width:
             raise SubclassbenchError(

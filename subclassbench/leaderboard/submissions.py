@@ -31,6 +31,7 @@ from subclassbench.results import intervals
 from subclassbench.results.result import EncoderRecord, Result
 from subclassbench.schemas import first_error
 from subclassbench.scoring.protocol import protocol_fingerprint
+from subclassbench.scoring.samples import sidecar_name
 
 if TYPE_CHECKING:
     from subclassbench.tasks.task import Task
@@ -92,6 +93,13 @@ def read_model_file(folder: Path) -> dict[str, Any]:
     raw = safeyaml.load_file(path)
     if not isinstance(raw, dict):
         raise SubclassbenchError(f"{path}: must be a mapping of fields (see docs/submitting.md)")
+    check_model(raw, path, folder.name)
+    return raw
+
+
+def check_model(raw: dict[str, Any], path: Path, folder_name: str) -> None:
+    """Every rule a model.yaml must meet on its own (the schema, then what a schema cannot say); ``path`` names
+    it in messages. ``submit`` checks its entry with this before any evaluation runs."""
     _check_weights_entry(path, raw.get("encoder"))  # before the schema: its messages quote regular expressions
     problem = first_error(raw, "submission")
     if problem:
@@ -110,12 +118,21 @@ def read_model_file(folder: Path) -> dict[str, Any]:
         seen_seeds.add(entry["seed"])
     if raw["encoder"].get("seeds") and weights is None:
         raise SubclassbenchError(f"{path}: encoder.seeds needs encoder.weights (the first seed's file)")
-    if raw["name"] != folder.name:
-        raise SubclassbenchError(f"{path}: name '{raw['name']}' must equal the folder name '{folder.name}'")
+    if raw["name"] != folder_name:
+        raise SubclassbenchError(f"{path}: name '{raw['name']}' must equal the folder name '{folder_name}'")
     training = raw["training"]
     if training["labels"] == "superclass" and not training.get("label_task"):
-        raise SubclassbenchError(f"{path}: training.labels is superclass, so training.label_task must name the task")
-    return raw
+        raise SubclassbenchError(
+            f"{path}: training.labels is superclass, so training.label_task must name the task (--label-task)"
+        )
+    if training.get("label_task"):  # the board reads its hierarchy (which OOD sets the training labels saw)
+        from subclassbench.tasks.task import list_tasks
+
+        if training["label_task"] not in list_tasks():
+            raise SubclassbenchError(
+                f"{path}: training.label_task {str(training['label_task'])[:80]!r} is not a registered task "
+                "(see `subclassbench tasks`)"
+            )
 
 
 def _check_weights_entry(path: Path, encoder: object) -> None:
@@ -796,9 +813,10 @@ def submit(request: SubmitRequest) -> Report:
             weights_for_run = stage / WEIGHTS_FILE
         elif entry["encoder"]["weights"] is not None:
             weights_for_run = folder / entry["encoder"]["weights"]["file"]
-        problem = first_error(entry, "submission")  # before the work, not after it
-        if problem:
-            raise SubclassbenchError(f"model.yaml would be invalid: {problem}")
+        try:  # every rule model.yaml must meet, before the work and not after it
+            check_model(entry, folder / MODEL_FILE, request.name)
+        except SubclassbenchError as exc:
+            raise SubclassbenchError(f"model.yaml would be invalid, so nothing was evaluated: {exc}") from None
         # A portable name for the weights: where they live in the repository, or their source.
         declared = entry["encoder"]["weights"]
         if weights_for_run is None:
@@ -835,14 +853,42 @@ def submit(request: SubmitRequest) -> Report:
             # keep a recorded note on update
             note = request.data_note or entry["evaluation_data"].get(result.task_name) or default_note
             entry["evaluation_data"][result.task_name] = note
-        if weights is not None and not (folder / weights_file).exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            (stage / weights_file).replace(folder / weights_file)
-        for task_name, result in results.items():
-            result.write(folder / RESULTS_DIR / f"{result_stem(task_name, request.seed)}.json")
-        write_model_file(folder, entry)
-    announce(f"submit: validating {folder}", request.progress)
+        staged, written = _stage_submission(request, entry, results, stage, weights is not None)
+        announce(f"submit: validating {folder}", request.progress)
+        report = validate_submission(staged)
+        if report.errors:  # the staged folder is what the real one would become: nothing moves if it is invalid
+            problem = report.errors[0].replace(str(staged), str(folder))
+            raise SubclassbenchError(f"the submission would be invalid, so nothing was written: {problem}")
+        for relative in written:  # weights, per-sample files and results, then model.yaml, which makes them count
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (staged / relative).replace(target)
     return validate_submission(folder)
+
+
+def _stage_submission(
+    request: SubmitRequest, entry: dict[str, Any], results: dict[str, Result], stage: Path, new_weights: bool
+) -> tuple[Path, list[str]]:
+    """The submission folder as it would become, built under ``stage``: a copy of the existing one with this
+    submit's files added. Returns it and the files to move into place, in order (model.yaml last)."""
+    folder, weights_file = request.folder, WEIGHTS_FILE if request.seed is None else seed_weights_file(request.seed)
+    staged = stage / "submission" / request.name
+    if folder.is_dir():
+        shutil.copytree(folder, staged, symlinks=True)
+    staged.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    if new_weights and not (folder / weights_file).exists():
+        (stage / weights_file).replace(staged / weights_file)
+        written.append(weights_file)
+    for task_name, result in results.items():
+        relative = f"{RESULTS_DIR}/{result_stem(task_name, request.seed)}.json"
+        path = result.write(staged / relative)
+        if (path.parent / sidecar_name(path)).exists():
+            written.append(f"{RESULTS_DIR}/{sidecar_name(path)}")
+        written.append(relative)
+    write_model_file(staged, entry)
+    written.append(MODEL_FILE)
+    return staged, written
 
 
 def _hub_entry(result: Result) -> dict[str, Any] | None:

@@ -30,6 +30,7 @@ import numpy as np
 from subclassbench.core import safeyaml
 from subclassbench.core.files import check_name, read_json
 from subclassbench.core.hashing import sha256_json, sha256_text
+from subclassbench.core.limits import MAX_CLASSES, MAX_SUBCLASSES_PER_SUPERCLASS
 from subclassbench.errors import SubclassbenchError, closest
 from subclassbench.schemas import first_error
 from subclassbench.tasks import datasources
@@ -317,10 +318,21 @@ class Task:
         super_ids = [sup.id for sup in self.superclasses]
         if len(set(map(str, super_ids))) != len(super_ids):
             raise SubclassbenchError(f"{where}: two superclasses share an id; give every superclass its own id")
+        total = sum(len(sup.subclasses) for sup in self.superclasses)
+        if total > MAX_CLASSES:
+            raise SubclassbenchError(
+                f"{where}: the hierarchy has {total:,} subclasses, more than the {MAX_CLASSES:,} allowed "
+                "(docs/limits.md); make a smaller task"
+            )
         seen: set[Any] = set()
         for sup in self.superclasses:
             if len(sup.subclasses) < 2:
                 raise SubclassbenchError(f"{where}: superclass '{sup.name}' needs at least 2 subclasses")
+            if len(sup.subclasses) > MAX_SUBCLASSES_PER_SUPERCLASS:  # its k-means would run for hours
+                raise SubclassbenchError(
+                    f"{where}: superclass '{sup.name}' has {len(sup.subclasses):,} subclasses, more than the "
+                    f"{MAX_SUBCLASSES_PER_SUPERCLASS:,} allowed (docs/limits.md); split it into several superclasses"
+                )
             for sub in sup.subclasses:
                 if sub.id in seen:
                     raise SubclassbenchError(f"{where}: subclass id {sub.id!r} appears in two superclasses")

@@ -17,12 +17,14 @@ the others.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from subclassbench.core import safeyaml
 from subclassbench.core.executor import Call, Outcome, RayOptions, Unit, check_executor, run_units
+from subclassbench.core.limits import MAX_RUNS, check_seed
 from subclassbench.core.progress import counted, stage
 from subclassbench.errors import SubclassbenchError
 
@@ -96,6 +98,8 @@ def _values(path: Path, entry: dict[str, Any], name: str) -> list[Any]:
             continue  # their defaults
         if not isinstance(v, kind) or isinstance(v, bool):
             raise SubclassbenchError(f"{path}: '{name}' must be a {kind.__name__} or a list of them (got {v!r})")
+        if name == "seed":
+            check_seed(v, f"{path}: seed")
     return values
 
 
@@ -112,6 +116,7 @@ def load_runs(path: Path, out: Path) -> list[TrainingRun]:
         )
     runs: list[TrainingRun] = []
     seen: dict[str, TrainingRun] = {}
+    expanded = 0
     for entry in raw:
         if not isinstance(entry, dict) or "task" not in entry or "arch" not in entry:
             raise SubclassbenchError(f"{path}: every run needs 'task' and 'arch' fields (got {entry!r})")
@@ -131,6 +136,11 @@ def load_runs(path: Path, out: Path) -> list[TrainingRun]:
         if data is not None and not isinstance(data, str):
             raise SubclassbenchError(f"{path}: 'data' must be a string (got {data!r})")
         grid = [_values(path, entry, name) for name in GRID_FIELDS]
+        expanded += math.prod(len(values) for values in grid)
+        if expanded > MAX_RUNS:  # counted before the product is built: lists multiply
+            raise SubclassbenchError(
+                f"{path} expands to more than {MAX_RUNS:,} runs (its lists multiply); split it into several files"
+            )
         for task, arch, labels, seed, norm in itertools.product(*grid):
             run = TrainingRun(task, arch, labels or "superclass", 0 if seed is None else seed, "", norm, data,
                               tuple(recipe))  # fmt: skip

@@ -38,6 +38,7 @@ from torch import nn
 
 from subclassbench.core.files import TMP_PATTERN, atomic_path, atomic_write, check_writable_folder, locked
 from subclassbench.core.hashing import sha256_file, sha256_json
+from subclassbench.core.limits import check_finite, check_seed
 from subclassbench.encoders import architectures
 from subclassbench.encoders.base import load_encoder
 from subclassbench.errors import SubclassbenchError, first_line
@@ -289,8 +290,13 @@ def check_request(labels: str, recipe: Recipe, arch: str, arch_kwargs: dict[str,
         raise SubclassbenchError(f"--precision must be one of {', '.join(PRECISIONS)}, not '{recipe.precision}'")
     if recipe.schedule not in SCHEDULES:
         raise SubclassbenchError(f"schedule must be one of {', '.join(SCHEDULES)}, not '{recipe.schedule}'")
+    for name, value in (("--lr", recipe.lr), ("--momentum", recipe.momentum), ("--weight-decay", recipe.weight_decay)):
+        check_finite(value, name)  # NaN would pass every bound below and diverge an epoch later
     if recipe.epochs < 0 or recipe.batch_size < 1 or recipe.lr <= 0 or recipe.momentum < 0 or recipe.weight_decay < 0:
         raise SubclassbenchError("--epochs must be ≥ 0, --batch-size ≥ 1, --lr > 0, --momentum and --weight-decay ≥ 0")
+    if recipe.momentum >= 1:  # SGD's velocity then grows without bound
+        raise SubclassbenchError(f"--momentum must be below 1 (0.9 is usual), got {recipe.momentum}")
+    check_seed(recipe.seed)
     architectures.check_switches(arch, arch_kwargs)
     return labels
 

@@ -132,7 +132,7 @@ def test_extraction_failing_midway_leaves_no_entry(digits_train, tmp_path, monke
     encoder.embed = failing
     cache = FeatureCache(tmp_path / "cache")
     context = ExtractionContext.create(encoder, digits_train, None, batch_size=64)
-    with pytest.raises(SubclassbenchError, match="ran out of memory on a batch of shape 64x.*lower --batch-size"):
+    with pytest.raises(SubclassbenchError, match=r"ran out of memory on a batch of shape 64x.*lower --batch-size"):
         extract_cached(context, cache)
     assert cache.entries() == [] and not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 

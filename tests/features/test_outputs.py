@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 from typer.testing import CliRunner
 
@@ -19,6 +21,7 @@ from subclassbench.errors import SubclassbenchError
 from subclassbench.features.outputs import BlockChecks, output_tensor
 from tests.core.test_registry import _fake_dist, on_path  # noqa: F401  (the fixture, used by name)
 from tests.evaluation.test_api import small_cnn
+from tests.fuzzing import FUZZ
 
 FAST = {"metrics": ["clusterability"], "bootstrap": 0, "limit": 60}
 # digits-5 has 8x8 single-channel images; one layer keeps each run to a single small pass.
@@ -123,15 +126,18 @@ def test_a_plugin_that_exits_at_import_is_one_line(tmp_path: Path, on_path):  # 
 
 def test_a_plugin_loader_that_raises_or_returns_junk_is_one_line(tmp_path: Path, on_path):  # noqa: F811
     code = (
-        "from subclassbench.encoders.base import EncoderSource\n"
+        "from subclassbench.encoders.base import EncoderSource, load_encoder\n"
         "def boom(request):\n    raise KeyError('width')\n"
         "def junk(request):\n    return 42\n"
+        "def borrowed(request):\n    return load_encoder('builtin:digits_cnn', sample_shape=(1, 8, 8))\n"
         "BOOM = EncoderSource('boom', boom)\nJUNK = EncoderSource('junk', junk)\n"
+        "BORROWED = EncoderSource('borrowed', borrowed)\n"
     )
     info = tmp_path / "broken_plugin_load-1.0.dist-info"
     _fake_dist(tmp_path, "broken-plugin-load", "boom = broken_plugin_load:BOOM", "broken_plugin_load", code)
     (info / "entry_points.txt").write_text(
         "[subclassbench.encoder_sources]\nboom = broken_plugin_load:BOOM\njunk = broken_plugin_load:JUNK\n"
+        "borrowed = broken_plugin_load:BORROWED\n"
     )
     on_path(tmp_path)
     with pytest.raises(SubclassbenchError, match=r"'boom' \(broken-plugin-load==1.0\) failed to build boom:x"):
@@ -139,3 +145,69 @@ def test_a_plugin_loader_that_raises_or_returns_junk_is_one_line(tmp_path: Path,
     with pytest.raises(SubclassbenchError, match=r"returned a int for junk:x, not an Encoder"):
         load_encoder("junk:x", sample_shape=(1, 8, 8))
     assert "boom" in ENCODER_SOURCES.plugins
+    # A plug-in that hands back a built-in encoder still records itself, and keys its own cache entries.
+    borrowed = load_encoder("borrowed:x", sample_shape=(1, 8, 8))
+    assert borrowed.info()["source"] == "borrowed" and borrowed.info()["plugin"] == "broken-plugin-load==1.0"
+    assert borrowed.identity["spec"] == "borrowed:x" and borrowed.identity["plugin"] == "broken-plugin-load==1.0"
+
+
+# --------------------------------------------------------------------------- fuzzing the embed contract
+
+OUTPUT_KINDS = ["rows", "map", "tokens", "short", "vector", "scalar", "dict", "ndarray", "float", "none", "tuple",
+                "text", "bool", "complex"]  # fmt: skip
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64]
+
+
+def _output(kind: str, rows: int, width: int, dtype: torch.dtype, seed: int) -> object:
+    """One thing an embed function could return for a batch of ``rows`` images."""
+    g = torch.Generator().manual_seed(seed)
+    rand = lambda *shape: (torch.rand(*shape, generator=g) * 10).to(dtype)  # noqa: E731
+    return {
+        "rows": lambda: rand(rows, width),
+        "map": lambda: rand(rows, width, 2, 2),
+        "tokens": lambda: rand(rows, 3, width),
+        "short": lambda: rand(max(rows - 1, 0), width),
+        "vector": lambda: rand(rows),
+        "scalar": lambda: rand(()),
+        "dict": lambda: {"x": rand(rows, width)},
+        "ndarray": lambda: rand(rows, width).float().numpy(),
+        "float": lambda: 1.5,
+        "none": lambda: None,
+        "tuple": lambda: (rand(rows, width), "extras"),
+        "text": lambda: "features",
+        "bool": lambda: rand(rows, width) > 5,
+        "complex": lambda: torch.complex(rand(rows, width).float(), rand(rows, width).float()),
+    }[kind]()
+
+
+@FUZZ
+@given(data=st.data())
+def test_whatever_an_embed_function_returns_is_stored_exactly_or_refused_in_one_line(data):
+    """Random output types, shapes, widths and dtypes per batch: the features are exactly what was returned
+    (pooled, as float32, in order) or the pass stops with one SubclassbenchError line; never anything else."""
+    from subclassbench.encoders.module import wrap_module
+    from subclassbench.features.extraction import extract_features, pool
+    from subclassbench.tasks.datasources import ArrayImageSet
+
+    n, batch = data.draw(st.integers(1, 7)), data.draw(st.integers(1, 4))
+    images = ArrayImageSet(np.zeros((n, 4, 4, 1), dtype=np.uint8), np.zeros(n, dtype=np.int64),
+                           [str(i) for i in range(n)], scale=1 / 255)  # fmt: skip
+    returned: list[object] = []
+
+    def embed(x: torch.Tensor) -> object:
+        kind = data.draw(st.sampled_from(OUTPUT_KINDS), label="kind")
+        width = data.draw(st.integers(1, 5), label="width")
+        out = _output(kind, len(x), width, data.draw(st.sampled_from(DTYPES)), len(returned))
+        returned.append(out)
+        return out
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    encoder = wrap_module(model, sample_shape=(1, 4, 4), embed=embed, cache_key="fuzz")
+    try:
+        [features] = extract_features(encoder, images, ["embedding"], batch_size=batch, progress=False)
+    except SubclassbenchError as exc:
+        assert "\n" not in str(exc) and str(exc)
+        return
+    expected = np.concatenate([pool(output_tensor(o, "x"), 0)[0].float().numpy() for o in returned])
+    assert features.features.shape == expected.shape and features.features.shape[0] == n
+    np.testing.assert_array_equal(features.features, expected.astype(np.float32))

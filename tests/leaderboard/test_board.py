@@ -8,11 +8,14 @@ import json
 import re
 import shutil
 
+import pytest
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
+from subclassbench.errors import SubclassbenchError
 from subclassbench.figures import drawing as figures
 from subclassbench.leaderboard.board import build
+from subclassbench.leaderboard.cells import labels_cell, md
 from tests.figures.test_drawing import ROWS, _curves
 
 runner = CliRunner()
@@ -154,21 +157,21 @@ def _one_line_error(result) -> str:
     return errors[0]
 
 
-def test_free_text_cannot_inject_markup_into_the_board(subs, tmp_path):
-    """A label task that tries to add a cell, a link and HTML to the markdown board is printed inert."""
+def test_free_text_cannot_inject_markup_into_the_board(subs):
+    """A label task that tries to add a cell, a link and HTML to the markdown board is refused (it must name a
+    registered task); were one printed anyway, the cell would be inert."""
     model = subs / "cnn-coarse" / "model.yaml"
     hostile = "digits-5 | injected cell [click](https://evil.example) <img src=x onerror=alert(1)>"
     text = model.read_text()
     model.write_text(text.replace("label_task: digits-5", f"label_task: '{hostile}'"))
     assert hostile in model.read_text()
-    build(subs, tmp_path / "lb")
-    board = (tmp_path / "lb" / "README.md").read_text()
-    row = next(line for line in board.splitlines() if "cnn-coarse" in line and line.startswith("|"))
-    header = next(line for line in board.splitlines() if line.startswith("| rank"))
-    assert row.count(" | ") + row.count(" |") >= header.count(" | ")
+    assert "is not a registered task" in _one_line_error(cli("validate", subs))
+    with pytest.raises(SubclassbenchError, match="is not a registered task"):
+        build(subs, subs.parent / "lb")
+    row = "| " + md(labels_cell({"labels": "superclass", "label_task": hostile})) + " |"
     unescaped = re.sub(r"\\.", "", row)  # what is left once escaped characters are removed
     assert "<img" not in unescaped and "[click]" not in unescaped
-    assert unescaped.count("|") == header.count("|")  # no extra cell
+    assert unescaped.count("|") == 2  # no extra cell
     assert "\\<img src=x onerror=alert(1)\\>" in row and "\\[click\\]" in row
 
 
