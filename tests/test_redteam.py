@@ -1427,6 +1427,163 @@ ROUND_TWO += [
 ]  # fmt: skip
 
 
+# Class 5: images decoded truthfully or refused, through evaluate on an image folder with one image replaced.
+def _png_bytes(image: object, fmt: str = "PNG", **options: object) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)  # type: ignore[attr-defined]
+    return buffer.getvalue()
+
+
+def _bomb_png() -> bytes:
+    """A valid 1x1 PNG whose header then claims 20,000 x 20,000 pixels (CRC fixed): a decompression bomb."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    data = bytearray(_png_bytes(Image.new("L", (1, 1))))
+    start = data.index(b"IHDR")
+    data[start + 4 : start + 12] = struct.pack(">II", 20_000, 20_000)
+    data[start + 17 : start + 21] = struct.pack(">I", zlib.crc32(bytes(data[start : start + 17])))
+    return bytes(data)
+
+
+def _image_kind(kind: str) -> tuple[str, bytes]:
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    rgb = Image.fromarray(rng.randint(0, 256, size=(16, 16, 3)).astype(np.uint8))
+    ramp = (np.arange(256, dtype=np.uint32).reshape(16, 16) * 250).astype(np.uint16)
+    every_index = np.arange(256, dtype=np.uint8).reshape(16, 16)  # a palette image using its index 5
+    alpha = np.dstack([np.asarray(rgb), np.eye(16, dtype=np.uint8) * 255])
+    return {
+        "16-bit-grey": ("png", _png_bytes(Image.fromarray(ramp))),
+        "palette": ("png", _png_bytes(rgb.quantize(colors=8))),
+        "cmyk-jpeg": ("jpg", _png_bytes(rgb.convert("CMYK"), "JPEG")),
+        "bilevel": ("png", _png_bytes(rgb.convert("1"))),
+        "opaque-alpha": ("png", _png_bytes(rgb.convert("RGBA"))),
+        "greyscale": ("png", _png_bytes(rgb.convert("L"))),
+        "jpeg-named-png": ("png", _png_bytes(rgb, "JPEG")),
+        "transparent-alpha": ("png", _png_bytes(Image.fromarray(alpha))),
+        "transparent-palette": ("png", _png_bytes(Image.fromarray(every_index).convert("P"), transparency=5)),
+        "float-out-of-range": ("tif", _png_bytes(Image.fromarray(np.full((16, 16), 3.0, np.float32), "F"), "TIFF")),
+        "int32-out-of-range": ("tif", _png_bytes(Image.fromarray(np.full((16, 16), 70_000, np.int32), "I"), "TIFF")),
+        "truncated": ("png", _png_bytes(rgb)[:60]),
+        "empty": ("png", b""),
+        "text": ("png", b"not an image at all\n"),
+        "bomb-header": ("png", _bomb_png()),
+    }[kind]
+
+
+def _one_image(kind: str) -> Callable[[Path], list[str]]:
+    def setup(box: Path) -> list[str]:
+        task = tiny_task(box)
+        root = image_folder(box)
+        victim = sorted((root / "test" / "cat").iterdir())[0]
+        victim.unlink()
+        suffix, data = _image_kind(kind)
+        victim.with_suffix(f".{suffix}").write_bytes(data)
+        return ["evaluate", "--task", str(task), "--data", str(root), "--metrics", "clusterability", "-q",
+                "--bootstrap", "0", "--out", "out/r.json", "--no-cache"]  # fmt: skip
+
+    return setup
+
+
+WRITTEN = ("out/r.json", "out/r.samples.npz", "out/.r.json.lock")
+ROUND_TWO += [
+    Case(f"image-{kind}", _one_image(kind), code=0, may_create=WRITTEN)
+    for kind in ["16-bit-grey", "palette", "cmyk-jpeg", "bilevel", "opaque-alpha", "greyscale", "jpeg-named-png"]
+]
+ROUND_TWO += [
+    Case(f"image-{kind}", _one_image(kind))
+    for kind in ["transparent-alpha", "transparent-palette", "float-out-of-range", "int32-out-of-range",
+                 "truncated", "empty", "text", "bomb-header"]
+]
+
+
+# Class 1: free text in a result file that the tables and the board print.
+_BASE: dict[str, object] = {}
+
+
+def _base_result() -> dict:
+    if not _BASE:
+        import subclassbench
+
+        _BASE["doc"] = subclassbench.evaluate("builtin:digits_mlp", metrics=["clusterability"], bootstrap=0).doc
+    return copy.deepcopy(_BASE["doc"])  # type: ignore[arg-type]
+
+
+def _hostile_result(edit: Callable[[dict], object]) -> Callable[[Path], list[str]]:
+    def setup(box: Path) -> list[str]:
+        doc = _base_result()
+        doc.pop("samples", None)
+        text = edit(doc)
+        (box / "r.json").write_text(text if isinstance(text, str) else json.dumps(doc))
+        return ["results", str(box / "r.json")]
+
+    return setup
+
+
+HOSTILE_RESULTS = [
+    ("layer-name-pipe", lambda d: _set(d, "layers/0/name", "conv|x")),
+    ("layer-name-html", lambda d: _set(d, "layers/0/name", "<img src=x onerror=alert(1)>")),
+    ("layer-name-link", lambda d: _set(d, "layers/0/name", "[click](https://evil.example)")),
+    ("layer-name-newline", lambda d: _set(d, "layers/0/name", "conv\n| injected |")),
+    ("layer-name-traversal", lambda d: _set(d, "layers/0/name", "../../etc")),
+    ("committed-layer-unknown", lambda d: _set(d, "summary/committed_layer", "not.a.layer")),
+    ("source-with-markup", lambda d: _set(d, "encoder/source", "builtin|<b>")),
+    ("duplicate-key",
+     lambda d: json.dumps(d).replace('{"schema_version"', '{"schema_version": "0", "schema_version"', 1)),
+    ("nan-in-json", lambda d: json.dumps(d).replace('"depth": 0.0', '"depth": NaN', 1)),
+    ("infinity-in-json", lambda d: json.dumps(d).replace('"depth": 0.0', '"depth": Infinity', 1)),
+    ("a-list", lambda d: "[1, 2, 3]"),
+    ("deeply-nested", lambda d: "[" * 100_000 + "]" * 100_000),
+]  # fmt: skip
+ROUND_TWO += [Case(f"result-{name}", _hostile_result(edit)) for name, edit in HOSTILE_RESULTS]
+
+
+# Class 8: preprocessing overrides and constructor arguments from the command line.
+EVAL = ["evaluate", "-q", "--metrics", "clusterability", "--bootstrap", "0", "--out", "out/r.json"]
+OPTION_CASES = [
+    ("preprocess-std-zero", ["--preprocess", "std=0"]),
+    ("preprocess-std-nan", ["--preprocess", "std=nan"]),
+    ("preprocess-mean-inf", ["--preprocess", "mean=inf"]),
+    ("preprocess-size-zero", ["--preprocess", "input_size=0"]),
+    ("preprocess-size-huge", ["--preprocess", "input_size=100000"]),
+    ("preprocess-crop-nan", ["--preprocess", "crop_pct=nan"]),
+    ("preprocess-crop-zero", ["--preprocess", "crop_pct=0"]),
+    ("preprocess-crop-above-one", ["--preprocess", "crop_pct=2"]),
+    ("preprocess-interpolation-unknown", ["--preprocess", "interpolation=magic"]),
+    ("preprocess-unknown-field", ["--preprocess", "size=3"]),
+    ("preprocess-no-equals", ["--preprocess", "std"]),
+    ("preprocess-five-channels", ["--preprocess", "mean=0.1,0.2,0.3,0.4,0.5"]),
+    ("model-arg-pretrained", ["--model", "timm:resnet18", "--random-init", "--model-arg", "pretrained=true"]),
+    ("model-arg-checkpoint-path", ["--model", "timm:resnet18", "--random-init", "--model-arg",
+                                   "checkpoint_path=/etc/passwd"]),
+    ("model-arg-unknown", ["--model", "timm:resnet18", "--random-init", "--model-arg", "no_such_arg=1"]),
+    ("model-arg-builtin-unknown", ["--model-arg", "bogus=1"]),
+    ("model-arg-no-equals", ["--model-arg", "norm"]),
+]  # fmt: skip
+ROUND_TWO += [Case(f"option-{name}", lambda _b, a=args: [*EVAL, *a]) for name, args in OPTION_CASES]
+
+
+ROUND_TWO += [
+    Case("number-evaluate-bootstrap-huge", lambda b: ["evaluate", "-q", "--bootstrap", str(10**9)]),
+    Case("number-evaluate-batch-size-negative", lambda b: ["evaluate", "-q", "--batch-size", "-5"]),
+    Case("number-extract-shard-zero", lambda b: ["extract", "-q", "--shard", "0/2"]),
+    Case("number-train-threads-negative", lambda b: [*TRAIN, "--threads", "-1"]),
+    Case("number-train-checkpoint-every-negative", lambda b: [*TRAIN, "--checkpoint-every", "-2"]),
+    Case("number-train-epochs-negative", lambda b: [*TRAIN, "--epochs", "-1"]),
+    Case("number-submit-seed-negative", lambda b: [*SUBMIT, "--labels", "none", "--seed", "-1"]),
+]
+
+
 @pytest.mark.parametrize("case", ROUND_TWO, ids=[c.id for c in ROUND_TWO])
 def test_red_team_round_two(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch):
     test_red_team(case, tmp_path, capsys, monkeypatch)
+
+
+def test_round_two_is_large_enough():
+    assert len(ROUND_TWO) >= 100
