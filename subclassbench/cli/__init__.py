@@ -215,6 +215,8 @@ def gpus_option(help: str) -> Any:
 def seed_option(help: str) -> Any:
     """``--seed``: an integer from 0 to 2**63 - 1 (docs/limits.md)."""
     return typer.Option("--seed", min=0, max=MAX_SEED, help=help)
+
+
 QuietOption = Annotated[
     bool,
     typer.Option(

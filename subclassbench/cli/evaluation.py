@@ -56,9 +56,14 @@ BootstrapOption = Annotated[
 ]
 
 
-def _report(result: Result, path: Path, quiet: bool, header: bool) -> None:
-    """Print a written result's table and summary (evaluate, score)."""
-    from subclassbench.results.result import format_summary, format_table
+WideOption = Annotated[
+    bool, typer.Option("--wide", help="Every per-layer column, however wide (default: the columns that fit).")
+]
+
+
+def _report(result: Result, path: Path, quiet: bool, header: bool, wide: bool = False) -> None:
+    """Print a written result: the headline, the per-layer table, its legend and the summary (evaluate, score)."""
+    from subclassbench.results.report import format_report
 
     if not quiet:
         if header:
@@ -67,8 +72,7 @@ def _report(result: Result, path: Path, quiet: bool, header: bool) -> None:
                 f"{result.encoder['spec']} on {task['name']} ({task['n_samples']} samples, "
                 f"protocol v{result['protocol']['version']})"
             )
-        typer.echo(format_table(result))
-        for line in format_summary(result):
+        for line in format_report(result, wide=wide):
             typer.echo(line)
     typer.echo(f"wrote {path}")
 
@@ -153,6 +157,7 @@ def evaluate(
         ),
     ] = False,
     quiet: QuietOption = False,
+    wide: WideOption = False,
 ) -> None:
     """Score every layer of MODEL on TASK and write a schema-checked result JSON."""
     from subclassbench.evaluation.pipeline import evaluate_to_file
@@ -188,7 +193,7 @@ def evaluate(
         score_workers=score_workers,
     )
     result, path = evaluate_to_file(request, out, force)
-    _report(result, path, quiet, header=True)
+    _report(result, path, quiet, header=True, wide=wide)
     if plot:
         from subclassbench.figures.drawing import write_result_figure
 
@@ -279,6 +284,7 @@ def score(
     score_workers: ScoreWorkersOption = 1,
     cache_dir: CacheDirOption = None,
     quiet: QuietOption = False,
+    wide: WideOption = False,
 ) -> None:
     """Score MODEL on TASK from cached features only (no forward pass); writes the result JSON."""
     from subclassbench.evaluation.pipeline import evaluate_to_file
@@ -289,7 +295,7 @@ def score(
         channels_last=channels_last, decoder=decoder, score_workers=score_workers,
     )  # fmt: skip
     result, path = evaluate_to_file(request, out, force)
-    _report(result, path, quiet, header=False)
+    _report(result, path, quiet, header=False, wide=wide)
 
 
 @cache_app.command("ls")

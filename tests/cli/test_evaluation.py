@@ -40,16 +40,17 @@ def test_default_evaluate_twice_is_identical(tmp_path):
 
 
 def test_evaluate_prints_the_per_layer_table(tmp_path):
-    result = run("evaluate", "--out", str(tmp_path / "r.json"), "--layers", "block1,embedding")
+    result = run("evaluate", "--out", str(tmp_path / "r.json"), "--layers", "block1,embedding", "--wide")
     assert result.exit_code == 0, result.output
-    assert "ID acc" in result.output and "subpop refit" in result.output and "recon acc" in result.output
+    assert "ID acc" in result.output and "refit acc" in result.output and "recon acc" in result.output
     assert "subpopulation shift (same classes, new subclasses; not OOD): shift" in result.output  # no OOD set
     assert "OOD transfer: the task lists no OOD set" in result.output
     result = run(
-        "evaluate", "--out", str(tmp_path / "r.json"), "--layers", "block1,embedding", "--metrics", "clusterability"
-    )
+        "evaluate", "--out", str(tmp_path / "r.json"), "--layers", "block1,embedding", "--metrics", "clusterability",
+        "--wide",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "AMI" in result.output and "within-sup acc" in result.output
+    assert "AMI" in result.output and "oracle" in result.output and "ID acc" not in result.output
     assert "block1" in result.output and "stem " not in result.output
     assert [layer["name"] for layer in read_result(tmp_path / "r.json")["layers"]] == ["block1", "embedding"]
 
