@@ -162,7 +162,10 @@ def submit(
         typer.echo(line)
     if report.errors:
         raise typer.Exit(2)
-    typer.echo(f"{report.folder}: {len(report.results)} result(s) valid; run `subclassbench leaderboard build` next")
+    typer.echo(
+        f"{report.folder}: {len(report.results)} result(s) valid; `subclassbench leaderboard build --preview` shows "
+        "your rows; commit the folder and open a pull request (docs/submitting.md, Opening the pull request)"
+    )
 
 
 @app.command()
@@ -247,6 +250,14 @@ def verify(
 @user_errors
 def leaderboard_build(
     check: Annotated[bool, typer.Option("--check", help="Fail if the committed leaderboard is out of date.")] = False,
+    preview: Annotated[
+        bool,
+        typer.Option(
+            "--preview",
+            help="Write nothing; print (markdown) the rows a build would add, change or remove: a pull "
+            "request's CI summary.",
+        ),
+    ] = False,
     submissions: Annotated[Path, typer.Option(help="The submissions folder.")] = Path("submissions"),
     out: Annotated[Path, typer.Option(help="The leaderboard folder.")] = Path("leaderboard"),
     quiet: QuietOption = False,
@@ -254,9 +265,15 @@ def leaderboard_build(
     """Regenerate leaderboard/ (README.md, leaderboard.json, per-task plots, CHANGELOG.md, the site/ page)."""
     from subclassbench.core.progress import stage
     from subclassbench.leaderboard.board import build
+    from subclassbench.leaderboard.board import preview as preview_board
 
+    if check and preview:
+        raise SubclassbenchError("--check and --preview exclude each other: --check fails on a stale board")
     # Validating every submission and drawing the plots takes seconds: say so before the wait.
     stage(f"leaderboard: validating {submissions} and rendering {out} (tables, plots)", not quiet)
+    if preview:
+        typer.echo(preview_board(submissions, out), nl=False)
+        return
     changed = build(submissions, out, check=check)
     if check:
         if changed:

@@ -427,30 +427,60 @@ def _changelog(
     if before is None:  # first entry (or a changelog started afresh): the whole board
         lines = [f"- {_describe_row(r)}" for r in rows]
     else:
-        old = {(r["task"], r["submission"]): r for r in before}
-        new = {(r["task"], r["submission"]): r for r in rows}
-        watched = ("committed_ami", "best_ami", "ood_retained", "task_fingerprint", "rank")
-        lines = [f"- added {_describe_row(r)}" for k, r in new.items() if k not in old]
-        lines += [
-            f"- changed {_describe_row(r)}"
-            for k, r in new.items()
-            if k in old and any(old[k].get(w) != r.get(w) for w in watched)
-        ]
-        lines += [f"- removed {t}: {s}" for (t, s) in old if (t, s) not in new]
-        # Intervals can move alone (a new bootstrap method recomputed from the per-sample files): say which rows.
-        moved = [
-            f"{t}: {s}"
-            for (t, s), r in new.items()
-            if (t, s) in old
-            and not any(old[(t, s)].get(w) != r.get(w) for w in watched)
-            and old[(t, s)].get("ci95") != r.get("ci95")
-        ]
-        if moved:
-            lines.append(f"- intervals changed ({len(moved)} rows): {', '.join(moved)}")
+        lines = row_changes(before, rows)
     listing = "\n".join(lines)
     entry = f"\n## v{LEADERBOARD_VERSION} · content `{digest}`\n\n{listing or '- (no current results)'}\n"
     head, sep, rest = text.partition("\n## ")
     return head.rstrip("\n") + "\n" + entry + (("\n## " + rest) if sep else "")
+
+
+def row_changes(before: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+    """One markdown list item per row added, changed or removed between two boards' rows."""
+    old = {(r["task"], r["submission"]): r for r in before}
+    new = {(r["task"], r["submission"]): r for r in rows}
+    watched = ("committed_ami", "best_ami", "ood_retained", "task_fingerprint", "rank")
+    lines = [f"- added {_describe_row(r)}" for k, r in new.items() if k not in old]
+    lines += [
+        f"- changed {_describe_row(r)}"
+        for k, r in new.items()
+        if k in old and any(old[k].get(w) != r.get(w) for w in watched)
+    ]
+    lines += [f"- removed {t}: {s}" for (t, s) in old if (t, s) not in new]
+    # Intervals can move alone (a new bootstrap method recomputed from the per-sample files): say which rows.
+    moved = [
+        f"{t}: {s}"
+        for (t, s), r in new.items()
+        if (t, s) in old
+        and not any(old[(t, s)].get(w) != r.get(w) for w in watched)
+        and old[(t, s)].get("ci95") != r.get("ci95")
+    ]
+    if moved:
+        lines.append(f"- intervals changed ({len(moved)} rows): {', '.join(moved)}")
+    return lines
+
+
+def preview(submissions: Path, out: Path) -> str:
+    """What a build of ``out`` from ``submissions`` would change, as markdown (nothing is written).
+
+    A pull request adds its submission only; main's workflow regenerates and commits the board after the merge.
+    CI shows this preview as the pull request's job summary instead of requiring the regenerated files."""
+    files, orphans = _render_into(submissions, out)
+    rows = [r for task_rows in json.loads(files["leaderboard.json"])["tasks"].values() for r in task_rows]
+    previous = _previous_board(out / "leaderboard.json")
+    before = [] if previous is None else [r for task_rows in previous.get("tasks", {}).values() for r in task_rows]
+    changes = row_changes(before, rows)
+    differing = [path for path, data in files.items() if not _same(out / path, data)] + orphans
+    lines = [
+        "### Leaderboard preview",
+        "",
+        f"The board builds from `{submissions}`: {len(rows)} rows on {len({r['task'] for r in rows})} tasks.",
+        "",
+        *(changes or ["- no row changes"]),
+        "",
+        f"{len(differing)} file(s) under `{out}/` differ from a fresh build; a pull request need not include them: "
+        "main's workflow regenerates and commits the board after merging.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def build(submissions: Path, out: Path, check: bool = False) -> list[str]:

@@ -642,9 +642,20 @@ def _model_entry(request: SubmitRequest) -> dict[str, Any]:
             raise SubclassbenchError(f"--random-init must match {folder}'s model.yaml (encoder.random_init)")
         _model_options(request, entry, existing=True)
         return entry
+    card = card_defaults(request)  # a `train` folder's card says what the network was trained on
+    for option, key in (("--labels", "labels"), ("--label-task", "label_task")):
+        given = getattr(request, key)
+        if given is not None and key in card and given != card[key]:
+            raise SubclassbenchError(
+                f"{option} {given} contradicts {request.weights}'s card (trained with {key.replace('_', ' ')} "
+                f"{card[key]}); leave {option} out to take the card's"
+            )
+    labels = request.labels or card.get("labels")
+    label_task = request.label_task or card.get("label_task")
+    training_data = request.training_data or card.get("training_data")
     fields = {
-        "labels": request.labels,
-        "training-data": request.training_data,
+        "labels": labels,
+        "training-data": training_data,
         "license": request.license,
         "citation": request.citation,
     }
@@ -654,11 +665,11 @@ def _model_entry(request: SubmitRequest) -> dict[str, Any]:
     entry = new_model_file(
         request.name,
         request.model,
-        str(request.labels),
-        str(request.training_data),
+        str(labels),
+        str(training_data),
         str(request.license),
         str(request.citation),
-        request.label_task,
+        label_task,
         request.description,
         label_set=request.label_set,
     )
@@ -666,6 +677,35 @@ def _model_entry(request: SubmitRequest) -> dict[str, Any]:
         entry["encoder"]["random_init"] = True
     _model_options(request, entry, existing=False)
     return entry
+
+
+CARD_LABELS = {"superclass": "superclass", "subclass": "fine"}  # a run card's labels → model.yaml's
+
+
+def card_defaults(request: SubmitRequest) -> dict[str, str]:
+    """What a `subclassbench train` folder passed as ``--weights`` says about its training: labels, label task and
+    training data, for the fields the submitter left out ({} for any other weights)."""
+    from subclassbench.encoders.builtin import resolve_trained_weights
+
+    if request.weights is None or request.seed is not None or not request.weights.exists():
+        return {}
+    _, card = resolve_trained_weights(request.weights)
+    if not card:
+        return {}
+    out: dict[str, str] = {}
+    labels, task, split = CARD_LABELS.get(str(card.get("labels"))), card.get("task"), card.get("train_split")
+    if labels is not None:
+        out["labels"] = labels
+    if isinstance(task, str) and task:
+        out["label_task"] = task
+        if isinstance(split, dict) and isinstance(split.get("n_samples"), int) and isinstance(split.get("name"), str):
+            described = card.get("labels_description")
+            out["training_data"] = (
+                f"{task} {split['name']} split ({split['n_samples']:,} images)"
+                + (f", {described}" if isinstance(described, str) else "")
+                + f"; {card.get('epochs', '?')} epochs, seed {card.get('seed', '?')} (subclassbench train)"
+            )
+    return out
 
 
 def _model_options(request: SubmitRequest, entry: dict[str, Any], existing: bool) -> None:

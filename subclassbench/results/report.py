@@ -123,7 +123,8 @@ def headline(result: Result) -> str | None:
 
 def legend(result: Result) -> str:
     split = result.summary.get("selection", {}).get("split", "val")
-    return f"{COMMITTED} committed layer (chosen on '{split}')  {BEST} best AMI on test (not chosen on)  columns: {DOCS}"
+    marks = f"{COMMITTED} committed layer (chosen on '{split}')  {BEST} best AMI on test (not chosen on)"
+    return f"{marks}  columns: {DOCS}"
 
 
 def format_summary(result: Result) -> list[str]:

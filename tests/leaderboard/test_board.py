@@ -208,3 +208,32 @@ def test_imagenet_1k_label_set_marks_tiny_imagenet_classes_as_seen():
     assert board._seen({"name": "tiny-imagenet-ood16", "task": "tiny-imagenet-ood16"}, model)
     row = {"labels": "fine", "label_task": None, "label_set": "imagenet-1k", "subclasses_seen_in_training": True}
     assert labels_cell(row) == "fine (ImageNet-1k); subclasses seen in training"
+
+
+def test_preview_lists_the_rows_a_pull_request_changes_and_writes_nothing(subs, tmp_path):
+    """A pull request adds its submission only: CI shows what the board would become (its job summary), and
+    main's workflow commits the regenerated board and then checks it."""
+    lb = tmp_path / "lb"
+    build(subs, lb)
+    before = {p: p.read_bytes() for p in lb.rglob("*") if p.is_file()}
+    out = cli("leaderboard", "build", "--preview", "-q", "--submissions", subs, "--out", lb)
+    assert out.exit_code == 0 and "- no row changes" in out.output and "0 file(s)" in out.output
+    shutil.rmtree(subs / "mlp-random")  # the pull request's change: a removed submission (an added one alike)
+    out = cli("leaderboard", "build", "--preview", "-q", "--submissions", subs, "--out", lb)
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("### Leaderboard preview") and "- removed digits-5: mlp-random" in out.output
+    assert {p: p.read_bytes() for p in lb.rglob("*") if p.is_file()} == before  # nothing written
+    assert cli("leaderboard", "build", "--check", "--submissions", subs, "--out", lb).exit_code == 2
+    both = cli("leaderboard", "build", "--check", "--preview", "--submissions", subs, "--out", lb)
+    assert both.exit_code == 2 and "exclude each other" in both.output
+
+
+def test_ci_previews_the_board_on_pull_requests_and_checks_it_on_main():
+    from tests.conftest import REPO
+
+    script = (REPO / ".ci" / "run").read_text()
+    assert 'SUBCLASSBENCH_BOARD:-check}" = preview' in script and "leaderboard build --check" in script
+    workflow = (REPO / ".github" / "workflows" / "ci.yml").read_text()
+    test_job, board_job = workflow.split("\n  leaderboard:")
+    assert "SUBCLASSBENCH_BOARD: preview" in test_job
+    assert board_job.index("git push") < board_job.index("leaderboard build --check")  # commit, then check

@@ -352,3 +352,21 @@ def test_links_and_special_files_in_a_submission_are_refused_before_anything_is_
     out = _error(subs)  # returns at all: nothing blocked
     assert ("is a link" if kind != "fifo" else "is not a regular file (a FIFO") in out
     assert "yours" not in out  # the linked file's content was never read into a message
+
+
+def test_submit_takes_labels_label_task_and_training_data_from_a_run_card(tmp_path):
+    from subclassbench.tasks.task import load_task
+    from subclassbench.training.trainer import Recipe, train
+
+    run = tmp_path / "run"
+    train(load_task("digits-5"), "digits_mlp", "superclass", run, Recipe(epochs=0, seed=3), progress=False)
+    subs = tmp_path / "submissions"
+    common = ["submit", "--model", "builtin:digits_mlp", "--weights", run, "--task", "digits-5", "--metrics",
+              "clusterability", "--license", "MIT", "--citation", "c", "--submissions", subs, "-q"]  # fmt: skip
+    contradicting = cli(*common, "--name", "wrong", "--labels", "fine")
+    assert contradicting.exit_code == 2 and "contradicts" in contradicting.output and not (subs / "wrong").exists()
+    out = cli(*common, "--name", "from-card")
+    assert out.exit_code == 0, out.output
+    training = yaml.safe_load((subs / "from-card" / "model.yaml").read_text())["training"]
+    assert training["labels"] == "superclass" and training["label_task"] == "digits-5"
+    assert training["data"].startswith("digits-5 train split (1,077 images)") and "seed 3" in training["data"]
