@@ -76,3 +76,23 @@ def intervals(
     if outdated:
         typer.echo(f"{outdated} result(s) have intervals from an earlier method: run `subclassbench intervals` on them")
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def plot(
+    paths: Annotated[list[Path], typer.Argument(help="Result JSON files on one task (each with per-layer AMI).")],
+    out: Annotated[
+        Path, typer.Option(help="Figure path: <stem>.png, .svg and .pdf are written. [default: ami-per-layer]")
+    ] = Path("ami-per-layer"),
+) -> None:
+    """Overlay results' subclass AMI per layer, with 95% bands and committed layers (one task)."""
+    from subclassbench.figures.drawing import results_files, write_figure
+    from subclassbench.results.result import Result
+
+    stem = out.with_suffix("")
+    check_file_name(stem, "--out")
+    check_writable_folder(stem.parent, "--out")
+    results = [Result.read(path) for path in paths]
+    for written in write_figure(results_files(results), stem):
+        typer.echo(f"wrote {written}")

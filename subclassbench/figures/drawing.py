@@ -11,7 +11,7 @@ One module owns the drawing so that every figure follows the same rules:
 * the label granularity a model was trained with is its line style;
 * heatmap colour ranges follow the data (CKA between layers of one network
   spans 0.75–0.95, which a 0–1 scale would flatten);
-* titles are wrapped to the figure's width and legends sit outside the axes
+* titles are wrapped to the figure's width and legends sit outside the axes (the per-layer figure's under them)
   under constrained layout, so nothing is cut off.
 
 Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas,
@@ -27,9 +27,9 @@ import re
 import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -40,12 +40,30 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.typing import RcKeyType
 
-    from subclassbench.results.result import Result
+class Result(Protocol):
+    """What the figures read of a result (:class:`subclassbench.results.Result` has it all). A protocol, not an
+    import: figures sit below results, so that ``Result.plot()`` can draw with them."""
+
+    @property
+    def encoder(self) -> Any: ...
+    @property
+    def task(self) -> Any: ...
+    @property
+    def task_name(self) -> str: ...
+    @property
+    def layers(self) -> Any: ...
+    @property
+    def summary(self) -> Any: ...
+    @property
+    def limited(self) -> bool: ...
+    @property
+    def weights_sha256(self) -> str | None: ...
+
 
 # Part of every figure's data digest: a change to how figures are drawn must rewrite the committed ones,
 # which the leaderboard's skip-unchanged check (it compares digests, not pixels) would otherwise keep.
 # Bump it with any change to the drawing code (the style constants below are digested by themselves).
-FIGURES_VERSION = "2"
+FIGURES_VERSION = "3"  # 3: legend under the axes; colour from the model (spec and weights)
 FORMATS = ("png", "svg", "pdf")
 PNG_DPI = 200
 DIGEST_MARKER = b"subclassbench-data:"
@@ -201,9 +219,16 @@ def write_figure(files: dict[str, bytes], stem: Path) -> list[Path]:
 # --------------------------------------------------------------------------- per-layer curves
 
 
-def model_style(name: str) -> tuple[str, str]:
-    """A model's (colour, marker), from its name alone: the same in every figure, whatever else is drawn."""
-    value = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+def model_key(spec: str, weights_sha256: str | None) -> str:
+    """What identifies a model across figures: its spec and its weights (a submission's name or a result's
+    file name is not the model: the board and ``evaluate --plot`` name the same network differently)."""
+    return f"{spec}|{weights_sha256 or ''}"
+
+
+def model_style(key: str) -> tuple[str, str]:
+    """A model's (colour, marker), from its :func:`model_key` alone: the same in every figure (its own
+    ``--plot``, ``subclassbench plot``, the board), whatever else is drawn."""
+    value = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
     return PALETTE[value % len(PALETTE)], MARKERS[(value // len(PALETTE)) % len(MARKERS)]
 
 
@@ -218,9 +243,14 @@ class Curve:
     bands: tuple[tuple[float, float], ...] | None  # each layer's 95% interval, when every layer has one
     committed: tuple[str, ...]  # the committed layer; several when a row's training seeds chose differently
     labels: str | None  # the label granularity it was trained with (model.yaml training.labels); None: unknown
+    key: str = ""  # the model's identity (model_key), which picks its colour; "" falls back to the name
 
     def payload(self) -> list[Any]:
-        return [self.name, self.layers, self.depths, self.ami, self.bands, self.committed, self.labels]
+        return [self.name, self.layers, self.depths, self.ami, self.bands, self.committed, self.labels, self.key]
+
+    @property
+    def style(self) -> tuple[str, str]:
+        return model_style(self.key or self.name)
 
 
 def curve_from_row(row: dict[str, Any]) -> Curve:
@@ -239,6 +269,7 @@ def curve_from_row(row: dict[str, Any]) -> Curve:
         else None,
         committed=tuple(layers),
         labels=row.get("labels"),
+        key=model_key(row["encoder"], row.get("weights_sha256")) if row.get("encoder") else "",
     )
 
 
@@ -260,6 +291,7 @@ def curve_from_result(result: Result) -> Curve:
         bands=tuple((float(b[0]), float(b[1])) for b in bands if b is not None) if None not in bands else None,
         committed=() if committed is None else (committed,),
         labels=training_labels(result),
+        key=model_key(result.encoder["spec"], result.weights_sha256),
     )
 
 
@@ -324,7 +356,7 @@ def curve_figure(curves: Sequence[Curve], title: str, split: str = "test") -> Fi
         ax = fig.add_subplot()
         shared = len({c.layers for c in drawn}) == 1
         for curve in drawn:
-            colour, marker = model_style(curve.name)
+            colour, marker = curve.style
             style, _ = GRANULARITY.get(curve.labels, GRANULARITY[None])
             x = _relative(curve.depths)
             ax.plot(
@@ -362,7 +394,7 @@ def curve_figure(curves: Sequence[Curve], title: str, split: str = "test") -> Fi
             ax.set_xlabel("relative depth (layer depth / deepest layer)")
         ax.set_ylabel(f"subclass AMI ({split} split)")
         ax.grid(alpha=0.3, linewidth=0.5)
-        _title(ax, title, 0.6 * fig.get_figwidth())  # the legend takes the rest of the width
+        _title(ax, title, 0.95 * fig.get_figwidth())  # the legend sits under the axes
 
         handles: list[Any] = []
         labels: list[str] = []
@@ -375,10 +407,11 @@ def curve_figure(curves: Sequence[Curve], title: str, split: str = "test") -> Fi
 
         header("model")
         for curve in drawn:
-            colour, marker = model_style(curve.name)
+            colour, marker = curve.style
             style, _ = GRANULARITY.get(curve.labels, GRANULARITY[None])
             handles.append(Line2D([], [], color=colour, linestyle=style, marker=marker, markersize=4, linewidth=1.5))
-            labels.append(_wrap(curve.name, 34))
+            labels.append(_wrap(curve.name, 44))
+        columns = [len(labels)]
         header("trained with (line style)")
         for key in dict.fromkeys(c.labels for c in drawn):
             style, text = GRANULARITY.get(key, GRANULARITY[None])
@@ -401,9 +434,19 @@ def curve_figure(curves: Sequence[Curve], title: str, split: str = "test") -> Fi
         if any(c.bands is not None for c in drawn):
             handles.append(Patch(color="0.5", alpha=0.3, linewidth=0))
             labels.append(f"95% interval ({split}\nimages resampled)")
-        legend = fig.legend(handles, labels, loc="outside right upper", frameon=False, handlelength=2.6)
-        for i in headers:
-            legend.get_texts()[i].set_fontweight("bold")
+        # Below the axes, one column per group (models; line styles and marks): the curves keep the full width.
+        groups = [list(range(0, columns[0])), list(range(columns[0], len(labels)))]
+        depth = max(len(g) for g in groups)
+        blank = Line2D([], [], linestyle="none")
+        order = [i for g in groups for i in g + [-1] * (depth - len(g))]
+        legend = fig.legend(
+            [handles[i] if i >= 0 else blank for i in order], [labels[i] if i >= 0 else "" for i in order],
+            loc="outside lower center", ncol=len(groups), frameon=False, handlelength=2.6, columnspacing=3.0,
+        )  # fmt: skip
+        for position, i in enumerate(order):
+            if i in headers:
+                legend.get_texts()[position].set_fontweight("bold")
+        fig.set_figheight(4.4 + 0.2 * depth)  # room for the legend under the axes
     return fig
 
 
@@ -424,11 +467,48 @@ def result_figure_stem(path: Path) -> Path:
 
 def write_result_figure(result: Result, path: Path) -> list[Path]:
     """The per-layer AMI figure of one result file, as ``<stem>.png``, ``.svg`` and ``.pdf`` beside it."""
-    curve = curve_from_result(result)
-    title = f"{result.encoder['spec']} on {result.task_name}: subclass AMI per layer"
-    if result.limited:  # a quick try must not pass for a full result once the figure travels alone
+    return write_figure(results_files([result]), result_figure_stem(path))
+
+
+def results_curves(results: Sequence[Result]) -> tuple[list[Curve], str, str]:
+    """Results on one task as curves (labelled apart where two share a spec), a title and the split shown."""
+    if not results:
+        raise SubclassbenchError("nothing to plot: give one or more result files")
+    tasks = sorted({r.task_name for r in results})
+    splits = sorted({str(r.task.get("split", "test")) for r in results})
+    if len(tasks) > 1 or len(splits) > 1:
+        raise SubclassbenchError(
+            f"the results are on different tasks or splits ({', '.join(tasks + splits)}): AMI is compared within "
+            "one task's split; plot each task separately"
+        )
+    curves = [curve_from_result(r) for r in results]
+    specs = [r.encoder["spec"] for r in results]
+    for i, (curve, result) in enumerate(zip(curves, results, strict=True)):
+        name = curve.name
+        if specs.count(name) > 1:  # the same architecture with other weights: say which
+            name += f" ({(result.weights_sha256 or 'no weights')[:8]})"
+        if result.limited:  # a quick try must not pass for a full result once the figure travels alone
+            name += " (--limit quick try)"
+        curves[i] = replace(curve, name=name)
+    if len(results) == 1:
+        title = f"{results[0].encoder['spec']} on {tasks[0]}: subclass AMI per layer"
+    else:
+        title = f"subclass AMI per layer on {tasks[0]}: {len(results)} results"
+    if any(r.limited for r in results):
         title += " (--limit quick try: a subset of the images)"
-    return write_figure(curve_files([curve], title, result.task.get("split", "test")), result_figure_stem(path))
+    return curves, title, splits[0]
+
+
+def results_figure(results: Sequence[Result]) -> Figure:
+    """Per-layer AMI curves of results on one task, with their bands and committed layers (``Result.plot``)."""
+    curves, title, split = results_curves(results)
+    return curve_figure(curves, title, split)
+
+
+def results_files(results: Sequence[Result]) -> dict[str, bytes]:
+    """:func:`results_figure` as ``{suffix: bytes}`` (``subclassbench plot``, ``evaluate --plot``)."""
+    curves, title, split = results_curves(results)
+    return curve_files(curves, title, split)
 
 
 # --------------------------------------------------------------------------- heatmaps

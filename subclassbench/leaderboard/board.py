@@ -156,6 +156,7 @@ def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None)
         "task": result.task_name,
         "task_version": result.task["version"],
         "encoder": model["encoder"]["spec"],
+        "weights_sha256": result.weights_sha256,  # with the spec, a model's identity: its colour in every figure
         "labels": model["training"]["labels"],
         "label_task": model["training"].get("label_task"),
         "license": model["license"],
@@ -428,8 +429,9 @@ def _changelog(
         lines = [f"- {_describe_row(r)}" for r in rows]
     else:
         lines = row_changes(before, rows)
-    listing = "\n".join(lines)
-    entry = f"\n## v{LEADERBOARD_VERSION} · content `{digest}`\n\n{listing or '- (no current results)'}\n"
+    empty = "- (no current results)" if not rows else "- no row's numbers changed (the board's fields or layout did)"
+    listing = "\n".join(lines) or empty
+    entry = f"\n## v{LEADERBOARD_VERSION} · content `{digest}`\n\n{listing}\n"
     head, sep, rest = text.partition("\n## ")
     return head.rstrip("\n") + "\n" + entry + (("\n## " + rest) if sep else "")
 

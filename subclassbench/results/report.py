@@ -73,10 +73,11 @@ def _render(result: Result, columns: list[Column]) -> str:
 
     summary = result.summary
     committed, best = summary.get("committed_layer"), summary.get("best_layer")
-    rows = []
-    for layer in result.layers:
+    rows: list[list[Any]] = []
+    for record in result.layers:
+        layer = dict(record)
         marks = (COMMITTED if layer["name"] == committed else "") + (BEST if layer["name"] == best else "")
-        row = [f"{layer['name']} {marks}".rstrip()]
+        row: list[Any] = [f"{layer['name']} {marks}".rstrip()]
         for column in columns:
             row.append(column.value(layer) if column.family is None or column.family in layer else None)
         rows.append(row)

@@ -25,6 +25,7 @@ from subclassbench.scoring.samples import SampleOutputs, sidecar_name
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 # 2.0: protocol v2 (schema 1.0 results are protocol v1; see leaderboard/v1/).
 # 2.1: confidence intervals (summary.ci95, layers[].ci95, uncertainty) and the per-sample file (samples).
@@ -300,6 +301,18 @@ class Result:
         return all(s.get("canonical", True) for s in self.doc["task"].get("splits", {}).values())
 
     # ----------------------------------------------------------------- tables
+
+    def plot(self, *others: Result, path: str | Path | None = None) -> Figure:
+        """This result's subclass AMI per layer, with its 95% band and committed layer, overlaid with ``others``
+        on the same task; each model keeps its colour (the board's, and ``subclassbench plot``'s). With ``path``
+        the figure is also written as ``<path stem>.png``, ``.svg`` and ``.pdf``; the figure is returned."""
+        from subclassbench.figures.drawing import results_figure, results_files, write_figure
+
+        results = [self, *others]
+        figure = results_figure(results)
+        if path is not None:
+            write_figure(results_files(results), Path(path).with_suffix(""))
+        return figure
 
     def to_pandas(self) -> pd.DataFrame:
         """One row per layer, input side first: its clusterability and transfer scores, flat, with the 95%

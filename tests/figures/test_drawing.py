@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from matplotlib.colors import to_hex
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
+from subclassbench.errors import SubclassbenchError
 from subclassbench.figures import drawing as figures
 from subclassbench.figures.drawing import Curve, curve_figure, heatmap_figure, model_style
 from subclassbench.results.result import read_result
@@ -184,3 +186,56 @@ def test_evaluate_plot_writes_the_curve_beside_the_result(tmp_path):
     refused = runner.invoke(app, ["evaluate", "--metrics", "transfer", "--out", str(tmp_path / "t.json"), "--plot"])
     assert refused.exit_code == 2 and "--plot" in refused.output
     assert not (tmp_path / "t.json").exists()  # refused before any work
+
+
+# --------------------------------------------------------------------------- subclassbench plot, Result.plot
+
+
+@pytest.fixture(scope="module")
+def digits_results(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("plot")
+    paths = {}
+    for name, model in (("coarse", "builtin:digits_cnn.digits5_coarse"), ("mlp", "builtin:digits_mlp")):
+        paths[name] = folder / f"{name}.json"
+        out = CliRunner().invoke(app, ["evaluate", "-q", "--model", model, "--bootstrap", "20", "--out", paths[name]])
+        assert out.exit_code == 0, out.output
+    return paths
+
+
+def test_plot_overlays_results_with_bands_and_the_legend_under_the_axes(digits_results, tmp_path):
+    out = CliRunner().invoke(app, ["plot", str(digits_results["coarse"]), str(digits_results["mlp"]), "--out",
+                                   str(tmp_path / "cmp")])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert {p.name for p in tmp_path.iterdir()} == {"cmp.png", "cmp.svg", "cmp.pdf"}
+    coarse, mlp = (read_result(digits_results[k]) for k in ("coarse", "mlp"))
+    fig = coarse.plot(mlp)
+    lines = _lines(fig)
+    assert {"curve:builtin:digits_cnn.digits5_coarse", "curve:builtin:digits_mlp"} <= set(lines)
+    assert len(fig.axes[0].collections) >= 2  # one 95% band per result
+    fig.canvas.draw()
+    legend, axes = fig.legends[0].get_window_extent(), fig.axes[0].get_window_extent()
+    assert legend.y1 <= axes.y0 and legend.width > 0.5 * axes.width  # below the axes, across them
+
+
+def test_a_model_has_one_colour_in_its_own_plot_and_on_the_board(digits_results):
+    result = read_result(digits_results["coarse"])
+    from_result = figures.curve_from_result(result)
+    row = {**_row("my-submission", "superclass", "embedding", [0.1, 0.2, 0.3, 0.4]),
+           "encoder": result.encoder["spec"], "weights_sha256": result.weights_sha256}  # fmt: skip
+    from_board = figures.curve_from_row(row)
+    assert from_board.name != from_result.name and from_board.style == from_result.style
+    other = {**row, "weights_sha256": "0" * 64}  # the same architecture with other weights is another model
+    assert figures.curve_from_row(other).key != from_board.key
+
+
+def test_plot_refuses_results_on_different_tasks_in_one_line(digits_results, tmp_path):
+    with pytest.raises(SubclassbenchError, match="different tasks or splits"):
+        figures.results_curves([read_result(digits_results["coarse"]), read_result(digits_results["coarse"]),
+                                _task_renamed(read_result(digits_results["mlp"]))])  # fmt: skip
+    out = CliRunner().invoke(app, ["plot", str(tmp_path / "missing.json")])
+    assert out.exit_code == 2 and out.output.startswith("error:")
+
+
+def _task_renamed(result: Any) -> Any:
+    result.doc["task"]["name"] = "digits-id5"
+    return result
