@@ -81,12 +81,20 @@ def site_document(board: dict[str, Any]) -> dict[str, Any]:
         "protocol_fingerprint": (protocol.get("fingerprint") or "")[:12],
         "content_sha256": board.get("content_sha256"),
         "columns": COLUMNS,
+        "default_task": default_task(board),
         "rows": [site_row(row) for rows in board.get("tasks", {}).values() for row in rows],
         "stale": [
             {"submission": r["submission"], "task": r["task"], "reason": r.get("stale") or ""}
             for r in board.get("stale", [])
         ],
     }
+
+
+def default_task(board: dict[str, Any]) -> str | None:
+    """The task the page opens on: ranks and AMI compare within a task, so the first view shows one (the task
+    with the most rows, ties by name); a selector and the URL (``#task=…``) choose another, or all."""
+    tasks = board.get("tasks", {})
+    return min(tasks, key=lambda name: (-len(tasks[name]), name)) if tasks else None
 
 
 def site_row(row: dict[str, Any]) -> dict[str, Any]:

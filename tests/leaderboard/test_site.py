@@ -170,10 +170,12 @@ def driver() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def _open(driver: Any, index: Path) -> None:
+def _open(driver: Any, index: Path, view: str = "task=") -> None:
+    """Open the page on ``view`` (the address's fragment; "task=" shows every task, "" the page's default)."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver.get(index.as_uri())
+    driver.get(index.as_uri() + (f"#{view}" if view else ""))
+    driver.refresh()  # a fragment-only change of the same file would not reload the page
     WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
 
 
@@ -295,3 +297,32 @@ def test_a_hostile_name_is_shown_as_text_and_runs_nothing(driver, board, tmp_pat
     tr.click()
     assert driver.find_element(By.CSS_SELECTOR, "svg.curve circle.point").get_attribute("data-layer") == HOSTILE
     assert driver.execute_script("return typeof window.__pwned") == "undefined"
+
+
+def test_the_page_opens_on_one_task_and_the_address_keeps_the_view(driver, board_dir, board):
+    """Ranks and AMI compare within a task: the first view shows one (the task with the most rows), and the
+    address keeps the view, so a copied link opens the same filters and sort."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from subclassbench.leaderboard.site import default_task
+
+    index = board_dir / "site" / "index.html"
+    _open(driver, index, view="")
+    default = default_task(board)
+    assert default == max(sorted(board["tasks"]), key=lambda t: len(board["tasks"][t]))
+    visible = _visible_rows(driver)
+    assert visible and {tr.get_attribute("data-task") for tr in visible} == {default}
+    assert len(visible) == len(board["tasks"][default])
+    Select(driver.find_element(By.ID, "filter-task")).select_by_value("cifar10-5")
+    driver.find_element(By.CSS_SELECTOR, 'th[data-col="ami"]').click()
+    fragment = driver.execute_script("return window.location.hash")
+    assert "task=cifar10-5" in fragment and "sort=ami%3Adesc" in fragment
+    _open(driver, index, view="task=cifar10-5&labels=superclass&sort=ami:asc")
+    wanted = sorted((r for r in board["tasks"]["cifar10-5"] if r["labels"] == "superclass"),
+                    key=lambda r: r["committed_ami"])  # fmt: skip
+    assert [tr.get_attribute("data-model") for tr in _visible_rows(driver)] == [r["submission"] for r in wanted]
+    assert driver.find_element(By.CSS_SELECTOR, 'th[data-col="ami"]').get_attribute("aria-sort") == "ascending"
+    _open(driver, index, view="task=%3Cimg%20src%3Dx%3E&sort=nope:up")  # unknown values: ignored, no markup
+    assert Select(driver.find_element(By.ID, "filter-task")).first_selected_option.get_attribute("value") == ""
+    assert driver.find_elements(By.CSS_SELECTOR, "img") == []

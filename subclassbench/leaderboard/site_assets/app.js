@@ -56,9 +56,9 @@
       var th = el("th", { "data-col": col.id, "data-kind": col.kind, scope: "col", title: col.title, tabindex: 0 });
       th.appendChild(el("span", { class: "th-label" }, col.label));
       th.appendChild(el("span", { class: "sort-mark", "aria-hidden": "true" }));
-      th.addEventListener("click", function () { sortBy(col.id); });
+      th.addEventListener("click", function () { sortBy(col.id); saveView(); });
       th.addEventListener("keydown", function (event) {
-        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sortBy(col.id); }
+        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sortBy(col.id); saveView(); }
       });
       head.appendChild(th);
     });
@@ -100,8 +100,42 @@
       Object.keys(seen).sort(compareText).forEach(function (value) {
         select.appendChild(el("option", { value: value }, value));
       });
-      select.addEventListener("change", applyFilters);
+      select.addEventListener("change", function () { applyFilters(); saveView(); });
     });
+  }
+
+  // ------------------------------------------------------------------ the view in the address
+
+  // "#task=cifar10-5&labels=fine&architecture=…&sort=ami:desc": the view a link opens. Without a task in the
+  // address the page opens on data.default_task (one task: ranks compare within a task); "task=" is all tasks.
+  function readView() {
+    var params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+    document.querySelectorAll("select[data-filter]").forEach(function (select) {
+      var name = select.getAttribute("data-filter");
+      var wanted = params.has(name) ? params.get(name) : (name === "task" ? data.default_task || "" : "");
+      var known = Array.prototype.some.call(select.options, function (o) { return o.value === wanted; });
+      select.value = known ? wanted : "";
+    });
+    var sort = (params.get("sort") || "").split(":");
+    var col = columns.filter(function (c) { return c.id === sort[0]; })[0];
+    if (col && (sort[1] === "asc" || sort[1] === "desc")) {
+      sortState = { col: col.id, dir: sort[1] === "asc" ? "desc" : "asc" }; // sortBy flips it to the wanted one
+      sortBy(col.id);
+    }
+  }
+
+  function saveView() {
+    var params = new URLSearchParams();
+    document.querySelectorAll("select[data-filter]").forEach(function (select) {
+      var name = select.getAttribute("data-filter");
+      if (select.value !== "" || name === "task") params.set(name, select.value);
+    });
+    if (sortState.col) params.set("sort", sortState.col + ":" + sortState.dir);
+    try {
+      window.history.replaceState(null, "", "#" + params.toString());
+    } catch (error) {
+      window.location.hash = params.toString(); // some file:// contexts refuse replaceState
+    }
   }
 
   function renderStale() {
@@ -311,6 +345,8 @@
   renderRows();
   renderFilters();
   renderStale();
+  readView();
   applyFilters();
+  window.addEventListener("hashchange", function () { readView(); applyFilters(); });
   document.body.setAttribute("data-ready", "true"); // tests wait for this
 })();
