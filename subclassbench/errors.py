@@ -34,6 +34,18 @@ def closest(name: str, options: list[str], limit: int = 12) -> str:
     return ", ".join(shown) + more
 
 
+def nearest(name: str, options: list[str], n: int = 5) -> str:
+    """The ``n`` options closest to ``name`` (for a catalogue too long to list, like timm's), or a pointer to
+    the whole list when none is close."""
+    import difflib
+
+    near = difflib.get_close_matches(name, options, n=n, cutoff=0.4)
+    if not near:  # a prefix typed right (resnet → resnet18 …) is close too
+        near = sorted(o for o in options if o.startswith(name[:4]))[:n]
+    shown = ", ".join(near) if near else "none"
+    return f"{shown} (of {len(options):,})"
+
+
 def first_line(exc: BaseException | str, limit: int = 120) -> str:
     """The first line of a third-party exception (or of any text), for embedding in our message."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -142,7 +142,13 @@ def assignments(items: list[str] | None, option: str, example: str) -> dict[str,
 
 
 # Options that evaluate, extract and score share (the cache key is built from the same request fields).
-ModelOption = Annotated[str, typer.Option(help="Encoder spec: builtin:ARCH[.TAG], timm:NAME, open_clip:ARCH[@TAG].")]
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        help="Encoder spec: builtin:ARCH[.TAG], timm:NAME[@REV], open_clip:ARCH[@TAG], hf:REPO[@REV], or an "
+        "installed plug-in's prefix (`subclassbench encoders` lists them)."
+    ),
+]
 TaskOption = Annotated[str, typer.Option(help="Task name (see `subclassbench tasks`) or task file path.")]
 WeightsOption = Annotated[
     str | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,6 +15,8 @@ from subclassbench.errors import SubclassbenchError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+STDOUT = "-"  # a table file name meaning standard output
 
 
 @app.command()
@@ -42,17 +45,29 @@ def results(
         (json, lambda f, p: f.to_json(p, orient="records", indent=2)),
     ]
     writers = [(target, write) for target, write in outputs if target is not None]
+    to_stdout = [target for target, _ in writers if str(target) == STDOUT]
+    if len(to_stdout) > 1 or (to_stdout and parquet is not None and str(parquet) == STDOUT):
+        raise SubclassbenchError(
+            "only one of --csv - and --json - can go to standard output (Parquet is binary: give a file)"
+        )
     for target, _ in writers:  # before any reading: a bad target fails first and writes nothing
+        if str(target) == STDOUT:
+            continue
         if target.is_dir():
             raise SubclassbenchError(f"{target} is a folder; give a file path")
         check_file_name(target, "the table file")
         check_writable_folder(target.parent, "the table file")
     frame = load_results(paths or [Path("results")])
-    typer.echo(format_results(frame))
+    if not to_stdout:  # standard output carries the table file alone, so a pipe reads only it
+        typer.echo(format_results(frame))
     for target, write in writers:
+        if str(target) == STDOUT:  # `--csv -`: standard output, as in Unix tools
+            text = frame.to_csv(index=False) if target is csv else frame.to_json(orient="records", indent=2)
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            continue
         with atomic_path(target) as tmp:  # never a half-written table
             write(frame, tmp)
-        typer.echo(f"wrote {target}")
+        typer.echo(f"wrote {target}", err=bool(to_stdout))
 
 
 @app.command()

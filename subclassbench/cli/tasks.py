@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Annotated
 
@@ -27,7 +28,9 @@ def tasks(ctx: typer.Context) -> None:
     rows = []
     for name in list_tasks():
         task = load_task(name)
-        brief = task.description.split(". ")[0][:70]
+        first = " ".join(task.description.split(". ")[0].split())
+        # At a word, and never inside a hyphenated one ("out-of-distribution").
+        brief = textwrap.TextWrapper(width=70, max_lines=1, placeholder=" …", break_on_hyphens=False).fill(first)
         rows.append([name, task.version, task.data["source"], len(task.superclasses), task.n_subclasses, brief])
     typer.echo(tabulate(rows, headers=["task", "version", "source", "superclasses", "subclasses", "description"]))
 

@@ -17,12 +17,16 @@ When: on a terminal. Piped or logged output gets none by default, so scripts tha
   bars still need a terminal, as their in-place redraws garble a log file;
 * ``never`` — nothing, as ``--quiet`` does for progress;
 * ``auto`` (or unset, or anything else) — the terminal test.
+
+``evaluate(progress=True)`` from Python shows progress whatever stderr is (:func:`requested`): it was asked for.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -35,9 +39,27 @@ def _mode() -> str:
     return value if value in ("always", "never") else "auto"
 
 
+_REQUESTED = 0  # > 0 inside requested(): a Python caller asked for progress explicitly
+
+
 def _terminal() -> bool:
+    if _REQUESTED:
+        return True
     isatty = getattr(sys.stderr, "isatty", None)
     return bool(isatty and isatty())
+
+
+@contextmanager
+def requested() -> Iterator[None]:
+    """Show progress even when stderr is not a terminal, for a caller that asked for it (``evaluate(progress=True)``
+    from Python: Jupyter, where tqdm.auto draws a widget, or a log the caller wants filled). The CLI does not use
+    it: its progress follows the terminal test, so a piped command's output stays clean."""
+    global _REQUESTED
+    _REQUESTED += 1
+    try:
+        yield
+    finally:
+        _REQUESTED -= 1
 
 
 def stage(message: str, enabled: bool = True) -> None:

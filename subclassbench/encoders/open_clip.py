@@ -11,7 +11,7 @@ from subclassbench.encoders.hub import resolve_first
 from subclassbench.encoders.layers import discover_layers
 from subclassbench.encoders.preprocessing import Preprocessing
 from subclassbench.encoders.weights import check_one_weights_source, weights_record
-from subclassbench.errors import SubclassbenchError, closest, first_line
+from subclassbench.errors import SubclassbenchError, first_line, nearest
 
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
@@ -23,7 +23,7 @@ def _load_open_clip(request: LoadRequest) -> Encoder:
     if parsed.name not in open_clip.list_models():
         raise SubclassbenchError(
             f"unknown open_clip architecture '{parsed.name}'; "
-            f"close matches: {closest(parsed.name, open_clip.list_models())}"
+            f"closest: {nearest(parsed.name, open_clip.list_models())}"
         )
     meta = weights_record(weights)
     check_one_weights_source(parsed, meta)

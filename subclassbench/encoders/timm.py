@@ -11,7 +11,7 @@ from subclassbench.encoders.hub import HubFiles, resolve_first
 from subclassbench.encoders.layers import discover_layers
 from subclassbench.encoders.preprocessing import Preprocessing
 from subclassbench.encoders.weights import check_one_weights_source, weights_record
-from subclassbench.errors import SubclassbenchError, closest, first_line
+from subclassbench.errors import SubclassbenchError, first_line, nearest
 
 
 class TimmClassifier(Protocol):
@@ -104,7 +104,8 @@ def _load_timm(request: LoadRequest) -> Encoder:
     name = parsed.name + (f".{parsed.tag}" if parsed.tag else "")
     if not timm.is_model(parsed.name):
         raise SubclassbenchError(
-            f"unknown timm model '{parsed.name}'; close matches: {closest(parsed.name, timm.list_models())}"
+            f"unknown timm model '{parsed.name}'; closest: {nearest(parsed.name, timm.list_models())}; "
+            "every name: python -c 'import timm; print(timm.list_models())'"
         )
     meta = weights_record(weights)
     check_one_weights_source(parsed, meta)

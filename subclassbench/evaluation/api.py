@@ -15,9 +15,11 @@ the CLI prints.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from subclassbench.core.progress import requested
 from subclassbench.encoders.preprocessing import Preprocessing
 from subclassbench.errors import SubclassbenchError
 from subclassbench.evaluation.pipeline import evaluate as run_evaluation
@@ -97,7 +99,8 @@ def evaluate(
         embed=embed,
         **options,
     )
-    if out is not None:
-        result, _ = evaluate_to_file(request, Path(out), force=force)
-        return result
-    return run_evaluation(request)
+    with requested() if progress else nullcontext():  # asked for from Python: shown in Jupyter and logs too
+        if out is not None:
+            result, _ = evaluate_to_file(request, Path(out), force=force)
+            return result
+        return run_evaluation(request)

@@ -252,13 +252,14 @@ class SplitData:
     def note(self) -> str | None:
         if self.limit is not None:
             return (
-                f"split '{self.split}': --limit {self.limit['n']} kept {len(self)} of {self.limit['of']} samples "
+                f"split '{self.split}' of {self.task.name}: --limit {self.limit['n']} kept {len(self)} of "
+                f"{self.limit['of']} samples "
                 "(seeded, stratified by subclass): a quick try, not comparable with full results and never ranked"
             )
         if self.canonical is False:
             expected = self.task.splits[self.split]["canonical_count"]
             return (
-                f"split '{self.split}' has {len(self)} samples, not the canonical {expected}: "
+                f"split '{self.split}' of {self.task.name} has {len(self)} samples, not the canonical {expected}: "
                 "scores are not comparable with results on the full data"
             )
         return None

@@ -152,3 +152,11 @@ def test_console_script_exit_code_and_stderr(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown task 'nope'")
     assert "Traceback" not in proc.stderr
+
+
+def test_the_model_help_names_every_builtin_source():
+    from subclassbench.encoders.base import ENCODER_SOURCES
+
+    text = " ".join(runner.invoke(app, ["evaluate", "--help"]).output.split())
+    shown = [name for name in ENCODER_SOURCES.names() if name != "module" and f"{name}:" in text]
+    assert sorted(shown) == sorted(n for n in ENCODER_SOURCES.names() if n != "module") and "plug-in" in text

@@ -36,3 +36,16 @@ def test_tasks_list_and_show():
     digits = json.loads(run("tasks", "show", "digits-5", "--json").output)
     assert digits["data_hashed"] is True and digits["fingerprint"] != digits["definition_fingerprint"]
     assert run("tasks", "show", "nope").exit_code == 2
+
+
+def test_the_task_list_cuts_descriptions_at_a_word():
+    from subclassbench.tasks.task import list_tasks, load_task
+
+    out = CliRunner().invoke(app, ["tasks"])
+    assert out.exit_code == 0
+    for name in list_tasks():
+        first = load_task(name).description.split(". ")[0]
+        line = next(line for line in out.output.splitlines() if line.startswith(name + " "))
+        shown = line.rstrip().split("  ")[-1].strip()
+        assert shown == first or (shown.endswith(" …") and first.startswith(shown[:-2]) and
+                                   first[len(shown) - 2] == " "), (shown, first)  # fmt: skip

@@ -40,3 +40,18 @@ def test_bars_are_drawn_on_a_terminal_only(monkeypatch):
     assert not progress.bar(3, "x", "it").disable
     assert progress.bar(3, "x", "it", enabled=False).disable
     assert list(progress.bar(None, "x", "it", enabled=False, iterable=range(3))) == [0, 1, 2]
+
+
+def test_progress_asked_for_from_python_shows_without_a_terminal(monkeypatch, capsys):
+    """evaluate(progress=True) in Jupyter or a log: stderr is no terminal, but the caller asked for it."""
+    import subclassbench
+
+    monkeypatch.delenv(progress.ENV, raising=False)
+    subclassbench.evaluate(metrics=["clusterability"], bootstrap=0, cache="off", progress=True)
+    shown = capsys.readouterr().err
+    assert "loading the data of digits-5" in shown and "extract builtin:digits_cnn" in shown
+    subclassbench.evaluate(metrics=["clusterability"], bootstrap=0, cache="off")  # the default: quiet
+    assert capsys.readouterr().err == ""
+    with progress.requested():
+        assert not progress.bar(3, "x", "it").disable
+    assert progress.bar(3, "x", "it").disable  # only for the call that asked

@@ -73,3 +73,12 @@ def test_vector_samples_into_an_image_encoder_are_an_error():
         load_encoder("builtin:digits_cnn", sample_shape=(32,))
     with pytest.raises(SubclassbenchError, match="takes images but the task's samples are vectors"):
         load_encoder("timm:resnet18", sample_shape=(32,), pretrained=False)
+
+
+def test_a_timm_typo_shows_the_five_closest_names():
+    from subclassbench.encoders.base import load_encoder
+
+    with pytest.raises(SubclassbenchError, match=r"closest: resnet18, .*\(of [\d,]+\)") as caught:
+        load_encoder("timm:resnt18", pretrained=False)
+    listed = str(caught.value).split("closest: ")[1].split(" (of")[0].split(", ")
+    assert len(listed) == 5 and "resnet18" in listed

@@ -176,3 +176,12 @@ def test_ood_data_that_nothing_would_read_is_refused():
         evaluate(EvaluationRequest(task="digits-id5", metrics=["clusterability"], ood_data={"digits-ood5": "/tmp"}))
     with pytest.raises(SubclassbenchError, match="feeds the transfer metrics"):  # a task without transfer
         evaluate(EvaluationRequest(task="digits-ood5", ood_data={"x": "/tmp"}, progress=False))
+
+
+def test_limit_notes_name_the_task_or_ood_set_of_each_split():
+    import subclassbench
+
+    result = subclassbench.evaluate("builtin:digits_cnn", "digits-id5", pretrained=False, limit=40, bootstrap=0)
+    notes = [n for n in result.notes if "--limit" in n]
+    assert any(n.startswith("split 'train' of digits-id5:") for n in notes)
+    assert any(n.startswith("split 'train' of digits-ood5:") for n in notes)  # the OOD set's own train split
