@@ -17,10 +17,12 @@ site like any other leaderboard file.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from importlib import resources
 from typing import Any
 
 from subclassbench.errors import SubclassbenchError
+from subclassbench.figures.drawing import model_key, model_style
 from subclassbench.leaderboard.cells import cell, committed_cell, labels_cell, num, ood_cell
 
 SITE_DIR = "site"
@@ -34,21 +36,22 @@ DATA_VERSION = 1  # of the embedded document's layout, which app.js reads
 # point), the direction of the first click (metrics: best first), and a header tooltip.
 COLUMNS: list[dict[str, str]] = [
     {"id": "rank", "label": "rank", "kind": "number", "first": "asc",
-     "title": "Rank within the task; rows that a paired bootstrap cannot tell apart share a rank"},
-    {"id": "task", "label": "task", "kind": "text", "first": "asc", "title": "Benchmark task"},
+     "title": "Rank within the task. A rank followed by = is shared: a paired bootstrap over the test images "
+              "cannot tell those rows apart (docs/uncertainty.md)"},
     {"id": "model", "label": "model", "kind": "text", "first": "asc", "title": "Submission name"},
-    {"id": "architecture", "label": "architecture", "kind": "text", "first": "asc",
-     "title": "Encoder source and architecture (the encoder spec without its weights tag)"},
-    {"id": "labels", "label": "labels", "kind": "text", "first": "asc",
-     "title": "Label granularity the encoder was trained on (fine encoders saw the subclass labels)"},
-    {"id": "layer", "label": "committed layer", "kind": "text", "first": "asc",
-     "title": "Layer chosen on the validation split; its numbers are on the evaluation split"},
     {"id": "ami", "label": "AMI (committed)", "kind": "number", "first": "desc",
      "title": "Subclass AMI at the committed layer [95% bootstrap interval]"},
-    {"id": "recon", "label": "reconstruction acc", "kind": "number", "first": "desc",
+    {"id": "recon", "label": "recon. acc", "kind": "number", "first": "desc",
      "title": "Reconstruction accuracy at the committed layer [95% interval]"},
     {"id": "ood", "label": "OOD retained %", "kind": "number", "first": "desc",
      "title": "OOD retained % over class-disjoint OOD sets [95% interval]; — when the task has none"},
+    {"id": "layer", "label": "committed layer", "kind": "text", "first": "asc",
+     "title": "Layer chosen on the validation split; its numbers are on the evaluation split"},
+    {"id": "labels", "label": "labels", "kind": "text", "first": "asc",
+     "title": "Label granularity the encoder was trained on (fine encoders saw the subclass labels)"},
+    {"id": "architecture", "label": "architecture", "kind": "text", "first": "asc",
+     "title": "Encoder source and architecture (the encoder spec without its weights tag)"},
+    {"id": "task", "label": "task", "kind": "text", "first": "asc", "title": "Benchmark task"},
 ]  # fmt: skip
 
 
@@ -74,6 +77,8 @@ def embed_json(value: Any) -> str:
 def site_document(board: dict[str, Any]) -> dict[str, Any]:
     """What app.js renders: the board's metadata, the columns, one entry per current row, the stale rows."""
     protocol = board.get("protocol", {})
+    tasks = board.get("tasks", {})
+    shared = Counter((row["task"], row.get("rank")) for rows in tasks.values() for row in rows)  # rows per rank
     return {
         "data_version": DATA_VERSION,
         "leaderboard_version": board.get("leaderboard_version"),
@@ -82,7 +87,7 @@ def site_document(board: dict[str, Any]) -> dict[str, Any]:
         "content_sha256": board.get("content_sha256"),
         "columns": COLUMNS,
         "default_task": default_task(board),
-        "rows": [site_row(row) for rows in board.get("tasks", {}).values() for row in rows],
+        "rows": [site_row(row, shared[(row["task"], row.get("rank"))]) for rows in tasks.values() for row in rows],
         "stale": [
             {"submission": r["submission"], "task": r["task"], "reason": r.get("stale") or ""}
             for r in board.get("stale", [])
@@ -97,13 +102,21 @@ def default_task(board: dict[str, Any]) -> str | None:
     return min(tasks, key=lambda name: (-len(tasks[name]), name)) if tasks else None
 
 
-def site_row(row: dict[str, Any]) -> dict[str, Any]:
-    """One table row: per column a sort value (``v``, null sorts last) and the text shown (``t``), the
-    filter keys, the curve and the details panel. Texts come from the markdown board's formatters."""
+def site_row(row: dict[str, Any], sharing: int = 1) -> dict[str, Any]:
+    """One table row: per column a sort value (``v``, null sorts last), the text shown (``t``) and optionally a
+    tooltip (``title``), the filter keys, the curve, its colour and the details panel. Texts come from the
+    markdown board's formatters. ``sharing``: how many rows of the task hold this row's rank."""
     labels_text = labels_cell(row)
     seeds = row.get("seeds", {}).get("n")
+    rank = row.get("rank")
+    rank_cell: dict[str, Any] = {"v": rank, "t": "—" if rank is None else str(rank)}
+    if rank is not None and sharing > 1:  # explained where it is shown, not only in the intro
+        rank_cell["t"] += "="
+        rank_cell["title"] = (
+            f"rank {rank} is shared by {sharing} rows: a paired bootstrap over the test images cannot tell them apart"
+        )
     cells = {
-        "rank": {"v": row.get("rank"), "t": str(row.get("rank", "—"))},
+        "rank": rank_cell,
         "task": {"v": row["task"], "t": row["task"]},
         "model": {"v": row["submission"], "t": row["submission"] + (f" ({seeds} seeds)" if seeds else "")},
         "architecture": {"v": architecture(row["encoder"]), "t": architecture(row["encoder"])},
@@ -117,6 +130,7 @@ def site_row(row: dict[str, Any]) -> dict[str, Any]:
         "key": f"{row['task']}/{row['submission']}",
         "task": row["task"],
         "model": row["submission"],
+        "colour": model_style(model_key(row["encoder"], row.get("weights_sha256")))[0],  # the board figures' colour
         "filters": {"task": row["task"], "labels": row["labels"], "architecture": architecture(row["encoder"])},
         "cells": cells,
         "curve": [

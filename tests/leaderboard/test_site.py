@@ -326,3 +326,39 @@ def test_the_page_opens_on_one_task_and_the_address_keeps_the_view(driver, board
     _open(driver, index, view="task=%3Cimg%20src%3Dx%3E&sort=nope:up")  # unknown values: ignored, no markup
     assert Select(driver.find_element(By.ID, "filter-task")).first_selected_option.get_attribute("value") == ""
     assert driver.find_elements(By.CSS_SELECTOR, "img") == []
+
+
+def test_ties_are_explained_where_ranks_are_shown_and_rows_overlay(driver, board_dir, board):
+    """A shared rank reads "2=" with a tooltip saying why; ticked rows are overlaid in their board colours, and
+    the address keeps them."""
+    from selenium.webdriver.common.by import By
+
+    from subclassbench.figures.drawing import model_key, model_style
+
+    index = board_dir / "site" / "index.html"
+    _open(driver, index, view="task=")
+    rows = [r for task_rows in board["tasks"].values() for r in task_rows]
+    assert len({(r["task"], r["rank"]) for r in rows}) < len(rows)  # the shipped board has shared ranks
+    for row in rows:
+        key = f"{row['task']}/{row['submission']}"
+        td = driver.find_element(By.CSS_SELECTOR, f'tr[data-key="{key}"] td[data-col="rank"]')
+        sharing = sum(r["task"] == row["task"] and r["rank"] == row["rank"] for r in rows)
+        assert td.text == (f"{row['rank']}=" if sharing > 1 else str(row["rank"]))
+        assert (td.get_attribute("title") or "").startswith(f"rank {row['rank']} is shared by {sharing} rows") == (
+            sharing > 1
+        )
+    picked = [f"{r['task']}/{r['submission']}" for r in board["tasks"]["cifar10-5"][:2]]
+    for key in picked:
+        driver.find_element(By.CSS_SELECTOR, f'input.overlay-pick[data-key="{key}"]').click()
+    assert driver.find_element(By.ID, "overlay").is_displayed()
+    drawn = driver.find_elements(By.CSS_SELECTOR, "#overlay-plot g.overlay-curve")
+    assert [g.get_attribute("data-key") for g in drawn] == picked
+    for g, row in zip(drawn, board["tasks"]["cifar10-5"][:2], strict=True):
+        colour = g.find_element(By.CSS_SELECTOR, "path.overlay-line").get_attribute("stroke")
+        assert colour == model_style(model_key(row["encoder"], row.get("weights_sha256")))[0]
+    assert "compare=" in driver.execute_script("return window.location.hash")
+    assert not any(tr.get_attribute("class").endswith("open") for tr in _visible_rows(driver))  # no row toggled
+    _open(driver, index, view="task=cifar10-5&compare=" + ",".join(picked))
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#overlay-plot g.overlay-curve")) == 2
+    driver.find_element(By.ID, "overlay-clear").click()
+    assert not driver.find_element(By.ID, "overlay").is_displayed()
