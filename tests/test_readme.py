@@ -55,7 +55,8 @@ def run_block(name: str, shared: Path, work: Path) -> subprocess.CompletedProces
     for line in readme_blocks()[name].splitlines():
         line = line.replace("../shared/", f"{shared}/")
         if "--task cifar10" in line:
-            line += " --limit 300"
+            code, hash_mark, comment = line.partition(" #")  # before a trailing comment, or it would be one
+            line = f"{code} --limit 300{hash_mark}{comment}"
         lines.append(line)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     work.mkdir()
@@ -99,3 +100,17 @@ def test_readme_example_runs_as_written(name: str, ran: dict[str, tuple[Path, An
     else:
         doc = json.loads((work / "tiny-cnn.json").read_text())
         assert doc["encoder"]["spec"] == "module:tiny-cnn" and len(doc["layers"]) >= 3
+
+
+SLOW = re.compile(r"--task (cifar10|breeds-)|reproduce |verify submissions/cifar|train --task cifar")
+
+
+def test_readme_commands_that_take_minutes_say_so():
+    """A newcomer should know before running it that a command takes minutes or hours, not seconds."""
+    text = (REPO / "README.md").read_text()
+    commands = [block.split("```")[0] for block in text.split("```bash\n")[1:]]
+    lines = [line for block in commands for line in block.replace("\\\n", " ").splitlines()]
+    slow = [line for line in lines if SLOW.search(line) and line.startswith("subclassbench ")]
+    assert len(slow) >= 5
+    unsaid = [line for line in slow if not re.search(r"minute|hour|--limit", line)]
+    assert unsaid == [], unsaid
