@@ -46,6 +46,7 @@ PAIRS = (  # (a, b): the paired difference a − b
     ("imagenet-efficientnet-lite2", "imagenet-efficientnet-lite1"),
     ("imagenet-efficientnet-lite2", "imagenet-efficientnet-lite0"),
     ("imagenet-mobilenetv2-coral", "imagenet-mobilenetv1-coral"),
+    ("imagenet-efficientnet-lite0", "imagenet-mobilenetv2-coral"),  # the two 224-px networks of the MobileNetV2 block
     ("imagenet-mobilenetv2-coral", "tiny-cifar-resnet20-tiny16-fine"),
     ("imagenet-mobilenetv2-coral", "tiny-cifar-resnet20-tiny16-coarse"),
     ("imagenet-mobilenetv2-coral", "tiny-cifar-resnet20-tiny16-untrained"),
