@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -57,11 +59,15 @@ def in_rotation(scope: list[str], day: int | None = None) -> str:
 
 def score(module: str, budget_s: float) -> tuple[int, int, bool]:
     """(killed, mutants, finished) of one module, run within ``budget_s`` seconds."""
+    # Its own process group: mutmut forks workers, and a budget that runs out must stop them all.
+    run = subprocess.Popen([sys.executable, "-m", "mutmut", "run", f"{module}.*"], cwd=REPO,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     try:
-        subprocess.run([sys.executable, "-m", "mutmut", "run", f"{module}.*"], cwd=REPO, timeout=budget_s,
-                       capture_output=True, check=False)  # fmt: skip
+        run.wait(timeout=budget_s)
         finished = True
     except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
         finished = False
     listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=REPO,
                              capture_output=True, text=True, check=False).stdout  # fmt: skip

@@ -44,7 +44,15 @@ def test_a_listing_is_scored_per_module_and_a_drop_below_the_floor_fails(script,
     def fake_run(args, **kwargs):
         return subprocess.CompletedProcess(args, 0, stdout=listing if "results" in args else "", stderr="")
 
+    class FakeRun:  # `mutmut run`, finished at once
+        def __init__(self, args, **kwargs):
+            self.pid = 0
+
+        def wait(self, timeout=None):
+            return 0
+
     monkeypatch.setattr(script.subprocess, "run", fake_run)
+    monkeypatch.setattr(script.subprocess, "Popen", FakeRun)
     assert script.score("subclassbench.uncertainty.ranking", 10) == (2, 3, False)  # one not checked yet
     monkeypatch.setattr(script, "config", lambda: (["subclassbench.uncertainty.ranking"],
                                                    {"subclassbench.uncertainty.ranking": 0.9}))  # fmt: skip
