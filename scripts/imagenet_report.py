@@ -154,7 +154,9 @@ def write_figures(submissions: Path, folder: Path) -> list[Path]:
         for task in TASKS:
             found = results_of(submissions, name, task)
             if found:
-                curves.append(dataclasses.replace(curve_from_result(found[0]), name=task, labels="fine"))
+                # One colour per task: both curves are one model, which would otherwise share its colour.
+                curve = dataclasses.replace(curve_from_result(found[0]), name=task, labels="fine", key=task)
+                curves.append(curve)
         if curves:
             title = f"{name}: subclass AMI per layer (95% bands; ImageNet-1k labels seen in training)"
             files = curve_files(curves, title)

@@ -56,9 +56,9 @@
       var th = el("th", { "data-col": col.id, "data-kind": col.kind, scope: "col", title: col.title, tabindex: 0 });
       th.appendChild(el("span", { class: "th-label" }, col.label));
       th.appendChild(el("span", { class: "sort-mark", "aria-hidden": "true" }));
-      th.addEventListener("click", function () { sortBy(col.id); });
+      th.addEventListener("click", function () { sortBy(col.id); saveView(); });
       th.addEventListener("keydown", function (event) {
-        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sortBy(col.id); }
+        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sortBy(col.id); saveView(); }
       });
       head.appendChild(th);
     });
@@ -73,6 +73,8 @@
         var cell = row.cells[col.id];
         var td = el("td", { "data-col": col.id, "data-value": cell.v === null ? "" : cell.v });
         if (col.kind === "number") td.className = "num";
+        if (cell.title) td.setAttribute("title", cell.title);
+        else if (col.id === "model") td.setAttribute("title", cell.t); // the name in full, however it is cut
         // "value [low, high]": the interval on its own line, so the numeric columns stay narrow.
         var at = cell.t.indexOf(" [");
         td.appendChild(document.createTextNode(at < 0 ? cell.t : cell.t.slice(0, at)));
@@ -81,10 +83,16 @@
       });
       var toggle = el("button", { type: "button", class: "curve-toggle", "aria-expanded": "false",
                                   "aria-label": "per-layer curve of " + row.model + " on " + row.task }, "show");
+      var pick = el("input", { type: "checkbox", class: "overlay-pick", "data-key": row.key,
+                               "aria-label": "overlay the curve of " + row.model + " on " + row.task,
+                               title: "overlay this row's curve with others (below the table)" });
+      pick.addEventListener("click", function (event) { event.stopPropagation(); });
+      pick.addEventListener("change", function () { drawOverlay(); saveView(); });
       var td = el("td", { class: "curve-col" });
       td.appendChild(toggle);
+      td.appendChild(pick);
       tr.appendChild(td);
-      var entry = { row: row, index: index, tr: tr, curveTr: null, toggle: toggle };
+      var entry = { row: row, index: index, tr: tr, curveTr: null, toggle: toggle, pick: pick };
       // The whole row opens the viewer (the button is there for the keyboard; its click bubbles to here).
       tr.addEventListener("click", function () { toggleCurve(entry); });
       entries.push(entry);
@@ -100,8 +108,47 @@
       Object.keys(seen).sort(compareText).forEach(function (value) {
         select.appendChild(el("option", { value: value }, value));
       });
-      select.addEventListener("change", applyFilters);
+      select.addEventListener("change", function () { applyFilters(); saveView(); });
     });
+  }
+
+  // ------------------------------------------------------------------ the view in the address
+
+  // "#task=cifar10-5&labels=fine&architecture=…&sort=ami:desc": the view a link opens. Without a task in the
+  // address the page opens on data.default_task (one task: ranks compare within a task); "task=" is all tasks.
+  function readView() {
+    var params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+    document.querySelectorAll("select[data-filter]").forEach(function (select) {
+      var name = select.getAttribute("data-filter");
+      var wanted = params.has(name) ? params.get(name) : (name === "task" ? data.default_task || "" : "");
+      var known = Array.prototype.some.call(select.options, function (o) { return o.value === wanted; });
+      select.value = known ? wanted : "";
+    });
+    var compare = (params.get("compare") || "").split(",");
+    entries.forEach(function (e) { e.pick.checked = compare.indexOf(e.row.key) >= 0; });
+    drawOverlay();
+    var sort = (params.get("sort") || "").split(":");
+    var col = columns.filter(function (c) { return c.id === sort[0]; })[0];
+    if (col && (sort[1] === "asc" || sort[1] === "desc")) {
+      sortState = { col: col.id, dir: sort[1] === "asc" ? "desc" : "asc" }; // sortBy flips it to the wanted one
+      sortBy(col.id);
+    }
+  }
+
+  function saveView() {
+    var params = new URLSearchParams();
+    document.querySelectorAll("select[data-filter]").forEach(function (select) {
+      var name = select.getAttribute("data-filter");
+      if (select.value !== "" || name === "task") params.set(name, select.value);
+    });
+    if (sortState.col) params.set("sort", sortState.col + ":" + sortState.dir);
+    var picked = entries.filter(function (e) { return e.pick.checked; }).map(function (e) { return e.row.key; });
+    if (picked.length) params.set("compare", picked.join(","));
+    try {
+      window.history.replaceState(null, "", "#" + params.toString());
+    } catch (error) {
+      window.location.hash = params.toString(); // some file:// contexts refuse replaceState
+    }
   }
 
   function renderStale() {
@@ -304,6 +351,71 @@
     return root;
   }
 
+  // ------------------------------------------------------------------ overlay of several rows' curves
+
+  // The rows ticked in the curve column, drawn together below the table in their board colours (the same
+  // colour as in the leaderboard's figures), each with its 95% band and its committed layer.
+  function drawOverlay() {
+    var picked = entries.filter(function (e) { return e.pick.checked; }).map(function (e) { return e.row; });
+    var section = document.getElementById("overlay");
+    var holder = document.getElementById("overlay-plot");
+    var legend = document.getElementById("overlay-legend");
+    while (holder.firstChild) holder.removeChild(holder.firstChild);
+    while (legend.firstChild) legend.removeChild(legend.firstChild);
+    section.hidden = picked.length === 0;
+    if (!picked.length) return;
+    var W = 760, left = 48, right = 16, top = 14, bottom = 40, plotH = 280;
+    var H = top + plotH + bottom, plotW = W - left - right;
+    var root = svg("svg", { class: "curve overlay", viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img",
+                            "aria-label": "per-layer AMI of " + picked.length + " rows" });
+    function y(ami) { return top + (1 - Math.max(0, Math.min(1, ami))) * plotH; }
+    function xy(px, py) { return px.toFixed(2) + "," + py.toFixed(2); }
+    [0, 0.25, 0.5, 0.75, 1].forEach(function (v) {
+      root.appendChild(svg("line", { class: "grid", x1: left, x2: left + plotW, y1: y(v), y2: y(v) }));
+      root.appendChild(svg("text", { class: "tick", x: left - 6, y: y(v) + 4, "text-anchor": "end" }, v.toFixed(2)));
+      root.appendChild(svg("text", { class: "tick", x: left + v * plotW, y: top + plotH + 16, "text-anchor": "middle" },
+        v.toFixed(2)));
+    });
+    root.appendChild(svg("text", { class: "axis-label", x: left + plotW / 2, y: H - 4, "text-anchor": "middle" },
+      "relative depth (layer depth / deepest layer)"));
+    root.appendChild(svg("text", { class: "axis-label", x: 12, y: top + plotH / 2, "text-anchor": "middle",
+                                   transform: "rotate(-90 12 " + (top + plotH / 2) + ")" }, "AMI"));
+    var seen = {}; // two models may share a palette colour: the later one is dashed
+    picked.forEach(function (row) {
+      var points = row.curve;
+      if (!points.length) return;
+      var maxDepth = Math.max.apply(null, points.map(function (p) { return p.depth; }).concat([0])) || 1;
+      function x(depth) { return left + (depth / maxDepth) * plotW; }
+      var g = svg("g", { class: "overlay-curve", "data-key": row.key });
+      if (points.every(function (p) { return p.ci95; })) {
+        var upper = points.map(function (p) { return xy(x(p.depth), y(p.ci95[1])); });
+        var lower = points.slice().reverse().map(function (p) { return xy(x(p.depth), y(p.ci95[0])); });
+        g.appendChild(svg("path", { class: "overlay-band", fill: row.colour, d: "M" + upper.concat(lower).join("L") + "Z" }));
+      }
+      var line = { class: "overlay-line", stroke: row.colour,
+                   d: "M" + points.map(function (p) { return xy(x(p.depth), y(p.ami)); }).join("L") };
+      if (seen[row.colour]) line["stroke-dasharray"] = seen[row.colour] === 1 ? "7 4" : "2 3";
+      seen[row.colour] = (seen[row.colour] || 0) + 1;
+      g.appendChild(svg("path", line));
+      points.forEach(function (p) {
+        var committed = row.committed_layers.indexOf(p.layer) >= 0;
+        var dot = svg("circle", { class: committed ? "overlay-point committed" : "overlay-point", fill: row.colour,
+                                  cx: x(p.depth),
+                                  cy: y(p.ami), r: committed ? 5.5 : 2.5, "data-layer": p.layer });
+        dot.appendChild(svg("title", null, row.model + " · " + p.layer + ": AMI " + fmt(p.ami, 3)));
+        g.appendChild(dot);
+      });
+      root.appendChild(g);
+      var li = el("li", { "data-key": row.key });
+      li.appendChild(svg("svg", { width: 14, height: 10, class: "swatch" })).appendChild(
+        svg("rect", { width: 14, height: 10, fill: row.colour }));
+      li.appendChild(document.createTextNode(" " + row.model + " on " + row.task + ": committed AMI " +
+        row.cells.ami.t));
+      legend.appendChild(li);
+    });
+    holder.appendChild(root);
+  }
+
   // ------------------------------------------------------------------ start
 
   renderMeta();
@@ -311,6 +423,13 @@
   renderRows();
   renderFilters();
   renderStale();
+  readView();
   applyFilters();
+  window.addEventListener("hashchange", function () { readView(); applyFilters(); });
+  document.getElementById("overlay-clear").addEventListener("click", function () {
+    entries.forEach(function (e) { e.pick.checked = false; });
+    drawOverlay();
+    saveView();
+  });
   document.body.setAttribute("data-ready", "true"); // tests wait for this
 })();
