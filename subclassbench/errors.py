@@ -47,7 +47,10 @@ def nearest(name: str, options: list[str], n: int = 5) -> str:
 
 
 def first_line(exc: BaseException | str, limit: int = 120) -> str:
-    """The first line of a third-party exception (or of any text), for embedding in our message."""
+    """The first line of a third-party exception (or of any text), for embedding in our message; a
+    ``SystemExit`` (code that called ``sys.exit``) says so, since its text is only the exit code."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:limit].rstrip(" .")
 

@@ -80,9 +80,8 @@ class Registry(Generic[T]):
         try:
             entry: T = point.load()  # whatever the entry point names; checked below when a type is set
         except (Exception, SystemExit) as exc:  # whatever a third-party import raises or exits with: one line
-            reason = f"it called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else first_line(exc, 160)
             raise SubclassbenchError(
-                f"plug-in {self.kind} '{name}' (from {origin}) failed to load ({reason}); "
+                f"plug-in {self.kind} '{name}' (from {origin}) failed to load ({first_line(exc, 160)}); "
                 f"reinstall or uninstall {dist.name if dist is not None else 'the package that declares it'}"
             ) from None
         if self._plugin_type is not None and not isinstance(entry, self._plugin_type):

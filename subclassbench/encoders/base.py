@@ -311,10 +311,9 @@ def _load_with(source: EncoderSource, name: str, request: LoadRequest) -> Encode
     except SubclassbenchError:
         raise
     except (Exception, SystemExit) as exc:
-        reason = f"it called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else first_line(exc, 160)
         raise SubclassbenchError(
             f"plug-in model source '{name}' ({origin}) failed to build {request.spec} ({type(exc).__name__}: "
-            f"{reason}); report it to the plug-in's authors or pin another release"
+            f"{first_line(exc, 160)}); report it to the plug-in's authors or pin another release"
         ) from exc
     if not isinstance(encoder, Encoder):
         raise SubclassbenchError(

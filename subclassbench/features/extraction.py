@@ -75,9 +75,7 @@ def pool(tensor: torch.Tensor, prefix_tokens: int, channels_last: bool = False) 
         return tensor.mean(dim=(1, 2) if channels_last else (2, 3)), "global_avg_pool"
     if tensor.ndim == 3:
         return tensor[:, prefix_tokens:].mean(dim=1), f"mean_tokens_excl_{prefix_tokens}_prefix"
-    if tensor.ndim == 2:
-        return tensor, "none"
-    if tensor.ndim < 2:  # not one row per image: BlockChecks says so with the batch's size
+    if tensor.ndim <= 2:  # a B×D matrix as it is; fewer dimensions is not one row per image: BlockChecks says so
         return tensor, "none"
     return tensor.flatten(1), "flatten"
 

@@ -5,6 +5,7 @@
 - :mod:`~subclassbench.results.integrity`: a summary recomputed from its per-layer data.
 - :mod:`~subclassbench.results.intervals`: bootstrap intervals from the per-sample outputs.
 - :mod:`~subclassbench.results.tables`: results as one table (``load_results``).
+- :mod:`~subclassbench.results.report`: one result as the terminal shows it (headline, per-layer table, legend).
 """
 
 from subclassbench.results.result import SCHEMA_VERSION, Result, read_result

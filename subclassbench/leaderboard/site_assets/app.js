@@ -285,6 +285,29 @@
     return Boolean(row.best_layer) && row.committed_layers.indexOf(row.best_layer) < 0;
   }
 
+  // The frame both curve plots share: AMI 0..1 on y with its grid, relative depth 0..1 on x, axis labels.
+  function drawAxes(root, left, top, plotW, plotH, y) {
+    [0, 0.25, 0.5, 0.75, 1].forEach(function (v) {
+      root.appendChild(svg("line", { class: "grid", x1: left, x2: left + plotW, y1: y(v), y2: y(v) }));
+      root.appendChild(svg("text", { class: "tick", x: left - 6, y: y(v) + 4, "text-anchor": "end" }, v.toFixed(2)));
+      root.appendChild(svg("text", { class: "tick", x: left + v * plotW, y: top + plotH + 16, "text-anchor": "middle" },
+        v.toFixed(2)));
+    });
+    root.appendChild(svg("text", { class: "axis-label", x: left + plotW / 2, y: top + plotH + 36,
+                                   "text-anchor": "middle" }, "relative depth (layer depth / deepest layer)"));
+    root.appendChild(svg("text", { class: "axis-label", x: 12, y: top + plotH / 2, "text-anchor": "middle",
+                                   transform: "rotate(-90 12 " + (top + plotH / 2) + ")" }, "AMI"));
+  }
+
+  // A curve's 95% band as an SVG path (upper edge left to right, lower edge back), or null without intervals.
+  function bandPath(points, x, y) {
+    if (!points.length || !points.every(function (p) { return p.ci95; })) return null;
+    function xy(px, py) { return px.toFixed(2) + "," + py.toFixed(2); }
+    var upper = points.map(function (p) { return xy(x(p.depth), y(p.ci95[1])); });
+    var lower = points.slice().reverse().map(function (p) { return xy(x(p.depth), y(p.ci95[0])); });
+    return "M" + upper.concat(lower).join("L") + "Z";
+  }
+
   function drawCurve(row) {
     // The layer markers' labels sit above the plot, one line each, so they never cover the curve.
     var nLabels = row.committed_layers.length + (bestApart(row) ? 1 : 0);
@@ -298,28 +321,15 @@
     function y(ami) { return top + (1 - Math.max(0, Math.min(1, ami))) * plotH; }
     function xy(px, py) { return px.toFixed(2) + "," + py.toFixed(2); }
 
-    // Axes and grid: AMI 0..1, depth relative to the deepest layer.
-    [0, 0.25, 0.5, 0.75, 1].forEach(function (v) {
-      root.appendChild(svg("line", { class: "grid", x1: left, x2: left + plotW, y1: y(v), y2: y(v) }));
-      root.appendChild(svg("text", { class: "tick", x: left - 6, y: y(v) + 4, "text-anchor": "end" }, v.toFixed(2)));
-      root.appendChild(svg("text", { class: "tick", x: left + v * plotW, y: top + plotH + 16, "text-anchor": "middle" },
-        v.toFixed(2)));
-    });
-    root.appendChild(svg("text", { class: "axis-label", x: left + plotW / 2, y: H - 4, "text-anchor": "middle" },
-      "relative depth (layer depth / deepest layer)"));
-    root.appendChild(svg("text", { class: "axis-label", x: 12, y: top + plotH / 2, "text-anchor": "middle",
-                                   transform: "rotate(-90 12 " + (top + plotH / 2) + ")" }, "AMI"));
+    drawAxes(root, left, top, plotW, plotH, y);
     if (!points.length) {
       root.appendChild(svg("text", { class: "empty", x: left + plotW / 2, y: top + plotH / 2, "text-anchor": "middle" },
         "no per-layer curve (a transfer-only result)"));
       return root;
     }
 
-    if (points.every(function (p) { return p.ci95; })) {
-      var upper = points.map(function (p) { return xy(x(p.depth), y(p.ci95[1])); });
-      var lower = points.slice().reverse().map(function (p) { return xy(x(p.depth), y(p.ci95[0])); });
-      root.appendChild(svg("path", { class: "curve-band", d: "M" + upper.concat(lower).join("L") + "Z" }));
-    }
+    var band = bandPath(points, x, y);
+    if (band) root.appendChild(svg("path", { class: "curve-band", d: band }));
     root.appendChild(svg("path", { class: "curve-line",
       d: "M" + points.map(function (p) { return xy(x(p.depth), y(p.ami)); }).join("L") }));
 
@@ -370,16 +380,7 @@
                             "aria-label": "per-layer AMI of " + picked.length + " rows" });
     function y(ami) { return top + (1 - Math.max(0, Math.min(1, ami))) * plotH; }
     function xy(px, py) { return px.toFixed(2) + "," + py.toFixed(2); }
-    [0, 0.25, 0.5, 0.75, 1].forEach(function (v) {
-      root.appendChild(svg("line", { class: "grid", x1: left, x2: left + plotW, y1: y(v), y2: y(v) }));
-      root.appendChild(svg("text", { class: "tick", x: left - 6, y: y(v) + 4, "text-anchor": "end" }, v.toFixed(2)));
-      root.appendChild(svg("text", { class: "tick", x: left + v * plotW, y: top + plotH + 16, "text-anchor": "middle" },
-        v.toFixed(2)));
-    });
-    root.appendChild(svg("text", { class: "axis-label", x: left + plotW / 2, y: H - 4, "text-anchor": "middle" },
-      "relative depth (layer depth / deepest layer)"));
-    root.appendChild(svg("text", { class: "axis-label", x: 12, y: top + plotH / 2, "text-anchor": "middle",
-                                   transform: "rotate(-90 12 " + (top + plotH / 2) + ")" }, "AMI"));
+    drawAxes(root, left, top, plotW, plotH, y);
     var seen = {}; // two models may share a palette colour: the later one is dashed
     picked.forEach(function (row) {
       var points = row.curve;
@@ -387,11 +388,8 @@
       var maxDepth = Math.max.apply(null, points.map(function (p) { return p.depth; }).concat([0])) || 1;
       function x(depth) { return left + (depth / maxDepth) * plotW; }
       var g = svg("g", { class: "overlay-curve", "data-key": row.key });
-      if (points.every(function (p) { return p.ci95; })) {
-        var upper = points.map(function (p) { return xy(x(p.depth), y(p.ci95[1])); });
-        var lower = points.slice().reverse().map(function (p) { return xy(x(p.depth), y(p.ci95[0])); });
-        g.appendChild(svg("path", { class: "overlay-band", fill: row.colour, d: "M" + upper.concat(lower).join("L") + "Z" }));
-      }
+      var band = bandPath(points, x, y);
+      if (band) g.appendChild(svg("path", { class: "overlay-band", fill: row.colour, d: band }));
       var line = { class: "overlay-line", stroke: row.colour,
                    d: "M" + points.map(function (p) { return xy(x(p.depth), y(p.ami)); }).join("L") };
       if (seen[row.colour]) line["stroke-dasharray"] = seen[row.colour] === 1 ? "7 4" : "2 3";
