@@ -26,9 +26,13 @@ def train(
     task: Annotated[str, typer.Option(help="Task whose train split is used.")],
     arch: Annotated[str, typer.Option(help="Builtin architecture (see `subclassbench encoders`).")],
     out: Annotated[Path, typer.Option(help="Run folder: weights, card, correctness log, resume state.")],
-    labels: Annotated[str, typer.Option(help="superclass or subclass labels (coarse/fine are aliases).")] = (
-        "superclass"
-    ),
+    labels: Annotated[
+        str,
+        typer.Option(
+            help="superclass or subclass labels (coarse/fine are aliases), or permuted: the superclass labels "
+            "shuffled among the training images, a negative control."
+        ),
+    ] = "superclass",
     epochs: Annotated[int, typer.Option(min=0, help="0 writes the seeded random initialisation.")] = 30,
     seed: Annotated[int, seed_option("Seed of the initialisation, the batch order and the augmentation.")] = 0,
     lr: Annotated[float, typer.Option(help="SGD learning rate at the start of the schedule.")] = 0.05,

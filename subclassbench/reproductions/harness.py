@@ -23,7 +23,7 @@ from typing import Any
 from subclassbench.core.progress import counted, stage
 from subclassbench.errors import SubclassbenchError
 from subclassbench.reproductions.plan import DATASETS, Claim, Condition, Plan, datasets_of, training_run
-from subclassbench.reproductions.report import write_report
+from subclassbench.reproductions.report import NOT_APPLICABLE, ControlVerdict, write_report
 from subclassbench.results.result import Result
 from subclassbench.training.runs import TrainingRun
 
@@ -64,6 +64,27 @@ class Runs:
 
     def has(self, condition: str) -> bool:
         return any(r.condition.name == condition for r in self.records)
+
+    def control(self, arm: str, kind: str) -> list[RunRecord]:
+        """The runs of ``arm``'s ``kind`` negative control, by seed; [] where the plan has none."""
+        return sorted(
+            (r for r in self.records if r.condition.stands_for == arm and r.condition.control == kind),
+            key=lambda r: r.seed,
+        )
+
+    def substituted(self, kind: str) -> Runs:
+        """These runs with every arm that has a ``kind`` control replaced by it (seed for seed), under the arm's
+        name: the claim's analysis then judges the control as it judges the arm. The controls themselves stay."""
+        stand_ins = {
+            (r.condition.stands_for, r.seed): r for r in self.records if r.condition.control == kind
+        }
+        records = []
+        for record in self.records:
+            stand_in = stand_ins.get((record.condition.name, record.seed))
+            if record.condition.control is None and stand_in is not None:
+                record = RunRecord(record.condition, record.seed, stand_in.folder, stand_in.card, stand_in.result)
+            records.append(record)
+        return Runs(records, self.data, self.device)
 
 
 def _claims() -> dict[str, Claim]:
@@ -291,16 +312,38 @@ def _score_stage(records: list[RunRecord], plan: Plan, data: dict[str, str], dev
                 raise SubclassbenchError(f"{record.result_path} is missing or stale; run the evaluate stage")
 
 
+ANALYSIS_ERRORS = (KeyError, ValueError, IndexError, TypeError, ZeroDivisionError)  # a result lacking a number
+
+
+def control_verdicts(claim: Claim, plan: Plan, runs: Runs) -> list[ControlVerdict]:
+    """The verdict the claim's own rule gives each negative control, applied in place of the arms it stands for.
+
+    A control that earns more than "not reproduced" shows a rule a network that learned nothing could pass.
+    Where the rule cannot be applied to a control (an untrained network has no training log to read), the
+    verdict is "not applicable" and says why."""
+    out = []
+    for kind in plan.control_kinds:
+        stands_for = list(dict.fromkeys(c.stands_for or "" for c in plan.conditions if c.control == kind))
+        try:
+            findings = claim.analyse(plan.arms, runs.substituted(kind))
+        except ANALYSIS_ERRORS as exc:
+            out.append(ControlVerdict(kind, stands_for, NOT_APPLICABLE, f"{type(exc).__name__}: {exc}", {}))
+            continue
+        out.append(ControlVerdict(kind, stands_for, findings.verdict, findings.why, findings.numbers))
+    return out
+
+
 def _report_stage(claim: Claim, plan: Plan, runs: Runs, report_dir: Path) -> tuple[str, list[Path]]:
     from subclassbench.scoring.protocol import PROTOCOL_VERSION, protocol_fingerprint
 
     try:
-        findings = claim.analyse(plan, runs)
-    except (KeyError, ValueError, IndexError) as exc:  # a result without the numbers this claim reads
+        findings = claim.analyse(plan.arms, runs)
+    except ANALYSIS_ERRORS as exc:  # a result without the numbers this claim reads
         raise SubclassbenchError(
             f"cannot analyse {claim.name} from these runs ({type(exc).__name__}: {exc}); run the evaluate stage "
             "again (results of an older protocol or other metrics lack what the claim reads)"
         ) from None
+    findings.controls = control_verdicts(claim, plan, runs)
     records = runs.records
     provenance = {
         "protocol_version": PROTOCOL_VERSION,

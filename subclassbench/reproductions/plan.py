@@ -38,6 +38,8 @@ class Condition:
     recipe: tuple[tuple[str, Any], ...] = ()  # Recipe fields beside the plan's base recipe
     score_task: str | None = None  # the task its network is scored on (default: ``task``)
     metrics: tuple[str, ...] | None = ("clusterability",)  # None: no evaluation (training logs only)
+    control: str | None = None  # a negative control: one of CONTROLS
+    stands_for: str | None = None  # the arm a control stands in for when the claim's rule is applied to it
 
     @property
     def scored_on(self) -> str:
@@ -55,6 +57,15 @@ class Plan:
     shortened: str  # what this scale changes relative to the paper, in words, for the report
     bootstrap: int = 1000  # resamples for the per-result intervals
 
+    @property
+    def arms(self) -> Plan:
+        """This plan without its negative controls: what a claim's analysis judges."""
+        return replace(self, conditions=tuple(c for c in self.conditions if c.control is None))
+
+    @property
+    def control_kinds(self) -> tuple[str, ...]:
+        return tuple(k for k in CONTROLS if any(c.control == k for c in self.conditions))
+
     def condition(self, name: str) -> Condition:
         for condition in self.conditions:
             if condition.name == name:
@@ -63,6 +74,41 @@ class Plan:
 
     def recipe_of(self, condition: Condition) -> dict[str, Any]:
         return {**dict(self.recipe), **dict(condition.recipe)}
+
+
+# --------------------------------------------------------------------------- negative controls
+
+# A claim's rule is applied to each control in place of the arms it stands for; a rule that a control passes
+# is a broken rule. The untrained network is the arm's own initialisation (same seed); the permuted-labels
+# network is the arm's recipe fitted to its labels shuffled among the training images; raw pixels is the
+# input itself, for claims about a representation.
+CONTROLS = ("untrained", "permuted labels", "raw pixels")
+
+
+def control_name(arm: str, kind: str) -> str:
+    return f"{arm} [{kind}]"
+
+
+def control_of(arm: Condition, kind: str) -> Condition:
+    """The ``kind`` negative control of ``arm``: trained (or not) like it, scored like it."""
+    name = control_name(arm.name, kind)
+    if kind == "untrained":
+        return replace(arm, name=name, recipe=(("epochs", 0),), control=kind, stands_for=arm.name)
+    if kind == "permuted labels":
+        labels = "permuted-subclass" if arm.labels == "subclass" else "permuted"
+        return replace(arm, name=name, labels=labels, control=kind, stands_for=arm.name)
+    if kind == "raw pixels":
+        return replace(
+            arm, name=name, arch="identity", norm=None, labels="superclass", recipe=(("epochs", 0),),
+            control=kind, stands_for=arm.name,
+        )  # fmt: skip
+    raise ValueError(f"unknown control '{kind}'; use {', '.join(CONTROLS)}")
+
+
+def with_controls(plan: Plan, arms: tuple[str, ...], kinds: tuple[str, ...] = CONTROLS) -> Plan:
+    """``plan`` with each kind of negative control of each named arm added after the arms."""
+    added = tuple(control_of(plan.condition(arm), kind) for kind in kinds for arm in arms)
+    return replace(plan, conditions=plan.conditions + added)
 
 
 @dataclass(frozen=True)

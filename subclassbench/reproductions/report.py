@@ -14,7 +14,7 @@ from typing import Any
 
 from subclassbench.core.files import atomic_write_many
 from subclassbench.reproductions.plan import Claim, Plan
-from subclassbench.reproductions.stats import seed_summary
+from subclassbench.reproductions.stats import NOT_REPRODUCED, seed_summary
 
 
 @dataclass
@@ -23,6 +23,34 @@ class Table:
     headers: list[str]
     rows: list[list[str]]
     note: str = ""
+
+
+NOT_APPLICABLE = "not applicable"
+
+
+@dataclass
+class ControlVerdict:
+    """What a claim's rule says when a negative control stands in for the arms."""
+
+    kind: str  # one of plan.CONTROLS
+    stands_for: list[str]  # the arms it replaced
+    verdict: str
+    why: str
+    numbers: dict[str, Any]
+
+    @property
+    def passes(self) -> bool:
+        """Whether the control earned a verdict above "not reproduced": the rule is then broken."""
+        return self.verdict not in (NOT_REPRODUCED, NOT_APPLICABLE)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stands_for": self.stands_for,
+            "verdict": self.verdict,
+            "why": self.why,
+            "rule_broken": self.passes,
+            "numbers": self.numbers,
+        }
 
 
 @dataclass
@@ -35,6 +63,7 @@ class Findings:
     figures: dict[str, bytes] = field(default_factory=dict)  # name → PNG bytes
     numbers: dict[str, Any] = field(default_factory=dict)  # JSON-ready; every number the tables show
     notes: list[str] = field(default_factory=list)
+    controls: list[ControlVerdict] = field(default_factory=list)  # set by the harness, not the analysis
 
 
 def _markdown_table(table: Table) -> list[str]:
@@ -49,6 +78,28 @@ def _markdown_table(table: Table) -> list[str]:
 
 def _recipe_text(recipe: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(recipe.items())) or "defaults"
+
+
+def _controls_section(controls: list[ControlVerdict]) -> list[str]:
+    broken = [c.kind for c in controls if c.passes]
+    lines = [
+        "## Negative controls",
+        "",
+        "Each control stands in for the arms it names, seed for seed, and the claim's rule is applied to it "
+        "unchanged. A network that learned nothing must not earn a verdict: "
+        + (
+            f"**the rule is broken** — {', '.join(broken)} pass{'es' if len(broken) == 1 else ''} it."
+            if broken
+            else "none does."
+        ),
+        "",
+        "| control | stands in for | verdict it earns | why |",
+        "|---|---|---|---|",
+    ]
+    for c in controls:
+        mark = " ⚠" if c.passes else ""
+        lines.append(f"| {c.kind} | {'; '.join(c.stands_for)} | {c.verdict}{mark} | {c.why} |")
+    return [*lines, ""]
 
 
 def render_markdown(
@@ -96,6 +147,8 @@ def render_markdown(
     lines += ["## Numbers", ""]
     for table in findings.tables:
         lines += _markdown_table(table)
+    if findings.controls:
+        lines += _controls_section(findings.controls)
     if findings.figures:
         lines += ["## Figures", ""]
         for name in findings.figures:
@@ -140,6 +193,7 @@ def write_report(
         "command": command,
         "provenance": provenance,
         "numbers": findings.numbers,
+        "controls": {c.kind: c.to_dict() for c in findings.controls},
     }
     files = {
         report_dir / f"{claim.name}.md": render_markdown(

@@ -46,7 +46,11 @@ from subclassbench.features.extraction import DTYPES
 from subclassbench.tasks.datasources import EncodedBatch
 from subclassbench.tasks.task import SplitData, Task
 
-LABELS = ("superclass", "subclass")
+# "permuted" ("permuted-subclass"): the superclass (subclass) labels of the training images shuffled among them
+# once, by a permutation drawn from the run's seed (Zhang et al. 2017's random labels, class sizes kept): a
+# negative control, a network that fits labels carrying no information about the images. Its test accuracy is
+# read on the true labels, so it sits at chance.
+LABELS = ("superclass", "subclass", "permuted", "permuted-subclass")
 LABEL_ALIASES = {"coarse": "superclass", "fine": "subclass"}  # earlier names, still accepted
 AUGMENTS = ("auto", "none", "crop_flip")
 PRECISIONS = tuple(DTYPES)  # the forward-pass precisions extraction knows
@@ -89,9 +93,19 @@ class Recipe:
         return "crop_flip" if len(sample_shape) == 3 and sample_shape[0] == 3 and sample_shape[1] >= 32 else "none"
 
 
-def targets(split: SplitData, labels: str) -> np.ndarray:
-    """Superclass index, or global subclass index in hierarchy order."""
-    return split.superclass if LABEL_ALIASES.get(labels, labels) == "superclass" else split.global_subclass
+PERMUTATION_SALT = 0x5EED_1AB5  # mixed with the run's seed, so the permutation is not the shuffle order's
+
+
+def targets(split: SplitData, labels: str, seed: int = 0, train: bool = False) -> np.ndarray:
+    """What a network is trained or tested on: the superclass index or the global subclass index in hierarchy
+    order; for ``permuted`` (``permuted-subclass``) training images, those labels permuted among the images with
+    ``seed``."""
+    labels = LABEL_ALIASES.get(labels, labels)
+    true = split.global_subclass if labels in ("subclass", "permuted-subclass") else split.superclass
+    if labels.startswith("permuted") and train:
+        order = np.random.default_rng([PERMUTATION_SALT, seed]).permutation(len(true))
+        return np.asarray(true)[order]
+    return true
 
 
 def crop_pad(size: int) -> int:
@@ -316,7 +330,7 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume) a run in ``out``; return its model card.
 
-    ``labels`` is ``superclass`` or ``subclass``. ``out`` must be new, empty or
+    ``labels`` is ``superclass``, ``subclass`` or ``permuted`` (a negative control). ``out`` must be new, empty or
     an earlier run's folder. ``stop_after_epochs`` ends this call early, as an
     interruption would (tests).
     """
@@ -325,7 +339,7 @@ def train(
     check_run_folder(out)
     train_split = task.load_split("train", data, primary=False)
     test_split = task.load_split(task.evaluation_split, data, primary=False)
-    n_classes = len(task.superclasses) if labels == "superclass" else task.n_subclasses
+    n_classes = task.n_subclasses if labels in ("subclass", "permuted-subclass") else len(task.superclasses)
     config = {
         "arch": arch,
         "arch_kwargs": arch_kwargs,
@@ -343,8 +357,15 @@ def train(
         arch_kwargs=arch_kwargs,
         init_seed=recipe.seed,
     )
+    parameters = list(encoder.model.parameters())
+    if not parameters:
+        if recipe.epochs:
+            raise SubclassbenchError(f"{arch} has no parameters to train; use --epochs 0 to write its run folder")
+        # An architecture without parameters (identity: raw pixels, a negative control) still gets a run folder,
+        # so it is scored like any other run; SGD refuses an empty list, and nothing will step.
+        parameters = [nn.Parameter(torch.zeros(0))]
     optimizer = torch.optim.SGD(
-        encoder.model.parameters(),
+        parameters,
         lr=recipe.lr,
         momentum=recipe.momentum,
         nesterov=recipe.nesterov and recipe.momentum > 0,  # torch rejects Nesterov without momentum
@@ -395,7 +416,7 @@ def _train_epochs(
 
     model, preprocess = run.model, encoder.preprocessing
     augment = recipe.resolved_augment(train_split.images.sample_shape)
-    y_train = torch.from_numpy(targets(train_split, labels)).to(device)
+    y_train = torch.from_numpy(targets(train_split, labels, recipe.seed, train=True)).to(device)
     y_test = targets(test_split, labels)
     images = _TrainImages(train_split, device)
     autocast = torch.autocast(device.type, dtype=DTYPES[recipe.precision], enabled=recipe.precision != "fp32")
@@ -514,7 +535,7 @@ def _finish(
             "train_packed": np.packbits(np.asarray(train_log, dtype=bool).reshape(epochs, n_train), axis=1),
             "train_n_samples": n_train,
             "train_ids": np.asarray(train_split.images.ids),
-            "train_labels": targets(train_split, labels),
+            "train_labels": targets(train_split, labels, recipe.seed, train=True),
         }
     with atomic_path(out / "correctness.npz") as tmp, tmp.open("wb") as handle:
         np.savez_compressed(handle, **arrays)

@@ -33,8 +33,12 @@ def test_claims_share_a_run_when_they_train_the_same_network(tmp_path):
     # different run, in its own folder.
     paper = plan_runs(get_claim("yang2023").plan("paper"), tmp_path, data)
     grid = plan_runs(get_claim("yang2023-schedule").plan("paper"), tmp_path, data)
-    folders = [run.out for run in grid.values()]
+    plan = get_claim("yang2023-schedule").plan("paper")
+    folders = [run.out for (name, _), run in grid.items() if plan.condition(name).control is None]
     assert len(set(folders)) == len(folders)
+    # Every cell's untrained control is the one initialisation per architecture and seed: trained once.
+    untrained = {run.out for (name, _), run in grid.items() if plan.condition(name).control == "untrained"}
+    assert len(untrained) == len(plan.seeds) * len({c.arch for c in plan.arms.conditions})
     assert grid[("resnet18_small coarse, 200 epochs, wd 0.0005, lr 0.1", 0)] == paper[("resnet18_small coarse", 0)]
     assert grid[("resnet18_small fine, 200 epochs, wd 0.0005, lr 0.1", 2)] == paper[("resnet18_small fine", 2)]
     assert (
@@ -76,7 +80,7 @@ def test_later_stages_need_the_earlier_ones(tmp_path):
 
 def test_a_run_that_cannot_train_is_reported_with_its_folder(tmp_path):
     missing = {"cifar10": str(tmp_path / "no-such-folder")}
-    with pytest.raises(SubclassbenchError, match=r"9 training run\(s\) failed, first .*run the same command again"):
+    with pytest.raises(SubclassbenchError, match=r"27 training run\(s\) failed, first .*run the same command again"):
         reproduce("yang2023", "cpu", tmp_path / "runs", tmp_path / "docs", missing, stages=["train"], progress=False)
     assert not (tmp_path / "docs").exists()
 
@@ -93,12 +97,13 @@ def yang_smoke(tmp_path_factory):
 
 def test_yang_smoke_trains_scores_and_reports(yang_smoke):
     root, done = yang_smoke
-    assert done.runs == 6 and done.verdict in (REPRODUCED, PARTLY, NOT_REPRODUCED)
+    # 3 seeds × (coarse, fine) + the coarse arm's three negative controls
+    assert done.runs == 15 and done.verdict in (REPRODUCED, PARTLY, NOT_REPRODUCED)
     doc = json.loads((root / "docs" / "yang2023.json").read_text())
     arm = doc["numbers"]["digits_cnn coarse"]
     assert len(arm["reconstruction_acc"]["values"]) == 3 and len(arm["fine_net_acc"]["values"]) == 3
     # The report's numbers are the result files' and the training cards'.
-    results = sorted((root / "runs" / "smoke" / "results").glob("digits-5-digits_cnn-superclass-*.json"))
+    results = sorted((root / "runs" / "smoke" / "results").glob("digits-5-digits_cnn-superclass-s?-epochs2.*.json"))
     assert len(results) == 3
     recon = [Result.read(p).summary["last_reconstruction_acc"] for p in results]
     assert arm["reconstruction_acc"]["values"] == pytest.approx(recon)
@@ -108,6 +113,12 @@ def test_yang_smoke_trains_scores_and_reports(yang_smoke):
     assert "93 %" in text and f"**Verdict (smoke scale): {done.verdict}.**" in text
     assert (root / "docs" / "figures" / "yang2023-reconstruction.png").read_bytes()[:4] == b"\x89PNG"
     assert "--scale paper" in text and "--gpus-per-task 1" in text
+    # Each negative control is judged by the claim's own rule, in place of the coarse arm, and shown.
+    assert set(doc["controls"]) == {"untrained", "permuted labels", "raw pixels"}
+    for kind, control in doc["controls"].items():
+        assert control["stands_for"] == ["digits_cnn coarse"] and control["verdict"]
+        assert control["rule_broken"] == (control["verdict"] not in ("not reproduced", "not applicable"))
+        assert f"| {kind} | digits_cnn coarse | {control['verdict']}" in text
     # Run folders hold only what train writes: a second claim can train into them (resume) unhindered.
     assert not list((root / "runs" / "smoke").glob("*/result*"))
 
@@ -115,7 +126,7 @@ def test_yang_smoke_trains_scores_and_reports(yang_smoke):
 def test_a_dry_run_lists_what_is_there_and_what_is_left(yang_smoke, tmp_path):
     root, _ = yang_smoke
     done = dry_run("yang2023", "smoke", root / "runs")
-    assert len(done) == 6 and {r.status for r in done} == {"trained"} and sum(r.to_score for r in done) == 0
+    assert len(done) == 15 and {r.status for r in done} == {"trained"} and sum(r.to_score for r in done) == 0
     # A trained run whose result is gone is to score again; a run with only a resumable state is started.
     copy = tmp_path / "runs" / "smoke"
     copy.mkdir(parents=True)
@@ -129,7 +140,7 @@ def test_a_dry_run_lists_what_is_there_and_what_is_left(yang_smoke, tmp_path):
     assert status[(("digits_cnn coarse",), coarse[0].seed)] == ("started", 1)
     assert status[(("digits_cnn coarse",), coarse[1].seed)] == ("trained", 1)
     assert status[(("digits_cnn fine",), 1)] == ("to train", 0)  # fine arms are not scored
-    assert sum(r.epochs for r in partial) == 6 * 2
+    assert sum(r.epochs for r in partial) == 9 * 2  # coarse, fine and permuted-labels runs train 2 epochs
 
 
 def test_a_dry_run_needs_no_data_and_writes_nothing(tmp_path):
@@ -138,7 +149,7 @@ def test_a_dry_run_needs_no_data_and_writes_nothing(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert (
-        "18 training runs, 0 trained, 18 to train or finish (3600 epochs at most); 12 results to score" in result.output
+        "48 training runs, 0 trained, 48 to train or finish (6000 epochs at most); 42 results to score" in result.output
     )
     assert "to train" in result.output and not (tmp_path / "r").exists()
     # Arms on one network are one run, listed once with every arm; two arms scored on the same task share

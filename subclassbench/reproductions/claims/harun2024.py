@@ -19,7 +19,7 @@ from subclassbench.reproductions.claims.common import (
     seed_cells,
     seed_values,
 )
-from subclassbench.reproductions.plan import Claim, Condition, Plan
+from subclassbench.reproductions.plan import Claim, Condition, Plan, with_controls
 from subclassbench.reproductions.report import Findings, Table
 from subclassbench.reproductions.stats import (
     NOT_REPRODUCED,
@@ -47,7 +47,8 @@ def _tunnel_plan(scale: str, task: str, arch: str, recipe: tuple[tuple[str, Any]
             "augmented, 2 ID classes", task, arch, "superclass", recipe=(("augment", "crop_flip"),), metrics=transfer
         ),
     )
-    return Plan(scale, conditions, (0, 1, 2), recipe, shortened)
+    plan = Plan(scale, conditions, (0, 1, 2), recipe, shortened)
+    return with_controls(plan, tuple(c.name for c in conditions))
 
 
 def _analyse_tunnel(plan: Plan, runs: Any) -> Findings:

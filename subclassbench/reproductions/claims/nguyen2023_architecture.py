@@ -17,7 +17,7 @@ from subclassbench.reproductions.claims.common import (
     register,
     seed_values,
 )
-from subclassbench.reproductions.plan import Claim, Condition, Plan
+from subclassbench.reproductions.plan import Claim, Condition, Plan, with_controls
 from subclassbench.reproductions.report import Findings, Table
 from subclassbench.reproductions.stats import (
     NOT_REPRODUCED,
@@ -58,7 +58,8 @@ def _architecture_plan(
             conditions.append(
                 Condition(_norm_arm(task, norms_arch, norm), task, norms_arch, norm=None if norm == "bn" else norm)
             )
-    return Plan(scale, tuple(conditions), seeds, recipe, shortened)
+    plan = Plan(scale, tuple(conditions), seeds, recipe, shortened)
+    return with_controls(plan, tuple(c.name for c in conditions))
 
 
 def _architecture_arms(plan: Plan, task: str) -> tuple[str, str, list[str]]:

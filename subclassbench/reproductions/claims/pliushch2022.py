@@ -15,7 +15,7 @@ from subclassbench.reproductions.claims.common import (
     SMOKE_RECIPE,
     register,
 )
-from subclassbench.reproductions.plan import Claim, Condition, Plan, datasets_of
+from subclassbench.reproductions.plan import Claim, Condition, Plan, datasets_of, with_controls
 from subclassbench.reproductions.report import Findings, Table
 from subclassbench.reproductions.stats import (
     NOT_REPRODUCED,
@@ -37,7 +37,10 @@ def _agreement_plan(
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
 ) -> Plan:
     conditions = tuple(Condition(arch, task, arch, "subclass", metrics=None) for arch in archs)
-    return Plan(scale, conditions, seeds, recipe, shortened)
+    plan = Plan(scale, conditions, seeds, recipe, shortened)
+    # Only the permuted-labels control: the claim reads training logs, which an untrained network and raw
+    # pixels do not have.
+    return with_controls(plan, archs, ("permuted labels",))
 
 
 def _train_images(plan: Plan, runs: Any, ids: list[str]) -> np.ndarray:

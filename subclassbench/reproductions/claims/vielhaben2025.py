@@ -13,7 +13,7 @@ from subclassbench.reproductions.claims.common import (
     SMOKE_RECIPE,
     register,
 )
-from subclassbench.reproductions.plan import Claim, Condition, Plan, datasets_of
+from subclassbench.reproductions.plan import Claim, Condition, Plan, datasets_of, with_controls
 from subclassbench.reproductions.report import Findings, Table
 from subclassbench.reproductions.stats import (
     NOT_REPRODUCED,
@@ -33,14 +33,12 @@ def _concepts_plan(
     seeds: tuple[int, ...] = (0, 1, 2),
 ) -> Plan:
     a, b = archs
-    conditions = (
-        Condition(a, task, a, metrics=None),
-        Condition(b, task, b, metrics=None),
-        # The control: the second architecture at its seeded initialisation. Concepts it "shares" come from
-        # the images and the architecture's inductive bias, not from training.
-        Condition(f"{b} untrained", task, b, recipe=(("epochs", 0),), metrics=None),
-    )
-    return Plan(scale, conditions, seeds, recipe, shortened)
+    conditions = (Condition(a, task, a, metrics=None), Condition(b, task, b, metrics=None))
+    plan = Plan(scale, conditions, seeds, recipe, shortened)
+    # The untrained second architecture is also the paired control of the rule: concepts it "shares" with the
+    # trained first one come from the images and the architecture's inductive bias, not from training. Raw
+    # pixels have no token features to find concepts in.
+    return with_controls(plan, (a, b), ("untrained", "permuted labels"))
 
 
 def _concept_counts(runs: Any, task: str, x: Any, y: Any) -> dict[str, Any]:
@@ -70,11 +68,11 @@ def _concept_counts(runs: Any, task: str, x: Any, y: Any) -> dict[str, Any]:
 
 
 def _analyse_concepts(plan: Plan, runs: Any) -> Findings:
-    a_name, b_name, control_name = (c.name for c in plan.conditions)
+    a_name, b_name = (c.name for c in plan.conditions)
     task = plan.conditions[0].task
     kinds = {
         "trained": list(zip(runs.of(a_name), runs.of(b_name), strict=True)),
-        "control": list(zip(runs.of(a_name), runs.of(control_name), strict=True)),
+        "control": list(zip(runs.of(a_name), runs.control(b_name, "untrained"), strict=True)),
         "same architecture": list(zip(runs.of(a_name), runs.of(a_name)[1:], strict=False))[:1],
     }
     shares: dict[str, list[float]] = {kind: [] for kind in kinds}

@@ -23,7 +23,7 @@ from subclassbench.reproductions.claims.common import (
     seed_cells,
     seed_values,
 )
-from subclassbench.reproductions.plan import Claim, Condition, Plan
+from subclassbench.reproductions.plan import Claim, Condition, Plan, with_controls
 from subclassbench.reproductions.report import Findings, Table
 from subclassbench.reproductions.stats import (
     NOT_REPRODUCED,
@@ -51,7 +51,8 @@ def _yang_plan(
         conditions.append(Condition(f"{arch} fine", task, arch, labels="subclass", metrics=None))
         if natural:
             conditions.append(Condition(f"{arch} coarse, natural pairs", natural, arch))
-    return Plan(scale, tuple(conditions), seeds, recipe, shortened)
+    plan = Plan(scale, tuple(conditions), seeds, recipe, shortened)
+    return with_controls(plan, tuple(c.name for c in conditions if c.metrics))
 
 
 def _analyse_yang(plan: Plan, runs: Any) -> Findings:

@@ -19,7 +19,7 @@ from subclassbench.reproductions.claims.common import (
     register,
     seed_values,
 )
-from subclassbench.reproductions.plan import Claim, Condition, Plan
+from subclassbench.reproductions.plan import Claim, Condition, Plan, with_controls
 from subclassbench.reproductions.report import Findings, Table
 from subclassbench.reproductions.stats import (
     NOT_REPRODUCED,
@@ -74,7 +74,8 @@ def _schedule_plan(
                     fine = schedule_arm(arch, "fine", length, weight_decay, lr)
                     conditions.append(Condition(coarse, task, arch, recipe=extra))
                     conditions.append(Condition(fine, task, arch, labels="subclass", recipe=extra, metrics=None))
-    return Plan(scale, tuple(conditions), seeds, recipe, shortened)
+    plan = Plan(scale, tuple(conditions), seeds, recipe, shortened)
+    return with_controls(plan, tuple(c.name for c in conditions if c.metrics))
 
 
 @dataclass(frozen=True)
