@@ -101,6 +101,77 @@ def direction_verdict(difference: SeedSummary, expected_sign: int) -> tuple[str,
     return NOT_REPRODUCED, f"the mean difference goes against the paper's direction ({n} seeds)"
 
 
+# --------------------------------------------------------------------------- rules a null cannot pass
+
+
+@dataclass(frozen=True)
+class AboveControl:
+    """An arm against its negative control, paired by seed: above it when the 95% t-interval of the mean
+    per-seed difference lies above zero (and, judged with others, its Holm-adjusted p is below 0.05)."""
+
+    control: str  # which control, e.g. "untrained"
+    difference: SeedSummary  # arm − control, per seed
+    p_one_sided: float  # paired t-test of "arm − control > 0"
+
+    @property
+    def above(self) -> bool:
+        return bool(self.difference.low > 0)
+
+    def text(self, spec: str = "+.3f") -> str:
+        return f"{self.control}: {self.difference.text(spec)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"control": self.control, "difference": self.difference.to_dict(), "p_one_sided": self.p_one_sided,
+                "above": self.above}  # fmt: skip
+
+
+def above_control(arm: Sequence[float], control: Sequence[float], kind: str) -> AboveControl:
+    """``arm`` against ``control`` seed for seed (a control without seeds, such as raw pixels, repeats its one
+    value). The rule "above chance" becomes this: a network that learned nothing is the chance level."""
+    x, y = np.asarray(arm, dtype=float), np.asarray(control, dtype=float)
+    if y.shape != x.shape:
+        y = np.broadcast_to(y, x.shape) if y.size == 1 else y
+    if x.shape != y.shape:
+        raise ValueError("an arm and its control need one value per seed each")
+    diff = x - y
+    if len(diff) < 2 or float(np.std(diff)) == 0.0:
+        p = 0.0 if np.all(diff > 0) else 1.0
+    else:
+        p = float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
+    return AboveControl(kind, seed_summary(diff), p)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment (Holm 1979) of p-values judged together, in their order: the family-wise
+    error of calling any of them significant at 0.05 stays at 0.05."""
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[index]))
+        adjusted[index] = running
+    return [float(v) for v in adjusted]
+
+
+def above_all_controls(judged: Sequence[AboveControl]) -> bool:
+    """Every comparison's interval above zero and, with Holm over them, every adjusted p below 0.05."""
+    if not judged:
+        return False
+    return all(c.above for c in judged) and all(p < 0.05 for p in holm([c.p_one_sided for c in judged]))
+
+
+# An arm must have learned its own task before what it keeps of another is compared: its accuracy on its
+# training labels at least half-way from chance to perfect. Shown in the report beside the comparison.
+GATE_FRACTION = 0.5
+
+
+def accuracy_gate(accuracies: Sequence[float], chance: float) -> tuple[bool, float]:
+    """(passed, threshold): whether the mean accuracy over seeds reaches ``chance + GATE_FRACTION·(1 − chance)``."""
+    threshold = chance + GATE_FRACTION * (1 - chance)
+    return float(np.mean(accuracies)) >= threshold, threshold
+
+
 def combine(verdicts: Sequence[str]) -> str:
     """One verdict for several parts of a claim: reproduced only if every part is."""
     if all(v == REPRODUCED for v in verdicts):

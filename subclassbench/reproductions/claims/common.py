@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from subclassbench.reproductions.plan import Claim
+from subclassbench.reproductions.plan import CONTROLS, Claim
+from subclassbench.reproductions.stats import AboveControl, above_control, accuracy_gate
 from subclassbench.results.result import Result
 
 CIFAR_PAPER_RECIPE = (("batch_size", 128), ("epochs", 200), ("lr", 0.1))
@@ -112,6 +113,50 @@ def curves_png(
         ax.legend(fontsize=7, frameon=False)
         ax.set_title(title, fontsize=9)
     return render(fig)["png"]
+
+
+# --------------------------------------------------------------------------- negative controls
+
+
+def against_controls(runs: Any, arm: str, values: list[float], key: str) -> list[AboveControl]:
+    """``values`` (the arm's ``key``, one per seed) against the same key of each of the arm's negative controls
+    that the plan scores, paired by seed."""
+    out = []
+    for kind in CONTROLS:
+        records = runs.control(arm, kind)
+        if records and all(r.result is not None for r in records):
+            out.append(above_control(values, seed_values([r.result for r in records], key), kind))
+    return out
+
+
+def controls_text(judged: list[AboveControl], spec: str = "+.3f") -> str:
+    """``above the untrained control by +0.12 [+0.08, +0.16] …`` for a verdict's reason."""
+    if not judged:
+        return "no negative control scored"
+    return "; ".join(f"− {c.control} {c.difference.mean:{spec}} [{c.difference.low:{spec}}, {c.difference.high:{spec}}]"
+                     for c in judged)  # fmt: skip
+
+
+def accuracy_gated(runs: Any, arm: str) -> tuple[bool, str]:
+    """The accuracy gate: the arm's own head on its training labels, half-way from chance to perfect."""
+    cards = [r.card for r in runs.of(arm)]
+    accs = [c.get("final_test_acc") for c in cards]
+    if any(a is None for a in accs):
+        return False, f"{arm}: no test accuracy (not trained)"
+    chance = 1 / int(cards[0]["num_classes"])
+    passed, threshold = accuracy_gate([float(a) for a in accs], chance)
+    return passed, f"{arm}: own-head test acc {np.mean(accs):.3f} vs gate {threshold:.3f} (chance {chance:.3f})"
+
+
+def difference_against_controls(runs: Any, a: str, b: str, key: str, values: list[float]) -> list[AboveControl]:
+    """``values`` (a − b per seed) against the same difference between each kind of control of a and b."""
+    out = []
+    for kind in CONTROLS:
+        ca, cb = runs.control(a, kind), runs.control(b, kind)
+        if ca and cb and all(r.result is not None for r in ca + cb):
+            diff = np.subtract(seed_values([r.result for r in ca], key), seed_values([r.result for r in cb], key))
+            out.append(above_control(values, list(diff), kind))
+    return out
 
 
 # --------------------------------------------------------------------------- the registry

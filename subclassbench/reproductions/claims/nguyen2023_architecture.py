@@ -12,17 +12,21 @@ from subclassbench.reproductions.claims.common import (
     CIFAR_PAPER_RECIPE,
     DIGITS_RECIPE,
     ON_DIGITS,
+    accuracy_gated,
+    controls_text,
     curves_png,
+    difference_against_controls,
     layer_ami,
     register,
     seed_values,
 )
-from subclassbench.reproductions.plan import Claim, Condition, Plan, with_controls
+from subclassbench.reproductions.plan import CONTROLS, Claim, Condition, Plan, with_controls
 from subclassbench.reproductions.report import Findings, Table
 from subclassbench.reproductions.stats import (
     NOT_REPRODUCED,
     PARTLY,
     REPRODUCED,
+    above_all_controls,
     combine,
     direction_verdict,
     paired,
@@ -72,6 +76,17 @@ def _architecture_arms(plan: Plan, task: str) -> tuple[str, str, list[str]]:
     return resnet, vit, norm_arms
 
 
+def _control_spreads(runs: Any, norm_names: list[str]) -> dict[str, float]:
+    """Per control kind, the spread of mean best-layer depth over the normalisation arms' controls."""
+    out = {}
+    for kind in CONTROLS:
+        groups = [runs.control(n, kind) for n in norm_names]
+        if all(groups) and all(r.result is not None for g in groups for r in g):
+            means = [float(np.mean(seed_values([r.result for r in g], "best_depth"))) for g in groups]
+            out[kind] = max(means) - min(means)
+    return out
+
+
 def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
     tasks = list(dict.fromkeys(c.task for c in plan.conditions))
     rows, norm_rows, verdicts, norm_verdicts, numbers, figures = [], [], [], [], {}, {}
@@ -80,6 +95,17 @@ def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
         resnet_name, vit_name, norm_names = _architecture_arms(plan, task)
         diff = paired(seed_values(arms[resnet_name], "committed_ami"), seed_values(arms[vit_name], "committed_ami"))
         verdict, why = direction_verdict(diff.difference, +1)
+        # Judged only when both arms learned their task (the gate), and only when the difference exceeds the
+        # one between the same arms' negative controls, paired by seed (an untrained ResNet already differs).
+        gates = [accuracy_gated(runs, resnet_name), accuracy_gated(runs, vit_name)]
+        per_seed = list(diff.difference.values)
+        judged = difference_against_controls(runs, resnet_name, vit_name, "committed_ami", per_seed)
+        if not all(g for g, _ in gates):
+            failed = "; ".join(t for g, t in gates if not g)
+            verdict, why = NOT_REPRODUCED, f"not judged: an arm fails the accuracy gate ({failed})"
+        elif verdict != NOT_REPRODUCED and not above_all_controls(judged):
+            verdict = NOT_REPRODUCED
+            why = f"the difference is not above its negative controls' ({controls_text(judged)})"
         verdicts.append(verdict)
         for name in (resnet_name, vit_name):
             rows.append(
@@ -91,7 +117,8 @@ def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
                     "",
                 ]
             )
-        rows.append([f"{resnet_name} − {vit_name}", diff.text(), "", "", verdict])
+        rows.append([f"{resnet_name} − {vit_name}", diff.text(), "; ".join(c.text() for c in judged) or "—",
+                     "; ".join(t for _, t in gates), verdict])  # fmt: skip
         depths = {name: seed_values(arms[name], "best_depth") for name in norm_names}
         for name in norm_names:
             best_layers = [r.summary["best_layer"] for r in arms[name]]
@@ -109,11 +136,25 @@ def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
         high, low = max(means, key=lambda n: means[n]), min(means, key=lambda n: means[n])
         separated = min(depths[high]) > max(depths[low])
         norm_verdict = REPRODUCED if spread >= 0.1 and separated else PARTLY if spread >= 0.1 else NOT_REPRODUCED
+        norm_gates = [accuracy_gated(runs, n) for n in norm_names]
+        control_spreads = _control_spreads(runs, norm_names)
+        if not all(g for g, _ in norm_gates):
+            norm_verdict = NOT_REPRODUCED  # not judged: a normalisation arm did not learn its task
+        elif not control_spreads or spread <= max(control_spreads.values()):
+            norm_verdict = NOT_REPRODUCED  # a network that learned nothing moves its best layer as far
         norm_verdicts.append(norm_verdict)
+        norm_rows.append(["spread of mean depth", f"{spread:.2f}",
+                          "; ".join(f"{k}: {v:.2f}" for k, v in control_spreads.items()) or "—",
+                          "; ".join(t for _, t in norm_gates), norm_verdict])  # fmt: skip
         numbers[task] = {
             "resnet_minus_vit_committed_ami": diff.to_dict(),
             "verdict_resnet_vit": verdict,
             "why": why,
+            "gates": [t for _, t in gates],
+            "against_controls": [c.to_dict() for c in judged],
+            "norm_gates": [t for _, t in norm_gates],
+            "best_depth_spread": spread,
+            "control_best_depth_spreads": control_spreads,
             "best_depth_by_norm": {n: seed_summary(v).to_dict() for n, v in depths.items()},
             "verdict_norm": norm_verdict,
         }
@@ -128,17 +169,23 @@ def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
     tables = [
         Table(
             "ResNet vs ViT at the same training budget",
-            ["arm", "committed AMI", "best-layer AMI", "superclass acc (probe, committed layer)", "verdict"],
+            ["arm", "committed AMI", "best-layer AMI (difference row: − negative controls' difference)",
+             "superclass acc (probe, committed layer; difference row: accuracy gate)", "verdict"],
             rows,
-            "Verdict: reproduced when every seed's ResNet − ViT difference is positive and the t-interval of "
-            "the mean excludes 0.",
+            "Verdict: judged only when both arms pass the accuracy gate (own-head test accuracy on the superclasses "
+            "at least half-way from chance to perfect); reproduced when every seed's ResNet − ViT difference is "
+            "positive, the t-interval of the mean excludes 0, and the difference is above the same difference "
+            "between the arms' negative controls (95% t-interval of the paired difference above zero, one-sided "
+            "t-test Holm-adjusted over the controls).",
         ),
         Table(
             "Normalisation and the layer where subclasses cluster best",
             ["arm", "best layer per seed", "best-layer depth", "best-layer AMI", "superclass acc"],
             norm_rows,
-            "Verdict: reproduced when the mean best-layer depths of two normalisations differ by ≥ 0.1 and "
-            "their seeds do not overlap; partly when only the means differ by ≥ 0.1.",
+            "Verdict: judged only when every arm passes the accuracy gate; reproduced when the mean best-layer "
+            "depths of two normalisations differ by ≥ 0.1, their seeds do not overlap, and the spread is larger than "
+            "the spread of the same arms' negative controls; partly when only the means differ by ≥ 0.1 (and beat "
+            "the controls' spread). Last row: the spread, the controls' spreads, the gates.",
         ),
     ]
     notes = [
