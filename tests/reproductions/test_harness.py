@@ -12,8 +12,17 @@ from typer.testing import CliRunner
 from subclassbench.cli import app
 from subclassbench.errors import SubclassbenchError
 from subclassbench.reproductions import claims as claims_module
-from subclassbench.reproductions.harness import dry_run, get_claim, plan_runs, reproduce
-from subclassbench.reproductions.plan import Claim, Condition, Plan
+from subclassbench.reproductions.harness import (
+    RunRecord,
+    Runs,
+    control_verdicts,
+    dry_run,
+    get_claim,
+    plan_runs,
+    reproduce,
+)
+from subclassbench.reproductions.plan import CONTROLS, Claim, Condition, Plan, control_of, with_controls
+from subclassbench.reproductions.report import Findings
 from subclassbench.reproductions.stats import NOT_REPRODUCED, PARTLY, REPRODUCED
 from subclassbench.results.result import Result
 
@@ -188,3 +197,68 @@ def test_a_hand_edited_result_is_scored_again_not_trusted(yang_smoke, tmp_path):
         reproduce("yang2023", "smoke", root / "runs", tmp_path / "docs", stages=["report"], progress=False)
     reproduce("yang2023", "smoke", root / "runs", tmp_path / "docs", stages=["evaluate", "report"], progress=False)
     assert Result.read(path).summary["last_reconstruction_acc"] == honest
+
+
+# --------------------------------------------------------------------------- negative controls
+
+
+def _judge_by_folder(plan, runs):
+    """A claim whose rule passes when the arm's runs are trained ones (their folder says so)."""
+    folders = [r.folder.name for c in plan.conditions for r in runs.of(c.name)]
+    verdict = REPRODUCED if all(f.startswith("trained") for f in folders) else NOT_REPRODUCED
+    return Findings(verdict, f"read {', '.join(folders)}")
+
+
+def test_a_control_stands_in_for_its_arm_seed_for_seed_and_is_judged_by_the_same_rule():
+    arm = Condition("coarse", "digits-5", "digits_cnn")
+    plan = with_controls(Plan("smoke", (arm,), (0, 1), (), ""), ("coarse",), ("untrained", "permuted labels"))
+    assert plan.arms.conditions == (arm,) and plan.control_kinds == ("untrained", "permuted labels")
+    untrained = plan.condition("coarse [untrained]")
+    assert untrained.recipe == (("epochs", 0),) and untrained.stands_for == "coarse"
+    assert plan.condition("coarse [permuted labels]").labels == "permuted"
+    assert control_of(Condition("fine", "digits-5", "digits_cnn", "subclass"), "permuted labels").labels == (
+        "permuted-subclass"
+    )
+    raw = control_of(arm, "raw pixels")
+    assert raw.arch == "identity" and raw.norm is None and raw.control == "raw pixels"
+    records = [
+        RunRecord(c, seed, Path(f"{'trained' if c.control is None else c.control}-s{seed}"), {})
+        for c in plan.conditions
+        for seed in plan.seeds
+    ]
+    runs = Runs(records)
+    swapped = runs.substituted("untrained")
+    assert [r.folder.name for r in swapped.of("coarse")] == ["untrained-s0", "untrained-s1"]
+    assert [r.folder.name for r in swapped.control("coarse", "permuted labels")] == [
+        "permuted labels-s0", "permuted labels-s1"
+    ]  # the other controls stay, for rules that compare against them
+    claim = Claim("toy", "p", "t", "s", "f", {"smoke": plan}, _judge_by_folder)
+    assert claim.analyse(plan.arms, runs).verdict == REPRODUCED
+    verdicts = {v.kind: v for v in control_verdicts(claim, plan, runs)}
+    assert set(verdicts) == {"untrained", "permuted labels"}
+    assert verdicts["untrained"].verdict == NOT_REPRODUCED and not verdicts["untrained"].passes
+    assert "untrained-s0" in verdicts["untrained"].why and verdicts["untrained"].stands_for == ["coarse"]
+
+
+def test_a_rule_that_a_control_passes_is_reported_as_broken():
+    arm = Condition("coarse", "digits-5", "digits_cnn")
+    plan = with_controls(Plan("smoke", (arm,), (0,), (), ""), ("coarse",), CONTROLS)
+    runs = Runs([RunRecord(c, 0, Path(f"trained-{c.name}"), {}) for c in plan.conditions])  # every run "trained"
+    claim = Claim("toy", "p", "t", "s", "f", {"smoke": plan}, _judge_by_folder)
+    verdicts = control_verdicts(claim, plan, runs)
+    assert [v.kind for v in verdicts] == list(CONTROLS) and all(v.passes for v in verdicts)
+    assert all(v.to_dict()["rule_broken"] for v in verdicts)
+
+
+def test_a_rule_that_cannot_read_a_control_says_not_applicable():
+    def needs_a_card(plan, runs):
+        return Findings(REPRODUCED, str([r.card["final_test_acc"] for r in runs.of("coarse")]))
+
+    arm = Condition("coarse", "digits-5", "digits_cnn")
+    plan = with_controls(Plan("smoke", (arm,), (0,), (), ""), ("coarse",), ("untrained",))
+    runs = Runs([
+        RunRecord(arm, 0, Path("a"), {"final_test_acc": 0.9}),
+        RunRecord(plan.condition("coarse [untrained]"), 0, Path("b"), {}),
+    ])
+    (verdict,) = control_verdicts(Claim("toy", "p", "t", "s", "f", {"smoke": plan}, needs_a_card), plan, runs)
+    assert verdict.verdict == "not applicable" and "KeyError" in verdict.why and not verdict.passes

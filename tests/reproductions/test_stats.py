@@ -11,8 +11,12 @@ from subclassbench.reproductions.stats import (
     NOT_REPRODUCED,
     PARTLY,
     REPRODUCED,
+    above_all_controls,
+    above_control,
+    accuracy_gate,
     cliffs_delta,
     direction_verdict,
+    holm,
     image_statistics,
     learned_at,
     paired,
@@ -101,3 +105,50 @@ def test_image_statistics_invariances():
 def test_spearman_is_none_for_a_constant_side():
     assert spearman(np.array([1, 1, 1]), np.array([1, 2, 3])) is None
     assert spearman(np.array([1, 2, 3]), np.array([3, 2, 1])) == pytest.approx(-1.0)
+
+
+# --------------------------------------------------------------------------- rules a null cannot pass
+
+
+def test_holm_matches_the_step_down_procedure_by_hand():
+    # Holm (1979): sort ascending, multiply the i-th smallest by (m − i), keep the running maximum, cap at 1.
+    p = [0.01, 0.04, 0.03, 0.005]
+    # sorted: 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 → running max 0.06
+    assert holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+    # Never below the raw p, and order-preserving in the raw p.
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(size=20)
+    adjusted = np.asarray(holm(raw))
+    assert np.all(adjusted >= raw) and np.all(np.diff(adjusted[np.argsort(raw)]) >= 0)
+
+
+def test_above_control_needs_the_interval_of_the_paired_difference_above_zero():
+    clear = above_control([0.60, 0.62, 0.61], [0.50, 0.51, 0.49], "untrained")
+    assert clear.above and clear.difference.mean == pytest.approx(0.11) and clear.p_one_sided < 0.01
+    # A mean above the control with a seed below it: the t-interval holds zero.
+    noisy = above_control([0.60, 0.50, 0.70], [0.55, 0.55, 0.55], "untrained")
+    assert noisy.difference.mean > 0 and not noisy.above
+    # The control itself never passes: every difference is zero.
+    same = above_control([0.6, 0.5, 0.7], [0.6, 0.5, 0.7], "untrained")
+    assert not same.above and same.p_one_sided == 1.0
+    # A control without seeds (raw pixels) is one value, repeated.
+    pixels = above_control([0.60, 0.62, 0.61], [0.3], "raw pixels")
+    assert pixels.difference.values == pytest.approx((0.30, 0.32, 0.31)) and pixels.above
+    with pytest.raises(ValueError):
+        above_control([0.6, 0.5], [0.1, 0.2, 0.3], "untrained")
+
+
+def test_above_all_controls_applies_holm_over_the_comparisons():
+    # Each comparison alone passes (interval above zero, p ≈ 0.02); Holm over three of them does not (p ≈ 0.06).
+    borderline = [above_control([0.064, 0.10, 0.136], [0.0, 0.0, 0.0], k) for k in ("a", "b", "c")]
+    assert all(c.above for c in borderline) and all(0.0167 < c.p_one_sided < 0.025 for c in borderline)
+    assert above_all_controls(borderline[:1]) and not above_all_controls(borderline)
+    assert not above_all_controls([])  # nothing to beat is not evidence
+
+
+def test_accuracy_gate_is_half_way_from_chance_to_perfect():
+    assert accuracy_gate([0.62, 0.59], 0.2) == (True, pytest.approx(0.6))
+    assert accuracy_gate([0.207], 0.2)[0] is False  # the ViT of the review: its head at chance
+    assert accuracy_gate([0.74], 0.5) == (False, pytest.approx(0.75))

@@ -310,3 +310,33 @@ def test_train_precision_is_recorded_and_fp32_keeps_earlier_identities(tmp_path)
     assert bad.exit_code == 2 and "--precision must be one of fp32, bf16" in bad.output
     absent = cli("train", "--task", "digits-5", "--arch", "digits_mlp", "--device", "cuda:7", "--out", tmp_path / "y")
     assert absent.exit_code == 2 and "not available here" in absent.output
+
+
+def test_permuted_labels_shuffle_the_training_labels_only(digits):
+    split = digits.load_split("train", None, primary=False)
+    test_split = digits.load_split(digits.evaluation_split, None, primary=False)
+    shuffled = targets(split, "permuted", seed=3, train=True)
+    # The same labels (class sizes kept), moved among the images; fixed by the seed, changed by another seed.
+    assert np.array_equal(np.sort(shuffled), np.sort(split.superclass))
+    assert np.mean(shuffled == split.superclass) < 0.5
+    assert np.array_equal(shuffled, targets(split, "permuted", seed=3, train=True))
+    assert not np.array_equal(shuffled, targets(split, "permuted", seed=4, train=True))
+    fine = targets(split, "permuted-subclass", seed=3, train=True)
+    assert np.array_equal(np.sort(fine), np.sort(split.global_subclass))
+    # Test accuracy is read against the true labels, so a permuted-label network sits at chance on it.
+    assert np.array_equal(targets(test_split, "permuted", seed=3), test_split.superclass)
+    assert np.array_equal(targets(test_split, "permuted-subclass", seed=3), test_split.global_subclass)
+
+
+def test_a_permuted_label_run_fits_noise_and_tests_at_chance(tmp_path, digits):
+    card = train(digits, "digits_mlp", "permuted", tmp_path / "p", Recipe(epochs=3, seed=0), progress=False)
+    assert card["labels"] == "permuted" and card["num_classes"] == len(digits.superclasses)
+    assert abs(card["final_test_acc"] - 1 / len(digits.superclasses)) < 0.1
+
+
+def test_a_parameterless_architecture_gets_a_run_folder_only_untrained(tmp_path, digits):
+    # Raw pixels as a negative control: the identity "network" is scored like any run, but cannot train.
+    card = train(digits, "identity", "superclass", tmp_path / "id", Recipe(epochs=0), progress=False)
+    assert card["final_test_acc"] is None and (tmp_path / "id" / "model.safetensors").is_file()
+    with pytest.raises(SubclassbenchError, match="no parameters to train; use --epochs 0"):
+        train(digits, "identity", "superclass", tmp_path / "id2", Recipe(epochs=1), progress=False)
