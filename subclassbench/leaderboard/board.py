@@ -24,7 +24,7 @@ from subclassbench.core.hashing import canonical_json, sha256_text
 from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.figures.drawing import FORMATS as FIGURE_SUFFIXES
 from subclassbench.figures.drawing import read_digest
-from subclassbench.leaderboard.cells import cell, committed_cell, labels_cell, md, num, ood_cell
+from subclassbench.leaderboard.cells import cell, committed_cell, labels_cell, md, num, ood_cell, shift_cell
 from subclassbench.leaderboard.site import render_site
 from subclassbench.leaderboard.submissions import validate_tree
 from subclassbench.results.result import Result
@@ -138,6 +138,8 @@ def _row(folder: Path, model: dict[str, Any], result: Result, stale: str | None)
         extra["degenerate_layers"] = flagged
     if transfer is not None and transfer.get("flat_ood_curve"):
         extra["flat_ood_curve"] = True
+    if result.flat_shift("subpop_shift"):  # §4.3: a flat or below-chance curve has no meaningful % retained
+        extra["flat_shift_curve"] = True
     seen = [] if transfer is None else [s["name"] for s in transfer["ood_sets"] if _seen(s, model)]
     if seen:  # the encoder was trained on an OOD set's classes: its OOD numbers are not OOD
         extra["ood_seen_in_training"] = seen
@@ -294,7 +296,7 @@ def _table(rows: list[dict[str, Any]], with_rank: bool = True) -> str:
             cell(r, "committed_within_superclass_acc"),
             ood_cell(r),
             "—" if r["tunnel"] is None else md(f"{r['tunnel']['start']} ({r['tunnel']['strength']})"),
-            cell(r, "subpop_retained", 1),
+            shift_cell(r),
             f"[json](../{r['result']})" + ("" if r["canonical"] else " (non-canonical data)"),
         ]
         body.append(line)

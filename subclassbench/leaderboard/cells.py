@@ -35,6 +35,13 @@ def ood_cell(row: dict[str, Any]) -> str:
     return text + (" (seen in training)" if row.get("ood_seen_in_training") else "")
 
 
+def shift_cell(row: dict[str, Any]) -> str:
+    """% retained under subpopulation shift, ``flat`` where the curve is flat or never above chance (§4.3)."""
+    if row["subpop_retained"] is None:
+        return "—"
+    return "flat" if row.get("flat_shift_curve") else cell(row, "subpop_retained", 1)
+
+
 def committed_cell(row: dict[str, Any]) -> str:
     """The committed layer, marked when its features were degenerate."""
     layer = row["committed_layer"]

@@ -23,7 +23,7 @@ from typing import Any
 
 from subclassbench.errors import SubclassbenchError
 from subclassbench.figures.drawing import model_key, model_style
-from subclassbench.leaderboard.cells import cell, committed_cell, labels_cell, num, ood_cell
+from subclassbench.leaderboard.cells import cell, committed_cell, labels_cell, num, ood_cell, shift_cell
 
 SITE_DIR = "site"
 ASSETS = ("app.js", "style.css")  # copied as they are
@@ -175,7 +175,7 @@ def _details(row: dict[str, Any]) -> list[list[str]]:
         ["within-superclass acc (oracle)", cell(row, "committed_within_superclass_acc")],
         ["OOD sets", ", ".join(row.get("ood_sets") or []) or "—"],
         ["tunnel", "—" if tunnel is None else f"{tunnel['start']} ({tunnel['strength']})"],
-        ["subpop. shift retained %", cell(row, "subpop_retained", 1)],
+        ["subpop. shift retained %", shift_cell(row)],
         [
             "committed AMI − row above",
             "—" if vs is None else f"{vs['difference']:+.4f} [{vs['ci95'][0]:+.4f}, {vs['ci95'][1]:+.4f}]",

@@ -159,11 +159,7 @@ def format_summary(result: Result) -> list[str]:
             lines.append("OOD transfer: the task lists no OOD set (or its data was absent; see the notes)")
         shift = t["subpopulation_shift"]
         if shift is not None:
-            parts = [
-                f"{kind.split('_')[1]} {shift[kind]['retained']:.1f}% retained (best layer {shift[kind]['best_layer']})"
-                for kind in ("subpop_shift", "subpop_refit")
-                if kind in shift
-            ]
+            parts = [_shift_text(result, k, shift[k]) for k in ("subpop_shift", "subpop_refit") if k in shift]
             lines.append(f"subpopulation shift (same classes, new subclasses; not OOD): {'; '.join(parts)}")
     return lines + [f"note: {note}" for note in result.notes]
 
@@ -183,3 +179,10 @@ def format_report(result: Result, width: int | None = None, wide: bool = False) 
     for line in format_summary(result):
         lines += wrap(line)
     return lines
+
+
+def _shift_text(result: Result, kind: str, curve: dict[str, Any]) -> str:
+    name = kind.split("_")[1]
+    if result.flat_shift(kind):  # §4.3: its % retained would be noise
+        return f"{name} flat or never above chance (best {curve['best_acc']:.3f}): no % retained"
+    return f"{name} {curve['retained']:.1f}% retained (best layer {curve['best_layer']})"

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 #      (encoder.weights.hub: repository, resolved commit, files' sha256).
 # 2.3: uncertainty.method may name the current bootstrap method (AMI replicates centred on the sample NMI);
 #      2.2 files keep the earlier one, which still reads (`subclassbench intervals` recomputes it).
-SCHEMA_VERSION = "2.3"
+# 2.4: uncertainty.method may name the method that names the clusters once, on the whole sample (the
+#      within-superclass accuracy's replicates no longer re-match per resample).
+SCHEMA_VERSION = "2.4"
 
 
 class ProtocolRecord(TypedDict):
@@ -141,10 +143,16 @@ def _from_2_2(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "schema_version": "2.3"}
 
 
+def _from_2_3(doc: dict[str, Any]) -> dict[str, Any]:
+    """2.3 → 2.4 only widens the bootstrap methods a result may name: a 2.3 result is a valid 2.4 result."""
+    return {**doc, "schema_version": "2.4"}
+
+
 MIGRATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "2.0": ("2.1", _from_2_0),
     "2.1": ("2.2", _from_2_1),
     "2.2": ("2.3", _from_2_2),
+    "2.3": ("2.4", _from_2_3),
 }
 
 
@@ -301,6 +309,25 @@ class Result:
         return all(s.get("canonical", True) for s in self.doc["task"].get("splits", {}).values())
 
     # ----------------------------------------------------------------- tables
+
+    def flat_shift(self, kind: str = "subpop_shift") -> bool | None:
+        """Whether the subpopulation-shift curve ``kind`` (``subpop_shift`` or ``subpop_refit``) is flat or never above
+        chance (protocol §4.3's rule, read off the stored per-layer curve, so results written before the rule was
+        applied to shift curves are read the same way); None when the result has no such curve. Its % retained
+        then means nothing: a curve below chance at every layer "retains" whatever its noise gives."""
+        from subclassbench.scoring.transfer import flat_curve
+
+        transfer = self.summary.get("transfer") or {}
+        shift = transfer.get("subpopulation_shift")
+        if not shift or kind not in shift:
+            return None
+        curve = [(layer.get("transfer") or {}).get(f"{kind}_acc") for layer in self.layers]
+        if any(v is None for v in curve):
+            return None
+        chance = transfer["chance_id"] if kind == "subpop_shift" else shift.get("chance_refit")
+        if chance is None:
+            return None
+        return flat_curve([float(v) for v in curve], float(chance), int(shift["n_shift"]))
 
     def plot(self, *others: Result, path: str | Path | None = None) -> Figure:
         """This result's subclass AMI per layer, with its 95% band and committed layer, overlaid with ``others``

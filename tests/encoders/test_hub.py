@@ -95,7 +95,7 @@ def test_hf_evaluate_writes_the_hub_record_into_the_result(hub_cache: Path, tmp_
     result = runner.invoke(app, [*args, "--limit", "200", "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
-    assert doc["schema_version"] == "2.3"
+    assert doc["schema_version"] == "2.4"
     assert doc["encoder"]["source"] == "hf"
     assert doc["encoder"]["weights"]["hub"]["revision"] == COMMIT_A
     assert doc["encoder"]["weights"]["hub"]["requested"] == "main"
