@@ -22,7 +22,7 @@ from subclassbench.reproductions.claims.common import (
     seed_cells,
     seed_values,
 )
-from subclassbench.reproductions.plan import Claim, Condition, Plan
+from subclassbench.reproductions.plan import Claim, Condition, Plan, with_controls
 from subclassbench.reproductions.report import Findings, Table
 from subclassbench.reproductions.stats import (
     combine,
@@ -65,7 +65,11 @@ def _shuffled_plan(
             Condition(name + UNTRAINED, task, network, recipe=(("epochs", 0),))
             for name, task in zip(names, tasks, strict=True)
         ]
-    return Plan(scale, tuple(conditions), (0, 1, 2), recipe, shortened)
+    plan = Plan(scale, tuple(conditions), (0, 1, 2), recipe, shortened)
+    # The untrained control is already an arm of its own (the rule reads the gain over it); the permuted-labels
+    # networks and raw pixels stand in for the trained arms, so the rule is checked against both nulls too.
+    trained = tuple(c.name for c in conditions if not c.name.endswith(UNTRAINED))
+    return with_controls(plan, trained, ("permuted labels", "raw pixels"))
 
 
 def _analyse_shuffled(plan: Plan, runs: Any) -> Findings:
