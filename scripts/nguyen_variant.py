@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                 amis.append(mean_ami(x, superclass, subclass))
             best = int(np.argmax(amis))
             depth = best / (len(names) - 1)
-            print(f"| {folder.name} | {variant} | {', '.join(f'{a:.3f}' for a in amis)} | {names[best]} ({depth:.2f}) |")
+            curve = ", ".join(f"{a:.3f}" for a in amis)
+            print(f"| {folder.name} | {variant} | {curve} | {names[best]} ({depth:.2f}) |")
     return 0
 
 
