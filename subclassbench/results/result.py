@@ -321,10 +321,10 @@ class Result:
         shift = transfer.get("subpopulation_shift")
         if not shift or kind not in shift:
             return None
-        curve = [(layer.get("transfer") or {}).get(f"{kind}_acc") for layer in self.layers]
+        curve: list[Any] = [(layer.get("transfer") or {}).get(f"{kind}_acc") for layer in self.layers]
         if any(v is None for v in curve):
             return None
-        chance = transfer["chance_id"] if kind == "subpop_shift" else shift.get("chance_refit")
+        chance: Any = transfer.get("chance_id") if kind == "subpop_shift" else shift.get("chance_refit")
         if chance is None:
             return None
         return flat_curve([float(v) for v in curve], float(chance), int(shift["n_shift"]))

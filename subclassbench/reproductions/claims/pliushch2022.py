@@ -98,7 +98,10 @@ def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
     from subclassbench.figures.drawing import agreement_files
 
     archs = [c.name for c in plan.conditions]
-    rows, numbers, orders, docs = [], {}, {}, {}
+    rows: list[list[str]] = []
+    numbers: dict[str, Any] = {}
+    orders: dict[str, np.ndarray] = {}
+    docs: dict[str, Any] = {}
     above, excess_all = [], 0.0
     for group, folders in [
         *((a, [r.folder for r in runs.of(a)]) for a in archs),

@@ -89,7 +89,8 @@ def _analyse_concepts(plan: Plan, runs: Any) -> Findings:
     shares: dict[str, list[float]] = {kind: [] for kind in kinds}
     unique: dict[str, list[float]] = {kind: [] for kind in kinds}
     per_image = []
-    rows, numbers = [], {}
+    rows: list[list[str]] = []
+    numbers: dict[str, Any] = {}
     both_kinds = []
     for kind, pairs in kinds.items():
         for x, y in pairs:
