@@ -53,6 +53,10 @@ def test_every_claim_runs_end_to_end_at_smoke_scale(tmp_path, claim):
     assert claim in text and "## Numbers" in text
     for figure in (tmp_path / "docs" / "figures").glob("*.png"):
         assert f"figures/{figure.name}" in text
+    # Every claim has negative controls, each judged by the claim's own rule; none may earn a verdict.
+    assert doc["controls"] and "## Negative controls" in text
+    broken = {kind: c["verdict"] for kind, c in doc["controls"].items() if c["rule_broken"]}
+    assert not broken, f"a negative control passes {claim}'s rule: {broken}"
     if claim == "yang2023-schedule":
         _check_schedule_numbers(doc["numbers"], tmp_path / "runs" / "smoke")
 

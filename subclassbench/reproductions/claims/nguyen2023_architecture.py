@@ -49,6 +49,7 @@ def _architecture_plan(
     shortened: str,
     norms_arch: str = "cifar_resnet20",
     seeds: tuple[int, ...] = (0, 1, 2),
+    controls: tuple[str, ...] = CONTROLS,
 ) -> Plan:
     """Per task: the ResNet and ViT arms, and ``norms_arch`` with each normalisation. When the ResNet arm is
     ``norms_arch`` itself, its batch-norm arm is the ResNet arm (one network, trained once)."""
@@ -63,7 +64,7 @@ def _architecture_plan(
                 Condition(_norm_arm(task, norms_arch, norm), task, norms_arch, norm=None if norm == "bn" else norm)
             )
     plan = Plan(scale, tuple(conditions), seeds, recipe, shortened)
-    return with_controls(plan, tuple(c.name for c in conditions))
+    return with_controls(plan, tuple(c.name for c in conditions), controls)
 
 
 def _architecture_arms(plan: Plan, task: str) -> tuple[str, str, list[str]]:
@@ -229,8 +230,10 @@ register(
                 "cifar_resnet20",
                 "vit_tiny_p4",
                 (("epochs", 1),),
-                f"{ON_DIGITS}, 1 epoch, 2 seeds: a wiring check, not evidence.",
+                f"{ON_DIGITS}, 1 epoch, 2 seeds, only the controls that need no training: a wiring check, not "
+                "evidence.",
                 seeds=(0, 1),
+                controls=("untrained", "raw pixels"),
             ),
         },
         _analyse_architecture,

@@ -32,6 +32,7 @@ def _concepts_plan(
     recipe: tuple[tuple[str, Any], ...],
     shortened: str,
     seeds: tuple[int, ...] = (0, 1, 2),
+    controls: tuple[str, ...] = ("untrained", "permuted labels"),
 ) -> Plan:
     a, b = archs
     conditions = (Condition(a, task, a, metrics=None), Condition(b, task, b, metrics=None))
@@ -39,7 +40,7 @@ def _concepts_plan(
     # The untrained second architecture is also the paired control of the rule: concepts it "shares" with the
     # trained first one come from the images and the architecture's inductive bias, not from training. Raw
     # pixels have no token features to find concepts in.
-    return with_controls(plan, (a, b), ("untrained", "permuted labels"))
+    return with_controls(plan, (a, b), controls)
 
 
 def _concept_counts(runs: Any, task: str, x: Any, y: Any) -> dict[str, Any]:
@@ -199,8 +200,9 @@ register(
                 "digits-5",
                 ("digits_cnn", "cifar_resnet20"),
                 SMOKE_RECIPE,
-                f"{ON_DIGITS}, 2 epochs, 2 seeds: a wiring check, not evidence.",
+                f"{ON_DIGITS}, 2 epochs, 2 seeds, the untrained control only: a wiring check, not evidence.",
                 seeds=(0, 1),
+                controls=("untrained",),
             ),
         },
         _analyse_concepts,
