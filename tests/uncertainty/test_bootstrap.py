@@ -180,3 +180,20 @@ def test_the_within_superclass_accuracy_keeps_the_whole_samples_cluster_names_in
     assert got[1:] == pytest.approx(mean_replicates(counts[1:], right))  # replicates: a plain mean, same names
     low, high = interval(got)
     assert low <= got[0] <= high  # straddles the estimate, near chance too
+
+
+def test_the_seed_level_draws_are_pinned_and_pair_each_replicate_with_its_image_resample():
+    """The two-level bootstrap's seed draws, recomputed here from their documented stream (the seed and the crc32
+    of "training-seeds"): a changed salt, an unseeded stream or a replicate read from the wrong column changes
+    the intervals of every multi-seed row. Two seeds take the general path; one seed is returned as it is."""
+    import zlib
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(2, 1 + 50))
+    got = combine_seeds(values, seed=7)
+    stream = np.random.default_rng([7, zlib.crc32(b"training-seeds")])
+    draws = stream.integers(0, 2, size=(50, 2))
+    expected = values[draws, np.arange(1, 51)[:, None]].mean(axis=1)
+    assert got[0] == pytest.approx(values[:, 0].mean())
+    assert np.array_equal(got[1:], expected)
+    assert np.array_equal(combine_seeds(values, seed=7), got)  # seeded: the same call, the same replicates
