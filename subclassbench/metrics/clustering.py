@@ -72,13 +72,6 @@ def kmeans_sklearn(x: np.ndarray, k: int, *, n_init: int, max_iter: int, seed: i
     return labels
 
 
-def ward(x: np.ndarray, k: int) -> np.ndarray:
-    from sklearn.cluster import AgglomerativeClustering
-
-    labels: np.ndarray = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(x).astype(np.int64)
-    return labels
-
-
 def ward_cuts(x: np.ndarray, ks: list[int]) -> dict[int, np.ndarray]:
     """Ward partitions into each of ``ks`` clusters from one tree (Nguyen & Kornblith overcluster up to 5×).
 

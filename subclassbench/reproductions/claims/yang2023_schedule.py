@@ -20,7 +20,7 @@ from subclassbench.reproductions.claims.common import (
     register,
     seed_values,
 )
-from subclassbench.reproductions.plan import Claim, Condition, Plan, with_controls
+from subclassbench.reproductions.plan import CONTROLS, Claim, Condition, Plan, with_controls
 from subclassbench.reproductions.report import Findings, Table
 from subclassbench.reproductions.stats import (
     NOT_REPRODUCED,
@@ -57,6 +57,7 @@ def _schedule_plan(
     weight_decays: tuple[float, ...] = SCHEDULE_WEIGHT_DECAYS,
     lrs: tuple[float | None, ...] = (None,),
     seeds: tuple[int, ...] = (0, 1, 2),
+    controls: tuple[str, ...] = CONTROLS,
 ) -> Plan:
     """Every (learning rate, weight decay, training length) setting, trained on the superclasses and on the 10
     labels. ``lrs`` (None,): the base recipe's learning rate, left out of the arms' names."""
@@ -78,7 +79,7 @@ def _schedule_plan(
                     conditions.append(Condition(coarse, task, arch, recipe=extra))
                     conditions.append(Condition(fine, task, arch, labels="subclass", recipe=extra, metrics=None))
     plan = Plan(scale, tuple(conditions), seeds, recipe, shortened)
-    return with_controls(plan, tuple(c.name for c in conditions if c.metrics))
+    return with_controls(plan, tuple(c.name for c in conditions if c.metrics), controls)
 
 
 @dataclass(frozen=True)
@@ -395,9 +396,11 @@ register(
                 ("digits_cnn",),
                 (1, 2),
                 (),
-                f"{ON_DIGITS}, 1 / 2 epochs × weight decay 5e-4 / 5e-3, 2 seeds: a wiring check, not evidence.",
+                f"{ON_DIGITS}, 1 / 2 epochs × weight decay 5e-4 / 5e-3, 2 seeds, the controls that need no "
+                "training: a wiring check, not evidence.",
                 weight_decays=(5e-4, 5e-3),
                 seeds=(0, 1),
+                controls=("untrained", "raw pixels"),
             ),
         },
         _analyse_schedule,
