@@ -197,3 +197,5 @@ def test_the_seed_level_draws_are_pinned_and_pair_each_replicate_with_its_image_
     assert got[0] == pytest.approx(values[:, 0].mean())
     assert np.array_equal(got[1:], expected)
     assert np.array_equal(combine_seeds(values, seed=7), got)  # seeded: the same call, the same replicates
+    default = np.random.default_rng([0, zlib.crc32(b"training-seeds")]).integers(0, 2, size=(50, 2))
+    assert np.array_equal(combine_seeds(values)[1:], values[default, np.arange(1, 51)[:, None]].mean(axis=1))
