@@ -520,3 +520,20 @@ def test_bad_correctness_arrays(bad, match):
     ):
         with pytest.raises(ValueError, match=match):
             function(bad)
+
+
+def test_linear_cka_reads_integer_and_float32_features_in_float64():
+    rng = np.random.default_rng(0)
+    x = rng.integers(-5, 6, size=(40, 6))
+    y = rng.integers(-5, 6, size=(40, 3))
+    exact = linear_cka(x.astype(np.float64), y.astype(np.float64))
+    assert linear_cka(x, y) == exact  # integer maps (a plug-in's output) are not refused or truncated
+    assert linear_cka(x.astype(np.float32), y.astype(np.float32)) == pytest.approx(exact, abs=1e-12)
+
+
+def test_linear_cka_refuses_mismatched_or_empty_inputs_and_names_the_rows():
+    with pytest.raises(ValueError, match="same samples on both sides, got 3 and 4 rows"):
+        linear_cka(np.ones((3, 2)), np.ones((4, 5)))
+    with pytest.raises(ValueError, match="needs at least one sample"):
+        linear_cka(np.ones((0, 3)), np.ones((0, 2)))
+    assert linear_cka(np.ones((1, 3)), np.ones((1, 2))) == 0.0  # one sample: constant after centring, not an error
