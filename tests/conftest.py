@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,17 @@ atexit.register(shutil.rmtree, os.environ["SUBCLASSBENCH_CACHE"], ignore_errors=
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 CLASS_NAMES = ["cat", "dog", "car", "truck"]
+
+
+def load_script(name: str) -> Any:
+    """A script of scripts/ imported as a module (scripts are not a package), for its tests."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_task_raw() -> dict:

@@ -3,21 +3,16 @@ mutmut's listing, and that a score below its floor fails (mutmut itself is not r
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("mutation_slice", REPO / "scripts" / "mutation_slice.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("mutation_slice")
 
 
 def test_the_scope_and_floors_come_from_pyproject(script):
