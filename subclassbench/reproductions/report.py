@@ -66,13 +66,18 @@ class Findings:
     controls: list[ControlVerdict] = field(default_factory=list)  # set by the harness, not the analysis
 
 
+def _cell(text: str) -> str:
+    """A table cell: a "|" inside it (|ρ|) would end the cell, so it is escaped."""
+    return str(text).replace("|", "\\|")
+
+
 def _markdown_table(table: Table) -> list[str]:
     lines = [f"### {table.title}", ""]
     if table.note:
         lines += [table.note, ""]
-    lines.append("| " + " | ".join(table.headers) + " |")
+    lines.append("| " + " | ".join(map(_cell, table.headers)) + " |")
     lines.append("|" + "---|" * len(table.headers))
-    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    lines += ["| " + " | ".join(map(_cell, row)) + " |" for row in table.rows]
     return [*lines, ""]
 
 
@@ -98,7 +103,7 @@ def _controls_section(controls: list[ControlVerdict]) -> list[str]:
     ]
     for c in controls:
         mark = " ⚠" if c.passes else ""
-        lines.append(f"| {c.kind} | {'; '.join(c.stands_for)} | {c.verdict}{mark} | {c.why} |")
+        lines.append(f"| {c.kind} | {_cell('; '.join(c.stands_for))} | {c.verdict}{mark} | {_cell(c.why)} |")
     return [*lines, ""]
 
 
