@@ -51,6 +51,7 @@ from subclassbench.tasks.task import SplitData, Task
 # negative control, a network that fits labels carrying no information about the images. Its test accuracy is
 # read on the true labels, so it sits at chance.
 LABELS = ("superclass", "subclass", "permuted", "permuted-subclass")
+SUBCLASS_LABELS = ("subclass", "permuted-subclass")  # trained against the subclasses, not the superclasses
 LABEL_ALIASES = {"coarse": "superclass", "fine": "subclass"}  # earlier names, still accepted
 AUGMENTS = ("auto", "none", "crop_flip")
 PRECISIONS = tuple(DTYPES)  # the forward-pass precisions extraction knows
@@ -101,7 +102,7 @@ def targets(split: SplitData, labels: str, seed: int = 0, train: bool = False) -
     order; for ``permuted`` (``permuted-subclass``) training images, those labels permuted among the images with
     ``seed``."""
     labels = LABEL_ALIASES.get(labels, labels)
-    true = split.global_subclass if labels in ("subclass", "permuted-subclass") else split.superclass
+    true = split.global_subclass if labels in SUBCLASS_LABELS else split.superclass
     if labels.startswith("permuted") and train:
         order = np.random.default_rng([PERMUTATION_SALT, seed]).permutation(len(true))
         return np.asarray(true)[order]
@@ -330,16 +331,16 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume) a run in ``out``; return its model card.
 
-    ``labels`` is ``superclass``, ``subclass`` or ``permuted`` (a negative control). ``out`` must be new, empty or
-    an earlier run's folder. ``stop_after_epochs`` ends this call early, as an
-    interruption would (tests).
+    ``labels`` is ``superclass``, ``subclass``, or ``permuted`` / ``permuted-subclass`` (negative
+    controls). ``out`` must be new, empty or an earlier run's folder. ``stop_after_epochs`` ends this
+    call early, as an interruption would (tests).
     """
     arch_kwargs = dict(arch_kwargs or {})
     labels = check_request(labels, recipe, arch, arch_kwargs)
     check_run_folder(out)
     train_split = task.load_split("train", data, primary=False)
     test_split = task.load_split(task.evaluation_split, data, primary=False)
-    n_classes = task.n_subclasses if labels in ("subclass", "permuted-subclass") else len(task.superclasses)
+    n_classes = task.n_subclasses if labels in SUBCLASS_LABELS else len(task.superclasses)
     config = {
         "arch": arch,
         "arch_kwargs": arch_kwargs,

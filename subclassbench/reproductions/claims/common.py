@@ -118,14 +118,21 @@ def curves_png(
 # --------------------------------------------------------------------------- negative controls
 
 
+def scored_control(runs: Any, arm: str, kind: str) -> list[Result] | None:
+    """The results of ``arm``'s ``kind`` control, by seed; None where the plan has no such control or it is not
+    scored."""
+    results = [r.result for r in runs.control(arm, kind)]
+    return results if results and all(r is not None for r in results) else None
+
+
 def against_controls(runs: Any, arm: str, values: list[float], key: str) -> list[AboveControl]:
     """``values`` (the arm's ``key``, one per seed) against the same key of each of the arm's negative controls
     that the plan scores, paired by seed."""
     out = []
     for kind in CONTROLS:
-        records = runs.control(arm, kind)
-        if records and all(r.result is not None for r in records):
-            out.append(above_control(values, seed_values([r.result for r in records], key), kind))
+        results = scored_control(runs, arm, kind)
+        if results:
+            out.append(above_control(values, seed_values(results, key), kind))
     return out
 
 
@@ -152,9 +159,9 @@ def difference_against_controls(runs: Any, a: str, b: str, key: str, values: lis
     """``values`` (a − b per seed) against the same difference between each kind of control of a and b."""
     out = []
     for kind in CONTROLS:
-        ca, cb = runs.control(a, kind), runs.control(b, kind)
-        if ca and cb and all(r.result is not None for r in ca + cb):
-            diff = np.subtract(seed_values([r.result for r in ca], key), seed_values([r.result for r in cb], key))
+        ca, cb = scored_control(runs, a, kind), scored_control(runs, b, kind)
+        if ca and cb:
+            diff = np.subtract(seed_values(ca, key), seed_values(cb, key))
             out.append(above_control(values, list(diff), kind))
     return out
 

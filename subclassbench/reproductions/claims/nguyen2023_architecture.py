@@ -18,6 +18,7 @@ from subclassbench.reproductions.claims.common import (
     difference_against_controls,
     layer_ami,
     register,
+    scored_control,
     seed_values,
 )
 from subclassbench.reproductions.plan import CONTROLS, Claim, Condition, Plan, with_controls
@@ -81,9 +82,9 @@ def _control_spreads(runs: Any, norm_names: list[str]) -> dict[str, float]:
     """Per control kind, the spread of mean best-layer depth over the normalisation arms' controls."""
     out = {}
     for kind in CONTROLS:
-        groups = [runs.control(n, kind) for n in norm_names]
-        if all(groups) and all(r.result is not None for g in groups for r in g):
-            means = [float(np.mean(seed_values([r.result for r in g], "best_depth"))) for g in groups]
+        groups = [scored_control(runs, n, kind) for n in norm_names]
+        if all(groups):
+            means = [float(np.mean(seed_values(g, "best_depth"))) for g in groups if g]
             out[kind] = max(means) - min(means)
     return out
 

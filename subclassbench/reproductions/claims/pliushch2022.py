@@ -67,6 +67,26 @@ def _train_log(folder: Any) -> np.ndarray:
     return log
 
 
+def _excess(part: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(agreement − independent networks' agreement, the independent agreement, the informative epochs) of one
+    group's agreement record. Informative: the baseline is neither ~0 nor ~1 — at ~1 agreement cannot exceed it,
+    and at ~0 (the first epochs, most images wrong for some network) both count a handful of images, too few to
+    read."""
+    independent = np.asarray(part["agreement_if_independent"])
+    informative = (independent > 1e-3) & (independent < 1 - 1e-3)
+    return np.asarray(part["agreement"]) - independent, independent, informative
+
+
+def _mean_excess(excess: np.ndarray, informative: np.ndarray) -> float:
+    return float(np.mean(excess[informative])) if informative.any() else 0.0
+
+
+def _learning_order(folders: list[Any]) -> np.ndarray:
+    """Per training image, the mean over runs of the epoch it is learned at (from the runs' train logs)."""
+    order: np.ndarray = np.mean([learned_at(_train_log(f)) for f in folders], axis=0)
+    return order
+
+
 def _control_measures(
     plan: Plan, runs: Any, archs: list[str], image_stats: dict[str, np.ndarray]
 ) -> dict[str, Any] | None:
@@ -78,16 +98,13 @@ def _control_measures(
     if not all(groups.values()):
         return None
     doc = agreement_over_runs([f for folders in groups.values() for f in folders])
-    part = doc["train"] or doc
-    independent = np.asarray(part["agreement_if_independent"])
-    informative = (independent > 1e-3) & (independent < 1 - 1e-3)
-    excess = np.asarray(part["agreement"]) - independent
-    orders = {a: np.mean([learned_at(_train_log(f)) for f in folders], axis=0) for a, folders in groups.items()}
+    excess, _, informative = _excess(doc["train"] or doc)
+    orders = {a: _learning_order(folders) for a, folders in groups.items()}
     rhos = [spearman(orders[a], orders[b]) or 0.0 for i, a in enumerate(archs) for b in archs[i + 1 :]]
     mean_order = np.mean(list(orders.values()), axis=0)
     stat = [abs(r) for r in (spearman(mean_order, v) for v in image_stats.values()) if r is not None]
     return {
-        "excess_all": float(np.mean(excess[informative])) if informative.any() else 0.0,
+        "excess_all": _mean_excess(excess, informative),
         "order_rhos": rhos,
         "strongest": max(stat, default=0.0),
     }
@@ -110,14 +127,10 @@ def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
         doc = agreement_over_runs(folders)
         docs[group] = doc
         part = doc["train"] or doc
-        independent = np.asarray(part["agreement_if_independent"])
-        excess = np.asarray(part["agreement"]) - independent
-        # Epochs where the baseline is neither ~0 nor ~1: at ~1 agreement cannot exceed it, and at ~0 (the first
-        # epochs, most images wrong for some network) both count a handful of images, too few to read.
-        informative = (independent > 1e-3) & (independent < 1 - 1e-3)
+        excess, independent, informative = _excess(part)
         above.append(bool(informative.any() and np.all(excess[informative] > 0)))
         if group == "all architectures":
-            excess_all = float(np.mean(excess[informative])) if informative.any() else 0.0
+            excess_all = _mean_excess(excess, informative)
         exceeded = f"{int(np.sum(excess[informative] > 0))}/{int(informative.sum())}"
         rows.append(
             [
@@ -138,7 +151,7 @@ def _analyse_agreement(plan: Plan, runs: Any) -> Findings:
             "accuracy_mean": part["accuracy_mean"],
         }
         if group != "all architectures":  # one architecture's learning order, from its runs' train logs
-            orders[group] = np.mean([learned_at(_train_log(f)) for f in folders], axis=0)
+            orders[group] = _learning_order(folders)
     order_rows, order_rhos = [], []
     for i, a in enumerate(archs):
         for b in archs[i + 1 :]:
