@@ -15,6 +15,7 @@ from subclassbench.core.version import __version__
 from subclassbench.evaluation.request import EvaluationRequest, Prepared
 from subclassbench.features.cache import CacheStats
 from subclassbench.results.result import SCHEMA_VERSION, Result
+from subclassbench.scoring.commitment import exposure
 from subclassbench.scoring.protocol import PROTOCOL, PROTOCOL_VERSION, protocol_fingerprint
 from subclassbench.scoring.samples import SampleOutputs
 from subclassbench.scoring.transfer import ood_key
@@ -59,6 +60,10 @@ def result_document(
     task, splits = prepared.task, prepared.splits
     evaluation = next(iter(splits.values()))
     encoder = prepared.encoder.info()
+    if "selection" in summary and summary["selection"].get("method") == "crossfit":
+        trained = encoder["weights"] is not None or bool(encoder["pretrained"])
+        seen, basis = exposure(request.saw_evaluation_split, prepared.encoder.card, trained, evaluation.split)
+        summary["selection"]["seen_in_training"], summary["selection"]["seen_basis"] = seen, basis
     if request.weights_label is not None and encoder["weights"] is not None:
         encoder["weights"]["path"] = request.weights_label
     doc = {

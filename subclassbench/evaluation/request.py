@@ -45,6 +45,9 @@ class EvaluationRequest:
     n_shards: int | None = None  # merge features from this many cached shards when the whole split is absent
     # Where the result says the weights live (a submission records its repository path, not a staging folder).
     weights_label: str | None = None
+    # Whether the encoder trained on the evaluation split's images (None: not known); the result records it beside
+    # the committed layer, which protocol v3 chooses on that split (scoring.commitment.exposure).
+    saw_evaluation_split: bool | None = None
     # OOD set name → its data (default: ``data``, which serves OOD sets drawn from the same dataset).
     ood_data: dict[str, str] | None = None
     # Bootstrap resamples for the confidence intervals (0: no intervals; the per-sample file is written anyway).

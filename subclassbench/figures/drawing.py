@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.typing import RcKeyType
 
+
 class Result(Protocol):
     """What the figures read of a result (:class:`subclassbench.results.Result` has it all). A protocol, not an
     import: figures sit below results, so that ``Result.plot()`` can draw with them."""
@@ -54,6 +55,8 @@ class Result(Protocol):
     def layers(self) -> Any: ...
     @property
     def summary(self) -> Any: ...
+    @property
+    def committed_layers(self) -> list[str]: ...
     @property
     def limited(self) -> bool: ...
     @property
@@ -258,7 +261,9 @@ def curve_from_row(row: dict[str, Any]) -> Curve:
     points = row["curve"]
     committed = row.get("committed_layer") or ""
     # A row averaged over training seeds whose committed layers differ reads "varies: a, b".
-    layers = committed.removeprefix("varies: ").split(", ") if committed else []
+    # Under protocol v3 a layer entry may read "a / b": the two halves' cross-fitted choices.
+    parts = committed.removeprefix("varies: ").split(", ") if committed else []
+    layers = list(dict.fromkeys(n for part in parts for n in part.split(" / ")))
     return Curve(
         name=row["submission"],
         layers=tuple(p["layer"] for p in points),
@@ -282,14 +287,13 @@ def curve_from_result(result: Result) -> Curve:
             "(evaluate with --metrics clusterability)"
         )
     bands = [layer.get("ci95", {}).get("ami") for layer in layers]
-    committed = result.summary.get("committed_layer")
     return Curve(
         name=result.encoder["spec"],
         layers=tuple(layer["name"] for layer in layers),
         depths=tuple(float(layer["depth"]) for layer in layers),
         ami=tuple(float(layer["clusterability"]["ami"]) for layer in layers),
         bands=tuple((float(b[0]), float(b[1])) for b in bands if b is not None) if None not in bands else None,
-        committed=() if committed is None else (committed,),
+        committed=tuple(result.committed_layers),
         labels=training_labels(result),
         key=model_key(result.encoder["spec"], result.weights_sha256),
     )

@@ -156,11 +156,12 @@ def architecture(spec: str) -> str:
 
 
 def _committed_layers(layer: str | None) -> list[str]:
-    """The layers to mark on the curve: one, or each of a seed group's ``varies: a, b``."""
+    """The layers to mark on the curve: one, each of a seed group's ``varies: a, b``, or both halves' ``a / b``."""
     if not layer:
         return []
     prefix = "varies: "
-    return layer[len(prefix) :].split(", ") if layer.startswith(prefix) else [layer]
+    parts = layer[len(prefix) :].split(", ") if layer.startswith(prefix) else [layer]
+    return list(dict.fromkeys(n for part in parts for n in part.split(" / ")))  # v3: "a / b", the halves' choices
 
 
 def _details(row: dict[str, Any]) -> list[list[str]]:

@@ -34,6 +34,7 @@ from subclassbench.scoring.protocol import protocol_fingerprint
 from subclassbench.scoring.samples import sidecar_name
 
 if TYPE_CHECKING:
+    from subclassbench.evaluation.request import EvaluationRequest
     from subclassbench.tasks.task import Task
 
 MODEL_FILE = "model.yaml"
@@ -682,6 +683,14 @@ def _model_entry(request: SubmitRequest) -> dict[str, Any]:
 CARD_LABELS = {"superclass": "superclass", "subclass": "fine"}  # a run card's labels → model.yaml's
 
 
+def _saw_evaluation_split(training: dict[str, Any]) -> bool | None:
+    """model.yaml's declaration of whether training held the evaluation images; an untrained encoder did not."""
+    declared = training.get("saw_evaluation_split")
+    if isinstance(declared, bool):
+        return declared
+    return False if training.get("labels") == "none" else None
+
+
 def card_defaults(request: SubmitRequest) -> dict[str, str]:
     """What a `subclassbench train` folder passed as ``--weights`` says about its training: labels, label task and
     training data, for the fields the submitter left out ({} for any other weights)."""
@@ -883,6 +892,7 @@ def submit(request: SubmitRequest) -> Report:
                     progress=request.progress,
                     metrics=request.metrics,
                     weights_label=weights_label,
+                    saw_evaluation_split=_saw_evaluation_split(entry["training"]),
                     model_args=entry["encoder"].get("model_args"),
                     preprocess=entry["encoder"].get("preprocess"),
                 )
@@ -966,6 +976,74 @@ class Verification:
     differences: list[Difference | str] = field(default_factory=list)
 
 
+def _rerun_request(
+    entry: dict[str, Any], submitted: Result, file: Path | None, source: str, progress: bool, cache: str
+) -> EvaluationRequest:
+    """The evaluation that re-runs one of a submission's results: its model, weights, split and metrics."""
+    from subclassbench.evaluation.request import EvaluationRequest
+    from subclassbench.tasks.task import load_task
+
+    task = load_task(submitted.task_name)
+    return EvaluationRequest(
+        model=entry["encoder"]["spec"],
+        task=submitted.task_name,
+        weights=None if file is None else str(file),
+        data=source if task.needs_data_path else None,
+        split=submitted.task["split"],
+        pretrained=not entry["encoder"].get("random_init", False),
+        progress=progress,
+        metrics=submitted.metrics,
+        cache=cache,
+        # The submission's memory layout: the same kernels, so the same last bits.
+        channels_last=bool((submitted.get("run") or {}).get("compute", {}).get("channels_last", False)),
+        model_args=entry["encoder"].get("model_args"),
+        preprocess=entry["encoder"].get("preprocess"),
+        weights_label=(submitted.encoder.get("weights") or {}).get("path"),
+        saw_evaluation_split=_saw_evaluation_split(entry["training"]),
+    )
+
+
+def rerun(
+    folder: Path,
+    data: str | None = None,
+    tasks: list[str] | None = None,
+    progress: bool = False,
+    weights: Path | None = None,
+) -> list[Path]:
+    """Re-run each of a submission's results under the current protocol and write it in place (the result and
+    its per-sample file together): what a protocol change asks of every shipped result. Features come from the
+    cache when it holds them (they do not depend on the protocol's scoring); returns the files written."""
+    from subclassbench.evaluation.pipeline import evaluate
+    from subclassbench.tasks.task import load_task
+
+    report = validate_submission(folder)
+    if report.errors:
+        raise SubclassbenchError(f"{report.errors[0]} (run `subclassbench validate {folder}`)")
+    assert report.model is not None
+    entry, declared = report.model, declared_weights(report.model)
+    written: list[Path] = []
+    for submitted in sorted(report.results, key=lambda r: (r.task_name, str(r.path))):
+        if tasks and submitted.task_name not in tasks:
+            continue
+        seed = report.seed(submitted)
+        if seed is None and is_external(declared):
+            assert declared is not None
+            file: Path | None = locate(declared["source"], declared["sha256"], repository_of(folder), weights)[0]
+        else:
+            file = weights_path(folder, entry, seed)
+        source = data or submitted.task["data_source"]
+        if load_task(submitted.task_name).needs_data_path and not Path(source).exists():
+            raise SubclassbenchError(f"{submitted.path}: its data is not at {source}; pass --data")
+        assert submitted.path is not None
+        announce(f"rerun: {submitted.path}", progress)
+        result = evaluate(_rerun_request(entry, submitted, file, source, progress, cache="use"))
+        if result.task["fingerprint"] != submitted.task["fingerprint"]:
+            raise SubclassbenchError(f"{submitted.path}: the data differs from the submission's (task fingerprint)")
+        result.write(submitted.path)
+        written.append(submitted.path)
+    return written
+
+
 def verify(
     folder: Path,
     data: str | None = None,
@@ -985,7 +1063,6 @@ def verify(
     first re-run, and checked against their sha256 before they load.
     """
     from subclassbench.evaluation.pipeline import evaluate
-    from subclassbench.evaluation.request import EvaluationRequest
     from subclassbench.tasks.task import load_task
 
     report = validate_submission(folder)
@@ -1037,23 +1114,8 @@ def verify(
             "without the feature cache",
             progress,
         )
-        rerun = evaluate(
-            EvaluationRequest(
-                model=entry["encoder"]["spec"],
-                task=name,
-                weights=None if file is None else str(file),
-                data=source if task.needs_data_path else None,
-                split=submitted.task["split"],
-                pretrained=not entry["encoder"].get("random_init", False),
-                progress=progress,
-                metrics=submitted.metrics,
-                cache="off",  # a verification recomputes features, never reads them back
-                # The submission's memory layout: the same kernels, so the same last bits.
-                channels_last=bool((submitted.get("run") or {}).get("compute", {}).get("channels_last", False)),
-                model_args=entry["encoder"].get("model_args"),
-                preprocess=entry["encoder"].get("preprocess"),
-            )
-        )
+        # a verification recomputes features, never reads them back
+        rerun = evaluate(_rerun_request(entry, submitted, file, source, progress, cache="off"))
         if rerun.task["fingerprint"] != submitted.task["fingerprint"]:
             done(Verification(label, "fail", "the data differs from the submission's (task fingerprint)"))
             continue

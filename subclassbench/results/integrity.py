@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from subclassbench.metrics.layers import tunnel_summary
-from subclassbench.scoring.clusterability import commit_layer, summarize
+from subclassbench.scoring.clusterability import summarize
+from subclassbench.scoring.commitment import commit
 from subclassbench.scoring.transfer import ood_probe, tunnel_record
 from subclassbench.uncertainty.bootstrap import cluster_replicates, interval
 
@@ -103,6 +104,11 @@ def _transfer_problems(names: list[str], layers: list[dict[str, Any]], summary: 
     if sets:
         mean = tunnel_summary(names, id_curve, [t["ood_mean_acc"] for t in transfer], distinct)
         headline = {"ood_retained": mean["ood_retained"], "pearson_id_ood": mean["pearson_id_ood"]}
+        if "ood_retained_mean_curve" in detail:  # protocol v3: the headline is the mean of the sets' own
+            _compare(problems, "summary.transfer", detail, {"ood_retained_mean_curve": mean["ood_retained"]})
+            per_set = [[t["ood"][e["name"]]["acc"] for t in transfer] for e in sets]
+            retained = [tunnel_summary(names, id_curve, curve, distinct)["ood_retained"] for curve in per_set]
+            headline["ood_retained"] = float(np.mean(retained))
         _compare(problems, "summary.transfer", detail, headline)
         _compare(problems, "summary", summary, headline)
         if detail.get("tunnel") != tunnel_record(mean) or summary.get("tunnel") != tunnel_record(mean):
@@ -134,6 +140,45 @@ def _transfer_problems(names: list[str], layers: list[dict[str, Any]], summary: 
     return problems
 
 
+def _selection_problems(
+    clustered: list[dict[str, Any]], summary: dict[str, Any], selection: dict[str, Any]
+) -> list[str]:
+    """The committed layer(s) and AMI must follow from the selection's per-layer AMIs (the rest of the committed
+    metrics need the per-sample file: :func:`sample_problems`)."""
+    problems: list[str] = []
+    names = [layer["name"] for layer in clustered]
+    if selection.get("method") == "crossfit":  # protocol v3: chosen on one hash half, scored on the other
+        halves = selection["per_layer_ami"]
+        if any(len(halves.get(h, [])) != len(clustered) for h in ("A", "B")):
+            return ["summary.selection.per_layer_ami has one value per layer too few or too many in a half"]
+        a, b = int(np.argmax(halves["A"])), int(np.argmax(halves["B"]))
+        expected = {
+            "committed_layer": names[a] if a == b else f"{names[a]} / {names[b]}",
+            "committed_ami": (halves["B"][a] + halves["A"][b]) / 2,
+            "committed_gap": (max(halves["A"]) + max(halves["B"])) / 2 - (halves["B"][a] + halves["A"][b]) / 2,
+        }
+        _compare(problems, "summary", summary, expected)
+        if summary.get("committed_layers") != [names[a], names[b]]:
+            problems.append(f"summary.committed_layers does not follow from the halves' AMIs ({names[a]}, {names[b]})")
+        return problems
+    per_layer = selection["per_layer_ami"]  # protocol v1/v2: chosen on the validation split
+    if len(per_layer) != len(clustered):
+        return ["summary.selection.per_layer_ami has one value per layer too few or too many"]
+    chosen = int(np.argmax(per_layer))
+    committed = clustered[chosen]["clusterability"]
+    expected = {
+        "committed_layer": names[chosen],
+        "committed_ami": committed["ami"],
+        "committed_within_superclass_acc": committed["within_superclass_acc"],
+        "committed_reconstruction_acc": committed["reconstruction_acc"],
+        "committed_superclass_acc": committed["superclass_acc"],
+        "committed_gap": max(layer["clusterability"]["ami"] for layer in clustered) - committed["ami"],
+    }
+    _compare(problems, "summary", summary, expected)
+    _compare(problems, "summary.selection", selection, {"ami": per_layer[chosen]})
+    return problems
+
+
 def summary_problems(doc: dict[str, Any]) -> list[str]:
     """Every summary value (and every layer's aggregate score) that its per-layer data does not give."""
     layers, summary = doc["layers"], doc["summary"]
@@ -145,13 +190,7 @@ def summary_problems(doc: dict[str, Any]) -> list[str]:
         _compare(problems, "summary", summary, summarize(clustered))
         selection = summary.get("selection")
         if selection is not None:
-            per_layer = selection["per_layer_ami"]
-            if len(per_layer) != len(clustered):
-                problems.append("summary.selection.per_layer_ami has one value per layer too few or too many")
-            else:
-                chosen = commit_layer(clustered, [{"ami": v} for v in per_layer], selection["split"])
-                _compare(problems, "summary", summary, chosen)
-                _compare(problems, "summary.selection", selection, {"ami": chosen["selection"]["ami"]})
+            problems += _selection_problems(clustered, summary, selection)
     elif any(k in summary for k in ("best_layer", "committed_layer")):
         problems.append("summary names a best or committed layer but not every layer has clusterability scores")
     transferred = [layer for layer in layers if "transfer" in layer]
@@ -199,6 +238,17 @@ def sample_problems(doc: dict[str, Any], samples: SampleOutputs) -> list[str]:
                     continue
                 acc = float(samples.probe_correct(ood_probe(name))[i].mean())
                 _compare(problems, f"layer {layer['name']} OOD set {name} (per-sample file)", entry, {"acc": acc})
+    selection = summary.get("selection") or {}
+    if selection.get("method") == "crossfit" and samples.kmeans is not None:
+        right = None if samples.superclass_pred is None else samples.superclass_pred == samples.superclass[None, :]
+        ward = None
+        if samples.ward is not None:
+            ward = {names.index(n): samples.ward[j, 0] for j, n in enumerate(samples.ward_layers)}
+        redone = commit(
+            names, samples.superclass, samples.subclass, samples.kmeans, correct, right, selection["split"], ward
+        )
+        redone.pop("selection")
+        _compare(problems, "summary (committed, from the per-sample file)", summary, redone, strict=False)
     problems += _interval_problems("summary.ci95", summary.get("ci95", {}), samples.replicates)
     for key, values in samples.replicates.items():  # element 0 is the estimate: the summary's own number
         if isinstance(summary.get(key), float | int) and not _same(summary[key], float(values[0])):

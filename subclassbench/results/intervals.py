@@ -18,6 +18,7 @@ import numpy as np
 
 from subclassbench.errors import SubclassbenchError
 from subclassbench.results.result import Result
+from subclassbench.scoring.commitment import crossfit
 from subclassbench.scoring.samples import SampleOutputs
 from subclassbench.uncertainty.bootstrap import (
     BOOTSTRAP,
@@ -92,9 +93,9 @@ def compute(
     names = samples.layers
     index = {name: i for i, name in enumerate(names)}
     per_layer_reps: list[dict[str, np.ndarray]] = [{} for _ in names]
+    correct = samples.reconstruction_correct()
     if samples.kmeans is not None:
         counts = rep.counts(EVALUATION)
-        correct = samples.reconstruction_correct()
         for i in range(len(names)):
             clusters = cluster_replicates(counts, samples.superclass, samples.subclass, samples.kmeans[i])
             per_layer_reps[i]["ami"] = clusters.ami
@@ -112,22 +113,33 @@ def compute(
             per_layer_reps[i]["ood_mean_acc"] = ood_curve[:, i]
 
     headline: dict[str, np.ndarray] = {}
-    for prefix, layer in (("committed", summary.get("committed_layer")), ("best", summary.get("best_layer"))):
-        if layer is None or layer not in index:
-            continue
+    selection = summary.get("selection") or {}
+    if selection.get("method") == "crossfit" and samples.kmeans is not None:
+        # Protocol v3: every replicate repeats the choice on its own resample's halves (commitment.crossfit).
+        right = None if samples.superclass_pred is None else samples.superclass_pred == samples.superclass[None, :]
+        ward = None
+        if samples.ward is not None:
+            ward = {index[n]: samples.ward[j, 0] for j, n in enumerate(samples.ward_layers)}
+        counts = rep.counts(EVALUATION)
+        fit = crossfit(counts, samples.superclass, samples.subclass, samples.kmeans, correct, right, ward)
+        headline.update((key, values) for key, values in fit.metrics.items() if summary.get(key) is not None)
+    elif summary.get("committed_layer") in index:  # protocol v1/v2: one layer, chosen on the validation split
+        layer = str(summary["committed_layer"])
         reps = per_layer_reps[index[layer]]
-        headline[f"{prefix}_ami"] = reps["ami"]
-        if prefix == "committed":
-            headline["committed_within_superclass_acc"] = reps["within_superclass_acc"]
-            if "reconstruction_acc" in reps:
-                headline["committed_reconstruction_acc"] = reps["reconstruction_acc"]
-                assert samples.superclass_pred is not None
-                right = samples.superclass_pred[index[layer]] == samples.superclass
-                headline["committed_superclass_acc"] = mean_replicates(rep.counts(EVALUATION), right)
-            if layer in samples.ward_layers and samples.ward is not None:
-                ward = samples.ward[samples.ward_layers.index(layer), 0]
-                clusters = cluster_replicates(rep.counts(EVALUATION), samples.superclass, samples.subclass, ward)
-                headline["committed_ward_ami"] = clusters.ami
+        headline["committed_ami"] = reps["ami"]
+        headline["committed_within_superclass_acc"] = reps["within_superclass_acc"]
+        if "reconstruction_acc" in reps:
+            headline["committed_reconstruction_acc"] = reps["reconstruction_acc"]
+            assert samples.superclass_pred is not None
+            right_v2 = samples.superclass_pred[index[layer]] == samples.superclass
+            headline["committed_superclass_acc"] = mean_replicates(rep.counts(EVALUATION), right_v2)
+        if layer in samples.ward_layers and samples.ward is not None:
+            ward_v2 = samples.ward[samples.ward_layers.index(layer), 0]
+            clusters = cluster_replicates(rep.counts(EVALUATION), samples.superclass, samples.subclass, ward_v2)
+            headline["committed_ward_ami"] = clusters.ami
+    best = summary.get("best_layer")
+    if best is not None and best in index:
+        headline["best_ami"] = per_layer_reps[index[best]]["ami"]
     if per_layer_reps and "ami" in per_layer_reps[-1]:
         headline["last_ami"] = per_layer_reps[-1]["ami"]
         if "reconstruction_acc" in per_layer_reps[-1]:
@@ -136,7 +148,12 @@ def compute(
     if transfer is not None:
         distinct = [not layer["transfer"]["same_as_next"] for layer in per_layer]
         if ood_curve is not None and transfer.get("ood_retained") is not None:
-            headline["ood_retained"] = retained_replicates(ood_curve, distinct)
+            if "ood_retained_mean_curve" in transfer:  # protocol v3: Harun et al.'s mean over the OOD sets
+                per_set = [retained_replicates(rep.probe_curve(name), distinct) for name in ood_sets]
+                headline["ood_retained"] = np.mean(per_set, axis=0)
+                headline["ood_retained_mean_curve"] = retained_replicates(ood_curve, distinct)
+            else:  # protocol v1/v2: the mean curve's
+                headline["ood_retained"] = retained_replicates(ood_curve, distinct)
         for kind, probe in (("subpop_shift", "shift"), ("subpop_refit", "refit")):
             if probe in samples.probes and (transfer.get("subpopulation_shift") or {}).get(kind):
                 headline[f"{kind}_retained"] = retained_replicates(rep.probe_curve(probe), distinct)

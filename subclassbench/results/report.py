@@ -72,11 +72,11 @@ def _render(result: Result, columns: list[Column]) -> str:
     from tabulate import tabulate
 
     summary = result.summary
-    committed, best = summary.get("committed_layer"), summary.get("best_layer")
+    committed, best = result.committed_layers, summary.get("best_layer")
     rows: list[list[Any]] = []
     for record in result.layers:
         layer = dict(record)
-        marks = (COMMITTED if layer["name"] == committed else "") + (BEST if layer["name"] == best else "")
+        marks = (COMMITTED if layer["name"] in committed else "") + (BEST if layer["name"] == best else "")
         row: list[Any] = [f"{layer['name']} {marks}".rstrip()]
         for column in columns:
             row.append(column.value(layer) if column.family is None or column.family in layer else None)
@@ -115,16 +115,23 @@ def headline(result: Result) -> str | None:
         return None
     limited = " (limited: a --limit quick try, not a canonical number)" if result.limited else ""
     return (
-        f"committed layer {summary['committed_layer']} (chosen on '{summary['selection']['split']}'): "
+        f"committed layer {summary['committed_layer']} ({_chosen_on(summary)}): "
         f"AMI {summary['committed_ami']:.3f}{_ci(result, 'committed_ami')}, reconstruction accuracy "
         f"{_fmt(summary['committed_reconstruction_acc'])}{_ci(result, 'committed_reconstruction_acc')} "
         f"(95% intervals over the test images){limited}"
     )
 
 
+def _chosen_on(summary: Any) -> str:
+    selection = summary.get("selection") or {}
+    split = selection.get("split", "val")
+    if selection.get("method") == "crossfit":
+        return f"cross-fitted on '{split}'"
+    return f"chosen on '{split}'"
+
+
 def legend(result: Result) -> str:
-    split = result.summary.get("selection", {}).get("split", "val")
-    marks = f"{COMMITTED} committed layer (chosen on '{split}')  {BEST} best AMI on test (not chosen on)"
+    marks = f"{COMMITTED} committed layer ({_chosen_on(result.summary)})  {BEST} best AMI on test (not chosen on)"
     return f"{marks}  columns: {DOCS}"
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 from subclassbench.core.files import atomic_write_many, read_json
 from subclassbench.errors import SubclassbenchError, first_line
 from subclassbench.schemas import first_error
+from subclassbench.scoring.commitment import committed_layer_names
 from subclassbench.scoring.samples import SampleOutputs, sidecar_name
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 #      2.2 files keep the earlier one, which still reads (`subclassbench intervals` recomputes it).
 # 2.4: uncertainty.method may name the method that names the clusters once, on the whole sample (the
 #      within-superclass accuracy's replicates no longer re-match per resample).
-SCHEMA_VERSION = "2.4"
+SCHEMA_VERSION = "2.5"
 
 
 class ProtocolRecord(TypedDict):
@@ -97,6 +98,8 @@ class Summary(TypedDict, total=False):
     last_reconstruction_acc: float | None
     last_superclass_acc: float | None
     committed_layer: str
+    committed_layers: list[str]
+    committed_ward_ami: float
     committed_ami: float
     committed_within_superclass_acc: float
     committed_reconstruction_acc: float | None
@@ -148,11 +151,17 @@ def _from_2_3(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "schema_version": "2.4"}
 
 
+def _from_2_4(doc: dict[str, Any]) -> dict[str, Any]:
+    """2.4 → 2.5 adds protocol v3's cross-fitted selection as a second form: a 2.4 result is a valid 2.5 result."""
+    return {**doc, "schema_version": "2.5"}
+
+
 MIGRATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "2.0": ("2.1", _from_2_0),
     "2.1": ("2.2", _from_2_1),
     "2.2": ("2.3", _from_2_2),
     "2.3": ("2.4", _from_2_3),
+    "2.4": ("2.5", _from_2_4),
 }
 
 
@@ -271,8 +280,16 @@ class Result:
         return [layer["name"] for layer in self.doc["layers"]]
 
     @property
+    def committed_layers(self) -> list[str]:
+        """The committed layer(s): protocol v3's two cross-fitted choices when they differ, else one."""
+        return committed_layer_names(dict(self.summary))
+
+    @property
     def committed_ward(self) -> dict[str, Any] | None:
-        """The committed layer's Ward scores (Nguyen & Kornblith's algorithm), or None."""
+        """Ward's scores (Nguyen & Kornblith's algorithm) at the committed layer, or None; under protocol v3 the
+        cross-fitted AMI (``ami``) alone, read on the halves as every committed metric."""
+        if "committed_ward_ami" in self.summary:
+            return {"ami": self.summary["committed_ward_ami"]}
         name = self.summary.get("committed_layer")
         layer = next((layer for layer in self.layers if layer["name"] == name), None)
         return None if layer is None else layer.get("clusterability", {}).get("ward")
@@ -347,7 +364,7 @@ class Result:
         layer the protocol committed to (``subclassbench.load_results`` tabulates whole results instead)."""
         import pandas as pd
 
-        committed = self.summary.get("committed_layer")
+        committed = self.committed_layers
         rows = []
         for layer in self.layers:
             row: dict[str, Any] = {
@@ -356,7 +373,7 @@ class Result:
                 "layer": layer["name"],
                 "depth": layer["depth"],
                 "dim": layer["dim"],
-                "committed": layer["name"] == committed,
+                "committed": layer["name"] in committed,
             }
             clusters = layer.get("clusterability") or {}
             row.update((k, v) for k, v in clusters.items() if not isinstance(v, dict | list))
@@ -421,7 +438,6 @@ def _read_samples(path: Path, record: dict[str, Any]) -> SampleOutputs:
             "it; results and their .samples.npz are renamed together: re-run the evaluation"
         )
     return SampleOutputs.read(path.parent / expected, record)
-
 
 
 def read_result(path: str | Path) -> Result:

@@ -333,27 +333,6 @@ def score_layers(
     return StartedLayers(layers, split, progress, train, with_ward, device, pool or WorkerPool()).finish()
 
 
-def commit_layer(layers: list[dict[str, Any]], validation: list[dict[str, Any]], split: str) -> dict[str, Any]:
-    """Brain-Score's layer commitment: pick the layer on validation data, report its test scores.
-
-    ``layers`` carry the evaluation split's clusterability; ``validation`` the
-    same layers scored on ``split``.
-    """
-    val_amis = [v["ami"] for v in validation]
-    chosen = int(np.argmax(val_amis))  # first of ties: the shallowest
-    best_ami = max(layer["clusterability"]["ami"] for layer in layers)
-    committed = layers[chosen]["clusterability"]
-    return {
-        "committed_layer": layers[chosen]["name"],
-        "committed_ami": committed["ami"],
-        "committed_within_superclass_acc": committed["within_superclass_acc"],
-        "committed_reconstruction_acc": committed["reconstruction_acc"],
-        "committed_superclass_acc": committed["superclass_acc"],
-        "committed_gap": best_ami - committed["ami"],
-        "selection": {"split": split, "ami": val_amis[chosen], "per_layer_ami": val_amis},
-    }
-
-
 def summarize(layers: list[dict[str, Any]]) -> dict[str, Any]:
     """Best layer (by mean AMI) and the last layer's headline numbers."""
     amis = [layer["clusterability"]["ami"] for layer in layers]

@@ -1,8 +1,9 @@
 """The clusterability family: subclass clusterability per layer, reconstruction accuracy and the committed layer.
 
-The splits it reads, besides the evaluated one: the validation split, on which the committed layer is
-chosen (k-means AMI only), and the train split, on which reconstruction accuracy fits its superclass
-probe. Either may be absent; the result then says what is missing, in a note. The (layer, superclass)
+The split it reads besides the evaluated one: the train split, on which reconstruction accuracy fits its
+superclass probe; when it is absent the result says so in a note. The committed layer is chosen on the
+evaluated split itself, by cross-fitting its two hash halves (protocol v3, :mod:`~subclassbench.scoring.commitment`):
+no validation split, so no layer is chosen on images a network trained on. The (layer, superclass)
 units run in the worker pool (:class:`~subclassbench.scoring.clusterability.StartedLayers`), so they
 overlap with the transfer family's probes, which train in this process.
 """
@@ -14,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from subclassbench.core.progress import stage
-from subclassbench.errors import DataMissingError, SubclassbenchError
-from subclassbench.scoring.clusterability import StartedLayers, commit_layer, summarize
+from subclassbench.errors import DataMissingError
+from subclassbench.scoring.clusterability import StartedLayers, summarize
+from subclassbench.scoring.commitment import commit, committed_layer_names
 from subclassbench.scoring.family import METRIC_FAMILIES, DataPlan, FamilyRun, MetricFamily, Scored, ScoringInputs
 from subclassbench.tasks.task import Task
 
@@ -35,8 +37,9 @@ def _stacked(arrays: list[np.ndarray | None]) -> np.ndarray:
 
 
 def ward_layers(summary: dict[str, Any]) -> list[str]:
-    """The layers whose Ward assignments the per-sample file keeps: the committed and the best."""
-    return list(dict.fromkeys(n for n in (summary.get("committed_layer"), summary.get("best_layer")) if n))
+    """The layers whose Ward assignments the per-sample file keeps: the committed ones and the best."""
+    best = [summary["best_layer"]] if summary.get("best_layer") else []
+    return list(dict.fromkeys(committed_layer_names(summary) + best))
 
 
 class Clusterability(MetricFamily):
@@ -44,14 +47,6 @@ class Clusterability(MetricFamily):
 
     def load_splits(self, plan: DataPlan) -> bool:
         task, evaluation, splits = plan.task, plan.evaluation, plan.splits
-        val = task.validation_split
-        if val and val != evaluation.split:
-            try:
-                splits[val] = plan.load(val)
-            except DataMissingError as exc:  # absent: no committed layer; present but corrupt: an error
-                plan.notes.append(
-                    f"no committed layer (needs the '{val}' split; pass --data with every split): {exc}"
-                )
         train = reconstruction_split(task)
         if train and train != evaluation.split and train not in splits:
             try:
@@ -81,16 +76,6 @@ class _ClusterabilityRun(FamilyRun):
         self.started = StartedLayers(
             self.first, evaluation, inputs.progress, reference, True, inputs.device, inputs.pool
         )
-        self.val = task.validation_split
-        self.validation: StartedLayers | None = None
-        if self.val in features and self.val != evaluation.split:
-            try:  # the validation split only chooses the layer: k-means AMI, no Ward, no reconstruction
-                self.validation = StartedLayers(
-                    features[self.val], inputs.splits[self.val], inputs.progress, None, False, inputs.device,
-                    inputs.pool,
-                )  # fmt: skip
-            except SubclassbenchError as exc:  # e.g. a subset too small to cluster: report, don't fail
-                inputs.notes.append(f"no committed layer: the '{self.val}' split cannot be scored ({exc})")
 
     def finish(self, scored: Scored) -> None:
         clustered = self.started.finish()
@@ -101,13 +86,20 @@ class _ClusterabilityRun(FamilyRun):
         if self.started.train is not None:
             scored.samples.superclass_pred = _stacked([c.superclass_pred for c in clustered])
             scored.samples.reconstructed = _stacked([c.reconstructed for c in clustered])
-        if self.validation is not None:
-            try:
-                validation = [c.scores for c in self.validation.finish()]
-            except SubclassbenchError as exc:
-                self.inputs.notes.append(f"no committed layer: the '{self.val}' split cannot be scored ({exc})")
-            else:
-                scored.summary.update(commit_layer(scored.per_layer, validation, str(self.val)))
+        evaluation = self.inputs.evaluation
+        names = [f.name for f in self.first]
+        superclass_right = (
+            scored.samples.superclass_pred == evaluation.superclass[None, :]
+            if scored.samples.superclass_pred is not None
+            else None
+        )
+        ward = {i: c.ward[0] for i, c in enumerate(clustered) if c.ward is not None}  # factor 1: k clusters
+        scored.summary.update(
+            commit(
+                names, evaluation.superclass, evaluation.subclass, scored.samples.kmeans,
+                scored.samples.reconstruction_correct(), superclass_right, evaluation.split, ward or None,
+            )
+        )  # fmt: skip
         names = [f.name for f in self.first]
         kept = [n for n in ward_layers(scored.summary) if clustered[names.index(n)].ward is not None]
         if kept:

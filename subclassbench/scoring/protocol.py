@@ -1,13 +1,13 @@
 """The frozen evaluation protocol: every parameter in one place.
 
-The current protocol is :data:`PROTOCOL` (version 2). Every parameter lives in
+The current protocol is :data:`PROTOCOL` (version 3). Every parameter lives in
 it (or is a named constant here that it records) and is hashed into the
 protocol fingerprint that each result records; changing any of them is a new
 protocol version, never a silent edit. The code that applies them reads them
 from here (``clusterability.py``, ``transfer.py``, ``probes.py``).
 ``docs/protocol.md`` gives each parameter's source and every departure from
-the sources. :data:`PROTOCOL_V1` is kept, frozen, so the archived v1 results
-and leaderboard stay readable.
+the sources. :data:`PROTOCOL_V1` and :data:`PROTOCOL_V2` are kept, frozen, so the archived
+results and leaderboards stay readable.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from subclassbench.core.hashing import sha256_json
+from subclassbench.scoring.commitment import SALT as COMMITMENT_SALT
 from subclassbench.scoring.probes import ProbeRecipe
 
-PROTOCOL_VERSION = "2"
+PROTOCOL_VERSION = "3"
 RANK_MAX_ROWS = 10_000  # SVD cost cap; rows are a fixed (seed 0) subsample beyond it
 RANK_REL_TOL = 1e-3
 
@@ -96,8 +97,9 @@ TUNNEL_STRENGTH = [  # (lowest % retained, class), after Harun et al. (2024)
     (0.0, "strong"),
 ]
 
-PROTOCOL: dict[str, Any] = {
-    "version": PROTOCOL_VERSION,
+# Version 2, frozen as it was when version 3 replaced it (2026-12-07).
+PROTOCOL_V2: dict[str, Any] = {
+    "version": "2",
     "features": PROTOCOL_V1["features"],
     "clusterability": {
         "normalization": "l2 per feature vector",
@@ -179,6 +181,41 @@ PROTOCOL: dict[str, Any] = {
 }
 
 
+# Version 3: the committed layer is cross-fitted on the evaluation split's hash halves (no image a network
+# trained on chooses it, docs/layer-commitment.md), % OOD retained is Harun et al.'s mean over OOD sets (the mean
+# curve's value kept beside it), and each result records whether the selection images were seen in training.
+PROTOCOL: dict[str, Any] = {
+    **PROTOCOL_V2,
+    "version": PROTOCOL_VERSION,
+    "clusterability": {
+        **PROTOCOL_V2["clusterability"],
+        "committed_layer": (
+            "cross-fitted on the evaluation split: two fixed halves (sha256 of the salt and the image's manifest "
+            "position, alternating within each subclass); the layer with the best mean AMI on half A (ties: "
+            "shallowest) is scored on half B and the one best on B on A; every committed metric is the mean of the "
+            "two (k-means clusters fitted once on the whole split, without labels); committed_gap is the mean of "
+            "each half's best AMI minus that"
+        ),
+        "crossfit_salt": COMMITMENT_SALT,
+        "selection_exposure": (
+            "each result records whether the encoder trained on the selection images (the evaluation split): the "
+            "submitter's declaration, a train card's split, untrained; else null"
+        ),
+    },
+    "transfer": {
+        **PROTOCOL_V2["transfer"],
+        "ood_retained": (
+            "Harun et al. (2024): mean over OOD sets of 100 · a_penultimate / a_best on each set's curve (100 when no "
+            "earlier layer beats the last); the mean curve's value is recorded beside it as ood_retained_mean_curve"
+        ),
+        "tunnel": (
+            "on the mean OOD curve: its best layer (ties: shallowest) when it lies before the penultimate (last "
+            "scored) layer and beats it; else null; each OOD set records its own"
+        ),
+    },
+}
+
+
 def protocol_fingerprint() -> str:
     """Fingerprint of the current protocol (what new results record)."""
     return sha256_json(PROTOCOL)
@@ -186,3 +223,7 @@ def protocol_fingerprint() -> str:
 
 def protocol_v1_fingerprint() -> str:
     return sha256_json(PROTOCOL_V1)
+
+
+def protocol_v2_fingerprint() -> str:
+    return sha256_json(PROTOCOL_V2)

@@ -49,10 +49,9 @@ from subclassbench.core.hashing import sha256_text
 # replicate's matching fits its own duplicates, nearly every replicate lay above the estimate, and the
 # bias-corrected interval of the within-superclass accuracy collapsed below it (the untrained breeds-tiny16 row:
 # 0.350 [0.345, 0.345]). The clusters' names are part of the fit, which replicates reuse, never refit.
-METHOD = (
-    "bias-corrected percentile; AMI replicates centred on the sample NMI; clusters named once, on the whole sample"
-)
+METHOD = "bias-corrected percentile; AMI replicates centred on the sample NMI; clusters named once, on the whole sample"
 PREVIOUS_METHODS = ("bias-corrected percentile; AMI replicates centred on the sample NMI", "bias-corrected percentile")
+
 
 class BootstrapSettings(TypedDict):
     method: str
@@ -235,6 +234,7 @@ class ClusterReplicates:
 
     ami: np.ndarray
     matched_acc: np.ndarray
+    raw_ami: np.ndarray  # the replicates' own AMI, uncentred: what a choice made on a resample would read
 
 
 def cluster_replicates(
@@ -261,16 +261,19 @@ def cluster_replicates(
     elsewhere (``calibration.py``, docs/uncertainty.md). ``centre_ami=False``
     gives the earlier method's replicates, for the calibration's comparison.
     """
-    amis, matched = [], np.zeros(counts.shape[0])
+    amis, raw, matched = [], [], np.zeros(counts.shape[0])
     for s in np.unique(superclass):
         rows = np.flatnonzero(superclass == s)
         tables = cell_tables(counts[:, rows], subclass[rows], clusters[rows])
         ami = ami_from_tables(tables)
+        raw.append(ami.copy())
         if centre_ami:
             ami[1:] -= nmi_from_tables(tables[:1])[0] - ami[0]
         amis.append(ami)
         matched += matched_from_tables(tables)
-    return ClusterReplicates(ami=np.mean(amis, axis=0), matched_acc=matched / counts.shape[1])
+    return ClusterReplicates(
+        ami=np.mean(amis, axis=0), matched_acc=matched / counts.shape[1], raw_ami=np.mean(raw, axis=0)
+    )
 
 
 # --------------------------------------------------------------------------- % retained
@@ -310,9 +313,9 @@ def interval(values: np.ndarray, level: float = BOOTSTRAP["level"]) -> list[floa
 
     values = np.asarray(values, dtype=np.float64)
     estimate, replicates = values[0], values[1:]
-    below: float = (
-        np.count_nonzero(replicates < estimate) + 0.5 * np.count_nonzero(replicates == estimate)
-    ) / len(replicates)
+    below: float = (np.count_nonzero(replicates < estimate) + 0.5 * np.count_nonzero(replicates == estimate)) / len(
+        replicates
+    )
     below = min(max(below, 0.5 / len(replicates)), 1 - 0.5 / len(replicates))
     z0 = norm.ppf(below)
     tail = norm.ppf((1.0 - level) / 2.0)

@@ -22,7 +22,7 @@ def test_every_line_fits_the_width_and_the_headline_comes_first(result, width):
     lines = format_report(result, width=width)
     assert all(len(line) <= width for line in lines), max(lines, key=len)
     committed = result.summary["committed_layer"]
-    assert lines[0].startswith(f"committed layer {committed} (chosen on 'val'): AMI ")
+    assert lines[0].startswith(f"committed layer {committed} (cross-fitted on 'test'): AMI ")
     low, high = result.summary["ci95"]["committed_ami"]
     assert f"[{low:.3f}, {high:.3f}]" in " ".join(lines[:3])
 
@@ -46,7 +46,7 @@ def test_committed_and_best_layers_are_marked_and_explained(result):
     others = [name for name in rows if name not in (committed, best)]
     assert all(rows[name].split()[1][0].isdigit() for name in others)  # unmarked: the next cell is a number
     legend = " ".join(format_report(result, width=200))
-    assert "> committed layer (chosen on 'val')" in legend and "* best AMI on test (not chosen on)" in legend
+    assert "> committed layer (cross-fitted on 'test')" in legend and "* best AMI on test (not chosen on)" in legend
 
 
 def test_a_limited_result_says_so_in_its_headline():

@@ -82,7 +82,7 @@ def test_a_registered_family_is_scored_beside_the_protocol_families(registered):
     assert "committed_layer" in summary and samples.kmeans is not None
     assert list(per_layer[0])[-2:] == ["clusterability", RowCount.name]
     # Splits were loaded once per family, then every family started before any of them ran or finished.
-    assert EVENTS == ["load_splits ['test', 'train', 'val']", "start", "run", "finish"]
+    assert EVENTS == ["load_splits ['test', 'train']", "start", "run", "finish"]
 
 
 def test_families_resolve_by_task_and_refuse_unknown_names(registered):

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import copy
 
-from subclassbench.scoring.protocol import PROTOCOL, protocol_fingerprint, protocol_v1_fingerprint
+from subclassbench.scoring.protocol import (
+    PROTOCOL,
+    PROTOCOL_V2,
+    protocol_fingerprint,
+    protocol_v1_fingerprint,
+    protocol_v2_fingerprint,
+)
 
 # --------------------------------------------------------------------------- the fingerprint
 
@@ -26,7 +32,13 @@ def test_protocol_fingerprint_covers_every_parameter(monkeypatch):
 # --------------------------------------------------------------------------- protocol v2
 
 
-def test_protocol_v2_is_its_own_version_and_v1_stays_frozen():
-    assert PROTOCOL["version"] == "2" and protocol_fingerprint() != protocol_v1_fingerprint()
+def test_protocol_v3_is_its_own_version_and_v1_and_v2_stay_frozen():
+    assert PROTOCOL["version"] == "3" and protocol_fingerprint() not in (
+        protocol_v1_fingerprint(),
+        protocol_v2_fingerprint(),
+    )
     assert protocol_v1_fingerprint().startswith("d9eae7dacb55")  # the fingerprint the v1 board records
+    assert protocol_v2_fingerprint().startswith("991c0660104b")  # the fingerprint the archived v2 board records
+    assert "crossfit" not in str(PROTOCOL_V2) and "validation" in PROTOCOL_V2["clusterability"]["committed_layer"]
+    assert "cross-fitted" in PROTOCOL["clusterability"]["committed_layer"]
     assert "holdout" in PROTOCOL["transfer"]["epoch_selection"]
