@@ -84,6 +84,14 @@ def submit(
             "[default: none]"
         ),
     ] = None,
+    saw_evaluation_split: Annotated[
+        bool | None,
+        typer.Option(
+            "--saw-evaluation-split/--unseen-evaluation-split",
+            help="Whether its training data held the evaluated tasks' evaluation images (protocol v3 chooses the "
+            "committed layer on them; the result records it). [default: not declared, recorded as unknown]",
+        ),
+    ] = None,
     label_set: Annotated[
         str | None,
         typer.Option(
@@ -140,6 +148,7 @@ def submit(
             labels=labels,
             label_task=label_task,
             label_set=label_set,
+            saw_evaluation_split=saw_evaluation_split,
             channels_last=channels_last,
             training_data=training_data,
             license=license,

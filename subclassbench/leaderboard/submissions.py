@@ -586,6 +586,7 @@ class SubmitRequest:
     data: str | None = None
     labels: str | None = None
     label_task: str | None = None
+    saw_evaluation_split: bool | None = None  # model.yaml training.saw_evaluation_split (None: not declared)
     label_set: str | None = None  # a dataset's labels no task describes (imagenet-1k): its classes were seen
     channels_last: bool = False  # NHWC forward pass (recorded in each result's run.compute; features alike)
     training_data: str | None = None
@@ -642,6 +643,8 @@ def _model_entry(request: SubmitRequest) -> dict[str, Any]:
         if request.random_init != bool(entry["encoder"].get("random_init", False)):
             raise SubclassbenchError(f"--random-init must match {folder}'s model.yaml (encoder.random_init)")
         _model_options(request, entry, existing=True)
+        if request.saw_evaluation_split is not None:  # a declaration may be added or corrected on update
+            entry["training"]["saw_evaluation_split"] = request.saw_evaluation_split
         return entry
     card = card_defaults(request)  # a `train` folder's card says what the network was trained on
     for option, key in (("--labels", "labels"), ("--label-task", "label_task")):
@@ -676,6 +679,8 @@ def _model_entry(request: SubmitRequest) -> dict[str, Any]:
     )
     if request.random_init:
         entry["encoder"]["random_init"] = True
+    if request.saw_evaluation_split is not None:
+        entry["training"]["saw_evaluation_split"] = request.saw_evaluation_split
     _model_options(request, entry, existing=False)
     return entry
 
@@ -684,11 +689,9 @@ CARD_LABELS = {"superclass": "superclass", "subclass": "fine"}  # a run card's l
 
 
 def _saw_evaluation_split(training: dict[str, Any]) -> bool | None:
-    """model.yaml's declaration of whether training held the evaluation images; an untrained encoder did not."""
+    """model.yaml's declaration of whether training held the evaluation images (None: not declared)."""
     declared = training.get("saw_evaluation_split")
-    if isinstance(declared, bool):
-        return declared
-    return False if training.get("labels") == "none" else None
+    return declared if isinstance(declared, bool) else None
 
 
 def card_defaults(request: SubmitRequest) -> dict[str, str]:

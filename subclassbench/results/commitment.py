@@ -1,4 +1,4 @@
-"""Layer commitment without training images: the committed layer chosen on the evaluation split, cross-fitted.
+"""Layer commitment without training images, measured on protocol v2 results (the study behind protocol v3).
 
 Protocol v2 commits the layer whose AMI is highest on the task's validation split (§3.5). For CIFAR-10 tasks
 that split is carved from CIFAR-10 train, and every network trained on CIFAR-10 has seen it: the layer is
@@ -14,7 +14,6 @@ label, so choosing a layer on half A's labels and scoring it on half B's is an h
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,27 +21,8 @@ import numpy as np
 
 from subclassbench.errors import SubclassbenchError
 from subclassbench.results.result import Result
+from subclassbench.scoring.commitment import hash_halves
 from subclassbench.uncertainty.bootstrap import cluster_replicates
-
-SALT = "subclassbench/crossfit-halves/v1"  # changing it changes every half: a new measurement, not a fix
-
-
-def hash_key(index: int) -> bytes:
-    """The sort key of an evaluation image: sha256 of the salt and its position in the split's manifest order
-    (the order is fixed by the task's manifest, so a position names one image)."""
-    return hashlib.sha256(f"{SALT}:{index}".encode()).digest()
-
-
-def hash_halves(superclass: np.ndarray, subclass: np.ndarray) -> np.ndarray:
-    """A boolean mask of half A: within each (superclass, subclass), the images in hash order alternate between
-    the halves, so every subclass is split evenly (its odd image goes to A)."""
-    half = np.zeros(len(superclass), dtype=bool)
-    strata = np.stack([np.asarray(superclass), np.asarray(subclass)], axis=1)
-    for stratum in np.unique(strata, axis=0):
-        rows = np.flatnonzero(np.all(strata == stratum, axis=1))
-        ordered = sorted(rows.tolist(), key=hash_key)
-        half[ordered[0::2]] = True
-    return half
 
 
 def layer_amis(superclass: np.ndarray, subclass: np.ndarray, kmeans: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -103,6 +83,11 @@ class Crossfit:
 def crossfit(result: Result) -> Crossfit:
     """Cross-fitted layer commitment of ``result`` from its per-sample file."""
     samples = result.samples
+    if (result.summary.get("selection") or {}).get("method") == "crossfit":
+        raise SubclassbenchError(
+            f"{result.path}: already cross-fitted (protocol v3); this measurement compares a protocol v2 result's "
+            "validation-committed layer with cross-fitting"
+        )
     committed = result.summary.get("committed_layer")
     if samples is None or samples.kmeans is None or committed is None:
         raise SubclassbenchError(

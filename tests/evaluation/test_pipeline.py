@@ -47,9 +47,9 @@ def test_evaluate_runs_both_families_by_default():
     assert summary["ood_retained"] is None and summary["tunnel"] is None  # no OOD set: no OOD claim
     shift = summary["transfer"]["subpopulation_shift"]
     assert 0 < shift["subpop_refit"]["retained"] <= 100
-    assert set(result["task"]["splits"]) == {"test", "train", "val"}
+    assert set(result["task"]["splits"]) == {"test", "train"}  # v3 chooses the layer on test: no val split
     assert summary["committed_layer"] in [layer["name"] for layer in result["layers"]]
-    assert summary["selection"]["split"] == "val"
+    assert summary["selection"]["split"] == "test" and summary["selection"]["method"] == "crossfit"
 
 
 def test_metrics_selection():

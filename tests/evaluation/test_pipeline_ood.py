@@ -34,7 +34,7 @@ def test_class_split_pair_reports_ood_sets_and_the_tunnel_rule(id5_run):
         EvaluationRequest(model="builtin:digits_cnn", weights=str(id5_run), task="digits-id5", progress=False)
     )
     doc = result.doc
-    assert doc["protocol"]["version"] == "2"
+    assert doc["protocol"]["version"] == "3"
     transfer = doc["summary"]["transfer"]
     assert [s["name"] for s in transfer["ood_sets"]] == ["digits-ood5"]
     ood = transfer["ood_sets"][0]
@@ -43,6 +43,12 @@ def test_class_split_pair_reports_ood_sets_and_the_tunnel_rule(id5_run):
     tunnel = transfer["tunnel"]
     assert tunnel is None or tunnel["strength"] in ("negligible", "weak", "medium", "strong")
     assert doc["summary"]["tunnel"] == tunnel and doc["summary"]["ood_retained"] == transfer["ood_retained"]
+    # v3: Harun et al.'s mean over OOD sets ranks; the mean curve's value is kept beside it (one set: equal).
+    assert transfer["ood_retained"] == pytest.approx(np.mean([s["ood_retained"] for s in transfer["ood_sets"]]))
+    assert transfer["ood_retained_mean_curve"] == pytest.approx(transfer["ood_retained"])
+    # The layer was chosen on the test split; the run card says the network trained on 'train'.
+    assert doc["summary"]["selection"]["seen_in_training"] is False
+    assert "'train' split" in doc["summary"]["selection"]["seen_basis"]
     assert doc["task"]["ood_sets"][0]["task"] == "digits-ood5"
     for layer in doc["layers"]:
         c = layer["clusterability"]
@@ -58,6 +64,16 @@ def test_an_encoder_trained_on_the_ood_classes_is_flagged():
     # The packaged digits CNN was trained on all ten digits (digits-5): digits-ood5's classes are not OOD to it.
     result = evaluate(EvaluationRequest(model="builtin:digits_cnn.digits5_coarse", task="digits-id5", progress=False))
     assert result.summary["transfer"]["ood_sets"][0]["seen_in_training"] is True
+
+
+def test_a_hand_edited_mean_curve_retention_is_refused(id5_run):
+    result = evaluate(
+        EvaluationRequest(model="builtin:digits_cnn", weights=str(id5_run), task="digits-id5", progress=False)
+    )
+    doc = json.loads(result.to_json())
+    doc["summary"]["transfer"]["ood_retained_mean_curve"] -= 0.5
+    with pytest.raises(SubclassbenchError, match="ood_retained_mean_curve"):
+        Result.from_doc(doc)
 
 
 def test_a_hand_edited_tunnel_is_refused(id5_run):

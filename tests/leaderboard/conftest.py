@@ -39,6 +39,7 @@ def made(tmp_path_factory) -> Path:
         "superclass",
         "--label-task",
         "digits-5",
+        "--unseen-evaluation-split",
     )
     assert first.exit_code == 0, first.output
     weights = digits_mlp_weights(root / "mlp.safetensors")

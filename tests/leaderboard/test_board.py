@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from subclassbench.cli import app
 from subclassbench.errors import SubclassbenchError
 from subclassbench.figures import drawing as figures
-from subclassbench.leaderboard.board import build
+from subclassbench.leaderboard.board import LEADERBOARD_VERSION, build
 from subclassbench.leaderboard.cells import labels_cell, md
 from tests.figures.test_drawing import ROWS, _curves
 
@@ -30,7 +30,8 @@ def test_leaderboard_build_is_deterministic_and_ranked(made, tmp_path):
     build(made, first)
     build(made, second)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    figures = ["v2/digits-5.pdf", "v2/digits-5.png", "v2/digits-5.svg"]
+    v = f"v{LEADERBOARD_VERSION}"
+    figures = [f"{v}/digits-5.pdf", f"{v}/digits-5.png", f"{v}/digits-5.svg"]
     site = ["site/app.js", "site/index.html", "site/style.css"]
     assert [str(f) for f in files] == ["CHANGELOG.md", "README.md", "leaderboard.json", *site, *figures]
     for f in files:
@@ -40,7 +41,7 @@ def test_leaderboard_build_is_deterministic_and_ranked(made, tmp_path):
     assert rows[0]["committed_ami"] >= rows[1]["committed_ami"]
     assert re.search(r"^\| rank +\| encoder", (first / "README.md").read_text(), re.M)
     assert build(made, first) == []  # nothing to rewrite, and no second changelog entry
-    assert (first / "CHANGELOG.md").read_text().count("## v2") == 1
+    assert (first / "CHANGELOG.md").read_text().count(f"## v{LEADERBOARD_VERSION}") == 1
 
 
 def test_check_catches_a_hand_edit(made, tmp_path):
@@ -52,10 +53,11 @@ def test_check_catches_a_hand_edit(made, tmp_path):
     readme.write_text(readme.read_text().replace("cnn-coarse", "cnn-coarse-best", 1))
     bad = cli("leaderboard", "build", "--check", "--submissions", made, "--out", out)
     assert bad.exit_code == 2 and "README.md" in bad.output and "out of date" in bad.output
-    (out / "v2" / "old-task.png").write_bytes(b"\x89PNG")
-    (out / "v2" / "old-task.svg").write_bytes(b"<svg/>")
+    (out / f"v{LEADERBOARD_VERSION}" / "old-task.png").write_bytes(b"\x89PNG")
+    (out / f"v{LEADERBOARD_VERSION}" / "old-task.svg").write_bytes(b"<svg/>")
     assert cli("leaderboard", "build", "--submissions", made, "--out", out).exit_code == 0
-    assert not (out / "v2" / "old-task.png").exists() and not (out / "v2" / "old-task.svg").exists()
+    stale = out / f"v{LEADERBOARD_VERSION}"
+    assert not (stale / "old-task.png").exists() and not (stale / "old-task.svg").exists()
     assert cli("leaderboard", "build", "--check", "--submissions", made, "--out", out).exit_code == 0
 
 
@@ -97,8 +99,8 @@ def test_changelog_lists_what_changed(subs, tmp_path):
     shutil.rmtree(subs / "mlp-random")
     build(subs, out)
     log = (out / "CHANGELOG.md").read_text()
-    assert log.count("## v2") == 2
-    newest = log.split("## v2")[1]
+    assert log.count(f"## v{LEADERBOARD_VERSION}") == 2
+    newest = log.split(f"## v{LEADERBOARD_VERSION}")[1]
     assert "- removed digits-5: mlp-random" in newest and "- changed digits-5: cnn-coarse (rank 1" in newest
 
 

@@ -25,6 +25,13 @@ def cli(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def test_a_declared_unseen_evaluation_split_reaches_model_yaml_and_the_result(subs):
+    folder = subs / "cnn-coarse"
+    assert yaml.safe_load((folder / "model.yaml").read_text())["training"]["saw_evaluation_split"] is False
+    selection = read_result(folder / "results" / "digits-5.json").summary["selection"]
+    assert selection["seen_in_training"] is False and selection["seen_basis"].startswith("declared by the submitter")
+
+
 def test_submit_writes_a_valid_submission_with_a_committed_layer(subs):
     folder = subs / "mlp-random"
     model = yaml.safe_load((folder / "model.yaml").read_text())
@@ -33,11 +40,15 @@ def test_submit_writes_a_valid_submission_with_a_committed_layer(subs):
     result = json.loads((folder / "results" / "digits-5.json").read_text())
     assert result["encoder"]["weights"]["path"].endswith("mlp-random/weights.safetensors")
     summary = result["summary"]
-    assert summary["selection"]["split"] == "val" and len(summary["selection"]["per_layer_ami"]) == len(
-        result["layers"]
-    )
-    assert summary["committed_layer"] in [layer["name"] for layer in result["layers"]]
-    assert summary["committed_gap"] == pytest.approx(summary["best_ami"] - summary["committed_ami"])
+    # Protocol v3: the layer is cross-fitted on the test split's halves; an untrained encoder saw none of them.
+    selection = summary["selection"]
+    assert selection["split"] == "test" and selection["method"] == "crossfit"
+    assert all(len(selection["per_layer_ami"][h]) == len(result["layers"]) for h in ("A", "B"))
+    # Random weights in a file, nothing declared: not known (a declaration would say; see the next test).
+    assert selection["seen_in_training"] is None and "not recorded" in selection["seen_basis"]
+    assert set(summary["committed_layers"]) <= {layer["name"] for layer in result["layers"]}
+    best_a, best_b = max(selection["per_layer_ami"]["A"]), max(selection["per_layer_ami"]["B"])
+    assert summary["committed_gap"] == pytest.approx((best_a + best_b) / 2 - summary["committed_ami"])
     out = cli("validate", subs)
     assert out.exit_code == 0 and "2 submission(s), 2 result(s) valid (0 stale)" in out.output
 

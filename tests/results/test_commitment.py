@@ -11,7 +11,8 @@ import pytest
 from sklearn.metrics import adjusted_mutual_info_score
 
 from subclassbench.errors import SubclassbenchError
-from subclassbench.results.commitment import SALT, crossfit, hash_halves, layer_amis
+from subclassbench.results.commitment import crossfit, layer_amis
+from subclassbench.scoring.commitment import SALT, hash_halves
 from subclassbench.scoring.samples import SampleOutputs
 
 

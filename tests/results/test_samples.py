@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from subclassbench.cli import app
 from subclassbench.results.result import read_result
 from subclassbench.scoring.commitment import hash_halves
-from subclassbench.uncertainty.bootstrap import METHOD, cluster_replicates
+from subclassbench.uncertainty.bootstrap import METHOD
 from tests.results.conftest import _refused
 
 runner = CliRunner()
@@ -59,7 +59,11 @@ def test_result_carries_intervals_and_a_per_sample_file_that_recomputes_them(eva
     assert correct is not None
     crossed = (correct[a][~half_a].mean() + correct[b][half_a].mean()) / 2
     assert crossed == pytest.approx(summary["committed_reconstruction_acc"])
-    assert summary["ci95"]["committed_reconstruction_acc"][0] <= crossed <= summary["ci95"]["committed_reconstruction_acc"][1]
+    assert (
+        summary["ci95"]["committed_reconstruction_acc"][0]
+        <= crossed
+        <= summary["ci95"]["committed_reconstruction_acc"][1]
+    )
 
 
 def test_the_per_sample_file_is_byte_identical_across_runs(evaluated, tmp_path):
