@@ -23,6 +23,7 @@ from subclassbench.core.workerpool import WorkerPool
 from subclassbench.encoders.base import Encoder, EncoderSpec, load_encoder
 from subclassbench.encoders.preprocessing import Preprocessing
 from subclassbench.errors import SubclassbenchError
+from subclassbench.evaluation.head import head_predictions, head_task, superclass_head
 from subclassbench.evaluation.outputs import (
     ANY,
     RESULTS_ROOT,
@@ -263,8 +264,15 @@ def evaluate(request: EvaluationRequest) -> Result:
         for name, data in (*prepared.splits.items(), *prepared.extra_splits.items())
     }
     extracted = time.perf_counter()
+    head, why_not = superclass_head(
+        prepared.encoder, prepared.task, head_task(request.head_task, prepared.encoder.card)
+    )
+    if why_not is not None:
+        prepared.notes.append(why_not)
+    evaluation = next(iter(prepared.splits))
+    head_pred = None if head is None else head_predictions(head, features[evaluation])
     per_layer, summary, samples = score(
-        prepared, features, request.progress, request.device, request.resolved_score_workers()
+        prepared, features, request.progress, request.device, request.resolved_score_workers(), head_pred
     )
     scored = time.perf_counter()
     uncertainty = None
@@ -288,16 +296,23 @@ def score(
     progress: bool,
     device: str = "cpu",
     score_workers: int = 1,
+    head_pred: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], SampleOutputs]:
     """Per-layer scores, the summary and the per-sample outputs, for every metric family the evaluation runs.
 
-    ``score_workers`` processes score clusterability's (layer, superclass) units: the same scores."""
+    ``score_workers`` processes score clusterability's (layer, superclass) units: the same scores.
+    ``head_pred``: the evaluation images' superclass as the encoder's own head predicts it, when it has one."""
     with WorkerPool(score_workers) as pool:
-        return _score(prepared, features, progress, device, pool)
+        return _score(prepared, features, progress, device, pool, head_pred)
 
 
 def _score(
-    prepared: Prepared, features: dict[str, list[LayerFeatures]], progress: bool, device: str, pool: WorkerPool
+    prepared: Prepared,
+    features: dict[str, list[LayerFeatures]],
+    progress: bool,
+    device: str,
+    pool: WorkerPool,
+    head_pred: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], SampleOutputs]:
     task, metrics, notes, splits = prepared.task, prepared.metrics, prepared.notes, prepared.splits
     evaluation = next(iter(splits.values()))
@@ -319,7 +334,7 @@ def _score(
     samples = SampleOutputs([f.name for f in first], evaluation.superclass, evaluation.subclass)
     inputs = ScoringInputs(
         task, evaluation, splits, prepared.extra_splits, features, prepared.layers, prepared.encoder.card,
-        notes, device, progress, pool,
+        notes, device, progress, pool, head_pred,
     )  # fmt: skip
     scored = Scored(per_layer, {}, samples)
     # Every family starts first (clusterability's (layer, superclass) units go to the pool's workers), then

@@ -48,6 +48,9 @@ class EvaluationRequest:
     # Whether the encoder trained on the evaluation split's images (None: not known); the result records it beside
     # the committed layer, which protocol v3 chooses on that split (scoring.commitment.exposure).
     saw_evaluation_split: bool | None = None
+    # The task whose superclasses the encoder's head was trained on (model.yaml labels superclass + label_task);
+    # None: a train card's, if any. Reconstruction through the head is reported when it is the evaluated task.
+    head_task: str | None = None
     # OOD set name → its data (default: ``data``, which serves OOD sets drawn from the same dataset).
     ood_data: dict[str, str] | None = None
     # Bootstrap resamples for the confidence intervals (0: no intervals; the per-sample file is written anyway).

@@ -694,6 +694,12 @@ def _saw_evaluation_split(training: dict[str, Any]) -> bool | None:
     return declared if isinstance(declared, bool) else None
 
 
+def _head_task(training: dict[str, Any]) -> str | None:
+    """The task whose superclasses the encoder's head predicts, by model.yaml: superclass labels of label_task."""
+    task = training.get("label_task")
+    return str(task) if training.get("labels") == "superclass" and isinstance(task, str) else None
+
+
 def card_defaults(request: SubmitRequest) -> dict[str, str]:
     """What a `subclassbench train` folder passed as ``--weights`` says about its training: labels, label task and
     training data, for the fields the submitter left out ({} for any other weights)."""
@@ -896,6 +902,7 @@ def submit(request: SubmitRequest) -> Report:
                     metrics=request.metrics,
                     weights_label=weights_label,
                     saw_evaluation_split=_saw_evaluation_split(entry["training"]),
+                    head_task=_head_task(entry["training"]),
                     model_args=entry["encoder"].get("model_args"),
                     preprocess=entry["encoder"].get("preprocess"),
                 )
@@ -1003,6 +1010,7 @@ def _rerun_request(
         preprocess=entry["encoder"].get("preprocess"),
         weights_label=(submitted.encoder.get("weights") or {}).get("path"),
         saw_evaluation_split=_saw_evaluation_split(entry["training"]),
+        head_task=_head_task(entry["training"]),
     )
 
 

@@ -217,6 +217,15 @@ def sample_problems(doc: dict[str, Any], samples: SampleOutputs) -> list[str]:
     problems: list[str] = []
     ones = np.ones((1, len(samples.superclass)), dtype=np.int64)
     correct = samples.reconstruction_correct()
+    head_correct = samples.head_reconstruction_correct()
+    if samples.head_superclass_pred is not None:
+        head_right = float((samples.head_superclass_pred == samples.superclass).mean())
+        _compare(
+            problems,
+            "summary (the head's superclass, from the per-sample file)",
+            summary,
+            {"head_superclass_acc": head_right},
+        )
     for i, layer in enumerate(layers):
         scores = layer.get("clusterability")
         if scores is not None and samples.kmeans is not None:
@@ -224,6 +233,8 @@ def sample_problems(doc: dict[str, Any], samples: SampleOutputs) -> list[str]:
             expected = {"ami": float(got.ami[0]), "within_superclass_acc": float(got.matched_acc[0])}
             if correct is not None:
                 expected["reconstruction_acc"] = float(correct[i].mean())
+            if head_correct is not None:
+                expected["head_reconstruction_acc"] = float(head_correct[i].mean())
             _compare(problems, f"layer {layer['name']} clusterability (per-sample file)", scores, expected)
         transfer = layer.get("transfer")
         if transfer is not None and "id" in samples.probes:
@@ -240,12 +251,17 @@ def sample_problems(doc: dict[str, Any], samples: SampleOutputs) -> list[str]:
                 _compare(problems, f"layer {layer['name']} OOD set {name} (per-sample file)", entry, {"acc": acc})
     selection = summary.get("selection") or {}
     if selection.get("method") == "crossfit" and samples.kmeans is not None:
-        right = None if samples.superclass_pred is None else samples.superclass_pred == samples.superclass[None, :]
         ward = None
         if samples.ward is not None:
             ward = {names.index(n): samples.ward[j, 0] for j, n in enumerate(samples.ward_layers)}
         redone = commit(
-            names, samples.superclass, samples.subclass, samples.kmeans, correct, right, selection["split"], ward
+            names,
+            samples.superclass,
+            samples.subclass,
+            samples.kmeans,
+            samples.committed_shares(),
+            selection["split"],
+            ward,
         )
         redone.pop("selection")
         _compare(problems, "summary (committed, from the per-sample file)", summary, redone, strict=False)

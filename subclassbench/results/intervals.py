@@ -94,6 +94,7 @@ def compute(
     index = {name: i for i, name in enumerate(names)}
     per_layer_reps: list[dict[str, np.ndarray]] = [{} for _ in names]
     correct = samples.reconstruction_correct()
+    head_correct = samples.head_reconstruction_correct()
     if samples.kmeans is not None:
         counts = rep.counts(EVALUATION)
         for i in range(len(names)):
@@ -102,6 +103,8 @@ def compute(
             per_layer_reps[i]["within_superclass_acc"] = clusters.matched_acc
             if correct is not None:
                 per_layer_reps[i]["reconstruction_acc"] = mean_replicates(counts, correct[i])
+            if head_correct is not None:
+                per_layer_reps[i]["head_reconstruction_acc"] = mean_replicates(counts, head_correct[i])
     ood_sets = sorted(name for name in samples.probes if name.startswith("ood/"))
     if "id" in samples.probes:
         id_curve = rep.probe_curve("id")
@@ -116,12 +119,11 @@ def compute(
     selection = summary.get("selection") or {}
     if selection.get("method") == "crossfit" and samples.kmeans is not None:
         # Protocol v3: every replicate repeats the choice on its own resample's halves (commitment.crossfit).
-        right = None if samples.superclass_pred is None else samples.superclass_pred == samples.superclass[None, :]
         ward = None
         if samples.ward is not None:
             ward = {index[n]: samples.ward[j, 0] for j, n in enumerate(samples.ward_layers)}
         counts = rep.counts(EVALUATION)
-        fit = crossfit(counts, samples.superclass, samples.subclass, samples.kmeans, correct, right, ward)
+        fit = crossfit(counts, samples.superclass, samples.subclass, samples.kmeans, samples.committed_shares(), ward)
         headline.update((key, values) for key, values in fit.metrics.items() if summary.get(key) is not None)
     elif summary.get("committed_layer") in index:  # protocol v1/v2: one layer, chosen on the validation split
         layer = str(summary["committed_layer"])
@@ -140,6 +142,9 @@ def compute(
     best = summary.get("best_layer")
     if best is not None and best in index:
         headline["best_ami"] = per_layer_reps[index[best]]["ami"]
+    if samples.head_superclass_pred is not None and summary.get("head_superclass_acc") is not None:
+        head_right = samples.head_superclass_pred == samples.superclass
+        headline["head_superclass_acc"] = mean_replicates(rep.counts(EVALUATION), head_right)
     if per_layer_reps and "ami" in per_layer_reps[-1]:
         headline["last_ami"] = per_layer_reps[-1]["ami"]
         if "reconstruction_acc" in per_layer_reps[-1]:

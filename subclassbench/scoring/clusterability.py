@@ -73,6 +73,7 @@ class LayerClusters:
     ward: np.ndarray | None  # (factors, n) Ward cluster at k × factor; None without Ward
     superclass_pred: np.ndarray | None = None  # (n,) the reconstruction probe's superclass
     reconstructed: np.ndarray | None = None  # (n,) reconstructed subclass within it (-1: an empty cluster)
+    head_reconstructed: np.ndarray | None = None  # (n,) the same within the encoder's own head's superclass
 
 
 def score_clusterability(features: np.ndarray | Rows, split: SplitData, with_ward: bool = True) -> dict[str, Any]:
@@ -186,14 +187,7 @@ def _reconstruction(
 ) -> Reconstruction:
     """Each test image takes the name of the nearest centroid of its *predicted* superclass."""
     predicted_super = fit.predictions["test"]
-    correct = np.zeros(len(test), dtype=bool)
-    reconstructed = np.full(len(test), -1, dtype=np.int64)
-    for s, (centroids, name) in enumerate(named):
-        assigned = np.flatnonzero(predicted_super == s)
-        if len(assigned):
-            fine = name_rows(test_features.select(assigned), centroids, name)
-            reconstructed[assigned] = fine
-            correct[assigned] = (test.superclass[assigned] == s) & (test.subclass[assigned] == fine)
+    reconstructed, correct = reconstruct_within(test_features, test, predicted_super, named)
     return Reconstruction(
         reconstruction_acc=float(correct.mean()),
         superclass_acc=fit.scores["test"].acc,
@@ -202,6 +196,23 @@ def _reconstruction(
         superclass_pred=np.asarray(predicted_super, dtype=np.int64),
         reconstructed=reconstructed,
     )
+
+
+def reconstruct_within(
+    test_features: Rows, test: SplitData, predicted_super: np.ndarray, named: list[tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each test image named by the nearest train centroid of the superclass ``predicted_super`` gives it (a
+    probe's or the encoder's own head's): the reconstructed subclass (-1 where that cluster names none) and
+    whether it is right (wrong superclass = wrong)."""
+    correct = np.zeros(len(test), dtype=bool)
+    reconstructed = np.full(len(test), -1, dtype=np.int64)
+    for s, (centroids, name) in enumerate(named):
+        assigned = np.flatnonzero(predicted_super == s)
+        if len(assigned):
+            fine = name_rows(test_features.select(assigned), centroids, name)
+            reconstructed[assigned] = fine
+            correct[assigned] = (test.superclass[assigned] == s) & (test.subclass[assigned] == fine)
+    return reconstructed, correct
 
 
 def reconstruct(
@@ -247,6 +258,8 @@ class StartedLayers:
         pool: WorkerPool,
     ) -> None:
         self.layers, self.split, self.progress, self.train = layers, split, progress, train
+        # The encoder's own head's superclass per image, when it has one (set by the caller before finish()).
+        self.head_pred: np.ndarray | None = None
         self.with_ward, self.device = with_ward, device
         for data in (split, *([train[1]] if train else [])):  # before any work, not when a unit gets there
             for s in range(len(data.task.superclasses)):
@@ -307,6 +320,11 @@ class StartedLayers:
                         "probe_epoch": rec.probe_epoch,
                     },
                 }
+                if self.head_pred is not None:  # Yang et al.'s own setting: the network's head names the superclass
+                    own = named[i * n_super : (i + 1) * n_super]
+                    head_rec, head_right = reconstruct_within(layers[i].rows(), split, self.head_pred, own)
+                    layer_clusters.head_reconstructed = head_rec
+                    keyed["head_reconstruction_acc"] = float(head_right.mean())
             layer_clusters.scores = {**layer_clusters.scores, **keyed}
         return out
 

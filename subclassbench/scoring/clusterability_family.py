@@ -76,8 +76,10 @@ class _ClusterabilityRun(FamilyRun):
         self.started = StartedLayers(
             self.first, evaluation, inputs.progress, reference, True, inputs.device, inputs.pool
         )
+        self.started.head_pred = inputs.head_superclass_pred if reference is not None else None
 
     def finish(self, scored: Scored) -> None:
+        evaluation = self.inputs.evaluation
         clustered = self.started.finish()
         for entry, layer_clusters in zip(scored.per_layer, clustered, strict=True):
             entry[Clusterability.name] = layer_clusters.scores
@@ -86,18 +88,18 @@ class _ClusterabilityRun(FamilyRun):
         if self.started.train is not None:
             scored.samples.superclass_pred = _stacked([c.superclass_pred for c in clustered])
             scored.samples.reconstructed = _stacked([c.reconstructed for c in clustered])
-        evaluation = self.inputs.evaluation
+            if self.started.head_pred is not None:
+                scored.samples.head_superclass_pred = self.started.head_pred
+                scored.samples.head_reconstructed = _stacked([c.head_reconstructed for c in clustered])
+                head_right = self.started.head_pred == evaluation.superclass
+                scored.summary["head_superclass_acc"] = float(head_right.mean())
         names = [f.name for f in self.first]
-        superclass_right = (
-            scored.samples.superclass_pred == evaluation.superclass[None, :]
-            if scored.samples.superclass_pred is not None
-            else None
-        )
         ward = {i: c.ward[0] for i, c in enumerate(clustered) if c.ward is not None}  # factor 1: k clusters
+        shares = scored.samples.committed_shares()
         scored.summary.update(
             commit(
-                names, evaluation.superclass, evaluation.subclass, scored.samples.kmeans,
-                scored.samples.reconstruction_correct(), superclass_right, evaluation.split, ward or None,
+                names, evaluation.superclass, evaluation.subclass, scored.samples.kmeans, shares, evaluation.split,
+                ward or None,
             )
         )  # fmt: skip
         names = [f.name for f in self.first]

@@ -70,14 +70,14 @@ def crossfit(
     superclass: np.ndarray,
     subclass: np.ndarray,
     kmeans: np.ndarray,
-    reconstruction_correct: np.ndarray | None = None,
-    superclass_right: np.ndarray | None = None,
+    shares: dict[str, np.ndarray | None] | None = None,
     ward: dict[int, np.ndarray] | None = None,
 ) -> Crossfit:
     """The cross-fitted committed metrics from per-image outputs.
 
-    ``counts`` is (R, N) image counts; ``kmeans`` (L, N) cluster assignments per layer;
-    ``reconstruction_correct`` / ``superclass_right`` (L, N) per-image booleans; ``ward`` maps a layer index
+    ``counts`` is (R, N) image counts; ``kmeans`` (L, N) cluster assignments per layer; ``shares`` maps a
+    committed metric (``committed_reconstruction_acc`` …) to its (L, N) per-image booleans, whose share of the
+    scored half it is (None: the result has no such metric); ``ward`` maps a layer index
     to its Ward assignments (N,), for the layers that keep them. The choice on each half reads that half's
     plain AMI (uncentred: what the choice itself would see on that sample); the score on the other half is the
     AMI as intervals centre it (``bootstrap.cluster_replicates``), so row 0 is the plain estimate in both."""
@@ -105,10 +105,7 @@ def crossfit(
         return mean
 
     metrics = {"committed_ami": crossed(ami), "committed_within_superclass_acc": crossed(matched)}
-    for key, values in (
-        ("committed_reconstruction_acc", reconstruction_correct),
-        ("committed_superclass_acc", superclass_right),
-    ):
+    for key, values in (shares or {}).items():
         if values is not None:
             per_half = [np.stack([_share(counts * m[None, :], values[i]) for i in range(n_layers)]) for m in masks]
             metrics[key] = crossed(per_half)
@@ -128,15 +125,16 @@ def commit(
     superclass: np.ndarray,
     subclass: np.ndarray,
     kmeans: np.ndarray,
-    reconstruction_correct: np.ndarray | None,
-    superclass_right: np.ndarray | None,
+    shares: dict[str, np.ndarray | None] | None,
     split: str,
     ward: dict[int, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """The summary entries of the committed layer(s) under cross-fitting (the point estimate)."""
+    """The summary entries of the committed layer(s) under cross-fitting (the point estimate); ``shares`` as
+    :func:`crossfit`'s (the probe's reconstruction and superclass accuracy are always listed, None without a
+    train split)."""
     ones = np.ones((1, len(superclass)))
     half_a = hash_halves(superclass, subclass)
-    fit = crossfit(ones, superclass, subclass, kmeans, reconstruction_correct, superclass_right, ward)
+    fit = crossfit(ones, superclass, subclass, kmeans, shares, ward)
     a, b = names[int(fit.chosen[0][0])], names[int(fit.chosen[1][0])]
     out: dict[str, Any] = {
         "committed_layer": a if a == b else f"{a} / {b}",

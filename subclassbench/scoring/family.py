@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from subclassbench.core.registry import Registry
 from subclassbench.core.workerpool import WorkerPool
 from subclassbench.errors import SubclassbenchError
@@ -59,6 +61,7 @@ class ScoringInputs:
     device: str
     progress: bool
     pool: WorkerPool
+    head_superclass_pred: np.ndarray | None = None  # (n,) the encoder's own head's superclass, when it has one
 
 
 @dataclass

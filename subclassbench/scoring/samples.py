@@ -58,6 +58,8 @@ class SampleOutputs:
     ward: np.ndarray | None = None  # (W, factors, n) Ward clusters at k·factor, for ward_layers
     superclass_pred: np.ndarray | None = None  # (L, n) the reconstruction probe's superclass
     reconstructed: np.ndarray | None = None  # (L, n) reconstructed subclass (within the predicted one; -1: none)
+    head_superclass_pred: np.ndarray | None = None  # (n,) the encoder's own head's superclass (protocol v3)
+    head_reconstructed: np.ndarray | None = None  # (L, n) reconstructed subclass within the head's superclass
     probes: dict[str, ProbeSamples] = field(default_factory=dict)  # "id", "shift", "refit", "ood/<name>"
     # Bootstrap values (``bootstrap.py``): the estimate, then the B replicates.
     replicates: dict[str, np.ndarray] = field(default_factory=dict)  # headline metric → (1 + B,)
@@ -74,6 +76,26 @@ class SampleOutputs:
         )
         return correct
 
+    def head_reconstruction_correct(self) -> np.ndarray | None:
+        """(L, n) whether each image's subclass was reconstructed through the encoder's own head (Yang et al.'s
+        own setting), where the encoder has one."""
+        if self.head_superclass_pred is None or self.head_reconstructed is None:
+            return None
+        correct: np.ndarray = (self.head_superclass_pred == self.superclass)[None, :] & (
+            self.head_reconstructed == self.subclass[None, :]
+        )
+        return correct
+
+    def committed_shares(self) -> dict[str, np.ndarray | None]:
+        """The committed metrics that are shares of per-image outcomes, each (L, n) or None where the result has
+        no such metric: what :func:`~subclassbench.scoring.commitment.crossfit` reads on the halves."""
+        right = None if self.superclass_pred is None else self.superclass_pred == self.superclass[None, :]
+        return {
+            "committed_reconstruction_acc": self.reconstruction_correct(),
+            "committed_superclass_acc": right,
+            "committed_head_reconstruction_acc": self.head_reconstruction_correct(),
+        }
+
     def probe_correct(self, name: str) -> np.ndarray:
         probe = self.probes[name]
         correct: np.ndarray = probe.pred == probe.truth[None, :]
@@ -87,7 +109,7 @@ class SampleOutputs:
             "superclass": _compact(self.superclass),
             "subclass": _compact(self.subclass),
         }
-        for key in ("kmeans", "ward", "superclass_pred", "reconstructed"):
+        for key in ("kmeans", "ward", "superclass_pred", "reconstructed", "head_superclass_pred", "head_reconstructed"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = _compact(value)
@@ -167,11 +189,16 @@ class SampleOutputs:
         out = cls(layers=layers, superclass=get("superclass", 1), subclass=get("subclass", 1))
         _shape(out.superclass, (n,), "superclass")
         _shape(out.subclass, (n,), "subclass")
-        for key in ("kmeans", "superclass_pred", "reconstructed"):
+        for key in ("kmeans", "superclass_pred", "reconstructed", "head_reconstructed"):
             value = optional(key, 2)
             if value is not None:
                 _shape(value, (len(layers), n), key)
             setattr(out, key, value)
+        out.head_superclass_pred = optional("head_superclass_pred", 1)
+        if out.head_superclass_pred is not None:
+            _shape(out.head_superclass_pred, (n,), "head_superclass_pred")
+        if (out.head_superclass_pred is None) != (out.head_reconstructed is None):
+            raise SubclassbenchError("the head's superclass and reconstruction arrays come together or not at all")
         out.ward_layers = ward_layers
         out.ward = get("ward", 3) if ward_layers else optional("ward", 3)
         if out.ward is not None:

@@ -26,6 +26,10 @@ def _data(seed: int = 0, n: int = 240, keep: tuple[float, ...] = (0.3, 0.45, 0.6
     return superclass, subclass, kmeans, correct, right
 
 
+def _shares(correct, right) -> dict:
+    return {"committed_reconstruction_acc": correct, "committed_superclass_acc": right}
+
+
 def _ami(superclass, subclass, labels, rows) -> float:
     return float(
         np.mean(
@@ -54,7 +58,7 @@ def test_the_estimate_is_chosen_on_one_half_and_scored_on_the_other_as_sklearn_c
     on_a = [_ami(superclass, subclass, k, half) for k in kmeans]
     on_b = [_ami(superclass, subclass, k, ~half) for k in kmeans]
     a, b = int(np.argmax(on_a)), int(np.argmax(on_b))
-    out = commit(names, superclass, subclass, kmeans, correct, right, "test")
+    out = commit(names, superclass, subclass, kmeans, _shares(correct, right), "test")
     assert out["committed_layers"] == [names[a], names[b]]
     assert out["committed_ami"] == pytest.approx((on_b[a] + on_a[b]) / 2, abs=1e-12)
     assert out["committed_within_superclass_acc"] == pytest.approx(
@@ -75,7 +79,7 @@ def test_two_halves_that_disagree_name_both_layers():
     # Layer 0 is perfect on half A only, layer 1 on half B only: each half picks the layer that fails the other.
     noise = np.random.default_rng(1).integers(0, 3, size=len(subclass))
     kmeans = np.stack([np.where(half, subclass, noise), np.where(half, noise, subclass)])
-    out = commit(["x", "y"], superclass, subclass, kmeans, None, None, "test")
+    out = commit(["x", "y"], superclass, subclass, kmeans, _shares(None, None), "test")
     assert out["committed_layers"] == ["x", "y"] and out["committed_layer"] == "x / y"
     assert committed_layer_names(out) == ["x", "y"]
     assert out["committed_ami"] < 0.1  # each choice is scored where it is noise: no optimism survives
@@ -87,7 +91,7 @@ def test_each_bootstrap_replicate_repeats_the_choice_on_its_own_resample():
     # Layers 2 and 3 close: resamples disagree about which is best.
     superclass, subclass, kmeans, correct, right = _data(seed=3, keep=(0.3, 0.45, 0.7, 0.7))
     counts = with_estimate(stratified_counts(superclass, 200, 0, "evaluation"))
-    fit = crossfit(counts, superclass, subclass, kmeans, correct, right)
+    fit = crossfit(counts, superclass, subclass, kmeans, _shares(correct, right))
     half = hash_halves(superclass, subclass)
     for r in (0, 5, 17, 123):
         row = counts[r : r + 1]
@@ -99,19 +103,19 @@ def test_each_bootstrap_replicate_repeats_the_choice_on_its_own_resample():
         assert fit.metrics["committed_reconstruction_acc"][r] == pytest.approx(recon[0])
     assert len({int(c) for c in fit.chosen[0]}) > 1  # the choice does vary across replicates here
     assert fit.metrics["committed_ami"][0] == pytest.approx(
-        commit([str(i) for i in range(4)], superclass, subclass, kmeans, correct, right, "t")["committed_ami"]
+        commit([str(i) for i in range(4)], superclass, subclass, kmeans, _shares(correct, right), "t")["committed_ami"]
     )
 
 
 def test_ward_is_read_on_the_halves_at_the_estimates_choice():
     superclass, subclass, kmeans, _, _ = _data(seed=4)
     ward = {i: np.roll(k, 1) for i, k in enumerate(kmeans)}
-    out = commit([f"l{i}" for i in range(4)], superclass, subclass, kmeans, None, None, "test", ward)
+    out = commit([f"l{i}" for i in range(4)], superclass, subclass, kmeans, None, "test", ward)
     half = hash_halves(superclass, subclass)
     a, b = (int(n[1:]) for n in out["committed_layers"])
     expected = (_ami(superclass, subclass, ward[a], ~half) + _ami(superclass, subclass, ward[b], half)) / 2
     assert out["committed_ward_ami"] == pytest.approx(expected, abs=1e-12)
-    assert "committed_ward_ami" not in commit(["a"] * 4, superclass, subclass, kmeans, None, None, "t", {0: kmeans[0]})
+    assert "committed_ward_ami" not in commit(["a"] * 4, superclass, subclass, kmeans, None, "t", {0: kmeans[0]})
 
 
 @pytest.mark.parametrize(
