@@ -364,9 +364,11 @@ def render(
         f"# subclassbench leaderboard v{LEADERBOARD_VERSION}",
         "",
         f"Protocol v{PROTOCOL_VERSION} (fingerprint `{protocol_fingerprint()[:12]}`), content `{digest}`. "
-        "Rows are ranked by subclass AMI at the **committed layer**: the layer with the best AMI on the task's "
-        "validation split, scored on its evaluation split. The best layer on the evaluation split and the gap "
-        "(best − committed) are shown beside it but never used for ranking. Numbers read `value [low, high]`: "
+        "Rows are ranked by subclass AMI at the **committed layer**, cross-fitted on the evaluation split: the "
+        "layer best on one fixed hash half is scored on the other, both ways, and the two scores averaged "
+        "(`a / b` when the halves chose different layers), so no image both chooses and scores a layer. The best "
+        "layer on the whole evaluation split and the gap (each half's best minus the committed AMI) are shown "
+        "beside it but never used for ranking. Numbers read `value [low, high]`: "
         "the 95% bootstrap interval over the test images (stratified by superclass, B = 1000, seeded); rows "
         "with several training seeds show `mean ± std` across seeds and an interval that also resamples the "
         "seeds. A row's **rank** is 1 + the number of rows whose committed AMI is higher with a paired "
@@ -374,10 +376,12 @@ def render(
         "(see [docs/uncertainty.md](../docs/uncertainty.md)). At the committed layer: Ward AMI "
         "(Nguyen & Kornblith's algorithm at k = subclasses); reconstruction accuracy (Yang et al.: predicted "
         "superclass, then the nearest train-fit cluster); the within-superclass accuracy, an oracle that is "
-        "given the true superclass. OOD retained % and the tunnel (Harun et al.) are over class-disjoint OOD "
-        "sets (— when the task has none); the subpopulation shift (same classes, new subclasses) is not OOD "
-        "and is shown apart. Label granularity says what the encoder was trained on: `fine` encoders saw the "
-        "subclass labels. The protocol v1 board is archived in [v1/](v1/README.md). See "
+        "given the true superclass. OOD retained % (Harun et al.'s mean over OOD sets) and the tunnel (on the "
+        "mean OOD curve) are over class-disjoint OOD sets (— when the task has none); the subpopulation shift "
+        "(same classes, new subclasses) is not OOD and is shown apart. Label granularity says what the encoder "
+        "was trained on: `fine` encoders saw the "
+        "subclass labels. The protocol v2 and v1 boards are archived in [v2/](v2/README.md) and "
+        "[v1/](v1/README.md). See "
         "[docs/protocol.md](../docs/protocol.md) and [docs/submitting.md](../docs/submitting.md).",
         "",
     ]

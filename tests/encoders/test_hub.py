@@ -14,6 +14,7 @@ from subclassbench.cli import app
 from subclassbench.core.hashing import sha256_file
 from subclassbench.encoders.base import load_encoder
 from subclassbench.errors import SubclassbenchError
+from subclassbench.results.result import SCHEMA_VERSION
 
 transformers = pytest.importorskip("transformers")
 runner = CliRunner()
@@ -95,7 +96,7 @@ def test_hf_evaluate_writes_the_hub_record_into_the_result(hub_cache: Path, tmp_
     result = runner.invoke(app, [*args, "--limit", "200", "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
-    assert doc["schema_version"] == "2.4"
+    assert doc["schema_version"] == SCHEMA_VERSION
     assert doc["encoder"]["source"] == "hf"
     assert doc["encoder"]["weights"]["hub"]["revision"] == COMMIT_A
     assert doc["encoder"]["weights"]["hub"]["requested"] == "main"

@@ -59,6 +59,10 @@ def test_every_claim_runs_end_to_end_at_smoke_scale(tmp_path, claim):
     assert not broken, f"a negative control passes {claim}'s rule: {broken}"
     if claim == "yang2023-schedule":
         _check_schedule_numbers(doc["numbers"], tmp_path / "runs" / "smoke")
+    if claim == "nguyen2023-architecture":  # Nguyen & Kornblith's own features, shown beside the protocol's
+        assert "Recorded variant" in text
+        variant = doc["numbers"]["digits-5"]["flattened_variant"]
+        assert 0 <= variant["flattened_best_depth_spread"] <= 1
 
 
 def _check_schedule_numbers(numbers: dict, root: Path) -> None:

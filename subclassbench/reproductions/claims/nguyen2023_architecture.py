@@ -33,6 +33,7 @@ from subclassbench.reproductions.stats import (
     paired,
     seed_summary,
 )
+from subclassbench.reproductions.variants import FLATTENED, POOLED, curves
 
 NORMS = ("bn", "ln", "none")
 
@@ -87,6 +88,38 @@ def _control_spreads(runs: Any, norm_names: list[str]) -> dict[str, float]:
             means = [float(np.mean(seed_values(g, "best_depth"))) for g in groups if g]
             out[kind] = max(means) - min(means)
     return out
+
+
+def _flattened_variant(runs: Any, norm_names: list[str]) -> tuple[list[list[str]], dict[str, Any]]:
+    """The normalisation arms' best layers under Nguyen & Kornblith's own features (flattened maps, not
+    normalised): a recorded variant beside the protocol's pooled, normalised ones (protocol §5), never judged."""
+    rows: list[list[str]] = []
+    numbers: dict[str, Any] = {}
+    means: dict[str, float] = {}
+    depths: dict[str, list[float]] = {}
+    for name in norm_names:
+        found = [curves(record.folder) for record in runs.of(name)]
+        flat = [c[FLATTENED] for c in found]
+        depths[name] = [c.best_depth for c in flat]
+        means[name] = float(np.mean(depths[name]))
+        rows.append(
+            [
+                name,
+                ", ".join(c.best_layer for c in flat),
+                seed_summary(depths[name]).text(".2f"),
+                seed_summary([c[POOLED].best_depth for c in found]).text(".2f"),
+                seed_summary([max(c.ami) for c in flat]).text(),
+            ]
+        )
+        numbers[name] = {"flattened_best_depth": seed_summary(depths[name]).to_dict()}
+    spread = max(means.values()) - min(means.values())
+    high, low = max(means, key=lambda n: means[n]), min(means, key=lambda n: means[n])
+    separated = min(depths[high]) > max(depths[low])
+    apart = "seeds separated" if separated else "seeds overlap"
+    rows.append(["spread of mean depth (flattened)", f"{spread:.2f}", apart, "", ""])
+    numbers["flattened_best_depth_spread"] = spread
+    numbers["flattened_seeds_separated"] = separated
+    return rows, numbers
 
 
 def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
@@ -148,7 +181,9 @@ def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
         norm_rows.append(["spread of mean depth", f"{spread:.2f}",
                           "; ".join(f"{k}: {v:.2f}" for k, v in control_spreads.items()) or "—",
                           "; ".join(t for _, t in norm_gates), norm_verdict])  # fmt: skip
+        variant_rows, variant_numbers = _flattened_variant(runs, norm_names)
         numbers[task] = {
+            "flattened_variant": variant_numbers,
             "resnet_minus_vit_committed_ami": diff.to_dict(),
             "verdict_resnet_vit": verdict,
             "why": why,
@@ -171,8 +206,13 @@ def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
     tables = [
         Table(
             "ResNet vs ViT at the same training budget",
-            ["arm", "committed AMI", "best-layer AMI (difference row: − negative controls' difference)",
-             "superclass acc (probe, committed layer; difference row: accuracy gate)", "verdict"],
+            [
+                "arm",
+                "committed AMI",
+                "best-layer AMI (difference row: − negative controls' difference)",
+                "superclass acc (probe, committed layer; difference row: accuracy gate)",
+                "verdict",
+            ],
             rows,
             "Verdict: judged only when both arms pass the accuracy gate (own-head test accuracy on the superclasses "
             "at least half-way from chance to perfect); reproduced when every seed's ResNet − ViT difference is "
@@ -190,6 +230,23 @@ def _analyse_architecture(plan: Plan, runs: Any) -> Findings:
             "the controls' spread). Last row: the spread, the controls' spreads, the gates.",
         ),
     ]
+    tables.append(
+        Table(
+            "Recorded variant: Nguyen & Kornblith's features (flattened maps, not normalised)",
+            [
+                "arm",
+                "best layer per seed (flattened)",
+                "best-layer depth (flattened)",
+                "best-layer depth (pooled, normalised: the protocol's, recomputed)",
+                "best-layer AMI (flattened)",
+            ],
+            variant_rows,
+            "Not judged: the verdict above reads the protocol's pooled, L2-normalised features (docs/protocol.md §5). "
+            "Nguyen & Kornblith cluster each layer's flattened maps as they are; this table scores the same trained "
+            "networks that way (subclassbench/reproductions/variants.py), so a reader sees whether the "
+            "normalisation answer survives the source's own features. Test split, the protocol's k-means.",
+        )
+    )
     notes = [
         "A ViT that has not learned its superclasses (superclass accuracy near chance) says nothing about "
         "architectures: read the superclass column before the AMI."
