@@ -5,7 +5,11 @@ Prints a markdown table and the counts the protocol decision reads: how often th
 how far the committed AMI moves, and whether it leaves its own 95% interval. Reads only the results and their
 per-sample files: no features, seconds per result.
 
-    python scripts/layer_commitment.py > /tmp/commitment.md
+    python scripts/layer_commitment.py --submissions DIR > /tmp/commitment.md
+
+DIR holds protocol v2 results with their per-sample files: since protocol v3 (which cross-fits the layer
+itself) the shipped ones are v3, so check out the last v2 commit (``git worktree add /tmp/v2 4f8c24d``) and pass
+``--submissions /tmp/v2/submissions``. A v3 result is refused with one line saying so.
 """
 
 from __future__ import annotations

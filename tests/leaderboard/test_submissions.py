@@ -125,6 +125,24 @@ def test_stale_fingerprint_is_listed_apart(subs, tmp_path):
     assert "## Stale results (not ranked)" in readme and "`cnn-coarse` on `digits-5`" in readme
 
 
+def test_rerun_brings_a_stale_result_to_the_current_protocol_in_place(subs):
+    from subclassbench.leaderboard.submissions import rerun
+    from subclassbench.scoring.protocol import protocol_fingerprint, protocol_v2_fingerprint
+
+    path = subs / "cnn-coarse" / "results" / "digits-5.json"
+    before = json.loads(path.read_text())
+    stale = {**before, "protocol": {**before["protocol"], "version": "2", "fingerprint": protocol_v2_fingerprint()}}
+    path.write_text(json.dumps(stale))
+    assert "(1 stale)" in cli("validate", subs).output
+    assert rerun(subs / "cnn-coarse") == [path]
+    after = json.loads(path.read_text())
+    assert after["protocol"]["fingerprint"] == protocol_fingerprint()
+    assert after["summary"] == before["summary"] and after["layers"] == before["layers"]  # same protocol, same numbers
+    assert after["encoder"]["weights"] == before["encoder"]["weights"]  # the portable weights label is kept
+    out = cli("validate", subs)
+    assert out.exit_code == 0 and "(0 stale)" in out.output
+
+
 def test_verify_reruns_and_compares(subs):
     ok = cli("verify", subs / "mlp-random")
     assert ok.exit_code == 0 and "digits-5: OK" in ok.output
