@@ -43,9 +43,11 @@ def shift_cell(row: dict[str, Any]) -> str:
 
 
 def committed_cell(row: dict[str, Any]) -> str:
-    """The committed layer, marked when its features were degenerate."""
+    """The committed layer (v3: ``a / b`` when the halves chose two), marked when its features were degenerate."""
     layer = row["committed_layer"]
-    return (layer or "—") + (" (degenerate)" if layer in row.get("degenerate_layers", {}) else "")
+    names = layer.removeprefix("varies: ").replace(", ", " / ").split(" / ") if layer else []
+    degenerate = any(name in row.get("degenerate_layers", {}) for name in names)
+    return (layer or "—") + (" (degenerate)" if degenerate else "")
 
 
 

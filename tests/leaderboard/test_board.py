@@ -15,7 +15,7 @@ from subclassbench.cli import app
 from subclassbench.errors import SubclassbenchError
 from subclassbench.figures import drawing as figures
 from subclassbench.leaderboard.board import LEADERBOARD_VERSION, build
-from subclassbench.leaderboard.cells import labels_cell, md
+from subclassbench.leaderboard.cells import committed_cell, labels_cell, md
 from tests.figures.test_drawing import ROWS, _curves
 
 runner = CliRunner()
@@ -239,3 +239,12 @@ def test_ci_previews_the_board_on_pull_requests_and_checks_it_on_main():
     test_job, board_job = workflow.split("\n  leaderboard:")
     assert "SUBCLASSBENCH_BOARD: preview" in test_job
     assert board_job.index("git push") < board_job.index("leaderboard build --check")  # commit, then check
+
+
+@pytest.mark.parametrize(
+    ("layer", "marked"),
+    [("layer1.0", True), ("stem / layer1.0", True), ("stem / layer2.0", False), ("varies: stem, layer1.0", True)],
+)
+def test_a_degenerate_committed_layer_is_marked_whichever_half_chose_it(layer, marked):
+    text = committed_cell({"committed_layer": layer, "degenerate_layers": {"layer1.0": ["constant"]}})
+    assert text.startswith(layer) and text.endswith("(degenerate)") == marked
