@@ -44,8 +44,9 @@ class LayerCurve:
 
     @property
     def best_depth(self) -> float:
-        """Relative depth of the best layer, 0 (stem) to 1 (embedding), as the protocol's ``best_depth``."""
-        return self.best / (len(self.layers) - 1)
+        """Relative depth of the best layer, 0 (stem) to 1 (embedding), as the protocol's ``best_depth`` (1 for a
+        lone layer: raw pixels have only their embedding)."""
+        return self.best / (len(self.layers) - 1) if len(self.layers) > 1 else 1.0
 
 
 def layer_outputs(folder: Path) -> tuple[list[str], dict[str, np.ndarray], np.ndarray, np.ndarray]:

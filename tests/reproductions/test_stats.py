@@ -152,3 +152,10 @@ def test_accuracy_gate_is_half_way_from_chance_to_perfect():
     assert accuracy_gate([0.62, 0.59], 0.2) == (True, pytest.approx(0.6))
     assert accuracy_gate([0.207], 0.2)[0] is False  # the ViT of the review: its head at chance
     assert accuracy_gate([0.74], 0.5) == (False, pytest.approx(0.75))
+
+
+def test_a_lone_layer_sits_at_depth_one_as_the_protocol_puts_it():
+    from subclassbench.reproductions.variants import LayerCurve
+
+    assert LayerCurve(["embedding"], [0.4]).best_depth == 1.0  # raw pixels: no division by zero
+    assert LayerCurve(["stem", "block", "embedding"], [0.2, 0.5, 0.5]).best_depth == 0.5  # the shallowest of ties
