@@ -399,3 +399,24 @@ def test_submit_takes_labels_label_task_and_training_data_from_a_run_card(tmp_pa
     training = yaml.safe_load((subs / "from-card" / "model.yaml").read_text())["training"]
     assert training["labels"] == "superclass" and training["label_task"] == "digits-5"
     assert training["data"].startswith("digits-5 train split (1,077 images)") and "seed 3" in training["data"]
+
+
+def test_the_rerun_script_refuses_a_missing_submission_in_one_line(tmp_path, capsys):
+    from tests.conftest import load_script
+
+    assert load_script("rerun_submissions").main([str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "model.yaml is missing" in err
+
+
+def test_protocol_shift_reads_two_result_folders(subs, tmp_path, capsys):
+    from tests.conftest import load_script
+
+    archived = tmp_path / "archived" / "cnn-coarse"
+    archived.mkdir(parents=True)
+    doc = json.loads((subs / "cnn-coarse" / "results" / "digits-5.json").read_text())
+    doc["summary"]["committed_ami"] -= 0.1  # as an older protocol might have scored it
+    (archived / "digits-5.json").write_text(json.dumps(doc))
+    assert load_script("protocol_shift").main([str(tmp_path / "archived"), str(subs)]) == 0
+    out = capsys.readouterr().out
+    assert "| cnn-coarse | digits-5 |" in out and "+0.100" in out and "1 results" in out
