@@ -458,7 +458,8 @@ def _bump(path: str, by: float = 0.01) -> Callable[[dict], None]:
         node, keys = doc, path.split("/")
         for key in keys[:-1]:
             node = node[int(key)] if isinstance(node, list) else node[key]
-        node[keys[-1]] = node[keys[-1]] + by if isinstance(node[keys[-1]], float) else node[keys[-1]]
+        last: int | str = int(keys[-1]) if isinstance(node, list) else keys[-1]
+        node[last] = node[last] + by if isinstance(node[last], float) else node[last]
 
     return edit
 
@@ -475,7 +476,7 @@ SUMMARY_EDITS = [
     "summary/last_ami",
     "summary/last_within_superclass_acc",
     "summary/last_reconstruction_acc",
-    "summary/selection/ami",
+    "summary/selection/per_layer_ami/A/0",
     "summary/transfer/best_id_acc",
     "summary/transfer/subpopulation_shift/subpop_refit/retained",
     "summary/transfer/subpopulation_shift/subpop_shift/best_acc",

@@ -263,8 +263,12 @@ def sample_problems(doc: dict[str, Any], samples: SampleOutputs) -> list[str]:
             selection["split"],
             ward,
         )
-        redone.pop("selection")
+        chosen_on = redone.pop("selection")
         _compare(problems, "summary (committed, from the per-sample file)", summary, redone, strict=False)
+        for half in ("A", "B"):  # every half-AMI, not just the chosen ones: an edit elsewhere is an edit too
+            stored, expected = selection["per_layer_ami"].get(half, []), chosen_on["per_layer_ami"][half]
+            if len(stored) != len(expected) or not all(_same(a, b) for a, b in zip(stored, expected, strict=False)):
+                problems.append(f"summary.selection.per_layer_ami.{half} does not follow from the per-sample file")
     problems += _interval_problems("summary.ci95", summary.get("ci95", {}), samples.replicates)
     for key, values in samples.replicates.items():  # element 0 is the estimate: the summary's own number
         if isinstance(summary.get(key), float | int) and not _same(summary[key], float(values[0])):

@@ -42,7 +42,7 @@ def test_results_command_writes_csv_parquet_and_json_of_the_same_table(tmp_path)
         "--json", tmp_path / "t.json",
     )  # fmt: skip
     assert out.exit_code == 0, out.output
-    assert "0.958 [" in out.output and "block1 (medium)" in out.output
+    assert "0.967 [" in out.output and "embedding / block2" in out.output and "block1 (medium)" in out.output
     expected = subclassbench.load_results(SUBMISSION)
     for frame in (
         pd.read_csv(tmp_path / "t.csv"),
