@@ -251,9 +251,6 @@ def sample_problems(doc: dict[str, Any], samples: SampleOutputs) -> list[str]:
                 _compare(problems, f"layer {layer['name']} OOD set {name} (per-sample file)", entry, {"acc": acc})
     selection = summary.get("selection") or {}
     if selection.get("method") == "crossfit" and samples.kmeans is not None:
-        ward = None
-        if samples.ward is not None:
-            ward = {names.index(n): samples.ward[j, 0] for j, n in enumerate(samples.ward_layers)}
         redone = commit(
             names,
             samples.superclass,
@@ -261,7 +258,7 @@ def sample_problems(doc: dict[str, Any], samples: SampleOutputs) -> list[str]:
             samples.kmeans,
             samples.committed_shares(),
             selection["split"],
-            ward,
+            samples.ward_by_layer(),
         )
         chosen_on = redone.pop("selection")
         _compare(problems, "summary (committed, from the per-sample file)", summary, redone, strict=False)

@@ -119,11 +119,9 @@ def compute(
     selection = summary.get("selection") or {}
     if selection.get("method") == "crossfit" and samples.kmeans is not None:
         # Protocol v3: every replicate repeats the choice on its own resample's halves (commitment.crossfit).
-        ward = None
-        if samples.ward is not None:
-            ward = {index[n]: samples.ward[j, 0] for j, n in enumerate(samples.ward_layers)}
         counts = rep.counts(EVALUATION)
-        fit = crossfit(counts, samples.superclass, samples.subclass, samples.kmeans, samples.committed_shares(), ward)
+        shares, ward = samples.committed_shares(), samples.ward_by_layer()
+        fit = crossfit(counts, samples.superclass, samples.subclass, samples.kmeans, shares, ward)
         headline.update((key, values) for key, values in fit.metrics.items() if summary.get(key) is not None)
     elif summary.get("committed_layer") in index:  # protocol v1/v2: one layer, chosen on the validation split
         layer = str(summary["committed_layer"])

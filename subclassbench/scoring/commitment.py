@@ -18,7 +18,7 @@ its own resample, so the interval includes the selection's own variability.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,7 +56,7 @@ class Crossfit:
     metrics: dict[str, np.ndarray]  # committed metric → (R,)
     half_ami: tuple[np.ndarray, np.ndarray]  # (L, R) each layer's AMI on half A and on half B
     gap: np.ndarray  # (R,) mean of each half's best AMI minus the cross-fitted AMI: what choosing elsewhere costs
-    extra: dict[str, Any] = field(default_factory=dict)
+    half_a: np.ndarray  # (N,) the images of half A (the rest are half B)
 
 
 def _share(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -117,7 +117,7 @@ def crossfit(
             on_a = cluster_replicates(counts * masks[0][None, :], superclass, subclass, ward[b]).ami
             metrics["committed_ward_ami"] = (on_b + on_a) / 2
     gap = (ami[0].max(axis=0) + ami[1].max(axis=0)) / 2 - metrics["committed_ami"]
-    return Crossfit(chosen=(chosen_a, chosen_b), metrics=metrics, half_ami=(ami[0], ami[1]), gap=gap)
+    return Crossfit(chosen=(chosen_a, chosen_b), metrics=metrics, half_ami=(ami[0], ami[1]), gap=gap, half_a=half_a)
 
 
 def commit(
@@ -133,8 +133,8 @@ def commit(
     :func:`crossfit`'s (the probe's reconstruction and superclass accuracy are always listed, None without a
     train split)."""
     ones = np.ones((1, len(superclass)))
-    half_a = hash_halves(superclass, subclass)
     fit = crossfit(ones, superclass, subclass, kmeans, shares, ward)
+    half_a = fit.half_a
     a, b = names[int(fit.chosen[0][0])], names[int(fit.chosen[1][0])]
     out: dict[str, Any] = {
         "committed_layer": a if a == b else f"{a} / {b}",

@@ -86,6 +86,12 @@ class SampleOutputs:
         )
         return correct
 
+    def ward_by_layer(self) -> dict[int, np.ndarray] | None:
+        """Layer index → its Ward clusters at k (factor 1), for the layers that keep them; None without Ward."""
+        if self.ward is None:
+            return None
+        return {self.layers.index(name): self.ward[j, 0] for j, name in enumerate(self.ward_layers)}
+
     def committed_shares(self) -> dict[str, np.ndarray | None]:
         """The committed metrics that are shares of per-image outcomes, each (L, n) or None where the result has
         no such metric: what :func:`~subclassbench.scoring.commitment.crossfit` reads on the halves."""
