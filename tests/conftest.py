@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ def load_script(name: str) -> Any:
     spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Registered under its name while it runs, as an import would: dataclasses resolve their annotations there.
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -48,7 +48,12 @@ def test_a_listing_is_scored_per_module_and_a_drop_below_the_floor_fails(script,
 
     monkeypatch.setattr(script.subprocess, "run", fake_run)
     monkeypatch.setattr(script.subprocess, "Popen", FakeRun)
-    assert script.score("subclassbench.uncertainty.ranking", 10) == (2, 3, False)  # one not checked yet
+    result = script.score("subclassbench.uncertainty.ranking", 10)
+    assert (result.killed, result.checked, result.finished) == (2, 3, False)  # one not checked yet
+    assert result.survivors == ["subclassbench.uncertainty.ranking.better__mutmut_2"]
+    named = script.score("subclassbench.uncertainty.ranking", 10, ["subclassbench.uncertainty.ranking.better__mutmut_1",
+                                                                    "subclassbench.uncertainty.ranking.better__mutmut_3"])
+    assert (named.killed, named.checked, named.finished) == (1, 1, False)  # only the named ones count
     monkeypatch.setattr(script, "config", lambda: (["subclassbench.uncertainty.ranking"],
                                                    {"subclassbench.uncertainty.ranking": 0.9}))  # fmt: skip
     assert script.main(["--module", "subclassbench.uncertainty.ranking"]) == 1
@@ -57,3 +62,61 @@ def test_a_listing_is_scored_per_module_and_a_drop_below_the_floor_fails(script,
                                                    {"subclassbench.uncertainty.ranking": 0.6}))  # fmt: skip
     assert script.main(["--module", "subclassbench.uncertainty.ranking"]) == 0
     assert script.main(["--module", "subclassbench.nowhere"]) == 2
+
+
+def test_a_sample_is_fixed_by_its_salt_and_does_not_move_when_other_mutants_come(script):
+    names = [f"m.f__mutmut_{i}" for i in range(1, 201)]
+    first = script.draw(names, 20)
+    assert len(first) == len(set(first)) == 20 and set(first) <= set(names)
+    assert script.draw(list(reversed(names)), 20) == first  # the order of the listing does not matter
+    assert script.draw(names, 20, salt="another") != first
+    # The drawn are those with the smallest sha256 of salt/name, computed here independently.
+    import hashlib
+
+    ranked = sorted(names, key=lambda n: hashlib.sha256(f"{script.SALT}/{n}".encode()).hexdigest())
+    assert first == sorted(ranked[:20])
+    # A new mutant displaces at most one of the drawn: the others keep their place.
+    grown = script.draw([*names, "m.g__mutmut_1"], 20)
+    assert len(set(grown) & set(first)) >= 19
+
+
+def test_a_sampled_score_carries_wilsons_interval_and_fails_only_when_all_of_it_is_below_the_floor(script):
+    from scipy.stats import binomtest
+
+    sampled = script.Score(killed=34, checked=40, finished=True, population=500)
+    low, high = sampled.interval()
+    ref = binomtest(34, 40).proportion_ci(confidence_level=0.95, method="wilson")
+    assert (low, high) == pytest.approx((ref.low, ref.high), abs=1e-9)
+    assert not sampled.below(0.9)  # 0.85 observed, but 0.9 is inside the interval
+    assert sampled.below(high + 0.01)
+    full = script.Score(killed=34, checked=40, finished=True)  # every mutant: the score itself is compared
+    assert full.interval() == (0.85, 0.85) and full.below(0.9) and not full.below(0.85)
+    assert not script.Score(0, 0, False, population=10).below(1.0)  # nothing checked is no evidence
+
+
+def test_main_samples_each_module_and_prints_the_interval_and_the_survivors(script, monkeypatch, capsys):
+    module = "subclassbench.uncertainty.ranking"
+    everyone = [f"{module}.better__mutmut_{i}" for i in range(1, 31)]
+    asked = {}
+
+    def fake_score(mod, budget, names=None):
+        asked[mod] = names
+        return script.Score(killed=len(names) - 1, checked=len(names), finished=True, survivors=names[:1])
+
+    monkeypatch.setattr(script, "mutant_names", lambda mod: everyone)
+    monkeypatch.setattr(script, "score", fake_score)
+    monkeypatch.setattr(script, "config", lambda: ([module], {module: 0.5}))
+    assert script.main(["--module", module, "--sample", "10"]) == 0
+    assert asked[module] == script.draw(everyone, 10)
+    out = capsys.readouterr().out
+    assert "9/10 = 0.900, a sample of 30 mutants, 95% CI [0.596, 0.982], floor 0.5: ok" in out
+    assert f"survived: {asked[module][0]}" in out
+    assert script.main(["--module", module, "--sample", "0"]) == 2
+    assert "error: --sample takes a positive number" in capsys.readouterr().err
+
+
+def test_the_mutants_of_a_module_are_the_ones_mutmut_makes(script):
+    pytest.importorskip("mutmut")  # the dev extra, installed by scripts/setup.sh
+    names = script.mutant_names("subclassbench.uncertainty.ranking")
+    assert names and all(n.startswith("subclassbench.uncertainty.ranking.") and "__mutmut_" in n for n in names)
+    assert len(names) == len(set(names))
