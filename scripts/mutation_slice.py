@@ -91,6 +91,7 @@ class Score:
     checked: int
     finished: bool  # every mutant asked for was checked
     survivors: list[str] = field(default_factory=list)
+    timeouts: int = 0  # of the killed: a worker stopped at mutmut's time limit (reported apart, weaker evidence)
     population: int | None = None  # the module's mutant count when ``checked`` is a random sample of it
 
     @property
@@ -137,7 +138,7 @@ def score(module: str, budget_s: float, names: list[str] | None = None) -> Score
     done = {n: s for n, s in statuses.items() if s != "not checked"}
     survivors = sorted(n for n, s in done.items() if s not in KILLED)
     return Score(sum(s in KILLED for s in done.values()), len(done), finished and len(done) == len(statuses),
-                 survivors)  # fmt: skip
+                 survivors, sum(s == "timeout" for s in done.values()))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         partial = "" if result.finished else " (budget spent: the mutants checked so far)"
         low, high = result.interval()
         sampled = "" if population is None else f", a sample of {population} mutants, 95% CI [{low:.3f}, {high:.3f}]"
-        print(f"{module}: {result.killed}/{result.checked} = {result.value:.3f}{sampled}, "
+        timeouts = f" ({result.timeouts} by timeout)" if result.timeouts else ""
+        print(f"{module}: {result.killed}/{result.checked}{timeouts} = {result.value:.3f}{sampled}, "
               f"floor {floor if floor is not None else '-'}: {verdict}{partial}")  # fmt: skip
         if result.survivors:
             print("  survived: " + " ".join(result.survivors))

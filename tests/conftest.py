@@ -11,9 +11,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import yaml
+
+# One math thread per test process, set before numpy and torch are imported (and inherited by every subprocess a
+# test starts). pytest-xdist runs up to 4 processes on the 2-core project machines; torch's and OpenBLAS's worker
+# threads spin-wait for cores that the other processes hold, and a ResNet-20 training step on 8x8 digits took
+# 0.3 s of CPU with one thread and 6-24 s with two on a loaded machine (docs/testing.md, "Threads").
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import numpy as np  # noqa: E402  (after the thread settings above, which numpy reads when it is imported)
 
 # Fail fast instead of waiting on the hub (it would hang ~30 s offline).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

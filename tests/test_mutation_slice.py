@@ -50,14 +50,14 @@ def test_a_listing_is_scored_per_module_and_a_drop_below_the_floor_fails(script,
     monkeypatch.setattr(script.subprocess, "Popen", FakeRun)
     result = script.score("subclassbench.uncertainty.ranking", 10)
     assert (result.killed, result.checked, result.finished) == (2, 3, False)  # one not checked yet
-    assert result.survivors == ["subclassbench.uncertainty.ranking.better__mutmut_2"]
+    assert result.survivors == ["subclassbench.uncertainty.ranking.better__mutmut_2"] and result.timeouts == 1
     named = script.score("subclassbench.uncertainty.ranking", 10, ["subclassbench.uncertainty.ranking.better__mutmut_1",
                                                                     "subclassbench.uncertainty.ranking.better__mutmut_3"])
     assert (named.killed, named.checked, named.finished) == (1, 1, False)  # only the named ones count
     monkeypatch.setattr(script, "config", lambda: (["subclassbench.uncertainty.ranking"],
                                                    {"subclassbench.uncertainty.ranking": 0.9}))  # fmt: skip
     assert script.main(["--module", "subclassbench.uncertainty.ranking"]) == 1
-    assert "2/3 = 0.667, floor 0.9: BELOW FLOOR" in capsys.readouterr().out
+    assert "2/3 (1 by timeout) = 0.667, floor 0.9: BELOW FLOOR" in capsys.readouterr().out
     monkeypatch.setattr(script, "config", lambda: (["subclassbench.uncertainty.ranking"],
                                                    {"subclassbench.uncertainty.ranking": 0.6}))  # fmt: skip
     assert script.main(["--module", "subclassbench.uncertainty.ranking"]) == 0
