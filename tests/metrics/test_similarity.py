@@ -537,3 +537,35 @@ def test_linear_cka_refuses_mismatched_or_empty_inputs_and_names_the_rows():
     with pytest.raises(ValueError, match="needs at least one sample"):
         linear_cka(np.ones((0, 3)), np.ones((0, 2)))
     assert linear_cka(np.ones((1, 3)), np.ones((1, 2))) == 0.0  # one sample: constant after centring, not an error
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.ones((2, 5), dtype=bool), "correct must be 3-D (networks × epochs × samples), got shape (2, 5)"),
+        (np.ones((0, 3, 4), dtype=bool), "correct must hold at least one network"),
+        (np.ones((2, 3, 0), dtype=bool), "correct must hold at least one sample"),
+        (np.full((2, 3, 4), "1"), "correct must be boolean or 0/1, got dtype <U1"),
+        (np.full((2, 3, 4), 0.5), "correct must contain only 0/1 (or boolean) values"),
+    ],
+)
+def test_a_bad_correctness_array_is_refused_with_its_whole_message(bad, message):
+    # The message is what a user reads; matched whole, so a changed or garbled one fails here.
+    with pytest.raises(ValueError) as raised:
+        agreement(bad)
+    assert str(raised.value) == message
+
+
+def test_one_sample_and_one_sample_right_are_scored():
+    # A single sample is enough (the refusal is for none).
+    one = np.array([[[True]], [[True]]])
+    np.testing.assert_array_equal(agreement(one), [1.0])
+    np.testing.assert_array_equal(sample_agreement(one), [[1.0]])
+    # Exactly one sample right for some network: the union has one element, so agreement is 0 or 1.
+    correct = np.zeros((2, 2, 5), dtype=bool)
+    correct[:, 0, 3] = True  # epoch 0: both networks right on x3 only
+    correct[0, 1, 2] = True  # epoch 1: only network 0 right, on x2 only
+    np.testing.assert_array_equal(agreement(correct), [1.0, 0.0])
+    np.testing.assert_array_equal(all_right_share(correct), [0.2, 0.0])
+    np.testing.assert_array_equal(agreement_upper_bound(correct), [1.0, 0.0])
+    np.testing.assert_allclose(agreement_if_independent(correct), [0.2 * 0.2 / (1 - 0.8 * 0.8), 0.0])
