@@ -8,9 +8,14 @@ score below its floor fails the run: a change made the tests miss bugs they used
 floor is reported, never failed. The full run stays ``mutmut run`` (docs/testing.md, "Mutation testing").
 
 ``--sample N`` scores a random sample of N mutants per module instead of all of them (fixed by ``--salt``: the N
-mutants whose sha256 of salt and name is smallest), with a Wilson 95% interval on the score. A module of hundreds
-of mutants is then measured in minutes rather than hours, and fails its floor only when the whole interval lies
-below it (a sample that happens to draw a few equivalent mutants is not a regression).
+mutants whose sha256 of salt and name is smallest), with a Wilson 95% interval on the module's whole score. A
+module of hundreds of mutants is then measured in minutes rather than hours. A module whose floor was measured on
+such a sample (``[tool.subclassbench.mutation-samples]``) is always scored on the same sample.
+
+The floor is read as a number of survivors allowed among the mutants asked for: a run fails when more survive than
+``(1 - floor) x asked``. For a finished run that is the score falling below the floor; a run whose budget ran out
+fails only when the survivors found so far already exceed that number, so a partial run never fails on a slice
+that happened to hold the known equivalent mutants.
 
     python scripts/mutation_slice.py --changed-since origin/main --budget 300
     python scripts/mutation_slice.py --module subclassbench.uncertainty.ranking
@@ -39,16 +44,19 @@ SALT = "subclassbench/mutation-sample/v1"
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 
 
-def config() -> tuple[list[str], dict[str, float]]:
-    """The scope's modules (dotted names, from ``[tool.mutmut] source_paths``) and their floors."""
+def config() -> tuple[list[str], dict[str, float], dict[str, int]]:
+    """The scope's modules (dotted names, from ``[tool.mutmut] source_paths``), their floors and the sample sizes
+    those floors were measured on (modules scored on all their mutants have none)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     modules: list[str] = []
     for entry in project["tool"]["mutmut"]["source_paths"]:
         path = REPO / entry
         files = sorted(path.glob("*.py")) if path.is_dir() else [path]
         modules += [module_name(f) for f in files if f.name != "__init__.py"]
-    floors = project["tool"].get("subclassbench", {}).get("mutation-floors", {})
-    return modules, {str(k): float(v) for k, v in floors.items()}
+    ours = project["tool"].get("subclassbench", {})
+    floors = {str(k): float(v) for k, v in ours.get("mutation-floors", {}).items()}
+    samples = {str(k): int(v) for k, v in ours.get("mutation-samples", {}).items()}
+    return modules, floors, samples
 
 
 def module_name(path: Path) -> str:
@@ -90,6 +98,7 @@ class Score:
     killed: int
     checked: int
     finished: bool  # every mutant asked for was checked
+    asked: int = 0  # how many mutants the run was asked for (the sample, or every mutant of the module)
     survivors: list[str] = field(default_factory=list)
     timeouts: int = 0  # of the killed: a worker stopped at mutmut's time limit (reported apart, weaker evidence)
     population: int | None = None  # the module's mutant count when ``checked`` is a random sample of it
@@ -108,8 +117,9 @@ class Score:
         return max(0.0, centre - half), min(1.0, centre + half)
 
     def below(self, floor: float) -> bool:
-        """A drop below the floor: the score (or, for a sample, its whole interval) lies under it."""
-        return self.checked > 0 and self.interval()[1] < floor
+        """A drop below the floor: more survivors than the floor allows among the mutants asked for. Sound for a
+        run cut short by its budget too: the survivors found so far are a lower bound on the final count."""
+        return len(self.survivors) > (1.0 - floor) * max(self.asked, self.checked) + 1e-9
 
 
 def score(module: str, budget_s: float, names: list[str] | None = None) -> Score:
@@ -138,7 +148,8 @@ def score(module: str, budget_s: float, names: list[str] | None = None) -> Score
     done = {n: s for n, s in statuses.items() if s != "not checked"}
     survivors = sorted(n for n, s in done.items() if s not in KILLED)
     return Score(sum(s in KILLED for s in done.values()), len(done), finished and len(done) == len(statuses),
-                 survivors, sum(s == "timeout" for s in done.values()))  # fmt: skip
+                 len(names) if names else len(statuses), survivors,
+                 sum(s == "timeout" for s in done.values()))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, help="score a random sample of this many mutants per module")
     parser.add_argument("--salt", default=SALT, help="fixes which mutants --sample draws")
     args = parser.parse_args(argv)
-    scope, floors = config()
+    scope, floors, samples = config()
     unknown = [m for m in args.module or [] if m not in scope]
     if unknown:
         print(f"error: {unknown[0]} is not in the mutation scope ([tool.mutmut] source_paths)", file=sys.stderr)
@@ -165,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         budget = max(30.0, (deadline - time.monotonic()) / (len(modules) - i))
         population: int | None = None
         names: list[str] | None = None
-        if args.sample is not None:
+        size = args.sample if args.sample is not None else samples.get(module)
+        if size is not None:
             everyone = mutant_names(module)
-            names, population = draw(everyone, args.sample, args.salt), len(everyone)
+            names, population = draw(everyone, size, args.salt), len(everyone)
         result = score(module, budget, names)
         result.population = population
         floor = floors.get(module)

@@ -16,14 +16,15 @@ def script():
 
 
 def test_the_scope_and_floors_come_from_pyproject(script):
-    scope, floors = script.config()
+    scope, floors, samples = script.config()
     assert "subclassbench.uncertainty.ranking" in scope and "subclassbench.results.integrity" in scope
     assert all(not m.endswith("__init__") for m in scope)
     assert floors and set(floors) <= set(scope) and all(0 < f <= 1 for f in floors.values())
+    assert set(samples) <= set(floors) and all(n > 0 for n in samples.values())  # a sample size goes with a floor
 
 
 def test_rotation_visits_every_module(script):
-    scope, _ = script.config()
+    scope, _, _ = script.config()
     assert {script.in_rotation(scope, day) for day in range(len(scope))} == set(scope)
 
 
@@ -55,11 +56,11 @@ def test_a_listing_is_scored_per_module_and_a_drop_below_the_floor_fails(script,
                                                                     "subclassbench.uncertainty.ranking.better__mutmut_3"])
     assert (named.killed, named.checked, named.finished) == (1, 1, False)  # only the named ones count
     monkeypatch.setattr(script, "config", lambda: (["subclassbench.uncertainty.ranking"],
-                                                   {"subclassbench.uncertainty.ranking": 0.9}))  # fmt: skip
+                                                   {"subclassbench.uncertainty.ranking": 0.9}, {}))  # fmt: skip
     assert script.main(["--module", "subclassbench.uncertainty.ranking"]) == 1
     assert "2/3 (1 by timeout) = 0.667, floor 0.9: BELOW FLOOR" in capsys.readouterr().out
     monkeypatch.setattr(script, "config", lambda: (["subclassbench.uncertainty.ranking"],
-                                                   {"subclassbench.uncertainty.ranking": 0.6}))  # fmt: skip
+                                                   {"subclassbench.uncertainty.ranking": 0.6}, {}))  # fmt: skip
     assert script.main(["--module", "subclassbench.uncertainty.ranking"]) == 0
     assert script.main(["--module", "subclassbench.nowhere"]) == 2
 
@@ -80,18 +81,28 @@ def test_a_sample_is_fixed_by_its_salt_and_does_not_move_when_other_mutants_come
     assert len(set(grown) & set(first)) >= 19
 
 
-def test_a_sampled_score_carries_wilsons_interval_and_fails_only_when_all_of_it_is_below_the_floor(script):
+def test_a_sampled_score_carries_wilsons_interval(script):
     from scipy.stats import binomtest
 
-    sampled = script.Score(killed=34, checked=40, finished=True, population=500)
+    sampled = script.Score(killed=34, checked=40, finished=True, asked=40, population=500)
     low, high = sampled.interval()
     ref = binomtest(34, 40).proportion_ci(confidence_level=0.95, method="wilson")
     assert (low, high) == pytest.approx((ref.low, ref.high), abs=1e-9)
-    assert not sampled.below(0.9)  # 0.85 observed, but 0.9 is inside the interval
-    assert sampled.below(high + 0.01)
-    full = script.Score(killed=34, checked=40, finished=True)  # every mutant: the score itself is compared
-    assert full.interval() == (0.85, 0.85) and full.below(0.9) and not full.below(0.85)
-    assert not script.Score(0, 0, False, population=10).below(1.0)  # nothing checked is no evidence
+    full = script.Score(killed=34, checked=40, finished=True, asked=40)  # every mutant: no sampling error
+    assert full.interval() == (0.85, 0.85)
+
+
+def test_the_floor_allows_a_number_of_survivors_so_a_partial_run_fails_only_on_a_real_drop(script):
+    two = ["m.f__mutmut_1", "m.f__mutmut_2"]
+    # 40 asked, floor 0.95: two survivors allowed.
+    assert not script.Score(38, 40, True, 40, two).below(0.95)
+    assert script.Score(37, 40, True, 40, [*two, "m.f__mutmut_3"]).below(0.95)
+    # Cut short after 10 mutants holding both known survivors: 0.8 so far, but no more than allowed.
+    assert not script.Score(8, 10, False, 40, two).below(0.95)
+    # Three survivors in the first 10 already exceed what 40 may hold.
+    assert script.Score(7, 10, False, 40, [*two, "m.f__mutmut_3"]).below(0.95)
+    assert not script.Score(40, 40, True, 40).below(1.0) and script.Score(39, 40, True, 40, two[:1]).below(1.0)
+    assert not script.Score(0, 0, False, 40).below(1.0)  # nothing checked: nothing survived
 
 
 def test_main_samples_each_module_and_prints_the_interval_and_the_survivors(script, monkeypatch, capsys):
@@ -101,16 +112,20 @@ def test_main_samples_each_module_and_prints_the_interval_and_the_survivors(scri
 
     def fake_score(mod, budget, names=None):
         asked[mod] = names
-        return script.Score(killed=len(names) - 1, checked=len(names), finished=True, survivors=names[:1])
+        return script.Score(len(names) - 1, len(names), True, len(names), survivors=names[:1])
 
     monkeypatch.setattr(script, "mutant_names", lambda mod: everyone)
     monkeypatch.setattr(script, "score", fake_score)
-    monkeypatch.setattr(script, "config", lambda: ([module], {module: 0.5}))
+    monkeypatch.setattr(script, "config", lambda: ([module], {module: 0.9}, {}))
     assert script.main(["--module", module, "--sample", "10"]) == 0
     assert asked[module] == script.draw(everyone, 10)
     out = capsys.readouterr().out
-    assert "9/10 = 0.900, a sample of 30 mutants, 95% CI [0.596, 0.982], floor 0.5: ok" in out
+    assert "9/10 = 0.900, a sample of 30 mutants, 95% CI [0.596, 0.982], floor 0.9: ok" in out
     assert f"survived: {asked[module][0]}" in out
+    # A floor measured on a sample: that sample is drawn without --sample, and one more survivor fails it.
+    monkeypatch.setattr(script, "config", lambda: ([module], {module: 1.0}, {module: 20}))
+    assert script.main(["--module", module]) == 1
+    assert asked[module] == script.draw(everyone, 20) and "BELOW FLOOR" in capsys.readouterr().out
     assert script.main(["--module", module, "--sample", "0"]) == 2
     assert "error: --sample takes a positive number" in capsys.readouterr().err
 
