@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     modules = args.module or (changed_modules(args.changed_since, scope) if args.changed_since else [])
     modules = modules or [in_rotation(scope)]
     failed = False
-    deadline = time.monotonic() + args.budget
+    started = time.monotonic()
+    deadline = started + args.budget
     for i, module in enumerate(modules):
         budget = max(30.0, (deadline - time.monotonic()) / (len(modules) - i))
         population: int | None = None
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.survivors:
             print("  survived: " + " ".join(result.survivors))
         failed |= floor is not None and result.below(floor)
+    print(f"mutation slice: {len(modules)} module(s) in {time.monotonic() - started:.0f} s")
     return 1 if failed else 0
 
 

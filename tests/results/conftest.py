@@ -1,9 +1,11 @@
-"""Fixtures and helpers of the result tests (tests/results/test_samples.py, test_intervals.py): one evaluated
-digits-5 result with its per-sample file, a private copy of it per test, a result rewritten as the first
-bootstrap method wrote it, and the one-line refusal of a result that does not read."""
+"""Fixtures and helpers of the result tests (tests/results/test_samples.py, test_intervals.py, test_integrity.py):
+one evaluated digits-5 result with its per-sample file, a private copy of it per test, two results of both families
+(``shifted``: digits-5 with its shift, refit and head; ``ood``: digits-id5 with an OOD set), a result rewritten as
+the first bootstrap method wrote it, and the one-line refusal of a result that does not read."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from subclassbench.cli import app
 from subclassbench.errors import SubclassbenchError
 from subclassbench.results import intervals
 from subclassbench.results.result import read_result
+from subclassbench.scoring.samples import SampleOutputs
 from subclassbench.uncertainty import bootstrap
 from subclassbench.uncertainty.bootstrap import PREVIOUS_METHODS
 
@@ -30,6 +33,31 @@ def evaluated(tmp_path_factory) -> Path:
     result = cli("evaluate", "--out", out, "--quiet", "--metrics", "clusterability")
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="module")
+def shifted(tmp_path_factory) -> Path:
+    """digits-5, both families: a subpopulation shift and refit, the network's own head; no OOD set."""
+    return _evaluated(tmp_path_factory.mktemp("shifted") / "digits.json")
+
+
+@pytest.fixture(scope="module")
+def ood(tmp_path_factory) -> Path:
+    """digits-id5, both families: one OOD set (digits-ood5)."""
+    return _evaluated(tmp_path_factory.mktemp("ood") / "id5.json", "--task", "digits-id5")
+
+
+def _evaluated(out: Path, *args: str) -> Path:
+    result = cli("evaluate", "--out", out, "--quiet", *args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def loaded(path: Path) -> tuple[dict, SampleOutputs]:
+    """A result's document as stored (not migrated) and its per-sample outputs, to edit and check directly."""
+    samples = read_result(path).samples
+    assert samples is not None
+    return json.loads(path.read_text()), samples
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from subclassbench.errors import SubclassbenchError
 from subclassbench.results.integrity import sample_problems, summary_problems
 from subclassbench.results.result import read_result
+from tests.results.conftest import loaded
 
 
 def _edited(path: Path, edit) -> Path:
@@ -60,41 +61,15 @@ def test_a_layer_ami_edited_by_a_millionth_is_refused(copy):
 # families, and name the problem each edit must raise.
 
 
-@pytest.fixture(scope="module")
-def shifted(tmp_path_factory) -> Path:
-    """digits-5, both families: a subpopulation shift and refit, the network's own head; no OOD set."""
-    return _evaluated(tmp_path_factory.mktemp("shifted") / "digits.json")
-
-
-@pytest.fixture(scope="module")
-def ood(tmp_path_factory) -> Path:
-    """digits-id5, both families: one OOD set (digits-ood5)."""
-    return _evaluated(tmp_path_factory.mktemp("ood") / "id5.json", "--task", "digits-id5")
-
-
-def _evaluated(out: Path, *args: str) -> Path:
-    from tests.results.conftest import cli
-
-    result = cli("evaluate", "--out", out, "--quiet", *args)
-    assert result.exit_code == 0, result.output
-    return out
-
-
-def _loaded(path: Path):
-    samples = read_result(path).samples
-    assert samples is not None
-    return json.loads(path.read_text()), samples
-
-
 def test_untouched_results_of_both_families_have_no_problem(shifted, ood):
     for path in (shifted, ood):
-        doc, samples = _loaded(path)
+        doc, samples = loaded(path)
         assert doc["summary"]["selection"]["method"] == "crossfit" and doc["summary"]["transfer"]
         assert summary_problems(doc) == [] and sample_problems(doc, samples) == []
 
 
 def test_ward_overclustering_edits_are_named(shifted):
-    doc, _ = _loaded(shifted)
+    doc, _ = loaded(shifted)
     layer = doc["layers"][1]
     where = f"layer {layer['name']} clusterability"
     layer["clusterability"]["ward"]["overcluster"][0]["ami"] += 0.01
@@ -102,43 +77,43 @@ def test_ward_overclustering_edits_are_named(shifted):
     layer["clusterability"]["ward"]["overcluster"][1]["factor"] = 7
     factors = f"{where}: Ward overclustering factors are [1, 7, 3, 4, 5], the protocol's are 1-5"
     assert summary_problems(doc) == [factors]
-    doc, _ = _loaded(shifted)
+    doc, _ = loaded(shifted)
     doc["layers"][1]["clusterability"]["nmi"] += 0.01
     assert summary_problems(doc)[0].startswith(f"{where}.nmi is ")
 
 
 def test_transfer_summary_edits_are_named(shifted, ood):
-    doc, _ = _loaded(ood)
+    doc, _ = loaded(ood)
     doc["layers"][0]["transfer"]["ood_mean_acc"] += 0.01
     assert summary_problems(doc)[0].startswith("a layer's transfer.ood_mean_acc is ")
-    doc, _ = _loaded(ood)
+    doc, _ = loaded(ood)
     best = doc["summary"]["transfer"]["best_id_layer"]
     doc["summary"]["transfer"]["best_id_layer"] = "stem" if best != "stem" else "block1"
     assert summary_problems(doc) == [
         f"summary.transfer.best_id_layer is {doc['summary']['transfer']['best_id_layer']!r} but its data gives {best!r}"
     ]
-    doc, _ = _loaded(ood)
+    doc, _ = loaded(ood)
     doc["summary"]["transfer"]["ood_retained_mean_curve"] -= 1.0
     assert summary_problems(doc)[0].startswith("summary.transfer.ood_retained_mean_curve is ")
-    doc, _ = _loaded(ood)
+    doc, _ = loaded(ood)
     doc["summary"]["pearson_id_ood"] += 0.01  # the headline copy only
     problems = summary_problems(doc)
     assert problems[0].startswith("summary.pearson_id_ood is ") and "but its data gives" in problems[0]
     assert problems[1].startswith("summary.pearson_id_ood is ")
     assert "but summary.transfer.pearson_id_ood is" in problems[1]
-    doc, _ = _loaded(ood)
+    doc, _ = loaded(ood)
     doc["summary"]["transfer"]["pearson_id_ood"] += 0.01
     assert summary_problems(doc)[0].startswith("summary.transfer.pearson_id_ood is ")
 
 
 def test_per_sample_transfer_edits_are_named(shifted, ood):
     for key in ("id_acc", "subpop_shift_acc", "subpop_refit_acc"):
-        doc, samples = _loaded(shifted)
+        doc, samples = loaded(shifted)
         layer = doc["layers"][2]
         layer["transfer"][key] += 1e-3
         expected = f"layer {layer['name']} transfer (per-sample file).{key} is "
         assert sample_problems(doc, samples)[0].startswith(expected)
-    doc, samples = _loaded(ood)
+    doc, samples = loaded(ood)
     layer = doc["layers"][2]
     layer["transfer"]["ood"]["digits-ood5"]["acc"] += 1e-3
     expected = f"layer {layer['name']} OOD set digits-ood5 (per-sample file).acc is "
@@ -146,26 +121,26 @@ def test_per_sample_transfer_edits_are_named(shifted, ood):
 
 
 def test_per_sample_head_edits_are_named(shifted):
-    doc, samples = _loaded(shifted)
+    doc, samples = loaded(shifted)
     layer = doc["layers"][1]
     layer["clusterability"]["head_reconstruction_acc"] += 1e-3
     expected = f"layer {layer['name']} clusterability (per-sample file).head_reconstruction_acc is "
     assert sample_problems(doc, samples)[0].startswith(expected)
-    doc, samples = _loaded(shifted)
+    doc, samples = loaded(shifted)
     doc["summary"]["head_superclass_acc"] -= 1e-3
     expected = "summary (the head's superclass, from the per-sample file).head_superclass_acc is "
     assert sample_problems(doc, samples)[0].startswith(expected)
 
 
 def test_a_per_sample_file_of_other_layers_is_named(shifted):
-    doc, samples = _loaded(shifted)
+    doc, samples = loaded(shifted)
     other = dataclasses.replace(samples, layers=list(reversed(samples.layers)))
     assert sample_problems(doc, other) == ["its per-sample file lists other layers than the result"]
 
 
 def test_a_protocol_v2_selection_is_checked_by_its_own_rule(shifted):
     """v2 chose the layer on a validation split's per-layer AMIs: the committed numbers are that layer's."""
-    doc, _ = _loaded(shifted)
+    doc, _ = loaded(shifted)
     layers, summary = doc["layers"], doc["summary"]
     per_layer = [0.1, 0.4, 0.3, 0.2]  # v2's validation AMIs: block1 is chosen
     chosen = layers[1]["clusterability"]

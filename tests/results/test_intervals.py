@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from subclassbench.cli import app
 from subclassbench.leaderboard.board import _pairing
 from subclassbench.results import intervals
 from subclassbench.results.result import read_result
-from subclassbench.uncertainty.bootstrap import PREVIOUS_METHODS
-from tests.results.conftest import _earlier_method, _refused
+from subclassbench.uncertainty.bootstrap import PREVIOUS_METHODS, mean_replicates, stratified_counts, with_estimate
+from tests.results.conftest import _earlier_method, _refused, loaded
 
 runner = CliRunner()
 
@@ -79,3 +81,76 @@ def test_an_edited_interval_is_refused(copy):
     doc["summary"]["ci95"]["committed_ami"] = [0.0, 1.0]
     copy.write_text(json.dumps(doc))
     _refused(copy, "summary.ci95.committed_ami")
+
+
+# --------------------------------------------------------------------------- replicates, recomputed another way
+
+
+def _settings(doc: dict) -> tuple[int, int]:
+    return int(doc["uncertainty"]["resamples"]), int(doc["uncertainty"]["seed"])
+
+
+def test_every_headline_of_both_families_has_its_replicates(shifted, ood):
+    doc, samples = loaded(shifted)
+    assert set(samples.replicates) >= {
+        "committed_ami", "committed_reconstruction_acc", "committed_head_reconstruction_acc", "best_ami",
+        "head_superclass_acc", "last_ami", "last_reconstruction_acc", "subpop_shift_retained", "subpop_refit_retained",
+    }  # fmt: skip
+    assert set(samples.layer_replicates) == {
+        "ami", "within_superclass_acc", "reconstruction_acc", "head_reconstruction_acc", "id_acc"
+    }  # fmt: skip
+    assert set(doc["summary"]["ci95"]) == set(samples.replicates)
+    names = samples.layers
+    layer = samples.layer_replicates
+    # The best and last layer's headline replicates are that layer's own (stored as float32).
+    best = names.index(doc["summary"]["best_layer"])
+    np.testing.assert_allclose(samples.replicates["best_ami"], layer["ami"][best], atol=1e-6)
+    np.testing.assert_allclose(samples.replicates["last_ami"], layer["ami"][-1], atol=1e-6)
+    doc, samples = loaded(ood)
+    assert {"ood_retained", "ood_retained_mean_curve"} <= set(samples.replicates)
+    assert "ood_mean_acc" in samples.layer_replicates
+
+
+def test_the_ood_headline_follows_from_the_layers_ood_replicates(ood):
+    """Harun et al.'s rule applied to each replicate of the per-layer OOD curve gives the headline's replicate."""
+    doc, samples = loaded(ood)
+    distinct = [not layer["transfer"]["same_as_next"] for layer in doc["layers"]]
+    curves = samples.layer_replicates["ood_mean_acc"].astype(np.float64)[distinct]  # distinct layers × (1 + B)
+    expected = []
+    for acc in curves.T:
+        best, last = int(np.argmax(acc)), len(acc) - 1
+        expected.append(100 * acc[last] / acc[best] if best < last and acc[best] > acc[last] else 100.0)
+    np.testing.assert_allclose(samples.replicates["ood_retained"], expected, rtol=1e-5)
+    # One OOD set: the mean of the sets' own % retained is the mean curve's.
+    np.testing.assert_array_equal(samples.replicates["ood_retained"], samples.replicates["ood_retained_mean_curve"])
+
+
+def test_each_probe_resamples_its_own_named_stream(shifted, ood):
+    """docs/uncertainty.md: a probe's test set is resampled on its own stream, 'probe.<name>', within its classes."""
+    for path, probe, key in ((shifted, "id", "id_acc"), (ood, "ood/digits-ood5", "ood_mean_acc")):
+        doc, samples = loaded(path)
+        resamples, seed = _settings(doc)
+        counts = with_estimate(stratified_counts(samples.probes[probe].truth, resamples, seed, f"probe.{probe}"))
+        expected = mean_replicates(counts, samples.probe_correct(probe).T).T  # layers × (1 + B)
+        np.testing.assert_allclose(samples.layer_replicates[key], expected, atol=1e-6)
+
+
+def test_a_v2_committed_layer_takes_that_layers_replicates(shifted):
+    """Protocol v1/v2 committed one layer (chosen on a validation split): its headline replicates are that
+    layer's, its superclass accuracy that layer's probe's, its Ward AMI that layer's Ward partition's."""
+    doc, samples = loaded(shifted)
+    resamples, seed = _settings(doc)
+    layer = samples.ward_layers[0]
+    i = samples.layers.index(layer)
+    summary = {"committed_layer": layer, "selection": {"split": "val", "per_layer_ami": [0.0] * len(samples.layers)}}
+    found = intervals.compute(samples, doc["layers"], summary, resamples=resamples, seed=seed)
+    reps, scores = found.replicates, doc["layers"][i]["clusterability"]
+    np.testing.assert_allclose(reps["committed_ami"], found.layer_replicates["ami"][i], atol=1e-6)
+    np.testing.assert_allclose(reps["committed_within_superclass_acc"],
+                               found.layer_replicates["within_superclass_acc"][i], atol=1e-6)  # fmt: skip
+    assert reps["committed_reconstruction_acc"][0] == pytest.approx(scores["reconstruction_acc"], abs=1e-12)
+    assert samples.superclass_pred is not None
+    right = np.mean(samples.superclass_pred[i] == samples.superclass)
+    assert reps["committed_superclass_acc"][0] == pytest.approx(right, abs=1e-12)
+    assert reps["committed_ward_ami"][0] == pytest.approx(scores["ward"]["ami"], abs=1e-9)
+    assert len(reps["committed_ward_ami"]) == resamples + 1 and np.ptp(reps["committed_ward_ami"]) > 0
