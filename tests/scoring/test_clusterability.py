@@ -209,3 +209,54 @@ def test_non_finite_features_are_one_error_before_any_scoring():
     bad = LayerFeatures("block1", 0.5, "none", x)
     with pytest.raises(SubclassbenchError, match="layer block1 has NaN or infinite features"):
         score_layers([bad], split, with_ward=False, pool=WorkerPool(2))
+
+
+# --------------------------------------------------------------------------- without a train split; in workers
+
+
+def _digits_layers(split: SplitData, seed: int) -> list[LayerFeatures]:
+    """Two layers of 10 features that hold the subclass plainly (the second more than the first)."""
+    rng = np.random.default_rng(seed)
+    onehot = np.eye(10)[split.global_subclass]
+    noise = [rng.normal(size=onehot.shape) for _ in range(2)]
+    rows = [(4 * (i + 1) * onehot + noise[i]).astype(np.float32) for i in range(2)]
+    return [LayerFeatures(f"l{i}", (i + 1) / 2, "none", x) for i, x in enumerate(rows)]
+
+
+def test_without_a_train_split_reconstruction_is_left_empty():
+    from subclassbench.tasks.task import load_task
+
+    split = load_task("digits-5").load_split("test")
+    scored = score_layers(_digits_layers(split, 0), split, with_ward=False)
+    for layer in scored:
+        empty = ("reconstruction_acc", "superclass_acc", "reconstruction")
+        assert {k: layer.scores[k] for k in empty} == dict.fromkeys(empty)
+        assert layer.scores["ami"] > 0.3 and layer.reconstructed is None
+
+
+def test_scoring_in_worker_processes_gives_the_inline_scores():
+    """Clustering units and the superclass probes run in a pool's workers score what they score inline."""
+    from subclassbench.tasks.task import load_task
+
+    task = load_task("digits-5")
+    test, train = task.load_split("test"), task.load_split("train")
+    layers, train_layers = _digits_layers(test, 0), _digits_layers(train, 1)
+    inline = score_layers(layers, test, train=(train_layers, train), with_ward=False)
+    pooled = score_layers(layers, test, train=(train_layers, train), with_ward=False, pool=WorkerPool(2))
+    assert [c.scores for c in pooled] == [c.scores for c in inline]
+    assert all(c.scores["reconstruction_acc"] > 0.5 for c in inline)
+
+
+def test_a_subclass_missing_from_the_split_is_named():
+    import dataclasses
+
+    from subclassbench.tasks.task import load_task
+
+    split = load_task("digits-5").load_split("test")
+    without_five = dataclasses.replace(split, subclass=np.where(split.superclass == 0, 0, split.subclass))
+    with pytest.raises(SubclassbenchError) as raised:
+        score_layers(_digits_layers(split, 0), without_five, with_ward=False)
+    assert str(raised.value) == (
+        "subclass 'five' of superclass 'zero/five' has no samples in split 'test'; "
+        "the data is incomplete or does not match the task"
+    )
