@@ -66,6 +66,12 @@ def test_untouched_results_of_both_families_have_no_problem(shifted, ood):
         doc, samples = loaded(path)
         assert doc["summary"]["selection"]["method"] == "crossfit" and doc["summary"]["transfer"]
         assert summary_problems(doc) == [] and sample_problems(doc, samples) == []
+        # Every layer names the same transfer scores, a subpopulation shift or not (null where there is none).
+        shift = [f"subpop_{kind}_acc{end}" for kind in ("shift", "refit") for end in ("", "_final")]
+        keys = {"id_acc", "id_acc_final", "id_epoch", "ood", "ood_mean_acc", "same_as_next", "effective_rank",
+                "numerical_rank", "alignment_subpop_shift", "alignment_subpop_refit", *shift}  # fmt: skip
+        assert all(set(layer["transfer"]) == keys for layer in doc["layers"])
+        assert all(layer["transfer"][k] is None for layer in doc["layers"] for k in shift) == (path == ood)
 
 
 def test_ward_overclustering_edits_are_named(shifted):

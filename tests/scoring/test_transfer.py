@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from subclassbench.errors import SubclassbenchError
 from subclassbench.features.extraction import LayerFeatures
 from subclassbench.scoring.transfer import OODPlan, ProbeSet, TransferPlan, score_transfer, strength, summarize_transfer
 from subclassbench.tasks.task import load_task
@@ -96,3 +97,40 @@ def test_transfer_plan_from_digits():
     assert np.array_equal(plan.refit_test.labels, splits["test"].images.labels[plan.refit_test.rows] - 5)
     assert len(plan.id_test.rows) + len(plan.shift.rows) == len(splits["test"])
     assert plan.ood == []  # digits-5 has no class-disjoint OOD set: its shift is not OOD
+
+
+# --------------------------------------------------------------------------- edges, named
+
+
+def test_the_rank_subsample_is_fixed_distinct_and_spread_over_all_rows():
+    from subclassbench.scoring.protocol import RANK_MAX_ROWS
+    from subclassbench.scoring.transfer import _rank_rows
+
+    assert np.array_equal(_rank_rows(RANK_MAX_ROWS), np.arange(RANK_MAX_ROWS))  # up to the cap: every row
+    n = 3 * RANK_MAX_ROWS
+    rows = _rank_rows(n)
+    assert len(rows) == len(np.unique(rows)) == RANK_MAX_ROWS and np.all(np.diff(rows) > 0)
+    assert rows[0] >= 0 and rows[-1] < n and rows[-1] > 2 * RANK_MAX_ROWS  # drawn from all rows, not the first
+    assert np.array_equal(rows, _rank_rows(n))  # seed 0: the same rows every time
+
+
+def test_a_flat_curve_is_decided_at_its_one_sample_margins():
+    from subclassbench.scoring.transfer import flat_curve
+
+    # Four test images: a margin of 0.25 (exact in binary), chance 0.25.
+    assert flat_curve([0.5, 0.75], chance=0.25, n_test=4)  # spread of exactly one image: flat
+    assert not flat_curve([0.25, 0.75], chance=0.25, n_test=4)
+    assert flat_curve([0.0, 0.5], chance=0.25, n_test=4)  # never above chance by more than one image
+    assert flat_curve([0.0, 0.4], chance=0.25, n_test=4)
+    assert not flat_curve([0.0, 0.75], chance=0.25, n_test=4)
+
+
+def test_a_split_without_the_transfer_subclasses_is_named():
+    task = load_task("digits-5")  # transfer source: subclasses 0-4
+    other = load_task("digits-ood5").load_split("test")  # subclasses 5-9 only
+    with pytest.raises(SubclassbenchError) as raised:
+        TransferPlan.from_task(task, {"train": other, "test": other}, {})
+    assert str(raised.value) == (
+        "task 'digits-5': split 'train' has no samples of transfer subclasses [0, 1, 2, 3]; "
+        "fix the task's transfer block"
+    )
