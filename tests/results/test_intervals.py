@@ -132,7 +132,20 @@ def test_each_probe_resamples_its_own_named_stream(shifted, ood):
         resamples, seed = _settings(doc)
         counts = with_estimate(stratified_counts(samples.probes[probe].truth, resamples, seed, f"probe.{probe}"))
         expected = mean_replicates(counts, samples.probe_correct(probe).T).T  # layers × (1 + B)
-        np.testing.assert_allclose(samples.layer_replicates[key], expected, atol=1e-6)
+        np.testing.assert_allclose(samples.layer_replicates[key], expected, atol=1e-6)  # as evaluate stored them
+        found = intervals.compute(samples, doc["layers"], doc["summary"], resamples=resamples, seed=seed)
+        np.testing.assert_allclose(found.layer_replicates[key], expected, atol=1e-6)  # and as computed again
+
+
+def test_a_v2_result_reads_percent_retained_on_the_mean_curve(ood):
+    """Protocol v1/v2's % retained is the mean OOD curve's; with one OOD set it equals v3's mean of the sets'."""
+    doc, samples = loaded(ood)
+    resamples, seed = _settings(doc)
+    v2 = json.loads(json.dumps(doc["summary"]))
+    del v2["transfer"]["ood_retained_mean_curve"]
+    found = intervals.compute(samples, doc["layers"], v2, resamples=resamples, seed=seed)
+    assert "ood_retained_mean_curve" not in found.replicates
+    np.testing.assert_array_equal(found.replicates["ood_retained"], samples.replicates["ood_retained_mean_curve"])
 
 
 def test_a_v2_committed_layer_takes_that_layers_replicates(shifted):
