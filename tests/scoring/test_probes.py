@@ -9,7 +9,7 @@ import torch
 
 from subclassbench.features import matrices
 from subclassbench.features.matrices import Matrix
-from subclassbench.scoring.probes import ProbeRecipe, fit_probe, fit_probes
+from subclassbench.scoring.probes import ProbeRecipe, fit_probe, fit_probes, holdout_rows
 
 # --------------------------------------------------------------------------- probes
 
@@ -170,3 +170,16 @@ def test_a_layer_over_the_group_budget_is_streamed_and_trains_bit_for_bit_as_sta
     monkeypatch.setattr(probes, "GROUP_BYTES", 2000 * width * 4)  # at the budget: stacked, as before
     fit_probes([x], y, {"t": ([xt], yt)}, 4, recipe)
     assert stacks == [True]
+
+
+def test_classes_of_two_rows_each_give_up_one_at_half():
+    labels = np.repeat(np.arange(10), 2)
+    held = holdout_rows(labels, 0.5, seed=0)
+    assert held.sum() == 10 and all(held[labels == c].sum() == 1 for c in range(10))
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.1])
+def test_a_holdout_fraction_outside_zero_to_one_is_refused(fraction):
+    with pytest.raises(ValueError) as raised:
+        ProbeRecipe(holdout_fraction=fraction).check()
+    assert str(raised.value) == "probe recipe: holdout_fraction must lie strictly between 0 and 1"
