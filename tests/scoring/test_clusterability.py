@@ -234,15 +234,23 @@ def test_without_a_train_split_reconstruction_is_left_empty():
         assert layer.scores["ami"] > 0.3 and layer.reconstructed is None
 
 
-def test_scoring_in_worker_processes_gives_the_inline_scores():
-    """Clustering units and the superclass probes run in a pool's workers score what they score inline."""
+def test_scoring_in_worker_processes_gives_the_inline_scores(tmp_path):
+    """Clustering units and (for file-backed features, as the cache gives them) the superclass probes run in a
+    pool's workers score what they score inline."""
     from subclassbench.tasks.task import load_task
 
     task = load_task("digits-5")
     test, train = task.load_split("test"), task.load_split("train")
     layers, train_layers = _digits_layers(test, 0), _digits_layers(train, 1)
     inline = score_layers(layers, test, train=(train_layers, train), with_ward=False)
-    pooled = score_layers(layers, test, train=(train_layers, train), with_ward=False, pool=WorkerPool(2))
+
+    def on_disk(features: list[LayerFeatures], split: str) -> list[LayerFeatures]:
+        for f in features:
+            np.save(tmp_path / f"{split}-{f.name}.npy", f.features)
+        return [LayerFeatures(f.name, f.depth, f.pooling, tmp_path / f"{split}-{f.name}.npy") for f in features]
+
+    files = on_disk(layers, "test"), on_disk(train_layers, "train")
+    pooled = score_layers(files[0], test, train=(files[1], train), with_ward=False, pool=WorkerPool(2))
     assert [c.scores for c in pooled] == [c.scores for c in inline]
     assert all(c.scores["reconstruction_acc"] > 0.5 for c in inline)
 

@@ -296,3 +296,59 @@ def test_hash_selected_splits_are_pinned_by_salt_and_id():
     # train and val partition the source split.
     train = task._select(images, task.splits["train"], "train")
     assert sorted([*chosen.tolist(), *train.tolist()]) == list(range(400))
+
+
+# --------------------------------------------------------------------------- definitions, defaults and messages
+
+
+def test_the_digits_definition_fingerprint_is_pinned():
+    # Every digits-5 result records this fingerprint (task.definition_fingerprint): a change to what the definition
+    # holds or how its keys are spelt makes every such result stale, so it is pinned here.
+    task = load_task("digits-5")
+    assert task.definition_fingerprint == "47fd62cd318e41c23d31ac2134ad2398dd1d92fa00e3f29e20606618faf41d9a"
+    definition = task.definition()
+    assert definition["name"] == "digits-5"
+    names = ["zero/five", "one/six", "two/seven", "three/eight", "four/nine"]
+    assert [s["name"] for s in definition["hierarchy"]] == names
+
+
+def test_an_ood_set_takes_its_name_as_task_and_train_and_test_as_splits():
+    raw = read_task_file(builtin_tasks_dir() / "digits-id5.yaml")
+    raw["transfer"]["ood_sets"] = [{"name": "digits-ood5"}]
+    (ood,) = Task.from_dict(raw).transfer.ood_sets
+    assert (ood.name, ood.task, ood.train_split, ood.test_split) == ("digits-ood5", "digits-ood5", "train", "test")
+
+
+def test_an_ood_set_task_that_is_no_name_is_refused_and_named():
+    raw = read_task_file(builtin_tasks_dir() / "digits-id5.yaml")
+    raw["transfer"]["ood_sets"] = [{"name": "digits-ood5", "task": "../digits-ood5"}]
+    with pytest.raises(SubclassbenchError) as raised:
+        Task.from_dict(raw)
+    assert str(raised.value).startswith("invalid digits-id5: OOD set task '../digits-ood5'; use lower-case letters")
+
+
+def test_a_task_without_a_path_is_named_by_its_name_in_errors():
+    raw = read_task_file(builtin_tasks_dir() / "digits-5.yaml")
+    raw["hierarchy"]["superclasses"][1]["id"] = raw["hierarchy"]["superclasses"][0]["id"]
+    with pytest.raises(SubclassbenchError) as raised:
+        Task.from_dict(raw)
+    assert str(raised.value) == "digits-5: two superclasses share an id; give every superclass its own id"
+
+
+def test_only_a_task_with_preprocessing_has_its_own_decoding():
+    assert load_task("digits-5").decoding() is None
+    decoding = load_task("breeds-entity13").decoding()
+    assert decoding is not None and (decoding.image_shape, decoding.resize) == ((3, 224, 224), 256)
+
+
+def test_a_limit_hands_the_rows_left_by_rounding_to_the_largest_remainders():
+    split = load_task("digits-5").load_split("test")
+    n = 97
+    values, counts = np.unique(split.global_subclass, return_counts=True)
+    share = counts * n / len(split)
+    quota = np.floor(share).astype(int)  # Hamilton's method, computed here: floors, then the largest remainders
+    for i in np.argsort(-(share - quota), kind="stable")[: n - quota.sum()]:
+        quota[i] += 1
+    limited = split.limited(n)
+    got = dict(zip(*np.unique(limited.global_subclass, return_counts=True), strict=True))
+    assert len(limited) == n and [got[v] for v in values] == quota.tolist()
