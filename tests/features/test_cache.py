@@ -3,12 +3,14 @@ interrupted or damaged entry never read."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
 import pytest
 
-from subclassbench.features.cache import FeatureCache, feature_key
+from subclassbench.errors import SubclassbenchError
+from subclassbench.features.cache import CacheStats, FeatureCache, feature_key
 
 # --------------------------------------------------------------------------- entries written whole
 
@@ -98,3 +100,45 @@ def test_special_files_and_links_in_the_cache_are_misses_that_never_block(tmp_pa
     assert cache.get(key) is None
     with pytest.warns(UserWarning, match="skipping malformed cache record"):
         assert cache.entries() == []
+
+
+# --------------------------------------------------------------------------- what `subclassbench cache list` reads
+
+
+def test_an_entry_lists_what_its_record_says_and_usage_counts_it(tmp_path):
+    cache = FeatureCache(tmp_path)
+    assert cache.usage() == (0, 0)
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    key = "cd" * 32
+    fields = {"layer": "block1", "rows": [0, 4], "encoder": {"spec": "builtin:digits_cnn"}}
+    with cache.writer(key, len(x)) as writer:
+        writer.append(x)
+        writer.commit(fields, {"task": "digits-5", "split_name": "test"})
+    record = json.loads((tmp_path / key[:2] / f"{key}.json").read_text())
+    assert record["dtype"] == "float32" and record["task"] == "digits-5" and record["fields"] == fields
+    (entry,) = cache.entries()
+    assert (entry.key, entry.shape, entry.layer, entry.rows, entry.task, entry.split, entry.spec) == (
+        key, (4, 3), "block1", (0, 4), "digits-5", "test", "builtin:digits_cnn"
+    )  # fmt: skip
+    assert entry.bytes == (tmp_path / key[:2] / f"{key}.npy").stat().st_size and entry.created > 0
+    files = [p for p in (tmp_path / key[:2]).iterdir()]
+    assert cache.usage() == (1, sum(p.stat().st_size for p in files))
+    assert CacheStats(hits=2, misses=1).to_dict() == {"hits": 2, "misses": 1}
+
+
+def test_a_record_filed_under_another_key_is_not_listed(tmp_path):
+    cache = FeatureCache(tmp_path)
+    key = "ef" * 32
+    cache.put(key, np.zeros((2, 2), dtype=np.float32), {"layer": "a"})
+    moved = tmp_path / "00"
+    moved.mkdir()
+    (tmp_path / key[:2] / f"{key}.json").rename(moved / f"{key}.json")  # right name, wrong folder
+    with pytest.warns(UserWarning, match="does not match the record's file name"):
+        assert cache.entries() == []
+
+
+def test_an_unwritable_cache_is_named_in_its_refusal(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SubclassbenchError, match="the feature cache"):
+        FeatureCache(blocker / "cache").check_writable()
