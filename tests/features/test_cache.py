@@ -106,6 +106,7 @@ def test_special_files_and_links_in_the_cache_are_misses_that_never_block(tmp_pa
 
 
 def test_an_entry_lists_what_its_record_says_and_usage_counts_it(tmp_path):
+    assert FeatureCache(tmp_path / "not-made-yet").usage() == (0, 0)
     cache = FeatureCache(tmp_path)
     assert cache.usage() == (0, 0)
     x = np.arange(12, dtype=np.float32).reshape(4, 3)

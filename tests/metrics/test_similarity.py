@@ -569,3 +569,5 @@ def test_one_sample_and_one_sample_right_are_scored():
     np.testing.assert_array_equal(all_right_share(correct), [0.2, 0.0])
     np.testing.assert_array_equal(agreement_upper_bound(correct), [1.0, 0.0])
     np.testing.assert_allclose(agreement_if_independent(correct), [0.2 * 0.2 / (1 - 0.8 * 0.8), 0.0])
+    # Nobody right at all: no expected union to divide by, and the baseline is 0 exactly, never unset memory.
+    assert agreement_if_independent(np.zeros((3, 2, 5), dtype=bool)).tolist() == [0.0, 0.0]
