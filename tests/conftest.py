@@ -184,3 +184,21 @@ def without_run(result) -> dict:
 
 
 requires_shared = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="optional: ../shared not present")
+
+
+# The files that take minutes start first. pytest-xdist hands out whole files (--dist loadfile) in collection
+# order, so these, collected last alphabetically, used to start when the other workers were nearly done and
+# kept one or two of them busy alone for minutes at the end. A stable sort: every other file keeps its order.
+SLOW_FIRST = (
+    "tests/reproductions/test_claims.py",
+    "tests/training/test_trainer.py",
+    "tests/reproductions/test_harness.py",
+    "tests/test_readme.py",
+    "tests/leaderboard/test_site.py",
+    "tests/test_ray.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
