@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STATUS = re.compile(r"^\s*(?P<name>[\w.]+)__mutmut_\d+: (?P<status>[\w ]+?)\s*$")
+STATUS = re.compile(r"^\s*(?P<mutant>(?P<name>[\w.]+)__mutmut_\d+): (?P<status>[\w ]+?)\s*$")
 KILLED = {"killed", "timeout"}  # mutmut counts a mutant that hangs the tests as caught
 SALT = "subclassbench/mutation-sample/v1"
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
@@ -87,7 +87,7 @@ def mutant_names(module: str) -> list[str]:
 
 def draw(names: list[str], size: int, salt: str = SALT) -> list[str]:
     """A sample of ``size`` names without replacement, fixed by ``salt``: those whose sha256 of salt/name is
-    smallest. Adding or removing a mutant elsewhere does not change which of the others are drawn."""
+    smallest. A mutant added or removed elsewhere changes the sample by at most that one mutant."""
     return sorted(sorted(names, key=lambda n: hashlib.sha256(f"{salt}/{n}".encode()).hexdigest())[:size])
 
 
@@ -142,9 +142,8 @@ def score(module: str, budget_s: float, names: list[str] | None = None) -> Score
         found = STATUS.match(line)
         if not found:
             continue
-        name = line.strip().split(": ")[0]
-        if (name in wanted) if names else found["name"].startswith(module + "."):
-            statuses[name] = found["status"]
+        if (found["mutant"] in wanted) if names else found["name"].startswith(module + "."):
+            statuses[found["mutant"]] = found["status"]
     done = {n: s for n, s in statuses.items() if s != "not checked"}
     survivors = sorted(n for n, s in done.items() if s not in KILLED)
     return Score(sum(s in KILLED for s in done.values()), len(done), finished and len(done) == len(statuses),

@@ -29,10 +29,7 @@ def cli(*args: object):
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ci") / "digits.json"
-    result = cli("evaluate", "--out", out, "--quiet", "--metrics", "clusterability")
-    assert result.exit_code == 0, result.output
-    return out
+    return _evaluated(tmp_path_factory.mktemp("ci") / "digits.json", "--metrics", "clusterability")
 
 
 @pytest.fixture(scope="module")

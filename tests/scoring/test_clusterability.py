@@ -4,6 +4,7 @@ features refused before any unit starts."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -223,10 +224,8 @@ def _digits_layers(split: SplitData, seed: int) -> list[LayerFeatures]:
     return [LayerFeatures(f"l{i}", (i + 1) / 2, "none", x) for i, x in enumerate(rows)]
 
 
-def test_without_a_train_split_reconstruction_is_left_empty():
-    from subclassbench.tasks.task import load_task
-
-    split = load_task("digits-5").load_split("test")
+def test_without_a_train_split_reconstruction_is_left_empty(digits):
+    split = digits.load_split("test")
     scored = score_layers(_digits_layers(split, 0), split, with_ward=False)
     for layer in scored:
         empty = ("reconstruction_acc", "superclass_acc", "reconstruction")
@@ -234,13 +233,10 @@ def test_without_a_train_split_reconstruction_is_left_empty():
         assert layer.scores["ami"] > 0.3 and layer.reconstructed is None
 
 
-def test_scoring_in_worker_processes_gives_the_inline_scores(tmp_path):
+def test_scoring_in_worker_processes_gives_the_inline_scores(digits, tmp_path):
     """Clustering units and (for file-backed features, as the cache gives them) the superclass probes run in a
     pool's workers score what they score inline."""
-    from subclassbench.tasks.task import load_task
-
-    task = load_task("digits-5")
-    test, train = task.load_split("test"), task.load_split("train")
+    test, train = digits.load_split("test"), digits.load_split("train")
     layers, train_layers = _digits_layers(test, 0), _digits_layers(train, 1)
     inline = score_layers(layers, test, train=(train_layers, train), with_ward=False)
 
@@ -255,12 +251,8 @@ def test_scoring_in_worker_processes_gives_the_inline_scores(tmp_path):
     assert all(c.scores["reconstruction_acc"] > 0.5 for c in inline)
 
 
-def test_a_subclass_missing_from_the_split_is_named():
-    import dataclasses
-
-    from subclassbench.tasks.task import load_task
-
-    split = load_task("digits-5").load_split("test")
+def test_a_subclass_missing_from_the_split_is_named(digits):
+    split = digits.load_split("test")
     without_five = dataclasses.replace(split, subclass=np.where(split.superclass == 0, 0, split.subclass))
     with pytest.raises(SubclassbenchError) as raised:
         score_layers(_digits_layers(split, 0), without_five, with_ward=False)
