@@ -137,10 +137,10 @@ def _ward_summary(rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
     out["overcluster"] = [
         {
             "factor": f,
-            "ami": float(np.mean([r["overcluster"][i]["ami"] for r in rows])),
-            "purity": float(np.mean([r["overcluster"][i]["purity"] for r in rows])),
+            "ami": float(np.mean([r["overcluster"][f]["ami"] for r in rows])),
+            "purity": float(np.mean([r["overcluster"][f]["purity"] for r in rows])),
         }
-        for i, f in enumerate(factors)
+        for f in factors
     ]
     return out
 

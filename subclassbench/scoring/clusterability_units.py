@@ -32,7 +32,7 @@ class SuperclassClusters:
     pred: np.ndarray  # k-means cluster of each of the superclass's rows
     scores: dict[str, float]
     matched: int
-    ward: dict[str, Any] | None  # cuts (factor → labels), base scores and matched count, overclustering rows
+    ward: dict[str, Any] | None  # cuts and overclustering scores (each factor → …), base scores and matched count
 
 
 def portable(view: Rows) -> Rows | np.ndarray:
@@ -60,14 +60,10 @@ def cluster_superclass(
         cuts = ward_cuts(x, [f * k for f in ward_factors])
         by_factor = {f: cuts[min(f * k, len(x))] for f in ward_factors}
         base, base_matched = scores_and_matches(truth, cuts[k])
-        over = [
-            {
-                "factor": f,
-                "ami": float(adjusted_mutual_info_score(truth, by_factor[f])),
-                "purity": purity(truth, by_factor[f]),
-            }
+        over = {  # keyed by factor: the layer's summary looks each factor up by name, not by position
+            f: {"ami": float(adjusted_mutual_info_score(truth, by_factor[f])), "purity": purity(truth, by_factor[f])}
             for f in ward_factors
-        ]
+        }
         ward = {"cuts": by_factor, "scores": base, "matched": base_matched, "overcluster": over}
     return SuperclassClusters(pred, scores, matched, ward)
 

@@ -139,6 +139,28 @@ class TransferSpec:
 LIMIT_SEED = 0
 
 
+def _apportion(counts: np.ndarray, n: int) -> np.ndarray:
+    """How many of ``n`` rows each stratum keeps: its share of ``n``, at least ``min(count, 2)``.
+
+    Strata whose share is below that floor keep the floor, and the others share what is left in proportion to
+    their sizes (repeated, as a smaller remainder can push another stratum under its floor); the shares are
+    then rounded by Hamilton's largest-remainder method. Needs ``sum(min(counts, 2)) <= n <= sum(counts)``."""
+    floor = np.minimum(counts, 2)
+    fixed = np.zeros(len(counts), dtype=bool)
+    while True:
+        budget = n - int(floor[fixed].sum())
+        share = np.where(fixed, floor, counts * budget / counts[~fixed].sum())
+        under = ~fixed & (share < floor)
+        if not under.any():
+            break
+        fixed |= under  # the free strata's shares still sum to at least their floors, so some stay free
+    quota: np.ndarray = np.where(fixed, floor, np.floor(share)).astype(np.int64)
+    free = np.flatnonzero(~fixed)
+    largest = free[np.argsort(-(share[free] - quota[free]), kind="stable")]
+    quota[largest[: n - int(quota.sum())]] += 1
+    return quota
+
+
 @dataclass
 class SplitData:
     """One split resolved to samples, with superclass and subclass labels.
@@ -175,24 +197,7 @@ class SplitData:
             keep = np.arange(len(self))
         else:
             rng = np.random.RandomState(seed)
-            quota = np.maximum(np.minimum(counts, 2), np.floor(counts * n / len(self)).astype(int))
-            # Hand the rows left by rounding down to the strata with the largest remainders (stable order).
-            spare = n - int(quota.sum())
-            if spare > 0:
-                remainder = counts * n / len(self) - np.floor(counts * n / len(self))
-                room = quota < counts
-                for i in np.argsort(-remainder, kind="stable"):
-                    if spare == 0:
-                        break
-                    if room[i]:
-                        quota[i] += 1
-                        spare -= 1
-            # Floors of 2 can push the quotas past n (many tiny subclasses): take the excess back from
-            # strata above their floor, those rounded down the least first.
-            floor_quota, share = np.minimum(counts, 2), counts * n / len(self)
-            for _ in range(int(quota.sum()) - n):
-                above = np.flatnonzero(quota > floor_quota)
-                quota[above[np.argmax(quota[above] - share[above])]] -= 1
+            quota = _apportion(counts, n)
             keep = np.sort(np.concatenate([
                 rng.permutation(np.flatnonzero(strata == v))[:q] for v, q in zip(values, quota, strict=True)
             ]))  # fmt: skip

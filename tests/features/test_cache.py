@@ -143,3 +143,52 @@ def test_an_unwritable_cache_is_named_in_its_refusal(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(SubclassbenchError, match="the feature cache"):
         FeatureCache(blocker / "cache").check_writable()
+
+
+def test_prune_removes_stale_temporaries_of_both_namings_and_nothing_else(tmp_path):
+    """Writers name their temporary files ``.<uuid>.tmp``; earlier versions used ``<key>.npy|json.<uuid>.tmp``.
+    Stale ones of either naming go; a young one may be a running writer's, and a file of any other name is not
+    the cache's to delete."""
+    cache = FeatureCache(tmp_path)
+    key = "ab" * 32
+    shard = tmp_path / key[:2]
+    shard.mkdir()
+    stale = [shard / f".{'1' * 32}.tmp", shard / f"{key}.npy.{'2' * 32}.tmp", shard / f"{key}.json.{'3' * 32}.tmp"]
+    young = shard / f".{'4' * 32}.tmp"
+    foreign = [
+        shard / "notes.txt",
+        shard / f"{key}.npz.{'5' * 32}.tmp",  # not an extension the cache writes
+        shard / f"{key[:-1]}.npy.{'6' * 32}.tmp",  # a 63-digit key
+        shard / f"{key}.npy.{'7' * 31}.tmp",
+        shard / f".{'8' * 31}.tmp",
+    ]
+    for path in [*stale, young, *foreign]:
+        path.write_bytes(b"partial")
+    for path in [*stale, *foreign]:
+        os.utime(path, (0, 0))
+    assert cache.prune(everything=True) == 0
+    assert sorted(p.name for p in shard.iterdir()) == sorted(p.name for p in [young, *foreign])
+
+
+def test_usage_skips_a_file_removed_while_it_counts(tmp_path, monkeypatch):
+    """Another process may prune or rename a file between the listing and its ``stat``: that file is skipped
+    and every other one is still counted."""
+    cache = FeatureCache(tmp_path)
+    for key in ("ab" * 32, "ac" * 32, "cd" * 32):
+        cache.put(key, np.zeros((2, 2), dtype=np.float32), {"layer": key[:2]})
+    files = sorted(tmp_path.glob("??/*"))
+    total = sum(p.stat().st_size for p in files)
+    real_stat = type(tmp_path).stat
+    gone: list[str] = []
+
+    def stat(self, *args, **kwargs):  # the first file asked about has just been removed
+        if self.parent.parent == tmp_path and not gone:
+            gone.append(str(self))
+            raise FileNotFoundError(self)
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tmp_path), "stat", stat)
+    entries, size = cache.usage()
+    monkeypatch.undo()
+    (first,) = gone
+    assert entries == 3 and size == total - next(p.stat().st_size for p in files if str(p) == first)

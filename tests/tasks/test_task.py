@@ -4,19 +4,20 @@ transfer blocks, class overlaps across datasets, and fuzzed task files."""
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from subclassbench.errors import SubclassbenchError
-from subclassbench.tasks.task import Task, builtin_tasks_dir, list_tasks, load_task, read_task_file
+from subclassbench.tasks.task import SplitData, Task, builtin_tasks_dir, list_tasks, load_task, read_task_file
 from tests.conftest import REPO
 from tests.fuzzing import FUZZ, mutated, paths, reads_or_fails_cleanly, values
 
@@ -221,6 +222,52 @@ def test_limit_never_exceeds_n_when_floors_bind(digits_train):
         part = skewed.limited(n)
         counts = np.bincount(part.global_subclass, minlength=10)
         assert len(part) == n and (counts >= 2).all(), (n, counts)
+
+
+def _with_counts(split: SplitData, counts: list[int]) -> SplitData:
+    """The first ``counts[v]`` samples of each global subclass ``v`` of ``split``."""
+    strata = split.global_subclass
+    return split.subset(np.sort(np.concatenate([np.flatnonzero(strata == v)[:c] for v, c in enumerate(counts)])))
+
+
+@pytest.mark.parametrize(
+    ("counts", "n", "expected"),
+    [
+        # The 9-sample subclass's share of 50 is 1.56, under its floor: it keeps 2 and the other 48 rows are
+        # shared by size (17.14, 5.14, 5.14, 4.29, 4.29, 3.43, 3.43, 2.57, 2.57: 45 by their integer parts); the
+        # 3 left go to the largest remainders, the two 15s (.57) and the first 20 (.43). The floored subclass gets
+        # none: rounding 1.56 up to 3 would give it almost twice its share.
+        ([100, 30, 30, 25, 25, 20, 20, 15, 15, 9], 50, [17, 5, 5, 4, 4, 4, 3, 3, 3, 2]),
+        # Eight subclasses of 3 keep their floors (16 rows); the 14 left are shared 40 : 61, 5.54 and 8.46.
+        ([3, 3, 3, 3, 3, 3, 3, 40, 61, 3], 30, [2, 2, 2, 2, 2, 2, 2, 6, 8, 2]),
+        # Every share exactly 2, then 2.1: one row left, to the first subclass.
+        ([3] * 10, 20, [2] * 10),
+        ([3] * 10, 21, [3] + [2] * 9),
+    ],
+)
+def test_a_limit_keeps_floors_and_shares_the_rest_by_size(digits_train, counts, expected, n):
+    split = _with_counts(digits_train, counts)
+    assert np.bincount(split.global_subclass).tolist() == counts
+    part = split.limited(n)
+    assert len(part) == n and np.bincount(part.global_subclass, minlength=10).tolist() == expected
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(1, 100), min_size=10, max_size=10), st.floats(0.0, 1.0))
+def test_a_limit_is_exact_floored_and_monotone_in_subclass_size(digits_train, counts, where):
+    split = _with_counts(digits_train, counts)
+    floors = [min(c, 2) for c in counts]
+    n = sum(floors) + round(where * (len(split) - 1 - sum(floors)))
+    if n < sum(floors):
+        return  # every subclass below two samples: no subset to take
+    kept = np.bincount(split.limited(n).global_subclass, minlength=10).tolist()
+    assert sum(kept) == n
+    for c, f, q in zip(counts, floors, kept, strict=True):
+        assert f <= q <= c
+        assert q <= max(f, int(np.ceil(c * n / len(split))))  # never above its share, unless floored
+    for i, j in itertools.product(range(10), repeat=2):
+        assert counts[i] <= counts[j] or kept[i] >= kept[j]  # a larger subclass never keeps fewer
+        assert counts[i] != counts[j] or abs(kept[i] - kept[j]) <= 1  # equal ones differ by a tie's row at most
 
 
 # --------------------------------------------------------------------------- transfer blocks
