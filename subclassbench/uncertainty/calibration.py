@@ -59,7 +59,8 @@ class Hierarchy:
         for s in range(len(self.flip)):
             p = self.joint(s)
             a, b = p.sum(1), p.sum(0)
-            mi = float((p * np.log(p / np.outer(a, b))).sum())
+            cell = p > 0  # 0 · log 0 = 0: a perfect clustering has empty off-diagonal cells
+            mi = float((p[cell] * np.log(p[cell] / np.outer(a, b)[cell])).sum())
             h = (-(a * np.log(a)).sum() - (b * np.log(b)).sum()) / 2
             values.append(mi / h)
         return float(np.mean(values))

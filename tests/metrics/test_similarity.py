@@ -358,6 +358,33 @@ def test_soft_assignments_temperature_one_is_predict_proba():
     np.testing.assert_allclose(got, expected.predict_proba(StandardScaler().fit_transform(x)), atol=1e-9)
 
 
+def test_soft_assignments_above_64_dimensions_fit_the_mixture_on_64_principal_components():
+    """The documented recipe, run here with scikit-learn's own pieces: standardise, PCA to 64 components at the
+    seed, a diagonal mixture at the seed, its posteriors (temperature 1)."""
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.random.default_rng(2).normal(size=(150, 80))  # no structure: posteriors soft, so dimensions tell
+    reduced = PCA(n_components=64, random_state=5).fit_transform(StandardScaler().fit_transform(x))
+    expected = GaussianMixture(3, covariance_type="diag", random_state=5).fit(reduced).predict_proba(reduced)
+    assert 0.1 < expected.max(axis=1).mean() < 0.99
+    np.testing.assert_allclose(soft_assignments(x, 3, seed=5), expected, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        (np.full((4, 2), np.nan), "features contain NaN or infinite values"),
+        (np.ones((4, 2, 1)), "features must be 2-D (samples × dims), got shape (4, 2, 1)"),
+    ],
+)
+def test_soft_assignments_refuse_bad_features_with_their_whole_message(features, message):
+    with pytest.raises(ValueError) as raised:
+        soft_assignments(features, 2)
+    assert str(raised.value) == message
+
+
 def test_soft_assignments_temperature_sharpens_and_softens():
     x = _blobs(20, 120, 4) + np.random.default_rng(1).normal(scale=3.0, size=(120, 4))
 
