@@ -8,10 +8,17 @@ import pytest
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import adjusted_mutual_info_score
 
+from subclassbench.features.matrices import Matrix, Rows
 from subclassbench.metrics.clustering import l2_normalize
 from subclassbench.metrics.partition import purity
 from subclassbench.scoring.clusterability import PARAMS, cluster_layer
-from subclassbench.scoring.clusterability_units import KMeansParams, cluster_superclass, name_rows, named_centroids
+from subclassbench.scoring.clusterability_units import (
+    KMeansParams,
+    cluster_superclass,
+    name_rows,
+    named_centroids,
+    portable,
+)
 from tests.scoring.test_clusterability import CENTRES, blobs, split_of, two_by_two
 
 PARAMS_FAST = KMeansParams(n_init=3, max_iter=20, seed=0)
@@ -76,3 +83,16 @@ def test_a_superclass_above_wards_limit_leaves_the_layer_without_ward(monkeypatc
     assert limited.scores["ami"] == full.scores["ami"] == pytest.approx(1.0)
     assert limited.kmeans.tolist() == full.kmeans.tolist()
     assert cluster_layer(x, split, with_ward=False).scores["ward"] is None
+
+
+def test_a_unit_is_handed_rows_in_memory_and_a_view_of_a_file(tmp_path):
+    """Pickling a view of an in-memory matrix would ship the whole matrix to a worker, so such a unit gets its
+    own rows; a view of a file travels as the view, and the worker reads only its rows."""
+    x = np.random.RandomState(0).randn(30, 4).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    index = np.asarray([4, 9, 2])
+    in_memory = portable(Matrix(x).rows(index))
+    assert isinstance(in_memory, np.ndarray) and np.array_equal(in_memory, x[index])
+    on_disk = portable(Matrix(tmp_path / "x.npy").rows(index))
+    assert isinstance(on_disk, Rows) and not on_disk.matrix.in_memory
+    assert np.array_equal(np.asarray(on_disk), x[index])
