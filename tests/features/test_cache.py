@@ -192,3 +192,16 @@ def test_usage_skips_a_file_removed_while_it_counts(tmp_path, monkeypatch):
     monkeypatch.undo()
     (first,) = gone
     assert entries == 3 and size == total - next(p.stat().st_size for p in files if str(p) == first)
+
+
+def test_a_record_without_its_optional_fields_is_listed_with_blanks(tmp_path):
+    """Only the key and shape are needed to list an entry (records written by hand or by earlier versions may
+    lack the rest): its size and age read 0, its encoder, layer, rows, task and split nothing."""
+    cache = FeatureCache(tmp_path)
+    key = "9a" * 32
+    cache.put(key, np.zeros((3, 2), dtype=np.float32), {"layer": "a"})
+    record_path = tmp_path / key[:2] / f"{key}.json"
+    record_path.write_text(json.dumps({"key": key, "shape": [3, 2]}))
+    (entry,) = cache.entries()
+    assert (entry.key, entry.shape, entry.bytes, entry.created) == (key, (3, 2), 0, 0.0)
+    assert (entry.spec, entry.layer, entry.rows, entry.task, entry.split) == (None, None, None, None, None)
