@@ -143,7 +143,7 @@ def _apportion(counts: np.ndarray, n: int) -> np.ndarray:
     """How many of ``n`` rows each stratum keeps: its share of ``n``, at least ``min(count, 2)``.
 
     Strata whose share is below that floor keep the floor, and the others share what is left in proportion to
-    their sizes (repeated, as a smaller remainder can push another stratum under its floor); the shares are
+    their sizes (repeated: the smaller amount left can push another stratum under its floor); the shares are
     then rounded by Hamilton's largest-remainder method. Needs ``sum(min(counts, 2)) <= n <= sum(counts)``."""
     floor = np.minimum(counts, 2)
     fixed = np.zeros(len(counts), dtype=bool)
