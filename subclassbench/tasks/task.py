@@ -146,6 +146,8 @@ def _apportion(counts: np.ndarray, n: int) -> np.ndarray:
     their sizes (repeated: the smaller amount left can push another stratum under its floor); the shares are
     then rounded by Hamilton's largest-remainder method. Needs ``sum(min(counts, 2)) <= n <= sum(counts)``."""
     floor = np.minimum(counts, 2)
+    if not int(floor.sum()) <= n <= int(counts.sum()):  # SplitData.limited refuses such an n before it gets here
+        raise ValueError(f"cannot keep {n} rows of strata of {counts.tolist()} with at least min(count, 2) each")
     fixed = np.zeros(len(counts), dtype=bool)
     while True:
         budget = n - int(floor[fixed].sum())

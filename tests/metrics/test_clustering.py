@@ -55,7 +55,7 @@ def test_a_small_superclass_is_clustered_without_faiss_warnings(capfd):
     x = np.random.RandomState(2).randn(10, 3).astype(np.float32)
     centroids, labels = kmeans_fit(x, 6, n_init=2, max_iter=10, seed=0)  # under 2 points per centroid too
     assert centroids.shape == (6, 3) and labels.shape == (10,) and labels.dtype == np.int64
-    assert capfd.readouterr().err == ""
+    assert "WARNING clustering" not in capfd.readouterr().err  # faiss's words; other libraries may print
 
 
 def test_the_scikit_learn_reference_is_lloyd_from_random_starts_at_the_seed():

@@ -252,6 +252,16 @@ def test_a_limit_keeps_floors_and_shares_the_rest_by_size(digits_train, counts, 
     assert len(part) == n and np.bincount(part.global_subclass, minlength=10).tolist() == expected
 
 
+def test_quotas_outside_their_bounds_are_refused():
+    from subclassbench.tasks.task import _apportion
+
+    for n in (5, 10):  # three strata of 3 keep 6 to 9 rows
+        with pytest.raises(ValueError, match=f"cannot keep {n} rows of strata of \\[3, 3, 3\\]"):
+            _apportion(np.asarray([3, 3, 3]), n)
+    assert _apportion(np.asarray([3, 3, 3]), 6).tolist() == [2, 2, 2]
+    assert _apportion(np.asarray([3, 3, 3]), 9).tolist() == [3, 3, 3]
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.integers(1, 100), min_size=10, max_size=10), st.floats(0.0, 1.0))
 def test_a_limit_is_exact_floored_and_monotone_in_subclass_size(digits_train, counts, where):
