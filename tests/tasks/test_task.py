@@ -211,23 +211,21 @@ def test_limit_is_a_seeded_stratified_subset(digits_train):
         digits_train.limited(19)
 
 
-def test_limit_never_exceeds_n_when_floors_bind(digits_train):
-    """Nine subclasses of 3 samples and one of ~170: their floors of 2 would keep 18 + a share of the big
-    one; the subset still holds exactly n samples, at least 2 of each subclass."""
-    strata = digits_train.global_subclass
-    big = int(np.bincount(strata).argmax())
-    rows = np.sort(np.concatenate([np.flatnonzero(strata == v)[: (10**6 if v == big else 3)] for v in range(10)]))
-    skewed = digits_train.subset(rows)
-    for n in (20, 25, 30, 60):
-        part = skewed.limited(n)
-        counts = np.bincount(part.global_subclass, minlength=10)
-        assert len(part) == n and (counts >= 2).all(), (n, counts)
-
-
 def _with_counts(split: SplitData, counts: list[int]) -> SplitData:
     """The first ``counts[v]`` samples of each global subclass ``v`` of ``split``."""
     strata = split.global_subclass
     return split.subset(np.sort(np.concatenate([np.flatnonzero(strata == v)[:c] for v, c in enumerate(counts)])))
+
+
+def test_limit_never_exceeds_n_when_floors_bind(digits_train):
+    """Nine subclasses of 3 samples and one of ~170: their floors of 2 would keep 18 + a share of the big
+    one; the subset still holds exactly n samples, at least 2 of each subclass."""
+    big = int(np.bincount(digits_train.global_subclass).argmax())
+    skewed = _with_counts(digits_train, [10**6 if v == big else 3 for v in range(10)])
+    for n in (20, 25, 30, 60):
+        part = skewed.limited(n)
+        counts = np.bincount(part.global_subclass, minlength=10)
+        assert len(part) == n and (counts >= 2).all(), (n, counts)
 
 
 @pytest.mark.parametrize(
@@ -278,6 +276,19 @@ def test_a_limit_is_exact_floored_and_monotone_in_subclass_size(digits_train, co
     for i, j in itertools.product(range(10), repeat=2):
         assert counts[i] <= counts[j] or kept[i] >= kept[j]  # a larger subclass never keeps fewer
         assert counts[i] != counts[j] or abs(kept[i] - kept[j]) <= 1  # equal ones differ by a tie's row at most
+
+
+def test_a_limit_hands_the_rows_left_by_rounding_to_the_largest_remainders():
+    split = load_task("digits-5").load_split("test")
+    n = 97
+    values, counts = np.unique(split.global_subclass, return_counts=True)
+    share = counts * n / len(split)
+    quota = np.floor(share).astype(int)  # Hamilton's method, computed here: floors, then the largest remainders
+    for i in np.argsort(-(share - quota), kind="stable")[: n - quota.sum()]:
+        quota[i] += 1
+    limited = split.limited(n)
+    got = dict(zip(*np.unique(limited.global_subclass, return_counts=True), strict=True))
+    assert len(limited) == n and [got[v] for v in values] == quota.tolist()
 
 
 # --------------------------------------------------------------------------- transfer blocks
@@ -396,16 +407,3 @@ def test_only_a_task_with_preprocessing_has_its_own_decoding():
     assert load_task("digits-5").decoding() is None
     decoding = load_task("breeds-entity13").decoding()
     assert decoding is not None and (decoding.image_shape, decoding.resize) == ((3, 224, 224), 256)
-
-
-def test_a_limit_hands_the_rows_left_by_rounding_to_the_largest_remainders():
-    split = load_task("digits-5").load_split("test")
-    n = 97
-    values, counts = np.unique(split.global_subclass, return_counts=True)
-    share = counts * n / len(split)
-    quota = np.floor(share).astype(int)  # Hamilton's method, computed here: floors, then the largest remainders
-    for i in np.argsort(-(share - quota), kind="stable")[: n - quota.sum()]:
-        quota[i] += 1
-    limited = split.limited(n)
-    got = dict(zip(*np.unique(limited.global_subclass, return_counts=True), strict=True))
-    assert len(limited) == n and [got[v] for v in values] == quota.tolist()
